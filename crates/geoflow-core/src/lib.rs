@@ -1,8 +1,17 @@
 //! geoflow's core: streaming GeoJSON reading, validation, repair, derived measures, WKB
 //! encoding and property schema inference. Pure: no IO beyond `std::io::Read`, no async.
 
+pub mod crs;
 pub mod dataset;
+pub mod feature;
+pub mod geometry;
+pub mod measure;
+pub mod process;
+pub mod reader;
+pub mod repair;
 pub mod report;
 pub mod row;
 pub mod schema;
+pub mod validate;
 pub mod value;
+pub mod wkb;

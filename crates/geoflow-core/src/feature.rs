@@ -1,0 +1,424 @@
+//! Parsing one feature's JSON text: RFC 7946 structure, id, properties and geometry.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::crs::{parse_crs, CrsTransform};
+use crate::geometry::{parse_coordinates, Geom};
+use crate::reader::json_kind;
+use crate::report::{Problem, ProblemCode};
+use crate::row::GeometryKind;
+use crate::value::PropValue;
+
+/// Deepest nesting of GeometryCollections accepted.
+pub const MAX_COLLECTION_DEPTH: usize = 8;
+
+/// A parsed feature. `problems` lists every problem found; `geometry` is present whenever
+/// its coordinates could be read, even if invalid (for `repair`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedFeature {
+    pub id: PropValue,
+    /// `None` for `"geometry": null` (or a geometry that could not be read: see `problems`).
+    pub geometry: Option<Geom>,
+    pub problems: Vec<Problem>,
+}
+
+/// What to parse: the schema pass needs only properties and ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    All,
+    PropertiesOnly,
+}
+
+type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
+/// Parses a feature (or a bare geometry, which becomes a feature without properties) and
+/// hands each property to `on_property` in document order.
+pub fn parse_feature(
+    text: &[u8],
+    transform: CrsTransform,
+    parts: Parts,
+    mut on_property: impl FnMut(&str, PropValue),
+) -> ParsedFeature {
+    let mut out = ParsedFeature { id: PropValue::Null, geometry: None, problems: Vec::new() };
+    let members = match object_members(text) {
+        Ok(m) => m,
+        Err(p) => {
+            out.problems.push(p);
+            return out;
+        }
+    };
+    let ty = match type_member(&members, "feature") {
+        Ok(ty) => ty,
+        Err(p) => {
+            out.problems.push(p);
+            return out;
+        }
+    };
+    if let Some(kind) = GeometryKind::from_name(&ty) {
+        // A bare geometry.
+        if parts == Parts::All {
+            out.geometry = geometry_from_members(&members, kind, "geometry", transform, 0, &mut out.problems);
+        }
+        return out;
+    }
+    if ty != "Feature" {
+        out.problems.push(unknown_type(&ty, "Feature or a geometry type"));
+        return out;
+    }
+    duplicates(&members, "feature", &mut out.problems);
+    forbidden(&members, "a Feature", &["coordinates", "geometries", "features"], &mut out.problems);
+    let mut transform = transform;
+    if let Some(crs) = member(&members, "crs") {
+        match parse_crs(crs.get()) {
+            Ok(t) => transform = t,
+            Err(p) => out.problems.push(p),
+        }
+    }
+    if let Some(bbox) = member(&members, "bbox") {
+        if let Err(p) = check_bbox(bbox.get()) {
+            out.problems.push(p);
+        }
+    }
+    if let Some(id) = member(&members, "id") {
+        match json_kind(id.get()) {
+            "a string" | "a number" => out.id = PropValue::from_raw_json(id.get()),
+            other => out.problems.push(Problem::new(
+                ProblemCode::InvalidId,
+                format!("the feature \"id\" must be a string or a number, found {other}"),
+            )),
+        }
+    }
+    match member(&members, "properties") {
+        None => out.problems.push(Problem::new(
+            ProblemCode::MissingMember,
+            "a Feature must have a \"properties\" member (null is allowed)",
+        )),
+        Some(p) => match json_kind(p.get()) {
+            "null" => {}
+            "an object" => match object_members(p.get().as_bytes()) {
+                Ok(props) => {
+                    duplicates(&props, "properties", &mut out.problems);
+                    for (k, v) in props {
+                        on_property(&k, PropValue::from_raw_json(v.get()));
+                    }
+                }
+                Err(p) => out.problems.push(p),
+            },
+            other => out.problems.push(Problem::new(
+                ProblemCode::InvalidProperties,
+                format!("\"properties\" must be an object or null, found {other}"),
+            )),
+        },
+    }
+    match member(&members, "geometry") {
+        None => out.problems.push(Problem::new(
+            ProblemCode::MissingMember,
+            "a Feature must have a \"geometry\" member (null is allowed)",
+        )),
+        Some(g) if parts == Parts::All => match json_kind(g.get()) {
+            "null" => {}
+            "an object" => out.geometry = parse_geometry(g, "geometry", transform, 0, &mut out.problems),
+            other => out.problems.push(Problem::new(
+                ProblemCode::NotAnObject,
+                format!("\"geometry\" must be an object or null, found {other}"),
+            )),
+        },
+        Some(_) => {}
+    }
+    out
+}
+
+fn parse_geometry(raw: &RawValue, path: &str, transform: CrsTransform, depth: usize, problems: &mut Vec<Problem>) -> Option<Geom> {
+    let members = match object_members(raw.get().as_bytes()) {
+        Ok(m) => m,
+        Err(mut p) => {
+            p.message = format!("{path}: {}", p.message);
+            problems.push(p);
+            return None;
+        }
+    };
+    let ty = match type_member(&members, path) {
+        Ok(ty) => ty,
+        Err(p) => {
+            problems.push(p);
+            return None;
+        }
+    };
+    let Some(kind) = GeometryKind::from_name(&ty) else {
+        problems.push(unknown_type(&ty, "a geometry type").at(path));
+        return None;
+    };
+    geometry_from_members(&members, kind, path, transform, depth, problems)
+}
+
+fn geometry_from_members(
+    members: &Members<'_>,
+    kind: GeometryKind,
+    path: &str,
+    transform: CrsTransform,
+    depth: usize,
+    problems: &mut Vec<Problem>,
+) -> Option<Geom> {
+    duplicates(members, path, problems);
+    forbidden(members, &format!("a geometry ({path})"), &["properties", "geometry", "features"], problems);
+    if let Some(bbox) = member(members, "bbox") {
+        if let Err(p) = check_bbox(bbox.get()) {
+            problems.push(p.at(path));
+        }
+    }
+    let mut transform = transform;
+    if let Some(crs) = member(members, "crs") {
+        match parse_crs(crs.get()) {
+            Ok(t) => transform = t,
+            Err(p) => {
+                problems.push(p);
+                return None;
+            }
+        }
+    }
+    if kind == GeometryKind::GeometryCollection {
+        if depth >= MAX_COLLECTION_DEPTH {
+            problems.push(Problem::new(
+                ProblemCode::TooDeep,
+                format!("{path}: GeometryCollections nested more than {MAX_COLLECTION_DEPTH} deep"),
+            ));
+            return None;
+        }
+        let Some(geoms) = member(members, "geometries") else {
+            problems.push(Problem::new(ProblemCode::MissingMember, format!("{path}: a GeometryCollection needs a \"geometries\" member")));
+            return None;
+        };
+        let items: Vec<&RawValue> = match serde_json::from_str(geoms.get()) {
+            Ok(items) => items,
+            Err(_) => {
+                problems.push(Problem::new(
+                    ProblemCode::InvalidCoordinates,
+                    format!("{path}.geometries must be an array, found {}", json_kind(geoms.get())),
+                ));
+                return None;
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut complete = true;
+        for (i, item) in items.iter().enumerate() {
+            let item_path = format!("{path}.geometries[{i}]");
+            if json_kind(item.get()) != "an object" {
+                problems.push(Problem::new(
+                    ProblemCode::NotAnObject,
+                    format!("{item_path}: the geometries of a GeometryCollection must be geometry objects, found {}", json_kind(item.get())),
+                ));
+                complete = false;
+                continue;
+            }
+            match parse_geometry(item, &item_path, transform, depth + 1, problems) {
+                Some(g) => out.push(g),
+                None => complete = false,
+            }
+        }
+        return complete.then_some(Geom::GeometryCollection(out));
+    }
+    let Some(coords) = member(members, "coordinates") else {
+        problems.push(Problem::new(ProblemCode::MissingMember, format!("{path}: a {} needs a \"coordinates\" member", kind.name())));
+        return None;
+    };
+    parse_coordinates(coords.get().as_bytes(), kind, path, transform, problems)
+}
+
+impl Problem {
+    fn at(mut self, path: &str) -> Problem {
+        self.message = format!("{path}: {}", self.message);
+        self
+    }
+}
+
+fn member<'a>(members: &Members<'a>, key: &str) -> Option<&'a RawValue> {
+    members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+}
+
+fn type_member(members: &Members<'_>, what: &str) -> Result<String, Problem> {
+    match member(members, "type") {
+        None => Err(Problem::new(ProblemCode::MissingType, format!("{what}: the \"type\" member is missing"))),
+        Some(t) => serde_json::from_str::<String>(t.get()).map_err(|_| {
+            Problem::new(ProblemCode::InvalidType, format!("{what}: \"type\" must be a string, found {}", json_kind(t.get())))
+        }),
+    }
+}
+
+fn unknown_type(ty: &str, expected: &str) -> Problem {
+    let known = ["Feature", "FeatureCollection", "Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon", "GeometryCollection"];
+    let hint = match known.iter().find(|k| k.eq_ignore_ascii_case(ty)) {
+        Some(k) if *k != ty => format!(" (types are case-sensitive: did you mean {k:?}?)"),
+        _ => String::new(),
+    };
+    Problem::new(ProblemCode::InvalidType, format!("unknown type {ty:?}, expected {expected}{hint}"))
+}
+
+fn duplicates(members: &Members<'_>, what: &str, problems: &mut Vec<Problem>) {
+    for (i, (k, _)) in members.iter().enumerate() {
+        if members[..i].iter().any(|(seen, _)| seen == k) && !members[..i].iter().filter(|(s, _)| s == k).nth(1).is_some() {
+            problems.push(Problem::new(ProblemCode::DuplicateMember, format!("{what}: member {k:?} appears more than once")));
+        }
+    }
+}
+
+fn forbidden(members: &Members<'_>, what: &str, names: &[&str], problems: &mut Vec<Problem>) {
+    for name in names {
+        if member(members, name).is_some() {
+            problems.push(Problem::new(
+                ProblemCode::ForbiddenMember,
+                format!("{what} must not have a {name:?} member (RFC 7946 §7.1)"),
+            ));
+        }
+    }
+}
+
+/// A `bbox` must be an array of 4 or 6 numbers.
+pub fn check_bbox(raw: &str) -> Result<(), Problem> {
+    let bad = |why: String| Problem::new(ProblemCode::InvalidBbox, format!("bbox {why}"));
+    let items: Vec<&RawValue> = serde_json::from_str(raw).map_err(|_| bad(format!("must be an array of numbers, found {}", json_kind(raw))))?;
+    if items.iter().any(|v| json_kind(v.get()) != "a number") {
+        return Err(bad("must contain only numbers".into()));
+    }
+    if items.len() != 4 && items.len() != 6 {
+        return Err(bad(format!("must have 4 (2D) or 6 (3D) numbers, found {}", items.len())));
+    }
+    Ok(())
+}
+
+/// The members of a JSON object, in order, borrowing where possible.
+fn object_members(text: &[u8]) -> Result<Members<'_>, Problem> {
+    let first = text.iter().find(|c| !c.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        let kind = match first {
+            None => "nothing",
+            Some(_) => json_kind(std::str::from_utf8(text).unwrap_or("0")),
+        };
+        return Err(Problem::new(ProblemCode::NotAnObject, format!("expected a JSON object, found {kind}")));
+    }
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let members = de
+        .deserialize_map(MembersVisitor)
+        .and_then(|m| de.end().map(|_| m))
+        .map_err(|e| Problem::new(ProblemCode::JsonSyntax, format!("malformed JSON: {e}")))?;
+    Ok(members)
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let value: &'de RawValue = map.next_value()?;
+            out.push((key.0, value));
+        }
+        Ok(out)
+    }
+}
+
+/// A map key that borrows from the input unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (ParsedFeature, Vec<(String, PropValue)>) {
+        let mut props = Vec::new();
+        let f = parse_feature(text.as_bytes(), CrsTransform::Identity, Parts::All, |k, v| props.push((k.to_string(), v)));
+        (f, props)
+    }
+
+    fn codes(f: &ParsedFeature) -> Vec<ProblemCode> {
+        f.problems.iter().map(|p| p.code).collect()
+    }
+
+    #[test]
+    fn a_valid_feature() {
+        let (f, props) = parse(r#"{"type":"Feature","id":"a\"1","properties":{"n":1,"s\u00e9":"x","o":{"k":[1]}},"geometry":{"type":"Point","coordinates":[1,2]}}"#);
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+        assert_eq!(f.id, PropValue::Text("a\"1".into()));
+        assert_eq!(props[1], ("sé".to_string(), PropValue::Text("x".into())));
+        assert_eq!(props[2].1, PropValue::Json(r#"{"k":[1]}"#.into()));
+        assert!(matches!(f.geometry, Some(Geom::Point(_))));
+    }
+
+    #[test]
+    fn null_geometry_and_bare_geometry() {
+        let (f, _) = parse(r#"{"type":"Feature","properties":null,"geometry":null}"#);
+        assert!(f.problems.is_empty());
+        assert_eq!(f.geometry, None);
+        let (f, _) = parse(r#"{"type":"LineString","coordinates":[[0,0],[1,1]]}"#);
+        assert!(f.problems.is_empty());
+        assert!(matches!(f.geometry, Some(Geom::LineString(_))));
+    }
+
+    #[test]
+    fn every_problem_is_collected() {
+        let (f, _) = parse(r#"{"type":"Feature","id":[1],"properties":[],"features":[],"geometry":{"type":"Point","coordinates":[1]}}"#);
+        assert_eq!(
+            codes(&f),
+            vec![ProblemCode::ForbiddenMember, ProblemCode::InvalidId, ProblemCode::InvalidProperties, ProblemCode::InvalidPosition]
+        );
+        let (f, _) = parse(r#"{"type":"feature","properties":{},"geometry":null}"#);
+        assert_eq!(codes(&f), vec![ProblemCode::InvalidType]);
+        assert!(f.problems[0].message.contains("case-sensitive"));
+        let (f, _) = parse(r#"{"type":"Feature","type":"Feature","properties":{}}"#);
+        assert_eq!(codes(&f), vec![ProblemCode::DuplicateMember, ProblemCode::MissingMember]);
+        let (f, _) = parse(r#"{"type": "Feature", "properties": {"a": 1,}}"#);
+        assert_eq!(codes(&f), vec![ProblemCode::JsonSyntax]);
+        let (f, _) = parse("[1,2]");
+        assert_eq!(codes(&f), vec![ProblemCode::NotAnObject]);
+    }
+
+    #[test]
+    fn collections() {
+        let (f, _) = parse(r#"{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[0,0]},false]}"#);
+        assert_eq!(codes(&f), vec![ProblemCode::NotAnObject]);
+        let mut deep = String::new();
+        for _ in 0..20 {
+            deep.push_str(r#"{"type":"GeometryCollection","geometries":["#);
+        }
+        deep.push_str(&"]}".repeat(20));
+        let (f, _) = parse(&deep);
+        assert_eq!(codes(&f), vec![ProblemCode::TooDeep]);
+    }
+
+    #[test]
+    fn feature_crs_is_applied_or_rejected() {
+        let (f, _) = parse(r#"{"type":"Feature","crs":{"type":"name","properties":{"name":"EPSG:27700"}},"properties":{},"geometry":null}"#);
+        assert_eq!(codes(&f), vec![ProblemCode::UnsupportedCrs]);
+    }
+}

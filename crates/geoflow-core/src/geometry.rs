@@ -1,0 +1,471 @@
+//! The geometry model (positions keep their Z), the coordinates parser and RFC 7946 checks.
+
+use crate::crs::CrsTransform;
+use crate::report::{Problem, ProblemCode};
+use crate::row::{Bbox, GeometryKind};
+
+/// A position: longitude, latitude and an optional height (`z` is NaN when absent).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pos {
+    pub x: f64,
+    pub y: f64,
+    pub z: f64,
+}
+
+impl Pos {
+    pub fn xy(x: f64, y: f64) -> Pos {
+        Pos { x, y, z: f64::NAN }
+    }
+
+    pub fn has_z(&self) -> bool {
+        !self.z.is_nan()
+    }
+
+    pub fn same(&self, other: &Pos) -> bool {
+        self.x == other.x && self.y == other.y && (self.z == other.z || (self.z.is_nan() && other.z.is_nan()))
+    }
+}
+
+pub type Ring = Vec<Pos>;
+
+/// A GeoJSON geometry. Empty coordinate arrays give empty geometries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Geom {
+    Point(Pos),
+    MultiPoint(Vec<Pos>),
+    LineString(Vec<Pos>),
+    MultiLineString(Vec<Vec<Pos>>),
+    Polygon(Vec<Ring>),
+    MultiPolygon(Vec<Vec<Ring>>),
+    GeometryCollection(Vec<Geom>),
+}
+
+impl Geom {
+    pub fn kind(&self) -> GeometryKind {
+        match self {
+            Geom::Point(_) => GeometryKind::Point,
+            Geom::MultiPoint(_) => GeometryKind::MultiPoint,
+            Geom::LineString(_) => GeometryKind::LineString,
+            Geom::MultiLineString(_) => GeometryKind::MultiLineString,
+            Geom::Polygon(_) => GeometryKind::Polygon,
+            Geom::MultiPolygon(_) => GeometryKind::MultiPolygon,
+            Geom::GeometryCollection(_) => GeometryKind::GeometryCollection,
+        }
+    }
+
+    /// Calls `f` on every position, in WKB order.
+    pub fn for_each_pos(&self, f: &mut impl FnMut(&Pos)) {
+        match self {
+            Geom::Point(p) => f(p),
+            Geom::MultiPoint(ps) | Geom::LineString(ps) => ps.iter().for_each(f),
+            Geom::MultiLineString(ls) | Geom::Polygon(ls) => ls.iter().flatten().for_each(f),
+            Geom::MultiPolygon(ps) => ps.iter().flatten().flatten().for_each(f),
+            Geom::GeometryCollection(gs) => gs.iter().for_each(|g| g.for_each_pos(f)),
+        }
+    }
+
+    fn for_each_pos_mut(&mut self, f: &mut impl FnMut(&mut Pos)) {
+        match self {
+            Geom::Point(p) => f(p),
+            Geom::MultiPoint(ps) | Geom::LineString(ps) => ps.iter_mut().for_each(f),
+            Geom::MultiLineString(ls) | Geom::Polygon(ls) => ls.iter_mut().flatten().for_each(f),
+            Geom::MultiPolygon(ps) => ps.iter_mut().flatten().flatten().for_each(f),
+            Geom::GeometryCollection(gs) => gs.iter_mut().for_each(|g| g.for_each_pos_mut(f)),
+        }
+    }
+
+    pub fn vertex_count(&self) -> u32 {
+        let mut n = 0u32;
+        self.for_each_pos(&mut |_| n = n.saturating_add(1));
+        n
+    }
+
+    pub fn bbox(&self) -> Option<Bbox> {
+        let mut bbox: Option<Bbox> = None;
+        self.for_each_pos(&mut |p| match &mut bbox {
+            Some(b) => b.expand(p.x, p.y),
+            None => bbox = Some(Bbox::of_point(p.x, p.y)),
+        });
+        bbox
+    }
+
+    pub fn has_z(&self) -> bool {
+        let mut z = false;
+        self.for_each_pos(&mut |p| z |= p.has_z());
+        z
+    }
+}
+
+/// Parses and checks the `coordinates` of a geometry of type `kind` (not a collection).
+///
+/// `raw` must be valid JSON (serde_json's `RawValue` guarantees it). Problems are appended to
+/// `problems` with `path` (e.g. `geometry.coordinates`) in their messages; a geometry is
+/// returned whenever the nesting fits the type, even if some checks failed, so that `repair`
+/// has something to work on.
+pub fn parse_coordinates(
+    raw: &[u8],
+    kind: GeometryKind,
+    path: &str,
+    transform: CrsTransform,
+    problems: &mut Vec<Problem>,
+) -> Option<Geom> {
+    let p = &mut CoordParser { s: raw, i: 0, path, stack: Vec::with_capacity(4), problems, failed: false };
+    let geom = match kind {
+        GeometryKind::Point => {
+            p.skip_ws();
+            let pos = p.position();
+            pos.map(Geom::Point)
+        }
+        GeometryKind::MultiPoint => p.list(|p| p.position()).map(Geom::MultiPoint),
+        GeometryKind::LineString => p.list(|p| p.position()).map(Geom::LineString),
+        GeometryKind::MultiLineString => p.list(|p| p.list(|p| p.position())).map(Geom::MultiLineString),
+        GeometryKind::Polygon => p.list(|p| p.list(|p| p.position())).map(Geom::Polygon),
+        GeometryKind::MultiPolygon => p.list(|p| p.list(|p| p.list(|p| p.position()))).map(Geom::MultiPolygon),
+        GeometryKind::GeometryCollection => unreachable!("collections have no coordinates"),
+    };
+    if p.failed {
+        return None;
+    }
+    let mut geom = geom?;
+    check_structure(&geom, path, problems);
+    if transform != CrsTransform::Identity {
+        geom.for_each_pos_mut(&mut |pos| (pos.x, pos.y) = transform.apply(pos.x, pos.y));
+    }
+    check_dimensions_and_range(&geom, path, problems);
+    Some(geom)
+}
+
+/// Cap on problems reported per check, so one huge broken geometry gives a readable report.
+const MAX_PROBLEMS_PER_CHECK: usize = 5;
+
+struct CoordParser<'a, 'p> {
+    s: &'a [u8],
+    i: usize,
+    path: &'a str,
+    stack: Vec<usize>,
+    problems: &'p mut Vec<Problem>,
+    /// Set when the nesting does not fit the type: no geometry is built.
+    failed: bool,
+}
+
+impl CoordParser<'_, '_> {
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn here(&self) -> String {
+        let mut s = format!("{}.coordinates", self.path);
+        for i in &self.stack {
+            s.push_str(&format!("[{i}]"));
+        }
+        s
+    }
+
+    fn report(&mut self, code: ProblemCode, message: String) {
+        let same_kind = self.problems.iter().filter(|p| p.code == code).count();
+        if same_kind < MAX_PROBLEMS_PER_CHECK {
+            self.problems.push(Problem::new(code, message));
+        }
+    }
+
+    /// Skips one JSON value (valid JSON is guaranteed).
+    fn skip_value(&mut self) {
+        self.skip_ws();
+        let mut depth = 0usize;
+        while let Some(&c) = self.s.get(self.i) {
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    while let Some(&c) = self.s.get(self.i) {
+                        self.i += 1;
+                        match c {
+                            b'\\' => self.i += 1,
+                            b'"' => break,
+                            _ => {}
+                        }
+                    }
+                    if depth == 0 {
+                        return;
+                    }
+                    continue;
+                }
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => {
+                    if depth == 0 {
+                        return;
+                    }
+                    depth -= 1;
+                    if depth == 0 {
+                        self.i += 1;
+                        return;
+                    }
+                }
+                b',' if depth == 0 => return,
+                _ => {}
+            }
+            self.i += 1;
+        }
+    }
+
+    fn kind_here(&self) -> &'static str {
+        match self.s.get(self.i) {
+            Some(b'[') => "an array",
+            Some(b'{') => "an object",
+            Some(b'"') => "a string",
+            Some(b't') | Some(b'f') => "a boolean",
+            Some(b'n') => "null",
+            _ => "a number",
+        }
+    }
+
+    /// `[ item, item, … ]` where each item is parsed by `item`.
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        self.skip_ws();
+        if self.s.get(self.i) != Some(&b'[') {
+            let msg = format!("{} must be an array, found {}", self.here(), self.kind_here());
+            self.report(ProblemCode::InvalidCoordinates, msg);
+            self.failed = true;
+            self.skip_value();
+            return None;
+        }
+        self.i += 1;
+        let mut out = Vec::new();
+        let mut idx = 0;
+        loop {
+            self.skip_ws();
+            match self.s.get(self.i) {
+                Some(b']') => {
+                    self.i += 1;
+                    break;
+                }
+                Some(b',') => {
+                    self.i += 1;
+                    continue;
+                }
+                None => break,
+                _ => {}
+            }
+            self.stack.push(idx);
+            if let Some(v) = item(self) {
+                out.push(v);
+            }
+            self.stack.pop();
+            idx += 1;
+        }
+        Some(out)
+    }
+
+    /// `[x, y]` or `[x, y, z]`.
+    fn position(&mut self) -> Option<Pos> {
+        self.skip_ws();
+        if self.s.get(self.i) != Some(&b'[') {
+            let found = self.kind_here();
+            let msg = if found == "a number" {
+                format!("{}: a number was found where a position (an array of numbers) was expected: the coordinates are not nested deeply enough for this type", self.here())
+            } else {
+                format!("{} must be a position (an array of 2 or 3 numbers), found {found}", self.here())
+            };
+            self.report(ProblemCode::InvalidCoordinates, msg);
+            self.failed = true;
+            self.skip_value();
+            return None;
+        }
+        self.i += 1;
+        let mut nums = [0f64; 3];
+        let mut n = 0usize;
+        let mut bad = false;
+        let mut nested = false;
+        loop {
+            self.skip_ws();
+            match self.s.get(self.i) {
+                Some(b']') => {
+                    self.i += 1;
+                    break;
+                }
+                Some(b',') => {
+                    self.i += 1;
+                    continue;
+                }
+                None => break,
+                Some(b'-' | b'0'..=b'9') => {
+                    let start = self.i;
+                    while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.s.get(self.i) {
+                        self.i += 1;
+                    }
+                    // JSON number syntax was checked already; parse cannot fail on it.
+                    let v: f64 = std::str::from_utf8(&self.s[start..self.i]).ok().and_then(|t| t.parse().ok()).unwrap_or(f64::NAN);
+                    if !v.is_finite() {
+                        let msg = format!("{}[{n}] is not a finite number", self.here());
+                        self.report(ProblemCode::NonFiniteCoordinate, msg);
+                        bad = true;
+                    }
+                    if n < 3 {
+                        nums[n] = v;
+                    }
+                    n += 1;
+                }
+                Some(_) => {
+                    let found = self.kind_here();
+                    let msg = if found == "an array" {
+                        format!("{}[{n}]: an array was found where a number was expected: the coordinates are nested too deeply for this type", self.here())
+                    } else {
+                        format!("{}[{n}]: each element of a position must be a number, found {found}", self.here())
+                    };
+                    let code = if found == "an array" { ProblemCode::InvalidCoordinates } else { ProblemCode::InvalidPosition };
+                    self.report(code, msg);
+                    if found == "an array" {
+                        self.failed = true;
+                        nested = true;
+                    }
+                    bad = true;
+                    self.skip_value();
+                    n += 1;
+                }
+            }
+        }
+        if !nested && !(2..=3).contains(&n) {
+            let msg = format!("{} has {n} element{}: a position must have 2 or 3 numbers", self.here(), if n == 1 { "" } else { "s" });
+            self.report(ProblemCode::InvalidPosition, msg);
+            bad = true;
+        }
+        if bad {
+            self.failed = true;
+            return None;
+        }
+        Some(Pos { x: nums[0], y: nums[1], z: if n == 3 { nums[2] } else { f64::NAN } })
+    }
+}
+
+/// RFC 7946 counts: LineStrings of 2+ positions, closed rings of 4+ positions.
+fn check_structure(geom: &Geom, path: &str, problems: &mut Vec<Problem>) {
+    let at = |idx: &[usize]| {
+        let mut s = format!("{path}.coordinates");
+        for i in idx {
+            s.push_str(&format!("[{i}]"));
+        }
+        s
+    };
+    let line = |ps: &[Pos], idx: &[usize], problems: &mut Vec<Problem>| {
+        if ps.len() == 1 {
+            problems.push(Problem::new(
+                ProblemCode::TooFewPositions,
+                format!("{}: a LineString needs two or more positions, found 1", at(idx)),
+            ));
+        }
+    };
+    let ring = |r: &[Pos], idx: &[usize], problems: &mut Vec<Problem>| {
+        let closed = r.len() > 1 && r[0].same(&r[r.len() - 1]);
+        // An unclosed ring is judged by its length once closed, so `repair` can close it.
+        let len = if closed || r.is_empty() { r.len() } else { r.len() + 1 };
+        if len < 4 {
+            problems.push(Problem::new(
+                ProblemCode::RingTooShort,
+                format!("{}: a linear ring needs four or more positions, found {}", at(idx), r.len()),
+            ));
+        }
+        if !closed && r.len() > 1 {
+            problems.push(Problem::new(
+                ProblemCode::UnclosedRing,
+                format!("{}: the first and last positions of a linear ring must be the same", at(idx)),
+            ));
+        }
+    };
+    match geom {
+        Geom::Point(_) | Geom::MultiPoint(_) | Geom::GeometryCollection(_) => {}
+        Geom::LineString(ps) => line(ps, &[], problems),
+        Geom::MultiLineString(ls) => ls.iter().enumerate().for_each(|(i, l)| line(l, &[i], problems)),
+        Geom::Polygon(rs) => rs.iter().enumerate().for_each(|(i, r)| ring(r, &[i], problems)),
+        Geom::MultiPolygon(ps) => ps
+            .iter()
+            .enumerate()
+            .for_each(|(i, rs)| rs.iter().enumerate().for_each(|(j, r)| ring(r, &[i, j], problems))),
+    }
+}
+
+/// Consistent dimensions and WGS84 ranges (lon −180..180, lat −90..90).
+fn check_dimensions_and_range(geom: &Geom, path: &str, problems: &mut Vec<Problem>) {
+    let (mut with_z, mut without_z, mut out_of_range) = (0usize, 0usize, 0usize);
+    let mut first_bad: Option<Pos> = None;
+    geom.for_each_pos(&mut |p| {
+        if p.has_z() {
+            with_z += 1;
+        } else {
+            without_z += 1;
+        }
+        if !(-180.0..=180.0).contains(&p.x) || !(-90.0..=90.0).contains(&p.y) {
+            out_of_range += 1;
+            first_bad.get_or_insert(*p);
+        }
+    });
+    if with_z > 0 && without_z > 0 {
+        problems.push(Problem::new(
+            ProblemCode::MixedDimensions,
+            format!("{path}: {with_z} positions have a third number and {without_z} do not"),
+        ));
+    }
+    if let Some(p) = first_bad {
+        problems.push(Problem::new(
+            ProblemCode::OutOfRange,
+            format!(
+                "{path}: {out_of_range} position{} outside WGS84 longitude −180..180 / latitude −90..90, first ({}, {})",
+                if out_of_range == 1 { " is" } else { "s are" },
+                p.x,
+                p.y
+            ),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, kind: GeometryKind) -> (Option<Geom>, Vec<ProblemCode>) {
+        let mut problems = Vec::new();
+        let g = parse_coordinates(raw.as_bytes(), kind, "geometry", CrsTransform::Identity, &mut problems);
+        (g, problems.iter().map(|p| p.code).collect())
+    }
+
+    #[test]
+    fn valid_coordinates() {
+        let (g, p) = parse("[1.5, -2, 3]", GeometryKind::Point);
+        assert!(p.is_empty());
+        assert_eq!(g, Some(Geom::Point(Pos { x: 1.5, y: -2.0, z: 3.0 })));
+        let (g, p) = parse("[[[0,0],[1,0],[1,1],[0,0]]]", GeometryKind::Polygon);
+        assert!(p.is_empty());
+        assert_eq!(g.unwrap().vertex_count(), 4);
+        let (g, p) = parse("[]", GeometryKind::MultiPolygon);
+        assert!(p.is_empty());
+        assert_eq!(g, Some(Geom::MultiPolygon(vec![])));
+    }
+
+    #[test]
+    fn problems_are_collected() {
+        assert_eq!(parse("[1]", GeometryKind::Point).1, vec![ProblemCode::InvalidPosition]);
+        assert_eq!(parse("[1, \"2\"]", GeometryKind::Point).1, vec![ProblemCode::InvalidPosition]);
+        assert_eq!(parse("[1, 2, 3, 4]", GeometryKind::Point).1, vec![ProblemCode::InvalidPosition]);
+        assert_eq!(parse("[[1,2]]", GeometryKind::Point).1, vec![ProblemCode::InvalidCoordinates]);
+        assert_eq!(parse("[1, 2]", GeometryKind::MultiPoint).1, vec![ProblemCode::InvalidCoordinates, ProblemCode::InvalidCoordinates]);
+        assert_eq!(parse("[[1,2]]", GeometryKind::LineString).1, vec![ProblemCode::TooFewPositions]);
+        assert_eq!(parse("[1e999, 2]", GeometryKind::Point).1, vec![ProblemCode::NonFiniteCoordinate]);
+        let (g, p) = parse("[[[0,0],[1,0],[1,1],[0,1]]]", GeometryKind::Polygon);
+        assert_eq!(p, vec![ProblemCode::UnclosedRing]);
+        assert!(g.is_some(), "an unclosed ring still yields a geometry to repair");
+        assert_eq!(parse("[[[0,0],[1,1],[0,0]]]", GeometryKind::Polygon).1, vec![ProblemCode::RingTooShort]);
+        assert_eq!(parse("[[[0,0],[1,1]]]", GeometryKind::Polygon).1, vec![ProblemCode::RingTooShort, ProblemCode::UnclosedRing]);
+        assert_eq!(parse("[[0,0],[1,1,1]]", GeometryKind::LineString).1, vec![ProblemCode::MixedDimensions]);
+        assert_eq!(parse("[181, 0]", GeometryKind::Point).1, vec![ProblemCode::OutOfRange]);
+        assert_eq!(parse("[0, -90.5]", GeometryKind::Point).1, vec![ProblemCode::OutOfRange]);
+    }
+
+    #[test]
+    fn web_mercator_is_transformed_before_range_checks() {
+        let mut problems = Vec::new();
+        let g = parse_coordinates(b"[1491681.2, 6891041.7]", GeometryKind::Point, "geometry", CrsTransform::WebMercator, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let Some(Geom::Point(p)) = g else { panic!() };
+        assert!((p.x - 13.4).abs() < 1e-5 && (p.y - 52.5).abs() < 1e-5);
+    }
+}

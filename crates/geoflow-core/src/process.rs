@@ -1,0 +1,157 @@
+//! One feature from raw text to a stored row or a report line, under a validation policy.
+
+use std::collections::HashMap;
+
+use crate::feature::{parse_feature, Parts};
+use crate::reader::RawFeature;
+use crate::repair::repair;
+use crate::report::{Action, FeatureIssue, Policy, Problem};
+use crate::row::Row;
+use crate::schema::{Schema, SchemaBuilder};
+use crate::validate::{ogc_problems, to_geo};
+use crate::value::display_id;
+use crate::{measure, wkb};
+
+/// The fate of one feature.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Processed {
+    /// Store this row; the issue is set when the geometry was repaired.
+    Row(Row, Option<FeatureIssue>),
+    /// Do not store; skipped or (policy `reject`) fails the source.
+    Invalid(FeatureIssue),
+}
+
+/// Turns raw features into rows for one source's [`Schema`].
+#[derive(Debug, Clone)]
+pub struct Processor {
+    policy: Policy,
+    fields: HashMap<String, usize>,
+}
+
+impl Processor {
+    pub fn new(schema: &Schema, policy: Policy) -> Processor {
+        let fields = schema.fields.iter().enumerate().map(|(i, f)| (f.key.clone(), i)).collect();
+        Processor { policy, fields }
+    }
+
+    pub fn process(&self, raw: &RawFeature) -> Processed {
+        if let Some(fault) = &raw.fault {
+            return Processed::Invalid(self.issue(raw.index, None, std::slice::from_ref(fault), self.refusal(), None));
+        }
+        let mut properties = Vec::new();
+        let parsed = parse_feature(&raw.bytes, raw.transform, Parts::All, |key, value| {
+            if let Some(&i) = self.fields.get(key) {
+                properties.push((i, value));
+            }
+        });
+        let id = display_id(&parsed.id);
+        let mut problems = parsed.problems;
+        let mut geometry = parsed.geometry;
+        let mut geo = geometry.as_ref().map(to_geo);
+        if problems.is_empty() {
+            if let (Some(g), Some(as_geo)) = (&geometry, &geo) {
+                problems = ogc_problems(g, as_geo);
+            }
+        }
+        let mut repaired = None;
+        if !problems.is_empty() {
+            let fixed = match (self.policy, geometry.take()) {
+                (Policy::Repair, Some(g)) => repair(g, &problems),
+                (Policy::Repair, None) => Err("there is no geometry to repair".to_string()),
+                _ => return Processed::Invalid(self.issue(raw.index, id, &problems, self.refusal(), None)),
+            };
+            match fixed {
+                Ok((g, note)) => {
+                    geo = Some(to_geo(&g));
+                    geometry = Some(g);
+                    repaired = Some(self.issue(raw.index, id.clone(), &problems, Action::Repaired, Some(&note)));
+                }
+                Err(why) => return Processed::Invalid(self.issue(raw.index, id, &problems, Action::Skipped, Some(&why))),
+            }
+        }
+        let measures = match (&geometry, &geo) {
+            (Some(g), Some(as_geo)) => measure::measures(g, as_geo),
+            _ => Default::default(),
+        };
+        let row = Row { index: raw.index, id: parsed.id, geometry: geometry.as_ref().map(wkb::encode), measures, properties };
+        Processed::Row(row, repaired)
+    }
+
+    /// What happens to an invalid feature that is not repaired.
+    fn refusal(&self) -> Action {
+        match self.policy {
+            Policy::Reject => Action::Rejected,
+            Policy::Skip | Policy::Repair => Action::Skipped,
+        }
+    }
+
+    fn issue(&self, index: u64, id: Option<String>, problems: &[Problem], action: Action, note: Option<&str>) -> FeatureIssue {
+        let mut reason = problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ");
+        if let Some(note) = note {
+            let verb = if action == Action::Repaired { "repaired" } else { "not repaired" };
+            reason = format!("{reason}; {verb}: {note}");
+        }
+        FeatureIssue { index, id, code: problems[0].code, reason, action }
+    }
+}
+
+/// The schema pass: records the property keys and value types (and the id type) of one feature.
+pub fn observe_schema(raw: &RawFeature, schema: &mut SchemaBuilder) {
+    if raw.fault.is_some() {
+        return;
+    }
+    let parsed = parse_feature(&raw.bytes, raw.transform, Parts::PropertiesOnly, |key, value| schema.observe(key, value.kind()));
+    schema.observe_id(parsed.id.kind());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::{GeoJsonReader, ReaderOptions};
+    use crate::report::ProblemCode;
+    use crate::value::PropValue;
+
+    fn run(input: &str, policy: Policy) -> Vec<Processed> {
+        let raws: Vec<RawFeature> = GeoJsonReader::new(input.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
+        let mut schema = SchemaBuilder::default();
+        raws.iter().for_each(|r| observe_schema(r, &mut schema));
+        let p = Processor::new(&schema.finish(), policy);
+        raws.iter().map(|r| p.process(r)).collect()
+    }
+
+    const MIXED: &str = r#"{"type":"FeatureCollection","features":[
+        {"type":"Feature","id":7,"properties":{"name":"ok","big":9007199254740993},"geometry":{"type":"Point","coordinates":[1,2]}},
+        {"type":"Feature","id":"b","properties":{"name":"bowtie"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,1],[1,0],[0,1],[0,0]]]}},
+        {"type":"Feature","properties":{"name":"far"},"geometry":{"type":"Point","coordinates":[500,2]}}
+    ]}"#;
+
+    #[test]
+    fn skip_reports_each_invalid_feature() {
+        let out = run(MIXED, Policy::Skip);
+        let Processed::Row(row, None) = &out[0] else { panic!("{:?}", out[0]) };
+        assert_eq!(row.id, PropValue::Int(7));
+        assert_eq!(row.properties, vec![(0, PropValue::Text("ok".into())), (1, PropValue::Int(9007199254740993))]);
+        let Processed::Invalid(issue) = &out[1] else { panic!() };
+        assert_eq!((issue.index, issue.id.as_deref(), issue.code, issue.action), (1, Some("b"), ProblemCode::SelfIntersection, Action::Skipped));
+        let Processed::Invalid(issue) = &out[2] else { panic!() };
+        assert_eq!(issue.code, ProblemCode::OutOfRange);
+        assert!(issue.reason.contains("500"), "{}", issue.reason);
+    }
+
+    #[test]
+    fn repair_fixes_what_it_can() {
+        let out = run(MIXED, Policy::Repair);
+        let Processed::Row(row, Some(issue)) = &out[1] else { panic!("{:?}", out[1]) };
+        assert_eq!(issue.action, Action::Repaired);
+        assert_eq!(row.geometry.as_ref().unwrap().kind, crate::row::GeometryKind::MultiPolygon);
+        let Processed::Invalid(issue) = &out[2] else { panic!() };
+        assert_eq!(issue.action, Action::Skipped);
+        assert!(issue.reason.contains("not repaired"), "{}", issue.reason);
+    }
+
+    #[test]
+    fn reject_marks_invalid_features_rejected() {
+        let out = run(MIXED, Policy::Reject);
+        assert!(matches!(&out[1], Processed::Invalid(i) if i.action == Action::Rejected));
+    }
+}
