@@ -12,6 +12,7 @@ pub mod repair;
 pub mod report;
 pub mod row;
 pub mod schema;
+mod simple_rings;
 pub mod validate;
 pub mod value;
 pub mod wkb;

@@ -1,9 +1,26 @@
 //! Derived measures: geodesic area and length on the WGS84 ellipsoid, vertex count.
+//!
+//! Exact geodesic computations (GeographicLib, through `geo`) cost an inverse geodesic
+//! problem per edge. Most features are small, and for those closed forms on the ellipsoid
+//! are as good (checked by the tests below): area through the equal-area ellipsoidal sinusoidal projection centred on the
+//! feature, length through the local radii of curvature at each segment's mid-latitude.
+//! They agree with GeographicLib within 10 ppm (area) and 1 ppm (length) — far below what
+//! 6-decimal coordinates (±0.1 m) can resolve. Larger features take the exact path.
 
-use geo::{Geodesic, GeodesicArea, Length};
+use geo::{Coord, Geodesic, GeodesicArea, Length, LineString, Polygon};
 
 use crate::geometry::Geom;
 use crate::row::Measures;
+
+/// Features (areas) or segments (lengths) spanning less than this, in degrees, use the
+/// closed forms.
+const SMALL_AREA_DEG: f64 = 0.05;
+const SMALL_SEGMENT_DEG: f64 = 0.05;
+
+// WGS84
+const A: f64 = 6_378_137.0;
+const F: f64 = 1.0 / 298.257_223_563;
+const E2: f64 = F * (2.0 - F);
 
 /// Area (m²) of areal geometries, length (m) of lineal ones, and the vertex count.
 /// A GeometryCollection sums the measures of its parts.
@@ -16,13 +33,71 @@ pub fn measures(geom: &Geom, geo: &geo::Geometry<f64>) -> Measures {
 fn accumulate(geo: &geo::Geometry<f64>, m: &mut Measures) {
     let add = |slot: &mut Option<f64>, v: f64| *slot = Some(slot.unwrap_or(0.0) + v);
     match geo {
-        geo::Geometry::Polygon(p) => add(&mut m.area_m2, p.geodesic_area_unsigned()),
-        geo::Geometry::MultiPolygon(mp) => add(&mut m.area_m2, mp.0.iter().map(|p| p.geodesic_area_unsigned()).sum()),
-        geo::Geometry::LineString(l) => add(&mut m.length_m, Geodesic.length(l)),
-        geo::Geometry::MultiLineString(ml) => add(&mut m.length_m, ml.0.iter().map(|l| Geodesic.length(l)).sum()),
+        geo::Geometry::Polygon(p) => add(&mut m.area_m2, polygon_area(p)),
+        geo::Geometry::MultiPolygon(mp) => add(&mut m.area_m2, mp.0.iter().map(polygon_area).sum()),
+        geo::Geometry::LineString(l) => add(&mut m.length_m, line_length(l)),
+        geo::Geometry::MultiLineString(ml) => add(&mut m.length_m, ml.0.iter().map(line_length).sum()),
         geo::Geometry::GeometryCollection(gc) => gc.0.iter().for_each(|g| accumulate(g, m)),
         _ => {}
     }
+}
+
+/// Geodesic area of a polygon (holes subtracted), m².
+pub fn polygon_area(p: &Polygon<f64>) -> f64 {
+    let (mut min, mut max) = (Coord { x: f64::MAX, y: f64::MAX }, Coord { x: f64::MIN, y: f64::MIN });
+    for c in p.exterior().0.iter() {
+        (min.x, min.y, max.x, max.y) = (min.x.min(c.x), min.y.min(c.y), max.x.max(c.x), max.y.max(c.y));
+    }
+    if p.exterior().0.is_empty() {
+        return 0.0;
+    }
+    if max.x - min.x > SMALL_AREA_DEG || max.y - min.y > SMALL_AREA_DEG {
+        return p.geodesic_area_unsigned();
+    }
+    let lon0 = (min.x + max.x) / 2.0;
+    let ring_area = |r: &LineString<f64>| {
+        let pts: Vec<(f64, f64)> = r.0.iter().map(|c| sinusoidal(c.x - lon0, c.y)).collect();
+        let Some(&(x0, y0)) = pts.first() else { return 0.0 };
+        let twice: f64 = pts.windows(2).map(|w| (w[0].0 - x0) * (w[1].1 - y0) - (w[1].0 - x0) * (w[0].1 - y0)).sum();
+        (twice / 2.0).abs()
+    };
+    let holes: f64 = p.interiors().iter().map(ring_area).sum();
+    (ring_area(p.exterior()) - holes).max(0.0)
+}
+
+/// Ellipsoidal sinusoidal projection (equal-area), metres.
+fn sinusoidal(dlon_deg: f64, lat_deg: f64) -> (f64, f64) {
+    let phi = lat_deg.to_radians();
+    let (s, c) = phi.sin_cos();
+    let n = A / (1.0 - E2 * s * s).sqrt();
+    (n * c * dlon_deg.to_radians(), meridian_distance(phi))
+}
+
+/// Distance along the meridian from the equator to latitude `phi` (radians), metres.
+fn meridian_distance(phi: f64) -> f64 {
+    let (e4, e6) = (E2 * E2, E2 * E2 * E2);
+    A * ((1.0 - E2 / 4.0 - 3.0 * e4 / 64.0 - 5.0 * e6 / 256.0) * phi
+        - (3.0 * E2 / 8.0 + 3.0 * e4 / 32.0 + 45.0 * e6 / 1024.0) * (2.0 * phi).sin()
+        + (15.0 * e4 / 256.0 + 45.0 * e6 / 1024.0) * (4.0 * phi).sin()
+        - (35.0 * e6 / 3072.0) * (6.0 * phi).sin())
+}
+
+/// Geodesic length of a line, m.
+pub fn line_length(l: &LineString<f64>) -> f64 {
+    l.0.windows(2).map(|w| segment_length(w[0], w[1])).sum()
+}
+
+fn segment_length(a: Coord<f64>, b: Coord<f64>) -> f64 {
+    let (dlon, dlat) = (b.x - a.x, b.y - a.y);
+    if dlon.abs() > SMALL_SEGMENT_DEG || dlat.abs() > SMALL_SEGMENT_DEG {
+        return Geodesic.length(&LineString(vec![a, b]));
+    }
+    let phi = ((a.y + b.y) / 2.0).to_radians();
+    let s = phi.sin();
+    let w = 1.0 - E2 * s * s;
+    let meridional = A * (1.0 - E2) / (w * w.sqrt());
+    let prime_vertical = A / w.sqrt();
+    (meridional * dlat.to_radians()).hypot(prime_vertical * phi.cos() * dlon.to_radians())
 }
 
 #[cfg(test)]
@@ -44,5 +119,37 @@ mod tests {
         let m = measures(&l, &to_geo(&l));
         // One degree of longitude along the equator: 111,319.49 m.
         assert!((m.length_m.unwrap() - 111_319.49).abs() < 0.01, "{:?}", m.length_m);
+    }
+
+    /// Deterministic pseudo-random numbers in [0, 1).
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    #[test]
+    fn closed_forms_agree_with_geographiclib() {
+        let mut seed = 7;
+        for _ in 0..2000 {
+            let (cx, cy) = (lcg(&mut seed) * 360.0 - 180.0, lcg(&mut seed) * 170.0 - 85.0);
+            let r = SMALL_AREA_DEG / 2.0 * lcg(&mut seed).max(0.01);
+            let n = 3 + (lcg(&mut seed) * 60.0) as usize;
+            let mut pts: Vec<Coord<f64>> = (0..n)
+                .map(|i| {
+                    let t = i as f64 / n as f64 * std::f64::consts::TAU;
+                    let rr = r * (0.6 + 0.4 * lcg(&mut seed));
+                    Coord { x: cx + rr * t.cos(), y: cy + rr * t.sin() }
+                })
+                .collect();
+            pts.push(pts[0]);
+            let poly = Polygon::new(LineString(pts.clone()), vec![]);
+            let (fast, exact) = (polygon_area(&poly), poly.geodesic_area_unsigned());
+            assert!(((fast - exact) / exact).abs() < 1e-5, "area {fast} vs {exact} at ({cx}, {cy}) r={r}");
+            for w in pts.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                let (fast, exact) = (segment_length(a, b), Geodesic.length(&LineString(vec![a, b])));
+                assert!((fast - exact).abs() <= 1e-6 * exact + 1e-6, "length {fast} vs {exact} for {a:?} {b:?}");
+            }
+        }
     }
 }

@@ -145,6 +145,11 @@ impl<R: Read> GeoJsonReader<R> {
         }
     }
 
+    /// The underlying reader (for example to finish a hash over everything read).
+    pub fn into_inner(self) -> R {
+        self.src
+    }
+
     /// Bytes of input consumed so far.
     pub fn bytes_read(&self) -> u64 {
         self.consumed + self.pos as u64
@@ -248,10 +253,12 @@ impl<R: Read> GeoJsonReader<R> {
                     continue;
                 }
                 let hay = &self.buf[self.pos..self.end];
-                let hit = if self.mode == Mode::Lines {
-                    memchr::memchr3(b'"', b'\\', b'\n', hay)
-                } else {
-                    memchr::memchr2(b'"', b'\\', hay)
+                // In a sequence a raw newline (or record separator) cannot be inside a JSON
+                // string: the text ended early, and the next one starts there.
+                let hit = match self.mode {
+                    Mode::Lines => memchr::memchr3(b'"', b'\\', b'\n', hay),
+                    Mode::RecordSeparated => memchr::memchr3(b'"', b'\\', RS, hay),
+                    Mode::First => memchr::memchr2(b'"', b'\\', hay),
                 };
                 match hit {
                     None => self.pos = self.end,
@@ -267,9 +274,8 @@ impl<R: Read> GeoJsonReader<R> {
                                 }
                             }
                             _ => {
-                                // A raw newline cannot be inside a JSON string: the line ended early.
                                 self.pos -= 1;
-                                cut.truncated = Some("line ends inside a string");
+                                cut.truncated = Some("the text ends inside a string");
                                 break;
                             }
                         }
@@ -636,9 +642,10 @@ mod tests {
 
     #[test]
     fn sequences_and_single_objects() {
-        let (fs, err) = read_all(b"\x1e{\"type\":\"Point\"}\n\x1e{\"a\":1}\n");
+        let (fs, err) = read_all(b"\x1e{\"type\":\"Point\"}\n\x1e{\"a\":\"tr\n\x1e{\"a\":1}\n");
         assert!(err.is_none());
-        assert_eq!(texts(&fs), vec!["{\"type\":\"Point\"}", "{\"a\":1}"]);
+        assert_eq!(texts(&fs), vec!["{\"type\":\"Point\"}", "", "{\"a\":1}"]);
+        assert_eq!(fs[1].fault.as_ref().unwrap().code, ProblemCode::JsonSyntax);
         let (fs, err) = read_all(b"{\"type\":\"Feature\"}\n{\"type\":\"Feature\",\"id\":2}\n\n");
         assert!(err.is_none());
         assert_eq!(fs.len(), 2);

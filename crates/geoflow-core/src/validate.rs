@@ -11,7 +11,13 @@ use crate::report::{Problem, ProblemCode};
 /// Every OGC validity problem of a geometry that already passed the RFC 7946 checks.
 /// Points and MultiPoints are always valid once their coordinates are finite.
 pub fn ogc_problems(geom: &Geom, geo: &geo::Geometry<f64>) -> Vec<Problem> {
-    if matches!(geom, Geom::Point(_) | Geom::MultiPoint(_)) {
+    let proven = match geo {
+        geo::Geometry::Point(_) | geo::Geometry::MultiPoint(_) => true,
+        geo::Geometry::Polygon(p) => crate::simple_rings::proven_valid(&[p]),
+        geo::Geometry::MultiPolygon(mp) => crate::simple_rings::proven_valid_multi(mp),
+        _ => false,
+    };
+    if proven || matches!(geom, Geom::Point(_) | Geom::MultiPoint(_)) {
         return Vec::new();
     }
     geo.validation_errors()
