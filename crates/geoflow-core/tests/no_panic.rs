@@ -200,6 +200,10 @@ const KNOWN: &[Known] = &[
     Known { reproducer: "reproducer_datetime_check_slices_inside_a_character", matches: |f| is_panic_at(f, "value.rs", "is not a char boundary") },
     Known { reproducer: "reproducer_decimal_exponent_overflow", matches: |f| is_panic_at(f, "value.rs", "overflow") },
     Known {
+        reproducer: "reproducer_negative_zero_breaks_polygon_repair",
+        matches: |f| matches!(f, Failure::Panic { stage, location, .. } if stage.contains("Repair") && location.contains("sweep")),
+    },
+    Known {
         reproducer: "reproducer_repair_keeps_mixed_dimensions_and_writes_nan_z",
         matches: |f| matches!(f, Failure::Invariant { stage, message } if stage.contains("Repair") && message.contains("non-finite z")),
     },
