@@ -384,6 +384,12 @@ fn check_structure(geom: &Geom, path: &str, problems: &mut Vec<Problem>) {
     }
 }
 
+/// Longitude and latitude limits, with 1e-9° (0.1 mm) of slack for the rounding noise that
+/// reprojection leaves at the antimeridian and the poles (e.g. 180.00000000000014 in Natural
+/// Earth). Such positions are accepted as they are.
+const LON_LIMIT: f64 = 180.0 + 1e-9;
+const LAT_LIMIT: f64 = 90.0 + 1e-9;
+
 /// Consistent dimensions and WGS84 ranges (lon −180..180, lat −90..90).
 fn check_dimensions_and_range(geom: &Geom, path: &str, problems: &mut Vec<Problem>) {
     let (mut with_z, mut without_z, mut out_of_range) = (0usize, 0usize, 0usize);
@@ -394,7 +400,7 @@ fn check_dimensions_and_range(geom: &Geom, path: &str, problems: &mut Vec<Proble
         } else {
             without_z += 1;
         }
-        if !(-180.0..=180.0).contains(&p.x) || !(-90.0..=90.0).contains(&p.y) {
+        if !(-LON_LIMIT..=LON_LIMIT).contains(&p.x) || !(-LAT_LIMIT..=LAT_LIMIT).contains(&p.y) {
             out_of_range += 1;
             first_bad.get_or_insert(*p);
         }
@@ -458,6 +464,8 @@ mod tests {
         assert_eq!(parse("[[0,0],[1,1,1]]", GeometryKind::LineString).1, vec![ProblemCode::MixedDimensions]);
         assert_eq!(parse("[181, 0]", GeometryKind::Point).1, vec![ProblemCode::OutOfRange]);
         assert_eq!(parse("[0, -90.5]", GeometryKind::Point).1, vec![ProblemCode::OutOfRange]);
+        assert_eq!(parse("[180.00000000000014, 90]", GeometryKind::Point).1, vec![]);
+        assert_eq!(parse("[180.000001, 0]", GeometryKind::Point).1, vec![ProblemCode::OutOfRange]);
     }
 
     #[test]

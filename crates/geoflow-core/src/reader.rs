@@ -370,7 +370,7 @@ impl<R: Read> GeoJsonReader<R> {
                             }
                             continue;
                         }
-                        None => return Err(self.syntax("unexpected end of input inside the top-level object")),
+                        None => return Err(self.syntax("unexpected end of input inside the top-level object: the file is truncated")),
                         _ => {}
                     }
                     if need_comma {
@@ -470,6 +470,12 @@ impl<R: Read> GeoJsonReader<R> {
         }
         let key: String = serde_json::from_slice(&raw_key).map_err(|e| self.syntax(format!("bad member name: {e}")))?;
         self.expect(b':', "after a member name")?;
+        if self.top.get(&key).is_some() || (key == "features" && self.top.has_features) {
+            return Err(self.invalid(
+                ProblemCode::DuplicateMember,
+                format!("member {key:?} appears more than once in the top-level object, which makes it ambiguous"),
+            ));
+        }
         let value_start = self.skip_ws(false)?;
         if key == "features" && value_start == Some(b'[') && !self.top.has_features && self.mode == Mode::First {
             self.pos += 1;
@@ -488,8 +494,11 @@ impl<R: Read> GeoJsonReader<R> {
         if cut.too_large {
             return Err(self.invalid(ProblemCode::TooLarge, format!("member {key:?} is larger than the feature size limit")));
         }
-        if cut.truncated.is_some() || raw.is_empty() {
-            return Err(self.syntax(format!("malformed value of member {key:?}")));
+        if cut.truncated.is_some() {
+            return Err(self.syntax(format!("unexpected end of input inside member {key:?}: the file is truncated")));
+        }
+        if raw.is_empty() {
+            return Err(self.syntax(format!("expected a value for member {key:?}")));
         }
         let text = String::from_utf8(raw).map_err(|_| self.syntax(format!("member {key:?} is not valid UTF-8")))?;
         let value = RawValue::from_string(text).map_err(|e| self.syntax(format!("malformed value of member {key:?}: {e}")))?;
@@ -675,6 +684,7 @@ mod tests {
             (b"{\"type\":\"FeatureCollection\",\"features\":[],\"properties\":{}}", ProblemCode::ForbiddenMember),
             (b"{\"features\":[], \"type\":\"FeatureCollection\", \"bbox\":[1,2,3]}", ProblemCode::InvalidBbox),
             (b"{\"type\":\"FeatureCollection\" \"features\":[]}", ProblemCode::JsonSyntax),
+            (b"{\"type\":\"FeatureCollection\",\"type\":\"Feature\",\"features\":[]}", ProblemCode::DuplicateMember),
         ] {
             let (_, err) = read_all(input);
             let err = err.unwrap_or_else(|| panic!("no error for {}", String::from_utf8_lossy(input)));

@@ -155,7 +155,10 @@ fn normalise_decimal(s: &str) -> Option<(bool, String, i64)> {
 
 /// `YYYY-MM-DD` with a plausible month and day.
 pub fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
+    date_bytes(s.as_bytes())
+}
+
+fn date_bytes(b: &[u8]) -> bool {
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
@@ -169,7 +172,7 @@ pub fn is_date(s: &str) -> bool {
 /// RFC 3339 date-time in UTC (`Z`) or with an offset, optional fractional seconds.
 pub fn is_datetime(s: &str) -> bool {
     let b = s.as_bytes();
-    if b.len() < 20 || !is_date(&s[..10]) || !(b[10] == b'T' || b[10] == b't') {
+    if b.len() < 20 || !date_bytes(&b[..10]) || !(b[10] == b'T' || b[10] == b't') {
         return false;
     }
     let t = &b[11..];
@@ -270,6 +273,7 @@ mod tests {
         assert_eq!(PropValue::from_raw_json(r#""2022-11-16T09:29:13Z""#).kind(), ValueKind::DateTime);
         assert_eq!(PropValue::from_raw_json(r#""2022-11-16T09:29:13.5+02:00""#).kind(), ValueKind::DateTime);
         assert_eq!(PropValue::from_raw_json(r#""2022-13-16""#).kind(), ValueKind::Text);
+        assert_eq!(PropValue::from_raw_json(r#""Rosario – Islas Malvinas Int'l""#).kind(), ValueKind::Text);
         assert_eq!(
             PropValue::from_raw_json("{ \"a\" : [1, 2, \"x y\"] }"),
             PropValue::Json(r#"{"a":[1,2,"x y"]}"#.into())

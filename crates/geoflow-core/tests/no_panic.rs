@@ -1263,13 +1263,14 @@ fn a_ten_megabyte_string() {
 #[test]
 fn a_position_with_a_million_numbers() {
     let numbers = vec!["1.5"; 1_000_000].join(",");
-    for ty in ["Point", "LineString", "Polygon", "MultiPolygon"] {
-        let geometry = format!("{{\"type\":\"{ty}\",\"coordinates\":[{numbers}]}}");
-        nasty(format!("{{\"type\":\"FeatureCollection\",\"features\":[{{\"type\":\"Feature\",\"properties\":null,\"geometry\":{geometry}}}]}}").as_bytes());
-        nasty(geometry.as_bytes());
+    let point = format!("{{\"type\":\"Point\",\"coordinates\":[{numbers}]}}");
+    nasty(point.as_bytes());
+    nasty(format!("{{\"type\":\"FeatureCollection\",\"features\":[{{\"type\":\"Feature\",\"properties\":{{\"p\":[{numbers}]}},\"geometry\":{point}}}]}}").as_bytes());
+    // The same numbers where the type wants deeper nesting (every number is misplaced).
+    let numbers = vec!["-0"; 100_000].join(",");
+    for ty in ["LineString", "Polygon", "MultiPolygon"] {
+        nasty(format!("{{\"type\":\"{ty}\",\"coordinates\":[{numbers}]}}").as_bytes());
     }
-    let one_position = format!("{{\"type\":\"Point\",\"coordinates\":[{numbers}]}}");
-    nasty(format!("{{\"type\":\"Feature\",\"properties\":{{\"p\":[{numbers}]}},\"geometry\":{one_position}}}").as_bytes());
 }
 
 #[test]
@@ -1393,15 +1394,80 @@ fn reproducer_repair_keeps_mixed_dimensions_and_writes_nan_z() {
 }
 
 #[test]
-fn scratch_probe() {
-    let cases = std::fs::read_to_string("/tmp/probe.txt").unwrap();
-    for line in cases.lines().filter(|l| !l.trim().is_empty()) {
-        let raws: Vec<RawFeature> = GeoJsonReader::new(line.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
-        for policy in POLICIES {
-            let processor = Processor::new(&SchemaBuilder::default().finish(), policy);
-            let r = guarded(|| String::new(), || processor.process(&raws[0]));
-            let short = match &r { Ok(Processed::Row(row, i)) => format!("Row wkb={} issue={:?}", row.geometry.as_ref().map(|g| check_wkb(g).err().unwrap_or("ok".into())).unwrap_or_default(), i.as_ref().map(|i| &i.reason)), Ok(Processed::Invalid(i)) => format!("Invalid {:?} {}", i.code, i.reason), Err(f) => format!("FAIL {f}") };
-            eprintln!("{policy:?}: {line}\n    => {short}");
-        }
+#[ignore = "reproducer: a GeometryCollection of 2D and 3D members is stored (every policy) with NaN Z for its 2D positions"]
+fn reproducer_collection_of_2d_and_3d_members_writes_nan_z() {
+    let input = r#"{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[0,0]},{"type":"Point","coordinates":[0,0,0]}]}"#;
+    let raws: Vec<RawFeature> = GeoJsonReader::new(input.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
+    let processor = Processor::new(&SchemaBuilder::default().finish(), Policy::Skip);
+    match processor.process(&raws[0]) {
+        Processed::Row(row, _) => check_wkb(row.geometry.as_ref().unwrap()).unwrap(),
+        Processed::Invalid(_) => {}
     }
+}
+
+#[test]
+#[ignore = "reproducer: policy repair of a polygon with a -0 ordinate panics in geo's sweep (debug assertion intervals_overlap)"]
+fn reproducer_negative_zero_breaks_polygon_repair() {
+    let input = r#"{"type":"Polygon","coordinates":[[[-0,0],[1,1],[1,0],[0,1],[-0,0]]]}"#;
+    let raws: Vec<RawFeature> = GeoJsonReader::new(input.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
+    Processor::new(&SchemaBuilder::default().finish(), Policy::Repair).process(&raws[0]);
+}
+
+/// Runs the schema pass and policy `skip` on `doc`, failing if it takes longer than `limit`
+/// or holds more than `memory` bytes at once: for work that must stay about linear in the input.
+fn within(doc: &str, limit: Duration, memory: usize) {
+    let _busy = Busy::new(|| show(doc.as_bytes()));
+    let started = Instant::now();
+    let ((), peak) = peak_memory(|| {
+        let raws: Vec<RawFeature> = GeoJsonReader::new(doc.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
+        let mut schema = SchemaBuilder::default();
+        raws.iter().for_each(|r| observe_schema(r, &mut schema));
+        let processor = Processor::new(&schema.finish(), Policy::Skip);
+        raws.iter().for_each(|r| drop(processor.process(r)));
+    });
+    let took = started.elapsed();
+    assert!(took <= limit && peak <= memory, "{} input bytes took {took:?} (limit {limit:?}) and held {peak} bytes at once (limit {memory})", doc.len());
+}
+
+fn square(x: f64, y: f64, side: f64) -> String {
+    let (x2, y2) = (x + side, y + side);
+    format!("[[{x},{y}],[{x2},{y}],[{x2},{y2}],[{x},{y2}],[{x},{y}]]")
+}
+
+#[test]
+#[ignore = "reproducer: the duplicate-member check compares every pair of members (feature.rs duplicates): 50k property keys take tens of seconds"]
+fn reproducer_duplicate_member_check_is_quadratic() {
+    let props: Vec<String> = (0..50_000).map(|i| format!("\"k{i}\":1")).collect();
+    within(&format!("{{\"type\":\"Feature\",\"geometry\":null,\"properties\":{{{}}}}}", props.join(",")), Duration::from_secs(3), 64 << 20);
+}
+
+#[test]
+#[ignore = "reproducer: the per-code problem cap counts all earlier problems for every bad position (geometry.rs report): quadratic"]
+fn reproducer_problem_cap_count_is_quadratic() {
+    // 40k one-position lines (one problem each), then 40k bad positions in the next member.
+    let lines = vec!["[[0,0]]"; 40_000].join(",");
+    let positions = vec!["[1]"; 40_000].join(",");
+    within(
+        &format!("{{\"type\":\"GeometryCollection\",\"geometries\":[{{\"type\":\"MultiLineString\",\"coordinates\":[{lines}]}},{{\"type\":\"LineString\",\"coordinates\":[{positions}]}}]}}"),
+        Duration::from_secs(3),
+        64 << 20,
+    );
+}
+
+#[test]
+#[ignore = "reproducer: OGC validation relates every pair of polygons of a MultiPolygon: 600 identical squares (20 KB) take seconds and >100 MB"]
+fn reproducer_multipolygon_validation_is_quadratic() {
+    // Every pair overlaps: one problem per pair, all of them joined into the report line.
+    let same = vec![format!("[{}]", square(0.0, 0.0, 1.0)); 600].join(",");
+    within(&format!("{{\"type\":\"MultiPolygon\",\"coordinates\":[{same}]}}"), Duration::from_secs(3), 32 << 20);
+    // Disjoint squares: valid, still every pair related.
+    let apart: Vec<String> = (0..10_000).map(|i| format!("[{}]", square((i % 100) as f64 * 1.5 - 80.0, (i / 100) as f64 * 1.5 - 80.0, 1.0))).collect();
+    within(&format!("{{\"type\":\"MultiPolygon\",\"coordinates\":[{}]}}", apart.join(",")), Duration::from_secs(3), 64 << 20);
+}
+
+#[test]
+#[ignore = "reproducer: OGC validation relates every pair of holes of a Polygon: 8000 holes take seconds"]
+fn reproducer_polygon_hole_validation_is_quadratic() {
+    let holes: Vec<String> = (0..8_000).map(|i| square((i % 100) as f64 * 0.015 - 0.8, (i / 100) as f64 * 0.015 - 0.8, 0.01)).collect();
+    within(&format!("{{\"type\":\"Polygon\",\"coordinates\":[{},{}]}}", square(-1.0, -1.0, 2.0), holes.join(",")), Duration::from_secs(3), 64 << 20);
 }

@@ -1,1 +1,9 @@
+//! geoflow: event-driven GeoJSON ingestion into PostGIS and GeoPackage.
+//!
+//! The binary's wiring: configuration, telemetry, and the ingest pipeline that connects the
+//! pure core (`geoflow-core`) to a spatial store (`geoflow-store`).
 
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod telemetry;

@@ -1,0 +1,58 @@
+//! Where things live: resolved from flags and `GEOFLOW_*` environment variables.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use geoflow_store::gpkg::GeoPackageStore;
+use geoflow_store::Store;
+
+/// The embedded default: a GeoPackage under `./geoflow-data`.
+pub const DEFAULT_DATABASE: &str = "./geoflow-data/geoflow.gpkg";
+
+/// A parsed `GEOFLOW_DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    GeoPackage(PathBuf),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> anyhow::Result<DatabaseUrl> {
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            bail!("PostgreSQL database URLs are not supported by this version of geoflow: use a path to a .gpkg file");
+        }
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        if !lower.ends_with(".gpkg") {
+            bail!("unsupported database {url:?}: expected a path to a GeoPackage file ending in .gpkg");
+        }
+        Ok(DatabaseUrl::GeoPackage(PathBuf::from(path)))
+    }
+
+    /// Opens (creating and migrating if needed) the store.
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        match self {
+            DatabaseUrl::GeoPackage(path) => {
+                let path = path.clone();
+                let store = tokio::task::spawn_blocking(move || GeoPackageStore::open(&path))
+                    .await?
+                    .context("opening the GeoPackage store")?;
+                Ok(Arc::new(store))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(DatabaseUrl::parse("x/y.gpkg").unwrap(), DatabaseUrl::GeoPackage("x/y.gpkg".into()));
+        assert_eq!(DatabaseUrl::parse("file:///a/b.GPKG").unwrap(), DatabaseUrl::GeoPackage("/a/b.GPKG".into()));
+        assert!(DatabaseUrl::parse("x.sqlite").is_err());
+        let err = DatabaseUrl::parse("postgres://u:secret@h/db").unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+}

@@ -1,0 +1,287 @@
+//! `geoflow ingest` end to end: real files in, a GeoPackage out, read back by GDAL.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use support::*;
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn status(i: &Ingested) -> &str {
+    i.summary["status"].as_str().unwrap()
+}
+
+#[test]
+fn every_natural_earth_file_loads_with_the_feature_count_gdal_reads() {
+    let Some(shared) = shared_dir() else { return };
+    if !have_tool("ogrinfo") {
+        return;
+    }
+    let tmp = scratch();
+    let gpkg = tmp.path().join("ne.gpkg");
+    let mut files: Vec<_> = std::fs::read_dir(shared.join("data/naturalearth")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 12);
+    for file in files {
+        let dataset = file.file_stem().unwrap().to_str().unwrap().to_string();
+        let (expected, source_extent, _) = ogr_layer(&file, None);
+        let run = ingest(&gpkg, &file, &dataset, &["--on-invalid", "repair"]);
+        assert_eq!(run.code, 0, "{}: {}", file.display(), run.summary);
+        assert_eq!(status(&run), "loaded");
+        let s = &run.summary;
+        assert_eq!(s["features_read"], json!(expected), "{dataset}");
+        // Natural Earth has a few OGC-invalid polygons: repaired, never silently stored or lost.
+        assert_eq!(s["skipped"], json!(0), "{dataset}: {s}");
+        let (count, extent, _) = ogr_layer(&gpkg, Some(&dataset));
+        assert_eq!(count, expected, "{dataset}: GDAL counts {count} features in our table, {expected} in the source");
+        let (ours, theirs) = (extent.unwrap(), source_extent.unwrap());
+        if s["repaired"] == json!(0) {
+            for k in 0..4 {
+                assert!((ours[k] - theirs[k]).abs() < 1e-9, "{dataset}: extent {ours:?} vs {theirs:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn attribute_values_read_back_by_gdal_match_the_source() {
+    let Some(shared) = shared_dir() else { return };
+    if !have_tool("ogr2ogr") {
+        return;
+    }
+    let tmp = scratch();
+    let gpkg = tmp.path().join("a.gpkg");
+    let src = shared.join("data/naturalearth/ne_110m_admin_0_countries.geojson");
+    let run = ingest(&gpkg, &src, "countries", &["--on-invalid", "repair"]);
+    assert_eq!(run.code, 0, "{}", run.summary);
+    let source: Value = serde_json::from_slice(&std::fs::read(&src).unwrap()).unwrap();
+    let ours = ogr_features(&gpkg, "countries");
+    let want = source["features"].as_array().unwrap();
+    assert_eq!(ours.len(), want.len());
+    let titles = column_titles(&gpkg, "countries");
+    for (i, (got, want)) in ours.iter().zip(want).enumerate() {
+        for (key, value) in want["properties"].as_object().unwrap() {
+            let column = &titles[key];
+            let got = &got["properties"][column];
+            let same = match (got, value) {
+                (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+                _ => got == value,
+            };
+            assert!(same, "feature {i} {key}: {got} != {value}");
+        }
+    }
+}
+
+/// Original property key → column name, from the GeoPackage schema extension.
+fn column_titles(gpkg: &Path, table: &str) -> std::collections::HashMap<String, String> {
+    let conn = rusqlite::Connection::open(gpkg).unwrap();
+    let mut stmt = conn.prepare("SELECT title, column_name FROM gpkg_data_columns WHERE table_name = ?1").unwrap();
+    let rows = stmt.query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn geojsonhint_corpus_gets_a_clean_load_or_a_clear_error() {
+    let Some(shared) = shared_dir() else { return };
+    let tmp = scratch();
+    let gpkg = tmp.path().join("hint.gpkg");
+    let dir = shared.join("data/geojsonhint");
+    // Messages the reference linter flags that RFC 7946 words as SHOULD: not errors here.
+    let advisory = ["right-hand rule", "should avoid", "should be avoided", "should not have more than 3"];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir.join("bad")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("geojson") {
+            continue;
+        }
+        let verdict: Value = serde_json::from_slice(&std::fs::read(path.with_extension("result")).unwrap()).unwrap();
+        let errors: Vec<&str> = verdict
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get("level").and_then(Value::as_str) != Some("message"))
+            .filter_map(|m| m["message"].as_str())
+            .filter(|m| !advisory.iter().any(|a| m.contains(a)))
+            .collect();
+        let name = path.file_stem().unwrap().to_str().unwrap().replace('-', "_");
+        let dataset = format!("d_{name}");
+        let run = ingest(&gpkg, &path, &dataset, &["--on-invalid", "reject"]);
+        let s = &run.summary;
+        // positions with 4+ numbers are an error here (RFC 7946: positions of 2 or 3 numbers).
+        let four_d = path.file_name().unwrap() == "point-toomany.geojson";
+        if errors.is_empty() && !four_d {
+            assert_eq!(run.code, 0, "{}: the linter finds no error, we did: {s}", path.display());
+            assert_eq!(s["status"], "loaded");
+        } else {
+            assert_eq!(run.code, 3, "{}: the linter finds {errors:?}, we loaded: {s}", path.display());
+            assert_eq!(s["status"], "rejected");
+            let error = s["error"].as_str().unwrap();
+            assert!(error.contains(path.file_name().unwrap().to_str().unwrap()), "the error names the source: {error}");
+            assert!(error.len() > 30, "a clear error: {error}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 40, "only {checked} files checked");
+    for entry in std::fs::read_dir(dir.join("good")).unwrap() {
+        let path = entry.unwrap().path();
+        let run = ingest(&gpkg, &path, "good", &["--on-invalid", "reject"]);
+        // The linter does not check WGS84 ranges; issue82.geojson has latitudes below −90.
+        if path.file_name().unwrap() == "issue82.geojson" {
+            assert_eq!((run.code, run.summary["errors"][0]["code"].as_str()), (3, Some("out-of-range")), "{}", run.summary);
+            continue;
+        }
+        assert_eq!(run.code, 0, "{}: {}", path.display(), run.summary);
+        assert_eq!(run.summary["features_loaded"], run.summary["features_read"]);
+    }
+}
+
+#[test]
+fn identical_content_is_a_no_op_and_a_new_version_replaces_only_its_source() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("s.gpkg");
+    let a = write(tmp.path(), "a.geojson", &points(&[(1.0, 1.0), (2.0, 2.0)]));
+    let b = write(tmp.path(), "b.geojson", &points(&[(5.0, 5.0)]));
+    assert_eq!(status(&ingest(&gpkg, &a, "pts", &[])), "loaded");
+    assert_eq!(status(&ingest(&gpkg, &b, "pts", &[])), "loaded");
+    let again = ingest(&gpkg, &a, "pts", &[]);
+    assert_eq!((again.code, status(&again)), (0, "unchanged"));
+    assert_eq!(count_rows(&gpkg, "pts"), 3);
+    // A newer version of a.geojson: its rows are replaced, b's are untouched.
+    write(tmp.path(), "a.geojson", &points(&[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]));
+    let newer = ingest(&gpkg, &a, "pts", &[]);
+    assert_eq!(status(&newer), "loaded");
+    assert_eq!(newer.summary["replaced_rows"], json!(2));
+    assert_eq!(count_rows(&gpkg, "pts"), 4);
+    // A rejected version leaves the previous rows of that source in place.
+    write(tmp.path(), "a.geojson", &points(&[(1.0, 1.0), (200.0, 2.0)]));
+    let rejected = ingest(&gpkg, &a, "pts", &["--on-invalid", "reject"]);
+    assert_eq!((rejected.code, status(&rejected)), (3, "rejected"));
+    assert!(rejected.summary["error"].as_str().unwrap().contains("feature 1"), "{}", rejected.summary);
+    assert_eq!(count_rows(&gpkg, "pts"), 4);
+    // A truncated file fails as a whole: nothing half-written.
+    let text = points(&[(7.0, 7.0), (8.0, 8.0)]);
+    write(tmp.path(), "a.geojson", &text[..text.len() - 10]);
+    let truncated = ingest(&gpkg, &a, "pts", &[]);
+    assert_eq!((truncated.code, status(&truncated)), (3, "rejected"));
+    assert!(truncated.summary["error"].as_str().unwrap().contains("truncated"), "{}", truncated.summary);
+    assert_eq!(count_rows(&gpkg, "pts"), 4);
+}
+
+#[test]
+fn skip_reports_every_invalid_feature_with_index_id_and_reason() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("v.gpkg");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample.geojson");
+    let run = ingest(&gpkg, &sample, "sample", &[]);
+    let s = &run.summary;
+    assert_eq!(run.code, 0);
+    assert_eq!((s["features_read"].as_u64(), s["features_loaded"].as_u64(), s["skipped"].as_u64()), (Some(10), Some(8), Some(2)));
+    let errors = s["errors"].as_array().unwrap();
+    assert_eq!(errors[0]["index"], 8);
+    assert_eq!(errors[0]["id"], "bad-bowtie");
+    assert_eq!(errors[0]["code"], "self-intersection");
+    assert_eq!(errors[1]["index"], 9);
+    assert_eq!(errors[1]["code"], "out-of-range");
+    assert!(errors[1]["reason"].as_str().unwrap().contains("104.9041"));
+    // repair: the bowtie becomes valid, the out-of-range point cannot be repaired.
+    let run = ingest(&gpkg, &sample, "sample_repaired", &["--on-invalid", "repair"]);
+    let s = &run.summary;
+    assert_eq!((s["features_loaded"].as_u64(), s["repaired"].as_u64(), s["skipped"].as_u64()), (Some(9), Some(1), Some(1)));
+    if have_tool("ogr2ogr") {
+        let out = std::process::Command::new("ogrinfo")
+            .arg(&gpkg)
+            .args(["-sql", "SELECT ST_IsValid(geom) AS ok, count(*) AS n FROM sample_repaired GROUP BY 1", "-dialect", "SQLite"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("ok (Integer) = 1") && !text.contains("ok (Integer) = 0"), "{text}");
+    }
+}
+
+#[test]
+fn text_sequences_ndjson_single_features_and_stdin() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("seq.gpkg");
+    let f = |x: f64| format!(r#"{{"type":"Feature","properties":{{"x":{x}}},"geometry":{{"type":"Point","coordinates":[{x},0]}}}}"#);
+    let rs = format!("\x1e{}\n\x1e{}\n\x1e{{\"type\":\"Feat\n\x1e{}\n", f(1.0), f(2.0), f(3.0));
+    let run = ingest_stdin(&gpkg, rs.as_bytes(), "rs", &["--source", "rs.geojsons"]);
+    assert_eq!((run.summary["features_read"].as_u64(), run.summary["features_loaded"].as_u64()), (Some(4), Some(3)), "{}", run.summary);
+    assert_eq!(run.summary["source"], "rs.geojsons");
+    let nd = format!("{}\n{}\n", f(1.0), f(2.0));
+    let p = write(tmp.path(), "x.json", &nd);
+    assert_eq!(ingest(&gpkg, &p, "nd", &[]).summary["features_loaded"], json!(2));
+    let single = write(tmp.path(), "one.txt", &f(4.0));
+    assert_eq!(ingest(&gpkg, &single, "one", &[]).summary["features_loaded"], json!(1));
+    let bare = write(tmp.path(), "bare", r#"{"type":"LineString","coordinates":[[0,0],[1,1]]}"#);
+    let run = ingest(&gpkg, &bare, "bare", &[]);
+    assert_eq!(run.summary["features_loaded"], json!(1));
+    let null_geom = write(tmp.path(), "null.geojson", r#"{"type":"Feature","properties":{"a":1},"geometry":null}"#);
+    assert_eq!(ingest(&gpkg, &null_geom, "nullgeom", &[]).summary["features_loaded"], json!(1));
+    let conn = rusqlite::Connection::open(&gpkg).unwrap();
+    let geom: Option<Vec<u8>> = conn.query_row("SELECT geom FROM nullgeom", [], |r| r.get(0)).unwrap();
+    assert_eq!(geom, None, "a null geometry is stored as NULL");
+}
+
+#[test]
+fn property_values_are_kept_exactly() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("p.gpkg");
+    let text = r#"{"type":"FeatureCollection","features":[
+      {"type":"Feature","properties":{"big":9007199254740993,"mixed":1,"Name":"a","name":"b","nested":{"k":[1,"2",null]},"huge":123456789012345678901234567890,"f":0.1},"geometry":null},
+      {"type":"Feature","properties":{"big":-9223372036854775808,"mixed":"one","Name":null,"f":2},"geometry":null}
+    ]}"#;
+    let p = write(tmp.path(), "p.geojson", text);
+    let run = ingest(&gpkg, &p, "props", &[]);
+    assert_eq!(run.code, 0, "{}", run.summary);
+    let titles = column_titles(&gpkg, "props");
+    assert_ne!(titles["Name"], titles["name"], "case-distinct keys stay distinct");
+    let conn = rusqlite::Connection::open(&gpkg).unwrap();
+    let get = |key: &str, row: i64| -> rusqlite::types::Value {
+        conn.query_row(&format!("SELECT \"{}\" FROM props WHERE gf_feature_index = ?1", titles[key]), [row], |r| r.get(0)).unwrap()
+    };
+    use rusqlite::types::Value as V;
+    assert_eq!(get("big", 0), V::Integer(9007199254740993));
+    assert_eq!(get("big", 1), V::Integer(i64::MIN));
+    assert_eq!(get("mixed", 0), V::Text("1".into()));
+    assert_eq!(get("mixed", 1), V::Text("\"one\"".into()));
+    assert_eq!(get("nested", 0), V::Text(r#"{"k":[1,"2",null]}"#.into()));
+    assert_eq!(get("huge", 0), V::Text("123456789012345678901234567890".into()));
+    assert_eq!(get("f", 0), V::Real(0.1));
+    assert_eq!(get("f", 1), V::Real(2.0));
+}
+
+#[test]
+fn bad_names_and_missing_files_give_clear_errors() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("e.gpkg");
+    let out = geoflow().args(["ingest", "x.geojson", "--dataset", "Bad-Name", "--database"]).arg(&gpkg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid dataset name"));
+    let run = ingest(&gpkg, &tmp.path().join("missing.geojson"), "m", &[]);
+    assert_eq!((run.code, status(&run)), (1, "failed"));
+    assert!(run.summary["error"].as_str().unwrap().contains("missing.geojson"));
+    for sub in ["ingest", "migrate", "datasets"] {
+        let help = geoflow().args([sub, "--help"]).output().unwrap();
+        assert!(help.status.success() && !help.stdout.is_empty());
+    }
+}
+
+fn points(xy: &[(f64, f64)]) -> String {
+    let features: Vec<Value> = xy
+        .iter()
+        .enumerate()
+        .map(|(i, (x, y))| json!({"type": "Feature", "id": i, "properties": {"n": i}, "geometry": {"type": "Point", "coordinates": [x, y]}}))
+        .collect();
+    json!({"type": "FeatureCollection", "features": features}).to_string()
+}
+
+fn count_rows(gpkg: &Path, table: &str) -> i64 {
+    let conn = rusqlite::Connection::open(gpkg).unwrap();
+    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| r.get(0)).unwrap()
+}

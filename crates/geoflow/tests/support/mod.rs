@@ -1,0 +1,127 @@
+//! Helpers for tests that run the `geoflow` binary and read its output with GDAL.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// `../shared` beside the repository (or `GEOFLOW_SHARED_DIR`): test data, never needed at run time.
+/// `None` (with the reason printed) when it is absent, unless `GEOFLOW_REQUIRE_SHARED=1`.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("GEOFLOW_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    if dir.join("data").is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("GEOFLOW_REQUIRE_SHARED").as_deref() == Ok("1") {
+        panic!("GEOFLOW_REQUIRE_SHARED=1 but the shared test data is missing at {}", dir.display());
+    }
+    eprintln!("skipped: shared test data not found at {} (set GEOFLOW_SHARED_DIR)", dir.display());
+    None
+}
+
+/// Whether an external tool (e.g. `ogrinfo`) is on the PATH. Missing tools skip the test with
+/// a printed reason, unless `GEOFLOW_REQUIRE_TOOLS=1`.
+pub fn have_tool(name: &str) -> bool {
+    let found = Command::new(name).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !found {
+        if std::env::var("GEOFLOW_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("GEOFLOW_REQUIRE_TOOLS=1 but {name} is not installed");
+        }
+        eprintln!("skipped: {name} is not installed");
+    }
+    found
+}
+
+pub fn geoflow() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_geoflow"));
+    cmd.env_remove("GEOFLOW_DATABASE_URL").env("GEOFLOW_LOG", "warn");
+    cmd
+}
+
+/// The result of `geoflow ingest --json`.
+pub struct Ingested {
+    pub code: i32,
+    pub summary: Value,
+    pub stderr: String,
+}
+
+/// Runs `geoflow ingest <input> --dataset <dataset> --database <gpkg> --json [extra…]`.
+pub fn ingest(gpkg: &Path, input: &Path, dataset: &str, extra: &[&str]) -> Ingested {
+    let mut cmd = geoflow();
+    cmd.arg("ingest").arg(input).args(["--dataset", dataset, "--json", "--database"]).arg(gpkg).args(extra);
+    finish(cmd.output().expect("geoflow runs"))
+}
+
+/// Same, feeding `stdin` to `geoflow ingest -`.
+pub fn ingest_stdin(gpkg: &Path, stdin: &[u8], dataset: &str, extra: &[&str]) -> Ingested {
+    let mut cmd = geoflow();
+    cmd.args(["ingest", "-", "--dataset", dataset, "--json", "--database"]).arg(gpkg).args(extra);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("geoflow runs");
+    let mut pipe = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    finish(out)
+}
+
+fn finish(out: Output) -> Ingested {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "geoflow panicked: {stderr}");
+    let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("no JSON summary ({e}): stdout={stdout} stderr={stderr}"));
+    Ingested { code: out.status.code().unwrap_or(-1), summary, stderr }
+}
+
+/// `ogrinfo -ro -so -al`: (feature count, extent) of one layer, and the full text output.
+pub fn ogr_layer(path: &Path, layer: Option<&str>) -> (u64, Option<[f64; 4]>, String) {
+    let mut cmd = Command::new("ogrinfo");
+    cmd.args(["-ro", "-so"]).arg(path);
+    match layer {
+        Some(l) => cmd.arg(l),
+        None => cmd.arg("-al"),
+    };
+    let out = cmd.output().expect("ogrinfo runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "ogrinfo failed on {}: {err}", path.display());
+    assert!(!err.contains("Warning") && !err.contains("ERROR"), "ogrinfo complained about {}: {err}", path.display());
+    let count = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("Feature Count: "))
+        .map(|n| n.trim().parse::<u64>().unwrap())
+        .sum();
+    let extent = text.lines().find_map(|l| l.strip_prefix("Extent: ")).map(|e| {
+        let nums: Vec<f64> = e
+            .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e'))
+            .filter(|s| !s.is_empty() && *s != "-")
+            .map(|s| s.parse().unwrap())
+            .collect();
+        [nums[0], nums[1], nums[2], nums[3]]
+    });
+    (count, extent, text)
+}
+
+/// The rows of a layer as GeoJSON features, read back by `ogr2ogr` (GDAL's own reader).
+pub fn ogr_features(gpkg: &Path, layer: &str) -> Vec<Value> {
+    let out = Command::new("ogr2ogr")
+        .args(["-f", "GeoJSON", "/vsistdout/"])
+        .arg(gpkg)
+        .arg(layer)
+        .output()
+        .expect("ogr2ogr runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ogr2ogr writes GeoJSON");
+    v["features"].as_array().cloned().unwrap_or_default()
+}
+
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
