@@ -110,6 +110,18 @@ struct Cut {
 const BUF_SIZE: usize = 1 << 20;
 const RS: u8 = 0x1e;
 
+/// Bytes that change the framing state inside a container.
+static STRUCTURAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'{' as usize] = true;
+    t[b'}' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b']' as usize] = true;
+    t[RS as usize] = true;
+    t
+};
+
 /// Iterator over the raw features of one GeoJSON input.
 pub struct GeoJsonReader<R> {
     src: R,
@@ -282,6 +294,17 @@ impl<R: Read> GeoJsonReader<R> {
                     }
                 }
                 continue;
+            }
+            if depth > 0 {
+                // Inside an array or object only quotes, brackets and separators matter.
+                let hay = &self.buf[self.pos..self.end];
+                match hay.iter().position(|&c| STRUCTURAL[c as usize]) {
+                    None => {
+                        self.pos = self.end;
+                        continue;
+                    }
+                    Some(i) => self.pos += i,
+                }
             }
             let c = self.buf[self.pos];
             match c {

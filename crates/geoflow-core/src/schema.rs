@@ -110,7 +110,10 @@ pub struct SchemaBuilder {
 
 impl SchemaBuilder {
     pub fn observe(&mut self, key: &str, kind: ValueKind) {
-        let ty = FieldType::of(kind);
+        self.observe_type(key, FieldType::of(kind));
+    }
+
+    fn observe_type(&mut self, key: &str, ty: FieldType) {
         match self.index.get(key) {
             Some(&i) => {
                 let f = &mut self.schema.fields[i];
@@ -125,6 +128,14 @@ impl SchemaBuilder {
 
     pub fn observe_id(&mut self, kind: ValueKind) {
         self.schema.id_type = self.schema.id_type.join(FieldType::of(kind));
+    }
+
+    /// Adds what another builder saw after what this one saw (keys keep their first-seen order).
+    pub fn merge(&mut self, other: SchemaBuilder) {
+        for f in other.schema.fields {
+            self.observe_type(&f.key, f.ty);
+        }
+        self.schema.id_type = self.schema.id_type.join(other.schema.id_type);
     }
 
     /// Field index of `key`, if seen.
@@ -217,6 +228,20 @@ mod tests {
         assert_eq!(Date.join(DateTime), Text);
         assert_eq!(Boolean.join(Integer), Json);
         assert_eq!(Json.join(Null), Json);
+    }
+
+    #[test]
+    fn merging_keeps_first_seen_order_and_widens() {
+        let mut a = SchemaBuilder::default();
+        a.observe("b", ValueKind::Int);
+        let mut b = SchemaBuilder::default();
+        b.observe("a", ValueKind::Text);
+        b.observe("b", ValueKind::Real);
+        b.observe_id(ValueKind::Text);
+        a.merge(b);
+        let s = a.finish();
+        assert_eq!(s.fields.iter().map(|f| (f.key.as_str(), f.ty)).collect::<Vec<_>>(), vec![("b", FieldType::Real), ("a", FieldType::Text)]);
+        assert_eq!(s.id_type, FieldType::Text);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Sender};
 use serde::Serialize;
 
 use geoflow_core::dataset::DatasetName;
@@ -163,8 +163,8 @@ pub async fn ingest(store: Arc<dyn Store>, req: IngestRequest, progress: Arc<Pro
 
     // Pass 1: hash and schema.
     progress.pass.store(1, Ordering::Relaxed);
-    let (d, opts, counter) = (data.clone(), req.reader, progress.bytes.clone());
-    let scanned = tokio::task::spawn_blocking(move || schema_pass(&d, opts, counter)).await?;
+    let (d, opts, workers, counter) = (data.clone(), req.reader, req.workers, progress.bytes.clone());
+    let scanned = tokio::task::spawn_blocking(move || schema_pass(&d, opts, workers, &counter)).await?;
     let mut plan = LoadPlan {
         dataset: req.dataset.clone(),
         source: source.clone(),
@@ -189,6 +189,7 @@ pub async fn ingest(store: Arc<dyn Store>, req: IngestRequest, progress: Arc<Pro
     }
     summary.content_hash = Some(plan.version.content_hash.clone());
     summary.bytes = plan.version.bytes;
+    tracing::debug!(source = %source, fields = plan.schema.fields.len(), ms = started.elapsed().as_millis() as u64, "schema pass done");
 
     // Pass 2: load.
     progress.pass.store(2, Ordering::Relaxed);
@@ -201,6 +202,7 @@ pub async fn ingest(store: Arc<dyn Store>, req: IngestRequest, progress: Arc<Pro
     let schema = plan.schema.clone();
     let source2 = source.clone();
     let fed = tokio::task::spawn_blocking(move || load_pass(&d, &req2, &source2, &schema, &expected, &progress2, tx)).await?;
+    tracing::debug!(source = %source, ms = started.elapsed().as_millis() as u64, "all rows sent");
     let outcome = load.await?;
     summary.absorb(&fed.result);
     summary.status = fed.status;
@@ -235,13 +237,17 @@ struct SchemaScan {
     bytes: u64,
 }
 
-fn schema_pass(data: &Rereadable, opts: ReaderOptions, counter: Arc<AtomicU64>) -> Result<SchemaScan, ReadError> {
-    let mut reader = GeoJsonReader::new(data.reader(counter)?, opts);
+fn schema_pass(data: &Rereadable, opts: ReaderOptions, workers: usize, counter: &Arc<AtomicU64>) -> Result<SchemaScan, ReadError> {
     let mut schema = SchemaBuilder::default();
-    for raw in reader.by_ref() {
-        observe_schema(&raw?, &mut schema);
-    }
-    let (hash, bytes) = reader.into_inner().finish();
+    let observe = |raws: Vec<RawFeature>| {
+        let mut part = SchemaBuilder::default();
+        raws.iter().for_each(|raw| observe_schema(raw, &mut part));
+        part
+    };
+    let (hash, bytes) = in_parallel(data, opts, workers, counter, observe, |part| {
+        schema.merge(part);
+        true
+    })?;
     Ok(SchemaScan { schema: schema.finish(), hash, bytes })
 }
 
@@ -249,70 +255,72 @@ fn schema_pass(data: &Rereadable, opts: ReaderOptions, counter: Arc<AtomicU64>) 
 const BATCH_FEATURES: usize = 1024;
 const BATCH_BYTES: usize = 4 << 20;
 
-struct Batch {
-    seq: u64,
-    raws: Vec<RawFeature>,
-}
-
-struct Done {
-    seq: u64,
-    rows: Vec<Row>,
-    issues: Vec<FeatureIssue>,
-    read: u64,
-}
-
-struct Fed {
-    status: Status,
-    result: LoadResult,
-}
-
-/// Runs the load pass on threads and feeds the store; returns what the reader saw.
-fn load_pass(
+/// Reads a source once: one thread cuts it into batches of raw features, `workers` threads
+/// `map` the batches, and `reduce` receives the results on the calling thread in source
+/// order; it returns `false` to stop early. Memory is bounded by the channel capacities.
+/// Returns the SHA-256 and length of the bytes read.
+fn in_parallel<T: Send>(
     data: &Rereadable,
-    req: &IngestRequest,
-    source: &str,
-    schema: &Schema,
-    expected_hash: &str,
-    progress: &Progress,
-    tx: tokio::sync::mpsc::Sender<LoadMessage>,
-) -> Fed {
+    opts: ReaderOptions,
+    workers: usize,
+    bytes: &Arc<AtomicU64>,
+    map: impl Fn(Vec<RawFeature>) -> T + Sync,
+    mut reduce: impl FnMut(T) -> bool,
+) -> Result<(String, u64), ReadError> {
+    let workers = workers.max(1);
     let stop = AtomicBool::new(false);
-    let workers = req.workers.max(1);
-    let (batch_tx, batch_rx) = bounded::<Batch>(workers * 2);
-    let (done_tx, done_rx) = bounded::<Done>(workers * 2);
-    let processor = Processor::new(schema, req.policy);
+    let (batch_tx, batch_rx) = bounded::<(u64, Vec<RawFeature>)>(workers * 2);
+    let (done_tx, done_rx) = bounded::<(u64, T)>(workers * 2);
     std::thread::scope(|s| {
-        let framing = s.spawn(|| frame(data, req.reader, &progress.bytes, &stop, batch_tx));
-        for _ in 0..workers {
-            let (batch_rx, done_tx, processor) = (batch_rx.clone(), done_tx.clone(), &processor);
-            s.spawn(move || work(processor, batch_rx, done_tx));
+        let framing = std::thread::Builder::new()
+            .name("geoflow-frame".into())
+            .spawn_scoped(s, || frame(data, opts, bytes, &stop, batch_tx))
+            .expect("spawn the framing thread");
+        for i in 0..workers {
+            let (batch_rx, done_tx, map) = (batch_rx.clone(), done_tx.clone(), &map);
+            std::thread::Builder::new()
+                .name(format!("geoflow-work-{i}"))
+                .spawn_scoped(s, move || {
+                    for (seq, raws) in batch_rx {
+                        if done_tx.send((seq, map(raws))).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawn a worker thread");
         }
         drop((batch_rx, done_tx));
-        let mut fed = collect(req, source, progress, &stop, done_rx, &tx);
-        let framed = framing.join().expect("framing thread does not panic");
-        if fed.status == Status::Loaded {
-            let failure = match framed {
-                Err(ReadError::Io(e)) => Some((Status::Failed, format!("{source}: cannot read {}: {e}", data.name))),
-                Err(e) => Some((Status::Rejected, format!("{source}: {e}"))),
-                Ok((hash, _)) if hash != expected_hash => {
-                    Some((Status::Failed, format!("{source}: {} changed while it was being loaded; load it again", data.name)))
+        let mut pending = BTreeMap::new();
+        let mut next = 0u64;
+        let mut going = true;
+        // Keep receiving after a stop so that the workers can finish.
+        for (seq, out) in done_rx {
+            if !going {
+                continue;
+            }
+            pending.insert(seq, out);
+            while let Some(out) = pending.remove(&next) {
+                next += 1;
+                if !reduce(out) {
+                    going = false;
+                    stop.store(true, Ordering::Relaxed);
+                    pending.clear();
+                    break;
                 }
-                Ok(_) => None,
-            };
-            if let Some((status, why)) = failure {
-                fed.status = status;
-                fed.result.error = Some(why);
             }
         }
-        let message = if fed.status == Status::Loaded { LoadMessage::Commit(fed.result.clone()) } else { LoadMessage::Abort(fed.result.clone()) };
-        // A closed channel means the store already finished (unchanged source, or its own error).
-        let _ = tx.blocking_send(message);
-        fed
+        framing.join().expect("the framing thread does not panic")
     })
 }
 
 /// Cuts the source into batches of raw features.
-fn frame(data: &Rereadable, opts: ReaderOptions, bytes: &Arc<AtomicU64>, stop: &AtomicBool, out: Sender<Batch>) -> Result<(String, u64), ReadError> {
+fn frame(
+    data: &Rereadable,
+    opts: ReaderOptions,
+    bytes: &Arc<AtomicU64>,
+    stop: &AtomicBool,
+    out: Sender<(u64, Vec<RawFeature>)>,
+) -> Result<(String, u64), ReadError> {
     let mut reader = GeoJsonReader::new(data.reader(bytes.clone())?, opts);
     let mut batch = Vec::with_capacity(BATCH_FEATURES);
     let mut batch_bytes = 0usize;
@@ -322,7 +330,7 @@ fn frame(data: &Rereadable, opts: ReaderOptions, bytes: &Arc<AtomicU64>, stop: &
         batch_bytes += raw.bytes.len();
         batch.push(raw);
         if batch.len() >= BATCH_FEATURES || batch_bytes >= BATCH_BYTES {
-            if stop.load(Ordering::Relaxed) || out.send(Batch { seq, raws: std::mem::take(&mut batch) }).is_err() {
+            if stop.load(Ordering::Relaxed) || out.send((seq, std::mem::take(&mut batch))).is_err() {
                 return Ok(reader.into_inner().finish());
             }
             seq += 1;
@@ -330,94 +338,117 @@ fn frame(data: &Rereadable, opts: ReaderOptions, bytes: &Arc<AtomicU64>, stop: &
         }
     }
     if !batch.is_empty() {
-        let _ = out.send(Batch { seq, raws: batch });
+        let _ = out.send((seq, batch));
     }
     Ok(reader.into_inner().finish())
 }
 
-fn work(processor: &Processor, input: Receiver<Batch>, output: Sender<Done>) {
-    for batch in input {
-        let mut done = Done { seq: batch.seq, rows: Vec::with_capacity(batch.raws.len()), issues: Vec::new(), read: batch.raws.len() as u64 };
-        for raw in &batch.raws {
-            match processor.process(raw) {
-                Processed::Row(row, issue) => {
-                    done.rows.push(row);
-                    done.issues.extend(issue);
-                }
-                Processed::Invalid(issue) => done.issues.push(issue),
-            }
-        }
-        if output.send(done).is_err() {
-            return;
-        }
-    }
+/// One batch after processing.
+struct Done {
+    rows: Vec<Row>,
+    issues: Vec<FeatureIssue>,
+    read: u64,
 }
 
-/// Puts processed batches back in order, applies the policy, counts, and feeds the store.
-fn collect(
-    req: &IngestRequest,
-    source: &str,
-    progress: &Progress,
-    stop: &AtomicBool,
-    done: Receiver<Done>,
-    tx: &tokio::sync::mpsc::Sender<LoadMessage>,
-) -> Fed {
-    let mut fed = Fed { status: Status::Loaded, result: LoadResult::default() };
-    let mut pending = BTreeMap::new();
-    let mut next = 0u64;
-    for d in done {
-        pending.insert(d.seq, d);
-        while let Some(d) = pending.remove(&next) {
-            next += 1;
-            if fed.status != Status::Loaded {
-                continue;
+fn process_batch(processor: &Processor, raws: Vec<RawFeature>) -> Done {
+    let mut done = Done { rows: Vec::with_capacity(raws.len()), issues: Vec::new(), read: raws.len() as u64 };
+    for raw in &raws {
+        match processor.process(raw) {
+            Processed::Row(row, issue) => {
+                done.rows.push(row);
+                done.issues.extend(issue);
             }
-            let r = &mut fed.result;
-            let counts: &mut LoadCounts = &mut r.counts;
-            counts.features_read += d.read;
-            counts.features_loaded += d.rows.len() as u64;
-            for issue in d.issues {
-                counts.invalid += 1;
-                match issue.action {
-                    Action::Repaired => counts.repaired += 1,
-                    Action::Skipped => counts.skipped += 1,
-                    Action::Rejected => {}
-                }
-                r.issue_total += 1;
-                let rejected = issue.action == Action::Rejected;
-                if rejected {
-                    r.error = Some(format!(
-                        "{}: feature {}{} is invalid and the policy is reject: {}",
-                        source,
-                        issue.index,
-                        issue.id.as_ref().map(|id| format!(" (id {id})")).unwrap_or_default(),
-                        issue.reason
-                    ));
-                }
-                if r.issues.len() < req.max_issues {
-                    r.issues.push(issue);
-                }
-                if rejected {
-                    fed.status = Status::Rejected;
-                    stop.store(true, Ordering::Relaxed);
-                    break;
-                }
-            }
-            if fed.status != Status::Loaded {
-                continue;
-            }
-            for row in &d.rows {
-                if let Some(g) = &row.geometry {
-                    r.bbox = Bbox::merge(r.bbox, g.bbox);
-                }
-            }
-            progress.features.fetch_add(d.read, Ordering::Relaxed);
-            if !d.rows.is_empty() && tx.blocking_send(LoadMessage::Rows(d.rows)).is_err() {
-                // The store stopped listening (unchanged content or its own failure).
-                stop.store(true, Ordering::Relaxed);
-                fed.status = Status::Failed;
-            }
+            Processed::Invalid(issue) => done.issues.push(issue),
         }
     }
+    done
+}
+
+struct Fed {
+    status: Status,
+    result: LoadResult,
+}
+
+/// Runs the load pass and feeds the store; returns what the reader saw.
+fn load_pass(
+    data: &Rereadable,
+    req: &IngestRequest,
+    source: &str,
+    schema: &Schema,
+    expected_hash: &str,
+    progress: &Progress,
+    tx: tokio::sync::mpsc::Sender<LoadMessage>,
+) -> Fed {
+    let processor = Processor::new(schema, req.policy);
+    let mut fed = Fed { status: Status::Loaded, result: LoadResult::default() };
+    let framed = in_parallel(
+        data,
+        req.reader,
+        req.workers,
+        &progress.bytes,
+        |raws| process_batch(&processor, raws),
+        |done| {
+            progress.features.fetch_add(done.read, Ordering::Relaxed);
+            take_batch(&mut fed, done, req, source, &tx)
+        },
+    );
+    if fed.status == Status::Loaded {
+        let failure = match framed {
+            Err(ReadError::Io(e)) => Some((Status::Failed, format!("{source}: cannot read {}: {e}", data.name))),
+            Err(e) => Some((Status::Rejected, format!("{source}: {e}"))),
+            Ok((hash, _)) if hash != expected_hash => {
+                Some((Status::Failed, format!("{source}: {} changed while it was being loaded; load it again", data.name)))
+            }
+            Ok(_) => None,
+        };
+        if let Some((status, why)) = failure {
+            fed.status = status;
+            fed.result.error = Some(why);
+        }
+    }
+    let message = if fed.status == Status::Loaded { LoadMessage::Commit(fed.result.clone()) } else { LoadMessage::Abort(fed.result.clone()) };
+    // A closed channel means the store already finished (unchanged source, or its own error).
+    let _ = tx.blocking_send(message);
     fed
+}
+
+/// Counts one processed batch, applies the policy, and sends its rows to the store.
+/// Returns `false` when the load cannot go on.
+fn take_batch(fed: &mut Fed, done: Done, req: &IngestRequest, source: &str, tx: &tokio::sync::mpsc::Sender<LoadMessage>) -> bool {
+    let r = &mut fed.result;
+    let counts: &mut LoadCounts = &mut r.counts;
+    counts.features_read += done.read;
+    counts.features_loaded += done.rows.len() as u64;
+    for issue in done.issues {
+        counts.invalid += 1;
+        match issue.action {
+            Action::Repaired => counts.repaired += 1,
+            Action::Skipped => counts.skipped += 1,
+            Action::Rejected => {}
+        }
+        r.issue_total += 1;
+        let rejected = issue.action == Action::Rejected;
+        if rejected {
+            let id = issue.id.as_ref().map(|id| format!(" (id {id})")).unwrap_or_default();
+            r.error = Some(format!("{source}: feature {}{id} is invalid and the policy is reject: {}", issue.index, issue.reason));
+        }
+        if r.issues.len() < req.max_issues {
+            r.issues.push(issue);
+        }
+        if rejected {
+            fed.status = Status::Rejected;
+            return false;
+        }
+    }
+    for row in &done.rows {
+        if let Some(g) = &row.geometry {
+            r.bbox = Bbox::merge(r.bbox, g.bbox);
+        }
+    }
+    if !done.rows.is_empty() && tx.blocking_send(LoadMessage::Rows(done.rows)).is_err() {
+        // The store stopped listening (unchanged content, or its own failure).
+        fed.status = Status::Failed;
+        return false;
+    }
+    true
 }
