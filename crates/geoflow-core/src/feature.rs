@@ -219,7 +219,16 @@ fn geometry_from_members(
                 None => complete = false,
             }
         }
-        return complete.then_some(Geom::GeometryCollection(out));
+        let collection = Geom::GeometryCollection(out);
+        let (mut with_z, mut without_z) = (0usize, 0usize);
+        collection.for_each_pos(&mut |p| if p.has_z() { with_z += 1 } else { without_z += 1 });
+        if with_z > 0 && without_z > 0 {
+            problems.push(Problem::new(
+                ProblemCode::MixedDimensions,
+                format!("{path}: {with_z} positions of the collection have a third number and {without_z} do not"),
+            ));
+        }
+        return complete.then_some(collection);
     }
     let Some(coords) = member(members, "coordinates") else {
         problems.push(Problem::new(ProblemCode::MissingMember, format!("{path}: a {} needs a \"coordinates\" member", kind.name())));
@@ -258,8 +267,10 @@ fn unknown_type(ty: &str, expected: &str) -> Problem {
 }
 
 fn duplicates(members: &Members<'_>, what: &str, problems: &mut Vec<Problem>) {
-    for (i, (k, _)) in members.iter().enumerate() {
-        if members[..i].iter().any(|(seen, _)| seen == k) && !members[..i].iter().filter(|(s, _)| s == k).nth(1).is_some() {
+    let mut seen = std::collections::HashSet::with_capacity(members.len());
+    let mut reported = std::collections::HashSet::new();
+    for (k, _) in members {
+        if !seen.insert(k.as_ref()) && reported.insert(k.as_ref()) {
             problems.push(Problem::new(ProblemCode::DuplicateMember, format!("{what}: member {k:?} appears more than once")));
         }
     }

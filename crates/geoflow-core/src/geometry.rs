@@ -109,7 +109,7 @@ pub fn parse_coordinates(
     transform: CrsTransform,
     problems: &mut Vec<Problem>,
 ) -> Option<Geom> {
-    let p = &mut CoordParser { s: raw, i: 0, path, stack: Vec::with_capacity(4), problems, failed: false };
+    let p = &mut CoordParser { s: raw, i: 0, path, stack: Vec::with_capacity(4), problems, reported: Vec::new(), failed: false };
     let geom = match kind {
         GeometryKind::Point => {
             p.skip_ws();
@@ -144,6 +144,8 @@ struct CoordParser<'a, 'p> {
     path: &'a str,
     stack: Vec<usize>,
     problems: &'p mut Vec<Problem>,
+    /// Problems seen per code (reports beyond the cap are counted, not kept).
+    reported: Vec<(ProblemCode, usize)>,
     /// Set when the nesting does not fit the type: no geometry is built.
     failed: bool,
 }
@@ -164,8 +166,15 @@ impl CoordParser<'_, '_> {
     }
 
     fn report(&mut self, code: ProblemCode, message: String) {
-        let same_kind = self.problems.iter().filter(|p| p.code == code).count();
-        if same_kind < MAX_PROBLEMS_PER_CHECK {
+        let seen = match self.reported.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, n)) => n,
+            None => {
+                self.reported.push((code, 0));
+                &mut self.reported.last_mut().expect("just pushed").1
+            }
+        };
+        *seen += 1;
+        if *seen <= MAX_PROBLEMS_PER_CHECK {
             self.problems.push(Problem::new(code, message));
         }
     }
@@ -297,7 +306,9 @@ impl CoordParser<'_, '_> {
                     // SAFETY: the loop above took only ASCII bytes, which are valid UTF-8.
                     let text = unsafe { std::str::from_utf8_unchecked(&self.s[start..self.i]) };
                     // JSON number syntax was checked already; a failure here is a non-number.
-                    let v: f64 = text.parse().unwrap_or(f64::NAN);
+                    // `+ 0.0` turns -0 into 0: the same coordinate, and one less corner case
+                    // for the geometry algorithms.
+                    let v: f64 = text.parse::<f64>().map_or(f64::NAN, |v| v + 0.0);
                     if !v.is_finite() {
                         let msg = format!("{}[{n}] is not a finite number", self.here());
                         self.report(ProblemCode::NonFiniteCoordinate, msg);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::feature::{parse_feature, Parts};
 use crate::reader::RawFeature;
 use crate::repair::repair;
-use crate::report::{Action, FeatureIssue, Policy, Problem};
+use crate::report::{Action, FeatureIssue, Policy, Problem, ProblemCode};
 use crate::row::Row;
 use crate::schema::{Schema, SchemaBuilder};
 use crate::validate::{ogc_problems, to_geo};
@@ -35,6 +35,15 @@ impl Processor {
     }
 
     pub fn process(&self, raw: &RawFeature) -> Processed {
+        // The geometry algorithms are third-party code: should one of them panic on some
+        // input, that feature is reported as invalid instead of ending the load.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process_unguarded(raw))).unwrap_or_else(|_| {
+            let problem = Problem::new(ProblemCode::InvalidGeometry, "the geometry could not be validated (internal error in a geometry algorithm)");
+            Processed::Invalid(self.issue(raw.index, None, &[problem], self.refusal(), None))
+        })
+    }
+
+    fn process_unguarded(&self, raw: &RawFeature) -> Processed {
         if let Some(fault) = &raw.fault {
             return Processed::Invalid(self.issue(raw.index, None, std::slice::from_ref(fault), self.refusal(), None));
         }
@@ -108,7 +117,6 @@ pub fn observe_schema(raw: &RawFeature, schema: &mut SchemaBuilder) {
 mod tests {
     use super::*;
     use crate::reader::{GeoJsonReader, ReaderOptions};
-    use crate::report::ProblemCode;
     use crate::value::PropValue;
 
     fn run(input: &str, policy: Policy) -> Vec<Processed> {

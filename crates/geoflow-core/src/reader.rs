@@ -86,6 +86,7 @@ enum State {
 struct TopLevel {
     offset: u64,
     members: Vec<(String, Box<RawValue>)>,
+    keys: std::collections::HashSet<String>,
     has_features: bool,
 }
 
@@ -493,7 +494,7 @@ impl<R: Read> GeoJsonReader<R> {
         }
         let key: String = serde_json::from_slice(&raw_key).map_err(|e| self.syntax(format!("bad member name: {e}")))?;
         self.expect(b':', "after a member name")?;
-        if self.top.get(&key).is_some() || (key == "features" && self.top.has_features) {
+        if !self.top.keys.insert(key.clone()) {
             return Err(self.invalid(
                 ProblemCode::DuplicateMember,
                 format!("member {key:?} appears more than once in the top-level object, which makes it ambiguous"),

@@ -101,7 +101,6 @@ impl ProblemCode {
         matches!(
             self,
             ProblemCode::UnclosedRing
-                | ProblemCode::MixedDimensions
                 | ProblemCode::SelfIntersection
                 | ProblemCode::HoleOutsideShell
                 | ProblemCode::RingsIntersect

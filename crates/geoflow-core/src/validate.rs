@@ -11,13 +11,19 @@ use crate::report::{Problem, ProblemCode};
 /// Every OGC validity problem of a geometry that already passed the RFC 7946 checks.
 /// Points and MultiPoints are always valid once their coordinates are finite.
 pub fn ogc_problems(geom: &Geom, geo: &geo::Geometry<f64>) -> Vec<Problem> {
-    let proven = match geo {
-        geo::Geometry::Point(_) | geo::Geometry::MultiPoint(_) => true,
-        geo::Geometry::Polygon(p) => crate::simple_rings::proven_valid(&[p]),
-        geo::Geometry::MultiPolygon(mp) => crate::simple_rings::proven_valid_multi(mp),
-        _ => false,
+    use crate::simple_rings::{check, Verdict};
+    let verdict = match geo {
+        geo::Geometry::Point(_) | geo::Geometry::MultiPoint(_) => Verdict::Valid,
+        geo::Geometry::Polygon(p) => check(&[p]),
+        geo::Geometry::MultiPolygon(mp) => check(&mp.0.iter().collect::<Vec<_>>()),
+        _ => Verdict::Unsure,
     };
-    if proven || matches!(geom, Geom::Point(_) | Geom::MultiPoint(_)) {
+    match verdict {
+        Verdict::Valid => return Vec::new(),
+        Verdict::Invalid(code, message) => return vec![Problem::new(code, message)],
+        Verdict::Unsure => {}
+    }
+    if matches!(geom, Geom::Point(_) | Geom::MultiPoint(_)) {
         return Vec::new();
     }
     geo.validation_errors()

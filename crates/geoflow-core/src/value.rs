@@ -143,9 +143,8 @@ fn normalise_decimal(s: &str) -> Option<(bool, String, i64)> {
     digits.push_str(int_part);
     digits.push_str(frac_part);
     // value = 0.digits * 10^(exp + len(int_part))
-    let mut point = exp + int_part.len() as i64;
     let leading = digits.len() - digits.trim_start_matches('0').len();
-    point -= leading as i64;
+    let point = exp.saturating_add(int_part.len() as i64).saturating_sub(leading as i64);
     let digits = digits.trim_start_matches('0').trim_end_matches('0').to_string();
     if digits.is_empty() {
         return Some((false, String::new(), 0));
@@ -259,6 +258,8 @@ mod tests {
         assert_eq!(PropValue::from_raw_json("1.5"), PropValue::Real(1.5));
         assert_eq!(PropValue::from_raw_json("1.50"), PropValue::Real(1.5));
         assert_eq!(PropValue::from_raw_json("1e3"), PropValue::Real(1000.0));
+        assert_eq!(PropValue::from_raw_json("0e9223372036854775807"), PropValue::Real(0.0));
+        assert_eq!(PropValue::from_raw_json("0.0e-9223372036854775808"), PropValue::Real(0.0));
         assert_eq!(PropValue::from_raw_json("0.1"), PropValue::Real(0.1));
         assert_eq!(
             PropValue::from_raw_json("0.12345678901234567890123"),
