@@ -78,7 +78,9 @@ pub fn crs_by_name(name: &str) -> Option<CrsTransform> {
     let authority_ok = n.contains("epsg") || n.contains("esri");
     match code {
         "4326" if n.contains("epsg") => Some(CrsTransform::Identity),
-        "3857" | "900913" | "3785" | "102100" | "102113" if authority_ok || code == "900913" => Some(CrsTransform::WebMercator),
+        "3857" | "900913" | "3785" | "102100" | "102113" if authority_ok || code == "900913" => {
+            Some(CrsTransform::WebMercator)
+        }
         _ => None,
     }
 }

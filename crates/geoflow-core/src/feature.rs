@@ -132,7 +132,13 @@ pub fn parse_feature(
     out
 }
 
-fn parse_geometry(raw: &RawValue, path: &str, transform: CrsTransform, depth: usize, problems: &mut Vec<Problem>) -> Option<Geom> {
+fn parse_geometry(
+    raw: &RawValue,
+    path: &str,
+    transform: CrsTransform,
+    depth: usize,
+    problems: &mut Vec<Problem>,
+) -> Option<Geom> {
     let members = match object_members(raw.get().as_bytes()) {
         Ok(m) => m,
         Err(mut p) => {
@@ -189,7 +195,10 @@ fn geometry_from_members(
             return None;
         }
         let Some(geoms) = member(members, "geometries") else {
-            problems.push(Problem::new(ProblemCode::MissingMember, format!("{path}: a GeometryCollection needs a \"geometries\" member")));
+            problems.push(Problem::new(
+                ProblemCode::MissingMember,
+                format!("{path}: a GeometryCollection needs a \"geometries\" member"),
+            ));
             return None;
         };
         let items: Vec<&RawValue> = match serde_json::from_str(geoms.get()) {
@@ -209,7 +218,10 @@ fn geometry_from_members(
             if json_kind(item.get()) != "an object" {
                 problems.push(Problem::new(
                     ProblemCode::NotAnObject,
-                    format!("{item_path}: the geometries of a GeometryCollection must be geometry objects, found {}", json_kind(item.get())),
+                    format!(
+                        "{item_path}: the geometries of a GeometryCollection must be geometry objects, found {}",
+                        json_kind(item.get())
+                    ),
                 ));
                 complete = false;
                 continue;
@@ -231,7 +243,10 @@ fn geometry_from_members(
         return complete.then_some(collection);
     }
     let Some(coords) = member(members, "coordinates") else {
-        problems.push(Problem::new(ProblemCode::MissingMember, format!("{path}: a {} needs a \"coordinates\" member", kind.name())));
+        problems.push(Problem::new(
+            ProblemCode::MissingMember,
+            format!("{path}: a {} needs a \"coordinates\" member", kind.name()),
+        ));
         return None;
     };
     parse_coordinates(coords.get().as_bytes(), kind, path, transform, problems)
@@ -252,13 +267,26 @@ fn type_member(members: &Members<'_>, what: &str) -> Result<String, Problem> {
     match member(members, "type") {
         None => Err(Problem::new(ProblemCode::MissingType, format!("{what}: the \"type\" member is missing"))),
         Some(t) => serde_json::from_str::<String>(t.get()).map_err(|_| {
-            Problem::new(ProblemCode::InvalidType, format!("{what}: \"type\" must be a string, found {}", json_kind(t.get())))
+            Problem::new(
+                ProblemCode::InvalidType,
+                format!("{what}: \"type\" must be a string, found {}", json_kind(t.get())),
+            )
         }),
     }
 }
 
 fn unknown_type(ty: &str, expected: &str) -> Problem {
-    let known = ["Feature", "FeatureCollection", "Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon", "GeometryCollection"];
+    let known = [
+        "Feature",
+        "FeatureCollection",
+        "Point",
+        "LineString",
+        "Polygon",
+        "MultiPoint",
+        "MultiLineString",
+        "MultiPolygon",
+        "GeometryCollection",
+    ];
     let hint = match known.iter().find(|k| k.eq_ignore_ascii_case(ty)) {
         Some(k) if *k != ty => format!(" (types are case-sensitive: did you mean {k:?}?)"),
         _ => String::new(),
@@ -271,7 +299,10 @@ fn duplicates(members: &Members<'_>, what: &str, problems: &mut Vec<Problem>) {
     let mut reported = std::collections::HashSet::new();
     for (k, _) in members {
         if !seen.insert(k.as_ref()) && reported.insert(k.as_ref()) {
-            problems.push(Problem::new(ProblemCode::DuplicateMember, format!("{what}: member {k:?} appears more than once")));
+            problems.push(Problem::new(
+                ProblemCode::DuplicateMember,
+                format!("{what}: member {k:?} appears more than once"),
+            ));
         }
     }
 }
@@ -290,7 +321,8 @@ fn forbidden(members: &Members<'_>, what: &str, names: &[&str], problems: &mut V
 /// A `bbox` must be an array of 4 or 6 numbers.
 pub fn check_bbox(raw: &str) -> Result<(), Problem> {
     let bad = |why: String| Problem::new(ProblemCode::InvalidBbox, format!("bbox {why}"));
-    let items: Vec<&RawValue> = serde_json::from_str(raw).map_err(|_| bad(format!("must be an array of numbers, found {}", json_kind(raw))))?;
+    let items: Vec<&RawValue> =
+        serde_json::from_str(raw).map_err(|_| bad(format!("must be an array of numbers, found {}", json_kind(raw))))?;
     if items.iter().any(|v| json_kind(v.get()) != "a number") {
         return Err(bad("must contain only numbers".into()));
     }
@@ -368,7 +400,8 @@ mod tests {
 
     fn parse(text: &str) -> (ParsedFeature, Vec<(String, PropValue)>) {
         let mut props = Vec::new();
-        let f = parse_feature(text.as_bytes(), CrsTransform::Identity, Parts::All, |k, v| props.push((k.to_string(), v)));
+        let f =
+            parse_feature(text.as_bytes(), CrsTransform::Identity, Parts::All, |k, v| props.push((k.to_string(), v)));
         (f, props)
     }
 
@@ -378,7 +411,9 @@ mod tests {
 
     #[test]
     fn a_valid_feature() {
-        let (f, props) = parse(r#"{"type":"Feature","id":"a\"1","properties":{"n":1,"s\u00e9":"x","o":{"k":[1]}},"geometry":{"type":"Point","coordinates":[1,2]}}"#);
+        let (f, props) = parse(
+            r#"{"type":"Feature","id":"a\"1","properties":{"n":1,"s\u00e9":"x","o":{"k":[1]}},"geometry":{"type":"Point","coordinates":[1,2]}}"#,
+        );
         assert!(f.problems.is_empty(), "{:?}", f.problems);
         assert_eq!(f.id, PropValue::Text("a\"1".into()));
         assert_eq!(props[1], ("sé".to_string(), PropValue::Text("x".into())));
@@ -398,10 +433,17 @@ mod tests {
 
     #[test]
     fn every_problem_is_collected() {
-        let (f, _) = parse(r#"{"type":"Feature","id":[1],"properties":[],"features":[],"geometry":{"type":"Point","coordinates":[1]}}"#);
+        let (f, _) = parse(
+            r#"{"type":"Feature","id":[1],"properties":[],"features":[],"geometry":{"type":"Point","coordinates":[1]}}"#,
+        );
         assert_eq!(
             codes(&f),
-            vec![ProblemCode::ForbiddenMember, ProblemCode::InvalidId, ProblemCode::InvalidProperties, ProblemCode::InvalidPosition]
+            vec![
+                ProblemCode::ForbiddenMember,
+                ProblemCode::InvalidId,
+                ProblemCode::InvalidProperties,
+                ProblemCode::InvalidPosition
+            ]
         );
         let (f, _) = parse(r#"{"type":"feature","properties":{},"geometry":null}"#);
         assert_eq!(codes(&f), vec![ProblemCode::InvalidType]);
@@ -416,7 +458,8 @@ mod tests {
 
     #[test]
     fn collections() {
-        let (f, _) = parse(r#"{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[0,0]},false]}"#);
+        let (f, _) =
+            parse(r#"{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[0,0]},false]}"#);
         assert_eq!(codes(&f), vec![ProblemCode::NotAnObject]);
         let mut deep = String::new();
         for _ in 0..20 {
@@ -429,7 +472,9 @@ mod tests {
 
     #[test]
     fn feature_crs_is_applied_or_rejected() {
-        let (f, _) = parse(r#"{"type":"Feature","crs":{"type":"name","properties":{"name":"EPSG:27700"}},"properties":{},"geometry":null}"#);
+        let (f, _) = parse(
+            r#"{"type":"Feature","crs":{"type":"name","properties":{"name":"EPSG:27700"}},"properties":{},"geometry":null}"#,
+        );
         assert_eq!(codes(&f), vec![ProblemCode::UnsupportedCrs]);
     }
 }

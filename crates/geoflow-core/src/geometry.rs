@@ -109,7 +109,15 @@ pub fn parse_coordinates(
     transform: CrsTransform,
     problems: &mut Vec<Problem>,
 ) -> Option<Geom> {
-    let p = &mut CoordParser { s: raw, i: 0, path, stack: Vec::with_capacity(4), problems, reported: Vec::new(), failed: false };
+    let p = &mut CoordParser {
+        s: raw,
+        i: 0,
+        path,
+        stack: Vec::with_capacity(4),
+        problems,
+        reported: Vec::new(),
+        failed: false,
+    };
     let geom = match kind {
         GeometryKind::Point => {
             p.skip_ws();
@@ -326,7 +334,11 @@ impl CoordParser<'_, '_> {
                     } else {
                         format!("{}[{n}]: each element of a position must be a number, found {found}", self.here())
                     };
-                    let code = if found == "an array" { ProblemCode::InvalidCoordinates } else { ProblemCode::InvalidPosition };
+                    let code = if found == "an array" {
+                        ProblemCode::InvalidCoordinates
+                    } else {
+                        ProblemCode::InvalidPosition
+                    };
                     self.report(code, msg);
                     if found == "an array" {
                         self.failed = true;
@@ -339,7 +351,11 @@ impl CoordParser<'_, '_> {
             }
         }
         if !nested && !(2..=3).contains(&n) {
-            let msg = format!("{} has {n} element{}: a position must have 2 or 3 numbers", self.here(), if n == 1 { "" } else { "s" });
+            let msg = format!(
+                "{} has {n} element{}: a position must have 2 or 3 numbers",
+                self.here(),
+                if n == 1 { "" } else { "s" }
+            );
             self.report(ProblemCode::InvalidPosition, msg);
             bad = true;
         }
@@ -466,14 +482,20 @@ mod tests {
         assert_eq!(parse("[1, \"2\"]", GeometryKind::Point).1, vec![ProblemCode::InvalidPosition]);
         assert_eq!(parse("[1, 2, 3, 4]", GeometryKind::Point).1, vec![ProblemCode::InvalidPosition]);
         assert_eq!(parse("[[1,2]]", GeometryKind::Point).1, vec![ProblemCode::InvalidCoordinates]);
-        assert_eq!(parse("[1, 2]", GeometryKind::MultiPoint).1, vec![ProblemCode::InvalidCoordinates, ProblemCode::InvalidCoordinates]);
+        assert_eq!(
+            parse("[1, 2]", GeometryKind::MultiPoint).1,
+            vec![ProblemCode::InvalidCoordinates, ProblemCode::InvalidCoordinates]
+        );
         assert_eq!(parse("[[1,2]]", GeometryKind::LineString).1, vec![ProblemCode::TooFewPositions]);
         assert_eq!(parse("[1e999, 2]", GeometryKind::Point).1, vec![ProblemCode::NonFiniteCoordinate]);
         let (g, p) = parse("[[[0,0],[1,0],[1,1],[0,1]]]", GeometryKind::Polygon);
         assert_eq!(p, vec![ProblemCode::UnclosedRing]);
         assert!(g.is_some(), "an unclosed ring still yields a geometry to repair");
         assert_eq!(parse("[[[0,0],[1,1],[0,0]]]", GeometryKind::Polygon).1, vec![ProblemCode::RingTooShort]);
-        assert_eq!(parse("[[[0,0],[1,1]]]", GeometryKind::Polygon).1, vec![ProblemCode::RingTooShort, ProblemCode::UnclosedRing]);
+        assert_eq!(
+            parse("[[[0,0],[1,1]]]", GeometryKind::Polygon).1,
+            vec![ProblemCode::RingTooShort, ProblemCode::UnclosedRing]
+        );
         assert_eq!(parse("[[0,0],[1,1,1]]", GeometryKind::LineString).1, vec![ProblemCode::MixedDimensions]);
         assert_eq!(parse("[181, 0]", GeometryKind::Point).1, vec![ProblemCode::OutOfRange]);
         assert_eq!(parse("[0, -90.5]", GeometryKind::Point).1, vec![ProblemCode::OutOfRange]);
@@ -484,7 +506,13 @@ mod tests {
     #[test]
     fn web_mercator_is_transformed_before_range_checks() {
         let mut problems = Vec::new();
-        let g = parse_coordinates(b"[1491681.2, 6891041.7]", GeometryKind::Point, "geometry", CrsTransform::WebMercator, &mut problems);
+        let g = parse_coordinates(
+            b"[1491681.2, 6891041.7]",
+            GeometryKind::Point,
+            "geometry",
+            CrsTransform::WebMercator,
+            &mut problems,
+        );
         assert!(problems.is_empty(), "{problems:?}");
         let Some(Geom::Point(p)) = g else { panic!() };
         assert!((p.x - 13.4).abs() < 1e-5 && (p.y - 52.5).abs() < 1e-5);

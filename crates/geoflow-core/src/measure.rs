@@ -87,7 +87,10 @@ impl EqualArea {
         let cos_beta = (1.0 - sin_beta * sin_beta).sqrt();
         let (sin_dl, cos_dl) = (lon_deg - self.lon0).to_radians().sin_cos();
         let k = (2.0 / (1.0 + self.sin_beta0 * sin_beta + self.cos_beta0 * cos_beta * cos_dl)).sqrt();
-        (self.rq * k * cos_beta * sin_dl, self.rq * k * (self.cos_beta0 * sin_beta - self.sin_beta0 * cos_beta * cos_dl))
+        (
+            self.rq * k * cos_beta * sin_dl,
+            self.rq * k * (self.cos_beta0 * sin_beta - self.sin_beta0 * cos_beta * cos_dl),
+        )
     }
 }
 
@@ -124,7 +127,8 @@ mod tests {
 
     #[test]
     fn one_degree_cell_at_the_equator() {
-        let ring: Vec<Pos> = [(0., 0.), (1., 0.), (1., 1.), (0., 1.), (0., 0.)].iter().map(|&(x, y)| Pos::xy(x, y)).collect();
+        let ring: Vec<Pos> =
+            [(0., 0.), (1., 0.), (1., 1.), (0., 1.), (0., 0.)].iter().map(|&(x, y)| Pos::xy(x, y)).collect();
         let g = Geom::Polygon(vec![ring]);
         let m = measures(&g, &to_geo(&g));
         // 1°×1° at the equator on WGS84: 12,308,778,361 m² (GeographicLib).

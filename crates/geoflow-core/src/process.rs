@@ -38,7 +38,10 @@ impl Processor {
         // The geometry algorithms are third-party code: should one of them panic on some
         // input, that feature is reported as invalid instead of ending the load.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process_unguarded(raw))).unwrap_or_else(|_| {
-            let problem = Problem::new(ProblemCode::InvalidGeometry, "the geometry could not be validated (internal error in a geometry algorithm)");
+            let problem = Problem::new(
+                ProblemCode::InvalidGeometry,
+                "the geometry could not be validated (internal error in a geometry algorithm)",
+            );
             Processed::Invalid(self.issue(raw.index, None, &[problem], self.refusal(), None))
         })
     }
@@ -75,14 +78,17 @@ impl Processor {
                     geometry = Some(g);
                     repaired = Some(self.issue(raw.index, id.clone(), &problems, Action::Repaired, Some(&note)));
                 }
-                Err(why) => return Processed::Invalid(self.issue(raw.index, id, &problems, Action::Skipped, Some(&why))),
+                Err(why) => {
+                    return Processed::Invalid(self.issue(raw.index, id, &problems, Action::Skipped, Some(&why)))
+                }
             }
         }
         let measures = match (&geometry, &geo) {
             (Some(g), Some(as_geo)) => measure::measures(g, as_geo),
             _ => Default::default(),
         };
-        let row = Row { index: raw.index, id: parsed.id, geometry: geometry.as_ref().map(wkb::encode), measures, properties };
+        let row =
+            Row { index: raw.index, id: parsed.id, geometry: geometry.as_ref().map(wkb::encode), measures, properties };
         Processed::Row(row, repaired)
     }
 
@@ -94,7 +100,14 @@ impl Processor {
         }
     }
 
-    fn issue(&self, index: u64, id: Option<String>, problems: &[Problem], action: Action, note: Option<&str>) -> FeatureIssue {
+    fn issue(
+        &self,
+        index: u64,
+        id: Option<String>,
+        problems: &[Problem],
+        action: Action,
+        note: Option<&str>,
+    ) -> FeatureIssue {
         let mut reason = problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ");
         if let Some(note) = note {
             let verb = if action == Action::Repaired { "repaired" } else { "not repaired" };
@@ -109,7 +122,8 @@ pub fn observe_schema(raw: &RawFeature, schema: &mut SchemaBuilder) {
     if raw.fault.is_some() {
         return;
     }
-    let parsed = parse_feature(&raw.bytes, raw.transform, Parts::PropertiesOnly, |key, value| schema.observe(key, value.kind()));
+    let parsed =
+        parse_feature(&raw.bytes, raw.transform, Parts::PropertiesOnly, |key, value| schema.observe(key, value.kind()));
     schema.observe_id(parsed.id.kind());
 }
 
@@ -120,7 +134,8 @@ mod tests {
     use crate::value::PropValue;
 
     fn run(input: &str, policy: Policy) -> Vec<Processed> {
-        let raws: Vec<RawFeature> = GeoJsonReader::new(input.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
+        let raws: Vec<RawFeature> =
+            GeoJsonReader::new(input.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
         let mut schema = SchemaBuilder::default();
         raws.iter().for_each(|r| observe_schema(r, &mut schema));
         let p = Processor::new(&schema.finish(), policy);
@@ -140,7 +155,10 @@ mod tests {
         assert_eq!(row.id, PropValue::Int(7));
         assert_eq!(row.properties, vec![(0, PropValue::Text("ok".into())), (1, PropValue::Int(9007199254740993))]);
         let Processed::Invalid(issue) = &out[1] else { panic!() };
-        assert_eq!((issue.index, issue.id.as_deref(), issue.code, issue.action), (1, Some("b"), ProblemCode::SelfIntersection, Action::Skipped));
+        assert_eq!(
+            (issue.index, issue.id.as_deref(), issue.code, issue.action),
+            (1, Some("b"), ProblemCode::SelfIntersection, Action::Skipped)
+        );
         let Processed::Invalid(issue) = &out[2] else { panic!() };
         assert_eq!(issue.code, ProblemCode::OutOfRange);
         assert!(issue.reason.contains("500"), "{}", issue.reason);

@@ -394,7 +394,10 @@ impl<R: Read> GeoJsonReader<R> {
                             }
                             continue;
                         }
-                        None => return Err(self.syntax("unexpected end of input inside the top-level object: the file is truncated")),
+                        None => {
+                            return Err(self
+                                .syntax("unexpected end of input inside the top-level object: the file is truncated"))
+                        }
                         _ => {}
                     }
                     if need_comma {
@@ -452,7 +455,11 @@ impl<R: Read> GeoJsonReader<R> {
                     } else if bytes.is_empty() && !cut.too_large {
                         // A stray delimiter: take it as a one-byte malformed text.
                         self.pos += 1;
-                        let feature = self.raw_feature(offset, Vec::new(), &Cut { truncated: Some("unexpected character between texts"), ..cut });
+                        let feature = self.raw_feature(
+                            offset,
+                            Vec::new(),
+                            &Cut { truncated: Some("unexpected character between texts"), ..cut },
+                        );
                         return Ok(Some(feature));
                     }
                     return Ok(Some(self.raw_feature(offset, bytes, &cut)));
@@ -516,7 +523,9 @@ impl<R: Read> GeoJsonReader<R> {
         // Small members (type, crs, bbox) always fit; a single Feature's geometry obeys the limit.
         let cut = self.cut_value(&mut raw, self.opts.max_feature_bytes.max(64 << 10))?;
         if cut.too_large {
-            return Err(self.invalid(ProblemCode::TooLarge, format!("member {key:?} is larger than the feature size limit")));
+            return Err(
+                self.invalid(ProblemCode::TooLarge, format!("member {key:?} is larger than the feature size limit"))
+            );
         }
         if cut.truncated.is_some() {
             return Err(self.syntax(format!("unexpected end of input inside member {key:?}: the file is truncated")));
@@ -525,9 +534,11 @@ impl<R: Read> GeoJsonReader<R> {
             return Err(self.syntax(format!("expected a value for member {key:?}")));
         }
         let text = String::from_utf8(raw).map_err(|_| self.syntax(format!("member {key:?} is not valid UTF-8")))?;
-        let value = RawValue::from_string(text).map_err(|e| self.syntax(format!("malformed value of member {key:?}: {e}")))?;
+        let value =
+            RawValue::from_string(text).map_err(|e| self.syntax(format!("malformed value of member {key:?}: {e}")))?;
         if key == "crs" {
-            let transform = parse_crs(value.get()).map_err(|p| ReadError::Invalid { offset: self.top.offset, problem: p })?;
+            let transform =
+                parse_crs(value.get()).map_err(|p| ReadError::Invalid { offset: self.top.offset, problem: p })?;
             if self.top.has_features && transform != CrsTransform::Identity {
                 return Err(self.invalid(
                     ProblemCode::UnsupportedCrs,
@@ -550,7 +561,10 @@ impl<R: Read> GeoJsonReader<R> {
 
     fn type_error(&self, ty: &str) -> ReadError {
         let hint = if ty.eq_ignore_ascii_case("FeatureCollection") { " (types are case-sensitive)" } else { "" };
-        self.invalid(ProblemCode::InvalidType, format!("expected type \"FeatureCollection\" for an object with a features array, found {ty:?}{hint}"))
+        self.invalid(
+            ProblemCode::InvalidType,
+            format!("expected type \"FeatureCollection\" for an object with a features array, found {ty:?}{hint}"),
+        )
     }
 
     /// Checks a finished top-level object; a single Feature or Geometry becomes feature 0.
@@ -559,8 +573,15 @@ impl<R: Read> GeoJsonReader<R> {
         let at = |problem: Problem| ReadError::Invalid { offset: top.offset, problem };
         if top.has_features {
             match top.type_name() {
-                None => return Err(at(Problem::new(ProblemCode::MissingType, "the FeatureCollection has no \"type\" member"))),
-                Some(Err(())) => return Err(at(Problem::new(ProblemCode::InvalidType, "\"type\" member must be a string"))),
+                None => {
+                    return Err(at(Problem::new(
+                        ProblemCode::MissingType,
+                        "the FeatureCollection has no \"type\" member",
+                    )))
+                }
+                Some(Err(())) => {
+                    return Err(at(Problem::new(ProblemCode::InvalidType, "\"type\" member must be a string")))
+                }
                 Some(Ok(_)) => {}
             }
             for forbidden in ["coordinates", "geometries", "geometry", "properties"] {
@@ -585,7 +606,10 @@ impl<R: Read> GeoJsonReader<R> {
             }
         }
         if top.type_name() == Some(Ok("FeatureCollection".into())) {
-            return Err(at(Problem::new(ProblemCode::MissingMember, "the FeatureCollection has no \"features\" member")));
+            return Err(at(Problem::new(
+                ProblemCode::MissingMember,
+                "the FeatureCollection has no \"features\" member",
+            )));
         }
         // A single Feature or Geometry: rebuild its text from the members.
         let mut text = String::from("{");
@@ -718,7 +742,8 @@ mod tests {
 
     #[test]
     fn limits_give_faults() {
-        let deep = format!("{{\"type\":\"FeatureCollection\",\"features\":[{}{}]}}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep =
+            format!("{{\"type\":\"FeatureCollection\",\"features\":[{}{}]}}", "[".repeat(100_000), "]".repeat(100_000));
         let (fs, err) = read_all(deep.as_bytes());
         assert!(err.is_none());
         assert_eq!(fs[0].fault.as_ref().unwrap().code, ProblemCode::TooDeep);
@@ -731,11 +756,13 @@ mod tests {
 
     #[test]
     fn crs_before_features_sets_the_transform() {
-        let input = br#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"EPSG:3857"}},"features":[{}]}"#;
+        let input =
+            br#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"EPSG:3857"}},"features":[{}]}"#;
         let (fs, err) = read_all(input);
         assert!(err.is_none());
         assert_eq!(fs[0].transform, CrsTransform::WebMercator);
-        let bad = br#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"EPSG:2056"}},"features":[{}]}"#;
+        let bad =
+            br#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"EPSG:2056"}},"features":[{}]}"#;
         assert_eq!(read_all(bad).1.unwrap().code(), Some(ProblemCode::UnsupportedCrs));
     }
 
@@ -751,7 +778,8 @@ mod tests {
             }
         }
         let input = br#"{"type":"FeatureCollection","features":[{"a":"x\"]y"},{"b":[[1,2],[3,4]]}]}"#;
-        let fs: Vec<_> = GeoJsonReader::new(Trickle(input), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
+        let fs: Vec<_> =
+            GeoJsonReader::new(Trickle(input), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
         assert_eq!(texts(&fs), vec![r#"{"a":"x\"]y"}"#, r#"{"b":[[1,2],[3,4]]}"#]);
     }
 }

@@ -66,7 +66,12 @@ fn make_valid(geom: Geom, notes: &mut Vec<String>) -> Result<Geom, String> {
     if mp.0.is_empty() {
         return Err("the polygon has no area left once made valid".into());
     }
-    notes.push(format!("rebuilt as a valid {} of {} part{}", if mp.0.len() == 1 { "Polygon" } else { "MultiPolygon" }, mp.0.len(), if mp.0.len() == 1 { "" } else { "s" }));
+    notes.push(format!(
+        "rebuilt as a valid {} of {} part{}",
+        if mp.0.len() == 1 { "Polygon" } else { "MultiPolygon" },
+        mp.0.len(),
+        if mp.0.len() == 1 { "" } else { "s" }
+    ));
     Ok(from_geo_multipolygon(&mp))
 }
 

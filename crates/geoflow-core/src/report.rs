@@ -211,7 +211,9 @@ mod tests {
 
     #[test]
     fn codes_match_their_serde_names() {
-        for code in [ProblemCode::JsonSyntax, ProblemCode::UnclosedRing, ProblemCode::UnsupportedCrs, ProblemCode::OutOfRange] {
+        for code in
+            [ProblemCode::JsonSyntax, ProblemCode::UnclosedRing, ProblemCode::UnsupportedCrs, ProblemCode::OutOfRange]
+        {
             assert_eq!(serde_json::to_value(code).unwrap(), serde_json::Value::String(code.as_str().into()));
         }
     }

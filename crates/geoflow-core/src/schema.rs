@@ -9,10 +9,11 @@ use crate::value::ValueKind;
 /// The type of a property column. Widening ([`FieldType::join`]) never loses a value:
 /// integers become reals only while every integer is exact as a double, and values of
 /// types that do not meet (a string and a number, say) are all kept as JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldType {
     /// Only nulls seen so far.
+    #[default]
     Null,
     Boolean,
     /// 64-bit integers, all within ±2^53 (so they may still widen to [`FieldType::Real`]).
@@ -87,12 +88,6 @@ pub struct Schema {
     pub fields: Vec<Field>,
     /// The type the feature `id` member needs (`Null` when no feature has one).
     pub id_type: FieldType,
-}
-
-impl Default for FieldType {
-    fn default() -> Self {
-        FieldType::Null
-    }
 }
 
 impl Schema {
@@ -187,10 +182,8 @@ impl ColumnNamer {
 /// Lower-cases, maps anything outside `[a-z0-9_]` to `_`, prefixes a leading digit, and
 /// shortens long keys with a hash of the whole key so that two long keys stay apart.
 pub fn sanitise(key: &str) -> String {
-    let mut s: String = key
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
-        .collect();
+    let mut s: String =
+        key.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
     if s.is_empty() || s.as_bytes()[0].is_ascii_digit() {
         s.insert(0, 'p');
         if s.len() > 1 && s.as_bytes()[1] != b'_' {
@@ -240,7 +233,10 @@ mod tests {
         b.observe_id(ValueKind::Text);
         a.merge(b);
         let s = a.finish();
-        assert_eq!(s.fields.iter().map(|f| (f.key.as_str(), f.ty)).collect::<Vec<_>>(), vec![("b", FieldType::Real), ("a", FieldType::Text)]);
+        assert_eq!(
+            s.fields.iter().map(|f| (f.key.as_str(), f.ty)).collect::<Vec<_>>(),
+            vec![("b", FieldType::Real), ("a", FieldType::Text)]
+        );
         assert_eq!(s.id_type, FieldType::Text);
     }
 

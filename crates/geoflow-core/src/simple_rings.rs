@@ -130,10 +130,15 @@ fn crossings(rings: &[Ring]) -> Option<Verdict> {
                     unsure = true;
                     continue;
                 }
-                LineIntersection::SinglePoint { intersection, .. } => (crossing_code(s, t), format!("cross at ({}, {})", intersection.x, intersection.y)),
+                LineIntersection::SinglePoint { intersection, .. } => {
+                    (crossing_code(s, t), format!("cross at ({}, {})", intersection.x, intersection.y))
+                }
                 LineIntersection::Collinear { intersection } => (
                     crossing_code(s, t),
-                    format!("overlap along the segment ({}, {})–({}, {})", intersection.start.x, intersection.start.y, intersection.end.x, intersection.end.y),
+                    format!(
+                        "overlap along the segment ({}, {})–({}, {})",
+                        intersection.start.x, intersection.start.y, intersection.end.x, intersection.end.y
+                    ),
                 ),
             };
             let who = if s.ring == t.ring {
@@ -171,7 +176,9 @@ fn containment(rings: &[Ring]) -> Verdict {
         })
         .collect();
     let tree = RTree::bulk_load(boxes);
-    let shell_of = |polygon: usize| rings.iter().position(|r| r.polygon == polygon && r.role == 0).expect("every polygon has a shell");
+    let shell_of = |polygon: usize| {
+        rings.iter().position(|r| r.polygon == polygon && r.role == 0).expect("every polygon has a shell")
+    };
     for (i, r) in rings.iter().enumerate() {
         let p = r.coords[0];
         let around: Vec<usize> = tree
@@ -192,7 +199,10 @@ fn containment(rings: &[Ring]) -> Verdict {
             for &j in &around {
                 let q = &rings[j];
                 if q.role == 0 && !around.iter().any(|&h| rings[h].polygon == q.polygon && rings[h].role > 0) {
-                    return invalid(ProblemCode::RingsIntersect, format!("polygon {} lies inside polygon {}", r.polygon, q.polygon));
+                    return invalid(
+                        ProblemCode::RingsIntersect,
+                        format!("polygon {} lies inside polygon {}", r.polygon, q.polygon),
+                    );
                 }
             }
         }

@@ -38,10 +38,13 @@ fn code_of(e: &InvalidGeometry) -> ProblemCode {
         InvalidGeometry::InvalidMultiPolygon(InvalidMultiPolygon::InvalidPolygon(_, p)) => polygon_code(p),
         InvalidGeometry::InvalidMultiPolygon(_) => ProblemCode::RingsIntersect,
         InvalidGeometry::InvalidLineString(InvalidLineString::TooFewPoints)
-        | InvalidGeometry::InvalidMultiLineString(InvalidMultiLineString::InvalidLineString(_, InvalidLineString::TooFewPoints)) => {
-            ProblemCode::Degenerate
+        | InvalidGeometry::InvalidMultiLineString(InvalidMultiLineString::InvalidLineString(
+            _,
+            InvalidLineString::TooFewPoints,
+        )) => ProblemCode::Degenerate,
+        InvalidGeometry::InvalidGeometryCollection(InvalidGeometryCollection::InvalidGeometry(_, inner)) => {
+            code_of(inner)
         }
-        InvalidGeometry::InvalidGeometryCollection(InvalidGeometryCollection::InvalidGeometry(_, inner)) => code_of(inner),
         _ => ProblemCode::InvalidGeometry,
     }
 }
@@ -51,7 +54,9 @@ fn polygon_code(p: &InvalidPolygon) -> ProblemCode {
         InvalidPolygon::TooFewPointsInRing(_) => ProblemCode::Degenerate,
         InvalidPolygon::SelfIntersection(_) => ProblemCode::SelfIntersection,
         InvalidPolygon::InteriorRingNotContainedInExteriorRing(_) => ProblemCode::HoleOutsideShell,
-        InvalidPolygon::IntersectingRingsOnALine(..) | InvalidPolygon::IntersectingRingsOnAnArea(..) => ProblemCode::RingsIntersect,
+        InvalidPolygon::IntersectingRingsOnALine(..) | InvalidPolygon::IntersectingRingsOnAnArea(..) => {
+            ProblemCode::RingsIntersect
+        }
         InvalidPolygon::NonFiniteCoord(..) => ProblemCode::NonFiniteCoordinate,
     }
 }
@@ -75,12 +80,20 @@ fn polygon(rings: &[Vec<Pos>]) -> geo::Polygon<f64> {
 pub fn to_geo(geom: &Geom) -> geo::Geometry<f64> {
     match geom {
         Geom::Point(p) => geo::Geometry::Point(geo::Point(coord(p))),
-        Geom::MultiPoint(ps) => geo::Geometry::MultiPoint(geo::MultiPoint(ps.iter().map(|p| geo::Point(coord(p))).collect())),
+        Geom::MultiPoint(ps) => {
+            geo::Geometry::MultiPoint(geo::MultiPoint(ps.iter().map(|p| geo::Point(coord(p))).collect()))
+        }
         Geom::LineString(ps) => geo::Geometry::LineString(line(ps)),
-        Geom::MultiLineString(ls) => geo::Geometry::MultiLineString(geo::MultiLineString(ls.iter().map(|l| line(l)).collect())),
+        Geom::MultiLineString(ls) => {
+            geo::Geometry::MultiLineString(geo::MultiLineString(ls.iter().map(|l| line(l)).collect()))
+        }
         Geom::Polygon(rs) => geo::Geometry::Polygon(polygon(rs)),
-        Geom::MultiPolygon(ps) => geo::Geometry::MultiPolygon(geo::MultiPolygon(ps.iter().map(|p| polygon(p)).collect())),
-        Geom::GeometryCollection(gs) => geo::Geometry::GeometryCollection(geo::GeometryCollection(gs.iter().map(to_geo).collect())),
+        Geom::MultiPolygon(ps) => {
+            geo::Geometry::MultiPolygon(geo::MultiPolygon(ps.iter().map(|p| polygon(p)).collect()))
+        }
+        Geom::GeometryCollection(gs) => {
+            geo::Geometry::GeometryCollection(geo::GeometryCollection(gs.iter().map(to_geo).collect()))
+        }
     }
 }
 
@@ -126,6 +139,9 @@ mod tests {
         assert_eq!(problems(Geom::Polygon(vec![square.clone(), hole_outside])), vec![ProblemCode::HoleOutsideShell]);
         assert_eq!(problems(Geom::LineString(ring(&[(1., 1.), (1., 1.)]))), vec![ProblemCode::Degenerate]);
         let overlapping = problems(Geom::MultiPolygon(vec![vec![square.clone()], vec![square]]));
-        assert!(!overlapping.is_empty() && overlapping.iter().all(|c| *c == ProblemCode::RingsIntersect), "{overlapping:?}");
+        assert!(
+            !overlapping.is_empty() && overlapping.iter().all(|c| *c == ProblemCode::RingsIntersect),
+            "{overlapping:?}"
+        );
     }
 }

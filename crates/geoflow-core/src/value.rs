@@ -168,32 +168,24 @@ fn date_bytes(b: &[u8]) -> bool {
         && (1..=31).contains(&num(&b[8..10]))
 }
 
-/// RFC 3339 date-time in UTC (`Z`) or with an offset, optional fractional seconds.
+/// A UTC date-time in the one form GeoPackage defines, `YYYY-MM-DDTHH:MM:SS.SSSZ`.
+/// Other spellings (no milliseconds, offsets) stay text, so that no value is rewritten.
 pub fn is_datetime(s: &str) -> bool {
     let b = s.as_bytes();
-    if b.len() < 20 || !date_bytes(&b[..10]) || !(b[10] == b'T' || b[10] == b't') {
-        return false;
-    }
-    let t = &b[11..];
-    if !(t.len() >= 9 && digits(&t[0..2]) && t[2] == b':' && digits(&t[3..5]) && t[5] == b':' && digits(&t[6..8])) {
-        return false;
-    }
-    if num(&t[0..2]) > 23 || num(&t[3..5]) > 59 || num(&t[6..8]) > 60 {
-        return false;
-    }
-    let mut rest = &t[8..];
-    if let Some(frac) = rest.strip_prefix(b".") {
-        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 {
-            return false;
-        }
-        rest = &frac[n..];
-    }
-    match rest {
-        b"Z" | b"z" => true,
-        [sign, h1, h2, b':', m1, m2] if (*sign == b'+' || *sign == b'-') => digits(&[*h1, *h2, *m1, *m2]),
-        _ => false,
-    }
+    b.len() == 24
+        && date_bytes(&b[..10])
+        && b[10] == b'T'
+        && digits(&b[11..13])
+        && b[13] == b':'
+        && digits(&b[14..16])
+        && b[16] == b':'
+        && digits(&b[17..19])
+        && b[19] == b'.'
+        && digits(&b[20..23])
+        && b[23] == b'Z'
+        && num(&b[11..13]) <= 23
+        && num(&b[14..16]) <= 59
+        && num(&b[17..19]) <= 60
 }
 
 fn digits(b: &[u8]) -> bool {
@@ -271,8 +263,9 @@ mod tests {
     fn strings_dates_and_nested_values() {
         assert_eq!(PropValue::from_raw_json(r#""a\"b""#), PropValue::Text("a\"b".into()));
         assert_eq!(PropValue::from_raw_json(r#""2024-02-29""#).kind(), ValueKind::Date);
-        assert_eq!(PropValue::from_raw_json(r#""2022-11-16T09:29:13Z""#).kind(), ValueKind::DateTime);
-        assert_eq!(PropValue::from_raw_json(r#""2022-11-16T09:29:13.5+02:00""#).kind(), ValueKind::DateTime);
+        assert_eq!(PropValue::from_raw_json(r#""2022-11-16T09:29:13.250Z""#).kind(), ValueKind::DateTime);
+        assert_eq!(PropValue::from_raw_json(r#""2022-11-16T09:29:13Z""#).kind(), ValueKind::Text);
+        assert_eq!(PropValue::from_raw_json(r#""2022-11-16T09:29:13.5+02:00""#).kind(), ValueKind::Text);
         assert_eq!(PropValue::from_raw_json(r#""2022-13-16""#).kind(), ValueKind::Text);
         assert_eq!(PropValue::from_raw_json(r#""Rosario – Islas Malvinas Int'l""#).kind(), ValueKind::Text);
         assert_eq!(

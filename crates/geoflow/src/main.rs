@@ -44,7 +44,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 println!("{:<32} {:>12} {:>8}  extent", "dataset", "features", "sources");
                 for d in datasets {
-                    let extent = d.bbox.map_or("-".to_string(), |b| format!("{} {} {} {}", b.min_x, b.min_y, b.max_x, b.max_y));
+                    let extent =
+                        d.bbox.map_or("-".to_string(), |b| format!("{} {} {} {}", b.min_x, b.min_y, b.max_x, b.max_y));
                     println!("{:<32} {:>12} {:>8}  {extent}", d.name.as_str(), d.feature_count, d.sources);
                 }
             }
@@ -64,7 +65,8 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         req.workers = w.max(1);
     }
     let progress = Arc::new(Progress::default());
-    let bar = (!args.no_progress && !args.json && std::io::stderr().is_terminal()).then(|| spawn_progress_bar(progress.clone()));
+    let bar = (!args.no_progress && !args.json && std::io::stderr().is_terminal())
+        .then(|| spawn_progress_bar(progress.clone()));
     let summary = ingest(store, req, progress).await?;
     if let Some((bar, task)) = bar {
         task.abort();

@@ -25,7 +25,8 @@ fn every_natural_earth_file_loads_with_the_feature_count_gdal_reads() {
     }
     let tmp = scratch();
     let gpkg = tmp.path().join("ne.gpkg");
-    let mut files: Vec<_> = std::fs::read_dir(shared.join("data/naturalearth")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(shared.join("data/naturalearth")).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert_eq!(files.len(), 12);
     for file in files {
@@ -133,7 +134,12 @@ fn geojsonhint_corpus_gets_a_clean_load_or_a_clear_error() {
         let run = ingest(&gpkg, &path, "good", &["--on-invalid", "reject"]);
         // The linter does not check WGS84 ranges; issue82.geojson has latitudes below −90.
         if path.file_name().unwrap() == "issue82.geojson" {
-            assert_eq!((run.code, run.summary["errors"][0]["code"].as_str()), (3, Some("out-of-range")), "{}", run.summary);
+            assert_eq!(
+                (run.code, run.summary["errors"][0]["code"].as_str()),
+                (3, Some("out-of-range")),
+                "{}",
+                run.summary
+            );
             continue;
         }
         assert_eq!(run.code, 0, "{}: {}", path.display(), run.summary);
@@ -181,7 +187,10 @@ fn skip_reports_every_invalid_feature_with_index_id_and_reason() {
     let run = ingest(&gpkg, &sample, "sample", &[]);
     let s = &run.summary;
     assert_eq!(run.code, 0);
-    assert_eq!((s["features_read"].as_u64(), s["features_loaded"].as_u64(), s["skipped"].as_u64()), (Some(10), Some(8), Some(2)));
+    assert_eq!(
+        (s["features_read"].as_u64(), s["features_loaded"].as_u64(), s["skipped"].as_u64()),
+        (Some(10), Some(8), Some(2))
+    );
     let errors = s["errors"].as_array().unwrap();
     assert_eq!(errors[0]["index"], 8);
     assert_eq!(errors[0]["id"], "bad-bowtie");
@@ -192,11 +201,19 @@ fn skip_reports_every_invalid_feature_with_index_id_and_reason() {
     // repair: the bowtie becomes valid, the out-of-range point cannot be repaired.
     let run = ingest(&gpkg, &sample, "sample_repaired", &["--on-invalid", "repair"]);
     let s = &run.summary;
-    assert_eq!((s["features_loaded"].as_u64(), s["repaired"].as_u64(), s["skipped"].as_u64()), (Some(9), Some(1), Some(1)));
+    assert_eq!(
+        (s["features_loaded"].as_u64(), s["repaired"].as_u64(), s["skipped"].as_u64()),
+        (Some(9), Some(1), Some(1))
+    );
     if have_tool("ogr2ogr") {
         let out = std::process::Command::new("ogrinfo")
             .arg(&gpkg)
-            .args(["-sql", "SELECT ST_IsValid(geom) AS ok, count(*) AS n FROM sample_repaired GROUP BY 1", "-dialect", "SQLite"])
+            .args([
+                "-sql",
+                "SELECT ST_IsValid(geom) AS ok, count(*) AS n FROM sample_repaired GROUP BY 1",
+                "-dialect",
+                "SQLite",
+            ])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
@@ -208,10 +225,17 @@ fn skip_reports_every_invalid_feature_with_index_id_and_reason() {
 fn text_sequences_ndjson_single_features_and_stdin() {
     let tmp = scratch();
     let gpkg = tmp.path().join("seq.gpkg");
-    let f = |x: f64| format!(r#"{{"type":"Feature","properties":{{"x":{x}}},"geometry":{{"type":"Point","coordinates":[{x},0]}}}}"#);
+    let f = |x: f64| {
+        format!(r#"{{"type":"Feature","properties":{{"x":{x}}},"geometry":{{"type":"Point","coordinates":[{x},0]}}}}"#)
+    };
     let rs = format!("\x1e{}\n\x1e{}\n\x1e{{\"type\":\"Feat\n\x1e{}\n", f(1.0), f(2.0), f(3.0));
     let run = ingest_stdin(&gpkg, rs.as_bytes(), "rs", &["--source", "rs.geojsons"]);
-    assert_eq!((run.summary["features_read"].as_u64(), run.summary["features_loaded"].as_u64()), (Some(4), Some(3)), "{}", run.summary);
+    assert_eq!(
+        (run.summary["features_read"].as_u64(), run.summary["features_loaded"].as_u64()),
+        (Some(4), Some(3)),
+        "{}",
+        run.summary
+    );
     assert_eq!(run.summary["source"], "rs.geojsons");
     let nd = format!("{}\n{}\n", f(1.0), f(2.0));
     let p = write(tmp.path(), "x.json", &nd);
@@ -243,7 +267,10 @@ fn property_values_are_kept_exactly() {
     assert_ne!(titles["Name"], titles["name"], "case-distinct keys stay distinct");
     let conn = rusqlite::Connection::open(&gpkg).unwrap();
     let get = |key: &str, row: i64| -> rusqlite::types::Value {
-        conn.query_row(&format!("SELECT \"{}\" FROM props WHERE gf_feature_index = ?1", titles[key]), [row], |r| r.get(0)).unwrap()
+        conn.query_row(&format!("SELECT \"{}\" FROM props WHERE gf_feature_index = ?1", titles[key]), [row], |r| {
+            r.get(0)
+        })
+        .unwrap()
     };
     use rusqlite::types::Value as V;
     assert_eq!(get("big", 0), V::Integer(9007199254740993));
@@ -260,7 +287,8 @@ fn property_values_are_kept_exactly() {
 fn bad_names_and_missing_files_give_clear_errors() {
     let tmp = scratch();
     let gpkg = tmp.path().join("e.gpkg");
-    let out = geoflow().args(["ingest", "x.geojson", "--dataset", "Bad-Name", "--database"]).arg(&gpkg).output().unwrap();
+    let out =
+        geoflow().args(["ingest", "x.geojson", "--dataset", "Bad-Name", "--database"]).arg(&gpkg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid dataset name"));
     let run = ingest(&gpkg, &tmp.path().join("missing.geojson"), "m", &[]);

@@ -1,1 +1,174 @@
+//! The GeoPackage store: one `.gpkg` file holding a feature table per dataset (with the
+//! GeoPackage R-tree spatial index) and the catalog in `geoflow_*` tables beside them.
+//!
+//! The file is a GeoPackage that GDAL and QGIS open as is. The catalog tables are not
+//! registered in `gpkg_contents`, and the file declares GDAL's `gdal_aspatial` extension so
+//! that GDAL lists only registered tables: clients see the datasets alone.
+//!
+//! All database work runs on tokio's blocking pool, one short-lived connection per call. A
+//! load is a single `BEGIN IMMEDIATE` transaction: SQLite's write lock serialises writers,
+//! and a process killed at any point leaves the previous rows as they were.
 
+mod catalog;
+mod geometry;
+mod load;
+mod migrate;
+mod rtree;
+mod table;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+use geoflow_core::dataset::DatasetName;
+
+use crate::{DatasetInfo, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, SourceRecord, Store, StoreError};
+
+pub use load::RtreeFill;
+pub use migrate::{APPLICATION_ID, USER_VERSION};
+
+/// How long a connection waits for another writer before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Page cache per connection (KiB). In WAL mode a load that outgrows it spills pages to the
+/// WAL, which costs little; a larger cache measured no faster and only raises peak memory.
+const CACHE_SIZE_KIB: i64 = 32 * 1024;
+
+/// A GeoPackage file holding datasets and their catalog.
+#[derive(Debug, Clone)]
+pub struct GeoPackageStore {
+    path: Arc<PathBuf>,
+    rtree_fill: RtreeFill,
+}
+
+impl GeoPackageStore {
+    /// Opens the GeoPackage at `path`, creating its parent directories and the file when
+    /// missing, and creates or upgrades the GeoPackage tables and the catalog.
+    pub fn open(path: impl AsRef<Path>) -> Result<GeoPackageStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
+                location: path.display().to_string(),
+                reason: format!("cannot create {}: {e}", parent.display()),
+            })?;
+        }
+        let store = GeoPackageStore { path: Arc::new(path), rtree_fill: RtreeFill::Deferred };
+        migrate::run(&store.path)?;
+        Ok(store)
+    }
+
+    /// The same store, filling the R-tree of loads the given way (the end state is the same).
+    pub fn with_rtree_fill(mut self, fill: RtreeFill) -> GeoPackageStore {
+        self.rtree_fill = fill;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn blocking<T, F>(&self, what: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Path) -> Result<T, StoreError> + Send + 'static,
+    {
+        let path = Arc::clone(&self.path);
+        tokio::task::spawn_blocking(move || f(&path)).await.map_err(|e| StoreError::db(what, e))?
+    }
+}
+
+#[async_trait]
+impl Store for GeoPackageStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.blocking("migrating the store", migrate::run).await
+    }
+
+    async fn source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError> {
+        let (dataset, source) = (dataset.clone(), source.to_string());
+        self.blocking("reading a source", move |path| {
+            let conn = open_connection(path)?;
+            catalog::source_record(&conn, &dataset, &source)
+        })
+        .await
+    }
+
+    async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError> {
+        let fill = self.rtree_fill;
+        self.blocking("loading", move |path| load::run(path, plan, rows, fill)).await
+    }
+
+    async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError> {
+        let (plan, result) = (plan.clone(), result.clone());
+        self.blocking("recording a failure", move |path| {
+            let mut conn = open_connection(path)?;
+            let now = now_rfc3339();
+            load::record_failed(&mut conn, &plan, &now, &result)
+        })
+        .await
+    }
+
+    async fn remove_source(&self, dataset: &DatasetName, source: &str) -> Result<u64, StoreError> {
+        let (dataset, source) = (dataset.clone(), source.to_string());
+        let fill = self.rtree_fill;
+        self.blocking("removing a source", move |path| load::remove_source(path, &dataset, &source, fill)).await
+    }
+
+    async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
+        self.blocking("listing datasets", |path| {
+            let conn = open_connection(path)?;
+            catalog::datasets(&conn)
+        })
+        .await
+    }
+}
+
+/// Registers on `conn` the SQL functions the GeoPackage R-tree triggers call (`ST_IsEmpty`,
+/// `ST_MinX`, `ST_MaxX`, `ST_MinY`, `ST_MaxY`): any connection that writes feature tables of
+/// the file needs them.
+pub fn register_sql_functions(conn: &Connection) -> rusqlite::Result<()> {
+    geometry::register_functions(conn)
+}
+
+/// Opens a connection configured the way every store connection is: busy timeout, WAL
+/// durability level, page cache, and the SQL functions the schema's triggers call.
+pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let open_error =
+        |e: rusqlite::Error| StoreError::Open { location: path.display().to_string(), reason: e.to_string() };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+    conn.execute_batch(&format!("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -{CACHE_SIZE_KIB};"))
+        .map_err(open_error)?;
+    geometry::register_functions(&conn).map_err(open_error)?;
+    table::register_functions(&conn).map_err(open_error)?;
+    Ok(conn)
+}
+
+const RFC3339_MILLIS: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Now, UTC, as `YYYY-MM-DDTHH:MM:SS.SSSZ` (the GeoPackage DATETIME form).
+pub(crate) fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc().format(RFC3339_MILLIS).expect("UTC timestamps format")
+}
+
+/// Adds what was being done to a rusqlite error.
+pub(crate) trait Ctx<T> {
+    fn ctx(self, context: &str) -> Result<T, StoreError>;
+}
+
+impl<T> Ctx<T> for Result<T, rusqlite::Error> {
+    fn ctx(self, context: &str) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::db(context, e))
+    }
+}

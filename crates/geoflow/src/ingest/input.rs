@@ -30,7 +30,9 @@ impl Input {
     /// The default source key: the file name, or `stdin`.
     pub fn default_source(&self) -> String {
         match self {
-            Input::Path(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string()),
+            Input::Path(p) => {
+                p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
+            }
             Input::Stdin => "stdin".to_string(),
         }
     }

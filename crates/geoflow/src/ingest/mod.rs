@@ -144,7 +144,11 @@ pub struct Progress {
 
 /// Loads one source. Errors of the input or the store end up in the summary (status
 /// `rejected` or `failed`); `Err` is returned only when not even that could be recorded.
-pub async fn ingest(store: Arc<dyn Store>, req: IngestRequest, progress: Arc<Progress>) -> anyhow::Result<IngestSummary> {
+pub async fn ingest(
+    store: Arc<dyn Store>,
+    req: IngestRequest,
+    progress: Arc<Progress>,
+) -> anyhow::Result<IngestSummary> {
     let started = Instant::now();
     let source = req.source.clone().unwrap_or_else(|| req.input.default_source());
     let mut summary = IngestSummary::new(&req, &source);
@@ -198,10 +202,12 @@ pub async fn ingest(store: Arc<dyn Store>, req: IngestRequest, progress: Arc<Pro
         let (store, plan) = (store.clone(), plan.clone());
         tokio::spawn(async move { store.load(plan, rx).await })
     };
-    let (d, req2, progress2, expected) = (data.clone(), req.clone(), progress.clone(), plan.version.content_hash.clone());
+    let (d, req2, progress2, expected) =
+        (data.clone(), req.clone(), progress.clone(), plan.version.content_hash.clone());
     let schema = plan.schema.clone();
     let source2 = source.clone();
-    let fed = tokio::task::spawn_blocking(move || load_pass(&d, &req2, &source2, &schema, &expected, &progress2, tx)).await?;
+    let fed =
+        tokio::task::spawn_blocking(move || load_pass(&d, &req2, &source2, &schema, &expected, &progress2, tx)).await?;
     tracing::debug!(source = %source, ms = started.elapsed().as_millis() as u64, "all rows sent");
     let outcome = load.await?;
     summary.absorb(&fed.result);
@@ -214,7 +220,12 @@ pub async fn ingest(store: Arc<dyn Store>, req: IngestRequest, progress: Arc<Pro
         }
         Ok(LoadOutcome::Unchanged { load_id, table }) => {
             // The store found this content already loaded and stopped reading rows.
-            summary = IngestSummary { status: Status::Unchanged, load_id: Some(load_id), table: Some(table), ..IngestSummary::new(&req, &source) };
+            summary = IngestSummary {
+                status: Status::Unchanged,
+                load_id: Some(load_id),
+                table: Some(table),
+                ..IngestSummary::new(&req, &source)
+            };
             summary.content_hash = Some(plan.version.content_hash.clone());
             summary.bytes = plan.version.bytes;
         }
@@ -237,7 +248,12 @@ struct SchemaScan {
     bytes: u64,
 }
 
-fn schema_pass(data: &Rereadable, opts: ReaderOptions, workers: usize, counter: &Arc<AtomicU64>) -> Result<SchemaScan, ReadError> {
+fn schema_pass(
+    data: &Rereadable,
+    opts: ReaderOptions,
+    workers: usize,
+    counter: &Arc<AtomicU64>,
+) -> Result<SchemaScan, ReadError> {
     let mut schema = SchemaBuilder::default();
     let observe = |raws: Vec<RawFeature>| {
         let mut part = SchemaBuilder::default();
@@ -396,9 +412,10 @@ fn load_pass(
         let failure = match framed {
             Err(ReadError::Io(e)) => Some((Status::Failed, format!("{source}: cannot read {}: {e}", data.name))),
             Err(e) => Some((Status::Rejected, format!("{source}: {e}"))),
-            Ok((hash, _)) if hash != expected_hash => {
-                Some((Status::Failed, format!("{source}: {} changed while it was being loaded; load it again", data.name)))
-            }
+            Ok((hash, _)) if hash != expected_hash => Some((
+                Status::Failed,
+                format!("{source}: {} changed while it was being loaded; load it again", data.name),
+            )),
             Ok(_) => None,
         };
         if let Some((status, why)) = failure {
@@ -406,7 +423,11 @@ fn load_pass(
             fed.result.error = Some(why);
         }
     }
-    let message = if fed.status == Status::Loaded { LoadMessage::Commit(fed.result.clone()) } else { LoadMessage::Abort(fed.result.clone()) };
+    let message = if fed.status == Status::Loaded {
+        LoadMessage::Commit(fed.result.clone())
+    } else {
+        LoadMessage::Abort(fed.result.clone())
+    };
     // A closed channel means the store already finished (unchanged source, or its own error).
     let _ = tx.blocking_send(message);
     fed
@@ -414,7 +435,13 @@ fn load_pass(
 
 /// Counts one processed batch, applies the policy, and sends its rows to the store.
 /// Returns `false` when the load cannot go on.
-fn take_batch(fed: &mut Fed, done: Done, req: &IngestRequest, source: &str, tx: &tokio::sync::mpsc::Sender<LoadMessage>) -> bool {
+fn take_batch(
+    fed: &mut Fed,
+    done: Done,
+    req: &IngestRequest,
+    source: &str,
+    tx: &tokio::sync::mpsc::Sender<LoadMessage>,
+) -> bool {
     let r = &mut fed.result;
     let counts: &mut LoadCounts = &mut r.counts;
     counts.features_read += done.read;
@@ -430,7 +457,10 @@ fn take_batch(fed: &mut Fed, done: Done, req: &IngestRequest, source: &str, tx: 
         let rejected = issue.action == Action::Rejected;
         if rejected {
             let id = issue.id.as_ref().map(|id| format!(" (id {id})")).unwrap_or_default();
-            r.error = Some(format!("{source}: feature {}{id} is invalid and the policy is reject: {}", issue.index, issue.reason));
+            r.error = Some(format!(
+                "{source}: feature {}{id} is invalid and the policy is reject: {}",
+                issue.index, issue.reason
+            ));
         }
         if r.issues.len() < req.max_issues {
             r.issues.push(issue);

@@ -76,7 +76,8 @@ fn finish(out: Output) -> Ingested {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "geoflow panicked: {stderr}");
-    let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("no JSON summary ({e}): stdout={stdout} stderr={stderr}"));
+    let summary = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): stdout={stdout} stderr={stderr}"));
     Ingested { code: out.status.code().unwrap_or(-1), summary, stderr }
 }
 
@@ -93,11 +94,8 @@ pub fn ogr_layer(path: &Path, layer: Option<&str>) -> (u64, Option<[f64; 4]>, St
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "ogrinfo failed on {}: {err}", path.display());
     assert!(!err.contains("Warning") && !err.contains("ERROR"), "ogrinfo complained about {}: {err}", path.display());
-    let count = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("Feature Count: "))
-        .map(|n| n.trim().parse::<u64>().unwrap())
-        .sum();
+    let count =
+        text.lines().filter_map(|l| l.strip_prefix("Feature Count: ")).map(|n| n.trim().parse::<u64>().unwrap()).sum();
     let extent = text.lines().find_map(|l| l.strip_prefix("Extent: ")).map(|e| {
         let nums: Vec<f64> = e
             .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e'))
@@ -117,7 +115,12 @@ pub fn ogr_features(gpkg: &Path, layer: &str) -> Vec<Value> {
         .arg(layer)
         .output()
         .expect("ogr2ogr runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains("Warning") && !err.contains("ERROR"),
+        "ogr2ogr on {}: {err}",
+        gpkg.display()
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("ogr2ogr writes GeoJSON");
     v["features"].as_array().cloned().unwrap_or_default()
 }

@@ -1,0 +1,241 @@
+//! Reads and writes of the catalog tables (`geoflow_*`) and of the GeoPackage extent.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use geoflow_core::dataset::DatasetName;
+use geoflow_core::row::Bbox;
+
+use super::table::{quote, Layout};
+use super::Ctx;
+use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SourceRecord, SourceVersion, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Loaded,
+    Unchanged,
+    Failed,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Loaded => "loaded",
+            Status::Unchanged => "unchanged",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Inserts a `geoflow_loads` row and returns its id.
+pub fn insert_load(
+    conn: &Connection,
+    plan: &LoadPlan,
+    status: Status,
+    started_at: &str,
+    finished_at: &str,
+    result: &LoadResult,
+) -> Result<i64, StoreError> {
+    let issues = serde_json::to_string(&result.issues).map_err(|e| StoreError::db("encoding the load issues", e))?;
+    let c = &result.counts;
+    let b = result.bbox;
+    conn.prepare_cached(
+        "INSERT INTO geoflow_loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at,
+           features_read, features_loaded, invalid, repaired, skipped, issue_total, issues_json, error,
+           min_x, min_y, max_x, max_y)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            plan.dataset.as_str(),
+            plan.source,
+            plan.version.content_hash,
+            to_i64(plan.version.bytes),
+            plan.policy.as_str(),
+            status.as_str(),
+            started_at,
+            finished_at,
+            to_i64(c.features_read),
+            to_i64(c.features_loaded),
+            to_i64(c.invalid),
+            to_i64(c.repaired),
+            to_i64(c.skipped),
+            to_i64(result.issue_total),
+            issues,
+            result.error,
+            b.map(|b| b.min_x),
+            b.map(|b| b.min_y),
+            b.map(|b| b.max_x),
+            b.map(|b| b.max_y),
+        ])
+    })
+    .ctx("recording the load")?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Rewrites a `geoflow_loads` row with the final state of its load.
+pub fn finish_load(
+    conn: &Connection,
+    id: i64,
+    status: Status,
+    finished_at: &str,
+    result: &LoadResult,
+) -> Result<(), StoreError> {
+    let issues = serde_json::to_string(&result.issues).map_err(|e| StoreError::db("encoding the load issues", e))?;
+    let c = &result.counts;
+    let b = result.bbox;
+    conn.prepare_cached(
+        "UPDATE geoflow_loads SET status = ?2, finished_at = ?3, features_read = ?4, features_loaded = ?5, invalid = ?6,
+           repaired = ?7, skipped = ?8, issue_total = ?9, issues_json = ?10, error = ?11,
+           min_x = ?12, min_y = ?13, max_x = ?14, max_y = ?15
+         WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            status.as_str(),
+            finished_at,
+            to_i64(c.features_read),
+            to_i64(c.features_loaded),
+            to_i64(c.invalid),
+            to_i64(c.repaired),
+            to_i64(c.skipped),
+            to_i64(result.issue_total),
+            issues,
+            result.error,
+            b.map(|b| b.min_x),
+            b.map(|b| b.min_y),
+            b.map(|b| b.max_x),
+            b.map(|b| b.max_y),
+        ])
+    })
+    .ctx("recording the load")?;
+    Ok(())
+}
+
+pub fn source_record(
+    conn: &Connection,
+    dataset: &DatasetName,
+    source: &str,
+) -> Result<Option<SourceRecord>, StoreError> {
+    conn.prepare_cached(
+        "SELECT content_hash, bytes, feature_count, load_id, loaded_at FROM geoflow_sources
+         WHERE dataset = ?1 AND source_key = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![dataset.as_str(), source], |r| {
+            Ok(SourceRecord {
+                dataset: dataset.clone(),
+                source: source.to_string(),
+                version: SourceVersion { content_hash: r.get(0)?, bytes: r.get::<_, i64>(1)?.max(0) as u64 },
+                feature_count: r.get::<_, i64>(2)?.max(0) as u64,
+                load_id: r.get(3)?,
+                loaded_at: r.get(4)?,
+            })
+        })
+        .optional()
+    })
+    .ctx("reading the source catalog")
+}
+
+pub fn upsert_source(
+    conn: &Connection,
+    plan: &LoadPlan,
+    feature_count: u64,
+    load_id: i64,
+    loaded_at: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO geoflow_sources (dataset, source_key, content_hash, bytes, feature_count, load_id, loaded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (dataset, source_key) DO UPDATE SET content_hash = excluded.content_hash, bytes = excluded.bytes,
+           feature_count = excluded.feature_count, load_id = excluded.load_id, loaded_at = excluded.loaded_at",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            plan.dataset.as_str(),
+            plan.source,
+            plan.version.content_hash,
+            to_i64(plan.version.bytes),
+            to_i64(feature_count),
+            load_id,
+            loaded_at
+        ])
+    })
+    .ctx("recording the source")?;
+    Ok(())
+}
+
+/// Records a change to the dataset: bumps its version and recomputes the GeoPackage extent.
+pub fn touch_dataset(conn: &Connection, dataset: &str, table: &str, now: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE geoflow_datasets SET version = version + 1, updated_at = ?2 WHERE name = ?1",
+        params![dataset, now],
+    )
+    .ctx("bumping the dataset version")?;
+    let extent = table_extent(conn, table)?;
+    conn.execute(
+        "UPDATE gpkg_contents SET min_x = ?2, min_y = ?3, max_x = ?4, max_y = ?5, last_change = ?6 WHERE table_name = ?1",
+        params![table, extent.map(|b| b.min_x), extent.map(|b| b.min_y), extent.map(|b| b.max_x), extent.map(|b| b.max_y), now],
+    )
+    .ctx("updating the extent in gpkg_contents")?;
+    Ok(())
+}
+
+/// The exact extent of the table's geometries, from the per-row bbox columns.
+pub fn table_extent(conn: &Connection, table: &str) -> Result<Option<Bbox>, StoreError> {
+    let sql = format!("SELECT min(gf_min_x), min(gf_min_y), max(gf_max_x), max(gf_max_y) FROM {}", quote(table));
+    let row: (Option<f64>, Option<f64>, Option<f64>, Option<f64>) =
+        conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).ctx("computing the extent")?;
+    Ok(match row {
+        (Some(min_x), Some(min_y), Some(max_x), Some(max_y)) => Some(Bbox { min_x, min_y, max_x, max_y }),
+        _ => None,
+    })
+}
+
+pub fn datasets(conn: &Connection) -> Result<Vec<DatasetInfo>, StoreError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT d.name, d.version, d.updated_at, c.min_x, c.min_y, c.max_x, c.max_y,
+               (SELECT count(*) FROM geoflow_sources s WHERE s.dataset = d.name)
+             FROM geoflow_datasets d LEFT JOIN gpkg_contents c ON c.table_name = d.table_name
+             ORDER BY d.name",
+        )
+        .ctx("listing datasets")?;
+    let rows = stmt
+        .query_map([], |r| {
+            let extent = match (r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?) {
+                (Some(min_x), Some(min_y), Some(max_x), Some(max_y)) => Some(Bbox { min_x, min_y, max_x, max_y }),
+                _ => None,
+            };
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, extent, r.get::<_, i64>(7)?))
+        })
+        .ctx("listing datasets")?
+        .collect::<Result<Vec<_>, _>>()
+        .ctx("listing datasets")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (name, version, updated_at, bbox, sources) in rows {
+        let dataset = DatasetName::new(&name)
+            .map_err(|e| StoreError::Incompatible { location: "catalog".into(), reason: e.to_string() })?;
+        let Some(layout) = Layout::read(conn, &name)? else {
+            continue;
+        };
+        let feature_count: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {}", quote(&layout.table)), [], |r| r.get(0))
+            .ctx("counting features")?;
+        out.push(DatasetInfo {
+            name: dataset,
+            table: layout.table,
+            feature_count: feature_count.max(0) as u64,
+            bbox,
+            sources: sources.max(0) as u64,
+            columns: layout.columns.into_iter().map(|c| ColumnInfo { key: c.key, column: c.name, ty: c.ty }).collect(),
+            version,
+            updated_at,
+        });
+    }
+    Ok(out)
+}

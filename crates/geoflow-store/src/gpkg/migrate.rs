@@ -1,0 +1,100 @@
+//! Versioned, idempotent migrations, run inside `BEGIN IMMEDIATE` so that two processes
+//! migrating at once apply each step exactly once.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::{now_rfc3339, open_connection, Ctx};
+use crate::StoreError;
+
+/// `PRAGMA application_id` of a GeoPackage: "GPKG".
+pub const APPLICATION_ID: i32 = 0x4750_4B47;
+
+/// `PRAGMA user_version` written: GeoPackage 1.3 (10300).
+///
+/// The tables, the R-tree trigger set (insert, update1..update4, delete) and the extension
+/// rows are those GDAL writes and validates; GDAL 3.6 warns on opening a file that claims
+/// 1.4 (10400), so a file that claims it would not open cleanly everywhere. A file already
+/// claiming a later version keeps its value.
+pub const USER_VERSION: i32 = 10300;
+
+/// Page size of new files. Large pages cut the per-page work of bulk inserts (and the WAL
+/// frames written); R-tree nodes stay at SQLite's 51-cell limit whatever the page size.
+pub const PAGE_SIZE: i64 = 32768;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sql/geopackage.sql")), (2, include_str!("sql/catalog.sql"))];
+
+pub fn run(path: &Path) -> Result<(), StoreError> {
+    let location = path.display().to_string();
+    let mut conn = open_connection(path)?;
+    check_application_id(&conn, &location)?;
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0)).ctx("reading the page count")?;
+    if pages == 0 {
+        // Only possible before the first table exists (and before WAL).
+        conn.pragma_update(None, "page_size", PAGE_SIZE).ctx("setting the page size")?;
+    }
+    conn.pragma_update(None, "journal_mode", "WAL").ctx("switching to WAL")?;
+
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("starting the migration")?;
+    // Checked again under the write lock: another process may have created the file meanwhile.
+    check_application_id(&tx, &location)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS geoflow_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )
+    .ctx("creating the migrations table")?;
+    let applied: Vec<i64> = tx
+        .prepare("SELECT version FROM geoflow_migrations ORDER BY version")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .ctx("reading applied migrations")?;
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if let Some(&newest) = applied.iter().max().filter(|&&v| v > latest) {
+        return Err(StoreError::Incompatible {
+            location,
+            reason: format!("the catalog is at version {newest}, newer than this geoflow knows ({latest})"),
+        });
+    }
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.execute_batch(sql).ctx(&format!("applying migration {version}"))?;
+        tx.execute(
+            "INSERT INTO geoflow_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![version, now_rfc3339()],
+        )
+        .ctx("recording a migration")?;
+        tracing::info!(version, location = %location, "applied catalog migration");
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID).ctx("setting the application id")?;
+    let user_version: i32 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).ctx("reading user_version")?;
+    if user_version < USER_VERSION {
+        tx.pragma_update(None, "user_version", USER_VERSION).ctx("setting user_version")?;
+    }
+    tx.commit().ctx("committing the migration")?;
+    Ok(())
+}
+
+/// A file that is not a GeoPackage (another SQLite database) is refused rather than changed.
+fn check_application_id(conn: &Connection, location: &str) -> Result<(), StoreError> {
+    let incompatible = |reason: String| StoreError::Incompatible { location: location.to_string(), reason };
+    let id: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|e| StoreError::Open { location: location.to_string(), reason: e.to_string() })?;
+    if id == APPLICATION_ID {
+        return Ok(());
+    }
+    if id != 0 {
+        return Err(incompatible(format!("application_id is {id:#x}, not a GeoPackage")));
+    }
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(|e| StoreError::Open { location: location.to_string(), reason: e.to_string() })?;
+    let migrated: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'geoflow_migrations'", [], |r| r.get(0))
+        .ctx("reading the schema")?;
+    if objects > 0 && migrated == 0 {
+        return Err(incompatible("an SQLite database that is not a GeoPackage".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,2 @@
+-- GeoPackage R-tree spatial index extension (gpkg_rtree_index, Annex F.3).
+CREATE VIRTUAL TABLE {rtree} USING rtree(id, minx, maxx, miny, maxy);

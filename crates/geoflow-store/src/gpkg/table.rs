@@ -1,0 +1,546 @@
+//! Dataset feature tables: declared types, the key → column mapping, creation, lossless
+//! widening (in place or by rebuilding the table) and the R-tree index DDL.
+
+use std::collections::HashMap;
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use geoflow_core::schema::{ColumnNamer, FieldType, Schema};
+use geoflow_core::value::PropValue;
+
+use super::geometry::SRS_ID;
+use super::rtree::rtree_name;
+use super::Ctx;
+use crate::StoreError;
+
+const FEATURE_TABLE_SQL: &str = include_str!("sql/feature_table.sql");
+const RTREE_SQL: &str = include_str!("sql/rtree.sql");
+const RTREE_INSERT_TRIGGER_SQL: &str = include_str!("sql/rtree_insert_trigger.sql");
+const RTREE_UPDATE_TRIGGERS_SQL: &str = include_str!("sql/rtree_update_triggers.sql");
+const RTREE_DELETE_TRIGGER_SQL: &str = include_str!("sql/rtree_delete_trigger.sql");
+
+pub const RTREE_EXTENSION_DEFINITION: &str = "http://www.geopackage.org/spec/#extension_rtree";
+pub const JSON_MIME_TYPE: &str = "application/json";
+
+/// Columns every feature table has, in order, before the property columns.
+pub const SYSTEM_COLUMNS: [&str; 15] = [
+    "fid",
+    "geom",
+    "feature_id",
+    "gf_source",
+    "gf_load_id",
+    "gf_loaded_at",
+    "gf_feature_index",
+    "gf_geometry_type",
+    "gf_area_m2",
+    "gf_length_m",
+    "gf_vertices",
+    "gf_min_x",
+    "gf_min_y",
+    "gf_max_x",
+    "gf_max_y",
+];
+
+/// Prefixes of names SQLite, the GeoPackage tables, the R-tree shadow tables and the catalog
+/// use: a dataset table named like one of them would collide.
+const RESERVED_PREFIXES: [&str; 4] = ["sqlite_", "gpkg_", "rtree_", "geoflow_"];
+/// Suffix of the per-table source index (indexes share the table namespace).
+const SOURCE_INDEX_SUFFIX: &str = "_gf_source";
+
+/// `"name"`, with embedded quotes doubled.
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Rejects dataset names whose table would collide with a table or index the store uses.
+pub fn check_table_name(name: &str) -> Result<(), StoreError> {
+    if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) || name.ends_with(SOURCE_INDEX_SUFFIX) {
+        return Err(StoreError::Invalid(format!(
+            "dataset name {name:?} is reserved: names may not start with {} or end with {SOURCE_INDEX_SUFFIX}",
+            RESERVED_PREFIXES.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The SQLite/GeoPackage column type a field type is declared with.
+pub fn declared_type(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::Boolean => "BOOLEAN",
+        FieldType::Integer | FieldType::WideInteger => "INTEGER",
+        FieldType::Real => "REAL",
+        FieldType::Date => "DATE",
+        FieldType::DateTime => "DATETIME",
+        FieldType::Text | FieldType::Json | FieldType::Null => "TEXT",
+    }
+}
+
+pub fn field_type_from_name(name: &str) -> Option<FieldType> {
+    use FieldType::*;
+    [Null, Boolean, Integer, WideInteger, Real, Date, DateTime, Text, Json].into_iter().find(|t| t.name() == name)
+}
+
+fn field_type_code(ty: FieldType) -> i64 {
+    use FieldType::*;
+    match ty {
+        Null => 0,
+        Boolean => 1,
+        Integer => 2,
+        WideInteger => 3,
+        Real => 4,
+        Date => 5,
+        DateTime => 6,
+        Text => 7,
+        Json => 8,
+    }
+}
+
+fn field_type_from_code(code: i64) -> Option<FieldType> {
+    use FieldType::*;
+    [Null, Boolean, Integer, WideInteger, Real, Date, DateTime, Text, Json]
+        .into_iter()
+        .find(|t| field_type_code(*t) == code)
+}
+
+/// Whether values stored for `old` must be rewritten to be values of `new`.
+fn needs_conversion(old: FieldType, new: FieldType) -> bool {
+    use FieldType::*;
+    !(old == new
+        || old == Null
+        || (old.is_integer() && new.is_integer())
+        || (matches!(old, Date | DateTime) && new == Text))
+}
+
+/// Reads a stored value back as the property value it was, given its column's type.
+pub fn stored_value(v: ValueRef<'_>, ty: FieldType) -> PropValue {
+    match v {
+        ValueRef::Null => PropValue::Null,
+        ValueRef::Integer(i) => match ty {
+            FieldType::Boolean => PropValue::Bool(i != 0),
+            FieldType::Real => PropValue::Real(i as f64),
+            _ => PropValue::Int(i),
+        },
+        ValueRef::Real(f) => PropValue::Real(f),
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            let s = String::from_utf8_lossy(t).into_owned();
+            if ty == FieldType::Json {
+                PropValue::Json(s)
+            } else {
+                PropValue::Text(s)
+            }
+        }
+    }
+}
+
+/// The SQLite value a property value is stored as.
+pub fn sql_value(v: PropValue) -> Value {
+    match v {
+        PropValue::Null => Value::Null,
+        PropValue::Bool(b) => Value::Integer(i64::from(b)),
+        PropValue::Int(i) => Value::Integer(i),
+        PropValue::Real(f) => Value::Real(f),
+        PropValue::Text(s) | PropValue::Json(s) => Value::Text(s),
+    }
+}
+
+/// Registers `gf_widen(value, old_type, new_type)`, the lossless conversion of a stored value
+/// to a wider column type, done in Rust with the core's rules (SQLite's own casts are lossy).
+pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("gf_widen", 3, flags, |ctx| {
+        let old = ctx.get::<i64>(1).ok().and_then(field_type_from_code);
+        let new = ctx.get::<i64>(2).ok().and_then(field_type_from_code);
+        let (Some(old), Some(new)) = (old, new) else {
+            return Err(rusqlite::Error::UserFunctionError("gf_widen: unknown field type code".into()));
+        };
+        Ok(sql_value(stored_value(ctx.get_raw(0), old).for_column(new)))
+    })
+}
+
+/// One property column of a dataset table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub key: String,
+    pub name: String,
+    pub ty: FieldType,
+}
+
+/// A dataset table as the catalog describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    pub table: String,
+    pub id_type: FieldType,
+    /// In ordinal order (the table's column order).
+    pub columns: Vec<Column>,
+}
+
+impl Layout {
+    /// Reads the layout of `dataset` from the catalog; `None` when the dataset is unknown.
+    pub fn read(conn: &Connection, dataset: &str) -> Result<Option<Layout>, StoreError> {
+        let row = conn
+            .prepare_cached("SELECT table_name, id_type FROM geoflow_datasets WHERE name = ?1")
+            .and_then(|mut s| {
+                s.query_row([dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).optional()
+            })
+            .ctx("reading the dataset catalog")?;
+        let Some((table, id_type)) = row else {
+            return Ok(None);
+        };
+        let id_type = parse_type(&id_type)?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key, column_name, field_type FROM geoflow_columns WHERE dataset = ?1 ORDER BY ordinal",
+            )
+            .ctx("reading the column catalog")?;
+        let rows = stmt
+            .query_map([dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .ctx("reading the column catalog")?;
+        let mut columns = Vec::new();
+        for row in rows {
+            let (key, name, ty) = row.ctx("reading the column catalog")?;
+            columns.push(Column { key, name, ty: parse_type(&ty)? });
+        }
+        Ok(Some(Layout { table, id_type, columns }))
+    }
+}
+
+fn parse_type(name: &str) -> Result<FieldType, StoreError> {
+    field_type_from_name(name).ok_or_else(|| StoreError::Incompatible {
+        location: "catalog".into(),
+        reason: format!("unknown field type {name:?} in the catalog"),
+    })
+}
+
+/// How a load's schema maps onto the dataset table, and what the table needs first.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub old: Option<Layout>,
+    pub new: Layout,
+    /// For each field of the load's schema, the index of its column in `new.columns`.
+    pub field_columns: Vec<usize>,
+}
+
+impl Resolution {
+    /// Maps `schema` onto `old` (the current layout, if the table exists): known keys widen
+    /// their column type with [`FieldType::join`], new keys get new distinct column names.
+    pub fn new(table: &str, old: Option<Layout>, schema: &Schema) -> Resolution {
+        let mut new = old.clone().unwrap_or_else(|| Layout {
+            table: table.to_string(),
+            id_type: FieldType::Null,
+            columns: Vec::new(),
+        });
+        new.id_type = new.id_type.join(schema.id_type);
+        let mut namer = ColumnNamer::new(SYSTEM_COLUMNS);
+        let mut by_key: HashMap<String, usize> = HashMap::with_capacity(new.columns.len() + schema.fields.len());
+        for (i, c) in new.columns.iter().enumerate() {
+            namer.reserve(&c.name);
+            by_key.insert(c.key.clone(), i);
+        }
+        let mut field_columns = Vec::with_capacity(schema.fields.len());
+        for field in &schema.fields {
+            let i = match by_key.get(&field.key) {
+                Some(&i) => {
+                    let c = &mut new.columns[i];
+                    c.ty = c.ty.join(field.ty);
+                    i
+                }
+                None => {
+                    let name = namer.name_for(&field.key);
+                    new.columns.push(Column { key: field.key.clone(), name, ty: field.ty });
+                    by_key.insert(field.key.clone(), new.columns.len() - 1);
+                    new.columns.len() - 1
+                }
+            };
+            field_columns.push(i);
+        }
+        Resolution { old, new, field_columns }
+    }
+
+    /// Whether a declared column type changes, which SQLite can only do by rebuilding.
+    pub fn needs_rebuild(&self) -> bool {
+        let Some(old) = &self.old else { return false };
+        declared_type(old.id_type) != declared_type(self.new.id_type)
+            || old.columns.iter().zip(&self.new.columns).any(|(o, n)| declared_type(o.ty) != declared_type(n.ty))
+    }
+
+    /// Brings the table to the new layout: creates it, or rebuilds it, or adds columns and
+    /// converts values in place. Updates the catalog's column mapping and gpkg_data_columns.
+    pub fn apply(&self, tx: &Transaction<'_>, dataset: &str, now: &str) -> Result<(), StoreError> {
+        let table = &self.new.table;
+        match &self.old {
+            None => create_dataset(tx, dataset, &self.new, now)?,
+            Some(old) if self.needs_rebuild() => rebuild(tx, old, &self.new)?,
+            Some(old) => {
+                for c in &self.new.columns[old.columns.len()..] {
+                    let sql =
+                        format!("ALTER TABLE {} ADD COLUMN {} {}", quote(table), quote(&c.name), declared_type(c.ty));
+                    tx.execute_batch(&sql).ctx("adding a column")?;
+                }
+                let mut conversions: Vec<(&str, FieldType, FieldType)> = Vec::new();
+                if needs_conversion(old.id_type, self.new.id_type) {
+                    conversions.push(("feature_id", old.id_type, self.new.id_type));
+                }
+                for (o, n) in old.columns.iter().zip(&self.new.columns) {
+                    if needs_conversion(o.ty, n.ty) {
+                        conversions.push((&n.name, o.ty, n.ty));
+                    }
+                }
+                for (name, from, to) in conversions {
+                    let c = quote(name);
+                    let sql = format!(
+                        "UPDATE {} SET {c} = gf_widen({c}, {}, {}) WHERE {c} IS NOT NULL",
+                        quote(table),
+                        field_type_code(from),
+                        field_type_code(to)
+                    );
+                    tx.execute_batch(&sql).ctx("widening a column")?;
+                }
+            }
+        }
+        self.write_catalog(tx, dataset)
+    }
+
+    fn write_catalog(&self, tx: &Transaction<'_>, dataset: &str) -> Result<(), StoreError> {
+        let old_columns = self.old.as_ref().map_or(&[][..], |o| &o.columns[..]);
+        let old_id = self.old.as_ref().map(|o| o.id_type);
+        let table = &self.new.table;
+        if old_id != Some(self.new.id_type) {
+            tx.execute(
+                "UPDATE geoflow_datasets SET id_type = ?2 WHERE name = ?1",
+                params![dataset, self.new.id_type.name()],
+            )
+            .ctx("recording the id type")?;
+            upsert_data_column(tx, table, "feature_id", "id", self.new.id_type)?;
+        }
+        let mut upsert_column = tx
+            .prepare_cached(
+                "INSERT INTO geoflow_columns (dataset, ordinal, key, column_name, field_type) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (dataset, key) DO UPDATE SET field_type = excluded.field_type",
+            )
+            .ctx("recording columns")?;
+        for (i, c) in self.new.columns.iter().enumerate() {
+            if old_columns.get(i) == Some(c) {
+                continue;
+            }
+            upsert_column.execute(params![dataset, i as i64, c.key, c.name, c.ty.name()]).ctx("recording columns")?;
+            upsert_data_column(tx, table, &c.name, &c.key, c.ty)?;
+        }
+        Ok(())
+    }
+}
+
+fn upsert_data_column(
+    tx: &Transaction<'_>,
+    table: &str,
+    column: &str,
+    title: &str,
+    ty: FieldType,
+) -> Result<(), StoreError> {
+    let mime = (ty == FieldType::Json).then_some(JSON_MIME_TYPE);
+    tx.prepare_cached(
+        "INSERT INTO gpkg_data_columns (table_name, column_name, name, title, description, mime_type, constraint_name)
+         VALUES (?1, ?2, NULL, ?3, NULL, ?4, NULL)
+         ON CONFLICT (table_name, column_name) DO UPDATE SET title = excluded.title, mime_type = excluded.mime_type",
+    )
+    .and_then(|mut s| s.execute(params![table, column, title, mime]))
+    .ctx("recording gpkg_data_columns")?;
+    Ok(())
+}
+
+fn create_table_sql(name: &str, layout: &Layout) -> String {
+    let mut columns = String::new();
+    for c in &layout.columns {
+        columns.push_str(",\n  ");
+        columns.push_str(&quote(&c.name));
+        columns.push(' ');
+        columns.push_str(declared_type(c.ty));
+    }
+    FEATURE_TABLE_SQL
+        .replace("{table}", &quote(name))
+        .replace("{id_type}", declared_type(layout.id_type))
+        .replace("{columns}", &columns)
+}
+
+fn fill_rtree_template(sql: &str, table: &str) -> String {
+    let rtree = rtree_name(table);
+    let mut out = sql.replace("{table}", &quote(table)).replace("{rtree}", &quote(&rtree));
+    for t in ["insert", "update1", "update2", "update3", "update4", "delete"] {
+        out = out.replace(&format!("{{trigger_{t}}}"), &quote(&format!("{rtree}_{t}")));
+    }
+    out
+}
+
+/// The index on `gf_source` and the R-tree triggers: what a table needs beside its rows.
+fn create_table_dependents(tx: &Transaction<'_>, table: &str) -> Result<(), StoreError> {
+    let index =
+        format!("CREATE INDEX {} ON {}(gf_source)", quote(&format!("{table}{SOURCE_INDEX_SUFFIX}")), quote(table));
+    tx.execute_batch(&index).ctx("creating the source index")?;
+    for sql in [RTREE_INSERT_TRIGGER_SQL, RTREE_UPDATE_TRIGGERS_SQL, RTREE_DELETE_TRIGGER_SQL] {
+        tx.execute_batch(&fill_rtree_template(sql, table)).ctx("creating the R-tree triggers")?;
+    }
+    Ok(())
+}
+
+/// Drops the R-tree insert and delete triggers, so that a load can maintain the R-tree
+/// itself ([`super::rtree`]).
+pub fn suspend_rtree_triggers(tx: &Transaction<'_>, table: &str) -> Result<(), StoreError> {
+    let rtree = rtree_name(table);
+    let sql = format!(
+        "DROP TRIGGER {}; DROP TRIGGER {};",
+        quote(&format!("{rtree}_insert")),
+        quote(&format!("{rtree}_delete"))
+    );
+    tx.execute_batch(&sql).ctx("suspending the R-tree triggers")
+}
+
+/// Recreates the triggers [`suspend_rtree_triggers`] dropped, exactly as they were.
+pub fn restore_rtree_triggers(tx: &Transaction<'_>, table: &str) -> Result<(), StoreError> {
+    tx.execute_batch(&fill_rtree_template(RTREE_INSERT_TRIGGER_SQL, table)).ctx("restoring the R-tree triggers")?;
+    tx.execute_batch(&fill_rtree_template(RTREE_DELETE_TRIGGER_SQL, table)).ctx("restoring the R-tree triggers")
+}
+
+fn create_dataset(tx: &Transaction<'_>, dataset: &str, layout: &Layout, now: &str) -> Result<(), StoreError> {
+    let table = &layout.table;
+    let exists: bool = tx
+        .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE lower(name) = lower(?1))", [table], |r| r.get(0))
+        .ctx("checking the table name")?;
+    if exists {
+        return Err(StoreError::Invalid(format!(
+            "the GeoPackage already holds a table or index named {table:?} that geoflow does not manage"
+        )));
+    }
+    tx.execute_batch(&create_table_sql(table, layout)).ctx("creating the feature table")?;
+    tx.execute_batch(&RTREE_SQL.replace("{rtree}", &quote(&rtree_name(table)))).ctx("creating the R-tree")?;
+    create_table_dependents(tx, table)?;
+    tx.execute(
+        "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change, srs_id)
+         VALUES (?1, 'features', ?2, '', ?3, ?4)",
+        params![table, dataset, now, SRS_ID],
+    )
+    .ctx("registering the table in gpkg_contents")?;
+    tx.execute(
+        "INSERT INTO gpkg_geometry_columns (table_name, column_name, geometry_type_name, srs_id, z, m)
+         VALUES (?1, 'geom', 'GEOMETRY', ?2, 2, 0)",
+        params![table, SRS_ID],
+    )
+    .ctx("registering the geometry column")?;
+    tx.execute(
+        "INSERT INTO gpkg_extensions (table_name, column_name, extension_name, definition, scope)
+         VALUES (?1, 'geom', 'gpkg_rtree_index', ?2, 'write-only')",
+        params![table, RTREE_EXTENSION_DEFINITION],
+    )
+    .ctx("registering the spatial index")?;
+    tx.execute(
+        "INSERT INTO geoflow_datasets (name, table_name, id_type, version, created_at, updated_at)
+         VALUES (?1, ?2, 'null', 0, ?3, ?3)",
+        params![dataset, table, now],
+    )
+    .ctx("registering the dataset")?;
+    Ok(())
+}
+
+/// Rebuilds the table with new declared types, keeping every fid (so the R-tree stays valid)
+/// and converting each stored value losslessly with `gf_widen`.
+fn rebuild(tx: &Transaction<'_>, old: &Layout, new: &Layout) -> Result<(), StoreError> {
+    let table = &old.table;
+    let scratch = format!("geoflow_rebuild_{table}");
+    tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&scratch))).ctx("rebuilding the table")?;
+    tx.execute_batch(&create_table_sql(&scratch, new)).ctx("rebuilding the table")?;
+
+    let widen = |name: &str, from: FieldType, to: FieldType| {
+        if needs_conversion(from, to) {
+            format!("gf_widen({}, {}, {})", quote(name), field_type_code(from), field_type_code(to))
+        } else {
+            quote(name)
+        }
+    };
+    let mut targets: Vec<String> = SYSTEM_COLUMNS.iter().map(|c| quote(c)).collect();
+    let mut sources: Vec<String> = SYSTEM_COLUMNS
+        .iter()
+        .map(|c| if *c == "feature_id" { widen(c, old.id_type, new.id_type) } else { quote(c) })
+        .collect();
+    for (o, n) in old.columns.iter().zip(&new.columns) {
+        targets.push(quote(&n.name));
+        sources.push(widen(&o.name, o.ty, n.ty));
+    }
+    let copy = format!(
+        "INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY fid",
+        quote(&scratch),
+        targets.join(", "),
+        sources.join(", "),
+        quote(table)
+    );
+    tx.execute_batch(&copy).ctx("copying rows into the rebuilt table")?;
+
+    let sequence: Option<i64> = tx
+        .query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [table], |r| r.get(0))
+        .optional()
+        .ctx("reading the fid sequence")?;
+    tx.execute_batch(&format!("DROP TABLE {}", quote(table))).ctx("dropping the old table")?;
+    tx.execute_batch(&format!("ALTER TABLE {} RENAME TO {}", quote(&scratch), quote(table)))
+        .ctx("renaming the rebuilt table")?;
+    if let Some(seq) = sequence {
+        // AUTOINCREMENT never reuses a fid: keep the old high-water mark.
+        let current: Option<i64> = tx
+            .query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [table], |r| r.get(0))
+            .optional()
+            .ctx("reading the fid sequence")?;
+        tx.execute("DELETE FROM sqlite_sequence WHERE name = ?1", [table]).ctx("restoring the fid sequence")?;
+        tx.execute(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)",
+            params![table, seq.max(current.unwrap_or(0))],
+        )
+        .ctx("restoring the fid sequence")?;
+    }
+    create_table_dependents(tx, table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geoflow_core::schema::Field;
+
+    #[test]
+    fn stored_values_widen_like_the_core_does() {
+        let cases = [
+            (PropValue::Int(9007199254740993), FieldType::WideInteger, FieldType::Json),
+            (PropValue::Int(7), FieldType::Integer, FieldType::Real),
+            (PropValue::Bool(true), FieldType::Boolean, FieldType::Json),
+            (PropValue::Real(0.1), FieldType::Real, FieldType::Json),
+            (PropValue::Text("a\"b".into()), FieldType::Text, FieldType::Json),
+            (PropValue::Text("2024-01-02".into()), FieldType::Date, FieldType::Text),
+            (PropValue::Json("[1,2]".into()), FieldType::Json, FieldType::Json),
+        ];
+        for (value, from, to) in cases {
+            let stored = sql_value(value.for_column(from));
+            let back = stored_value(ValueRef::from(&stored), from);
+            assert_eq!(back, value.for_column(from));
+            assert_eq!(sql_value(back.for_column(to)), sql_value(value.for_column(to)), "{value:?} {from:?}->{to:?}");
+        }
+    }
+
+    #[test]
+    fn resolution_names_and_widens() {
+        let schema = |fields: &[(&str, FieldType)]| Schema {
+            fields: fields.iter().map(|(k, t)| Field { key: k.to_string(), ty: *t }).collect(),
+            id_type: FieldType::Null,
+        };
+        let first = Resolution::new("t", None, &schema(&[("Name", FieldType::Text), ("fid", FieldType::Integer)]));
+        assert!(!first.needs_rebuild());
+        let names: Vec<_> = first.new.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["name", "fid_2"]);
+        let second = Resolution::new(
+            "t",
+            Some(first.new.clone()),
+            &schema(&[("name", FieldType::Text), ("Name", FieldType::Integer)]),
+        );
+        assert_eq!(second.field_columns, vec![2, 0]);
+        assert_eq!(second.new.columns[2].name, "name_2");
+        assert_eq!(second.new.columns[0].ty, FieldType::Json);
+        assert!(!second.needs_rebuild(), "TEXT stays TEXT");
+        let third = Resolution::new("t", Some(first.new), &schema(&[("fid", FieldType::Real)]));
+        assert!(third.needs_rebuild());
+    }
+}
