@@ -180,13 +180,19 @@ fn session(
     let replaced_rows = delete_source_rows(tx, &table, &plan.source, deferred.then_some(&mut changes))?;
     let prepared = t0.elapsed();
 
-    let mut inserter =
-        Inserter::new(tx, &resolution, plan, load_id, started_at, deferred.then_some(&mut changes.inserted))?;
+    let mut inserter = Inserter::new(tx, &resolution, plan, load_id, started_at)?;
     let result = loop {
         match rx.blocking_recv() {
             Some(LoadMessage::Rows(batch)) => {
                 for row in &batch {
-                    inserter.insert(row)?;
+                    let entry = inserter.insert(row)?;
+                    if let (true, Some(e)) = (deferred, entry) {
+                        changes.inserted.push(e);
+                    }
+                }
+                if deferred && changes.inserted.len() >= rtree::MAX_ENTRIES_IN_MEMORY {
+                    // Memory stays bounded on any load: apply what is pending and go on.
+                    rtree::apply(tx, &table, std::mem::take(&mut changes))?;
                 }
             }
             Some(LoadMessage::Commit(result)) => break result,
@@ -286,11 +292,9 @@ const P_MAX_Y: usize = 14;
 const P_FIRST_PROPERTY: usize = 15;
 
 /// Inserts rows with one prepared statement; the per-load values are bound once.
-struct Inserter<'c, 'e> {
+struct Inserter<'c> {
     insert: Statement<'c>,
     conn: &'c Connection,
-    /// Where the R-tree entries of inserted rows go when the load maintains the R-tree.
-    rtree: Option<&'e mut Vec<rtree::Entry>>,
     id_type: FieldType,
     /// Per schema field: its statement parameter and the column type values convert to.
     fields: Vec<(usize, FieldType)>,
@@ -300,15 +304,14 @@ struct Inserter<'c, 'e> {
     inserted: u64,
 }
 
-impl<'c, 'e> Inserter<'c, 'e> {
+impl<'c> Inserter<'c> {
     fn new(
         tx: &'c Transaction<'_>,
         resolution: &Resolution,
         plan: &LoadPlan,
         load_id: i64,
         loaded_at: &str,
-        rtree: Option<&'e mut Vec<rtree::Entry>>,
-    ) -> Result<Inserter<'c, 'e>, StoreError> {
+    ) -> Result<Inserter<'c>, StoreError> {
         let layout = &resolution.new;
         // Distinct columns of this load's fields, each one statement parameter.
         let mut params_of_column: Vec<Option<usize>> = vec![None; layout.columns.len()];
@@ -335,7 +338,6 @@ impl<'c, 'e> Inserter<'c, 'e> {
         insert.raw_bind_parameter(P_LOADED_AT, loaded_at).ctx("binding")?;
         Ok(Inserter {
             insert,
-            rtree,
             conn: tx,
             id_type: layout.id_type,
             fields,
@@ -345,7 +347,8 @@ impl<'c, 'e> Inserter<'c, 'e> {
         })
     }
 
-    fn insert(&mut self, row: &Row) -> Result<(), StoreError> {
+    /// Inserts one row; returns its R-tree entry (none for empty and null geometries).
+    fn insert(&mut self, row: &Row) -> Result<Option<rtree::Entry>, StoreError> {
         let s = &mut self.insert;
         let stamp = self.inserted + 1;
         let bbox: Option<Bbox> = row.geometry.as_ref().and_then(|g| g.bbox);
@@ -389,11 +392,8 @@ impl<'c, 'e> Inserter<'c, 'e> {
         }
         s.raw_execute().ctx("inserting a feature")?;
 
-        if let (Some(entries), Some(b)) = (&mut self.rtree, bbox) {
-            entries.push(rtree::Entry::new(self.conn.last_insert_rowid(), &b));
-        }
         self.inserted = stamp;
-        Ok(())
+        Ok(bbox.map(|b| rtree::Entry::new(self.conn.last_insert_rowid(), &b)))
     }
 }
 

@@ -93,6 +93,10 @@ pub struct Changes {
     pub inserted: Vec<Entry>,
 }
 
+/// Most entries a load holds in memory (24 bytes each) before applying them, and most a
+/// rebuild packs; beyond that the index is updated entry by entry, in constant memory.
+pub const MAX_ENTRIES_IN_MEMORY: usize = 1 << 21;
+
 /// Applies `changes` to the R-tree of `table`, choosing between per-entry updates and a
 /// full rebuild by their expected cost.
 pub fn apply(conn: &Connection, table: &str, changes: Changes) -> Result<(), StoreError> {
@@ -109,7 +113,7 @@ pub fn apply(conn: &Connection, table: &str, changes: Changes) -> Result<(), Sto
     // rebuild spends on an entry (measured on 200k-entry indexes).
     let incremental_cost = 8 * (changes.inserted.len() + changes.deleted.len());
     let rebuild_cost = kept + changes.inserted.len();
-    if incremental_cost <= rebuild_cost {
+    if incremental_cost <= rebuild_cost || rebuild_cost > MAX_ENTRIES_IN_MEMORY {
         apply_incrementally(conn, &rtree, changes)
     } else {
         rebuild(conn, &rtree, changes)
