@@ -313,3 +313,45 @@ fn count_rows(gpkg: &Path, table: &str) -> i64 {
     let conn = rusqlite::Connection::open(gpkg).unwrap();
     conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| r.get(0)).unwrap()
 }
+
+#[test]
+fn a_load_killed_mid_write_leaves_the_previous_rows() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("k.gpkg");
+    let src = tmp.path().join("src.geojson");
+    std::fs::write(&src, points(&[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)])).unwrap();
+    assert_eq!(status(&ingest(&gpkg, &src, "kill", &[])), "loaded");
+    // A much larger new version of the same source.
+    let xy: Vec<(f64, f64)> = (0..400_000).map(|i| ((i % 3000) as f64 / 20.0, (i / 3000) as f64 / 20.0)).collect();
+    std::fs::write(&src, points(&xy)).unwrap();
+    let mut child = geoflow()
+        .args(["ingest"])
+        .arg(&src)
+        .args(["--dataset", "kill", "--json", "--database"])
+        .arg(&gpkg)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once rows are being written (the write-ahead log grows).
+    let wal = tmp.path().join("k.gpkg-wal");
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&wal).map_or(0, |m| m.len()) < 4 << 20 {
+        assert!(child.try_wait().unwrap().is_none(), "the load finished before it could be killed");
+        assert!(started.elapsed().as_secs() < 120);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(count_rows(&gpkg, "kill"), 3, "the previous rows are intact and no partial rows remain");
+    let conn = rusqlite::Connection::open(&gpkg).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    drop(conn);
+    if have_tool("ogrinfo") {
+        assert_eq!(ogr_layer(&gpkg, Some("kill")).0, 3);
+    }
+    // The next run loads the new version completely.
+    let run = ingest(&gpkg, &src, "kill", &[]);
+    assert_eq!(status(&run), "loaded", "{}", run.summary);
+    assert_eq!(count_rows(&gpkg, "kill"), 400_000);
+}
