@@ -355,3 +355,34 @@ fn a_load_killed_mid_write_leaves_the_previous_rows() {
     assert_eq!(status(&run), "loaded", "{}", run.summary);
     assert_eq!(count_rows(&gpkg, "kill"), 400_000);
 }
+
+#[test]
+fn legacy_crs_is_transformed_or_rejected_never_mislabelled() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("crs.gpkg");
+    let mercator = write(
+        tmp.path(),
+        "mercator.geojson",
+        r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"urn:ogc:def:crs:EPSG::3857"}},
+            "features":[{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1491681.2,6891041.7]}}]}"#,
+    );
+    let run = ingest(&gpkg, &mercator, "mercator", &[]);
+    assert_eq!(status(&run), "loaded", "{}", run.summary);
+    let conn = rusqlite::Connection::open(&gpkg).unwrap();
+    let (x, y): (f64, f64) =
+        conn.query_row("SELECT gf_min_x, gf_min_y FROM mercator", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert!((x - 13.4).abs() < 1e-5 && (y - 52.5).abs() < 1e-5, "stored as WGS84 lon/lat: {x} {y}");
+    let british = write(
+        tmp.path(),
+        "osgb.geojson",
+        r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"urn:ogc:def:crs:EPSG::27700"}},
+            "features":[{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[530000,180000]}}]}"#,
+    );
+    let run = ingest(&gpkg, &british, "osgb", &[]);
+    assert_eq!((run.code, status(&run)), (3, "rejected"));
+    let error = run.summary["error"].as_str().unwrap();
+    assert!(
+        error.contains("osgb.geojson") && error.contains("EPSG::27700") && error.contains("unsupported-crs"),
+        "{error}"
+    );
+}
