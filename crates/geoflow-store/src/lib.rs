@@ -152,8 +152,8 @@ pub trait Store: Send + Sync {
 
     /// Replaces the rows of `plan.source` with the rows received, in one transaction that
     /// commits on [`LoadMessage::Commit`] and rolls back on [`LoadMessage::Abort`] or when the
-    /// channel closes first. Returns [`LoadOutcome::Unchanged`] (draining the channel) when
-    /// the source already holds `plan.version`.
+    /// channel closes first. Returns [`LoadOutcome::Unchanged`] at once (dropping the
+    /// receiver, so the sender can stop) when the source already holds `plan.version`.
     async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError>;
 
     /// Records a load that failed before any row was sent.

@@ -54,7 +54,7 @@ pub fn run(path: &Path, plan: LoadPlan, mut rx: LoadReceiver, fill: RtreeFill) -
                 &LoadResult::default(),
             )?;
             tx.commit().ctx("recording an unchanged load")?;
-            drain(&mut rx);
+            // Dropping the receiver tells the sender at once that no rows are needed.
             return Ok(LoadOutcome::Unchanged { load_id, table: table_name });
         }
         Ok(End::Abort(result)) => {
@@ -124,15 +124,6 @@ pub fn record_failed(
     let id = catalog::insert_load(&tx, plan, Status::Failed, started_at, &now_rfc3339(), result)?;
     tx.commit().ctx("recording a failed load")?;
     Ok(id)
-}
-
-/// Reads until the sender ends the load (or goes away), ignoring what it sends.
-fn drain(rx: &mut LoadReceiver) {
-    while let Some(msg) = rx.blocking_recv() {
-        if matches!(msg, LoadMessage::Commit(_) | LoadMessage::Abort(_)) {
-            break;
-        }
-    }
 }
 
 enum End {
