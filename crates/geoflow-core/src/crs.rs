@@ -27,7 +27,8 @@ impl CrsTransform {
             CrsTransform::WebMercator => {
                 let lon = (x / EARTH_RADIUS_M).to_degrees();
                 let lat = (2.0 * (y / EARTH_RADIUS_M).exp().atan() - std::f64::consts::FRAC_PI_2).to_degrees();
-                (lon, lat)
+                // `+ 0.0` turns -0 into 0, as the coordinate parser does.
+                (lon + 0.0, lat + 0.0)
             }
         }
     }

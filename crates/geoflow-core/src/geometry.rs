@@ -74,6 +74,11 @@ impl Geom {
         }
     }
 
+    /// Makes every position 2D.
+    pub fn drop_z(&mut self) {
+        self.for_each_pos_mut(&mut |p| p.z = f64::NAN);
+    }
+
     pub fn vertex_count(&self) -> u32 {
         let mut n = 0u32;
         self.for_each_pos(&mut |_| n = n.saturating_add(1));

@@ -7,6 +7,7 @@
 //! curvature at each segment's mid-latitude. They agree with GeographicLib within 1 ppm — far below what 6-decimal coordinates
 //! (±0.1 m) can resolve. Larger features take the exact path.
 
+use geo::orient::{Direction, Orient};
 use geo::{Coord, Geodesic, GeodesicArea, Length, LineString, Polygon};
 
 use crate::geometry::Geom;
@@ -52,7 +53,9 @@ pub fn polygon_area(p: &Polygon<f64>) -> f64 {
         return 0.0;
     }
     if max.x - min.x > SMALL_AREA_DEG || max.y - min.y > SMALL_AREA_DEG {
-        return p.geodesic_area_unsigned();
+        // GeographicLib's polygon area expects counter-clockwise shells and clockwise holes;
+        // RFC 7946 does not require a winding, so orient first.
+        return p.orient(Direction::Default).geodesic_area_unsigned();
     }
     let projection = EqualArea::centred_at((min.x + max.x) / 2.0, (min.y + max.y) / 2.0);
     let ring_area = |r: &LineString<f64>| {
@@ -137,6 +140,13 @@ mod tests {
         assert_eq!(m.vertices, 5);
         let l = Geom::LineString(vec![Pos::xy(0., 0.), Pos::xy(1., 0.)]);
         let m = measures(&l, &to_geo(&l));
+        // Winding does not matter (RFC 7946 §3.1.6): a clockwise 10°×10° square has the same area.
+        let ccw: Vec<Pos> =
+            [(0., 0.), (10., 0.), (10., 10.), (0., 10.), (0., 0.)].iter().map(|&(x, y)| Pos::xy(x, y)).collect();
+        let cw: Vec<Pos> = ccw.iter().rev().copied().collect();
+        let (a, b) = (Geom::Polygon(vec![ccw]), Geom::Polygon(vec![cw]));
+        let (area_a, area_b) = (measures(&a, &to_geo(&a)).area_m2.unwrap(), measures(&b, &to_geo(&b)).area_m2.unwrap());
+        assert!((area_a - area_b).abs() < 1.0 && area_a > 1.2e12 && area_a < 1.3e12, "{area_a} {area_b}");
         // One degree of longitude along the equator: 111,319.49 m.
         assert!((m.length_m.unwrap() - 111_319.49).abs() < 0.01, "{:?}", m.length_m);
     }

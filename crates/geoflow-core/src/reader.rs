@@ -554,7 +554,10 @@ impl<R: Read> GeoJsonReader<R> {
                 Err(_) => return Err(self.invalid(ProblemCode::InvalidType, "\"type\" member must be a string")),
             }
         }
-        self.top.members.push((key, value));
+        // After the features only the members checked at the end are kept.
+        if !self.top.has_features || matches!(key.as_str(), "type" | "bbox") {
+            self.top.members.push((key, value));
+        }
         self.state = State::Members { need_comma: true };
         Ok(())
     }
@@ -585,7 +588,7 @@ impl<R: Read> GeoJsonReader<R> {
                 Some(Ok(_)) => {}
             }
             for forbidden in ["coordinates", "geometries", "geometry", "properties"] {
-                if top.get(forbidden).is_some() {
+                if top.keys.contains(forbidden) {
                     return Err(at(Problem::new(
                         ProblemCode::ForbiddenMember,
                         format!("a FeatureCollection must not have a {forbidden:?} member (RFC 7946 §7.1)"),

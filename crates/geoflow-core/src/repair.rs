@@ -23,10 +23,21 @@ pub fn repair(geom: Geom, problems: &[Problem]) -> Result<(Geom, String), String
     if let Some(p) = remaining.first() {
         return Err(format!("the repaired geometry is still invalid: {}", p.message));
     }
+    let mut geom = geom;
     if had_z && !geom.has_z() {
         notes.push("dropped Z from the rebuilt polygons".into());
+    } else if had_z && has_2d_positions(&geom) {
+        // Rebuilt parts are 2D: the whole geometry goes 2D so its dimensions stay consistent.
+        geom.drop_z();
+        notes.push("dropped Z (rebuilt polygons are 2D)".into());
     }
     Ok((geom, notes.join(", ")))
+}
+
+fn has_2d_positions(geom: &Geom) -> bool {
+    let mut found = false;
+    geom.for_each_pos(&mut |p| found |= !p.has_z());
+    found
 }
 
 fn close_rings(geom: &mut Geom) -> usize {
