@@ -242,6 +242,22 @@ impl CoordParser<'_, '_> {
         }
     }
 
+    /// Moves to the next element of the current array; `false` at its end.
+    fn next_element(&mut self) -> bool {
+        loop {
+            self.skip_ws();
+            match self.s.get(self.i) {
+                Some(b']') => {
+                    self.i += 1;
+                    return false;
+                }
+                Some(b',') => self.i += 1,
+                None => return false,
+                Some(_) => return true,
+            }
+        }
+    }
+
     /// `[ item, item, … ]` where each item is parsed by `item`.
     fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
         self.skip_ws();
@@ -255,20 +271,7 @@ impl CoordParser<'_, '_> {
         self.i += 1;
         let mut out = Vec::new();
         let mut idx = 0;
-        loop {
-            self.skip_ws();
-            match self.s.get(self.i) {
-                Some(b']') => {
-                    self.i += 1;
-                    break;
-                }
-                Some(b',') => {
-                    self.i += 1;
-                    continue;
-                }
-                None => break,
-                _ => {}
-            }
+        while self.next_element() {
             self.stack.push(idx);
             if let Some(v) = item(self) {
                 out.push(v);
@@ -299,19 +302,9 @@ impl CoordParser<'_, '_> {
         let mut n = 0usize;
         let mut bad = false;
         let mut nested = false;
-        loop {
-            self.skip_ws();
-            match self.s.get(self.i) {
-                Some(b']') => {
-                    self.i += 1;
-                    break;
-                }
-                Some(b',') => {
-                    self.i += 1;
-                    continue;
-                }
-                None => break,
-                Some(b'-' | b'0'..=b'9') => {
+        while self.next_element() {
+            match self.s[self.i] {
+                b'-' | b'0'..=b'9' => {
                     let start = self.i;
                     while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.s.get(self.i) {
                         self.i += 1;
@@ -332,7 +325,7 @@ impl CoordParser<'_, '_> {
                     }
                     n += 1;
                 }
-                Some(_) => {
+                _ => {
                     let found = self.kind_here();
                     let msg = if found == "an array" {
                         format!("{}[{n}]: an array was found where a number was expected: the coordinates are nested too deeply for this type", self.here())
