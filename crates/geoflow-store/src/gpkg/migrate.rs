@@ -25,6 +25,29 @@ pub const PAGE_SIZE: i64 = 32768;
 
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sql/geopackage.sql")), (2, include_str!("sql/catalog.sql"))];
 
+/// Changing the journal mode needs the file to itself and does not wait on the busy timeout:
+/// when another connection (a racing migration, say) holds it, retry until the timeout.
+fn switch_to_wal(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + super::BUSY_TIMEOUT;
+    loop {
+        let mode: String =
+            conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).ctx("reading the journal mode")?;
+        if mode.eq_ignore_ascii_case("wal") {
+            return Ok(());
+        }
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(StoreError::db("switching to WAL", e)),
+        }
+    }
+}
+
 pub fn run(path: &Path) -> Result<(), StoreError> {
     let location = path.display().to_string();
     let mut conn = open_connection(path)?;
@@ -34,7 +57,7 @@ pub fn run(path: &Path) -> Result<(), StoreError> {
         // Only possible before the first table exists (and before WAL).
         conn.pragma_update(None, "page_size", PAGE_SIZE).ctx("setting the page size")?;
     }
-    conn.pragma_update(None, "journal_mode", "WAL").ctx("switching to WAL")?;
+    switch_to_wal(&conn)?;
 
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("starting the migration")?;
     // Checked again under the write lock: another process may have created the file meanwhile.
