@@ -30,6 +30,8 @@ pub struct ParsedFeature {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parts {
     All,
+    /// Properties and id only, without checking anything else: the other members are skipped
+    /// by their brackets, not parsed (the load pass checks them).
     PropertiesOnly,
 }
 
@@ -43,6 +45,10 @@ pub fn parse_feature(
     parts: Parts,
     mut on_property: impl FnMut(&str, PropValue),
 ) -> ParsedFeature {
+    if parts == Parts::PropertiesOnly {
+        let id = skim(text, &mut on_property);
+        return ParsedFeature { id, geometry: None, problems: Vec::new() };
+    }
     let mut out = ParsedFeature { id: PropValue::Null, geometry: None, problems: Vec::new() };
     let members = match object_members(text) {
         Ok(m) => m,
@@ -130,6 +136,114 @@ pub fn parse_feature(
         Some(_) => {}
     }
     out
+}
+
+/// The id and properties of a feature text; members are cut out by brackets only.
+fn skim(text: &[u8], on_property: &mut impl FnMut(&str, PropValue)) -> PropValue {
+    let mut id = PropValue::Null;
+    let Some(members) = skim_members(text) else { return id };
+    for (key, value) in members {
+        match (key.as_ref(), value.first()) {
+            ("id", Some(b'"' | b'-' | b'0'..=b'9')) => {
+                if let Ok(v) = std::str::from_utf8(value) {
+                    id = PropValue::from_raw_json(v);
+                }
+            }
+            ("properties", Some(b'{')) => {
+                if let Ok(props) = object_members(value) {
+                    for (k, v) in props {
+                        on_property(&k, PropValue::from_raw_json(v.get()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    id
+}
+
+/// The members of an object as (key, raw value) without validating the values.
+fn skim_members(t: &[u8]) -> Option<Vec<(Cow<'_, str>, &[u8])>> {
+    let ws = |mut i: usize| {
+        while matches!(t.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = ws(0);
+    if t.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut out = Vec::new();
+    loop {
+        i = ws(i);
+        match t.get(i)? {
+            b'}' => return Some(out),
+            b',' => {
+                i += 1;
+                continue;
+            }
+            b'"' => {}
+            _ => return None,
+        }
+        let end = skip_value(t, i)?;
+        let inner = &t[i + 1..end - 1];
+        let key = if inner.contains(&b'\\') {
+            Cow::Owned(serde_json::from_slice::<String>(&t[i..end]).ok()?)
+        } else {
+            Cow::Borrowed(std::str::from_utf8(inner).ok()?)
+        };
+        i = ws(end);
+        if t.get(i) != Some(&b':') {
+            return None;
+        }
+        i = ws(i + 1);
+        let value_end = skip_value(t, i)?;
+        out.push((key, &t[i..value_end]));
+        i = value_end;
+    }
+}
+
+/// The end of the JSON value starting at `i`, by quotes and brackets only.
+fn skip_value(t: &[u8], i: usize) -> Option<usize> {
+    let skip_string = |mut j: usize| loop {
+        j += memchr::memchr2(b'"', b'\\', t.get(j..)?)?;
+        if t[j] == b'\\' {
+            j += 2;
+        } else {
+            return Some(j + 1);
+        }
+    };
+    match t.get(i)? {
+        b'"' => skip_string(i + 1),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while let Some(&c) = t.get(j) {
+                match c {
+                    b'"' => {
+                        j = skip_string(j + 1)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let n = t[i..].iter().position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'));
+            Some(i + n.unwrap_or(t.len() - i))
+        }
+    }
 }
 
 fn parse_geometry(
@@ -454,6 +568,23 @@ mod tests {
         assert_eq!(codes(&f), vec![ProblemCode::JsonSyntax]);
         let (f, _) = parse("[1,2]");
         assert_eq!(codes(&f), vec![ProblemCode::NotAnObject]);
+    }
+
+    #[test]
+    fn the_schema_pass_skims_ids_and_properties() {
+        let text = r#"{"geometry":{"type":"Point","coordinates":[1,[2,"]"]]},"id":"a\"b","properties":{"k\u00e9":[1],"n":2},"type":"Feature"}"#;
+        let mut props = Vec::new();
+        let f = parse_feature(text.as_bytes(), CrsTransform::Identity, Parts::PropertiesOnly, |k, v| {
+            props.push((k.to_string(), v))
+        });
+        assert_eq!(f.id, PropValue::Text("a\"b".into()));
+        assert_eq!(
+            props,
+            vec![("ké".to_string(), PropValue::Json("[1]".into())), ("n".to_string(), PropValue::Int(2))]
+        );
+        for broken in ["", "[]", "{\"id\":", "{\"properties\":{\"a\":1}", "{\"a\" 1}", r#"{"a":"\"}"#] {
+            parse_feature(broken.as_bytes(), CrsTransform::Identity, Parts::PropertiesOnly, |_, _| {});
+        }
     }
 
     #[test]
