@@ -39,7 +39,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
-    /// Spatial store: a path to a GeoPackage file (.gpkg).
+    /// Spatial store: a PostgreSQL URL (postgres://user@host/db?sslmode=require) or a path to a
+    /// GeoPackage file (.gpkg).
     #[arg(long = "database", env = "GEOFLOW_DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
     pub url: String,
 }

@@ -1,0 +1,259 @@
+//! Reads and writes of the catalog tables in schema `geoflow`.
+
+use time::OffsetDateTime;
+use tokio_postgres::GenericClient;
+
+use geoflow_core::dataset::DatasetName;
+use geoflow_core::row::Bbox;
+
+use super::table::Layout;
+use super::{Ctx, PostgisStore};
+use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SourceRecord, SourceVersion, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Loaded,
+    Unchanged,
+    Failed,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Loaded => "loaded",
+            Status::Unchanged => "unchanged",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// A timestamptz rendered as `YYYY-MM-DDTHH:MM:SS.SSSZ` (UTC), in SQL.
+pub const RFC3339: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn bbox_parts(b: Option<Bbox>) -> [Option<f64>; 4] {
+    [b.map(|b| b.min_x), b.map(|b| b.min_y), b.map(|b| b.max_x), b.map(|b| b.max_y)]
+}
+
+fn bbox_of(parts: [Option<f64>; 4]) -> Option<Bbox> {
+    match parts {
+        [Some(min_x), Some(min_y), Some(max_x), Some(max_y)] => Some(Bbox { min_x, min_y, max_x, max_y }),
+        _ => None,
+    }
+}
+
+fn issues_json(result: &LoadResult) -> Result<String, StoreError> {
+    serde_json::to_string(&result.issues).map_err(|e| StoreError::db("encoding the load issues", e))
+}
+
+/// Inserts a `geoflow.loads` row (finished now) and returns its id.
+pub async fn insert_load(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    plan: &LoadPlan,
+    status: Status,
+    started_at: OffsetDateTime,
+    result: &LoadResult,
+) -> Result<i64, StoreError> {
+    let issues = issues_json(result)?;
+    let c = &result.counts;
+    let [min_x, min_y, max_x, max_y] = bbox_parts(result.bbox);
+    let row = client
+        .query_one(
+            "INSERT INTO geoflow.loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at,
+               duration_ms, features_read, features_loaded, invalid, repaired, skipped, issue_total, issues, error,
+               min_x, min_y, max_x, max_y)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp(),
+               greatest(0, (extract(epoch FROM clock_timestamp() - $7::timestamptz) * 1000)::bigint),
+               $8, $9, $10, $11, $12, $13, $14::text::jsonb, $15, $16, $17, $18, $19)
+             RETURNING id",
+            &[
+                &plan.dataset.as_str(),
+                &plan.source,
+                &plan.version.content_hash,
+                &to_i64(plan.version.bytes),
+                &plan.policy.as_str(),
+                &status.as_str(),
+                &started_at,
+                &to_i64(c.features_read),
+                &to_i64(c.features_loaded),
+                &to_i64(c.invalid),
+                &to_i64(c.repaired),
+                &to_i64(c.skipped),
+                &to_i64(result.issue_total),
+                &issues,
+                &result.error,
+                &min_x,
+                &min_y,
+                &max_x,
+                &max_y,
+            ],
+        )
+        .await
+        .ctx(store, "recording the load")?;
+    Ok(row.get(0))
+}
+
+/// Rewrites a `geoflow.loads` row with the final state of its load.
+pub async fn finish_load(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    id: i64,
+    result: &LoadResult,
+    replaced_rows: u64,
+    stored_rows: u64,
+) -> Result<(), StoreError> {
+    let issues = issues_json(result)?;
+    let c = &result.counts;
+    let [min_x, min_y, max_x, max_y] = bbox_parts(result.bbox);
+    client
+        .execute(
+            "UPDATE geoflow.loads SET finished_at = clock_timestamp(),
+               duration_ms = greatest(0, (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint),
+               features_read = $2, features_loaded = $3, invalid = $4, repaired = $5, skipped = $6, issue_total = $7,
+               issues = $8::text::jsonb, error = $9, min_x = $10, min_y = $11, max_x = $12, max_y = $13,
+               replaced_rows = $14, stored_rows = $15
+             WHERE id = $1",
+            &[
+                &id,
+                &to_i64(c.features_read),
+                &to_i64(c.features_loaded),
+                &to_i64(c.invalid),
+                &to_i64(c.repaired),
+                &to_i64(c.skipped),
+                &to_i64(result.issue_total),
+                &issues,
+                &result.error,
+                &min_x,
+                &min_y,
+                &max_x,
+                &max_y,
+                &to_i64(replaced_rows),
+                &to_i64(stored_rows),
+            ],
+        )
+        .await
+        .ctx(store, "recording the load")?;
+    Ok(())
+}
+
+pub async fn source_record(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    dataset: &DatasetName,
+    source: &str,
+) -> Result<Option<SourceRecord>, StoreError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT content_hash, bytes, feature_count, load_id, to_char(loaded_at AT TIME ZONE 'UTC', {RFC3339})
+                 FROM geoflow.sources WHERE dataset = $1 AND source_key = $2"
+            ),
+            &[&dataset.as_str(), &source],
+        )
+        .await
+        .ctx(store, "reading the source catalog")?;
+    Ok(row.map(|r| SourceRecord {
+        dataset: dataset.clone(),
+        source: source.to_string(),
+        version: SourceVersion { content_hash: r.get(0), bytes: r.get::<_, i64>(1).max(0) as u64 },
+        feature_count: r.get::<_, i64>(2).max(0) as u64,
+        load_id: r.get(3),
+        loaded_at: r.get(4),
+    }))
+}
+
+/// Records the source's new version, rows and extent.
+pub async fn upsert_source(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    plan: &LoadPlan,
+    rows: u64,
+    bbox: Option<Bbox>,
+    load_id: i64,
+    loaded_at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let [min_x, min_y, max_x, max_y] = bbox_parts(bbox);
+    client
+        .execute(
+            "INSERT INTO geoflow.sources (dataset, source_key, content_hash, bytes, feature_count,
+               min_x, min_y, max_x, max_y, load_id, loaded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (dataset, source_key) DO UPDATE SET content_hash = excluded.content_hash,
+               bytes = excluded.bytes, feature_count = excluded.feature_count, min_x = excluded.min_x,
+               min_y = excluded.min_y, max_x = excluded.max_x, max_y = excluded.max_y,
+               load_id = excluded.load_id, loaded_at = excluded.loaded_at",
+            &[
+                &plan.dataset.as_str(),
+                &plan.source,
+                &plan.version.content_hash,
+                &to_i64(plan.version.bytes),
+                &to_i64(rows),
+                &min_x,
+                &min_y,
+                &max_x,
+                &max_y,
+                &load_id,
+                &loaded_at,
+            ],
+        )
+        .await
+        .ctx(store, "recording the source")?;
+    Ok(())
+}
+
+/// Records a change to the dataset's rows: bumps its version and sets its feature count and
+/// extent from its sources' (cheap: one row per source).
+pub async fn touch_dataset(store: &PostgisStore, client: &impl GenericClient, dataset: &str) -> Result<(), StoreError> {
+    client
+        .execute(
+            "UPDATE geoflow.datasets d SET version = d.version + 1, updated_at = clock_timestamp(),
+               feature_count = s.n, min_x = s.min_x, min_y = s.min_y, max_x = s.max_x, max_y = s.max_y
+             FROM (SELECT coalesce(sum(feature_count), 0)::bigint AS n, min(min_x) AS min_x, min(min_y) AS min_y,
+                     max(max_x) AS max_x, max(max_y) AS max_y
+                   FROM geoflow.sources WHERE dataset = $1) s
+             WHERE d.name = $1",
+            &[&dataset],
+        )
+        .await
+        .ctx(store, "updating the dataset")?;
+    Ok(())
+}
+
+pub async fn datasets(store: &PostgisStore, client: &impl GenericClient) -> Result<Vec<DatasetInfo>, StoreError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT d.name, d.version, to_char(d.updated_at AT TIME ZONE 'UTC', {RFC3339}), d.feature_count,
+                   d.min_x, d.min_y, d.max_x, d.max_y,
+                   (SELECT count(*) FROM geoflow.sources s WHERE s.dataset = d.name)
+                 FROM geoflow.datasets d ORDER BY d.name"
+            ),
+            &[],
+        )
+        .await
+        .ctx(store, "listing datasets")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name: String = r.get(0);
+        let dataset = DatasetName::new(&name)
+            .map_err(|e| StoreError::Incompatible { location: store.location.clone(), reason: e.to_string() })?;
+        let Some(layout) = Layout::read(store, client, &name).await? else {
+            continue;
+        };
+        out.push(DatasetInfo {
+            name: dataset,
+            table: layout.table,
+            feature_count: r.get::<_, i64>(3).max(0) as u64,
+            bbox: bbox_of([r.get(4), r.get(5), r.get(6), r.get(7)]),
+            sources: r.get::<_, i64>(8).max(0) as u64,
+            columns: layout.columns.into_iter().map(|c| ColumnInfo { key: c.key, column: c.name, ty: c.ty }).collect(),
+            version: r.get(1),
+            updated_at: r.get(2),
+        });
+    }
+    Ok(out)
+}

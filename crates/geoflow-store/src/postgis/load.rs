@@ -1,0 +1,254 @@
+//! One load: a single transaction that replaces a source's rows with a binary `COPY`,
+//! committed on [`LoadMessage::Commit`] and rolled back on anything else.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::SinkExt;
+use time::OffsetDateTime;
+use tokio_postgres::{GenericClient, Transaction};
+
+use geoflow_core::dataset::DatasetName;
+
+use super::catalog::{self, Status};
+use super::copy::{pg_timestamp, RowEncoder, COPY_SYSTEM_COLUMNS};
+use super::table::{self, qualified, quote_ident, Layout, Resolution};
+use super::{Ctx, PostgisStore};
+use crate::{LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, StoreError};
+
+pub const INTERRUPTED: &str = "interrupted before commit";
+
+/// Bytes of COPY data sent at a time.
+const SEND_BUFFER: usize = 1 << 20;
+/// Loads of at least this many rows refresh the planner statistics of the table.
+const ANALYZE_AFTER: u64 = 10_000;
+
+/// Serialises the loads (and removals) of one dataset across connections and processes.
+async fn lock_dataset(store: &PostgisStore, tx: &impl GenericClient, dataset: &str) -> Result<(), StoreError> {
+    let key = format!("geoflow.dataset:{dataset}");
+    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key])
+        .await
+        .ctx(store, "locking the dataset")?;
+    Ok(())
+}
+
+enum End {
+    Commit { load_id: i64, replaced_rows: u64 },
+    Unchanged,
+    Abort(LoadResult),
+    Closed,
+}
+
+pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> Result<LoadOutcome, StoreError> {
+    let started_at = OffsetDateTime::now_utc();
+    let table_name = plan.dataset.as_str().to_string();
+    let mut client = store.client().await?;
+
+    let failure = {
+        let tx = client.transaction().await.ctx(store, "starting the load transaction")?;
+        match session(store, &tx, &plan, started_at, &mut rx).await {
+            Ok(End::Commit { load_id, replaced_rows }) => match tx.commit().await {
+                Ok(()) => return Ok(LoadOutcome::Loaded { load_id, table: table_name, replaced_rows }),
+                Err(e) => Err(store.db_error("committing the load", &e)),
+            },
+            Ok(End::Unchanged) => {
+                // Dropping the receiver tells the sender at once that no rows are needed.
+                drop(rx);
+                let load_id =
+                    catalog::insert_load(store, &*tx, &plan, Status::Unchanged, started_at, &LoadResult::default())
+                        .await?;
+                tx.commit().await.ctx(store, "recording an unchanged load")?;
+                return Ok(LoadOutcome::Unchanged { load_id, table: table_name });
+            }
+            Ok(End::Abort(result)) => {
+                tx.rollback().await.ctx(store, "rolling back the load")?;
+                Ok(result)
+            }
+            Ok(End::Closed) => {
+                tx.rollback().await.ctx(store, "rolling back the load")?;
+                let result = LoadResult { error: Some(INTERRUPTED.into()), ..LoadResult::default() };
+                catalog::insert_load(store, &**client, &plan, Status::Failed, started_at, &result).await?;
+                return Err(StoreError::Interrupted { dataset: table_name, source_key: plan.source.clone() });
+            }
+            Err(e) => {
+                // Dropping the transaction rolls it back.
+                drop(tx);
+                Err(e)
+            }
+        }
+    };
+    match failure {
+        Ok(result) => {
+            let load_id = catalog::insert_load(store, &**client, &plan, Status::Failed, started_at, &result).await?;
+            Ok(LoadOutcome::Failed { load_id, table: table_name })
+        }
+        Err(error) => {
+            // Rolled back: record why, if the database lets us (on a connection that is
+            // surely usable).
+            let result = LoadResult { error: Some(error.to_string()), ..LoadResult::default() };
+            drop(client);
+            let recorded = match store.client().await {
+                Ok(c) => {
+                    catalog::insert_load(store, &**c, &plan, Status::Failed, started_at, &result).await.map(|_| ())
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(record_error) = recorded {
+                tracing::warn!(error = %record_error, "could not record the failed load");
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn session(
+    store: &PostgisStore,
+    tx: &Transaction<'_>,
+    plan: &LoadPlan,
+    started_at: OffsetDateTime,
+    rx: &mut LoadReceiver,
+) -> Result<End, StoreError> {
+    let dataset = plan.dataset.as_str();
+    lock_dataset(store, tx, dataset).await?;
+    let current: Option<String> = tx
+        .query_opt(
+            "SELECT content_hash FROM geoflow.sources WHERE dataset = $1 AND source_key = $2",
+            &[&dataset, &plan.source],
+        )
+        .await
+        .ctx(store, "reading the source catalog")?
+        .map(|r| r.get(0));
+    if current.as_deref() == Some(plan.version.content_hash.as_str()) {
+        return Ok(End::Unchanged);
+    }
+
+    let t0 = Instant::now();
+    let old = Layout::read(store, tx, dataset).await?;
+    let resolution = Resolution::new(dataset, old, &plan.schema);
+    let t = qualified(&resolution.new.table);
+    let was_empty = match &resolution.old {
+        None => true,
+        Some(_) => tx
+            .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {t})"), &[])
+            .await
+            .ctx(store, "reading the dataset table")?
+            .get(0),
+    };
+    // Into an empty table, building the spatial index once after the COPY beats
+    // maintaining it row by row; a table created by this load gets its primary key and
+    // other index after the COPY too.
+    let build_index_after = was_empty && store.defer_spatial_index;
+    let created = resolution.apply(store, tx, dataset, !build_index_after).await?;
+    if build_index_after && !created {
+        table::drop_spatial_index(store, tx, &resolution.new.table).await?;
+    }
+
+    // The row is rewritten at commit; its id is needed now for gf_load_id.
+    let load_id = catalog::insert_load(store, tx, plan, Status::Loaded, started_at, &LoadResult::default()).await?;
+    let replaced_rows = if was_empty {
+        0
+    } else {
+        tx.execute(&format!("DELETE FROM {t} WHERE gf_source = $1"), &[&plan.source])
+            .await
+            .ctx(store, "deleting the source's previous rows")?
+    };
+    let prepared = t0.elapsed();
+
+    // The property columns this load writes, each once, in the COPY column list.
+    let layout = &resolution.new;
+    let mut slot_of_column: Vec<Option<usize>> = vec![None; layout.columns.len()];
+    let mut column_list: Vec<String> = COPY_SYSTEM_COLUMNS.iter().map(|c| quote_ident(c)).collect();
+    let mut slots = 0;
+    let mut fields = Vec::with_capacity(resolution.field_columns.len());
+    for &c in &resolution.field_columns {
+        let slot = *slot_of_column[c].get_or_insert_with(|| {
+            column_list.push(quote_ident(&layout.columns[c].name));
+            slots += 1;
+            slots - 1
+        });
+        fields.push((slot, layout.columns[c].ty));
+    }
+    let mut encoder = RowEncoder::new(fields, slots, layout.id_type, &plan.source, load_id, pg_timestamp(started_at));
+    let copy = format!("COPY {t} ({}) FROM STDIN (FORMAT binary)", column_list.join(", "));
+    let sink = tx.copy_in::<_, Bytes>(&copy).await.ctx(store, "starting the COPY")?;
+    futures_util::pin_mut!(sink);
+    let mut buf = BytesMut::with_capacity(SEND_BUFFER + (SEND_BUFFER >> 2));
+    RowEncoder::header(&mut buf);
+    let result = loop {
+        match rx.recv().await {
+            Some(LoadMessage::Rows(batch)) => {
+                for row in &batch {
+                    encoder.encode(&mut buf, row)?;
+                    if buf.len() >= SEND_BUFFER {
+                        sink.send(buf.split().freeze()).await.ctx(store, "copying rows")?;
+                    }
+                }
+            }
+            Some(LoadMessage::Commit(result)) => break result,
+            // Leaving drops the sink, which aborts the COPY; the caller rolls back.
+            Some(LoadMessage::Abort(result)) => return Ok(End::Abort(result)),
+            None => return Ok(End::Closed),
+        }
+    };
+    RowEncoder::trailer(&mut buf);
+    sink.send(buf.split().freeze()).await.ctx(store, "copying rows")?;
+    let copied = sink.as_mut().finish().await.ctx(store, "finishing the COPY")?;
+    let copy_done = t0.elapsed();
+
+    if created && build_index_after {
+        table::create_keys_and_indexes(store, tx, &layout.table).await?;
+    } else if build_index_after {
+        table::create_spatial_index(store, tx, &layout.table).await?;
+    }
+    if created || copied >= ANALYZE_AFTER {
+        tx.batch_execute(&format!("ANALYZE {t}")).await.ctx(store, "analyzing the dataset table")?;
+    }
+    if copied != result.counts.features_loaded {
+        tracing::warn!(
+            dataset,
+            source = %plan.source,
+            copied,
+            reported = result.counts.features_loaded,
+            "rows stored differ from the features the reader reports as loaded"
+        );
+    }
+    catalog::upsert_source(store, tx, plan, copied, encoder.bbox, load_id, started_at).await?;
+    catalog::finish_load(store, tx, load_id, &result, replaced_rows, copied).await?;
+    catalog::touch_dataset(store, tx, dataset).await?;
+    tracing::debug!(
+        dataset,
+        source = %plan.source,
+        copied,
+        replaced_rows,
+        prepare_ms = prepared.as_millis() as u64,
+        copy_ms = (copy_done - prepared).as_millis() as u64,
+        total_ms = t0.elapsed().as_millis() as u64,
+        "load ready to commit"
+    );
+    Ok(End::Commit { load_id, replaced_rows })
+}
+
+/// Removes a source's rows and its catalog entry in one transaction; returns the rows removed.
+pub async fn remove_source(store: &PostgisStore, dataset: &DatasetName, source: &str) -> Result<u64, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.ctx(store, "starting a transaction")?;
+    let name = dataset.as_str();
+    lock_dataset(store, &*tx, name).await?;
+    let had_source = tx
+        .execute("DELETE FROM geoflow.sources WHERE dataset = $1 AND source_key = $2", &[&name, &source])
+        .await
+        .ctx(store, "removing the source")?
+        > 0;
+    let mut removed = 0;
+    if let Some(layout) = Layout::read(store, &*tx, name).await? {
+        removed = tx
+            .execute(&format!("DELETE FROM {} WHERE gf_source = $1", qualified(&layout.table)), &[&source])
+            .await
+            .ctx(store, "removing the source's rows")?;
+        if had_source || removed > 0 {
+            catalog::touch_dataset(store, &*tx, name).await?;
+        }
+    }
+    tx.commit().await.ctx(store, "committing the removal")?;
+    Ok(removed)
+}

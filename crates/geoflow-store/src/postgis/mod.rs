@@ -1,0 +1,162 @@
+//! The PostGIS store: a table per dataset in schema `datasets`, the catalog in schema
+//! `geoflow`.
+//!
+//! Connections come from a pool. A load is one transaction on one connection: it takes an
+//! advisory lock keyed on the dataset (loads of one dataset queue, loads of different
+//! datasets run side by side), evolves the table, deletes the source's previous rows, streams
+//! the new rows with binary `COPY`, and updates the catalog (source, load, and the dataset's
+//! version, feature count and extent) before it commits. A process killed at any point leaves
+//! the previous rows as they were.
+
+mod catalog;
+mod connection;
+mod copy;
+mod load;
+mod migrate;
+mod table;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Object, Pool};
+
+use geoflow_core::dataset::DatasetName;
+
+use crate::{DatasetInfo, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, SourceRecord, Store, StoreError};
+
+pub use connection::{redact, SslMode};
+pub use migrate::{check_versions, MIN_POSTGIS, MIN_POSTGRES};
+pub use table::quote_ident;
+
+/// Schema of the catalog tables.
+pub const CATALOG_SCHEMA: &str = "geoflow";
+/// Schema of the dataset tables.
+pub const DATASET_SCHEMA: &str = "datasets";
+
+/// Connections kept by the pool.
+const POOL_SIZE: usize = 16;
+
+/// A PostgreSQL database with PostGIS holding datasets and their catalog.
+#[derive(Clone)]
+pub struct PostgisStore {
+    pool: Pool,
+    /// The connection string without its password.
+    location: String,
+    /// The password, scrubbed from every error message.
+    secret: Option<String>,
+    /// Whether a load into an empty table builds the spatial index after its COPY instead
+    /// of maintaining it during the COPY.
+    defer_spatial_index: bool,
+}
+
+impl std::fmt::Debug for PostgisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgisStore").field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
+impl PostgisStore {
+    /// Connects to the database at `url` (a `postgres://` URL or a `key=value` connection
+    /// string; `sslmode` may be `disable`, `prefer`, `require`, `verify-ca` or `verify-full`,
+    /// with `sslrootcert` naming a PEM CA bundle), checks the server versions and creates or
+    /// upgrades the catalog.
+    pub async fn connect(url: &str) -> Result<PostgisStore, StoreError> {
+        let settings = connection::Settings::parse(url)?;
+        let location = settings.location.clone();
+        let secret = settings.password.clone();
+        let pool = connection::pool(settings, POOL_SIZE)?;
+        let store = PostgisStore { pool, location, secret, defer_spatial_index: true };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The same store, building the spatial index of a table that a load finds empty after
+    /// the load's COPY (`true`, the default) or maintaining it during the COPY (`false`).
+    /// The end state is the same.
+    pub fn with_deferred_spatial_index(mut self, deferred: bool) -> PostgisStore {
+        self.defer_spatial_index = deferred;
+        self
+    }
+
+    /// The connection pool (for queries of the datasets).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub(crate) async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Open {
+            location: self.location.clone(),
+            reason: self.scrub(&connection::describe_error(&e)),
+        })
+    }
+
+    /// A database error, with the password scrubbed from its text.
+    pub(crate) fn db_error(&self, context: &str, e: &(dyn std::error::Error + 'static)) -> StoreError {
+        StoreError::db(context, Message(self.scrub(&connection::describe_error(e))))
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        // The client library never prints the password; this guards against any other path.
+        // Very short passwords are left alone: replacing them would garble every message.
+        match self.secret.as_deref().filter(|s| s.len() >= 4) {
+            Some(secret) => text.replace(secret, "********"),
+            None => text.to_string(),
+        }
+    }
+}
+
+/// An error message (already scrubbed of secrets).
+#[derive(Debug)]
+pub(crate) struct Message(pub String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+/// Adds what was being done to a database error, scrubbing secrets.
+pub(crate) trait Ctx<T> {
+    fn ctx(self, store: &PostgisStore, context: &str) -> Result<T, StoreError>;
+}
+
+impl<T> Ctx<T> for Result<T, tokio_postgres::Error> {
+    fn ctx(self, store: &PostgisStore, context: &str) -> Result<T, StoreError> {
+        self.map_err(|e| store.db_error(context, &e))
+    }
+}
+
+#[async_trait]
+impl Store for PostgisStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        migrate::run(self).await
+    }
+
+    async fn source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError> {
+        let client = self.client().await?;
+        catalog::source_record(self, &**client, dataset, source).await
+    }
+
+    async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError> {
+        load::run(self, plan, rows).await
+    }
+
+    async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let now = time::OffsetDateTime::now_utc();
+        catalog::insert_load(self, &**client, plan, catalog::Status::Failed, now, result).await
+    }
+
+    async fn remove_source(&self, dataset: &DatasetName, source: &str) -> Result<u64, StoreError> {
+        load::remove_source(self, dataset, source).await
+    }
+
+    async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
+        let client = self.client().await?;
+        catalog::datasets(self, &**client).await
+    }
+}

@@ -1,0 +1,19 @@
+CREATE TABLE {table} (
+  -- The primary key and the indexes are created by feature_table_keys.sql.
+  fid bigint GENERATED ALWAYS AS IDENTITY,
+  -- Any geometry type, 2D or with Z, in EPSG:4326 (a typmod would fix the dimension).
+  geom geometry CHECK (ST_SRID(geom) = 4326),
+  feature_id {id_type},
+  gf_source text NOT NULL,
+  gf_load_id bigint NOT NULL,
+  gf_loaded_at timestamptz NOT NULL,
+  gf_feature_index bigint NOT NULL,
+  gf_geometry_type text,
+  gf_area_m2 double precision,
+  gf_length_m double precision,
+  gf_vertices integer,
+  gf_min_x double precision,
+  gf_min_y double precision,
+  gf_max_x double precision,
+  gf_max_y double precision{columns}
+);

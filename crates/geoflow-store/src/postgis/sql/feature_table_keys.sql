@@ -1,0 +1,2 @@
+ALTER TABLE {table} ADD PRIMARY KEY (fid);
+CREATE INDEX ON {table} (gf_source);

@@ -1,0 +1,924 @@
+//! The PostGIS store against a real PostgreSQL/PostGIS server (a fresh database per test from
+//! `geoflow-testkit`): loads through the `Store` trait, checks through SQL and, where
+//! installed, GDAL's `ogrinfo`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use geoflow_core::dataset::DatasetName;
+use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy, ProblemCode};
+use geoflow_core::row::{Bbox, EncodedGeometry, GeometryKind, Measures, Row};
+use geoflow_core::schema::{Field, FieldType, Schema};
+use geoflow_core::value::PropValue;
+use geoflow_store::postgis::{check_versions, redact, PostgisStore};
+use geoflow_store::{LoadMessage, LoadOutcome, LoadPlan, LoadResult, SourceVersion, Store, StoreError};
+use geoflow_testkit::{postgis_database, TestDatabase};
+
+// ---------------------------------------------------------------------------------------
+// Geometries as ISO WKB, little-endian, built by hand.
+
+fn wkb_header(code: u32) -> Vec<u8> {
+    let mut w = vec![1];
+    w.extend_from_slice(&code.to_le_bytes());
+    w
+}
+
+fn push_xy(w: &mut Vec<u8>, x: f64, y: f64) {
+    w.extend_from_slice(&x.to_le_bytes());
+    w.extend_from_slice(&y.to_le_bytes());
+}
+
+fn point(x: f64, y: f64) -> EncodedGeometry {
+    let mut wkb = wkb_header(1);
+    push_xy(&mut wkb, x, y);
+    EncodedGeometry { kind: GeometryKind::Point, has_z: false, bbox: Some(Bbox::of_point(x, y)), wkb }
+}
+
+fn point_z(x: f64, y: f64, z: f64) -> EncodedGeometry {
+    let mut wkb = wkb_header(1001);
+    push_xy(&mut wkb, x, y);
+    wkb.extend_from_slice(&z.to_le_bytes());
+    EncodedGeometry { kind: GeometryKind::Point, has_z: true, bbox: Some(Bbox::of_point(x, y)), wkb }
+}
+
+/// `MULTIPOINT Z` of the given points: nested geometries carry ISO Z codes too.
+fn multipoint_z(points: &[(f64, f64, f64)]) -> EncodedGeometry {
+    let mut wkb = wkb_header(1004);
+    wkb.extend_from_slice(&(points.len() as u32).to_le_bytes());
+    let mut bbox = Bbox::of_point(points[0].0, points[0].1);
+    for &(x, y, z) in points {
+        wkb.extend_from_slice(&wkb_header(1001));
+        push_xy(&mut wkb, x, y);
+        wkb.extend_from_slice(&z.to_le_bytes());
+        bbox.expand(x, y);
+    }
+    EncodedGeometry { kind: GeometryKind::MultiPoint, has_z: true, bbox: Some(bbox), wkb }
+}
+
+/// A closed ring from `points` (the first point is repeated at the end).
+fn polygon(points: &[(f64, f64)]) -> EncodedGeometry {
+    let mut wkb = wkb_header(3);
+    wkb.extend_from_slice(&1u32.to_le_bytes());
+    wkb.extend_from_slice(&(points.len() as u32 + 1).to_le_bytes());
+    let mut bbox = Bbox::of_point(points[0].0, points[0].1);
+    for &(x, y) in points.iter().chain(std::iter::once(&points[0])) {
+        push_xy(&mut wkb, x, y);
+        bbox.expand(x, y);
+    }
+    EncodedGeometry { kind: GeometryKind::Polygon, has_z: false, bbox: Some(bbox), wkb }
+}
+
+fn square(x: f64, y: f64, size: f64) -> EncodedGeometry {
+    polygon(&[(x, y), (x + size, y), (x + size, y + size), (x, y + size)])
+}
+
+/// `POINT EMPTY` in ISO WKB: NaN coordinates.
+fn empty_point() -> EncodedGeometry {
+    let mut wkb = wkb_header(1);
+    push_xy(&mut wkb, f64::NAN, f64::NAN);
+    EncodedGeometry { kind: GeometryKind::Point, has_z: false, bbox: None, wkb }
+}
+
+/// `LINESTRING EMPTY`: no points.
+fn empty_line() -> EncodedGeometry {
+    let mut wkb = wkb_header(2);
+    wkb.extend_from_slice(&0u32.to_le_bytes());
+    EncodedGeometry { kind: GeometryKind::LineString, has_z: false, bbox: None, wkb }
+}
+
+// ---------------------------------------------------------------------------------------
+// Plans, rows and loads.
+
+fn schema(fields: &[(&str, FieldType)], id_type: FieldType) -> Schema {
+    Schema { fields: fields.iter().map(|(k, ty)| Field { key: k.to_string(), ty: *ty }).collect(), id_type }
+}
+
+fn plan(dataset: &str, source: &str, hash: &str, schema: Schema) -> LoadPlan {
+    LoadPlan {
+        dataset: DatasetName::new(dataset).unwrap(),
+        source: source.into(),
+        version: SourceVersion { content_hash: hash.into(), bytes: 1234 },
+        schema,
+        policy: Policy::Skip,
+    }
+}
+
+fn row(index: u64, id: PropValue, geometry: Option<EncodedGeometry>, properties: Vec<(usize, PropValue)>) -> Row {
+    let vertices = geometry.as_ref().map_or(0, |g| (g.wkb.len() as u32).saturating_sub(9) / 16);
+    Row {
+        index,
+        id,
+        geometry,
+        measures: Measures { area_m2: Some(10.0 + index as f64), length_m: None, vertices },
+        properties,
+    }
+}
+
+fn result_for(rows: &[Row]) -> LoadResult {
+    let n = rows.len() as u64;
+    let bbox = rows.iter().filter_map(|r| r.geometry.as_ref()?.bbox).reduce(Bbox::union);
+    LoadResult {
+        counts: LoadCounts { features_read: n + 1, features_loaded: n, invalid: 1, repaired: 0, skipped: 1 },
+        issues: vec![FeatureIssue {
+            index: n,
+            id: Some("bad".into()),
+            code: ProblemCode::UnclosedRing,
+            reason: "ring not closed".into(),
+            action: Action::Skipped,
+        }],
+        issue_total: 1,
+        error: None,
+        bbox,
+    }
+}
+
+enum Ending {
+    Commit,
+    Abort(&'static str),
+    Drop,
+}
+
+/// Sends `rows` in batches of 2 and ends the load as asked.
+async fn run_load(
+    store: &PostgisStore,
+    plan: LoadPlan,
+    rows: Vec<Row>,
+    ending: Ending,
+) -> Result<LoadOutcome, StoreError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let load = tokio::spawn({
+        let store = store.clone();
+        async move { store.load(plan, rx).await }
+    });
+    let result = result_for(&rows);
+    for batch in rows.chunks(2) {
+        if tx.send(LoadMessage::Rows(batch.to_vec())).await.is_err() {
+            break;
+        }
+    }
+    match ending {
+        Ending::Commit => {
+            let _ = tx.send(LoadMessage::Commit(result)).await;
+        }
+        Ending::Abort(error) => {
+            let _ = tx.send(LoadMessage::Abort(LoadResult { error: Some(error.into()), ..result })).await;
+        }
+        Ending::Drop => drop(tx),
+    }
+    load.await.unwrap()
+}
+
+async fn commit(store: &PostgisStore, plan: LoadPlan, rows: Vec<Row>) -> LoadOutcome {
+    run_load(store, plan, rows, Ending::Commit).await.unwrap()
+}
+
+async fn setup() -> Option<(TestDatabase, PostgisStore, Client)> {
+    let db = postgis_database().await?;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    Some((db, store, client))
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// One text column per row of `sql`.
+async fn texts(client: &Client, sql: &str) -> Vec<Option<String>> {
+    client.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// GDAL: skipped with a printed reason when missing, unless GEOFLOW_REQUIRE_TOOLS=1.
+
+const OGRINFO: &str = "ogrinfo";
+
+/// `Feature Count` and `Extent` of `ogrinfo -so PG:"…" datasets.<table>`.
+fn ogr_summary(url: &str, table: &str) -> Option<(u64, Option<[f64; 4]>)> {
+    // GDAL takes libpq's key=value form.
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let conn = format!(
+        "PG:host={host} port={} user={} dbname={}",
+        config.get_ports()[0],
+        config.get_user().unwrap(),
+        config.get_dbname().unwrap()
+    );
+    let out = match Command::new(OGRINFO).arg("-so").arg(conn).arg(format!("datasets.{table}")).output() {
+        Ok(out) => out,
+        Err(e) => return geoflow_testkit::skip(&format!("ogrinfo cannot run: {e}")),
+    };
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ogrinfo failed:\n{stdout}\n{stderr}");
+    assert!(!stderr.contains("ERROR"), "ogrinfo complained:\n{stderr}");
+    let count =
+        stdout.lines().find_map(|l| l.strip_prefix("Feature Count: ")).expect("feature count").trim().parse().unwrap();
+    let extent = stdout.lines().find_map(|l| l.strip_prefix("Extent: ")).map(|e| {
+        let nums: Vec<f64> = e.split(['(', ')', ',', ' ']).filter_map(|s| s.parse().ok()).collect();
+        assert_eq!(nums.len(), 4, "{e}");
+        [nums[0], nums[1], nums[2], nums[3]]
+    });
+    assert!(stdout.contains("EPSG") || stdout.contains("WGS 84"), "SRS reported:\n{stdout}");
+    Some((count, extent))
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn roads_schema() -> Schema {
+    schema(
+        &[
+            ("name", FieldType::Text),
+            ("lanes", FieldType::Integer),
+            ("oneway", FieldType::Boolean),
+            ("tags", FieldType::Json),
+        ],
+        FieldType::Integer,
+    )
+}
+
+fn roads_a() -> Vec<Row> {
+    vec![
+        row(
+            0,
+            PropValue::Int(1),
+            Some(square(1.0, 2.0, 1.0)),
+            vec![(0, PropValue::Text("Main".into())), (1, PropValue::Int(2))],
+        ),
+        row(
+            1,
+            PropValue::Int(2),
+            Some(point(3.0, 4.0)),
+            vec![(2, PropValue::Bool(true)), (3, PropValue::Json(r#"{"a":[1,2]}"#.into()))],
+        ),
+        row(2, PropValue::Int(3), Some(point_z(2.5, 3.5, 100.0)), vec![(0, PropValue::Text("Ünïcode \"q\"".into()))]),
+    ]
+}
+
+fn roads_b() -> Vec<Row> {
+    vec![
+        row(0, PropValue::Int(10), Some(square(-5.0, -6.0, 2.0)), vec![(1, PropValue::Int(4))]),
+        row(1, PropValue::Null, None, vec![(0, PropValue::Text("no geometry".into()))]),
+    ]
+}
+
+#[tokio::test]
+async fn two_sources_load_into_one_dataset() {
+    let Some((db, store, client)) = setup().await else { return };
+    let a = commit(&store, plan("roads", "a.geojson", "h-a", roads_schema()), roads_a()).await;
+    let LoadOutcome::Loaded { load_id: load_a, table, replaced_rows } = a else { panic!("{a:?}") };
+    assert_eq!((table.as_str(), replaced_rows), ("roads", 0));
+    let b = commit(&store, plan("roads", "b.geojson", "h-b", roads_schema()), roads_b()).await;
+    assert!(matches!(b, LoadOutcome::Loaded { replaced_rows: 0, .. }), "{b:?}");
+
+    assert_eq!(count(&client, "SELECT count(*) FROM datasets.roads").await, 5);
+    assert_eq!(count(&client, "SELECT count(*) FROM datasets.roads WHERE gf_source = 'a.geojson'").await, 3);
+    let rows = texts(
+        &client,
+        "SELECT concat_ws('|', feature_id, gf_source, gf_feature_index, gf_geometry_type, name, lanes, oneway, tags::text,
+           ST_AsText(geom), ST_SRID(geom), gf_vertices, gf_area_m2)
+         FROM datasets.roads ORDER BY fid",
+    )
+    .await;
+    let rows: Vec<String> = rows.into_iter().map(Option::unwrap).collect();
+    assert_eq!(
+        rows,
+        [
+            "1|a.geojson|0|Polygon|Main|2|POLYGON((1 2,2 2,2 3,1 3,1 2))|4326|5|10",
+            "2|a.geojson|1|Point|t|{\"a\": [1, 2]}|POINT(3 4)|4326|0|11",
+            "3|a.geojson|2|Point|Ünïcode \"q\"|POINT Z (2.5 3.5 100)|4326|1|12",
+            "10|b.geojson|0|Polygon|4|POLYGON((-5 -6,-3 -6,-3 -4,-5 -4,-5 -6))|4326|5|10",
+            "b.geojson|1|no geometry|11",
+        ]
+    );
+    let load_ids =
+        texts(&client, "SELECT DISTINCT gf_load_id::text FROM datasets.roads WHERE gf_source = 'a.geojson'").await;
+    assert_eq!(load_ids, [Some(load_a.to_string())]);
+    let types = texts(
+        &client,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+         WHERE attrelid = 'datasets.roads'::regclass AND attname IN ('geom', 'feature_id', 'name', 'lanes', 'oneway', 'tags', 'gf_loaded_at')
+         ORDER BY attnum",
+    )
+    .await;
+    let types: Vec<String> = types.into_iter().map(Option::unwrap).collect();
+    assert_eq!(types, ["geometry", "bigint", "timestamp with time zone", "text", "bigint", "boolean", "jsonb"]);
+    let indexes =
+        texts(&client, "SELECT indexdef FROM pg_indexes WHERE schemaname = 'datasets' ORDER BY indexname").await;
+    assert!(indexes.iter().flatten().any(|d| d.contains("USING gist (geom)")), "{indexes:?}");
+    assert!(indexes.iter().flatten().any(|d| d.contains("btree (gf_source)")), "{indexes:?}");
+    assert!(indexes.iter().flatten().any(|d| d.contains("UNIQUE INDEX") && d.contains("btree (fid)")), "{indexes:?}");
+
+    let datasets = store.datasets().await.unwrap();
+    assert_eq!(datasets.len(), 1);
+    let d = &datasets[0];
+    assert_eq!((d.name.as_str(), d.table.as_str(), d.feature_count, d.sources, d.version), ("roads", "roads", 5, 2, 2));
+    assert_eq!(d.bbox, Some(Bbox { min_x: -5.0, min_y: -6.0, max_x: 3.0, max_y: 4.0 }));
+    let columns: Vec<(&str, &str, FieldType)> =
+        d.columns.iter().map(|c| (c.key.as_str(), c.column.as_str(), c.ty)).collect();
+    assert_eq!(
+        columns,
+        [
+            ("name", "name", FieldType::Text),
+            ("lanes", "lanes", FieldType::Integer),
+            ("oneway", "oneway", FieldType::Boolean),
+            ("tags", "tags", FieldType::Json)
+        ]
+    );
+    assert!(d.updated_at.ends_with('Z') && d.updated_at.len() == 24, "{}", d.updated_at);
+
+    let source = store.source(&DatasetName::new("roads").unwrap(), "a.geojson").await.unwrap().unwrap();
+    assert_eq!((source.version.content_hash.as_str(), source.version.bytes, source.feature_count), ("h-a", 1234, 3));
+    assert_eq!(source.load_id, load_a);
+    assert!(store.source(&DatasetName::new("roads").unwrap(), "c.geojson").await.unwrap().is_none());
+
+    let load = client
+        .query_one(
+            "SELECT status, features_read, features_loaded, skipped, issues->0->>'reason', stored_rows, finished_at >= started_at
+             FROM geoflow.loads WHERE id = $1",
+            &[&load_a],
+        )
+        .await
+        .unwrap();
+    assert_eq!(load.get::<_, String>(0), "loaded");
+    assert_eq!((load.get::<_, i64>(1), load.get::<_, i64>(2), load.get::<_, i64>(3)), (4, 3, 1));
+    assert_eq!(load.get::<_, String>(4), "ring not closed");
+    assert_eq!(load.get::<_, i64>(5), 3);
+    assert!(load.get::<_, bool>(6));
+
+    if let Some((n, extent)) = ogr_summary(db.url(), "roads") {
+        assert_eq!(n, 5);
+        assert_eq!(extent, Some([-5.0, -6.0, 3.0, 4.0]));
+    }
+
+    // Removing a source removes its rows and updates the catalog.
+    assert_eq!(store.remove_source(&DatasetName::new("roads").unwrap(), "b.geojson").await.unwrap(), 2);
+    let d = &store.datasets().await.unwrap()[0];
+    assert_eq!((d.feature_count, d.sources, d.version), (3, 1, 3));
+    assert_eq!(d.bbox, Some(Bbox { min_x: 1.0, min_y: 2.0, max_x: 3.0, max_y: 4.0 }));
+    assert_eq!(store.remove_source(&DatasetName::new("roads").unwrap(), "b.geojson").await.unwrap(), 0);
+    assert_eq!(store.remove_source(&DatasetName::new("nothing").unwrap(), "b.geojson").await.unwrap(), 0);
+    assert_eq!(store.datasets().await.unwrap()[0].version, 3);
+}
+
+#[tokio::test]
+async fn reloading_the_same_content_changes_nothing() {
+    let Some((_db, store, client)) = setup().await else { return };
+    commit(&store, plan("roads", "a.geojson", "h-a", roads_schema()), roads_a()).await;
+    let before = texts(&client, "SELECT fid || ':' || gf_load_id FROM datasets.roads ORDER BY fid").await;
+
+    // The store answers before any row is sent and drops the receiver.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let outcome = store.load(plan("roads", "a.geojson", "h-a", roads_schema()), rx).await.unwrap();
+    assert!(matches!(outcome, LoadOutcome::Unchanged { .. }), "{outcome:?}");
+    assert!(tx.send(LoadMessage::Rows(vec![])).await.is_err(), "receiver dropped");
+
+    assert_eq!(texts(&client, "SELECT fid || ':' || gf_load_id FROM datasets.roads ORDER BY fid").await, before);
+    assert_eq!(store.datasets().await.unwrap()[0].version, 1);
+    let statuses = texts(&client, "SELECT status FROM geoflow.loads ORDER BY id").await;
+    assert_eq!(statuses, [Some("loaded".to_string()), Some("unchanged".to_string())]);
+}
+
+#[tokio::test]
+async fn a_new_version_replaces_only_its_source() {
+    let Some((_db, store, client)) = setup().await else { return };
+    commit(&store, plan("roads", "a.geojson", "h-a", roads_schema()), roads_a()).await;
+    commit(&store, plan("roads", "b.geojson", "h-b", roads_schema()), roads_b()).await;
+    let b_before =
+        texts(&client, "SELECT fid::text FROM datasets.roads WHERE gf_source = 'b.geojson' ORDER BY fid").await;
+
+    let new_a = vec![row(0, PropValue::Int(7), Some(point(9.0, 9.0)), vec![(0, PropValue::Text("New".into()))])];
+    let outcome = commit(&store, plan("roads", "a.geojson", "h-a2", roads_schema()), new_a).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 3, .. }), "{outcome:?}");
+
+    assert_eq!(
+        texts(&client, "SELECT name FROM datasets.roads WHERE gf_source = 'a.geojson'").await,
+        [Some("New".to_string())]
+    );
+    assert_eq!(
+        texts(&client, "SELECT fid::text FROM datasets.roads WHERE gf_source = 'b.geojson' ORDER BY fid").await,
+        b_before
+    );
+    let d = &store.datasets().await.unwrap()[0];
+    assert_eq!((d.feature_count, d.version), (3, 3));
+    assert_eq!(d.bbox, Some(Bbox { min_x: -5.0, min_y: -6.0, max_x: 9.0, max_y: 9.0 }));
+    let source = store.source(&DatasetName::new("roads").unwrap(), "a.geojson").await.unwrap().unwrap();
+    assert_eq!((source.version.content_hash.as_str(), source.feature_count), ("h-a2", 1));
+}
+
+#[tokio::test]
+async fn abort_and_a_dropped_sender_leave_the_previous_rows() {
+    let Some((_db, store, client)) = setup().await else { return };
+    commit(&store, plan("roads", "a.geojson", "h-a", roads_schema()), roads_a()).await;
+    let before = texts(&client, "SELECT fid || ':' || name FROM datasets.roads ORDER BY fid").await;
+
+    let replacement = vec![row(0, PropValue::Int(7), Some(point(9.0, 9.0)), vec![]); 5];
+    let aborted = run_load(
+        &store,
+        plan("roads", "a.geojson", "h-a2", roads_schema()),
+        replacement.clone(),
+        Ending::Abort("bad input"),
+    )
+    .await
+    .unwrap();
+    let LoadOutcome::Failed { load_id, .. } = aborted else { panic!("{aborted:?}") };
+    let failed = client
+        .query_one("SELECT status, error, content_hash FROM geoflow.loads WHERE id = $1", &[&load_id])
+        .await
+        .unwrap();
+    assert_eq!(
+        (failed.get::<_, String>(0), failed.get::<_, Option<String>>(1), failed.get::<_, String>(2)),
+        ("failed".into(), Some("bad input".into()), "h-a2".into())
+    );
+
+    let dropped =
+        run_load(&store, plan("roads", "a.geojson", "h-a3", roads_schema()), replacement.clone(), Ending::Drop).await;
+    assert!(matches!(dropped, Err(StoreError::Interrupted { .. })), "{dropped:?}");
+    assert!(dropped.unwrap_err().is_transient());
+
+    // A load into a new dataset that fails leaves no table behind.
+    let lost =
+        run_load(&store, plan("fresh", "x.geojson", "h-x", roads_schema()), replacement, Ending::Abort("no")).await;
+    assert!(matches!(lost, Ok(LoadOutcome::Failed { .. })), "{lost:?}");
+
+    assert_eq!(texts(&client, "SELECT fid || ':' || name FROM datasets.roads ORDER BY fid").await, before);
+    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.loads WHERE status = 'failed'").await, 3);
+    assert_eq!(
+        texts(&client, "SELECT error FROM geoflow.loads WHERE content_hash = 'h-a3'").await,
+        [Some("interrupted before commit".to_string())]
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM pg_tables WHERE schemaname = 'datasets' AND tablename = 'fresh'").await,
+        0
+    );
+    let source = store.source(&DatasetName::new("roads").unwrap(), "a.geojson").await.unwrap().unwrap();
+    assert_eq!(source.version.content_hash, "h-a");
+    let datasets = store.datasets().await.unwrap();
+    assert_eq!(datasets.len(), 1);
+    assert_eq!((datasets[0].version, datasets[0].feature_count), (1, 3));
+
+    // record_failure before any row.
+    let id = store
+        .record_failure(
+            &plan("roads", "c.geojson", "h-c", roads_schema()),
+            &LoadResult { error: Some("unreadable".into()), ..LoadResult::default() },
+        )
+        .await
+        .unwrap();
+    let status: String =
+        client.query_one("SELECT status FROM geoflow.loads WHERE id = $1", &[&id]).await.unwrap().get(0);
+    assert_eq!(status, "failed");
+
+    // A row naming a field outside the schema fails the load and changes nothing.
+    let bad = vec![row(0, PropValue::Null, None, vec![(99, PropValue::Int(1))])];
+    let err =
+        run_load(&store, plan("roads", "a.geojson", "h-a4", roads_schema()), bad, Ending::Commit).await.unwrap_err();
+    assert!(err.to_string().contains("property field 99"), "{err}");
+    assert_eq!(texts(&client, "SELECT fid || ':' || name FROM datasets.roads ORDER BY fid").await, before);
+}
+
+#[tokio::test]
+async fn widening_keeps_every_stored_value() {
+    let Some((_db, store, client)) = setup().await else { return };
+    let first = schema(
+        &[
+            ("n", FieldType::Integer),
+            ("r", FieldType::Integer),
+            ("big", FieldType::WideInteger),
+            ("d", FieldType::Date),
+            ("t", FieldType::DateTime),
+            ("huge", FieldType::Json),
+            ("late", FieldType::Null),
+        ],
+        FieldType::Integer,
+    );
+    let rows = vec![
+        row(
+            0,
+            PropValue::Int(1),
+            Some(point(0.0, 0.0)),
+            vec![
+                (0, PropValue::Int(1)),
+                (1, PropValue::Int(7)),
+                (2, PropValue::Int(9007199254740993)),
+                (3, PropValue::Text("2024-02-29".into())),
+                (4, PropValue::Text("2022-11-16T09:29:13.250Z".into())),
+                (5, PropValue::Json("123456789012345678901234567890".into())),
+                (6, PropValue::Null),
+            ],
+        ),
+        row(1, PropValue::Int(2), Some(point(1.0, 1.0)), vec![(0, PropValue::Int(-2)), (1, PropValue::Int(1 << 53))]),
+    ];
+    commit(&store, plan("w", "one.geojson", "h1", first), rows).await;
+    assert_eq!(
+        texts(
+            &client,
+            "SELECT concat_ws('|', n, r, big, d, t AT TIME ZONE 'UTC', huge::text) FROM datasets.w ORDER BY fid"
+        )
+        .await,
+        [
+            Some("1|7|9007199254740993|2024-02-29|2022-11-16 09:29:13.25|123456789012345678901234567890".to_string()),
+            Some("-2|9007199254740992".to_string())
+        ]
+    );
+
+    let second = schema(
+        &[
+            ("n", FieldType::Text),
+            ("r", FieldType::Real),
+            ("big", FieldType::Real),
+            ("d", FieldType::DateTime),
+            ("t", FieldType::Text),
+            ("huge", FieldType::Integer),
+            ("late", FieldType::Integer),
+        ],
+        FieldType::Text,
+    );
+    let rows = vec![row(
+        0,
+        PropValue::Text("x-1".into()),
+        Some(point(2.0, 2.0)),
+        vec![
+            (0, PropValue::Text("x".into())),
+            (1, PropValue::Real(0.5)),
+            (2, PropValue::Real(1.5)),
+            (3, PropValue::Text("2021-01-01T00:00:00.000Z".into())),
+            (4, PropValue::Text("free text".into())),
+            (5, PropValue::Int(5)),
+            (6, PropValue::Int(6)),
+        ],
+    )];
+    commit(&store, plan("w", "two.geojson", "h2", second), rows).await;
+
+    let types = texts(
+        &client,
+        "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute
+         WHERE attrelid = 'datasets.w'::regclass AND attname IN ('feature_id', 'n', 'r', 'big', 'd', 't', 'huge', 'late')
+         ORDER BY attnum",
+    )
+    .await;
+    let types: Vec<String> = types.into_iter().map(Option::unwrap).collect();
+    assert_eq!(
+        types,
+        [
+            "feature_id jsonb",
+            "n jsonb",
+            "r double precision",
+            "big jsonb",
+            "d text",
+            "t text",
+            "huge jsonb",
+            "late bigint"
+        ]
+    );
+    let values = texts(
+        &client,
+        "SELECT concat_ws('|', feature_id::text, n::text, r, big::text, d, t, huge::text, late) FROM datasets.w ORDER BY fid",
+    )
+    .await;
+    assert_eq!(
+        values,
+        [
+            Some(
+                "1|1|7|9007199254740993|2024-02-29|2022-11-16T09:29:13.250Z|123456789012345678901234567890".to_string()
+            ),
+            Some("2|-2|9.007199254740992e+15".to_string()),
+            Some("\"x-1\"|\"x\"|0.5|1.5|2021-01-01T00:00:00.000Z|free text|5|6".to_string()),
+        ]
+    );
+    // The catalog keeps the widened types.
+    let d = &store.datasets().await.unwrap()[0];
+    let tys: Vec<FieldType> = d.columns.iter().map(|c| c.ty).collect();
+    use FieldType::*;
+    assert_eq!(tys, [Json, Real, Json, Text, Text, Json, Integer]);
+}
+
+#[tokio::test]
+async fn hostile_keys_and_values_load_and_leave_the_catalog_intact() {
+    let Some((_db, store, client)) = setup().await else { return };
+    let long = "k".repeat(200);
+    let keys = [
+        "\"; DROP TABLE geoflow.sources; --",
+        "it's",
+        "semi;colon",
+        long.as_str(),
+        "Name",
+        "name",
+        "名前",
+        "fid",
+        "geom",
+        "",
+    ];
+    let fields: Vec<(&str, FieldType)> = keys.iter().map(|k| (*k, FieldType::Text)).collect();
+    let values = [
+        "'); DROP TABLE geoflow.sources; --",
+        "\"; DROP TABLE geoflow.datasets; --",
+        "a\\b\0".trim_end_matches('\0'),
+        "x",
+        "upper",
+        "lower",
+        "値 ✓",
+        "f",
+        "g",
+        "empty key",
+    ];
+    let props: Vec<(usize, PropValue)> =
+        values.iter().enumerate().map(|(i, v)| (i, PropValue::Text(v.to_string()))).collect();
+    let source = "raw/evil/'; DROP TABLE geoflow.loads; --.geojson";
+    let outcome = commit(
+        &store,
+        plan("evil", source, "h'; --", schema(&fields, FieldType::Text)),
+        vec![row(0, PropValue::Text("'; --".into()), Some(point(1.0, 1.0)), props)],
+    )
+    .await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { .. }), "{outcome:?}");
+
+    let d = &store.datasets().await.unwrap()[0];
+    assert_eq!(d.columns.len(), keys.len());
+    let mut names: Vec<String> = d.columns.iter().map(|c| c.column.to_ascii_lowercase()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), keys.len(), "distinct column names: {:?}", d.columns);
+    for (c, key) in d.columns.iter().zip(keys) {
+        assert_eq!(c.key, key);
+        assert!(c.column.len() <= 63, "{}", c.column);
+        let value: Option<String> = client
+            .query_one(
+                &format!("SELECT {}::text FROM datasets.evil", geoflow_store::postgis::quote_ident(&c.column)),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let i = keys.iter().position(|k| *k == key).unwrap();
+        assert_eq!(value.as_deref(), Some(values[i]), "column {} of key {key:?}", c.column);
+    }
+    for table in ["sources", "datasets", "loads", "columns", "migrations"] {
+        assert_eq!(
+            count(
+                &client,
+                &format!("SELECT count(*) FROM pg_tables WHERE schemaname = 'geoflow' AND tablename = '{table}'")
+            )
+            .await,
+            1,
+            "{table}"
+        );
+    }
+    let record = store.source(&DatasetName::new("evil").unwrap(), source).await.unwrap().unwrap();
+    assert_eq!(record.version.content_hash, "h'; --");
+    assert_eq!(
+        texts(&client, "SELECT feature_id || '|' || gf_source FROM datasets.evil").await,
+        [Some(format!("'; --|{source}"))]
+    );
+}
+
+#[tokio::test]
+async fn z_empty_and_null_geometries_round_trip() {
+    let Some((_db, store, client)) = setup().await else { return };
+    let rows = vec![
+        row(0, PropValue::Null, Some(point_z(1.5, 2.5, 300.25)), vec![]),
+        row(1, PropValue::Null, Some(empty_point()), vec![]),
+        row(2, PropValue::Null, None, vec![]),
+        row(3, PropValue::Null, Some(multipoint_z(&[(1.0, 2.0, 3.0), (4.0, 5.0, 6.0)])), vec![]),
+        row(4, PropValue::Null, Some(empty_line()), vec![]),
+    ];
+    commit(&store, plan("geoms", "g.geojson", "h", schema(&[], FieldType::Null)), rows).await;
+    let out = texts(
+        &client,
+        "SELECT coalesce(ST_AsText(geom), 'NULL') || '|' || coalesce(CASE WHEN ST_GeometryType(geom) = 'ST_Point' THEN ST_Z(geom)::text END, '-') || '|' ||
+           coalesce(ST_SRID(geom)::text, '-') || '|' || coalesce(gf_geometry_type, '-') || '|' || coalesce(gf_min_x::text, '-')
+         FROM datasets.geoms ORDER BY fid",
+    )
+    .await;
+    assert_eq!(
+        out,
+        [
+            Some("POINT Z (1.5 2.5 300.25)|300.25|4326|Point|1.5".to_string()),
+            Some("POINT EMPTY|-|4326|Point|-".to_string()),
+            Some("NULL|-|-|-|-".to_string()),
+            Some("MULTIPOINT Z ((1 2 3),(4 5 6))|-|4326|MultiPoint|1".to_string()),
+            Some("LINESTRING EMPTY|-|4326|LineString|-".to_string()),
+        ]
+    );
+    let d = &store.datasets().await.unwrap()[0];
+    assert_eq!(d.feature_count, 5);
+    assert_eq!(d.bbox, Some(Bbox { min_x: 1.0, min_y: 2.0, max_x: 4.0, max_y: 5.0 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_serialise_per_dataset_and_run_in_parallel_across_datasets() {
+    let Some((_db, store, client)) = setup().await else { return };
+    // A first load into "one" holds its dataset lock until it commits.
+    let (tx_one, rx_one) = tokio::sync::mpsc::channel(4);
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.load(plan("one", "a.geojson", "h1", roads_schema()), rx_one).await }
+    });
+    tx_one.send(LoadMessage::Rows(roads_a())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Another dataset loads meanwhile.
+    let other = tokio::time::timeout(
+        Duration::from_secs(20),
+        commit(&store, plan("two", "a.geojson", "h1", roads_schema()), roads_a()),
+    )
+    .await
+    .expect("a load into another dataset does not wait");
+    assert!(matches!(other, LoadOutcome::Loaded { .. }));
+
+    // A second load into "one" waits for the first.
+    let second = tokio::spawn({
+        let store = store.clone();
+        async move { commit(&store, plan("one", "b.geojson", "h2", roads_schema()), roads_b()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!second.is_finished(), "the second load waits for the dataset lock");
+    tx_one.send(LoadMessage::Commit(result_for(&roads_a()))).await.unwrap();
+    assert!(matches!(first.await.unwrap().unwrap(), LoadOutcome::Loaded { .. }));
+    let second = tokio::time::timeout(Duration::from_secs(20), second).await.unwrap().unwrap();
+    assert!(matches!(second, LoadOutcome::Loaded { .. }), "{second:?}");
+    assert_eq!(count(&client, "SELECT count(*) FROM datasets.one").await, 5);
+    assert_eq!(count(&client, "SELECT count(*) FROM datasets.two").await, 3);
+
+    // Many loads at once into two datasets all land.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let dataset = if i % 2 == 0 { "one" } else { "two" };
+        tasks.push(tokio::spawn(async move {
+            commit(&store, plan(dataset, &format!("s{i}.geojson"), "h", roads_schema()), roads_b()).await
+        }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), LoadOutcome::Loaded { .. }));
+    }
+    let infos = store.datasets().await.unwrap();
+    let counts: Vec<(String, u64, u64)> =
+        infos.iter().map(|d| (d.name.to_string(), d.feature_count, d.sources)).collect();
+    assert_eq!(counts, [("one".to_string(), 13, 6), ("two".to_string(), 11, 5)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_idempotent_and_safe_to_race() {
+    let Some((db, store, client)) = setup().await else { return };
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let url = db.url().to_string();
+        tasks.push(tokio::spawn(async move { PostgisStore::connect(&url).await.map(|_| ()) }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    store.migrate().await.unwrap();
+    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 1);
+}
+
+#[test]
+fn versions_below_the_minimum_are_refused_with_both_versions_named() {
+    let e = check_versions(120011, Some("3.3.2")).unwrap_err();
+    assert!(e.contains("PostgreSQL 12.11") && e.contains("PostgreSQL 13"), "{e}");
+    let e = check_versions(150004, Some("3.0.5")).unwrap_err();
+    assert!(e.contains("PostGIS 3.0.5") && e.contains("PostGIS 3.1"), "{e}");
+    assert!(check_versions(150004, Some("3.3.2 r1")).is_ok());
+}
+
+#[tokio::test]
+async fn the_server_passes_the_version_check() {
+    let Some((_db, _store, client)) = setup().await else { return };
+    let num: String = client.query_one("SHOW server_version_num", &[]).await.unwrap().get(0);
+    let postgis: String =
+        client.query_one("SELECT extversion FROM pg_extension WHERE extname = 'postgis'", &[]).await.unwrap().get(0);
+    check_versions(num.parse().unwrap(), Some(&postgis)).unwrap();
+}
+
+#[tokio::test]
+async fn passwords_never_appear_in_locations_or_errors() {
+    assert_eq!(
+        redact("postgres://geo:hunter2@db:5432/gis?sslmode=disable"),
+        "postgres://geo@db:5432/gis?sslmode=disable"
+    );
+    // Nothing listens on port 1.
+    let url = "postgres://geo:hunter2secret@127.0.0.1:1/gis?sslmode=disable&connect_timeout=2";
+    let err = PostgisStore::connect(url).await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter2secret"), "{text}");
+    assert!(text.contains("geo@127.0.0.1:1"), "{text}");
+    let err = PostgisStore::connect("host=127.0.0.1 port=1 user=geo password=hunter2secret sslmode=disable")
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter2secret"), "{text}");
+
+    let Some(db) = postgis_database().await else { return };
+    // Trust authentication ignores the password; it must not show anywhere all the same.
+    let with_password = db.url().replacen("postgres@", "postgres:hunter2secret@", 1);
+    assert_ne!(with_password, db.url());
+    let store = PostgisStore::connect(&with_password).await.unwrap();
+    assert!(!store.location().contains("hunter2secret"), "{}", store.location());
+    assert!(!format!("{store:?}").contains("hunter2secret"));
+    let bad = vec![row(0, PropValue::Null, None, vec![(5, PropValue::Int(1))])];
+    let err = run_load(&store, plan("x", "hunter2secret.geojson", "h", roads_schema()), bad, Ending::Commit)
+        .await
+        .unwrap_err();
+    assert!(!format!("{err}").replace("hunter2secret.geojson", "").contains("hunter2secret"));
+}
+
+/// TLS modes against the test server, which speaks TLS with a certificate for `localhost`
+/// signed by a CA of its own (or against `GEOFLOW_TEST_TLS_URL`, a server with a
+/// certificate for `localhost` signed by the CA in the PEM file `GEOFLOW_TEST_TLS_CA`).
+#[tokio::test]
+async fn tls_modes_are_honoured() {
+    let _db;
+    let (url, ca) = match (std::env::var("GEOFLOW_TEST_TLS_URL"), std::env::var("GEOFLOW_TEST_TLS_CA")) {
+        (Ok(url), Ok(ca)) => (url, ca),
+        _ => {
+            let Some(db) = postgis_database().await else { return };
+            let Some(ca) = db.tls_ca().map(|p| p.display().to_string()) else {
+                if std::env::var_os(geoflow_testkit::DATABASE_URL_ENV).is_some() {
+                    // A server of the caller's: its TLS setup is unknown.
+                    eprintln!("skipped: set GEOFLOW_TEST_TLS_URL and GEOFLOW_TEST_TLS_CA to test TLS");
+                } else {
+                    geoflow_testkit::skip::<()>("the test server has no TLS certificate (is openssl installed?)");
+                }
+                return;
+            };
+            let url = db.url().to_string();
+            _db = db;
+            (url, ca)
+        }
+    };
+    let with = |u: &str, q: &str| format!("{u}{}{q}", if u.contains('?') { '&' } else { '?' });
+    let localhost = url.replace("127.0.0.1", "localhost");
+    let ip = url.replace("localhost", "127.0.0.1");
+    // Encrypted, no certificate check.
+    for mode in ["prefer", "require"] {
+        let store = PostgisStore::connect(&with(&ip, &format!("sslmode={mode}"))).await.unwrap();
+        let client = store.pool().get().await.unwrap();
+        let ssl: bool =
+            client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+        assert!(ssl, "sslmode={mode} encrypts");
+    }
+    // The CA signed the certificate: verify-ca accepts it under any name, verify-full only
+    // for the name it was issued to.
+    PostgisStore::connect(&with(&ip, &format!("sslmode=verify-ca&sslrootcert={ca}"))).await.unwrap();
+    PostgisStore::connect(&with(&localhost, &format!("sslmode=verify-full&sslrootcert={ca}"))).await.unwrap();
+    let err = PostgisStore::connect(&with(&ip, &format!("sslmode=verify-full&sslrootcert={ca}"))).await.unwrap_err();
+    assert!(err.to_string().contains("TLS") || err.to_string().contains("certificate"), "{err}");
+    // Without the CA (public roots only) the certificate is not trusted.
+    let err = PostgisStore::connect(&with(&localhost, "sslmode=verify-full")).await.unwrap_err();
+    assert!(err.to_string().contains("certificate") || err.to_string().contains("TLS"), "{err}");
+    eprintln!("untrusted: {err}");
+    // sslmode=disable talks plain TCP.
+    let store = PostgisStore::connect(&with(&ip, "sslmode=disable")).await.unwrap();
+    let client = store.pool().get().await.unwrap();
+    let ssl: bool =
+        client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert!(!ssl);
+}
+
+#[tokio::test]
+async fn indexes_are_the_same_however_a_load_fills_them() {
+    let Some((db, store, client)) = setup().await else { return };
+    let maintained = PostgisStore::connect(db.url()).await.unwrap().with_deferred_spatial_index(false);
+    let index_defs = |table: &'static str| {
+        let client = &client;
+        async move {
+            texts(
+                client,
+                &format!(
+                    "SELECT regexp_replace(indexdef, 'INDEX \\S+ ON', 'INDEX ON') FROM pg_indexes
+                     WHERE schemaname = 'datasets' AND tablename = '{table}' ORDER BY 1"
+                ),
+            )
+            .await
+        }
+    };
+    commit(&store, plan("deferred", "a.geojson", "h1", roads_schema()), roads_a()).await;
+    commit(&maintained, plan("kept", "a.geojson", "h1", roads_schema()), roads_a()).await;
+    let expected = index_defs("deferred").await;
+    assert_eq!(expected.len(), 3, "{expected:?}");
+    assert_eq!(
+        index_defs("kept").await,
+        expected.iter().map(|d| d.as_ref().map(|d| d.replace("deferred", "kept"))).collect::<Vec<_>>()
+    );
+
+    // A table emptied by removing its only source is refilled with the index rebuilt.
+    let name = DatasetName::new("deferred").unwrap();
+    assert_eq!(store.remove_source(&name, "a.geojson").await.unwrap(), 3);
+    assert_eq!(store.datasets().await.unwrap()[0].feature_count, 0);
+    commit(&store, plan("deferred", "b.geojson", "h2", roads_schema()), roads_b()).await;
+    assert_eq!(index_defs("deferred").await, expected);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM datasets.deferred WHERE geom && ST_MakeEnvelope(-6, -7, 0, 0, 4326)")
+            .await,
+        1
+    );
+    let d = store.datasets().await.unwrap().into_iter().find(|d| d.name == name).unwrap();
+    assert_eq!((d.feature_count, d.sources), (2, 1));
+    assert_eq!(d.bbox, Some(Bbox { min_x: -5.0, min_y: -6.0, max_x: -3.0, max_y: -4.0 }));
+}
