@@ -70,6 +70,12 @@ impl FieldType {
         }
     }
 
+    /// The type named `name` (as [`FieldType::name`] spells it).
+    pub fn from_name(name: &str) -> Option<FieldType> {
+        use FieldType::*;
+        [Null, Boolean, Integer, WideInteger, Real, Date, DateTime, Text, Json].into_iter().find(|t| t.name() == name)
+    }
+
     pub fn is_integer(self) -> bool {
         matches!(self, FieldType::Integer | FieldType::WideInteger)
     }

@@ -5,6 +5,7 @@
 //! in one commit or in nothing at all.
 
 pub mod gpkg;
+pub mod layout;
 pub mod postgis;
 
 use async_trait::async_trait;

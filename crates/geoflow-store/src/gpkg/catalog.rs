@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
 
-use super::table::{quote, Layout};
+use super::table::{quote, read_layout};
 use super::Ctx;
 use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SourceRecord, SourceVersion, StoreError};
 
@@ -220,7 +220,7 @@ pub fn datasets(conn: &Connection) -> Result<Vec<DatasetInfo>, StoreError> {
     for (name, version, updated_at, bbox, sources) in rows {
         let dataset = DatasetName::new(&name)
             .map_err(|e| StoreError::Incompatible { location: "catalog".into(), reason: e.to_string() })?;
-        let Some(layout) = Layout::read(conn, &name)? else {
+        let Some(layout) = read_layout(conn, &name)? else {
             continue;
         };
         let feature_count: i64 = conn

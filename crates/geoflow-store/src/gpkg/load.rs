@@ -14,8 +14,9 @@ use geoflow_core::value::PropValue;
 use super::catalog::{self, Status};
 use super::geometry;
 use super::rtree;
-use super::table::{self, quote, Layout, Resolution};
+use super::table::{self, quote};
 use super::{now_rfc3339, open_connection, Ctx};
+use crate::layout::Resolution;
 use crate::{LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, StoreError};
 
 /// How the R-tree is filled during a load.
@@ -93,7 +94,7 @@ pub fn remove_source(path: &Path, dataset: &DatasetName, source: &str, fill: Rtr
         .ctx("removing the source")?
         > 0;
     let mut removed = 0u64;
-    if let Some(layout) = Layout::read(&tx, dataset.as_str())? {
+    if let Some(layout) = table::read_layout(&tx, dataset.as_str())? {
         let table = &layout.table;
         removed = if fill == RtreeFill::Deferred {
             table::suspend_rtree_triggers(&tx, table)?;
@@ -155,9 +156,9 @@ fn session(
     }
 
     let t0 = Instant::now();
-    let old = Layout::read(tx, dataset)?;
+    let old = table::read_layout(tx, dataset)?;
     let resolution = Resolution::new(dataset, old, &plan.schema);
-    resolution.apply(tx, dataset, started_at)?;
+    table::apply_resolution(&resolution, tx, dataset, started_at)?;
     let table = resolution.new.table.clone();
 
     // The row is rewritten at commit; its id is needed now for gf_load_id.

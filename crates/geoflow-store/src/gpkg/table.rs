@@ -1,18 +1,17 @@
 //! Dataset feature tables: declared types, the key → column mapping, creation, lossless
 //! widening (in place or by rebuilding the table) and the R-tree index DDL.
 
-use std::collections::HashMap;
-
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use geoflow_core::schema::{ColumnNamer, FieldType, Schema};
+use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
 
 use super::geometry::SRS_ID;
 use super::rtree::rtree_name;
 use super::Ctx;
+use crate::layout::{parse_type, Column, Layout, Resolution};
 use crate::StoreError;
 
 const FEATURE_TABLE_SQL: &str = include_str!("sql/feature_table.sql");
@@ -23,25 +22,6 @@ const RTREE_DELETE_TRIGGER_SQL: &str = include_str!("sql/rtree_delete_trigger.sq
 
 pub const RTREE_EXTENSION_DEFINITION: &str = "http://www.geopackage.org/spec/#extension_rtree";
 pub const JSON_MIME_TYPE: &str = "application/json";
-
-/// Columns every feature table has, in order, before the property columns.
-pub const SYSTEM_COLUMNS: [&str; 15] = [
-    "fid",
-    "geom",
-    "feature_id",
-    "gf_source",
-    "gf_load_id",
-    "gf_loaded_at",
-    "gf_feature_index",
-    "gf_geometry_type",
-    "gf_area_m2",
-    "gf_length_m",
-    "gf_vertices",
-    "gf_min_x",
-    "gf_min_y",
-    "gf_max_x",
-    "gf_max_y",
-];
 
 /// Prefixes of names SQLite, the GeoPackage tables, the R-tree shadow tables and the catalog
 /// use: a dataset table named like one of them would collide.
@@ -75,11 +55,6 @@ pub fn declared_type(ty: FieldType) -> &'static str {
         FieldType::DateTime => "DATETIME",
         FieldType::Text | FieldType::Json | FieldType::Null => "TEXT",
     }
-}
-
-pub fn field_type_from_name(name: &str) -> Option<FieldType> {
-    use FieldType::*;
-    [Null, Boolean, Integer, WideInteger, Real, Date, DateTime, Text, Json].into_iter().find(|t| t.name() == name)
 }
 
 fn field_type_code(ty: FieldType) -> i64 {
@@ -159,176 +134,96 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     })
 }
 
-/// One property column of a dataset table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Column {
-    pub key: String,
-    pub name: String,
-    pub ty: FieldType,
-}
-
-/// A dataset table as the catalog describes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Layout {
-    pub table: String,
-    pub id_type: FieldType,
-    /// In ordinal order (the table's column order).
-    pub columns: Vec<Column>,
-}
-
-impl Layout {
-    /// Reads the layout of `dataset` from the catalog; `None` when the dataset is unknown.
-    pub fn read(conn: &Connection, dataset: &str) -> Result<Option<Layout>, StoreError> {
-        let row = conn
-            .prepare_cached("SELECT table_name, id_type FROM geoflow_datasets WHERE name = ?1")
-            .and_then(|mut s| {
-                s.query_row([dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).optional()
-            })
-            .ctx("reading the dataset catalog")?;
-        let Some((table, id_type)) = row else {
-            return Ok(None);
-        };
-        let id_type = parse_type(&id_type)?;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT key, column_name, field_type FROM geoflow_columns WHERE dataset = ?1 ORDER BY ordinal",
-            )
-            .ctx("reading the column catalog")?;
-        let rows = stmt
-            .query_map([dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
-            .ctx("reading the column catalog")?;
-        let mut columns = Vec::new();
-        for row in rows {
-            let (key, name, ty) = row.ctx("reading the column catalog")?;
-            columns.push(Column { key, name, ty: parse_type(&ty)? });
-        }
-        Ok(Some(Layout { table, id_type, columns }))
+/// Reads the layout of `dataset` from the catalog; `None` when the dataset is unknown.
+pub fn read_layout(conn: &Connection, dataset: &str) -> Result<Option<Layout>, StoreError> {
+    let row = conn
+        .prepare_cached("SELECT table_name, id_type FROM geoflow_datasets WHERE name = ?1")
+        .and_then(|mut s| s.query_row([dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).optional())
+        .ctx("reading the dataset catalog")?;
+    let Some((table, id_type)) = row else {
+        return Ok(None);
+    };
+    let id_type = parse_type(&id_type)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT key, column_name, field_type FROM geoflow_columns WHERE dataset = ?1 ORDER BY ordinal")
+        .ctx("reading the column catalog")?;
+    let rows = stmt
+        .query_map([dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        .ctx("reading the column catalog")?;
+    let mut columns = Vec::new();
+    for row in rows {
+        let (key, name, ty) = row.ctx("reading the column catalog")?;
+        columns.push(Column { key, name, ty: parse_type(&ty)? });
     }
+    Ok(Some(Layout { table, id_type, columns }))
 }
 
-fn parse_type(name: &str) -> Result<FieldType, StoreError> {
-    field_type_from_name(name).ok_or_else(|| StoreError::Incompatible {
-        location: "catalog".into(),
-        reason: format!("unknown field type {name:?} in the catalog"),
-    })
+/// Whether a declared column type changes, which SQLite can only do by rebuilding.
+pub fn needs_rebuild(r: &Resolution) -> bool {
+    let Some(old) = &r.old else { return false };
+    declared_type(old.id_type) != declared_type(r.new.id_type)
+        || old.columns.iter().zip(&r.new.columns).any(|(o, n)| declared_type(o.ty) != declared_type(n.ty))
 }
 
-/// How a load's schema maps onto the dataset table, and what the table needs first.
-#[derive(Debug, Clone)]
-pub struct Resolution {
-    pub old: Option<Layout>,
-    pub new: Layout,
-    /// For each field of the load's schema, the index of its column in `new.columns`.
-    pub field_columns: Vec<usize>,
-}
-
-impl Resolution {
-    /// Maps `schema` onto `old` (the current layout, if the table exists): known keys widen
-    /// their column type with [`FieldType::join`], new keys get new distinct column names.
-    pub fn new(table: &str, old: Option<Layout>, schema: &Schema) -> Resolution {
-        let mut new = old.clone().unwrap_or_else(|| Layout {
-            table: table.to_string(),
-            id_type: FieldType::Null,
-            columns: Vec::new(),
-        });
-        new.id_type = new.id_type.join(schema.id_type);
-        let mut namer = ColumnNamer::new(SYSTEM_COLUMNS);
-        let mut by_key: HashMap<String, usize> = HashMap::with_capacity(new.columns.len() + schema.fields.len());
-        for (i, c) in new.columns.iter().enumerate() {
-            namer.reserve(&c.name);
-            by_key.insert(c.key.clone(), i);
-        }
-        let mut field_columns = Vec::with_capacity(schema.fields.len());
-        for field in &schema.fields {
-            let i = match by_key.get(&field.key) {
-                Some(&i) => {
-                    let c = &mut new.columns[i];
-                    c.ty = c.ty.join(field.ty);
-                    i
-                }
-                None => {
-                    let name = namer.name_for(&field.key);
-                    new.columns.push(Column { key: field.key.clone(), name, ty: field.ty });
-                    by_key.insert(field.key.clone(), new.columns.len() - 1);
-                    new.columns.len() - 1
-                }
-            };
-            field_columns.push(i);
-        }
-        Resolution { old, new, field_columns }
-    }
-
-    /// Whether a declared column type changes, which SQLite can only do by rebuilding.
-    pub fn needs_rebuild(&self) -> bool {
-        let Some(old) = &self.old else { return false };
-        declared_type(old.id_type) != declared_type(self.new.id_type)
-            || old.columns.iter().zip(&self.new.columns).any(|(o, n)| declared_type(o.ty) != declared_type(n.ty))
-    }
-
-    /// Brings the table to the new layout: creates it, or rebuilds it, or adds columns and
-    /// converts values in place. Updates the catalog's column mapping and gpkg_data_columns.
-    pub fn apply(&self, tx: &Transaction<'_>, dataset: &str, now: &str) -> Result<(), StoreError> {
-        let table = &self.new.table;
-        match &self.old {
-            None => create_dataset(tx, dataset, &self.new, now)?,
-            Some(old) if self.needs_rebuild() => rebuild(tx, old, &self.new)?,
-            Some(old) => {
-                for c in &self.new.columns[old.columns.len()..] {
-                    let sql =
-                        format!("ALTER TABLE {} ADD COLUMN {} {}", quote(table), quote(&c.name), declared_type(c.ty));
-                    tx.execute_batch(&sql).ctx("adding a column")?;
-                }
-                let mut conversions: Vec<(&str, FieldType, FieldType)> = Vec::new();
-                if needs_conversion(old.id_type, self.new.id_type) {
-                    conversions.push(("feature_id", old.id_type, self.new.id_type));
-                }
-                for (o, n) in old.columns.iter().zip(&self.new.columns) {
-                    if needs_conversion(o.ty, n.ty) {
-                        conversions.push((&n.name, o.ty, n.ty));
-                    }
-                }
-                for (name, from, to) in conversions {
-                    let c = quote(name);
-                    let sql = format!(
-                        "UPDATE {} SET {c} = gf_widen({c}, {}, {}) WHERE {c} IS NOT NULL",
-                        quote(table),
-                        field_type_code(from),
-                        field_type_code(to)
-                    );
-                    tx.execute_batch(&sql).ctx("widening a column")?;
+/// Brings the table to the new layout: creates it, or rebuilds it, or adds columns and
+/// converts values in place. Updates the catalog's column mapping and gpkg_data_columns.
+pub fn apply_resolution(r: &Resolution, tx: &Transaction<'_>, dataset: &str, now: &str) -> Result<(), StoreError> {
+    let table = &r.new.table;
+    match &r.old {
+        None => create_dataset(tx, dataset, &r.new, now)?,
+        Some(old) if needs_rebuild(r) => rebuild(tx, old, &r.new)?,
+        Some(old) => {
+            for c in &r.new.columns[old.columns.len()..] {
+                let sql = format!("ALTER TABLE {} ADD COLUMN {} {}", quote(table), quote(&c.name), declared_type(c.ty));
+                tx.execute_batch(&sql).ctx("adding a column")?;
+            }
+            let mut conversions: Vec<(&str, FieldType, FieldType)> = Vec::new();
+            if needs_conversion(old.id_type, r.new.id_type) {
+                conversions.push(("feature_id", old.id_type, r.new.id_type));
+            }
+            for (o, n) in old.columns.iter().zip(&r.new.columns) {
+                if needs_conversion(o.ty, n.ty) {
+                    conversions.push((&n.name, o.ty, n.ty));
                 }
             }
+            for (name, from, to) in conversions {
+                let c = quote(name);
+                let sql = format!(
+                    "UPDATE {} SET {c} = gf_widen({c}, {}, {}) WHERE {c} IS NOT NULL",
+                    quote(table),
+                    field_type_code(from),
+                    field_type_code(to)
+                );
+                tx.execute_batch(&sql).ctx("widening a column")?;
+            }
         }
-        self.write_catalog(tx, dataset)
     }
+    write_catalog(r, tx, dataset)
+}
 
-    fn write_catalog(&self, tx: &Transaction<'_>, dataset: &str) -> Result<(), StoreError> {
-        let old_columns = self.old.as_ref().map_or(&[][..], |o| &o.columns[..]);
-        let old_id = self.old.as_ref().map(|o| o.id_type);
-        let table = &self.new.table;
-        if old_id != Some(self.new.id_type) {
-            tx.execute(
-                "UPDATE geoflow_datasets SET id_type = ?2 WHERE name = ?1",
-                params![dataset, self.new.id_type.name()],
-            )
+fn write_catalog(r: &Resolution, tx: &Transaction<'_>, dataset: &str) -> Result<(), StoreError> {
+    let old_columns = r.old.as_ref().map_or(&[][..], |o| &o.columns[..]);
+    let old_id = r.old.as_ref().map(|o| o.id_type);
+    let table = &r.new.table;
+    if old_id != Some(r.new.id_type) {
+        tx.execute("UPDATE geoflow_datasets SET id_type = ?2 WHERE name = ?1", params![dataset, r.new.id_type.name()])
             .ctx("recording the id type")?;
-            upsert_data_column(tx, table, "feature_id", "id", self.new.id_type)?;
-        }
-        let mut upsert_column = tx
-            .prepare_cached(
-                "INSERT INTO geoflow_columns (dataset, ordinal, key, column_name, field_type) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (dataset, key) DO UPDATE SET field_type = excluded.field_type",
-            )
-            .ctx("recording columns")?;
-        for (i, c) in self.new.columns.iter().enumerate() {
-            if old_columns.get(i) == Some(c) {
-                continue;
-            }
-            upsert_column.execute(params![dataset, i as i64, c.key, c.name, c.ty.name()]).ctx("recording columns")?;
-            upsert_data_column(tx, table, &c.name, &c.key, c.ty)?;
-        }
-        Ok(())
+        upsert_data_column(tx, table, "feature_id", "id", r.new.id_type)?;
     }
+    let mut upsert_column = tx
+        .prepare_cached(
+            "INSERT INTO geoflow_columns (dataset, ordinal, key, column_name, field_type) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (dataset, key) DO UPDATE SET field_type = excluded.field_type",
+        )
+        .ctx("recording columns")?;
+    for (i, c) in r.new.columns.iter().enumerate() {
+        if old_columns.get(i) == Some(c) {
+            continue;
+        }
+        upsert_column.execute(params![dataset, i as i64, c.key, c.name, c.ty.name()]).ctx("recording columns")?;
+        upsert_data_column(tx, table, &c.name, &c.key, c.ty)?;
+    }
+    Ok(())
 }
 
 fn upsert_data_column(
@@ -456,8 +351,8 @@ fn rebuild(tx: &Transaction<'_>, old: &Layout, new: &Layout) -> Result<(), Store
             quote(name)
         }
     };
-    let mut targets: Vec<String> = SYSTEM_COLUMNS.iter().map(|c| quote(c)).collect();
-    let mut sources: Vec<String> = SYSTEM_COLUMNS
+    let mut targets: Vec<String> = crate::layout::SYSTEM_COLUMNS.iter().map(|c| quote(c)).collect();
+    let mut sources: Vec<String> = crate::layout::SYSTEM_COLUMNS
         .iter()
         .map(|c| if *c == "feature_id" { widen(c, old.id_type, new.id_type) } else { quote(c) })
         .collect();
@@ -523,12 +418,13 @@ mod tests {
 
     #[test]
     fn resolution_names_and_widens() {
+        use geoflow_core::schema::Schema;
         let schema = |fields: &[(&str, FieldType)]| Schema {
             fields: fields.iter().map(|(k, t)| Field { key: k.to_string(), ty: *t }).collect(),
             id_type: FieldType::Null,
         };
         let first = Resolution::new("t", None, &schema(&[("Name", FieldType::Text), ("fid", FieldType::Integer)]));
-        assert!(!first.needs_rebuild());
+        assert!(!needs_rebuild(&first));
         let names: Vec<_> = first.new.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["name", "fid_2"]);
         let second = Resolution::new(
@@ -539,8 +435,8 @@ mod tests {
         assert_eq!(second.field_columns, vec![2, 0]);
         assert_eq!(second.new.columns[2].name, "name_2");
         assert_eq!(second.new.columns[0].ty, FieldType::Json);
-        assert!(!second.needs_rebuild(), "TEXT stays TEXT");
+        assert!(!needs_rebuild(&second), "TEXT stays TEXT");
         let third = Resolution::new("t", Some(first.new), &schema(&[("fid", FieldType::Real)]));
-        assert!(third.needs_rebuild());
+        assert!(needs_rebuild(&third));
     }
 }

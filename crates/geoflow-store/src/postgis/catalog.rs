@@ -6,7 +6,7 @@ use tokio_postgres::GenericClient;
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
 
-use super::table::Layout;
+use super::table::read_layout;
 use super::{Ctx, PostgisStore};
 use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SourceRecord, SourceVersion, StoreError};
 
@@ -241,7 +241,7 @@ pub async fn datasets(store: &PostgisStore, client: &impl GenericClient) -> Resu
         let name: String = r.get(0);
         let dataset = DatasetName::new(&name)
             .map_err(|e| StoreError::Incompatible { location: store.location.clone(), reason: e.to_string() })?;
-        let Some(layout) = Layout::read(store, client, &name).await? else {
+        let Some(layout) = read_layout(store, client, &name).await? else {
             continue;
         };
         out.push(DatasetInfo {

@@ -12,8 +12,9 @@ use geoflow_core::dataset::DatasetName;
 
 use super::catalog::{self, Status};
 use super::copy::{pg_timestamp, RowEncoder, COPY_SYSTEM_COLUMNS};
-use super::table::{self, qualified, quote_ident, Layout, Resolution};
+use super::table::{self, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
+use crate::layout::Resolution;
 use crate::{LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, StoreError};
 
 pub const INTERRUPTED: &str = "interrupted before commit";
@@ -123,7 +124,7 @@ async fn session(
     }
 
     let t0 = Instant::now();
-    let old = Layout::read(store, tx, dataset).await?;
+    let old = table::read_layout(store, tx, dataset).await?;
     let resolution = Resolution::new(dataset, old, &plan.schema);
     let t = qualified(&resolution.new.table);
     let was_empty = match &resolution.old {
@@ -138,7 +139,7 @@ async fn session(
     // maintaining it row by row; a table created by this load gets its primary key and
     // other index after the COPY too.
     let build_index_after = was_empty && store.defer_spatial_index;
-    let created = resolution.apply(store, tx, dataset, !build_index_after).await?;
+    let created = table::apply_resolution(&resolution, store, tx, dataset, !build_index_after).await?;
     if build_index_after && !created {
         table::drop_spatial_index(store, tx, &resolution.new.table).await?;
     }
@@ -240,7 +241,7 @@ pub async fn remove_source(store: &PostgisStore, dataset: &DatasetName, source: 
         .ctx(store, "removing the source")?
         > 0;
     let mut removed = 0;
-    if let Some(layout) = Layout::read(store, &*tx, name).await? {
+    if let Some(layout) = table::read_layout(store, &*tx, name).await? {
         removed = tx
             .execute(&format!("DELETE FROM {} WHERE gf_source = $1", qualified(&layout.table)), &[&source])
             .await

@@ -1,35 +1,15 @@
 //! Dataset tables: column types, the key → column mapping, creation and lossless widening.
 
-use std::collections::HashMap;
-
 use tokio_postgres::GenericClient;
 
-use geoflow_core::schema::{ColumnNamer, FieldType, Schema};
+use geoflow_core::schema::FieldType;
 
 use super::{Ctx, PostgisStore, DATASET_SCHEMA};
+use crate::layout::{parse_type, Column, Layout, Resolution};
 use crate::StoreError;
 
 const FEATURE_TABLE_SQL: &str = include_str!("sql/feature_table.sql");
 const FEATURE_TABLE_KEYS_SQL: &str = include_str!("sql/feature_table_keys.sql");
-
-/// Columns every dataset table has, in order, before the property columns.
-pub const SYSTEM_COLUMNS: [&str; 15] = [
-    "fid",
-    "geom",
-    "feature_id",
-    "gf_source",
-    "gf_load_id",
-    "gf_loaded_at",
-    "gf_feature_index",
-    "gf_geometry_type",
-    "gf_area_m2",
-    "gf_length_m",
-    "gf_vertices",
-    "gf_min_x",
-    "gf_min_y",
-    "gf_max_x",
-    "gf_max_y",
-];
 
 /// `"name"`, with embedded quotes doubled: an identifier PostgreSQL takes literally, whatever
 /// it contains.
@@ -64,11 +44,6 @@ pub fn pg_type(ty: FieldType) -> &'static str {
     }
 }
 
-pub fn field_type_from_name(name: &str) -> Option<FieldType> {
-    use FieldType::*;
-    [Null, Boolean, Integer, WideInteger, Real, Date, DateTime, Text, Json].into_iter().find(|t| t.name() == name)
-}
-
 /// The text form the core gives date-times (`YYYY-MM-DDTHH:MM:SS.SSSZ`), in SQL.
 fn datetime_text(column: &str) -> String {
     format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
@@ -98,186 +73,107 @@ fn conversion(column: &str, old: FieldType, new: FieldType) -> Option<String> {
     })
 }
 
-/// One property column of a dataset table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Column {
-    pub key: String,
-    pub name: String,
-    pub ty: FieldType,
-}
-
-/// A dataset table as the catalog describes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Layout {
-    pub table: String,
-    pub id_type: FieldType,
-    /// In ordinal order (the table's column order).
-    pub columns: Vec<Column>,
-}
-
-impl Layout {
-    /// Reads the layout of `dataset` from the catalog; `None` when the dataset is unknown.
-    pub async fn read(
-        store: &PostgisStore,
-        client: &impl GenericClient,
-        dataset: &str,
-    ) -> Result<Option<Layout>, StoreError> {
-        let Some(row) = client
-            .query_opt("SELECT table_name, id_type FROM geoflow.datasets WHERE name = $1", &[&dataset])
-            .await
-            .ctx(store, "reading the dataset catalog")?
-        else {
-            return Ok(None);
-        };
-        let table: String = row.get(0);
-        let id_type = parse_type(row.get(1))?;
-        let rows = client
-            .query(
-                "SELECT key, column_name, field_type FROM geoflow.columns WHERE dataset = $1 ORDER BY ordinal",
-                &[&dataset],
-            )
-            .await
-            .ctx(store, "reading the column catalog")?;
-        let mut columns = Vec::with_capacity(rows.len());
-        for r in rows {
-            columns.push(Column { key: r.get(0), name: r.get(1), ty: parse_type(r.get(2))? });
-        }
-        Ok(Some(Layout { table, id_type, columns }))
+/// Reads the layout of `dataset` from the catalog; `None` when the dataset is unknown.
+pub async fn read_layout(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    dataset: &str,
+) -> Result<Option<Layout>, StoreError> {
+    let Some(row) = client
+        .query_opt("SELECT table_name, id_type FROM geoflow.datasets WHERE name = $1", &[&dataset])
+        .await
+        .ctx(store, "reading the dataset catalog")?
+    else {
+        return Ok(None);
+    };
+    let table: String = row.get(0);
+    let id_type = parse_type(row.get(1))?;
+    let rows = client
+        .query(
+            "SELECT key, column_name, field_type FROM geoflow.columns WHERE dataset = $1 ORDER BY ordinal",
+            &[&dataset],
+        )
+        .await
+        .ctx(store, "reading the column catalog")?;
+    let mut columns = Vec::with_capacity(rows.len());
+    for r in rows {
+        columns.push(Column { key: r.get(0), name: r.get(1), ty: parse_type(r.get(2))? });
     }
+    Ok(Some(Layout { table, id_type, columns }))
 }
 
-fn parse_type(name: &str) -> Result<FieldType, StoreError> {
-    field_type_from_name(name).ok_or_else(|| StoreError::Incompatible {
-        location: "catalog".into(),
-        reason: format!("unknown field type {name:?} in the catalog"),
-    })
-}
-
-/// How a load's schema maps onto the dataset table, and what the table needs first.
-#[derive(Debug, Clone)]
-pub struct Resolution {
-    pub old: Option<Layout>,
-    pub new: Layout,
-    /// For each field of the load's schema, the index of its column in `new.columns`.
-    pub field_columns: Vec<usize>,
-}
-
-impl Resolution {
-    /// Maps `schema` onto `old` (the current layout, if the table exists): known keys widen
-    /// their column type with [`FieldType::join`], new keys get new distinct column names.
-    pub fn new(table: &str, old: Option<Layout>, schema: &Schema) -> Resolution {
-        let mut new = old.clone().unwrap_or_else(|| Layout {
-            table: table.to_string(),
-            id_type: FieldType::Null,
-            columns: Vec::new(),
-        });
-        new.id_type = new.id_type.join(schema.id_type);
-        let mut namer = ColumnNamer::new(SYSTEM_COLUMNS);
-        let mut by_key: HashMap<String, usize> = HashMap::with_capacity(new.columns.len() + schema.fields.len());
-        for (i, c) in new.columns.iter().enumerate() {
-            namer.reserve(&c.name);
-            by_key.insert(c.key.clone(), i);
+/// Brings the table to the new layout (creates it, or adds columns and widens types) and
+/// records the layout in the catalog. Returns whether the table was created; a table
+/// created with `with_indexes` false has neither its primary key nor its indexes yet (see
+/// [`create_keys_and_indexes`]).
+pub async fn apply_resolution(
+    r: &Resolution,
+    store: &PostgisStore,
+    tx: &impl GenericClient,
+    dataset: &str,
+    with_indexes: bool,
+) -> Result<bool, StoreError> {
+    let table = qualified(&r.new.table);
+    let created = match &r.old {
+        None => {
+            create_table(store, tx, dataset, &r.new, with_indexes).await?;
+            true
         }
-        let mut field_columns = Vec::with_capacity(schema.fields.len());
-        for field in &schema.fields {
-            let i = match by_key.get(&field.key) {
-                Some(&i) => {
-                    let c = &mut new.columns[i];
-                    c.ty = c.ty.join(field.ty);
-                    i
-                }
-                None => {
-                    let name = namer.name_for(&field.key);
-                    new.columns.push(Column { key: field.key.clone(), name, ty: field.ty });
-                    by_key.insert(field.key.clone(), new.columns.len() - 1);
-                    new.columns.len() - 1
-                }
-            };
-            field_columns.push(i);
-        }
-        Resolution { old, new, field_columns }
-    }
-
-    /// Brings the table to the new layout (creates it, or adds columns and widens types) and
-    /// records the layout in the catalog. Returns whether the table was created; a table
-    /// created with `with_indexes` false has neither its primary key nor its indexes yet (see
-    /// [`create_keys_and_indexes`]).
-    pub async fn apply(
-        &self,
-        store: &PostgisStore,
-        tx: &impl GenericClient,
-        dataset: &str,
-        with_indexes: bool,
-    ) -> Result<bool, StoreError> {
-        let table = qualified(&self.new.table);
-        let created = match &self.old {
-            None => {
-                create_table(store, tx, dataset, &self.new, with_indexes).await?;
-                true
+        Some(old) => {
+            let mut clauses = Vec::new();
+            for c in &r.new.columns[old.columns.len()..] {
+                clauses.push(format!("ADD COLUMN {} {}", quote_ident(&c.name), pg_type(c.ty)));
             }
-            Some(old) => {
-                let mut clauses = Vec::new();
-                for c in &self.new.columns[old.columns.len()..] {
-                    clauses.push(format!("ADD COLUMN {} {}", quote_ident(&c.name), pg_type(c.ty)));
-                }
-                if let Some(using) = conversion("feature_id", old.id_type, self.new.id_type) {
-                    clauses.push(format!("ALTER COLUMN feature_id TYPE {} USING {using}", pg_type(self.new.id_type)));
-                }
-                for (o, n) in old.columns.iter().zip(&self.new.columns) {
-                    if let Some(using) = conversion(&n.name, o.ty, n.ty) {
-                        clauses.push(format!(
-                            "ALTER COLUMN {} TYPE {} USING {using}",
-                            quote_ident(&n.name),
-                            pg_type(n.ty)
-                        ));
-                    }
-                }
-                if !clauses.is_empty() {
-                    // One statement: a table rewrite, if any, happens once.
-                    tx.batch_execute(&format!("ALTER TABLE {table} {}", clauses.join(", ")))
-                        .await
-                        .ctx(store, "evolving the dataset table")?;
-                }
-                false
+            if let Some(using) = conversion("feature_id", old.id_type, r.new.id_type) {
+                clauses.push(format!("ALTER COLUMN feature_id TYPE {} USING {using}", pg_type(r.new.id_type)));
             }
-        };
-        self.write_catalog(store, tx, dataset).await?;
-        Ok(created)
-    }
+            for (o, n) in old.columns.iter().zip(&r.new.columns) {
+                if let Some(using) = conversion(&n.name, o.ty, n.ty) {
+                    clauses.push(format!("ALTER COLUMN {} TYPE {} USING {using}", quote_ident(&n.name), pg_type(n.ty)));
+                }
+            }
+            if !clauses.is_empty() {
+                // One statement: a table rewrite, if any, happens once.
+                tx.batch_execute(&format!("ALTER TABLE {table} {}", clauses.join(", ")))
+                    .await
+                    .ctx(store, "evolving the dataset table")?;
+            }
+            false
+        }
+    };
+    write_catalog(r, store, tx, dataset).await?;
+    Ok(created)
+}
 
-    async fn write_catalog(
-        &self,
-        store: &PostgisStore,
-        tx: &impl GenericClient,
-        dataset: &str,
-    ) -> Result<(), StoreError> {
-        let old_columns = self.old.as_ref().map_or(&[][..], |o| &o.columns[..]);
-        if self.old.as_ref().map(|o| o.id_type) != Some(self.new.id_type) {
-            tx.execute(
-                "UPDATE geoflow.datasets SET id_type = $2 WHERE name = $1",
-                &[&dataset, &self.new.id_type.name()],
-            )
+async fn write_catalog(
+    r: &Resolution,
+    store: &PostgisStore,
+    tx: &impl GenericClient,
+    dataset: &str,
+) -> Result<(), StoreError> {
+    let old_columns = r.old.as_ref().map_or(&[][..], |o| &o.columns[..]);
+    if r.old.as_ref().map(|o| o.id_type) != Some(r.new.id_type) {
+        tx.execute("UPDATE geoflow.datasets SET id_type = $2 WHERE name = $1", &[&dataset, &r.new.id_type.name()])
             .await
             .ctx(store, "recording the id type")?;
+    }
+    let upsert = tx
+        .prepare(
+            "INSERT INTO geoflow.columns (dataset, ordinal, key, column_name, field_type) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (dataset, key) DO UPDATE SET field_type = excluded.field_type",
+        )
+        .await
+        .ctx(store, "recording columns")?;
+    for (i, c) in r.new.columns.iter().enumerate() {
+        if old_columns.get(i) == Some(c) {
+            continue;
         }
-        let upsert = tx
-            .prepare(
-                "INSERT INTO geoflow.columns (dataset, ordinal, key, column_name, field_type) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (dataset, key) DO UPDATE SET field_type = excluded.field_type",
-            )
+        let ordinal = i as i32;
+        tx.execute(&upsert, &[&dataset, &ordinal, &c.key, &c.name, &c.ty.name()])
             .await
             .ctx(store, "recording columns")?;
-        for (i, c) in self.new.columns.iter().enumerate() {
-            if old_columns.get(i) == Some(c) {
-                continue;
-            }
-            let ordinal = i as i32;
-            tx.execute(&upsert, &[&dataset, &ordinal, &c.key, &c.name, &c.ty.name()])
-                .await
-                .ctx(store, "recording columns")?;
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 async fn create_table(
