@@ -7,149 +7,15 @@ use std::process::Command;
 use rusqlite::{Connection, OpenFlags};
 
 use geoflow_core::dataset::DatasetName;
-use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy, ProblemCode};
-use geoflow_core::row::{Bbox, EncodedGeometry, GeometryKind, Measures, Row};
-use geoflow_core::schema::{Field, FieldType, Schema};
+use geoflow_core::report::{FeatureIssue, ProblemCode};
+use geoflow_core::row::{Bbox, Row};
+use geoflow_core::schema::{FieldType, Schema};
 use geoflow_core::value::PropValue;
 use geoflow_store::gpkg::{register_sql_functions, GeoPackageStore, RtreeFill, APPLICATION_ID, USER_VERSION};
-use geoflow_store::{LoadMessage, LoadOutcome, LoadPlan, LoadResult, SourceVersion, Store, StoreError};
+use geoflow_store::{LoadMessage, LoadOutcome, LoadResult, Store, StoreError};
 
-// ---------------------------------------------------------------------------------------
-// Geometries as ISO WKB, little-endian, built by hand.
-
-fn wkb_header(code: u32) -> Vec<u8> {
-    let mut w = vec![1];
-    w.extend_from_slice(&code.to_le_bytes());
-    w
-}
-
-fn push_xy(w: &mut Vec<u8>, x: f64, y: f64) {
-    w.extend_from_slice(&x.to_le_bytes());
-    w.extend_from_slice(&y.to_le_bytes());
-}
-
-fn point(x: f64, y: f64) -> EncodedGeometry {
-    let mut wkb = wkb_header(1);
-    push_xy(&mut wkb, x, y);
-    EncodedGeometry { kind: GeometryKind::Point, has_z: false, bbox: Some(Bbox::of_point(x, y)), wkb }
-}
-
-fn point_z(x: f64, y: f64, z: f64) -> EncodedGeometry {
-    let mut wkb = wkb_header(1001);
-    push_xy(&mut wkb, x, y);
-    wkb.extend_from_slice(&z.to_le_bytes());
-    EncodedGeometry { kind: GeometryKind::Point, has_z: true, bbox: Some(Bbox::of_point(x, y)), wkb }
-}
-
-/// A closed ring from `points` (the first point is repeated at the end).
-fn polygon(points: &[(f64, f64)]) -> EncodedGeometry {
-    let mut wkb = wkb_header(3);
-    wkb.extend_from_slice(&1u32.to_le_bytes());
-    wkb.extend_from_slice(&(points.len() as u32 + 1).to_le_bytes());
-    let mut bbox = Bbox::of_point(points[0].0, points[0].1);
-    for &(x, y) in points.iter().chain(std::iter::once(&points[0])) {
-        push_xy(&mut wkb, x, y);
-        bbox.expand(x, y);
-    }
-    EncodedGeometry { kind: GeometryKind::Polygon, has_z: false, bbox: Some(bbox), wkb }
-}
-
-fn square(x: f64, y: f64, size: f64) -> EncodedGeometry {
-    polygon(&[(x, y), (x + size, y), (x + size, y + size), (x, y + size)])
-}
-
-/// `POINT EMPTY` in ISO WKB: NaN coordinates.
-fn empty_point() -> EncodedGeometry {
-    let mut wkb = wkb_header(1);
-    push_xy(&mut wkb, f64::NAN, f64::NAN);
-    EncodedGeometry { kind: GeometryKind::Point, has_z: false, bbox: None, wkb }
-}
-
-// ---------------------------------------------------------------------------------------
-// Plans, rows and loads.
-
-fn schema(fields: &[(&str, FieldType)], id_type: FieldType) -> Schema {
-    Schema { fields: fields.iter().map(|(k, ty)| Field { key: k.to_string(), ty: *ty }).collect(), id_type }
-}
-
-fn plan(dataset: &str, source: &str, hash: &str, schema: Schema) -> LoadPlan {
-    LoadPlan {
-        dataset: DatasetName::new(dataset).unwrap(),
-        source: source.into(),
-        version: SourceVersion { content_hash: hash.into(), bytes: 1234 },
-        schema,
-        policy: Policy::Skip,
-    }
-}
-
-fn row(index: u64, id: PropValue, geometry: Option<EncodedGeometry>, properties: Vec<(usize, PropValue)>) -> Row {
-    let vertices = geometry.as_ref().map_or(0, |g| (g.wkb.len() as u32).saturating_sub(9) / 16);
-    Row {
-        index,
-        id,
-        geometry,
-        measures: Measures { area_m2: Some(10.0 + index as f64), length_m: None, vertices },
-        properties,
-    }
-}
-
-fn result_for(rows: &[Row]) -> LoadResult {
-    let n = rows.len() as u64;
-    let bbox = rows.iter().filter_map(|r| r.geometry.as_ref()?.bbox).reduce(Bbox::union);
-    LoadResult {
-        counts: LoadCounts { features_read: n + 1, features_loaded: n, invalid: 1, repaired: 0, skipped: 1 },
-        issues: vec![FeatureIssue {
-            index: n,
-            id: Some("bad".into()),
-            code: ProblemCode::UnclosedRing,
-            reason: "ring not closed".into(),
-            action: Action::Skipped,
-        }],
-        issue_total: 1,
-        error: None,
-        bbox,
-    }
-}
-
-enum Ending {
-    Commit,
-    Abort(&'static str),
-    Drop,
-}
-
-/// Sends `rows` in batches of 2 and ends the load as asked.
-async fn run_load(
-    store: &GeoPackageStore,
-    plan: LoadPlan,
-    rows: Vec<Row>,
-    ending: Ending,
-) -> Result<LoadOutcome, StoreError> {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let load = tokio::spawn({
-        let store = store.clone();
-        async move { store.load(plan, rx).await }
-    });
-    let result = result_for(&rows);
-    for batch in rows.chunks(2) {
-        if tx.send(LoadMessage::Rows(batch.to_vec())).await.is_err() {
-            break;
-        }
-    }
-    match ending {
-        Ending::Commit => {
-            let _ = tx.send(LoadMessage::Commit(result)).await;
-        }
-        Ending::Abort(error) => {
-            let _ = tx.send(LoadMessage::Abort(LoadResult { error: Some(error.into()), ..result })).await;
-        }
-        Ending::Drop => drop(tx),
-    }
-    load.await.unwrap()
-}
-
-async fn commit(store: &GeoPackageStore, plan: LoadPlan, rows: Vec<Row>) -> LoadOutcome {
-    run_load(store, plan, rows, Ending::Commit).await.unwrap()
-}
+mod support;
+use support::*;
 
 fn new_store(dir: &Path) -> (GeoPackageStore, PathBuf) {
     let path = dir.join("nested").join("out.gpkg");
