@@ -38,23 +38,9 @@ pub struct RowEncoder {
     pub bbox: Option<Bbox>,
 }
 
-/// Columns written before the property columns, in COPY order.
-pub const COPY_SYSTEM_COLUMNS: [&str; 14] = [
-    "geom",
-    "feature_id",
-    "gf_source",
-    "gf_load_id",
-    "gf_loaded_at",
-    "gf_feature_index",
-    "gf_geometry_type",
-    "gf_area_m2",
-    "gf_length_m",
-    "gf_vertices",
-    "gf_min_x",
-    "gf_min_y",
-    "gf_max_x",
-    "gf_max_y",
-];
+/// Columns written before the property columns, in COPY order: all system columns but the
+/// generated `fid`.
+pub const COPY_SYSTEM_COLUMNS: &[&str] = crate::layout::SYSTEM_COLUMNS.split_at(1).1;
 
 impl RowEncoder {
     /// `fields`: per schema field, the index of its COPY property column and that column's
