@@ -1,9 +1,10 @@
 //! The bytes of one source: a file read twice (schema pass, load pass), or stdin spooled to a
-//! temporary file first. Both passes hash what they read, so a file that changes between them
-//! is caught.
+//! temporary file first. Each pass also hashes the file on a thread of its own, so a file that
+//! changes between the passes is caught without slowing the framing down.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,37 +64,44 @@ impl Rereadable {
         }
     }
 
-    /// A fresh reader from the first byte, hashing as it goes and counting into `progress`.
-    pub fn reader(&self, progress: Arc<AtomicU64>) -> io::Result<HashingReader<File>> {
+    /// A fresh reader from the first byte, counting into `progress`.
+    pub fn reader(&self, progress: Arc<AtomicU64>) -> io::Result<CountingReader<File>> {
         let mut file = self.file.try_clone()?;
         file.rewind()?;
         progress.store(0, Ordering::Relaxed);
-        Ok(HashingReader { inner: file, hasher: Sha256::new(), bytes: 0, progress })
+        Ok(CountingReader { inner: file, progress })
+    }
+
+    /// Hex SHA-256 and length of the content. Reads at explicit offsets, so it may run beside
+    /// a [`Rereadable::reader`].
+    pub fn digest(&self) -> io::Result<(String, u64)> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut offset = 0u64;
+        loop {
+            let n = match self.file.read_at(&mut buf, offset) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            offset += n as u64;
+        }
+        let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok((hex, offset))
     }
 }
 
-/// Reads through, computing SHA-256 and the byte count.
-pub struct HashingReader<R> {
+/// Reads through, counting the bytes for a progress display.
+pub struct CountingReader<R> {
     inner: R,
-    hasher: Sha256,
-    bytes: u64,
     progress: Arc<AtomicU64>,
 }
 
-impl<R> HashingReader<R> {
-    /// Hex SHA-256 and length of everything read so far.
-    pub fn finish(self) -> (String, u64) {
-        let digest = self.hasher.finalize();
-        let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
-        (hex, self.bytes)
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
         self.progress.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }

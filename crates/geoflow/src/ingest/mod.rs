@@ -260,10 +260,16 @@ fn schema_pass(
         raws.iter().for_each(|raw| observe_schema(raw, &mut part));
         part
     };
-    let (hash, bytes) = in_parallel(data, opts, workers, counter, observe, |part| {
-        schema.merge(part);
-        true
-    })?;
+    let (framed, digest) = std::thread::scope(|s| {
+        let digest = s.spawn(|| data.digest());
+        let framed = in_parallel(data, opts, workers, counter, observe, |part| {
+            schema.merge(part);
+            true
+        });
+        (framed, digest.join().expect("the hashing thread does not panic"))
+    });
+    framed?;
+    let (hash, bytes) = digest?;
     Ok(SchemaScan { schema: schema.finish(), hash, bytes })
 }
 
@@ -274,7 +280,6 @@ const BATCH_BYTES: usize = 4 << 20;
 /// Reads a source once: one thread cuts it into batches of raw features, `workers` threads
 /// `map` the batches, and `reduce` receives the results on the calling thread in source
 /// order; it returns `false` to stop early. Memory is bounded by the channel capacities.
-/// Returns the SHA-256 and length of the bytes read.
 fn in_parallel<T: Send>(
     data: &Rereadable,
     opts: ReaderOptions,
@@ -282,7 +287,7 @@ fn in_parallel<T: Send>(
     bytes: &Arc<AtomicU64>,
     map: impl Fn(Vec<RawFeature>) -> T + Sync,
     mut reduce: impl FnMut(T) -> bool,
-) -> Result<(String, u64), ReadError> {
+) -> Result<(), ReadError> {
     let workers = workers.max(1);
     let stop = AtomicBool::new(false);
     let (batch_tx, batch_rx) = bounded::<(u64, Vec<RawFeature>)>(workers * 2);
@@ -336,7 +341,7 @@ fn frame(
     bytes: &Arc<AtomicU64>,
     stop: &AtomicBool,
     out: Sender<(u64, Vec<RawFeature>)>,
-) -> Result<(String, u64), ReadError> {
+) -> Result<(), ReadError> {
     let mut reader = GeoJsonReader::new(data.reader(bytes.clone())?, opts);
     let mut batch = Vec::with_capacity(BATCH_FEATURES);
     let mut batch_bytes = 0usize;
@@ -347,7 +352,7 @@ fn frame(
         batch.push(raw);
         if batch.len() >= BATCH_FEATURES || batch_bytes >= BATCH_BYTES {
             if stop.load(Ordering::Relaxed) || out.send((seq, std::mem::take(&mut batch))).is_err() {
-                return Ok(reader.into_inner().finish());
+                return Ok(());
             }
             seq += 1;
             batch_bytes = 0;
@@ -356,7 +361,7 @@ fn frame(
     if !batch.is_empty() {
         let _ = out.send((seq, batch));
     }
-    Ok(reader.into_inner().finish())
+    Ok(())
 }
 
 /// One batch after processing.
@@ -397,26 +402,32 @@ fn load_pass(
 ) -> Fed {
     let processor = Processor::new(schema, req.policy);
     let mut fed = Fed { status: Status::Loaded, result: LoadResult::default() };
-    let framed = in_parallel(
-        data,
-        req.reader,
-        req.workers,
-        &progress.bytes,
-        |raws| process_batch(&processor, raws),
-        |done| {
-            progress.features.fetch_add(done.read, Ordering::Relaxed);
-            take_batch(&mut fed, done, req, source, &tx)
-        },
-    );
+    let (framed, digest) = std::thread::scope(|s| {
+        let digest = s.spawn(|| data.digest());
+        let framed = in_parallel(
+            data,
+            req.reader,
+            req.workers,
+            &progress.bytes,
+            |raws| process_batch(&processor, raws),
+            |done| {
+                progress.features.fetch_add(done.read, Ordering::Relaxed);
+                take_batch(&mut fed, done, req, source, &tx)
+            },
+        );
+        (framed, digest.join().expect("the hashing thread does not panic"))
+    });
     if fed.status == Status::Loaded {
-        let failure = match framed {
-            Err(ReadError::Io(e)) => Some((Status::Failed, format!("{source}: cannot read {}: {e}", data.name))),
-            Err(e) => Some((Status::Rejected, format!("{source}: {e}"))),
-            Ok((hash, _)) if hash != expected_hash => Some((
+        let failure = match (framed, digest) {
+            (Err(ReadError::Io(e)), _) | (_, Err(e)) => {
+                Some((Status::Failed, format!("{source}: cannot read {}: {e}", data.name)))
+            }
+            (Err(e), _) => Some((Status::Rejected, format!("{source}: {e}"))),
+            (Ok(()), Ok((hash, _))) if hash != expected_hash => Some((
                 Status::Failed,
                 format!("{source}: {} changed while it was being loaded; load it again", data.name),
             )),
-            Ok(_) => None,
+            (Ok(()), Ok(_)) => None,
         };
         if let Some((status, why)) = failure {
             fed.status = status;
