@@ -71,6 +71,25 @@ pub enum LoadOutcome {
     Failed { load_id: i64, table: String },
 }
 
+/// How a load ended, as the catalog records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadStatus {
+    Loaded,
+    Unchanged,
+    Failed,
+}
+
+impl LoadStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadStatus::Loaded => "loaded",
+            LoadStatus::Unchanged => "unchanged",
+            LoadStatus::Failed => "failed",
+        }
+    }
+}
+
 /// The catalog's view of one loaded source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceRecord {

@@ -7,24 +7,8 @@ use geoflow_core::row::Bbox;
 
 use super::table::{quote, read_layout};
 use super::Ctx;
+use crate::LoadStatus;
 use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SourceRecord, SourceVersion, StoreError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Loaded,
-    Unchanged,
-    Failed,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Loaded => "loaded",
-            Status::Unchanged => "unchanged",
-            Status::Failed => "failed",
-        }
-    }
-}
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -34,7 +18,7 @@ fn to_i64(n: u64) -> i64 {
 pub fn insert_load(
     conn: &Connection,
     plan: &LoadPlan,
-    status: Status,
+    status: LoadStatus,
     started_at: &str,
     finished_at: &str,
     result: &LoadResult,
@@ -80,7 +64,7 @@ pub fn insert_load(
 pub fn finish_load(
     conn: &Connection,
     id: i64,
-    status: Status,
+    status: LoadStatus,
     finished_at: &str,
     result: &LoadResult,
 ) -> Result<(), StoreError> {

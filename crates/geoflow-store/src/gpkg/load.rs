@@ -11,12 +11,13 @@ use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
 
-use super::catalog::{self, Status};
+use super::catalog;
 use super::geometry;
 use super::rtree;
 use super::table::{self, quote};
 use super::{now_rfc3339, open_connection, Ctx};
 use crate::layout::Resolution;
+use crate::LoadStatus;
 use crate::{LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, StoreError};
 
 /// How the R-tree is filled during a load.
@@ -49,7 +50,7 @@ pub fn run(path: &Path, plan: LoadPlan, mut rx: LoadReceiver, fill: RtreeFill) -
             let load_id = catalog::insert_load(
                 &tx,
                 &plan,
-                Status::Unchanged,
+                LoadStatus::Unchanged,
                 &started_at,
                 &now_rfc3339(),
                 &LoadResult::default(),
@@ -122,7 +123,7 @@ pub fn record_failed(
     result: &LoadResult,
 ) -> Result<i64, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("recording a failed load")?;
-    let id = catalog::insert_load(&tx, plan, Status::Failed, started_at, &now_rfc3339(), result)?;
+    let id = catalog::insert_load(&tx, plan, LoadStatus::Failed, started_at, &now_rfc3339(), result)?;
     tx.commit().ctx("recording a failed load")?;
     Ok(id)
 }
@@ -162,7 +163,7 @@ fn session(
     let table = resolution.new.table.clone();
 
     // The row is rewritten at commit; its id is needed now for gf_load_id.
-    let load_id = catalog::insert_load(tx, plan, Status::Loaded, started_at, started_at, &LoadResult::default())?;
+    let load_id = catalog::insert_load(tx, plan, LoadStatus::Loaded, started_at, started_at, &LoadResult::default())?;
 
     let deferred = fill == RtreeFill::Deferred;
     if deferred {
@@ -212,7 +213,7 @@ fn session(
     }
     let finished_at = now_rfc3339();
     catalog::upsert_source(tx, plan, result.counts.features_loaded, load_id, started_at)?;
-    catalog::finish_load(tx, load_id, Status::Loaded, &finished_at, &result)?;
+    catalog::finish_load(tx, load_id, LoadStatus::Loaded, &finished_at, &result)?;
     catalog::touch_dataset(tx, dataset, &table, &finished_at)?;
     tracing::debug!(
         dataset,

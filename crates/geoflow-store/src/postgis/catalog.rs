@@ -8,24 +8,8 @@ use geoflow_core::row::Bbox;
 
 use super::table::read_layout;
 use super::{Ctx, PostgisStore};
+use crate::LoadStatus;
 use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SourceRecord, SourceVersion, StoreError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Loaded,
-    Unchanged,
-    Failed,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Loaded => "loaded",
-            Status::Unchanged => "unchanged",
-            Status::Failed => "failed",
-        }
-    }
-}
 
 /// A timestamptz rendered as `YYYY-MM-DDTHH:MM:SS.SSSZ` (UTC), in SQL.
 pub const RFC3339: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
@@ -54,7 +38,7 @@ pub async fn insert_load(
     store: &PostgisStore,
     client: &impl GenericClient,
     plan: &LoadPlan,
-    status: Status,
+    status: LoadStatus,
     started_at: OffsetDateTime,
     result: &LoadResult,
 ) -> Result<i64, StoreError> {

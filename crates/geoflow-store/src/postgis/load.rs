@@ -10,11 +10,12 @@ use tokio_postgres::{GenericClient, Transaction};
 
 use geoflow_core::dataset::DatasetName;
 
-use super::catalog::{self, Status};
+use super::catalog;
 use super::copy::{pg_timestamp, RowEncoder, COPY_SYSTEM_COLUMNS};
 use super::table::{self, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
 use crate::layout::Resolution;
+use crate::LoadStatus;
 use crate::{LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, StoreError};
 
 pub const INTERRUPTED: &str = "interrupted before commit";
@@ -56,7 +57,7 @@ pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> 
                 // Dropping the receiver tells the sender at once that no rows are needed.
                 drop(rx);
                 let load_id =
-                    catalog::insert_load(store, &*tx, &plan, Status::Unchanged, started_at, &LoadResult::default())
+                    catalog::insert_load(store, &*tx, &plan, LoadStatus::Unchanged, started_at, &LoadResult::default())
                         .await?;
                 tx.commit().await.ctx(store, "recording an unchanged load")?;
                 return Ok(LoadOutcome::Unchanged { load_id, table: table_name });
@@ -68,7 +69,7 @@ pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> 
             Ok(End::Closed) => {
                 tx.rollback().await.ctx(store, "rolling back the load")?;
                 let result = LoadResult { error: Some(INTERRUPTED.into()), ..LoadResult::default() };
-                catalog::insert_load(store, &**client, &plan, Status::Failed, started_at, &result).await?;
+                catalog::insert_load(store, &**client, &plan, LoadStatus::Failed, started_at, &result).await?;
                 return Err(StoreError::Interrupted { dataset: table_name, source_key: plan.source.clone() });
             }
             Err(e) => {
@@ -80,7 +81,8 @@ pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> 
     };
     match failure {
         Ok(result) => {
-            let load_id = catalog::insert_load(store, &**client, &plan, Status::Failed, started_at, &result).await?;
+            let load_id =
+                catalog::insert_load(store, &**client, &plan, LoadStatus::Failed, started_at, &result).await?;
             Ok(LoadOutcome::Failed { load_id, table: table_name })
         }
         Err(error) => {
@@ -90,7 +92,7 @@ pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> 
             drop(client);
             let recorded = match store.client().await {
                 Ok(c) => {
-                    catalog::insert_load(store, &**c, &plan, Status::Failed, started_at, &result).await.map(|_| ())
+                    catalog::insert_load(store, &**c, &plan, LoadStatus::Failed, started_at, &result).await.map(|_| ())
                 }
                 Err(e) => Err(e),
             };
@@ -145,7 +147,7 @@ async fn session(
     }
 
     // The row is rewritten at commit; its id is needed now for gf_load_id.
-    let load_id = catalog::insert_load(store, tx, plan, Status::Loaded, started_at, &LoadResult::default()).await?;
+    let load_id = catalog::insert_load(store, tx, plan, LoadStatus::Loaded, started_at, &LoadResult::default()).await?;
     let replaced_rows = if was_empty {
         0
     } else {

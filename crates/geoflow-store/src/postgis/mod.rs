@@ -148,7 +148,7 @@ impl Store for PostgisStore {
     async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError> {
         let client = self.client().await?;
         let now = time::OffsetDateTime::now_utc();
-        catalog::insert_load(self, &**client, plan, catalog::Status::Failed, now, result).await
+        catalog::insert_load(self, &**client, plan, crate::LoadStatus::Failed, now, result).await
     }
 
     async fn remove_source(&self, dataset: &DatasetName, source: &str) -> Result<u64, StoreError> {
