@@ -25,6 +25,9 @@ const SEND_BUFFER: usize = 1 << 20;
 /// Loads of at least this many rows refresh the planner statistics of the table.
 const ANALYZE_AFTER: u64 = 10_000;
 
+/// Memory for building indexes after a bulk load, on the server.
+const INDEX_BUILD_MEMORY: &str = "256MB";
+
 /// Serialises the loads (and removals) of one dataset across connections and processes.
 async fn lock_dataset(store: &PostgisStore, tx: &impl GenericClient, dataset: &str) -> Result<(), StoreError> {
     let key = format!("geoflow.dataset:{dataset}");
@@ -198,6 +201,13 @@ async fn session(
     let copied = sink.as_mut().finish().await.ctx(store, "finishing the COPY")?;
     let copy_done = t0.elapsed();
 
+    if build_index_after {
+        // Index builds sort in memory when they can: 256 MB (for this transaction only) builds
+        // the spatial index of 1M rows about a fifth faster than the 64 MB default.
+        tx.batch_execute(&format!("SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"))
+            .await
+            .ctx(store, "sizing the index build")?;
+    }
     if created && build_index_after {
         table::create_keys_and_indexes(store, tx, &layout.table).await?;
     } else if build_index_after {
