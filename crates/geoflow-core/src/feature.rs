@@ -35,7 +35,8 @@ pub enum Parts {
     PropertiesOnly,
 }
 
-type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+/// Members of a JSON object: key and raw JSON text of the value.
+type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
 
 /// Parses a feature (or a bare geometry, which becomes a feature without properties) and
 /// hands each property to `on_property` in document order.
@@ -79,19 +80,19 @@ pub fn parse_feature(
     forbidden(&members, "a Feature", &["coordinates", "geometries", "features"], &mut out.problems);
     let mut transform = transform;
     if let Some(crs) = member(&members, "crs") {
-        match parse_crs(crs.get()) {
+        match parse_crs(crs) {
             Ok(t) => transform = t,
             Err(p) => out.problems.push(p),
         }
     }
     if let Some(bbox) = member(&members, "bbox") {
-        if let Err(p) = check_bbox(bbox.get()) {
+        if let Err(p) = check_bbox(bbox) {
             out.problems.push(p);
         }
     }
     if let Some(id) = member(&members, "id") {
-        match json_kind(id.get()) {
-            "a string" | "a number" => out.id = PropValue::from_raw_json(id.get()),
+        match json_kind(id) {
+            "a string" | "a number" => out.id = PropValue::from_raw_json(id),
             other => out.problems.push(Problem::new(
                 ProblemCode::InvalidId,
                 format!("the feature \"id\" must be a string or a number, found {other}"),
@@ -103,13 +104,13 @@ pub fn parse_feature(
             ProblemCode::MissingMember,
             "a Feature must have a \"properties\" member (null is allowed)",
         )),
-        Some(p) => match json_kind(p.get()) {
+        Some(p) => match json_kind(p) {
             "null" => {}
-            "an object" => match object_members(p.get().as_bytes()) {
+            "an object" => match object_members(p.as_bytes()) {
                 Ok(props) => {
                     duplicates(&props, "properties", &mut out.problems);
                     for (k, v) in props {
-                        on_property(&k, PropValue::from_raw_json(v.get()));
+                        on_property(&k, PropValue::from_raw_json(v));
                     }
                 }
                 Err(p) => out.problems.push(p),
@@ -125,7 +126,7 @@ pub fn parse_feature(
             ProblemCode::MissingMember,
             "a Feature must have a \"geometry\" member (null is allowed)",
         )),
-        Some(g) if parts == Parts::All => match json_kind(g.get()) {
+        Some(g) if parts == Parts::All => match json_kind(g) {
             "null" => {}
             "an object" => out.geometry = parse_geometry(g, "geometry", transform, 0, &mut out.problems),
             other => out.problems.push(Problem::new(
@@ -141,18 +142,14 @@ pub fn parse_feature(
 /// The id and properties of a feature text; members are cut out by brackets only.
 fn skim(text: &[u8], on_property: &mut impl FnMut(&str, PropValue)) -> PropValue {
     let mut id = PropValue::Null;
-    let Some(members) = skim_members(text) else { return id };
+    let Some(members) = std::str::from_utf8(text).ok().and_then(skim_members) else { return id };
     for (key, value) in members {
-        match (key.as_ref(), value.first()) {
-            ("id", Some(b'"' | b'-' | b'0'..=b'9')) => {
-                if let Ok(v) = std::str::from_utf8(value) {
-                    id = PropValue::from_raw_json(v);
-                }
-            }
+        match (key.as_ref(), value.as_bytes().first()) {
+            ("id", Some(b'"' | b'-' | b'0'..=b'9')) => id = PropValue::from_raw_json(value),
             ("properties", Some(b'{')) => {
-                if let Ok(props) = object_members(value) {
+                if let Ok(props) = object_members(value.as_bytes()) {
                     for (k, v) in props {
-                        on_property(&k, PropValue::from_raw_json(v.get()));
+                        on_property(&k, PropValue::from_raw_json(v));
                     }
                 }
             }
@@ -162,8 +159,10 @@ fn skim(text: &[u8], on_property: &mut impl FnMut(&str, PropValue)) -> PropValue
     id
 }
 
-/// The members of an object as (key, raw value) without validating the values.
-fn skim_members(t: &[u8]) -> Option<Vec<(Cow<'_, str>, &[u8])>> {
+/// The members of an object as (key, raw value), cut out by quotes and brackets without
+/// validating the values; `None` where the object itself is malformed.
+fn skim_members(s: &str) -> Option<Members<'_>> {
+    let t = s.as_bytes();
     let ws = |mut i: usize| {
         while matches!(t.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             i += 1;
@@ -188,11 +187,11 @@ fn skim_members(t: &[u8]) -> Option<Vec<(Cow<'_, str>, &[u8])>> {
             _ => return None,
         }
         let end = skip_value(t, i)?;
-        let inner = &t[i + 1..end - 1];
-        let key = if inner.contains(&b'\\') {
-            Cow::Owned(serde_json::from_slice::<String>(&t[i..end]).ok()?)
+        let inner = s.get(i + 1..end - 1)?;
+        let key = if inner.contains('\\') {
+            Cow::Owned(serde_json::from_str::<String>(s.get(i..end)?).ok()?)
         } else {
-            Cow::Borrowed(std::str::from_utf8(inner).ok()?)
+            Cow::Borrowed(inner)
         };
         i = ws(end);
         if t.get(i) != Some(&b':') {
@@ -200,7 +199,7 @@ fn skim_members(t: &[u8]) -> Option<Vec<(Cow<'_, str>, &[u8])>> {
         }
         i = ws(i + 1);
         let value_end = skip_value(t, i)?;
-        out.push((key, &t[i..value_end]));
+        out.push((key, s.get(i..value_end)?));
         i = value_end;
     }
 }
@@ -246,18 +245,20 @@ fn skip_value(t: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// `raw` is valid JSON (it was cut out by serde), so its members are skimmed by their
+/// brackets rather than parsed a second time.
 fn parse_geometry(
-    raw: &RawValue,
+    raw: &str,
     path: &str,
     transform: CrsTransform,
     depth: usize,
     problems: &mut Vec<Problem>,
 ) -> Option<Geom> {
-    let members = match object_members(raw.get().as_bytes()) {
-        Ok(m) => m,
-        Err(mut p) => {
-            p.message = format!("{path}: {}", p.message);
-            problems.push(p);
+    let members = match skim_members(raw) {
+        Some(m) => m,
+        None => {
+            let kind = json_kind(raw);
+            problems.push(Problem::new(ProblemCode::NotAnObject, format!("{path} must be an object, found {kind}")));
             return None;
         }
     };
@@ -286,13 +287,13 @@ fn geometry_from_members(
     duplicates(members, path, problems);
     forbidden(members, &format!("a geometry ({path})"), &["properties", "geometry", "features"], problems);
     if let Some(bbox) = member(members, "bbox") {
-        if let Err(p) = check_bbox(bbox.get()) {
+        if let Err(p) = check_bbox(bbox) {
             problems.push(p.at(path));
         }
     }
     let mut transform = transform;
     if let Some(crs) = member(members, "crs") {
-        match parse_crs(crs.get()) {
+        match parse_crs(crs) {
             Ok(t) => transform = t,
             Err(p) => {
                 problems.push(p);
@@ -315,12 +316,12 @@ fn geometry_from_members(
             ));
             return None;
         };
-        let items: Vec<&RawValue> = match serde_json::from_str(geoms.get()) {
+        let items: Vec<&RawValue> = match serde_json::from_str(geoms) {
             Ok(items) => items,
             Err(_) => {
                 problems.push(Problem::new(
                     ProblemCode::InvalidCoordinates,
-                    format!("{path}.geometries must be an array, found {}", json_kind(geoms.get())),
+                    format!("{path}.geometries must be an array, found {}", json_kind(geoms)),
                 ));
                 return None;
             }
@@ -340,7 +341,7 @@ fn geometry_from_members(
                 complete = false;
                 continue;
             }
-            match parse_geometry(item, &item_path, transform, depth + 1, problems) {
+            match parse_geometry(item.get(), &item_path, transform, depth + 1, problems) {
                 Some(g) => out.push(g),
                 None => complete = false,
             }
@@ -363,7 +364,7 @@ fn geometry_from_members(
         ));
         return None;
     };
-    parse_coordinates(coords.get().as_bytes(), kind, path, transform, problems)
+    parse_coordinates(coords.as_bytes(), kind, path, transform, problems)
 }
 
 impl Problem {
@@ -373,18 +374,15 @@ impl Problem {
     }
 }
 
-fn member<'a>(members: &Members<'a>, key: &str) -> Option<&'a RawValue> {
+fn member<'a>(members: &Members<'a>, key: &str) -> Option<&'a str> {
     members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
 }
 
 fn type_member(members: &Members<'_>, what: &str) -> Result<String, Problem> {
     match member(members, "type") {
         None => Err(Problem::new(ProblemCode::MissingType, format!("{what}: the \"type\" member is missing"))),
-        Some(t) => serde_json::from_str::<String>(t.get()).map_err(|_| {
-            Problem::new(
-                ProblemCode::InvalidType,
-                format!("{what}: \"type\" must be a string, found {}", json_kind(t.get())),
-            )
+        Some(t) => serde_json::from_str::<String>(t).map_err(|_| {
+            Problem::new(ProblemCode::InvalidType, format!("{what}: \"type\" must be a string, found {}", json_kind(t)))
         }),
     }
 }
@@ -477,7 +475,7 @@ impl<'de> Visitor<'de> for MembersVisitor {
         let mut out = Vec::new();
         while let Some(key) = map.next_key::<Key<'de>>()? {
             let value: &'de RawValue = map.next_value()?;
-            out.push((key.0, value));
+            out.push((key.0, value.get()));
         }
         Ok(out)
     }
