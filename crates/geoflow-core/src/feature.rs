@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use crate::crs::{parse_crs, CrsTransform};
 use crate::geometry::{parse_coordinates, Geom};
-use crate::reader::json_kind;
+use crate::reader::{json_kind, STRUCTURAL};
 use crate::report::{Problem, ProblemCode};
 use crate::row::GeometryKind;
 use crate::value::PropValue;
@@ -219,8 +219,9 @@ fn skip_value(t: &[u8], i: usize) -> Option<usize> {
         b'{' | b'[' => {
             let mut depth = 0usize;
             let mut j = i;
-            while let Some(&c) = t.get(j) {
-                match c {
+            loop {
+                j += t.get(j..)?.iter().position(|&c| STRUCTURAL[c as usize])?;
+                match t[j] {
                     b'"' => {
                         j = skip_string(j + 1)?;
                         continue;
@@ -236,7 +237,6 @@ fn skip_value(t: &[u8], i: usize) -> Option<usize> {
                 }
                 j += 1;
             }
-            None
         }
         _ => {
             let n = t[i..].iter().position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'));

@@ -112,7 +112,7 @@ const BUF_SIZE: usize = 1 << 20;
 const RS: u8 = 0x1e;
 
 /// Bytes that change the framing state inside a container.
-static STRUCTURAL: [bool; 256] = {
+pub(crate) static STRUCTURAL: [bool; 256] = {
     let mut t = [false; 256];
     t[b'"' as usize] = true;
     t[b'{' as usize] = true;
