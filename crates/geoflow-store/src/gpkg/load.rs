@@ -35,13 +35,20 @@ pub enum RtreeFill {
 pub const INTERRUPTED: &str = "interrupted before commit";
 
 /// Runs a whole load on the calling (blocking) thread.
-pub fn run(path: &Path, plan: LoadPlan, mut rx: LoadReceiver, fill: RtreeFill) -> Result<LoadOutcome, StoreError> {
+/// `max_entries`: R-tree entries held in memory at most (see [`rtree::MAX_ENTRIES_IN_MEMORY`]).
+pub fn run(
+    path: &Path,
+    plan: LoadPlan,
+    mut rx: LoadReceiver,
+    fill: RtreeFill,
+    max_entries: usize,
+) -> Result<LoadOutcome, StoreError> {
     let started_at = now_rfc3339();
     let table_name = plan.dataset.as_str().to_string();
     let mut conn = open_connection(path)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("starting the load transaction")?;
 
-    let error = match session(&tx, &plan, &started_at, &mut rx, fill) {
+    let error = match session(&tx, &plan, &started_at, &mut rx, fill, max_entries) {
         Ok(End::Commit { load_id, replaced_rows }) => match tx.commit() {
             Ok(()) => return Ok(LoadOutcome::Loaded { load_id, table: table_name, replaced_rows }),
             Err(e) => StoreError::db("committing the load", e),
@@ -101,7 +108,7 @@ pub fn remove_source(path: &Path, dataset: &DatasetName, source: &str, fill: Rtr
             table::suspend_rtree_triggers(&tx, table)?;
             let mut changes = rtree::Changes::default();
             let removed = delete_source_rows(&tx, table, source, Some(&mut changes))?;
-            rtree::apply(&tx, table, changes)?;
+            rtree::apply(&tx, table, changes, rtree::MAX_ENTRIES_IN_MEMORY)?;
             table::restore_rtree_triggers(&tx, table)?;
             removed
         } else {
@@ -141,6 +148,7 @@ fn session(
     started_at: &str,
     rx: &mut LoadReceiver,
     fill: RtreeFill,
+    max_entries: usize,
 ) -> Result<End, StoreError> {
     let dataset = plan.dataset.as_str();
     table::check_table_name(dataset)?;
@@ -183,9 +191,9 @@ fn session(
                         changes.inserted.push(e);
                     }
                 }
-                if deferred && changes.inserted.len() >= rtree::MAX_ENTRIES_IN_MEMORY {
+                if deferred && changes.inserted.len() >= max_entries {
                     // Memory stays bounded on any load: apply what is pending and go on.
-                    rtree::apply(tx, &table, std::mem::take(&mut changes))?;
+                    rtree::apply(tx, &table, std::mem::take(&mut changes), max_entries)?;
                 }
             }
             Some(LoadMessage::Commit(result)) => break result,
@@ -197,7 +205,7 @@ fn session(
     drop(inserter);
     if deferred {
         let t = Instant::now();
-        rtree::apply(tx, &table, changes)?;
+        rtree::apply(tx, &table, changes, max_entries)?;
         table::restore_rtree_triggers(tx, &table)?;
         tracing::debug!(dataset, ms = t.elapsed().as_millis() as u64, "R-tree updated");
     }

@@ -45,6 +45,8 @@ const CACHE_SIZE_KIB: i64 = 32 * 1024;
 pub struct GeoPackageStore {
     path: Arc<PathBuf>,
     rtree_fill: RtreeFill,
+    /// R-tree entries a load holds in memory at most.
+    rtree_max_entries: usize,
 }
 
 impl GeoPackageStore {
@@ -58,7 +60,11 @@ impl GeoPackageStore {
                 reason: format!("cannot create {}: {e}", parent.display()),
             })?;
         }
-        let store = GeoPackageStore { path: Arc::new(path), rtree_fill: RtreeFill::Deferred };
+        let store = GeoPackageStore {
+            path: Arc::new(path),
+            rtree_fill: RtreeFill::Deferred,
+            rtree_max_entries: rtree::MAX_ENTRIES_IN_MEMORY,
+        };
         migrate::run(&store.path)?;
         Ok(store)
     }
@@ -66,6 +72,13 @@ impl GeoPackageStore {
     /// The same store, filling the R-tree of loads the given way (the end state is the same).
     pub fn with_rtree_fill(mut self, fill: RtreeFill) -> GeoPackageStore {
         self.rtree_fill = fill;
+        self
+    }
+
+    /// The same store, holding at most `entries` R-tree entries of a load in memory (24 bytes
+    /// each) before writing them to the index.
+    pub fn with_rtree_memory(mut self, entries: usize) -> GeoPackageStore {
+        self.rtree_max_entries = entries.max(1);
         self
     }
 
@@ -103,8 +116,8 @@ impl Store for GeoPackageStore {
     }
 
     async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError> {
-        let fill = self.rtree_fill;
-        self.blocking("loading", move |path| load::run(path, plan, rows, fill)).await
+        let (fill, max_entries) = (self.rtree_fill, self.rtree_max_entries);
+        self.blocking("loading", move |path| load::run(path, plan, rows, fill, max_entries)).await
     }
 
     async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError> {

@@ -93,13 +93,13 @@ pub struct Changes {
     pub inserted: Vec<Entry>,
 }
 
-/// Most entries a load holds in memory (24 bytes each) before applying them, and most a
-/// rebuild packs; beyond that the index is updated entry by entry, in constant memory.
+/// Default for the most entries a load holds in memory (24 bytes each) before applying them,
+/// and the most a rebuild packs; beyond that the index is updated entry by entry.
 pub const MAX_ENTRIES_IN_MEMORY: usize = 1 << 21;
 
 /// Applies `changes` to the R-tree of `table`, choosing between per-entry updates and a
 /// full rebuild by their expected cost.
-pub fn apply(conn: &Connection, table: &str, changes: Changes) -> Result<(), StoreError> {
+pub fn apply(conn: &Connection, table: &str, changes: Changes, max_entries: usize) -> Result<(), StoreError> {
     let rtree = rtree_name(table);
     if changes.cleared {
         return rebuild(conn, &rtree, changes);
@@ -113,7 +113,7 @@ pub fn apply(conn: &Connection, table: &str, changes: Changes) -> Result<(), Sto
     // rebuild spends on an entry (measured on 200k-entry indexes).
     let incremental_cost = 8 * (changes.inserted.len() + changes.deleted.len());
     let rebuild_cost = kept + changes.inserted.len();
-    if incremental_cost <= rebuild_cost || rebuild_cost > MAX_ENTRIES_IN_MEMORY {
+    if incremental_cost <= rebuild_cost || rebuild_cost > max_entries {
         apply_incrementally(conn, &rtree, changes)
     } else {
         rebuild(conn, &rtree, changes)
