@@ -23,14 +23,9 @@ pub fn insert_load(
     finished_at: &str,
     result: &LoadResult,
 ) -> Result<i64, StoreError> {
-    let issues = serde_json::to_string(&result.issues).map_err(|e| StoreError::db("encoding the load issues", e))?;
-    let c = &result.counts;
-    let b = result.bbox;
     conn.prepare_cached(
-        "INSERT INTO geoflow_loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at,
-           features_read, features_loaded, invalid, repaired, skipped, issue_total, issues_json, error,
-           min_x, min_y, max_x, max_y)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        "INSERT INTO geoflow_loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -41,23 +36,12 @@ pub fn insert_load(
             plan.policy.as_str(),
             status.as_str(),
             started_at,
-            finished_at,
-            to_i64(c.features_read),
-            to_i64(c.features_loaded),
-            to_i64(c.invalid),
-            to_i64(c.repaired),
-            to_i64(c.skipped),
-            to_i64(result.issue_total),
-            issues,
-            result.error,
-            b.map(|b| b.min_x),
-            b.map(|b| b.min_y),
-            b.map(|b| b.max_x),
-            b.map(|b| b.max_y),
         ])
     })
     .ctx("recording the load")?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    finish_load(conn, id, status, finished_at, result)?;
+    Ok(id)
 }
 
 /// Rewrites a `geoflow_loads` row with the final state of its load.

@@ -42,17 +42,10 @@ pub async fn insert_load(
     started_at: OffsetDateTime,
     result: &LoadResult,
 ) -> Result<i64, StoreError> {
-    let issues = issues_json(result)?;
-    let c = &result.counts;
-    let [min_x, min_y, max_x, max_y] = bbox_parts(result.bbox);
     let row = client
         .query_one(
-            "INSERT INTO geoflow.loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at,
-               duration_ms, features_read, features_loaded, invalid, repaired, skipped, issue_total, issues, error,
-               min_x, min_y, max_x, max_y)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp(),
-               greatest(0, (extract(epoch FROM clock_timestamp() - $7::timestamptz) * 1000)::bigint),
-               $8, $9, $10, $11, $12, $13, $14::text::jsonb, $15, $16, $17, $18, $19)
+            "INSERT INTO geoflow.loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())
              RETURNING id",
             &[
                 &plan.dataset.as_str(),
@@ -62,23 +55,13 @@ pub async fn insert_load(
                 &plan.policy.as_str(),
                 &status.as_str(),
                 &started_at,
-                &to_i64(c.features_read),
-                &to_i64(c.features_loaded),
-                &to_i64(c.invalid),
-                &to_i64(c.repaired),
-                &to_i64(c.skipped),
-                &to_i64(result.issue_total),
-                &issues,
-                &result.error,
-                &min_x,
-                &min_y,
-                &max_x,
-                &max_y,
             ],
         )
         .await
         .ctx(store, "recording the load")?;
-    Ok(row.get(0))
+    let id = row.get(0);
+    finish_load(store, client, id, result, 0, 0).await?;
+    Ok(id)
 }
 
 /// Rewrites a `geoflow.loads` row with the final state of its load.
