@@ -160,45 +160,6 @@ fn validate_gpkg_with(path: &Path, has_empty_geometries: bool) {
     assert!(problems.is_empty() && (out.status.success() || has_empty_geometries), "validate_gpkg.py failed:\n{text}");
 }
 
-// ---------------------------------------------------------------------------------------
-
-fn roads_schema() -> Schema {
-    schema(
-        &[
-            ("name", FieldType::Text),
-            ("lanes", FieldType::Integer),
-            ("oneway", FieldType::Boolean),
-            ("tags", FieldType::Json),
-        ],
-        FieldType::Integer,
-    )
-}
-
-fn roads_a() -> Vec<Row> {
-    vec![
-        row(
-            0,
-            PropValue::Int(1),
-            Some(square(1.0, 2.0, 1.0)),
-            vec![(0, PropValue::Text("Main".into())), (1, PropValue::Int(2))],
-        ),
-        row(
-            1,
-            PropValue::Int(2),
-            Some(point(3.0, 4.0)),
-            vec![(2, PropValue::Bool(true)), (3, PropValue::Json(r#"{"a":[1,2]}"#.into()))],
-        ),
-        row(2, PropValue::Int(3), Some(point_z(2.5, 3.5, 100.0)), vec![(0, PropValue::Text("Ünïcode \"q\"".into()))]),
-    ]
-}
-
-fn roads_b() -> Vec<Row> {
-    vec![
-        row(0, PropValue::Int(10), Some(square(-5.0, -6.0, 2.0)), vec![(1, PropValue::Int(4))]),
-        row(1, PropValue::Null, None, vec![(0, PropValue::Text("no geometry".into()))]),
-    ]
-}
-
 #[tokio::test]
 async fn two_sources_load_into_one_dataset() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
 
 use geoflow_core::dataset::DatasetName;
-use geoflow_core::row::{Bbox, Row};
-use geoflow_core::schema::{FieldType, Schema};
+use geoflow_core::row::Bbox;
+use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
 use geoflow_store::postgis::{check_versions, redact, PostgisStore};
 use geoflow_store::{LoadMessage, LoadOutcome, LoadResult, Store, StoreError};
@@ -70,45 +70,6 @@ fn ogr_summary(url: &str, table: &str) -> Option<(u64, Option<[f64; 4]>)> {
     });
     assert!(stdout.contains("EPSG") || stdout.contains("WGS 84"), "SRS reported:\n{stdout}");
     Some((count, extent))
-}
-
-// ---------------------------------------------------------------------------------------
-
-fn roads_schema() -> Schema {
-    schema(
-        &[
-            ("name", FieldType::Text),
-            ("lanes", FieldType::Integer),
-            ("oneway", FieldType::Boolean),
-            ("tags", FieldType::Json),
-        ],
-        FieldType::Integer,
-    )
-}
-
-fn roads_a() -> Vec<Row> {
-    vec![
-        row(
-            0,
-            PropValue::Int(1),
-            Some(square(1.0, 2.0, 1.0)),
-            vec![(0, PropValue::Text("Main".into())), (1, PropValue::Int(2))],
-        ),
-        row(
-            1,
-            PropValue::Int(2),
-            Some(point(3.0, 4.0)),
-            vec![(2, PropValue::Bool(true)), (3, PropValue::Json(r#"{"a":[1,2]}"#.into()))],
-        ),
-        row(2, PropValue::Int(3), Some(point_z(2.5, 3.5, 100.0)), vec![(0, PropValue::Text("Ünïcode \"q\"".into()))]),
-    ]
-}
-
-fn roads_b() -> Vec<Row> {
-    vec![
-        row(0, PropValue::Int(10), Some(square(-5.0, -6.0, 2.0)), vec![(1, PropValue::Int(4))]),
-        row(1, PropValue::Null, None, vec![(0, PropValue::Text("no geometry".into()))]),
-    ]
 }
 
 #[tokio::test]

@@ -165,3 +165,43 @@ pub async fn run_load<S: Store + Clone + 'static>(
 pub async fn commit<S: Store + Clone + 'static>(store: &S, plan: LoadPlan, rows: Vec<Row>) -> LoadOutcome {
     run_load(store, plan, rows, Ending::Commit).await.unwrap()
 }
+
+// ---------------------------------------------------------------------------------------
+// A small dataset of two sources used by several tests.
+
+pub fn roads_schema() -> Schema {
+    schema(
+        &[
+            ("name", FieldType::Text),
+            ("lanes", FieldType::Integer),
+            ("oneway", FieldType::Boolean),
+            ("tags", FieldType::Json),
+        ],
+        FieldType::Integer,
+    )
+}
+
+pub fn roads_a() -> Vec<Row> {
+    vec![
+        row(
+            0,
+            PropValue::Int(1),
+            Some(square(1.0, 2.0, 1.0)),
+            vec![(0, PropValue::Text("Main".into())), (1, PropValue::Int(2))],
+        ),
+        row(
+            1,
+            PropValue::Int(2),
+            Some(point(3.0, 4.0)),
+            vec![(2, PropValue::Bool(true)), (3, PropValue::Json(r#"{"a":[1,2]}"#.into()))],
+        ),
+        row(2, PropValue::Int(3), Some(point_z(2.5, 3.5, 100.0)), vec![(0, PropValue::Text("Ünïcode \"q\"".into()))]),
+    ]
+}
+
+pub fn roads_b() -> Vec<Row> {
+    vec![
+        row(0, PropValue::Int(10), Some(square(-5.0, -6.0, 2.0)), vec![(1, PropValue::Int(4))]),
+        row(1, PropValue::Null, None, vec![(0, PropValue::Text("no geometry".into()))]),
+    ]
+}
