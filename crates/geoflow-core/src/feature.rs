@@ -8,9 +8,10 @@ use serde_json::value::RawValue;
 
 use crate::crs::{parse_crs, CrsTransform};
 use crate::geometry::{parse_coordinates, Geom};
-use crate::reader::{json_kind, STRUCTURAL};
+use crate::reader::json_kind;
 use crate::report::{Problem, ProblemCode};
 use crate::row::GeometryKind;
+use crate::scan;
 use crate::value::PropValue;
 
 /// Deepest nesting of GeometryCollections accepted.
@@ -220,7 +221,13 @@ fn skip_value(t: &[u8], i: usize) -> Option<usize> {
             let mut depth = 0usize;
             let mut j = i;
             loop {
-                j += t.get(j..)?.iter().position(|&c| STRUCTURAL[c as usize])?;
+                if depth == 0 {
+                    j += t.get(j..)?.iter().position(|&c| scan::STRUCTURAL[c as usize])?;
+                } else {
+                    let (k, at) = scan::next_structural(t.get(j..)?, t[j - 1], depth, usize::MAX);
+                    (j, depth) = (j + k, at);
+                    t.get(j)?;
+                }
                 match t[j] {
                     b'"' => {
                         j = skip_string(j + 1)?;

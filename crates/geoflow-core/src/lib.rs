@@ -11,6 +11,7 @@ pub mod reader;
 pub mod repair;
 pub mod report;
 pub mod row;
+mod scan;
 pub mod schema;
 mod simple_rings;
 pub mod validate;

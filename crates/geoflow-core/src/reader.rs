@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::crs::{parse_crs, CrsTransform};
 use crate::report::{Problem, ProblemCode};
+use crate::scan::{self, RS};
 
 /// Limits on untrusted input.
 #[derive(Debug, Clone, Copy)]
@@ -109,20 +110,8 @@ struct Cut {
 }
 
 const BUF_SIZE: usize = 1 << 20;
-const RS: u8 = 0x1e;
 
 /// Bytes that change the framing state inside a container.
-pub(crate) static STRUCTURAL: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b'"' as usize] = true;
-    t[b'{' as usize] = true;
-    t[b'}' as usize] = true;
-    t[b'[' as usize] = true;
-    t[b']' as usize] = true;
-    t[RS as usize] = true;
-    t
-};
-
 /// Iterator over the raw features of one GeoJSON input.
 pub struct GeoJsonReader<R> {
     src: R,
@@ -298,13 +287,12 @@ impl<R: Read> GeoJsonReader<R> {
             }
             if depth > 0 {
                 // Inside an array or object only quotes, brackets and separators matter.
-                let hay = &self.buf[self.pos..self.end];
-                match hay.iter().position(|&c| STRUCTURAL[c as usize]) {
-                    None => {
-                        self.pos = self.end;
-                        continue;
-                    }
-                    Some(i) => self.pos += i,
+                let after = if self.pos > 0 { self.buf[self.pos - 1] } else { 0 };
+                let (i, at) = scan::next_structural(&self.buf[self.pos..self.end], after, depth, self.opts.max_depth);
+                self.pos += i;
+                depth = at;
+                if self.pos == self.end {
+                    continue;
                 }
             }
             let c = self.buf[self.pos];
