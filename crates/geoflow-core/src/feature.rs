@@ -52,6 +52,16 @@ pub fn parse_feature(
         return ParsedFeature { id, geometry: None, problems: Vec::new() };
     }
     let mut out = ParsedFeature { id: PropValue::Null, geometry: None, problems: Vec::new() };
+    // Checked once here, so that no member is checked again when it is cut out.
+    let text = match std::str::from_utf8(text) {
+        Ok(text) => text,
+        Err(e) => {
+            let at = e.valid_up_to();
+            out.problems
+                .push(Problem::new(ProblemCode::JsonSyntax, format!("malformed JSON: invalid UTF-8 at byte {at}")));
+            return out;
+        }
+    };
     let members = match object_members(text) {
         Ok(m) => m,
         Err(p) => {
@@ -107,7 +117,7 @@ pub fn parse_feature(
         )),
         Some(p) => match json_kind(p) {
             "null" => {}
-            "an object" => match object_members(p.as_bytes()) {
+            "an object" => match object_members(p) {
                 Ok(props) => {
                     duplicates(&props, "properties", &mut out.problems);
                     for (k, v) in props {
@@ -148,7 +158,7 @@ fn skim(text: &[u8], on_property: &mut impl FnMut(&str, PropValue)) -> PropValue
         match (key.as_ref(), value.as_bytes().first()) {
             ("id", Some(b'"' | b'-' | b'0'..=b'9')) => id = PropValue::from_raw_json(value),
             ("properties", Some(b'{')) => {
-                if let Ok(props) = object_members(value.as_bytes()) {
+                if let Ok(props) = object_members(value) {
                     for (k, v) in props {
                         on_property(&k, PropValue::from_raw_json(v));
                     }
@@ -414,10 +424,20 @@ fn unknown_type(ty: &str, expected: &str) -> Problem {
 }
 
 fn duplicates(members: &Members<'_>, what: &str, problems: &mut Vec<Problem>) {
-    let mut seen = std::collections::HashSet::with_capacity(members.len());
+    // Most objects are small: comparing pairs beats hashing every key of every feature.
+    const PAIRWISE_UP_TO: usize = 32;
+    let mut seen = std::collections::HashSet::new();
+    if members.len() > PAIRWISE_UP_TO {
+        seen.reserve(members.len());
+    }
     let mut reported = std::collections::HashSet::new();
-    for (k, _) in members {
-        if !seen.insert(k.as_ref()) && reported.insert(k.as_ref()) {
+    for (i, (k, _)) in members.iter().enumerate() {
+        let repeated = if members.len() <= PAIRWISE_UP_TO {
+            members[..i].iter().any(|(earlier, _)| earlier == k)
+        } else {
+            !seen.insert(k.as_ref())
+        };
+        if repeated && reported.insert(k.as_ref()) {
             problems.push(Problem::new(
                 ProblemCode::DuplicateMember,
                 format!("{what}: member {k:?} appears more than once"),
@@ -452,16 +472,16 @@ pub fn check_bbox(raw: &str) -> Result<(), Problem> {
 }
 
 /// The members of a JSON object, in order, borrowing where possible.
-fn object_members(text: &[u8]) -> Result<Members<'_>, Problem> {
-    let first = text.iter().find(|c| !c.is_ascii_whitespace());
-    if first != Some(&b'{') {
+fn object_members(text: &str) -> Result<Members<'_>, Problem> {
+    let first = text.bytes().find(|c| !c.is_ascii_whitespace());
+    if first != Some(b'{') {
         let kind = match first {
             None => "nothing",
-            Some(_) => json_kind(std::str::from_utf8(text).unwrap_or("0")),
+            Some(_) => json_kind(text),
         };
         return Err(Problem::new(ProblemCode::NotAnObject, format!("expected a JSON object, found {kind}")));
     }
-    let mut de = serde_json::Deserializer::from_slice(text);
+    let mut de = serde_json::Deserializer::from_str(text);
     let members = de
         .deserialize_map(MembersVisitor)
         .and_then(|m| de.end().map(|_| m))

@@ -373,37 +373,37 @@ const EXACT_POWERS_OF_TEN: [f64; 23] = [
 /// rounded value (both operands are exact and IEEE division rounds correctly); everything
 /// else goes to the standard parser.
 fn number(s: &[u8], start: usize) -> (usize, Option<f64>) {
-    let mut i = start;
-    let negative = s.get(i) == Some(&b'-');
-    i += usize::from(negative);
-    let (mut digits, mut significand, mut decimals) = (0usize, 0u64, 0usize);
-    let mut in_fraction = false;
-    loop {
-        match s.get(i) {
-            Some(&d @ b'0'..=b'9') => {
-                digits += 1;
-                if digits <= 19 {
-                    significand = significand * 10 + u64::from(d - b'0');
-                }
-                decimals += usize::from(in_fraction);
-            }
-            Some(b'.') if !in_fraction => in_fraction = true,
-            _ => break,
+    // Digits accumulate with wrapping arithmetic: past 15 digits the standard parser decides.
+    let digits = |mut i: usize, significand: &mut u64| {
+        while let Some(&d @ b'0'..=b'9') = s.get(i) {
+            *significand = significand.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            i += 1;
         }
-        i += 1;
+        i
+    };
+    let negative = s.get(start) == Some(&b'-');
+    let int_start = start + usize::from(negative);
+    let mut significand = 0u64;
+    let int_end = digits(int_start, &mut significand);
+    let mut end = int_end;
+    let mut decimals = 0;
+    if s.get(int_end) == Some(&b'.') {
+        end = digits(int_end + 1, &mut significand);
+        decimals = end - int_end - 1;
     }
-    let end_of_decimal = i;
-    while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = s.get(i) {
-        i += 1;
+    let end_of_decimal = end;
+    while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = s.get(end) {
+        end += 1;
     }
-    let plain = i == end_of_decimal && digits > 0 && s[i - 1] != b'.';
-    if plain && digits <= 15 && decimals < EXACT_POWERS_OF_TEN.len() {
+    let int_digits = int_end - int_start;
+    let plain = end == end_of_decimal && int_digits > 0 && (decimals > 0 || end == int_end);
+    if plain && int_digits + decimals <= 15 {
         let v = significand as f64 / EXACT_POWERS_OF_TEN[decimals];
-        return (i, Some(if negative { -v } else { v }));
+        return (end, Some(if negative { -v } else { v }));
     }
     // SAFETY: the loops above took only ASCII bytes, which are valid UTF-8.
-    let text = unsafe { std::str::from_utf8_unchecked(&s[start..i]) };
-    (i, text.parse::<f64>().ok())
+    let text = unsafe { std::str::from_utf8_unchecked(&s[start..end]) };
+    (end, text.parse::<f64>().ok())
 }
 
 /// RFC 7946 counts: LineStrings of 2+ positions, closed rings of 4+ positions.

@@ -1,7 +1,5 @@
 //! One feature from raw text to a stored row or a report line, under a validation policy.
 
-use std::collections::HashMap;
-
 use crate::feature::{parse_feature, Parts};
 use crate::reader::RawFeature;
 use crate::repair::repair;
@@ -25,7 +23,9 @@ pub enum Processed {
 #[derive(Debug, Clone)]
 pub struct Processor {
     policy: Policy,
-    fields: HashMap<String, usize>,
+    /// Column of each key; keys are hashed for every property of every feature, so with a
+    /// fast hasher (still randomly seeded: the keys are untrusted).
+    fields: foldhash::HashMap<String, usize>,
 }
 
 impl Processor {

@@ -1,6 +1,6 @@
 //! Property schema inference with lossless widening, and safe column names.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -106,7 +106,7 @@ impl Schema {
 #[derive(Debug, Default)]
 pub struct SchemaBuilder {
     schema: Schema,
-    index: HashMap<String, usize>,
+    index: foldhash::HashMap<String, usize>,
 }
 
 impl SchemaBuilder {
