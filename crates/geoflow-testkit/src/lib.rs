@@ -12,6 +12,12 @@
 //! When the server binaries or PostGIS are missing, [`postgis_database`] prints
 //! `skipped: <reason>` and returns `None`, unless `CI=true` or `GEOFLOW_REQUIRE_TOOLS=1`,
 //! in which case it panics with the reason.
+//!
+//! [`moto_server`] does the same for a moto server (S3, SQS and other AWS APIs): see [`moto`].
+
+pub mod moto;
+
+pub use moto::{moto_server, MotoServer};
 
 use std::ffi::CString;
 use std::net::TcpListener;
