@@ -76,7 +76,7 @@ async fn load(store: &Arc<dyn Store>, schema: &Schema, source: &str, hash: Strin
     let plan = LoadPlan {
         dataset: DatasetName::new("bench").unwrap(),
         source: source.into(),
-        version: SourceVersion { content_hash: hash, bytes: 1 },
+        version: SourceVersion { content_hash: hash, bytes: 1, object_version: None },
         schema: schema.clone(),
         policy: Policy::Skip,
     };

@@ -23,6 +23,9 @@ pub struct SourceVersion {
     /// Hex SHA-256 of the source bytes.
     pub content_hash: String,
     pub bytes: u64,
+    /// The storage's version id or ETag of the object the source was loaded from; `None` for
+    /// local files and stdin. Lets a redelivered event be recognised before the object is read.
+    pub object_version: Option<String>,
 }
 
 /// Everything a store needs to know before the first row arrives.
@@ -126,6 +129,140 @@ pub struct DatasetInfo {
     pub updated_at: String,
 }
 
+/// What a job does with its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobAction {
+    Load,
+    Remove,
+}
+
+impl JobAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobAction::Load => "load",
+            JobAction::Remove => "remove",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<JobAction> {
+        [JobAction::Load, JobAction::Remove].into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    /// The source already held this content (or this object version): nothing was done.
+    SkippedDuplicate,
+}
+
+impl JobStatus {
+    const ALL: [JobStatus; 5] =
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::SkippedDuplicate];
+
+    /// The same text as the serde form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::SkippedDuplicate => "skipped-duplicate",
+        }
+    }
+
+    /// Whether the job is over (its `finished_at` is set).
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::SkippedDuplicate)
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// A job to create: one unit of work from one event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// Chosen by the caller and unique (derived from the queue message, say), so that a
+    /// redelivered event finds its job again.
+    pub id: String,
+    pub dataset: DatasetName,
+    pub source: String,
+    pub action: JobAction,
+    pub object_version: Option<String>,
+}
+
+/// A job as the catalog records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub dataset: DatasetName,
+    pub source: String,
+    pub action: JobAction,
+    pub status: JobStatus,
+    pub object_version: Option<String>,
+    /// Times the job went to [`JobStatus::Running`].
+    pub attempts: u32,
+    /// The load (success or recorded failure) that finished the job.
+    pub load_id: Option<i64>,
+    /// Why the job failed, or the last transient error while it is retried.
+    pub error: Option<String>,
+    /// A summary written by the worker; the store keeps it as given.
+    pub result: Option<serde_json::Value>,
+    /// RFC 3339 UTC, like every catalog timestamp.
+    pub created_at: String,
+    pub updated_at: String,
+    /// The first time the job went to [`JobStatus::Running`].
+    pub started_at: Option<String>,
+    /// When the job reached a final status.
+    pub finished_at: Option<String>,
+}
+
+/// Changes to a job; `None` fields are left as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobUpdate {
+    /// [`JobStatus::Running`] counts an attempt (and sets `started_at` the first time); a
+    /// final status sets `finished_at`; any other status clears it.
+    pub status: Option<JobStatus>,
+    pub load_id: Option<i64>,
+    /// `Some(None)` clears the error.
+    pub error: Option<Option<String>>,
+    pub result: Option<serde_json::Value>,
+}
+
+/// Which jobs to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobQuery {
+    pub dataset: Option<DatasetName>,
+    pub status: Option<JobStatus>,
+    /// At most this many jobs; 0 means [`JobQuery::DEFAULT_LIMIT`], and more than
+    /// [`JobQuery::MAX_LIMIT`] means that.
+    pub limit: usize,
+    /// A job id: only jobs created strictly before it (by `(created_at, id)`) are listed,
+    /// so the last id of one page is the cursor of the next.
+    pub before: Option<String>,
+}
+
+impl JobQuery {
+    pub const DEFAULT_LIMIT: usize = 100;
+    pub const MAX_LIMIT: usize = 1000;
+
+    /// The limit the stores apply.
+    pub fn effective_limit(&self) -> usize {
+        match self.limit {
+            0 => JobQuery::DEFAULT_LIMIT,
+            n => n.min(JobQuery::MAX_LIMIT),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {location}: {reason}")]
@@ -142,6 +279,9 @@ pub enum StoreError {
     Interrupted { dataset: String, source_key: String },
     #[error("{0}")]
     Invalid(String),
+    /// The catalog has no such entry (a job id, say).
+    #[error("no {what} with id {id:?}")]
+    NotFound { what: &'static str, id: String },
 }
 
 impl StoreError {
@@ -174,7 +314,9 @@ pub trait Store: Send + Sync {
     /// Replaces the rows of `plan.source` with the rows received, in one transaction that
     /// commits on [`LoadMessage::Commit`] and rolls back on [`LoadMessage::Abort`] or when the
     /// channel closes first. Returns [`LoadOutcome::Unchanged`] at once (dropping the
-    /// receiver, so the sender can stop) when the source already holds `plan.version`.
+    /// receiver, so the sender can stop) when the source already holds this content
+    /// (`plan.version.content_hash`), whatever its object version; the catalog then records
+    /// `plan.version.object_version` as the version the source comes from, touching no row.
     async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError>;
 
     /// Records a load that failed before any row was sent.
@@ -184,4 +326,18 @@ pub trait Store: Send + Sync {
     async fn remove_source(&self, dataset: &DatasetName, source: &str) -> Result<u64, StoreError>;
 
     async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError>;
+
+    /// Creates the job if no job has this id, else returns the existing one unchanged
+    /// (redelivered events reuse their job).
+    async fn upsert_job(&self, job: &NewJob) -> Result<Job, StoreError>;
+
+    /// Applies `update` (see [`JobUpdate`]) and returns the job as it now is;
+    /// [`StoreError::NotFound`] when no job has this id.
+    async fn update_job(&self, id: &str, update: JobUpdate) -> Result<Job, StoreError>;
+
+    async fn job(&self, id: &str) -> Result<Option<Job>, StoreError>;
+
+    /// Jobs newest first (`created_at` then `id`, descending), filtered and paginated by
+    /// [`JobQuery::before`]; [`StoreError::Invalid`] when that cursor names no job.
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
 }

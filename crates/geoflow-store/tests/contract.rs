@@ -2,7 +2,9 @@
 //! against the GeoPackage store and the PostGIS store alike. Store-specific details (file
 //! format, SQL types, locks, TLS) have their own tests beside this one.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::geometry::{Geom, Pos};
@@ -13,7 +15,12 @@ use geoflow_core::value::PropValue;
 use geoflow_core::wkb;
 use geoflow_store::gpkg::GeoPackageStore;
 use geoflow_store::postgis::PostgisStore;
-use geoflow_store::{LoadMessage, LoadOutcome, LoadPlan, LoadResult, SourceVersion, Store, StoreError};
+use geoflow_store::{
+    Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan, LoadResult, NewJob,
+    SourceVersion, Store, StoreError,
+};
+use rusqlite::Connection;
+use tokio_postgres::NoTls;
 
 fn name(s: &str) -> DatasetName {
     DatasetName::new(s).unwrap()
@@ -34,7 +41,7 @@ fn plan(dataset: &str, source: &str, hash: &str, fields: &[(&str, FieldType)]) -
     LoadPlan {
         dataset: name(dataset),
         source: source.into(),
-        version: SourceVersion { content_hash: hash.into(), bytes: 1 },
+        version: SourceVersion { content_hash: hash.into(), bytes: 1, object_version: None },
         schema: Schema {
             fields: fields.iter().map(|(k, t)| Field { key: (*k).into(), ty: *t }).collect(),
             id_type: FieldType::Integer,
@@ -162,6 +169,386 @@ async fn contract(store: Arc<dyn Store>) {
     let (l, r) = tokio::join!(commit(s, p, rows(500)), commit(s, q, rows(700)));
     assert!(matches!((l, r), (LoadOutcome::Loaded { .. }, LoadOutcome::Loaded { .. })));
     assert_eq!((count(s, "left").await, count(s, "right").await), (500, 700));
+
+    object_versions(s).await;
+    jobs_contract(&store).await;
+    job_listing(s).await;
+    job_update_during_a_load(&store).await;
+}
+
+/// A catalog created before object versions and jobs existed, holding one source, after the
+/// store has opened (and so migrated) it.
+async fn upgraded(s: &dyn Store) {
+    let (roads, key) = (name("roads"), "raw/roads/2025-12-31/a.geojson");
+    let rec = s.source(&roads, key).await.unwrap().expect("the source survives the upgrade");
+    assert_eq!(
+        (rec.version.content_hash.as_str(), rec.version.bytes, rec.version.object_version.as_deref()),
+        ("old-hash", 10, None)
+    );
+    assert_eq!((rec.feature_count, rec.load_id), (5, 1));
+    s.migrate().await.unwrap();
+
+    // Its content is still known, and now also the version it comes from.
+    let outcome = commit(s, versioned("roads", key, "old-hash", "v7"), vec![row(0, 1.0, vec![])]).await;
+    assert!(matches!(outcome, LoadOutcome::Unchanged { .. }), "{outcome:?}");
+    let rec = s.source(&roads, key).await.unwrap().unwrap();
+    assert_eq!((rec.version.object_version.as_deref(), rec.load_id), (Some("v7"), 1));
+
+    let job = s.upsert_job(&new_job("after-upgrade", "roads", key)).await.unwrap();
+    assert_eq!(s.jobs(&JobQuery::default()).await.unwrap(), vec![job]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn geopackage_catalog_upgrades_from_version_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.gpkg");
+    {
+        // Migrations 1 and 2 as the previous release applied them.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE geoflow_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            .unwrap();
+        for (version, sql) in
+            [(1, include_str!("../src/gpkg/sql/geopackage.sql")), (2, include_str!("../src/gpkg/sql/catalog.sql"))]
+        {
+            conn.execute_batch(sql).unwrap();
+            conn.execute("INSERT INTO geoflow_migrations VALUES (?1, '2025-12-31T00:00:00.000Z')", [version]).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA application_id = 1196444487; PRAGMA user_version = 10300;
+             INSERT INTO geoflow_sources (dataset, source_key, content_hash, bytes, feature_count, load_id, loaded_at)
+             VALUES ('roads', 'raw/roads/2025-12-31/a.geojson', 'old-hash', 10, 5, 1, '2025-12-31T00:00:00.000Z');
+             INSERT INTO geoflow_loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at)
+             VALUES ('roads', 'raw/roads/2025-12-31/a.geojson', 'old-hash', 10, 'skip', 'loaded',
+                     '2025-12-31T00:00:00.000Z', '2025-12-31T00:00:00.000Z');",
+        )
+        .unwrap();
+    }
+    let store = GeoPackageStore::open(&path).unwrap();
+    upgraded(&store).await;
+    let conn = Connection::open(&path).unwrap();
+    let versions: Vec<i64> = conn
+        .prepare("SELECT version FROM geoflow_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, [1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgis_catalog_upgrades_from_version_1() {
+    let Some(db) = geoflow_testkit::postgis_database().await else { return };
+    let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    // Migration 1 as the previous release applied it.
+    client
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS postgis;
+             CREATE SCHEMA geoflow;
+             CREATE TABLE geoflow.migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());",
+        )
+        .await
+        .unwrap();
+    client.batch_execute(include_str!("../src/postgis/sql/catalog.sql")).await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO geoflow.migrations (version) VALUES (1);
+             INSERT INTO geoflow.datasets (name, table_name) VALUES ('roads', 'roads');
+             INSERT INTO geoflow.sources (dataset, source_key, content_hash, bytes, feature_count, load_id, loaded_at)
+             VALUES ('roads', 'raw/roads/2025-12-31/a.geojson', 'old-hash', 10, 5, 1, '2025-12-31T00:00:00Z');",
+        )
+        .await
+        .unwrap();
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    upgraded(&store).await;
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM geoflow.migrations ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2]);
+}
+
+#[test]
+fn job_statuses_read_as_they_serialise() {
+    for (st, text) in [
+        (JobStatus::Queued, "queued"),
+        (JobStatus::Running, "running"),
+        (JobStatus::Succeeded, "succeeded"),
+        (JobStatus::Failed, "failed"),
+        (JobStatus::SkippedDuplicate, "skipped-duplicate"),
+    ] {
+        assert_eq!(st.as_str(), text);
+        assert_eq!(serde_json::to_value(st).unwrap(), serde_json::json!(text));
+        assert_eq!(st.is_final(), !matches!(st, JobStatus::Queued | JobStatus::Running));
+    }
+    assert_eq!(serde_json::to_value(JobAction::Remove).unwrap(), serde_json::json!("remove"));
+    let limit = |limit| JobQuery { limit, ..JobQuery::default() }.effective_limit();
+    assert_eq!((limit(0), limit(1), limit(1000), limit(5000)), (100, 1, 1000, 1000));
+}
+
+/// `plan` of an object at a given storage version.
+fn versioned(dataset: &str, source: &str, hash: &str, object_version: &str) -> LoadPlan {
+    let mut p = plan(dataset, source, hash, &[]);
+    p.version.object_version = Some(object_version.into());
+    p
+}
+
+async fn object_versions(s: &dyn Store) {
+    let (ds, key) = (name("objects"), "raw/objects/2026-01-01/a.geojson");
+    commit(s, versioned("objects", key, "ov-h1", "v1"), vec![row(0, 1.0, vec![])]).await;
+    let rec = s.source(&ds, key).await.unwrap().unwrap();
+    assert_eq!(rec.version.object_version.as_deref(), Some("v1"));
+    let (load_id, loaded_at) = (rec.load_id, rec.loaded_at.clone());
+
+    // The same content from a new object version changes no row, but the catalog remembers
+    // the version it now comes from.
+    let before = dataset_version(s, "objects").await;
+    let outcome = commit(s, versioned("objects", key, "ov-h1", "v2"), vec![row(0, 9.0, vec![])]).await;
+    assert!(matches!(outcome, LoadOutcome::Unchanged { .. }), "{outcome:?}");
+    let rec = s.source(&ds, key).await.unwrap().unwrap();
+    assert_eq!(rec.version.object_version.as_deref(), Some("v2"));
+    assert_eq!((rec.load_id, rec.loaded_at, rec.feature_count), (load_id, loaded_at, 1));
+    assert_eq!(dataset_version(s, "objects").await, before, "no row changed");
+
+    // A local file (no object version) of new content clears it; hostile versions are text.
+    commit(s, plan("objects", key, "ov-h2", &[]), vec![row(0, 2.0, vec![])]).await;
+    assert_eq!(s.source(&ds, key).await.unwrap().unwrap().version.object_version, None);
+    let hostile = "\"'; DROP TABLE sources; -- 名前";
+    commit(s, versioned("objects", key, "ov-h3", hostile), vec![row(0, 3.0, vec![])]).await;
+    assert_eq!(s.source(&ds, key).await.unwrap().unwrap().version.object_version.as_deref(), Some(hostile));
+}
+
+async fn dataset_version(s: &dyn Store, dataset: &str) -> i64 {
+    s.datasets().await.unwrap().into_iter().find(|d| d.name.as_str() == dataset).map(|d| d.version).unwrap()
+}
+
+fn new_job(id: &str, dataset: &str, source: &str) -> NewJob {
+    NewJob {
+        id: id.into(),
+        dataset: name(dataset),
+        source: source.into(),
+        action: JobAction::Load,
+        object_version: Some("etag-1".into()),
+    }
+}
+
+fn status(status: JobStatus) -> JobUpdate {
+    JobUpdate { status: Some(status), ..JobUpdate::default() }
+}
+
+async fn list(s: &dyn Store, query: JobQuery) -> Vec<String> {
+    s.jobs(&query).await.unwrap().into_iter().map(|j| j.id).collect()
+}
+
+async fn jobs_contract(store: &Arc<dyn Store>) {
+    let s = &**store;
+    // Created queued; a second upsert (a redelivered event) returns the first unchanged.
+    let first = s.upsert_job(&new_job("job-1", "parcels", "raw/parcels/a.geojson")).await.unwrap();
+    assert_eq!((first.status, first.attempts, first.action), (JobStatus::Queued, 0, JobAction::Load));
+    assert_eq!((first.load_id, &first.error, &first.result), (None, &None, &None));
+    assert_eq!((&first.started_at, &first.finished_at), (&None, &None));
+    assert_eq!(first.object_version.as_deref(), Some("etag-1"));
+    assert_eq!(first.created_at, first.updated_at);
+    let mut other = new_job("job-1", "roads", "elsewhere");
+    other.action = JobAction::Remove;
+    other.object_version = None;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(s.upsert_job(&other).await.unwrap(), first);
+    assert_eq!(s.job("job-1").await.unwrap(), Some(first.clone()));
+
+    // Queued → Running → Succeeded.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let running = s.update_job("job-1", status(JobStatus::Running)).await.unwrap();
+    assert_eq!((running.status, running.attempts), (JobStatus::Running, 1));
+    let started = running.started_at.clone().expect("started_at set");
+    assert!(running.finished_at.is_none());
+    assert!(running.updated_at > first.updated_at, "{} > {}", running.updated_at, first.updated_at);
+    assert_eq!(running.created_at, first.created_at);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let summary = serde_json::json!({
+        "features_loaded": 3, "skipped": 0, "errors": [{"index": 0, "id": null, "reason": "it's \"bad\"; --"}],
+        "nested": {"a": [1.5, true, null, "名前"]}
+    });
+    let done = s
+        .update_job(
+            "job-1",
+            JobUpdate {
+                status: Some(JobStatus::Succeeded),
+                load_id: Some(42),
+                result: Some(summary.clone()),
+                ..JobUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((done.status, done.attempts, done.load_id), (JobStatus::Succeeded, 1, Some(42)));
+    assert_eq!(done.started_at.as_deref(), Some(started.as_str()));
+    let finished = done.finished_at.clone().expect("finished_at set");
+    assert!(finished >= started);
+    assert_eq!(done.result.as_ref(), Some(&summary));
+    assert_eq!(s.job("job-1").await.unwrap(), Some(done.clone()));
+    // An update that names no field only touches updated_at.
+    let touched = s.update_job("job-1", JobUpdate::default()).await.unwrap();
+    assert_eq!(Job { updated_at: done.updated_at.clone(), ..touched }, done);
+
+    // Running twice counts two attempts and keeps the first start; errors are set and cleared.
+    s.upsert_job(&new_job("job-2", "parcels", "raw/parcels/b.geojson")).await.unwrap();
+    let one = s.update_job("job-2", status(JobStatus::Running)).await.unwrap();
+    let failed = s
+        .update_job("job-2", JobUpdate { error: Some(Some("connection reset".into())), ..status(JobStatus::Queued) })
+        .await
+        .unwrap();
+    assert_eq!((failed.status, failed.error.as_deref()), (JobStatus::Queued, Some("connection reset")));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let two = s.update_job("job-2", status(JobStatus::Running)).await.unwrap();
+    assert_eq!(two.attempts, 2);
+    assert_eq!(two.started_at, one.started_at);
+    assert_eq!(two.error.as_deref(), Some("connection reset"), "an update without an error keeps it");
+    let cleared = s.update_job("job-2", JobUpdate { error: Some(None), ..JobUpdate::default() }).await.unwrap();
+    assert_eq!((cleared.error, cleared.status, cleared.attempts), (None, JobStatus::Running, 2));
+    let gave_up = s
+        .update_job("job-2", JobUpdate { error: Some(Some("bad input".into())), ..status(JobStatus::Failed) })
+        .await
+        .unwrap();
+    assert_eq!((gave_up.status, gave_up.error.as_deref()), (JobStatus::Failed, Some("bad input")));
+    assert!(gave_up.finished_at.is_some());
+
+    // Unknown ids.
+    assert_eq!(s.job("no-such-job").await.unwrap(), None);
+    let err = s.update_job("no-such-job", status(JobStatus::Running)).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(s.job("no-such-job").await.unwrap().is_none(), "an update creates nothing");
+
+    // Hostile ids, sources and errors are just text.
+    let hostile = [
+        "'; DROP TABLE geoflow_jobs; --".to_string(),
+        "\"; DROP TABLE geoflow.jobs; --".to_string(),
+        "it's a \"quoted\" \\ id".to_string(),
+        "名前/ünïcödé/🚀".to_string(),
+        "j".repeat(200),
+    ];
+    for id in &hostile {
+        let created = s.upsert_job(&new_job(id, "hostile", id)).await.unwrap();
+        assert_eq!((&created.id, &created.source), (id, id));
+        let updated =
+            s.update_job(id, JobUpdate { error: Some(Some(id.clone())), ..status(JobStatus::Failed) }).await.unwrap();
+        assert_eq!(updated.error.as_ref(), Some(id));
+        assert_eq!(s.job(id).await.unwrap(), Some(updated));
+    }
+    assert_eq!(list(s, JobQuery { dataset: Some(name("hostile")), ..JobQuery::default() }).await.len(), hostile.len());
+    assert!(s.datasets().await.unwrap().iter().any(|d| d.name.as_str() == "roads"), "the catalog is intact");
+    assert_eq!(s.job("job-1").await.unwrap().unwrap().status, JobStatus::Succeeded);
+
+    // Concurrent writers: no update is lost, none fails.
+    s.upsert_job(&new_job("busy", "parcels", "busy")).await.unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                let own = format!("busy-{i}");
+                store.upsert_job(&new_job(&own, "busy", &own)).await.unwrap();
+                store.update_job(&own, status(JobStatus::Running)).await.unwrap();
+                store.update_job("busy", status(JobStatus::Running)).await.unwrap();
+                store.update_job(&own, status(JobStatus::SkippedDuplicate)).await.unwrap();
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(s.job("busy").await.unwrap().unwrap().attempts, 8);
+    s.update_job("busy", status(JobStatus::Succeeded)).await.unwrap();
+    let statuses: Vec<JobStatus> = s
+        .jobs(&JobQuery { dataset: Some(name("busy")), ..JobQuery::default() })
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.status)
+        .collect();
+    assert_eq!(statuses, vec![JobStatus::SkippedDuplicate; 8]);
+}
+
+/// Listing: newest first, filters, limits and a cursor that visits every job once.
+async fn job_listing(s: &dyn Store) {
+    let mut created = Vec::new();
+    for i in 0..12 {
+        let dataset = if i % 3 == 0 { "listing_a" } else { "listing_b" };
+        // Apart in time, so that creation order is the listing order whatever the clock's
+        // resolution; ids are deliberately not in creation order.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let id = format!("{}-{i}", 99 - i);
+        s.upsert_job(&new_job(&id, dataset, "s")).await.unwrap();
+        created.push(id);
+    }
+    for id in created.iter().step_by(4) {
+        s.update_job(id, status(JobStatus::Running)).await.unwrap();
+    }
+    let newest_first: Vec<String> = created.iter().rev().cloned().collect();
+    let all = list(s, JobQuery::default()).await;
+    assert_eq!(&all[..12], &newest_first[..], "the newest jobs come first");
+    let every = all.len();
+
+    let only_a = list(s, JobQuery { dataset: Some(name("listing_a")), ..JobQuery::default() }).await;
+    let expected: Vec<String> =
+        newest_first.iter().filter(|id| created.iter().position(|c| c == *id).unwrap() % 3 == 0).cloned().collect();
+    assert_eq!(only_a, expected);
+    let running = list(s, JobQuery { status: Some(JobStatus::Running), ..JobQuery::default() }).await;
+    assert_eq!(running, vec![created[8].clone(), created[4].clone(), created[0].clone()]);
+    let both =
+        list(s, JobQuery { dataset: Some(name("listing_b")), status: Some(JobStatus::Running), ..JobQuery::default() })
+            .await;
+    assert_eq!(both, vec![created[8].clone(), created[4].clone()]);
+    assert_eq!(list(s, JobQuery { limit: 2, ..JobQuery::default() }).await, newest_first[..2].to_vec());
+    assert_eq!(list(s, JobQuery { limit: 0, ..JobQuery::default() }).await.len(), every.min(100));
+    assert!(list(s, JobQuery { dataset: Some(name("listing_none")), ..JobQuery::default() }).await.is_empty());
+
+    // Pages of 5 cover every job exactly once, in order.
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = list(s, JobQuery { limit: 5, before: before.clone(), ..JobQuery::default() }).await;
+        assert!(page.len() <= 5);
+        let Some(last) = page.last().cloned() else { break };
+        paged.extend(page);
+        before = Some(last);
+    }
+    assert_eq!(paged, all);
+    assert_eq!(paged.iter().collect::<HashSet<_>>().len(), every);
+    // The cursor combines with filters.
+    let page =
+        list(s, JobQuery { dataset: Some(name("listing_a")), before: Some(created[9].clone()), ..JobQuery::default() })
+            .await;
+    assert_eq!(page, vec![created[6].clone(), created[3].clone(), created[0].clone()]);
+    let err = s.jobs(&JobQuery { before: Some("no-such-job".into()), ..JobQuery::default() }).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+}
+
+/// A job update while a load of another dataset is in flight neither deadlocks nor fails.
+async fn job_update_during_a_load(store: &Arc<dyn Store>) {
+    let s = &**store;
+    s.upsert_job(&new_job("during-load", "inflight_jobs", "j")).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let loading = {
+        let store = Arc::clone(store);
+        tokio::spawn(async move { store.load(plan("inflight", "x", "x1", &[]), rx).await })
+    };
+    tx.send(LoadMessage::Rows(vec![row(0, 1.0, vec![])])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let updating = {
+        let store = Arc::clone(store);
+        tokio::spawn(async move { store.update_job("during-load", status(JobStatus::Running)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(LoadMessage::Commit(result(1))).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), loading).await.expect("the load finishes");
+    assert!(matches!(outcome.unwrap().unwrap(), LoadOutcome::Loaded { .. }));
+    let job = tokio::time::timeout(Duration::from_secs(20), updating).await.expect("the update finishes");
+    assert_eq!(job.unwrap().unwrap().attempts, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,7 +12,7 @@ use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema};
 use geoflow_core::value::PropValue;
 use geoflow_store::gpkg::{register_sql_functions, GeoPackageStore, RtreeFill, APPLICATION_ID, USER_VERSION};
-use geoflow_store::{LoadMessage, LoadOutcome, LoadResult, Store, StoreError};
+use geoflow_store::{JobAction, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, Store, StoreError};
 
 mod support;
 use support::*;
@@ -813,7 +813,7 @@ async fn migrations_are_idempotent_and_safe_to_race() {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     let conn = read(&path);
-    assert_eq!(count(&conn, "SELECT count(*) FROM geoflow_migrations"), 2);
+    assert_eq!(count(&conn, "SELECT count(*) FROM geoflow_migrations"), 3);
     assert_eq!(count(&conn, "SELECT count(*) FROM gpkg_extensions WHERE extension_name = 'gpkg_schema'"), 2);
     assert_eq!(count(&conn, "SELECT count(*) FROM gpkg_spatial_ref_sys"), 3);
     assert!(store.datasets().await.unwrap().is_empty());
@@ -902,6 +902,55 @@ async fn writers_queue_on_the_write_lock_while_readers_go_on() {
     assert_eq!(count(&conn, "SELECT count(*) FROM roads"), 5);
     if let Some((stdout, _)) = ogrinfo(&path, &["-q"]) {
         assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    }
+    validate_gpkg(&path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_reads_go_on_during_a_load_and_job_writes_wait_for_its_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    let new = NewJob {
+        id: "job-b".into(),
+        dataset: DatasetName::new("roads").unwrap(),
+        source: "b.geojson".into(),
+        action: JobAction::Load,
+        object_version: None,
+    };
+    let queued = store.upsert_job(&new).await.unwrap();
+
+    // A load of another dataset that has started but not committed holds the write lock.
+    let (tx_a, rx_a) = tokio::sync::mpsc::channel(4);
+    let load_a = tokio::spawn({
+        let store = store.clone();
+        async move { store.load(plan("lakes", "l.geojson", "hl", roads_schema()), rx_a).await }
+    });
+    tx_a.send(LoadMessage::Rows(roads_b())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // Reading a job, and upserting one that exists (a redelivered event), need no lock.
+    let quick = std::time::Duration::from_secs(2);
+    assert_eq!(tokio::time::timeout(quick, store.job("job-b")).await.unwrap().unwrap(), Some(queued.clone()));
+    assert_eq!(tokio::time::timeout(quick, store.upsert_job(&new)).await.unwrap().unwrap(), queued);
+
+    // A job update waits for the load's commit (within the busy timeout), then applies.
+    let update = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store.update_job("job-b", JobUpdate { status: Some(JobStatus::Running), ..JobUpdate::default() }).await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!update.is_finished());
+    tx_a.send(LoadMessage::Commit(result_for(&roads_b()))).await.unwrap();
+    assert!(matches!(load_a.await.unwrap().unwrap(), LoadOutcome::Loaded { .. }));
+    let running = update.await.unwrap().unwrap();
+    assert_eq!((running.status, running.attempts), (JobStatus::Running, 1));
+
+    let conn = read(&path);
+    assert_eq!(count(&conn, "SELECT count(*) FROM geoflow_jobs"), 1);
+    if let Some((stdout, _)) = ogrinfo(&path, &["-q"]) {
+        assert_eq!(stdout.lines().count(), 1, "the jobs table is not a layer: {stdout}");
     }
     validate_gpkg(&path);
 }

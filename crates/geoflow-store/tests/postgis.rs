@@ -12,7 +12,7 @@ use geoflow_core::row::Bbox;
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
 use geoflow_store::postgis::{check_versions, redact, PostgisStore};
-use geoflow_store::{LoadMessage, LoadOutcome, LoadResult, Store, StoreError};
+use geoflow_store::{JobAction, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, Store, StoreError};
 use geoflow_testkit::{postgis_database, TestDatabase};
 
 mod support;
@@ -580,7 +580,7 @@ async fn migrations_are_idempotent_and_safe_to_race() {
         t.await.unwrap().unwrap();
     }
     store.migrate().await.unwrap();
-    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 1);
+    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 2);
 }
 
 #[test]
@@ -726,4 +726,45 @@ async fn indexes_are_the_same_however_a_load_fills_them() {
     let d = store.datasets().await.unwrap().into_iter().find(|d| d.name == name).unwrap();
     assert_eq!((d.feature_count, d.sources), (2, 1));
     assert_eq!(d.bbox, Some(Bbox { min_x: -5.0, min_y: -6.0, max_x: -3.0, max_y: -4.0 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_writes_do_not_wait_for_loads() {
+    let Some((_db, store, client)) = setup().await else { return };
+    let new = NewJob {
+        id: "job-b".into(),
+        dataset: DatasetName::new("roads").unwrap(),
+        source: "b.geojson".into(),
+        action: JobAction::Load,
+        object_version: Some("etag".into()),
+    };
+    store.upsert_job(&new).await.unwrap();
+
+    // A load of the same dataset, started and not committed, holds the dataset's lock.
+    let (tx_a, rx_a) = tokio::sync::mpsc::channel(4);
+    let load_a = tokio::spawn({
+        let store = store.clone();
+        async move { store.load(plan("roads", "a.geojson", "ha", roads_schema()), rx_a).await }
+    });
+    tx_a.send(LoadMessage::Rows(roads_a())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let quick = Duration::from_secs(5);
+    let running = tokio::time::timeout(
+        quick,
+        store.update_job("job-b", JobUpdate { status: Some(JobStatus::Running), ..JobUpdate::default() }),
+    )
+    .await
+    .expect("a job update does not wait for a load")
+    .unwrap();
+    assert_eq!(running.attempts, 1);
+    let other = NewJob { id: "job-c".into(), ..new };
+    tokio::time::timeout(quick, store.upsert_job(&other)).await.expect("nor does a new job").unwrap();
+    assert!(!load_a.is_finished());
+
+    tx_a.send(LoadMessage::Commit(result_for(&roads_a()))).await.unwrap();
+    assert!(matches!(load_a.await.unwrap().unwrap(), LoadOutcome::Loaded { .. }));
+    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.jobs").await, 2);
+    let result_type = texts(&client, "SELECT data_type FROM information_schema.columns WHERE table_schema = 'geoflow' AND table_name = 'jobs' AND column_name = 'result'").await;
+    assert_eq!(result_type, [Some("jsonb".to_string())]);
 }

@@ -17,7 +17,7 @@
 
 pub mod moto;
 
-pub use moto::{moto_server, MotoServer};
+pub use moto::{moto_server, unique_name, MotoServer};
 
 use std::ffi::CString;
 use std::net::TcpListener;

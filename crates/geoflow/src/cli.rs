@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::report::Policy;
 
-use crate::config::DEFAULT_DATABASE;
+use crate::config::{DEFAULT_DATABASE, DEFAULT_QUEUE};
+use crate::storage::DEFAULT_STORAGE;
 
 #[derive(Debug, Parser)]
 #[command(name = "geoflow", version, about = "Event-driven GeoJSON ingestion into PostGIS and GeoPackage", long_about = None)]
@@ -27,6 +28,14 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Create or upgrade the catalog schema.
     Migrate(DatabaseArgs),
+    /// Consume storage events from the queue and load each object into its dataset.
+    ///
+    /// Objects live under `raw/<dataset>/…`; an ObjectCreated event loads the object, an
+    /// ObjectRemoved event removes its rows. Duplicate, late and out-of-order events change
+    /// nothing. With a local storage folder, files dropped into the inbox
+    /// (`<inbox>/<dataset>/<name>`) are taken as uploads. SIGTERM or SIGINT stops receiving and
+    /// lets loads in flight finish within the grace period.
+    Worker(WorkerArgs),
     /// List datasets with their feature counts, extents and columns.
     Datasets {
         #[command(flatten)]
@@ -43,6 +52,44 @@ pub struct DatabaseArgs {
     /// GeoPackage file (.gpkg).
     #[arg(long = "database", env = "GEOFLOW_DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
     pub url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Object storage: s3://bucket[/prefix] (credentials and endpoint from the standard AWS
+    /// environment) or a folder.
+    #[arg(long = "storage", env = "GEOFLOW_STORAGE_URL", default_value = DEFAULT_STORAGE)]
+    pub storage: String,
+    /// Queue: an SQS queue URL, or the path of the embedded queue file.
+    #[arg(long = "queue", env = "GEOFLOW_QUEUE_URL", default_value = DEFAULT_QUEUE)]
+    pub queue: String,
+    /// Loads in flight at once.
+    #[arg(long, default_value_t = 2, env = "GEOFLOW_WORKER_CONCURRENCY")]
+    pub concurrency: usize,
+    /// Seconds a received message stays hidden from other workers (renewed while it loads).
+    #[arg(long, default_value_t = 60, env = "GEOFLOW_VISIBILITY_TIMEOUT")]
+    pub visibility_timeout: u64,
+    /// Receives of one message before the embedded queue dead-letters it (an SQS queue's
+    /// redrive policy decides there).
+    #[arg(long, default_value_t = 5, env = "GEOFLOW_MAX_RECEIVE_COUNT")]
+    pub max_receive_count: u32,
+    /// Seconds in-flight loads may take to finish after SIGTERM before they are abandoned.
+    #[arg(long, default_value_t = 60, env = "GEOFLOW_GRACE_PERIOD")]
+    pub grace_period: u64,
+    /// Seconds before the first retry after a transient failure (doubled on each retry).
+    #[arg(long, default_value_t = 5, env = "GEOFLOW_RETRY_DELAY")]
+    pub retry_delay: u64,
+    /// Inbox folder watched for uploads when storage is a local folder.
+    #[arg(long, env = "GEOFLOW_INBOX", default_value = "./geoflow-data/inbox")]
+    pub inbox: PathBuf,
+    /// Folder where objects from remote storage are spooled while they load.
+    #[arg(long, env = "GEOFLOW_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// What to do with invalid features: skip them, reject the whole source, or repair them.
+    #[arg(long, default_value = "skip", env = "GEOFLOW_ON_INVALID", value_parser = parse_policy)]
+    pub on_invalid: Policy,
 }
 
 #[derive(Debug, Args)]

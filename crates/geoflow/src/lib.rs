@@ -5,5 +5,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod ingest;
+pub mod storage;
 pub mod telemetry;
+pub mod worker;

@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use geoflow::cli::{Cli, Command, IngestArgs};
-use geoflow::config::DatabaseUrl;
+use geoflow::cli::{Cli, Command, IngestArgs, WorkerArgs};
+use geoflow::config::{DatabaseUrl, QueueUrl};
 use geoflow::ingest::{ingest, IngestRequest, IngestSummary, Input, Progress, Status};
+use geoflow::storage::StorageUrl;
 use geoflow::telemetry;
+use geoflow::worker::inbox::Inbox;
+use geoflow::worker::{Worker, WorkerOptions};
 use geoflow_core::reader::ReaderOptions;
 
 /// Exit status for input that was rejected (retrying will not help).
@@ -30,6 +33,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ingest(args) => run_ingest(args).await,
+        Command::Worker(args) => run_worker(args).await,
         Command::Migrate(db) => {
             let store = DatabaseUrl::parse(&db.url)?.open().await?;
             store.migrate().await?;
@@ -50,6 +54,58 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let store = DatabaseUrl::parse(&args.db.url)?.open().await?;
+    let storage = StorageUrl::parse(&args.storage)?.open()?;
+    let visibility = Duration::from_secs(args.visibility_timeout.max(1));
+    let queue = QueueUrl::parse(&args.queue)?.open(visibility, args.max_receive_count.max(1)).await?;
+    let options = WorkerOptions {
+        concurrency: args.concurrency.max(1),
+        visibility,
+        grace: Duration::from_secs(args.grace_period),
+        retry_delay: Duration::from_secs(args.retry_delay),
+        policy: args.on_invalid,
+        spool_dir: args.spool_dir.unwrap_or_else(std::env::temp_dir),
+        ..WorkerOptions::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let inbox = storage.local_root().map(|root| {
+        let inbox = Inbox::new(args.inbox.clone(), root.to_path_buf(), queue.clone());
+        tokio::spawn(inbox.run(Duration::from_secs(1), stopped(stop_rx.clone())))
+    });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    tracing::info!(store = %store.location(), storage = %args.storage, concurrency = options.concurrency, "worker started");
+    let worker = Worker { queue, store, storage, options };
+    worker.run(stopped(stop_rx)).await?;
+    if let Some(inbox) = inbox {
+        let _ = inbox.await;
+    }
+    tracing::info!("worker stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM (what container runtimes send) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -24,8 +24,9 @@ pub fn insert_load(
     result: &LoadResult,
 ) -> Result<i64, StoreError> {
     conn.prepare_cached(
-        "INSERT INTO geoflow_loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        "INSERT INTO geoflow_loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at,
+           object_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -36,6 +37,7 @@ pub fn insert_load(
             plan.policy.as_str(),
             status.as_str(),
             started_at,
+            plan.version.object_version,
         ])
     })
     .ctx("recording the load")?;
@@ -90,7 +92,7 @@ pub fn source_record(
     source: &str,
 ) -> Result<Option<SourceRecord>, StoreError> {
     conn.prepare_cached(
-        "SELECT content_hash, bytes, feature_count, load_id, loaded_at FROM geoflow_sources
+        "SELECT content_hash, bytes, feature_count, load_id, loaded_at, object_version FROM geoflow_sources
          WHERE dataset = ?1 AND source_key = ?2",
     )
     .and_then(|mut s| {
@@ -98,7 +100,11 @@ pub fn source_record(
             Ok(SourceRecord {
                 dataset: dataset.clone(),
                 source: source.to_string(),
-                version: SourceVersion { content_hash: r.get(0)?, bytes: r.get::<_, i64>(1)?.max(0) as u64 },
+                version: SourceVersion {
+                    content_hash: r.get(0)?,
+                    bytes: r.get::<_, i64>(1)?.max(0) as u64,
+                    object_version: r.get(5)?,
+                },
                 feature_count: r.get::<_, i64>(2)?.max(0) as u64,
                 load_id: r.get(3)?,
                 loaded_at: r.get(4)?,
@@ -117,10 +123,12 @@ pub fn upsert_source(
     loaded_at: &str,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO geoflow_sources (dataset, source_key, content_hash, bytes, feature_count, load_id, loaded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO geoflow_sources (dataset, source_key, content_hash, bytes, feature_count, load_id, loaded_at,
+           object_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (dataset, source_key) DO UPDATE SET content_hash = excluded.content_hash, bytes = excluded.bytes,
-           feature_count = excluded.feature_count, load_id = excluded.load_id, loaded_at = excluded.loaded_at",
+           feature_count = excluded.feature_count, load_id = excluded.load_id, loaded_at = excluded.loaded_at,
+           object_version = excluded.object_version",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -130,10 +138,24 @@ pub fn upsert_source(
             to_i64(plan.version.bytes),
             to_i64(feature_count),
             load_id,
-            loaded_at
+            loaded_at,
+            plan.version.object_version,
         ])
     })
     .ctx("recording the source")?;
+    Ok(())
+}
+
+/// Records the object version a source's unchanged content now comes from, so that a later
+/// event for that version is recognised without reading the object. Rows, load id and dataset
+/// version stay as they are: the content did not change.
+pub fn set_object_version(conn: &Connection, plan: &LoadPlan) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE geoflow_sources SET object_version = ?3
+         WHERE dataset = ?1 AND source_key = ?2 AND object_version IS NOT ?3",
+    )
+    .and_then(|mut s| s.execute(params![plan.dataset.as_str(), plan.source, plan.version.object_version]))
+    .ctx("recording the source's object version")?;
     Ok(())
 }
 

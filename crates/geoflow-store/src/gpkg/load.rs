@@ -161,6 +161,7 @@ fn session(
         .optional()
         .ctx("reading the source catalog")?;
     if current_hash.as_deref() == Some(plan.version.content_hash.as_str()) {
+        catalog::set_object_version(tx, plan)?;
         return Ok(End::Unchanged);
     }
 

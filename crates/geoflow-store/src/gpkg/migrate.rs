@@ -23,7 +23,10 @@ pub const USER_VERSION: i32 = 10300;
 /// frames written); R-tree nodes stay at SQLite's 51-cell limit whatever the page size.
 pub const PAGE_SIZE: i64 = 32768;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sql/geopackage.sql")), (2, include_str!("sql/catalog.sql"))];
+/// Applied in order, each once; a step is never edited after release (files created by it
+/// exist), later changes are new steps.
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("sql/geopackage.sql")), (2, include_str!("sql/catalog.sql")), (3, include_str!("sql/jobs.sql"))];
 
 /// Changing the journal mode needs the file to itself and does not wait on the busy timeout:
 /// when another connection (a racing migration, say) holds it, retry until the timeout.

@@ -7,10 +7,13 @@
 //!
 //! All database work runs on tokio's blocking pool, one short-lived connection per call. A
 //! load is a single `BEGIN IMMEDIATE` transaction: SQLite's write lock serialises writers,
-//! and a process killed at any point leaves the previous rows as they were.
+//! and a process killed at any point leaves the previous rows as they were. Every other
+//! write (job updates included) waits for a load in progress, up to [`BUSY_TIMEOUT`], and
+//! then fails with a transient error (the `jobs` module says more).
 
 mod catalog;
 mod geometry;
+mod jobs;
 mod load;
 mod migrate;
 mod rtree;
@@ -28,7 +31,10 @@ use time::OffsetDateTime;
 
 use geoflow_core::dataset::DatasetName;
 
-use crate::{DatasetInfo, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, SourceRecord, Store, StoreError};
+use crate::{
+    DatasetInfo, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, NewJob, SourceRecord,
+    Store, StoreError,
+};
 
 pub use load::RtreeFill;
 pub use migrate::{APPLICATION_ID, USER_VERSION};
@@ -140,6 +146,42 @@ impl Store for GeoPackageStore {
         self.blocking("listing datasets", |path| {
             let conn = open_connection(path)?;
             catalog::datasets(&conn)
+        })
+        .await
+    }
+
+    async fn upsert_job(&self, job: &NewJob) -> Result<Job, StoreError> {
+        let job = job.clone();
+        self.blocking("creating a job", move |path| {
+            let mut conn = open_connection(path)?;
+            jobs::upsert(&mut conn, &job, &now_rfc3339())
+        })
+        .await
+    }
+
+    async fn update_job(&self, id: &str, update: JobUpdate) -> Result<Job, StoreError> {
+        let id = id.to_string();
+        self.blocking("updating a job", move |path| {
+            let mut conn = open_connection(path)?;
+            jobs::update(&mut conn, &id, &update, &now_rfc3339())
+        })
+        .await
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let id = id.to_string();
+        self.blocking("reading a job", move |path| {
+            let conn = open_connection(path)?;
+            jobs::job(&conn, &id)
+        })
+        .await
+    }
+
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        let query = query.clone();
+        self.blocking("listing jobs", move |path| {
+            let conn = open_connection(path)?;
+            jobs::list(&conn, &query)
         })
         .await
     }

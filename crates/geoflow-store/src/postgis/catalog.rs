@@ -44,8 +44,9 @@ pub async fn insert_load(
 ) -> Result<i64, StoreError> {
     let row = client
         .query_one(
-            "INSERT INTO geoflow.loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())
+            "INSERT INTO geoflow.loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at,
+               object_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp(), $8)
              RETURNING id",
             &[
                 &plan.dataset.as_str(),
@@ -55,6 +56,7 @@ pub async fn insert_load(
                 &plan.policy.as_str(),
                 &status.as_str(),
                 &started_at,
+                &plan.version.object_version,
             ],
         )
         .await
@@ -116,7 +118,8 @@ pub async fn source_record(
     let row = client
         .query_opt(
             &format!(
-                "SELECT content_hash, bytes, feature_count, load_id, to_char(loaded_at AT TIME ZONE 'UTC', {RFC3339})
+                "SELECT content_hash, bytes, feature_count, load_id, to_char(loaded_at AT TIME ZONE 'UTC', {RFC3339}),
+                   object_version
                  FROM geoflow.sources WHERE dataset = $1 AND source_key = $2"
             ),
             &[&dataset.as_str(), &source],
@@ -126,7 +129,11 @@ pub async fn source_record(
     Ok(row.map(|r| SourceRecord {
         dataset: dataset.clone(),
         source: source.to_string(),
-        version: SourceVersion { content_hash: r.get(0), bytes: r.get::<_, i64>(1).max(0) as u64 },
+        version: SourceVersion {
+            content_hash: r.get(0),
+            bytes: r.get::<_, i64>(1).max(0) as u64,
+            object_version: r.get(5),
+        },
         feature_count: r.get::<_, i64>(2).max(0) as u64,
         load_id: r.get(3),
         loaded_at: r.get(4),
@@ -147,12 +154,12 @@ pub async fn upsert_source(
     client
         .execute(
             "INSERT INTO geoflow.sources (dataset, source_key, content_hash, bytes, feature_count,
-               min_x, min_y, max_x, max_y, load_id, loaded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+               min_x, min_y, max_x, max_y, load_id, loaded_at, object_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (dataset, source_key) DO UPDATE SET content_hash = excluded.content_hash,
                bytes = excluded.bytes, feature_count = excluded.feature_count, min_x = excluded.min_x,
                min_y = excluded.min_y, max_x = excluded.max_x, max_y = excluded.max_y,
-               load_id = excluded.load_id, loaded_at = excluded.loaded_at",
+               load_id = excluded.load_id, loaded_at = excluded.loaded_at, object_version = excluded.object_version",
             &[
                 &plan.dataset.as_str(),
                 &plan.source,
@@ -165,10 +172,30 @@ pub async fn upsert_source(
                 &max_y,
                 &load_id,
                 &loaded_at,
+                &plan.version.object_version,
             ],
         )
         .await
         .ctx(store, "recording the source")?;
+    Ok(())
+}
+
+/// Records the object version a source's unchanged content now comes from, so that a later
+/// event for that version is recognised without reading the object. Rows, load id and dataset
+/// version stay as they are: the content did not change.
+pub async fn set_object_version(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    plan: &LoadPlan,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "UPDATE geoflow.sources SET object_version = $3
+             WHERE dataset = $1 AND source_key = $2 AND object_version IS DISTINCT FROM $3",
+            &[&plan.dataset.as_str(), &plan.source, &plan.version.object_version],
+        )
+        .await
+        .ctx(store, "recording the source's object version")?;
     Ok(())
 }
 

@@ -125,6 +125,7 @@ async fn session(
         .ctx(store, "reading the source catalog")?
         .map(|r| r.get(0));
     if current.as_deref() == Some(plan.version.content_hash.as_str()) {
+        catalog::set_object_version(store, tx, plan).await?;
         return Ok(End::Unchanged);
     }
 

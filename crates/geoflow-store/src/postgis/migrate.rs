@@ -12,7 +12,9 @@ pub const MIN_POSTGIS: (u32, u32) = (3, 1);
 /// Advisory lock key of migrations ("geoflow" in ASCII).
 const MIGRATION_LOCK: i64 = 0x67_656f_666c_6f77;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("sql/catalog.sql"))];
+/// Applied in order, each once; a step is never edited after release (databases created by
+/// it exist), later changes are new steps.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("sql/catalog.sql")), (2, include_str!("sql/jobs.sql"))];
 
 /// Checks a server's versions: `server_version_num` and the PostGIS version text (`None`
 /// when PostGIS is not available). The error names what was found and what is required.

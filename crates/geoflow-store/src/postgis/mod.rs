@@ -11,6 +11,7 @@
 mod catalog;
 mod connection;
 mod copy;
+mod jobs;
 mod load;
 mod migrate;
 mod table;
@@ -20,7 +21,10 @@ use deadpool_postgres::{Object, Pool};
 
 use geoflow_core::dataset::DatasetName;
 
-use crate::{DatasetInfo, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, SourceRecord, Store, StoreError};
+use crate::{
+    DatasetInfo, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, NewJob, SourceRecord,
+    Store, StoreError,
+};
 
 pub use connection::{redact, SslMode};
 pub use migrate::{check_versions, MIN_POSTGIS, MIN_POSTGRES};
@@ -158,5 +162,25 @@ impl Store for PostgisStore {
     async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
         let client = self.client().await?;
         catalog::datasets(self, &**client).await
+    }
+
+    async fn upsert_job(&self, job: &NewJob) -> Result<Job, StoreError> {
+        let client = self.client().await?;
+        jobs::upsert(self, &**client, job).await
+    }
+
+    async fn update_job(&self, id: &str, update: JobUpdate) -> Result<Job, StoreError> {
+        let client = self.client().await?;
+        jobs::update(self, &**client, id, &update).await
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let client = self.client().await?;
+        jobs::job(self, &**client, id).await
+    }
+
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        let client = self.client().await?;
+        jobs::list(self, &**client, query).await
     }
 }

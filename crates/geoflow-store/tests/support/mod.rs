@@ -91,7 +91,7 @@ pub fn plan(dataset: &str, source: &str, hash: &str, schema: Schema) -> LoadPlan
     LoadPlan {
         dataset: DatasetName::new(dataset).unwrap(),
         source: source.into(),
-        version: SourceVersion { content_hash: hash.into(), bytes: 1234 },
+        version: SourceVersion { content_hash: hash.into(), bytes: 1234, object_version: None },
         schema,
         policy: Policy::Skip,
     }

@@ -33,6 +33,8 @@ pub struct IngestRequest {
     pub dataset: DatasetName,
     /// Source key; defaults to the file name.
     pub source: Option<String>,
+    /// The storage's version id or ETag of the object being loaded.
+    pub object_version: Option<String>,
     pub policy: Policy,
     pub reader: ReaderOptions,
     /// Threads that parse and encode features.
@@ -47,6 +49,7 @@ impl IngestRequest {
             input,
             dataset,
             source: None,
+            object_version: None,
             policy: Policy::Skip,
             reader: ReaderOptions::default(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -172,7 +175,11 @@ pub async fn ingest(
     let mut plan = LoadPlan {
         dataset: req.dataset.clone(),
         source: source.clone(),
-        version: SourceVersion { content_hash: String::new(), bytes: data.len },
+        version: SourceVersion {
+            content_hash: String::new(),
+            bytes: data.len,
+            object_version: req.object_version.clone(),
+        },
         schema: Schema::default(),
         policy: req.policy,
     };

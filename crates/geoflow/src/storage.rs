@@ -1,0 +1,175 @@
+//! Object storage: S3 (or any S3 API) in production, a local folder in the embedded default,
+//! both through `object_store`.
+//!
+//! The ingest pipeline reads a source twice, so it needs a file: local objects are read in
+//! place, remote ones are streamed to a temporary file first (memory stays bounded whatever
+//! the object's size).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use futures_util::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use tokio::io::AsyncWriteExt;
+
+/// The embedded default: a folder under `./geoflow-data`.
+pub const DEFAULT_STORAGE: &str = "./geoflow-data/objects";
+
+/// A parsed `GEOFLOW_STORAGE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    /// `s3://bucket[/prefix]`; endpoint, region and credentials come from the standard AWS
+    /// environment (an ECS task role in production, `AWS_ENDPOINT_URL` for S3 emulators).
+    S3 { bucket: String, prefix: String },
+    /// A folder.
+    Local(PathBuf),
+}
+
+impl StorageUrl {
+    pub fn parse(url: &str) -> anyhow::Result<StorageUrl> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                bail!("storage URL {url:?} names no bucket: expected s3://bucket[/prefix]");
+            }
+            return Ok(StorageUrl::S3 { bucket: bucket.into(), prefix: prefix.trim_matches('/').into() });
+        }
+        if url.contains("://") && !url.starts_with("file://") {
+            bail!("unsupported storage URL {url:?}: expected s3://bucket[/prefix] or a folder");
+        }
+        Ok(StorageUrl::Local(PathBuf::from(url.strip_prefix("file://").unwrap_or(url))))
+    }
+
+    pub fn open(&self) -> anyhow::Result<Storage> {
+        match self {
+            StorageUrl::S3 { bucket, prefix } => {
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                // Emulators (moto, MinIO) listen on plain HTTP.
+                if std::env::var("AWS_ENDPOINT_URL").is_ok_and(|e| e.starts_with("http://")) {
+                    builder = builder.with_allow_http(true);
+                }
+                let store = builder.build().with_context(|| format!("configuring S3 access to bucket {bucket}"))?;
+                Ok(Storage { store: Arc::new(store), local_root: None, prefix: prefix.clone() })
+            }
+            StorageUrl::Local(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating the storage folder {}", dir.display()))?;
+                let root = dir.canonicalize().with_context(|| format!("opening {}", dir.display()))?;
+                let store = LocalFileSystem::new_with_prefix(&root)?;
+                Ok(Storage { store: Arc::new(store), local_root: Some(root), prefix: String::new() })
+            }
+        }
+    }
+}
+
+/// An object store and where keys start.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub store: Arc<dyn ObjectStore>,
+    /// The folder of a local store, whose objects are read in place.
+    local_root: Option<PathBuf>,
+    /// Key prefix in the bucket (no leading or trailing `/`); empty for none.
+    pub prefix: String,
+}
+
+/// An object ready to be read as a file.
+#[derive(Debug)]
+pub struct Fetched {
+    pub path: PathBuf,
+    pub meta: ObjectMeta,
+    /// Removes the spooled copy when dropped.
+    _spool: Option<tempfile::TempPath>,
+}
+
+impl Storage {
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
+    /// The folder of a local store.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
+    }
+
+    /// The object's metadata, or `None` when it does not exist (any more).
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, object_store::Error> {
+        match self.store.head(&ObjectPath::from(key)).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The object as a file: in place when local, else streamed to a temporary file in
+    /// `spool_dir`. `None` when the object does not exist.
+    pub async fn fetch(&self, key: &str, spool_dir: &Path) -> anyhow::Result<Option<Fetched>> {
+        let location = ObjectPath::from(key);
+        if let Some(root) = &self.local_root {
+            let Some(meta) = self.head(key).await? else { return Ok(None) };
+            let path = LocalFileSystem::new_with_prefix(root)?.path_to_filesystem(&location)?;
+            return Ok(Some(Fetched { path, meta, _spool: None }));
+        }
+        let got = match self.store.get(&location).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading object {key}")),
+        };
+        let meta = got.meta.clone();
+        let spool = tempfile::Builder::new()
+            .prefix("geoflow-object-")
+            .tempfile_in(spool_dir)
+            .with_context(|| format!("creating a spool file in {}", spool_dir.display()))?
+            .into_temp_path();
+        let mut file = tokio::fs::File::create(&spool).await?;
+        let mut chunks = got.into_stream();
+        while let Some(chunk) = chunks.next().await {
+            file.write_all(&chunk.with_context(|| format!("reading object {key}"))?).await?;
+        }
+        file.flush().await?;
+        Ok(Some(Fetched { path: spool.to_path_buf(), meta, _spool: Some(spool) }))
+    }
+}
+
+/// Identifies the stored content of an object: its version id where the bucket keeps
+/// versions, else its ETag.
+pub fn object_version(meta: &ObjectMeta) -> Option<String> {
+    meta.version.clone().or_else(|| meta.e_tag.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            StorageUrl::parse("s3://bucket/a/b/").unwrap(),
+            StorageUrl::S3 { bucket: "bucket".into(), prefix: "a/b".into() }
+        );
+        assert_eq!(
+            StorageUrl::parse("s3://bucket").unwrap(),
+            StorageUrl::S3 { bucket: "bucket".into(), prefix: "".into() }
+        );
+        assert!(StorageUrl::parse("s3://").is_err());
+        assert!(StorageUrl::parse("gs://bucket").is_err());
+        assert_eq!(StorageUrl::parse("file:///tmp/x").unwrap(), StorageUrl::Local("/tmp/x".into()));
+        assert_eq!(StorageUrl::parse("data/objects").unwrap(), StorageUrl::Local("data/objects".into()));
+    }
+
+    #[tokio::test]
+    async fn local_objects_are_read_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = StorageUrl::Local(dir.path().join("objects")).open().unwrap();
+        storage.store.put(&ObjectPath::from("raw/roads/a b.geojson"), "{}".into()).await.unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        let fetched = storage.fetch("raw/roads/a b.geojson", spool.path()).await.unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&fetched.path).unwrap(), "{}");
+        assert!(fetched.path.starts_with(storage.local_root().unwrap()));
+        assert!(object_version(&fetched.meta).is_some());
+        assert!(storage.fetch("raw/roads/missing.geojson", spool.path()).await.unwrap().is_none());
+    }
+}

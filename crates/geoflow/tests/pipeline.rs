@@ -1,0 +1,346 @@
+//! The event pipeline on the embedded deployment: a local object folder with its inbox, the
+//! embedded queue and a GeoPackage. Workers run in-process where a test drives them, and as
+//! `geoflow worker` processes where a test kills them.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use geoflow::events::{notification, EventKind};
+use geoflow::storage::{Storage, StorageUrl};
+use geoflow::worker::inbox::Inbox;
+use geoflow::worker::{Worker, WorkerOptions};
+use geoflow_core::dataset::DatasetName;
+use geoflow_queue::{EmbeddedOptions, EmbeddedQueue, Queue};
+use geoflow_store::gpkg::GeoPackageStore;
+use geoflow_store::{Job, JobQuery, JobStatus, Store};
+
+/// A FeatureCollection of `n` points whose properties depend on `seed`.
+fn collection(n: usize, seed: usize) -> String {
+    let features: Vec<String> = (0..n)
+        .map(|i| {
+            let (x, y) = (((i * 7 + seed) % 360) as f64 - 179.5, ((i * 3 + seed) % 170) as f64 - 85.0);
+            format!(
+                r#"{{"type":"Feature","id":{i},"properties":{{"name":"f{seed}-{i}","rank":{i},"note":"x'; DROP TABLE t; --"}},"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(",\n"))
+}
+
+struct Embedded {
+    dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    storage: Storage,
+    queue: Arc<EmbeddedQueue>,
+}
+
+impl Embedded {
+    async fn new(visibility: Duration, max_receive_count: u32) -> Embedded {
+        let dir = tempfile::tempdir().unwrap();
+        let gpkg = dir.path().join("geoflow.gpkg");
+        let store: Arc<dyn Store> =
+            Arc::new(tokio::task::spawn_blocking(move || GeoPackageStore::open(&gpkg)).await.unwrap().unwrap());
+        let storage = StorageUrl::Local(dir.path().join("objects")).open().unwrap();
+        let options = EmbeddedOptions {
+            visibility_timeout: visibility,
+            max_receive_count: Some(max_receive_count),
+            poll_interval: Duration::from_millis(20),
+            ..EmbeddedOptions::default()
+        };
+        let queue = Arc::new(EmbeddedQueue::open(dir.path().join("queue.sqlite"), options).await.unwrap());
+        Embedded { dir, store, storage, queue }
+    }
+
+    fn worker(&self) -> Worker {
+        Worker {
+            queue: self.queue.clone(),
+            store: self.store.clone(),
+            storage: self.storage.clone(),
+            options: WorkerOptions {
+                visibility: Duration::from_secs(5),
+                wait: Duration::from_millis(200),
+                retry_delay: Duration::from_millis(100),
+                spool_dir: self.dir.path().to_path_buf(),
+                parse_threads: 1,
+                ..WorkerOptions::default()
+            },
+        }
+    }
+
+    fn objects(&self) -> &Path {
+        self.storage.local_root().unwrap()
+    }
+
+    /// Writes an object and announces it, as a bucket with notifications would.
+    async fn put(&self, key: &str, text: &str) -> String {
+        let path = self.objects().join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        let body = notification(EventKind::Created, key, text.len() as u64, "1");
+        self.queue.send(&body).await.unwrap();
+        body
+    }
+
+    async fn jobs(&self) -> Vec<Job> {
+        self.store.jobs(&JobQuery { limit: 1000, ..JobQuery::default() }).await.unwrap()
+    }
+
+    async fn drained(&self) -> bool {
+        let stats = self.queue.stats().await.unwrap();
+        stats.visible == 0 && stats.invisible == 0
+    }
+
+    async fn rows_of(&self, dataset: &str, key: &str) -> Option<u64> {
+        let dataset = DatasetName::new(dataset).unwrap();
+        self.store.source(&dataset, key).await.unwrap().map(|s| s.feature_count)
+    }
+}
+
+/// Runs `workers` workers until the queue is empty and nothing is in flight.
+async fn drain(env: &Embedded, workers: usize) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut running = Vec::new();
+    for _ in 0..workers {
+        let (worker, mut rx) = (env.worker(), stop_rx.clone());
+        running.push(tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env.drained().await {
+        assert!(Instant::now() < deadline, "the queue did not drain: {:?}", env.queue.stats().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_tx.send(true).unwrap();
+    for w in running {
+        w.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inbox_uploads_load_exactly_once_with_two_workers_and_replays_change_nothing() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    let inbox_dir = env.dir.path().join("inbox");
+    let mut expected = Vec::new();
+    for (i, dataset) in ["roads", "parks", "rivers"].iter().cycle().take(12).enumerate() {
+        let folder = inbox_dir.join(dataset);
+        std::fs::create_dir_all(&folder).unwrap();
+        let name = format!("upload {i}.geojson");
+        std::fs::write(folder.join(&name), collection(20 + i * 5, i)).unwrap();
+        expected.push((dataset.to_string(), name, 20 + i * 5));
+    }
+    // A file still being written is not taken.
+    std::fs::write(inbox_dir.join("roads/partial.geojson.part"), "{").unwrap();
+    let mut inbox = Inbox::new(inbox_dir.clone(), env.objects().to_path_buf(), env.queue.clone());
+    assert!(inbox.scan().await.unwrap().is_empty(), "files are taken only once they are still");
+    let keys = inbox.scan().await.unwrap();
+    assert_eq!(keys.len(), 12);
+    assert!(inbox_dir.join("roads/partial.geojson.part").exists());
+
+    drain(&env, 2).await;
+
+    for (dataset, name, n) in &expected {
+        let key =
+            keys.iter().find(|k| k.starts_with(&format!("raw/{dataset}/")) && k.ends_with(name.as_str())).unwrap();
+        assert_eq!(env.rows_of(dataset, key).await, Some(*n as u64), "{key}");
+    }
+    let jobs = env.jobs().await;
+    assert_eq!(jobs.len(), 12);
+    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded && j.attempts == 1), "{jobs:#?}");
+    let datasets = env.store.datasets().await.unwrap();
+    let total: u64 = datasets.iter().map(|d| d.feature_count).sum();
+    assert_eq!(total, expected.iter().map(|e| e.2 as u64).sum::<u64>());
+
+    // Every notification delivered twice more: nothing changes.
+    for key in &keys {
+        let body = notification(EventKind::Created, key, 0, "2");
+        env.queue.send(&body).await.unwrap();
+        env.queue.send(&body).await.unwrap();
+    }
+    drain(&env, 2).await;
+    let jobs = env.jobs().await;
+    assert_eq!(jobs.len(), 36);
+    assert_eq!(jobs.iter().filter(|j| j.status == JobStatus::SkippedDuplicate).count(), 24);
+    let again: u64 = env.store.datasets().await.unwrap().iter().map(|d| d.feature_count).sum();
+    assert_eq!(again, total);
+    assert_eq!(env.queue.stats().await.unwrap().dead_letters, 0);
+}
+
+#[tokio::test]
+async fn bad_objects_fail_their_job_with_a_reason_and_are_acknowledged() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    env.put("raw/roads/truncated.geojson", &collection(10, 1)[..200]).await;
+    env.put("raw/roads/not-geojson.csv", "id,name\n1,a\n").await;
+    // Outside the layout: no dataset to record a job for; acknowledged and logged.
+    env.put("incoming/x.geojson", &collection(1, 1)).await;
+    env.queue.send("this is not an event").await.unwrap();
+    drain(&env, 1).await;
+
+    let jobs = env.jobs().await;
+    assert_eq!(jobs.len(), 2, "{jobs:#?}");
+    for job in &jobs {
+        assert_eq!(job.status, JobStatus::Failed, "{job:#?}");
+        let reason = job.error.as_deref().unwrap();
+        assert!(reason.contains(&job.source), "the reason names the source: {reason}");
+        assert_eq!(env.rows_of("roads", &job.source).await, None, "nothing stored for {}", job.source);
+    }
+    let truncated = jobs.iter().find(|j| j.source.ends_with("truncated.geojson")).unwrap();
+    assert!(truncated.error.as_deref().unwrap().contains("end of input"), "{truncated:#?}");
+    let stats = env.queue.stats().await.unwrap();
+    assert_eq!((stats.visible, stats.invisible, stats.dead_letters), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn removals_delete_rows_and_late_events_change_nothing() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    let created = env.put("raw/parks/p.geojson", &collection(15, 3)).await;
+    env.put("raw/parks/q.geojson", &collection(5, 4)).await;
+    drain(&env, 1).await;
+    assert_eq!(env.rows_of("parks", "raw/parks/p.geojson").await, Some(15));
+
+    std::fs::remove_file(env.objects().join("raw/parks/p.geojson")).unwrap();
+    env.queue.send(&notification(EventKind::Removed, "raw/parks/p.geojson", 0, "2")).await.unwrap();
+    drain(&env, 1).await;
+    assert_eq!(env.rows_of("parks", "raw/parks/p.geojson").await, None);
+    assert_eq!(env.rows_of("parks", "raw/parks/q.geojson").await, Some(5), "other sources keep their rows");
+
+    // The creation event again, late: the object is gone, so nothing comes back.
+    env.queue.send(&created).await.unwrap();
+    drain(&env, 1).await;
+    assert_eq!(env.rows_of("parks", "raw/parks/p.geojson").await, None);
+    let latest = &env.jobs().await[0];
+    assert_eq!(latest.status, JobStatus::SkippedDuplicate, "{latest:#?}");
+
+    // A new version of q replaces q's rows only.
+    env.put("raw/parks/q.geojson", &collection(8, 5)).await;
+    drain(&env, 1).await;
+    assert_eq!(env.rows_of("parks", "raw/parks/q.geojson").await, Some(8));
+}
+
+/// A `geoflow worker` process on the test's embedded deployment.
+fn spawn_worker(root: &Path, visibility_s: u64, max_receive_count: u32) -> Child {
+    support::geoflow()
+        .arg("worker")
+        .env("GEOFLOW_DATABASE_URL", root.join("geoflow.gpkg"))
+        .env("GEOFLOW_STORAGE_URL", root.join("objects"))
+        .env("GEOFLOW_QUEUE_URL", root.join("queue.sqlite"))
+        .env("GEOFLOW_INBOX", root.join("inbox"))
+        .env("GEOFLOW_VISIBILITY_TIMEOUT", visibility_s.to_string())
+        .env("GEOFLOW_MAX_RECEIVE_COUNT", max_receive_count.to_string())
+        .env("GEOFLOW_RETRY_DELAY", "1")
+        .env("GEOFLOW_GRACE_PERIOD", "30")
+        .spawn()
+        .expect("geoflow worker starts")
+}
+
+fn kill(child: &mut Child) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+}
+
+async fn wait_for_job(env: &Embedded, what: &str, done: impl Fn(&Job) -> bool) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(job) = env.jobs().await.into_iter().find(&done) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:#?}", env.jobs().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn big_upload(root: &Path, key: &str, features: usize) -> PathBuf {
+    let path = root.join("objects").join(key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, collection(features, 9)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_load_is_replaced_and_the_source_loads_once() {
+    let env = Embedded::new(Duration::from_secs(2), 5).await;
+    let root = env.dir.path().to_path_buf();
+    let key = "raw/roads/2026-01-01/big.geojson";
+    let n = 300_000;
+    big_upload(&root, key, n);
+    env.queue.send(&notification(EventKind::Created, key, 0, "1")).await.unwrap();
+
+    let mut first = spawn_worker(&root, 2, 5);
+    wait_for_job(&env, "the load to start", |j| j.status == JobStatus::Running).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    kill(&mut first);
+    assert_eq!(env.rows_of("roads", key).await, None, "killed mid-load: no rows, no partial rows");
+
+    let mut second = spawn_worker(&root, 2, 5);
+    let job = wait_for_job(&env, "the reload", |j| j.status.is_final()).await;
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    assert!(second.wait().unwrap().success(), "SIGTERM ends the worker cleanly");
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
+    assert_eq!(job.attempts, 2, "{job:#?}");
+    assert_eq!(env.rows_of("roads", key).await, Some(n as u64));
+    assert!(env.drained().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_crashing_its_worker_ends_in_the_dead_letters() {
+    let env = Embedded::new(Duration::from_secs(1), 2).await;
+    let root = env.dir.path().to_path_buf();
+    let key = "raw/roads/2026-01-01/crashes.geojson";
+    big_upload(&root, key, 300_000);
+    env.queue.send(&notification(EventKind::Created, key, 0, "1")).await.unwrap();
+
+    for attempt in 1..=2 {
+        let mut worker = spawn_worker(&root, 1, 2);
+        wait_for_job(&env, "the load to start", |j| j.status == JobStatus::Running && j.attempts == attempt).await;
+        kill(&mut worker);
+    }
+    // The third receive finds the message over its limit and moves it aside.
+    let mut worker = spawn_worker(&root, 1, 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.queue.stats().await.unwrap().dead_letters == 0 {
+        assert!(Instant::now() < deadline, "the message never reached the dead letters");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill(&mut worker);
+    let dead = env.queue.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].body.contains("crashes.geojson"));
+    assert_eq!(env.rows_of("roads", key).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_load_in_flight_finish() {
+    let env = Embedded::new(Duration::from_secs(5), 5).await;
+    let root = env.dir.path().to_path_buf();
+    let key = "raw/roads/2026-01-01/in-flight.geojson";
+    big_upload(&root, key, 100_000);
+    env.queue.send(&notification(EventKind::Created, key, 0, "1")).await.unwrap();
+    let mut worker = spawn_worker(&root, 5, 5);
+    wait_for_job(&env, "the load to start", |j| j.status == JobStatus::Running).await;
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
+    assert!(worker.wait().unwrap().success());
+    let job = env.jobs().await.remove(0);
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
+    assert_eq!(env.rows_of("roads", key).await, Some(100_000));
+    assert!(env.drained().await, "the message was deleted after the commit");
+}
+
+#[test]
+fn worker_help_names_its_configuration() {
+    let out = support::geoflow().args(["worker", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in ["GEOFLOW_STORAGE_URL", "GEOFLOW_QUEUE_URL", "GEOFLOW_DATABASE_URL", "--concurrency"] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+}

@@ -1,0 +1,229 @@
+//! The event pipeline on the production deployment: S3 with versioning and event
+//! notifications to SQS (with a dead-letter queue), two `geoflow worker` processes and
+//! PostGIS. S3 and SQS are a moto server, PostGIS a throwaway cluster, both started by the
+//! test harness.
+
+mod support;
+
+use std::process::Child;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use geoflow::events::EventKind;
+use geoflow_core::dataset::DatasetName;
+use geoflow_store::postgis::PostgisStore;
+use geoflow_store::{Job, JobQuery, JobStatus, Store};
+use geoflow_testkit::{moto_server, postgis_database, unique_name, MotoServer};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+fn collection(n: usize, seed: usize) -> String {
+    let features: Vec<String> = (0..n)
+        .map(|i| {
+            let (x, y) = (((i * 11 + seed) % 360) as f64 - 179.5, ((i * 7 + seed) % 170) as f64 - 85.0);
+            format!(
+                r#"{{"type":"Feature","properties":{{"seed":{seed},"i":{i},"label":"it's \"quoted\""}},"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(","))
+}
+
+struct Aws {
+    moto: MotoServer,
+    bucket: String,
+    queue_url: String,
+    dlq_url: String,
+    s3: Arc<dyn ObjectStore>,
+}
+
+/// A versioned bucket whose `raw/` events go to a fresh queue with a dead-letter queue.
+async fn aws(moto: MotoServer) -> Aws {
+    let bucket = unique_name("geoflow-raw");
+    let queues = moto.create_queue_with_dlq(&unique_name("geoflow-ingest"), Duration::from_secs(10), 3).await;
+    let sqs = moto.sqs_client().await;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queues.queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .remove(&QueueAttributeName::QueueArn)
+        .unwrap();
+    // The S3 control calls object_store does not make, as plain S3 REST requests.
+    let http = reqwest::Client::new();
+    let base = format!("{}/{bucket}", moto.endpoint_url());
+    for (query, body) in [
+        ("", String::new()),
+        ("?versioning", "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>".to_string()),
+        (
+            "?notification",
+            format!(
+                "<NotificationConfiguration><QueueConfiguration><Id>raw</Id><Queue>{arn}</Queue>\
+                 <Event>s3:ObjectCreated:*</Event><Event>s3:ObjectRemoved:*</Event>\
+                 <Filter><S3Key><FilterRule><Name>prefix</Name><Value>raw/</Value></FilterRule></S3Key></Filter>\
+                 </QueueConfiguration></NotificationConfiguration>"
+            ),
+        ),
+    ] {
+        let response = http.put(format!("{base}{query}")).body(body).send().await.unwrap();
+        assert!(response.status().is_success(), "PUT {query}: {}", response.status());
+    }
+    let s3 = AmazonS3Builder::new()
+        .with_bucket_name(&bucket)
+        .with_endpoint(moto.endpoint_url())
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .build()
+        .unwrap();
+    Aws { moto, bucket, queue_url: queues.queue_url, dlq_url: queues.dlq_url, s3: Arc::new(s3) }
+}
+
+impl Aws {
+    fn worker(&self, database: &str) -> Running {
+        let child = support::geoflow()
+            .arg("worker")
+            .env("GEOFLOW_DATABASE_URL", database)
+            .env("GEOFLOW_STORAGE_URL", format!("s3://{}", self.bucket))
+            .env("GEOFLOW_QUEUE_URL", &self.queue_url)
+            .env("GEOFLOW_RETRY_DELAY", "1")
+            .env("GEOFLOW_VISIBILITY_TIMEOUT", "10")
+            .env("AWS_ENDPOINT_URL", self.moto.endpoint_url())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .spawn()
+            .expect("geoflow worker starts");
+        Running(Some(child))
+    }
+
+    async fn messages(&self, url: &str) -> u64 {
+        let attributes = self
+            .moto
+            .sqs_client()
+            .await
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        attributes.values().map(|v| v.parse::<u64>().unwrap()).sum()
+    }
+
+    /// Sends what S3 would send for `key`, as a replay of its notification.
+    async fn replay(&self, kind: EventKind, key: &str) {
+        let body = geoflow::events::notification(kind, key, 0, "1");
+        self.moto.sqs_client().await.send_message().queue_url(&self.queue_url).message_body(body).send().await.unwrap();
+    }
+}
+
+/// A worker process, killed if the test ends without stopping it.
+struct Running(Option<Child>);
+
+impl Running {
+    fn stop(mut self) {
+        let mut worker = self.0.take().unwrap();
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
+        assert!(worker.wait().unwrap().success(), "a worker exits 0 on SIGTERM");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut worker) = self.0.take() {
+            let _ = worker.kill();
+            let _ = worker.wait();
+        }
+    }
+}
+
+async fn wait_for_jobs(store: &dyn Store, finished: usize) -> Vec<Job> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let jobs = store.jobs(&JobQuery { limit: 1000, ..JobQuery::default() }).await.unwrap();
+        if jobs.iter().filter(|j| j.status.is_final()).count() >= finished {
+            return jobs;
+        }
+        let pending: Vec<_> = jobs.iter().filter(|j| !j.status.is_final()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {} jobs, {finished} expected finished; pending: {pending:#?}",
+            jobs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_events_through_sqs_load_every_object_exactly_once_with_two_workers() {
+    let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
+    let aws = aws(moto).await;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let dataset = ["roads", "parks", "rivers"][i % 3];
+        let key = format!("raw/{dataset}/2026-11-22/file {i}.geojson");
+        let n = 10 + i * 3;
+        aws.s3.put(&ObjectPath::from(key.as_str()), collection(n, i).into()).await.unwrap();
+        expected.push((dataset, key, n as u64));
+    }
+    let workers = [aws.worker(db.url()), aws.worker(db.url())];
+    let jobs = wait_for_jobs(&store, 50).await;
+
+    assert_eq!(jobs.len(), 50, "one job per object");
+    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded), "{jobs:#?}");
+    for (dataset, key, n) in &expected {
+        let source = store.source(&DatasetName::new(dataset).unwrap(), key).await.unwrap();
+        let source = source.unwrap_or_else(|| panic!("{key} was not loaded"));
+        assert_eq!(source.feature_count, *n, "{key}");
+        assert!(source.version.object_version.is_some(), "the object's version is recorded");
+    }
+    let total: u64 = store.datasets().await.unwrap().iter().map(|d| d.feature_count).sum();
+    assert_eq!(total, expected.iter().map(|e| e.2).sum::<u64>(), "every row once");
+
+    // Every notification replayed twice: nothing changes.
+    for (_, key, _) in &expected {
+        aws.replay(EventKind::Created, key).await;
+        aws.replay(EventKind::Created, key).await;
+    }
+    let jobs = wait_for_jobs(&store, 150).await;
+    assert_eq!(jobs.iter().filter(|j| j.status == JobStatus::SkippedDuplicate).count(), 100);
+    let again: u64 = store.datasets().await.unwrap().iter().map(|d| d.feature_count).sum();
+    assert_eq!(again, total);
+
+    // A truncated upload fails its job with a reason; a deletion removes that source's rows.
+    aws.s3
+        .put(&ObjectPath::from("raw/roads/2026-11-22/broken.geojson"), collection(5, 1)[..90].to_string().into())
+        .await
+        .unwrap();
+    let removed = &expected[0];
+    aws.s3.delete(&ObjectPath::from(removed.1.as_str())).await.unwrap();
+    // moto sends no event for a delete marker (S3 sends ObjectRemoved:DeleteMarkerCreated).
+    aws.replay(EventKind::Removed, &removed.1).await;
+    let jobs = wait_for_jobs(&store, 152).await;
+    let broken = jobs.iter().find(|j| j.source.ends_with("broken.geojson")).unwrap();
+    assert_eq!(broken.status, JobStatus::Failed, "{broken:#?}");
+    assert!(broken.error.as_deref().unwrap().contains("broken.geojson"), "{broken:#?}");
+    let roads = DatasetName::new("roads").unwrap();
+    assert!(store.source(&roads, "raw/roads/2026-11-22/broken.geojson").await.unwrap().is_none());
+    assert!(store.source(&roads, &removed.1).await.unwrap().is_none(), "the deleted object's rows are gone");
+
+    for w in workers {
+        w.stop();
+    }
+    assert_eq!(aws.messages(&aws.queue_url).await, 0, "the queue is drained");
+    assert_eq!(aws.messages(&aws.dlq_url).await, 0, "nothing was dead-lettered");
+}
