@@ -227,3 +227,75 @@ async fn s3_events_through_sqs_load_every_object_exactly_once_with_two_workers()
     assert_eq!(aws.messages(&aws.queue_url).await, 0, "the queue is drained");
     assert_eq!(aws.messages(&aws.dlq_url).await, 0, "nothing was dead-lettered");
 }
+
+/// A TCP proxy in front of the database that can be taken down: connections through it are
+/// cut and new ones refused, as when the database restarts or the network partitions.
+struct Outage {
+    port: u16,
+    down: tokio::sync::watch::Sender<bool>,
+}
+
+impl Outage {
+    async fn start(target: std::net::SocketAddr) -> Outage {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (down, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if *watch.borrow() {
+                    continue; // dropped: refused
+                }
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watch.wait_for(|down| *down) => {}
+                    }
+                });
+            }
+        });
+        Outage { port, down }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn loads_during_a_database_outage_complete_when_it_returns() {
+    let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
+    let aws = aws(moto).await;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    let url = reqwest::Url::parse(db.url()).unwrap();
+    let target = std::net::SocketAddr::new(url.host_str().unwrap().parse().unwrap(), url.port().unwrap());
+    let outage = Outage::start(target).await;
+    let mut through = url.clone();
+    through.set_port(Some(outage.port)).unwrap();
+    let workers = [aws.worker(through.as_str()), aws.worker(through.as_str())];
+    // Both workers are connected and migrated before the database goes away.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    outage.down.send(true).unwrap();
+    let keys: Vec<String> =
+        (0..6).map(|i| format!("raw/{}/2026-11-22/outage {i}.geojson", ["roads", "parks"][i % 2])).collect();
+    for (i, key) in keys.iter().enumerate() {
+        aws.s3.put(&ObjectPath::from(key.as_str()), collection(50 + i, i).into()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    for (i, key) in keys.iter().enumerate() {
+        let dataset = DatasetName::new(["roads", "parks"][i % 2]).unwrap();
+        assert!(store.source(&dataset, key).await.unwrap().is_none(), "nothing loads while the database is away");
+    }
+    outage.down.send(false).unwrap();
+
+    let jobs = wait_for_jobs(&store, 6).await;
+    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded), "{jobs:#?}");
+    for (i, key) in keys.iter().enumerate() {
+        let dataset = DatasetName::new(["roads", "parks"][i % 2]).unwrap();
+        assert_eq!(store.source(&dataset, key).await.unwrap().map(|s| s.feature_count), Some(50 + i as u64), "{key}");
+    }
+    for w in workers {
+        w.stop();
+    }
+    assert_eq!(aws.messages(&aws.queue_url).await, 0, "the queue is drained");
+    assert_eq!(aws.messages(&aws.dlq_url).await, 0, "no message was dead-lettered by the outage");
+}

@@ -44,9 +44,13 @@ pub struct WorkerOptions {
     /// On shutdown, how long in-flight loads may take to finish before their messages are
     /// released to other workers.
     pub grace: Duration,
-    /// First retry delay after a transient error; doubles with each receive, up to `max_retry_delay`.
+    /// First retry delay after a transient error; doubles with each retry, up to `max_retry_delay`.
     pub retry_delay: Duration,
     pub max_retry_delay: Duration,
+    /// How long a transient fault (a database restarting, a storage hiccup) is retried while
+    /// the message is held, before it is released: outages shorter than this cost no
+    /// receives, so they never push a message towards the dead-letter queue.
+    pub retry_in_place: Duration,
     pub policy: Policy,
     /// Where remote objects are spooled while they load.
     pub spool_dir: PathBuf,
@@ -63,6 +67,7 @@ impl Default for WorkerOptions {
             grace: Duration::from_secs(60),
             retry_delay: Duration::from_secs(5),
             max_retry_delay: Duration::from_secs(900),
+            retry_in_place: Duration::from_secs(120),
             policy: Policy::Skip,
             spool_dir: std::env::temp_dir(),
             parse_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -237,11 +242,29 @@ impl Worker {
         disposition
     }
 
+    /// Processes one event, retrying transient faults in place for a while.
     async fn process_event(&self, job_id: &str, event: &ObjectEvent, receive_count: u32) -> Disposition {
-        let retry = |reason: String| Disposition::Retry {
-            delay: backoff(self.options.retry_delay, receive_count).min(self.options.max_retry_delay),
-            reason,
-        };
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.attempt_event(job_id, event).await {
+                Ok(()) => return Disposition::Ack,
+                Err(reason) => {
+                    let delay = backoff(self.options.retry_delay, attempt).min(self.options.max_retry_delay);
+                    if started.elapsed() + delay > self.options.retry_in_place {
+                        let delay = backoff(self.options.retry_delay, receive_count).min(self.options.max_retry_delay);
+                        return Disposition::Retry { delay, reason };
+                    }
+                    tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64, "transient failure: retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// One attempt at an event: `Err` (with the reason) on a transient fault.
+    async fn attempt_event(&self, job_id: &str, event: &ObjectEvent) -> Result<(), String> {
         let new = NewJob {
             id: job_id.to_string(),
             dataset: event.dataset.clone(),
@@ -254,16 +277,16 @@ impl Worker {
         };
         let job = match self.store.upsert_job(&new).await {
             Ok(job) => job,
-            Err(e) => return retry(format!("recording the job: {e}")),
+            Err(e) => return Err(format!("recording the job: {e}")),
         };
         if job.status.is_final() {
             tracing::info!(status = job.status.as_str(), "job already finished: duplicate delivery");
-            return Disposition::Ack;
+            return Ok(());
         }
         if let Err(e) =
             self.store.update_job(job_id, JobUpdate { status: Some(JobStatus::Running), ..JobUpdate::default() }).await
         {
-            return retry(format!("starting the job: {e}"));
+            return Err(format!("starting the job: {e}"));
         }
         tracing::info!(action = ?new.action, "job running");
         let outcome = self.sync(event).await;
@@ -280,13 +303,10 @@ impl Worker {
                 };
                 // The store may be the thing that is down: the retry matters, the record less.
                 let _ = self.store.update_job(job_id, update).await;
-                return retry(reason);
+                return Err(reason);
             }
         };
-        match self.store.update_job(job_id, update).await {
-            Ok(_) => Disposition::Ack,
-            Err(e) => retry(format!("finishing the job: {e}")),
-        }
+        self.store.update_job(job_id, update).await.map(drop).map_err(|e| format!("finishing the job: {e}"))
     }
 
     /// Makes the dataset hold what storage holds now under the event's key.
