@@ -37,12 +37,20 @@ struct Aws {
     queue_url: String,
     dlq_url: String,
     s3: Arc<dyn ObjectStore>,
+    visibility_s: u64,
 }
 
-/// A versioned bucket whose `raw/` events go to a fresh queue with a dead-letter queue.
+/// A versioned bucket whose `raw/` events go to a fresh queue (10 s visibility) with a
+/// dead-letter queue after 3 receives.
 async fn aws(moto: MotoServer) -> Aws {
+    aws_with(moto, 10, 3).await
+}
+
+async fn aws_with(moto: MotoServer, visibility_s: u64, max_receive_count: u32) -> Aws {
     let bucket = unique_name("geoflow-raw");
-    let queues = moto.create_queue_with_dlq(&unique_name("geoflow-ingest"), Duration::from_secs(10), 3).await;
+    let queues = moto
+        .create_queue_with_dlq(&unique_name("geoflow-ingest"), Duration::from_secs(visibility_s), max_receive_count)
+        .await;
     let sqs = moto.sqs_client().await;
     let arn = sqs
         .get_queue_attributes()
@@ -83,7 +91,7 @@ async fn aws(moto: MotoServer) -> Aws {
         .with_secret_access_key("testing")
         .build()
         .unwrap();
-    Aws { moto, bucket, queue_url: queues.queue_url, dlq_url: queues.dlq_url, s3: Arc::new(s3) }
+    Aws { moto, bucket, queue_url: queues.queue_url, dlq_url: queues.dlq_url, s3: Arc::new(s3), visibility_s }
 }
 
 impl Aws {
@@ -94,7 +102,7 @@ impl Aws {
             .env("GEOFLOW_STORAGE_URL", format!("s3://{}", self.bucket))
             .env("GEOFLOW_QUEUE_URL", &self.queue_url)
             .env("GEOFLOW_RETRY_DELAY", "1")
-            .env("GEOFLOW_VISIBILITY_TIMEOUT", "10")
+            .env("GEOFLOW_VISIBILITY_TIMEOUT", self.visibility_s.to_string())
             .env("AWS_ENDPOINT_URL", self.moto.endpoint_url())
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -132,6 +140,12 @@ impl Aws {
 struct Running(Option<Child>);
 
 impl Running {
+    fn kill(mut self) {
+        let mut worker = self.0.take().unwrap();
+        worker.kill().unwrap();
+        worker.wait().unwrap();
+    }
+
     fn stop(mut self) {
         let mut worker = self.0.take().unwrap();
         // SAFETY: plain kill(2) on our own child's pid.
@@ -298,4 +312,68 @@ async fn loads_during_a_database_outage_complete_when_it_returns() {
     }
     assert_eq!(aws.messages(&aws.queue_url).await, 0, "the queue is drained");
     assert_eq!(aws.messages(&aws.dlq_url).await, 0, "no message was dead-lettered by the outage");
+}
+
+async fn wait_for_job(store: &dyn Store, what: &str, done: impl Fn(&Job) -> bool) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let jobs = store.jobs(&JobQuery::default()).await.unwrap();
+        if let Some(job) = jobs.iter().find(|j| done(j)) {
+            return job.clone();
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {jobs:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_load_is_replaced_and_a_message_that_keeps_crashing_is_dead_lettered() {
+    let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
+    let aws = aws_with(moto, 2, 3).await;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    let roads = DatasetName::new("roads").unwrap();
+
+    // Killed once mid-load: the message comes back after its visibility timeout and another
+    // worker loads the source exactly once.
+    let key = "raw/roads/2026-11-22/big.geojson";
+    aws.s3.put(&ObjectPath::from(key), collection(200_000, 1).into()).await.unwrap();
+    let first = aws.worker(db.url());
+    wait_for_job(&store, "the load to start", |j| j.status == JobStatus::Running).await;
+    first.kill();
+    assert!(store.source(&roads, key).await.unwrap().is_none(), "no partial rows");
+    let second = aws.worker(db.url());
+    let job = wait_for_job(&store, "the reload", |j| j.status.is_final()).await;
+    second.stop();
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
+    assert!(job.attempts >= 2, "{job:#?}");
+    assert_eq!(store.source(&roads, key).await.unwrap().map(|s| s.feature_count), Some(200_000));
+
+    // Killed on every receive: once over the queue's maximum receive count, its redrive policy
+    // moves the message aside. (A receive still in flight when a worker dies can take the
+    // message too, so the number of kills needed varies.)
+    let crashing = "raw/roads/2026-11-22/crashing.geojson";
+    aws.s3.put(&ObjectPath::from(crashing), collection(200_000, 2).into()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut kills = 0;
+    while aws.messages(&aws.dlq_url).await == 0 {
+        assert!(Instant::now() < deadline, "the crashing message never reached the dead-letter queue");
+        let worker = aws.worker(db.url());
+        let started = Instant::now();
+        loop {
+            let running = store
+                .jobs(&JobQuery::default())
+                .await
+                .unwrap()
+                .iter()
+                .any(|j| j.source == crashing && j.status == JobStatus::Running && j.attempts > kills);
+            if running || aws.messages(&aws.dlq_url).await > 0 || started.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.kill();
+        kills += 1;
+    }
+    assert!(kills >= 2, "dead-lettered after {kills} crash(es) with a maximum receive count of 3");
+    assert!(store.source(&roads, crashing).await.unwrap().is_none());
 }
