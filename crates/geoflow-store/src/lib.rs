@@ -237,6 +237,40 @@ pub struct JobUpdate {
     pub result: Option<serde_json::Value>,
 }
 
+/// A [`JobUpdate`] as the values of one SQL `UPDATE`: each store computes the new state from
+/// the stored one in a single statement.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct JobUpdateParams<'a> {
+    pub status: Option<&'static str>,
+    /// Counts an attempt.
+    pub running: bool,
+    /// `Some(true)` sets `finished_at`, `Some(false)` clears it.
+    pub finished: Option<bool>,
+    pub set_error: bool,
+    pub error: Option<&'a str>,
+    /// The result as JSON text.
+    pub result: Option<String>,
+}
+
+impl JobUpdate {
+    pub(crate) fn params(&self) -> Result<JobUpdateParams<'_>, StoreError> {
+        let result = self
+            .result
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::db("encoding the job result", e))?;
+        Ok(JobUpdateParams {
+            status: self.status.map(JobStatus::as_str),
+            running: self.status == Some(JobStatus::Running),
+            finished: self.status.map(JobStatus::is_final),
+            set_error: self.error.is_some(),
+            error: self.error.as_ref().and_then(|e| e.as_deref()),
+            result,
+        })
+    }
+}
+
 /// Which jobs to list, newest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobQuery {

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use geoflow_core::dataset::DatasetName;
 
 use super::Ctx;
-use crate::{Job, JobAction, JobQuery, JobStatus, JobUpdate, NewJob, StoreError};
+use crate::{Job, JobAction, JobQuery, JobStatus, JobUpdate, JobUpdateParams, NewJob, StoreError};
 
 const COLUMNS: &str = "id, dataset, source_key, action, status, object_version, attempts, load_id, error, result_json,
    created_at, updated_at, started_at, finished_at";
@@ -127,19 +127,7 @@ pub fn upsert(conn: &mut Connection, new: &NewJob, now: &str) -> Result<Job, Sto
 }
 
 pub fn update(conn: &mut Connection, id: &str, update: &JobUpdate, now: &str) -> Result<Job, StoreError> {
-    let result = update
-        .result
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::db("encoding the job result", e))?;
-    let status = update.status.map(JobStatus::as_str);
-    let running = update.status == Some(JobStatus::Running);
-    let finished = update.status.map(JobStatus::is_final);
-    let (set_error, error) = match &update.error {
-        Some(e) => (true, e.as_deref()),
-        None => (false, None),
-    };
+    let JobUpdateParams { status, running, finished, set_error, error, result } = update.params()?;
     // One statement computes the new state from the stored one, so concurrent updates of a
     // job never lose an attempt; IMMEDIATE takes the write lock up front (waiting on the
     // busy timeout) rather than failing to upgrade a read.

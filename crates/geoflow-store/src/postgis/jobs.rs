@@ -10,7 +10,7 @@ use geoflow_core::dataset::DatasetName;
 
 use super::catalog::RFC3339;
 use super::{Ctx, PostgisStore};
-use crate::{Job, JobAction, JobQuery, JobStatus, JobUpdate, NewJob, StoreError};
+use crate::{Job, JobAction, JobQuery, JobStatus, JobUpdate, JobUpdateParams, NewJob, StoreError};
 
 /// The columns [`job_of`] reads, timestamps rendered as RFC 3339 UTC.
 fn columns() -> String {
@@ -100,19 +100,7 @@ pub async fn update(
     id: &str,
     update: &JobUpdate,
 ) -> Result<Job, StoreError> {
-    let result = update
-        .result
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::db("encoding the job result", e))?;
-    let status = update.status.map(JobStatus::as_str);
-    let running = update.status == Some(JobStatus::Running);
-    let finished = update.status.map(JobStatus::is_final);
-    let (set_error, error) = match &update.error {
-        Some(e) => (true, e.as_deref()),
-        None => (false, None),
-    };
+    let JobUpdateParams { status, running, finished, set_error, error, result } = update.params()?;
     // One statement computes the new state from the stored one under the row lock, so
     // concurrent updates of a job never lose an attempt.
     let row = client
