@@ -10,7 +10,7 @@ use crate::config::{DEFAULT_DATABASE, DEFAULT_QUEUE};
 use crate::storage::DEFAULT_STORAGE;
 
 #[derive(Debug, Parser)]
-#[command(name = "geoflow", version, about = "Event-driven GeoJSON ingestion into PostGIS and GeoPackage", long_about = None)]
+#[command(name = "geoflow", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GEOFLOW_REVISION"), ")"), about = "Event-driven GeoJSON ingestion into PostGIS and GeoPackage", long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -344,3 +344,27 @@ fn worker_help_names_its_configuration() {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_left_at_the_end_of_the_grace_period_give_their_message_back() {
+    let env = Embedded::new(Duration::from_secs(60), 5).await;
+    let key = "raw/roads/2026-01-01/slow.geojson";
+    big_upload(env.dir.path(), key, 300_000);
+    env.queue.send(&notification(EventKind::Created, key, 0, "1")).await.unwrap();
+    let mut worker = env.worker();
+    worker.options.grace = Duration::from_millis(1);
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move {
+        worker
+            .run(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    wait_for_job(&env, "the load to start", |j| j.status == JobStatus::Running).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    // Released at once, not after the 60 s visibility timeout.
+    let stats = env.queue.stats().await.unwrap();
+    assert_eq!((stats.visible, stats.invisible), (1, 0), "{stats:?}");
+}

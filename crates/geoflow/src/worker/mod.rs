@@ -14,13 +14,14 @@
 
 pub mod inbox;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use geoflow_core::report::Policy;
-use geoflow_queue::{Delivery, Queue, MAX_BATCH};
+use geoflow_queue::{Delivery, Queue, Receipt, MAX_BATCH};
 use geoflow_store::{JobAction, JobStatus, JobUpdate, NewJob, Store};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -94,11 +95,15 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Runs until `shutdown` completes, then stops receiving, lets in-flight loads finish
-    /// within the grace period and releases the messages of those that do not.
+    /// Runs until `shutdown` completes, then stops receiving and lets in-flight loads finish
+    /// within the grace period. Loads still running then are cancelled (a PostGIS transaction
+    /// rolls back; one that manages to commit is harmless, loads replace) and their messages
+    /// are released to other workers at once.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let slots = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = JoinSet::new();
+        // Receipts of the messages being handled, to release them if shutdown cuts them short.
+        let in_flight: Arc<Mutex<HashMap<String, Receipt>>> = Arc::default();
         let mut receive_failures = 0u32;
         tokio::pin!(shutdown);
         loop {
@@ -133,12 +138,15 @@ impl Worker {
                     Some(slot) => slot,
                     None => slots.clone().acquire_owned().await?,
                 };
-                let worker = self.clone();
+                let (worker, in_flight) = (self.clone(), in_flight.clone());
                 let span =
                     tracing::info_span!("message", message_id = %delivery.id, receive_count = delivery.receive_count);
+                lock(&in_flight).insert(delivery.id.clone(), delivery.receipt.clone());
                 tasks.spawn(
                     async move {
+                        let id = delivery.id.clone();
                         worker.handle(delivery).await;
+                        lock(&in_flight).remove(&id);
                         drop(slot);
                     }
                     .instrument(span),
@@ -160,13 +168,19 @@ impl Worker {
         })
         .await;
         if drained.is_err() {
-            // Dropping a load's task rolls its transaction back; the message becomes visible
-            // again when its (no longer renewed) visibility timeout ends.
+            // Dropping a load's task rolls its transaction back; its message goes back to the
+            // queue at once for another worker.
             tracing::warn!(
                 aborted = tasks.len(),
                 "grace period over: in-flight loads abandoned, their messages return to the queue"
             );
             tasks.shutdown().await;
+            let abandoned: Vec<Receipt> = lock(&in_flight).drain().map(|(_, r)| r).collect();
+            for receipt in abandoned {
+                if let Err(e) = self.queue.release(&receipt, Duration::ZERO).await {
+                    tracing::warn!(error = %e, "could not release an abandoned message; it returns after its visibility timeout");
+                }
+            }
         }
         Ok(())
     }
@@ -401,6 +415,10 @@ enum Outcome {
 /// `base` doubled for each earlier attempt.
 fn backoff(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn log_task_end(done: Result<(), tokio::task::JoinError>) {
