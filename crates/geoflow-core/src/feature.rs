@@ -62,7 +62,7 @@ pub fn parse_feature(
             return out;
         }
     };
-    let members = match object_members(text) {
+    let members = match checked_members(text, &["geometry", "properties", "type", "coordinates"]) {
         Ok(m) => m,
         Err(p) => {
             out.problems.push(p);
@@ -170,6 +170,85 @@ fn skim(text: &[u8], on_property: &mut impl FnMut(&str, PropValue)) -> PropValue
     id
 }
 
+/// The members of a JSON object, its syntax checked: the object's own structure here, the
+/// object and array values of the members named in `checked_later` by whoever reads them
+/// (the coordinates parser, serde for properties), and every other value here. Most of a feature's bytes are
+/// its coordinates, so they are scanned once for their brackets and parsed once.
+fn checked_members<'a>(text: &'a str, checked_later: &[&str]) -> Result<Members<'a>, Problem> {
+    let members = strict_members(text)?;
+    for (key, value) in &members {
+        // Scalars are cut out up to the next delimiter (`nul` as much as `null`): check them all.
+        let container = matches!(value.as_bytes().first(), Some(b'{' | b'['));
+        if !(container && checked_later.contains(&key.as_ref())) {
+            if let Err(e) = serde_json::from_str::<de::IgnoredAny>(value) {
+                return Err(Problem::new(ProblemCode::JsonSyntax, format!("malformed JSON in member {key:?}: {e}")));
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// The members of an object as (key, raw value): braces, member names, colons and commas are
+/// checked; values are cut out by their brackets.
+fn strict_members(s: &str) -> Result<Members<'_>, Problem> {
+    let t = s.as_bytes();
+    let syntax =
+        |at: usize, what: &str| Problem::new(ProblemCode::JsonSyntax, format!("malformed JSON: {what} at byte {at}"));
+    let ws = |mut i: usize| {
+        while matches!(t.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = ws(0);
+    if t.get(i) != Some(&b'{') {
+        let kind = if i == t.len() { "nothing" } else { json_kind(s) };
+        return Err(Problem::new(ProblemCode::NotAnObject, format!("expected a JSON object, found {kind}")));
+    }
+    i = ws(i + 1);
+    let mut out = Vec::new();
+    if t.get(i) == Some(&b'}') {
+        return match ws(i + 1) {
+            end if end == t.len() => Ok(out),
+            end => Err(syntax(end, "unexpected text after the object")),
+        };
+    }
+    loop {
+        if t.get(i) != Some(&b'"') {
+            return Err(syntax(i, "expected a member name"));
+        }
+        let end = skip_value(t, i).ok_or_else(|| syntax(i, "unterminated string"))?;
+        let inner = &s[i + 1..end - 1];
+        let key = if inner.bytes().any(|b| b == b'\\' || b < 0x20) {
+            let decoded = serde_json::from_str::<String>(&s[i..end]).map_err(|e| syntax(i, &e.to_string()))?;
+            Cow::Owned(decoded)
+        } else {
+            Cow::Borrowed(inner)
+        };
+        i = ws(end);
+        if t.get(i) != Some(&b':') {
+            return Err(syntax(i, "expected ':'"));
+        }
+        i = ws(i + 1);
+        if matches!(t.get(i), None | Some(b',' | b'}' | b']' | b':')) {
+            return Err(syntax(i, "expected a value"));
+        }
+        let value_end = skip_value(t, i).ok_or_else(|| syntax(i, "unterminated value"))?;
+        out.push((key, &s[i..value_end]));
+        i = ws(value_end);
+        match t.get(i) {
+            Some(b',') => i = ws(i + 1),
+            Some(b'}') => {
+                return match ws(i + 1) {
+                    end if end == t.len() => Ok(out),
+                    end => Err(syntax(end, "unexpected text after the object")),
+                };
+            }
+            _ => return Err(syntax(i, "expected ',' or '}'")),
+        }
+    }
+}
+
 /// The members of an object as (key, raw value), cut out by quotes and brackets without
 /// validating the values; `None` where the object itself is malformed.
 fn skim_members(s: &str) -> Option<Members<'_>> {
@@ -262,8 +341,7 @@ fn skip_value(t: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// `raw` is valid JSON (it was cut out by serde), so its members are skimmed by their
-/// brackets rather than parsed a second time.
+/// `raw` is a JSON object cut out by its brackets; its syntax is checked as it is read.
 fn parse_geometry(
     raw: &str,
     path: &str,
@@ -271,11 +349,10 @@ fn parse_geometry(
     depth: usize,
     problems: &mut Vec<Problem>,
 ) -> Option<Geom> {
-    let members = match skim_members(raw) {
-        Some(m) => m,
-        None => {
-            let kind = json_kind(raw);
-            problems.push(Problem::new(ProblemCode::NotAnObject, format!("{path} must be an object, found {kind}")));
+    let members = match checked_members(raw, &["coordinates", "geometries", "type"]) {
+        Ok(m) => m,
+        Err(p) => {
+            problems.push(p.at(path));
             return None;
         }
     };
@@ -589,8 +666,25 @@ mod tests {
         assert!(f.problems[0].message.contains("case-sensitive"));
         let (f, _) = parse(r#"{"type":"Feature","type":"Feature","properties":{}}"#);
         assert_eq!(codes(&f), vec![ProblemCode::DuplicateMember, ProblemCode::MissingMember]);
+        // A syntax error inside one member leaves the others readable.
         let (f, _) = parse(r#"{"type": "Feature", "properties": {"a": 1,}}"#);
-        assert_eq!(codes(&f), vec![ProblemCode::JsonSyntax]);
+        assert_eq!(codes(&f), vec![ProblemCode::JsonSyntax, ProblemCode::MissingMember]);
+        for broken in [
+            r#"{"type":"Feature","properties":null,"geometry":{"type":"Point","coordinates":[1,,2]}}"#,
+            r#"{"type":"Feature","properties":null,"geometry":{"type":"Point","coordinates":[1 2]}}"#,
+            r#"{"type":"Feature","properties":null,"geometry":{"type":"Point","coordinates":[01,2]}}"#,
+            r#"{"type":"Feature","properties":null,"geometry":{"type":"Point","coordinates":[1,2,]}}"#,
+            r#"{"type":"Feature","properties":null,"geometry":{"type":"Point","coordinates":[1,2]x}}"#,
+            r#"{"type":"Feature","properties":null,"geometry":{"type":"Point","coordinates":[1,2],"x":tru}}"#,
+            r#"{"type":"Feature","properties":nul,"geometry":null}"#,
+            r#"{"type":"Feature","properties":null,"geometry":null,}"#,
+            r#"{"type":"Feature","properties":null "geometry":null}"#,
+            r#"{"type":"Feature","id":12a,"properties":null,"geometry":null}"#,
+            r#"{"type":"Feature","properties":null,"geometry":null} x"#,
+        ] {
+            let (f, _) = parse(broken);
+            assert!(codes(&f).contains(&ProblemCode::JsonSyntax), "{broken}: {:?}", f.problems);
+        }
         let (f, _) = parse("[1,2]");
         assert_eq!(codes(&f), vec![ProblemCode::NotAnObject]);
     }

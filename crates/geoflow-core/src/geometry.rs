@@ -103,7 +103,8 @@ impl Geom {
 
 /// Parses and checks the `coordinates` of a geometry of type `kind` (not a collection).
 ///
-/// `raw` must be valid JSON (serde_json's `RawValue` guarantees it). Problems are appended to
+/// `raw` is the text of the `coordinates` member; its JSON syntax is checked here, as it is
+/// read (the member was cut out by its brackets only). Problems are appended to
 /// `problems` with `path` (e.g. `geometry.coordinates`) in their messages; a geometry is
 /// returned whenever the nesting fits the type, even if some checks failed, so that `repair`
 /// has something to work on.
@@ -136,6 +137,10 @@ pub fn parse_coordinates(
         GeometryKind::MultiPolygon => p.list(|p| p.list(|p| p.list(|p| p.position()))).map(Geom::MultiPolygon),
         GeometryKind::GeometryCollection => unreachable!("collections have no coordinates"),
     };
+    p.skip_ws();
+    if p.i < p.s.len() {
+        p.syntax("unexpected text after the coordinates");
+    }
     if p.failed {
         return None;
     }
@@ -242,19 +247,44 @@ impl CoordParser<'_, '_> {
         }
     }
 
-    /// Moves to the next element of the current array; `false` at its end.
-    fn next_element(&mut self) -> bool {
-        loop {
-            self.skip_ws();
-            match self.s.get(self.i) {
-                Some(b']') => {
-                    self.i += 1;
-                    return false;
-                }
-                Some(b',') => self.i += 1,
-                None => return false,
-                Some(_) => return true,
+    /// A JSON syntax error: reported, and the rest of the text is given up (nothing after it
+    /// can be read reliably).
+    fn syntax(&mut self, what: &str) {
+        let message = format!("malformed JSON in {}: {what} at byte {}", self.here(), self.i);
+        self.report(ProblemCode::JsonSyntax, message);
+        self.failed = true;
+        self.i = self.s.len();
+    }
+
+    /// Moves to the next element of the current array (`first`: just after its `[`); `false`
+    /// at its end. Elements are separated by exactly one comma.
+    fn next_element(&mut self, first: bool) -> bool {
+        self.skip_ws();
+        match self.s.get(self.i) {
+            Some(b']') => {
+                self.i += 1;
+                return false;
             }
+            Some(b',') if !first => {
+                self.i += 1;
+                self.skip_ws();
+            }
+            None => {
+                self.syntax("unterminated array");
+                return false;
+            }
+            Some(_) if !first => {
+                self.syntax("expected ',' or ']'");
+                return false;
+            }
+            Some(_) => {}
+        }
+        match self.s.get(self.i) {
+            Some(b']' | b',') | None => {
+                self.syntax("expected a value");
+                false
+            }
+            Some(_) => true,
         }
     }
 
@@ -271,7 +301,7 @@ impl CoordParser<'_, '_> {
         self.i += 1;
         let mut out = Vec::new();
         let mut idx = 0;
-        while self.next_element() {
+        while self.next_element(idx == 0) {
             self.stack.push(idx);
             if let Some(v) = item(self) {
                 out.push(v);
@@ -302,15 +332,18 @@ impl CoordParser<'_, '_> {
         let mut n = 0usize;
         let mut bad = false;
         let mut nested = false;
-        while self.next_element() {
+        while self.next_element(n == 0) {
             match self.s[self.i] {
                 b'-' | b'0'..=b'9' => {
                     let (end, v) = number(self.s, self.i);
                     self.i = end;
-                    // JSON number syntax was checked already; a failure here is a non-number.
+                    let Some(v) = v else {
+                        self.syntax("invalid number");
+                        return None;
+                    };
                     // `+ 0.0` turns -0 into 0: the same coordinate, and one less corner case
                     // for the geometry algorithms.
-                    let v = v.map_or(f64::NAN, |v| v + 0.0);
+                    let v = v + 0.0;
                     if !v.is_finite() {
                         let msg = format!("{}[{n}] is not a finite number", self.here());
                         self.report(ProblemCode::NonFiniteCoordinate, msg);
@@ -368,7 +401,7 @@ const EXACT_POWERS_OF_TEN: [f64; 23] = [
 ];
 
 /// The number starting at `s[start]`: its end, and its value (`None` if the text there is
-/// not a number). Coordinates are mostly plain decimals with at most 15 significant digits:
+/// not a JSON number). Coordinates are mostly plain decimals with at most 15 significant digits:
 /// for those, the digits as an integer divided by an exact power of ten is the correctly
 /// rounded value (both operands are exact and IEEE division rounds correctly); everything
 /// else goes to the standard parser.
@@ -385,19 +418,36 @@ fn number(s: &[u8], start: usize) -> (usize, Option<f64>) {
     let int_start = start + usize::from(negative);
     let mut significand = 0u64;
     let int_end = digits(int_start, &mut significand);
+    let int_digits = int_end - int_start;
+    // JSON: at least one integer digit, and no leading zero.
+    let mut valid = int_digits > 0 && !(int_digits > 1 && s[int_start] == b'0');
     let mut end = int_end;
     let mut decimals = 0;
-    if s.get(int_end) == Some(&b'.') {
-        end = digits(int_end + 1, &mut significand);
+    if s.get(end) == Some(&b'.') {
+        end = digits(end + 1, &mut significand);
         decimals = end - int_end - 1;
+        valid &= decimals > 0;
     }
-    let end_of_decimal = end;
+    let mut exponent = false;
+    if let Some(b'e' | b'E') = s.get(end) {
+        exponent = true;
+        end += 1;
+        if let Some(b'+' | b'-') = s.get(end) {
+            end += 1;
+        }
+        let exp_start = end;
+        end = digits(end, &mut 0);
+        valid &= end > exp_start;
+    }
+    // Whatever else looks like part of the number makes it malformed.
     while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = s.get(end) {
+        valid = false;
         end += 1;
     }
-    let int_digits = int_end - int_start;
-    let plain = end == end_of_decimal && int_digits > 0 && (decimals > 0 || end == int_end);
-    if plain && int_digits + decimals <= 15 {
+    if !valid {
+        return (end, None);
+    }
+    if !exponent && int_digits + decimals <= 15 {
         let v = significand as f64 / EXACT_POWERS_OF_TEN[decimals];
         return (end, Some(if negative { -v } else { v }));
     }
@@ -548,6 +598,9 @@ mod tests {
         assert_eq!(number(b"1.5,2", 0), (3, Some(1.5)));
         assert_eq!(number(b"-]", 0), (1, None));
         assert_eq!(number(b"1.2.3]", 0), (5, None));
+        for bad in ["01", "-01.5", "1.", ".5", "1e", "1e+", "1.5e3.2", "--1", "1-"] {
+            assert_eq!(number(bad.as_bytes(), 0), (bad.len(), None), "{bad}");
+        }
     }
 
     #[test]
