@@ -36,6 +36,16 @@ pub enum Command {
     /// (`<inbox>/<dataset>/<name>`) are taken as uploads. SIGTERM or SIGINT stops receiving and
     /// lets loads in flight finish within the grace period.
     Worker(WorkerArgs),
+    /// Serve the HTTP API: health (/healthz, /readyz), jobs (/v1/jobs, /v1/jobs/{id}) and
+    /// datasets (/v1/datasets). SIGTERM or SIGINT stops it after the requests in flight.
+    Api(ApiArgs),
+    /// Exit 0 if the service listening on GEOFLOW_LISTEN answers ready, 1 otherwise (for a
+    /// container HEALTHCHECK).
+    Healthcheck {
+        /// Address the service listens on.
+        #[arg(long, env = "GEOFLOW_LISTEN", default_value = DEFAULT_LISTEN)]
+        listen: String,
+    },
     /// List datasets with their feature counts, extents and columns.
     Datasets {
         #[command(flatten)]
@@ -52,6 +62,21 @@ pub struct DatabaseArgs {
     /// GeoPackage file (.gpkg).
     #[arg(long = "database", env = "GEOFLOW_DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
     pub url: String,
+}
+
+/// Where the API listens by default: this machine only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Object storage: s3://bucket[/prefix] or a folder.
+    #[arg(long = "storage", env = "GEOFLOW_STORAGE_URL", default_value = DEFAULT_STORAGE)]
+    pub storage: String,
+    /// Address to listen on (0.0.0.0:8080 in a container).
+    #[arg(long, env = "GEOFLOW_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 //! The binary's wiring: configuration, telemetry, and the ingest pipeline that connects the
 //! pure core (`geoflow-core`) to a spatial store (`geoflow-store`).
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod events;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use geoflow::cli::{Cli, Command, IngestArgs, WorkerArgs};
+use geoflow::api::{self, AppState};
+use geoflow::cli::{ApiArgs, Cli, Command, IngestArgs, WorkerArgs};
 use geoflow::config::{DatabaseUrl, QueueUrl};
 use geoflow::ingest::{ingest, IngestRequest, IngestSummary, Input, Progress, Status};
 use geoflow::storage::StorageUrl;
@@ -34,6 +35,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ingest(args) => run_ingest(args).await,
         Command::Worker(args) => run_worker(args).await,
+        Command::Api(args) => run_api(args).await,
+        Command::Healthcheck { listen } => {
+            Ok(if api::healthcheck(&listen).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Migrate(db) => {
             let store = DatabaseUrl::parse(&db.url)?.open().await?;
             store.migrate().await?;
@@ -91,6 +96,18 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let _ = inbox.await;
     }
     tracing::info!("worker stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
+    let store = DatabaseUrl::parse(&args.db.url)?.open().await?;
+    let storage = StorageUrl::parse(&args.storage)?.open()?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, store = %store.location(), "API started");
+    axum::serve(listener, api::router(AppState { store, storage })).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("API stopped");
     Ok(ExitCode::SUCCESS)
 }
 
