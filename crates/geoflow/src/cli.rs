@@ -106,6 +106,9 @@ pub struct WorkerArgs {
     /// Seconds before the first retry after a transient failure (doubled on each retry).
     #[arg(long, default_value_t = 5, env = "GEOFLOW_RETRY_DELAY")]
     pub retry_delay: u64,
+    /// Address to serve /healthz and /readyz on, for container health checks; none when unset.
+    #[arg(long, env = "GEOFLOW_LISTEN")]
+    pub listen: Option<String>,
     /// Inbox folder watched for uploads when storage is a local folder.
     #[arg(long, env = "GEOFLOW_INBOX", default_value = "./geoflow-data/inbox")]
     pub inbox: PathBuf,

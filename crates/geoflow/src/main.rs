@@ -89,11 +89,25 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    let health = match &args.listen {
+        Some(listen) => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            let app = api::health_router(AppState { store: store.clone(), storage: storage.clone() });
+            let shutdown = stopped(stop_rx.clone());
+            Some(tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await }))
+        }
+        None => None,
+    };
     tracing::info!(store = %store.location(), storage = %args.storage, concurrency = options.concurrency, "worker started");
     let worker = Worker { queue, store, storage, options };
     worker.run(stopped(stop_rx)).await?;
     if let Some(inbox) = inbox {
         let _ = inbox.await;
+    }
+    if let Some(health) = health {
+        let _ = health.await;
     }
     tracing::info!("worker stopped");
     Ok(ExitCode::SUCCESS)

@@ -331,8 +331,20 @@ async fn sigterm_lets_the_load_in_flight_finish() {
     let key = "raw/roads/2026-01-01/in-flight.geojson";
     big_upload(&root, key, 100_000);
     env.queue.send(&notification(EventKind::Created, key, 0, "1")).await.unwrap();
-    let mut worker = spawn_worker(&root, 5, 5);
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let mut worker = support::geoflow()
+        .arg("worker")
+        .env("GEOFLOW_DATABASE_URL", root.join("geoflow.gpkg"))
+        .env("GEOFLOW_STORAGE_URL", root.join("objects"))
+        .env("GEOFLOW_QUEUE_URL", root.join("queue.sqlite"))
+        .env("GEOFLOW_INBOX", root.join("inbox"))
+        .env("GEOFLOW_LISTEN", &listen)
+        .spawn()
+        .unwrap();
     wait_for_job(&env, "the load to start", |j| j.status == JobStatus::Running).await;
+    // The worker answers its container health check while it loads.
+    let healthcheck = support::geoflow().args(["healthcheck", "--listen", &listen]).status().unwrap();
+    assert!(healthcheck.success());
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
     assert!(worker.wait().unwrap().success());

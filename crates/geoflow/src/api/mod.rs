@@ -25,14 +25,25 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
-        .route("/readyz", get(readyz))
+    health_routes()
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/datasets", get(datasets))
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource") })
+        .fallback(not_found)
         .with_state(state)
+}
+
+/// Liveness and readiness only: what a worker serves for its container health check.
+pub fn health_router(state: AppState) -> Router {
+    health_routes().fallback(not_found).with_state(state)
+}
+
+fn health_routes() -> Router<AppState> {
+    Router::new().route("/healthz", get(|| async { Json(json!({ "status": "ok" })) })).route("/readyz", get(readyz))
+}
+
+async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
 }
 
 /// An RFC 9457 problem.
