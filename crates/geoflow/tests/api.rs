@@ -97,3 +97,13 @@ async fn healthcheck_exits_0_when_ready_and_1_otherwise() {
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     assert_eq!(healthcheck(free.to_string()).await.unwrap(), Some(1));
 }
+
+#[test]
+fn version_names_the_release_and_the_revision() {
+    let out = support::geoflow().arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout);
+    let expected = format!("geoflow {} (", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version}");
+    let revision = version.trim().trim_start_matches(&expected).trim_end_matches(')');
+    assert!(revision == "unknown" || revision.chars().all(|c| c.is_ascii_hexdigit()), "{version}");
+}
