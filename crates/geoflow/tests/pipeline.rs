@@ -233,8 +233,12 @@ async fn removals_delete_rows_and_late_events_change_nothing() {
 
 /// A `geoflow worker` process on the test's embedded deployment.
 fn spawn_worker(root: &Path, visibility_s: u64, max_receive_count: u32) -> Child {
-    support::geoflow()
-        .arg("worker")
+    worker_command(root, visibility_s, max_receive_count).spawn().expect("geoflow worker starts")
+}
+
+fn worker_command(root: &Path, visibility_s: u64, max_receive_count: u32) -> std::process::Command {
+    let mut cmd = support::geoflow();
+    cmd.arg("worker")
         .env("GEOFLOW_DATABASE_URL", root.join("geoflow.gpkg"))
         .env("GEOFLOW_STORAGE_URL", root.join("objects"))
         .env("GEOFLOW_QUEUE_URL", root.join("queue.sqlite"))
@@ -242,9 +246,8 @@ fn spawn_worker(root: &Path, visibility_s: u64, max_receive_count: u32) -> Child
         .env("GEOFLOW_VISIBILITY_TIMEOUT", visibility_s.to_string())
         .env("GEOFLOW_MAX_RECEIVE_COUNT", max_receive_count.to_string())
         .env("GEOFLOW_RETRY_DELAY", "1")
-        .env("GEOFLOW_GRACE_PERIOD", "30")
-        .spawn()
-        .expect("geoflow worker starts")
+        .env("GEOFLOW_GRACE_PERIOD", "30");
+    cmd
 }
 
 fn kill(child: &mut Child) {
@@ -332,15 +335,7 @@ async fn sigterm_lets_the_load_in_flight_finish() {
     big_upload(&root, key, 100_000);
     env.queue.send(&notification(EventKind::Created, key, 0, "1")).await.unwrap();
     let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
-    let mut worker = support::geoflow()
-        .arg("worker")
-        .env("GEOFLOW_DATABASE_URL", root.join("geoflow.gpkg"))
-        .env("GEOFLOW_STORAGE_URL", root.join("objects"))
-        .env("GEOFLOW_QUEUE_URL", root.join("queue.sqlite"))
-        .env("GEOFLOW_INBOX", root.join("inbox"))
-        .env("GEOFLOW_LISTEN", &listen)
-        .spawn()
-        .unwrap();
+    let mut worker = worker_command(&root, 5, 5).env("GEOFLOW_LISTEN", &listen).spawn().unwrap();
     wait_for_job(&env, "the load to start", |j| j.status == JobStatus::Running).await;
     // The worker answers its container health check while it loads.
     let healthcheck = support::geoflow().args(["healthcheck", "--listen", &listen]).status().unwrap();
