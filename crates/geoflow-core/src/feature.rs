@@ -153,7 +153,7 @@ pub fn parse_feature(
 /// The id and properties of a feature text; members are cut out by brackets only.
 fn skim(text: &[u8], on_property: &mut impl FnMut(&str, PropValue)) -> PropValue {
     let mut id = PropValue::Null;
-    let Some(members) = std::str::from_utf8(text).ok().and_then(skim_members) else { return id };
+    let Some(members) = std::str::from_utf8(text).ok().and_then(|t| strict_members(t).ok()) else { return id };
     for (key, value) in members {
         match (key.as_ref(), value.as_bytes().first()) {
             ("id", Some(b'"' | b'-' | b'0'..=b'9')) => id = PropValue::from_raw_json(value),
@@ -246,51 +246,6 @@ fn strict_members(s: &str) -> Result<Members<'_>, Problem> {
             }
             _ => return Err(syntax(i, "expected ',' or '}'")),
         }
-    }
-}
-
-/// The members of an object as (key, raw value), cut out by quotes and brackets without
-/// validating the values; `None` where the object itself is malformed.
-fn skim_members(s: &str) -> Option<Members<'_>> {
-    let t = s.as_bytes();
-    let ws = |mut i: usize| {
-        while matches!(t.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            i += 1;
-        }
-        i
-    };
-    let mut i = ws(0);
-    if t.get(i) != Some(&b'{') {
-        return None;
-    }
-    i += 1;
-    let mut out = Vec::new();
-    loop {
-        i = ws(i);
-        match t.get(i)? {
-            b'}' => return Some(out),
-            b',' => {
-                i += 1;
-                continue;
-            }
-            b'"' => {}
-            _ => return None,
-        }
-        let end = skip_value(t, i)?;
-        let inner = s.get(i + 1..end - 1)?;
-        let key = if inner.contains('\\') {
-            Cow::Owned(serde_json::from_str::<String>(s.get(i..end)?).ok()?)
-        } else {
-            Cow::Borrowed(inner)
-        };
-        i = ws(end);
-        if t.get(i) != Some(&b':') {
-            return None;
-        }
-        i = ws(i + 1);
-        let value_end = skip_value(t, i)?;
-        out.push((key, s.get(i..value_end)?));
-        i = value_end;
     }
 }
 

@@ -25,8 +25,6 @@ pub struct ObjectEvent {
     pub key: String,
     pub dataset: DatasetName,
     pub version_id: Option<String>,
-    /// S3's ordering token for events on one key (absent from some S3 emulators).
-    pub sequencer: Option<String>,
 }
 
 /// A message that cannot be turned into events. Retrying cannot fix it.
@@ -80,7 +78,6 @@ struct S3Object {
     key: String,
     #[serde(rename = "versionId")]
     version_id: Option<String>,
-    sequencer: Option<String>,
 }
 
 fn record(r: Record, prefix: &str) -> Option<Result<ObjectEvent, BadMessage>> {
@@ -100,7 +97,7 @@ fn event(kind: EventKind, r: Record, prefix: &str) -> Result<ObjectEvent, BadMes
     let key = decode_key(&r.s3.object.key)?;
     let dataset = dataset_of(&key, prefix)?;
     let version_id = r.s3.object.version_id.filter(|v| !v.is_empty() && v != "null");
-    Ok(ObjectEvent { kind, key, dataset, version_id, sequencer: r.s3.object.sequencer.filter(|s| !s.is_empty()) })
+    Ok(ObjectEvent { kind, key, dataset, version_id })
 }
 
 /// S3 event keys are form-URL-encoded: `+` is a space and `%2B` a plus sign.
@@ -135,16 +132,9 @@ pub fn dataset_of(key: &str, prefix: &str) -> Result<DatasetName, BadMessage> {
     }
 }
 
-/// The S3 sequencer orders events on one key: hexadecimal, compared after padding to equal
-/// length (S3 documents it so).
-pub fn sequencer_newer(candidate: &str, current: &str) -> bool {
-    let width = candidate.len().max(current.len());
-    format!("{candidate:0>width$}") > format!("{current:0>width$}")
-}
-
 /// An event notification body in S3's format, for storage that has no notifications of its
 /// own (the local folder).
-pub fn notification(kind: EventKind, key: &str, size: u64, sequencer: &str) -> String {
+pub fn notification(kind: EventKind, key: &str, size: u64) -> String {
     let name = match kind {
         EventKind::Created => "ObjectCreated:Put",
         EventKind::Removed => "ObjectRemoved:Delete",
@@ -157,7 +147,7 @@ pub fn notification(kind: EventKind, key: &str, size: u64, sequencer: &str) -> S
             "eventName": name,
             "eventTime": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
             "s3": { "s3SchemaVersion": "1.0", "bucket": { "name": "local" },
-                    "object": { "key": encoded, "size": size, "sequencer": sequencer } }
+                    "object": { "key": encoded, "size": size } }
         }]
     })
     .to_string()
@@ -197,7 +187,6 @@ mod tests {
         assert_eq!(e.key, "raw/roads/2026-01-02/a b+c.geojson");
         assert_eq!(e.dataset.as_str(), "roads");
         assert_eq!(e.version_id.as_deref(), Some("v1"));
-        assert_eq!(e.sequencer.as_deref(), Some("0055AED6DCD90281E5"));
         let e = one(&s3_body("ObjectRemoved:DeleteMarkerCreated", "raw%2Froads%2Fx.geojson", None)).unwrap();
         assert_eq!((e.kind, e.key.as_str(), e.version_id), (EventKind::Removed, "raw/roads/x.geojson", None));
     }
@@ -237,17 +226,9 @@ mod tests {
     }
 
     #[test]
-    fn sequencers_compare_as_padded_hex() {
-        assert!(sequencer_newer("0055AED6DCD90281E6", "0055AED6DCD90281E5"));
-        assert!(sequencer_newer("10", "F"));
-        assert!(!sequencer_newer("0F", "F"));
-    }
-
-    #[test]
     fn local_notifications_round_trip() {
-        let body = notification(EventKind::Created, "raw/roads/2026-01-01/a b+c%.geojson", 7, "0001");
+        let body = notification(EventKind::Created, "raw/roads/2026-01-01/a b+c%.geojson", 7);
         let e = one(&body).unwrap();
         assert_eq!(e.key, "raw/roads/2026-01-01/a b+c%.geojson");
-        assert_eq!(e.sequencer.as_deref(), Some("0001"));
     }
 }

@@ -86,10 +86,6 @@ pub struct Fetched {
 }
 
 impl Storage {
-    pub fn is_local(&self) -> bool {
-        self.local_root.is_some()
-    }
-
     /// The folder of a local store.
     pub fn local_root(&self) -> Option<&Path> {
         self.local_root.as_deref()

@@ -18,19 +18,6 @@ use geoflow_queue::{EmbeddedOptions, EmbeddedQueue, Queue};
 use geoflow_store::gpkg::GeoPackageStore;
 use geoflow_store::{Job, JobQuery, JobStatus, Store};
 
-/// A FeatureCollection of `n` points whose properties depend on `seed`.
-fn collection(n: usize, seed: usize) -> String {
-    let features: Vec<String> = (0..n)
-        .map(|i| {
-            let (x, y) = (((i * 7 + seed) % 360) as f64 - 179.5, ((i * 3 + seed) % 170) as f64 - 85.0);
-            format!(
-                r#"{{"type":"Feature","id":{i},"properties":{{"name":"f{seed}-{i}","rank":{i},"note":"x'; DROP TABLE t; --"}},"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}"#
-            )
-        })
-        .collect();
-    format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(",\n"))
-}
-
 struct Embedded {
     dir: tempfile::TempDir,
     store: Arc<dyn Store>,
@@ -80,7 +67,7 @@ impl Embedded {
         let path = self.objects().join(key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
-        let body = notification(EventKind::Created, key, text.len() as u64, "1");
+        let body = notification(EventKind::Created, key, text.len() as u64);
         self.queue.send(&body).await.unwrap();
         body
     }
@@ -134,7 +121,7 @@ async fn inbox_uploads_load_exactly_once_with_two_workers_and_replays_change_not
         let folder = inbox_dir.join(dataset);
         std::fs::create_dir_all(&folder).unwrap();
         let name = format!("upload {i}.geojson");
-        std::fs::write(folder.join(&name), collection(20 + i * 5, i)).unwrap();
+        std::fs::write(folder.join(&name), support::collection(20 + i * 5, i)).unwrap();
         expected.push((dataset.to_string(), name, 20 + i * 5));
     }
     // A file still being written is not taken.
@@ -161,7 +148,7 @@ async fn inbox_uploads_load_exactly_once_with_two_workers_and_replays_change_not
 
     // Every notification delivered twice more: nothing changes.
     for key in &keys {
-        let body = notification(EventKind::Created, key, 0, "2");
+        let body = notification(EventKind::Created, key, 0);
         env.queue.send(&body).await.unwrap();
         env.queue.send(&body).await.unwrap();
     }
@@ -177,10 +164,10 @@ async fn inbox_uploads_load_exactly_once_with_two_workers_and_replays_change_not
 #[tokio::test]
 async fn bad_objects_fail_their_job_with_a_reason_and_are_acknowledged() {
     let env = Embedded::new(Duration::from_secs(5), 3).await;
-    env.put("raw/roads/truncated.geojson", &collection(10, 1)[..200]).await;
+    env.put("raw/roads/truncated.geojson", &support::collection(10, 1)[..200]).await;
     env.put("raw/roads/not-geojson.csv", "id,name\n1,a\n").await;
     // Outside the layout: no dataset to record a job for; acknowledged and logged.
-    env.put("incoming/x.geojson", &collection(1, 1)).await;
+    env.put("incoming/x.geojson", &support::collection(1, 1)).await;
     env.queue.send("this is not an event").await.unwrap();
     // Driven step by step: each call handles one batch to the end.
     let worker = env.worker();
@@ -207,13 +194,13 @@ async fn bad_objects_fail_their_job_with_a_reason_and_are_acknowledged() {
 #[tokio::test]
 async fn removals_delete_rows_and_late_events_change_nothing() {
     let env = Embedded::new(Duration::from_secs(5), 3).await;
-    let created = env.put("raw/parks/p.geojson", &collection(15, 3)).await;
-    env.put("raw/parks/q.geojson", &collection(5, 4)).await;
+    let created = env.put("raw/parks/p.geojson", &support::collection(15, 3)).await;
+    env.put("raw/parks/q.geojson", &support::collection(5, 4)).await;
     drain(&env, 1).await;
     assert_eq!(env.rows_of("parks", "raw/parks/p.geojson").await, Some(15));
 
     std::fs::remove_file(env.objects().join("raw/parks/p.geojson")).unwrap();
-    env.queue.send(&notification(EventKind::Removed, "raw/parks/p.geojson", 0, "2")).await.unwrap();
+    env.queue.send(&notification(EventKind::Removed, "raw/parks/p.geojson", 0)).await.unwrap();
     drain(&env, 1).await;
     assert_eq!(env.rows_of("parks", "raw/parks/p.geojson").await, None);
     assert_eq!(env.rows_of("parks", "raw/parks/q.geojson").await, Some(5), "other sources keep their rows");
@@ -226,7 +213,7 @@ async fn removals_delete_rows_and_late_events_change_nothing() {
     assert_eq!(latest.status, JobStatus::SkippedDuplicate, "{latest:#?}");
 
     // A new version of q replaces q's rows only.
-    env.put("raw/parks/q.geojson", &collection(8, 5)).await;
+    env.put("raw/parks/q.geojson", &support::collection(8, 5)).await;
     drain(&env, 1).await;
     assert_eq!(env.rows_of("parks", "raw/parks/q.geojson").await, Some(8));
 }
@@ -270,7 +257,7 @@ async fn wait_for_job(env: &Embedded, what: &str, done: impl Fn(&Job) -> bool) -
 fn big_upload(root: &Path, key: &str, features: usize) -> PathBuf {
     let path = root.join("objects").join(key);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, collection(features, 9)).unwrap();
+    std::fs::write(&path, support::collection(features, 9)).unwrap();
     path
 }
 
@@ -281,7 +268,7 @@ async fn a_worker_killed_mid_load_is_replaced_and_the_source_loads_once() {
     let key = "raw/roads/2026-01-01/big.geojson";
     let n = 300_000;
     big_upload(&root, key, n);
-    env.queue.send(&notification(EventKind::Created, key, 0, "1")).await.unwrap();
+    env.queue.send(&notification(EventKind::Created, key, 0)).await.unwrap();
 
     let mut first = spawn_worker(&root, 2, 5);
     wait_for_job(&env, "the load to start", |j| j.status == JobStatus::Running).await;
@@ -306,7 +293,7 @@ async fn a_message_that_keeps_crashing_its_worker_ends_in_the_dead_letters() {
     let root = env.dir.path().to_path_buf();
     let key = "raw/roads/2026-01-01/crashes.geojson";
     big_upload(&root, key, 300_000);
-    env.queue.send(&notification(EventKind::Created, key, 0, "1")).await.unwrap();
+    env.queue.send(&notification(EventKind::Created, key, 0)).await.unwrap();
 
     for attempt in 1..=2 {
         let mut worker = spawn_worker(&root, 1, 2);
@@ -333,7 +320,7 @@ async fn sigterm_lets_the_load_in_flight_finish() {
     let root = env.dir.path().to_path_buf();
     let key = "raw/roads/2026-01-01/in-flight.geojson";
     big_upload(&root, key, 100_000);
-    env.queue.send(&notification(EventKind::Created, key, 0, "1")).await.unwrap();
+    env.queue.send(&notification(EventKind::Created, key, 0)).await.unwrap();
     let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let mut worker = worker_command(&root, 5, 5).env("GEOFLOW_LISTEN", &listen).spawn().unwrap();
     wait_for_job(&env, "the load to start", |j| j.status == JobStatus::Running).await;
@@ -363,7 +350,7 @@ async fn loads_left_at_the_end_of_the_grace_period_give_their_message_back() {
     let env = Embedded::new(Duration::from_secs(60), 5).await;
     let key = "raw/roads/2026-01-01/slow.geojson";
     big_upload(env.dir.path(), key, 300_000);
-    env.queue.send(&notification(EventKind::Created, key, 0, "1")).await.unwrap();
+    env.queue.send(&notification(EventKind::Created, key, 0)).await.unwrap();
     let mut worker = env.worker();
     worker.options.grace = Duration::from_millis(1);
     let (stop, mut stopped) = tokio::sync::watch::channel(false);

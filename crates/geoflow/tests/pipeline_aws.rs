@@ -19,18 +19,6 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-fn collection(n: usize, seed: usize) -> String {
-    let features: Vec<String> = (0..n)
-        .map(|i| {
-            let (x, y) = (((i * 11 + seed) % 360) as f64 - 179.5, ((i * 7 + seed) % 170) as f64 - 85.0);
-            format!(
-                r#"{{"type":"Feature","properties":{{"seed":{seed},"i":{i},"label":"it's \"quoted\""}},"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}"#
-            )
-        })
-        .collect();
-    format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(","))
-}
-
 struct Aws {
     moto: MotoServer,
     bucket: String,
@@ -131,7 +119,7 @@ impl Aws {
 
     /// Sends what S3 would send for `key`, as a replay of its notification.
     async fn replay(&self, kind: EventKind, key: &str) {
-        let body = geoflow::events::notification(kind, key, 0, "1");
+        let body = geoflow::events::notification(kind, key, 0);
         self.moto.sqs_client().await.send_message().queue_url(&self.queue_url).message_body(body).send().await.unwrap();
     }
 }
@@ -191,7 +179,7 @@ async fn s3_events_through_sqs_load_every_object_exactly_once_with_two_workers()
         let dataset = ["roads", "parks", "rivers"][i % 3];
         let key = format!("raw/{dataset}/2026-11-22/file {i}.geojson");
         let n = 10 + i * 3;
-        aws.s3.put(&ObjectPath::from(key.as_str()), collection(n, i).into()).await.unwrap();
+        aws.s3.put(&ObjectPath::from(key.as_str()), support::collection(n, i).into()).await.unwrap();
         expected.push((dataset, key, n as u64));
     }
     let workers = [aws.worker(db.url()), aws.worker(db.url())];
@@ -220,7 +208,10 @@ async fn s3_events_through_sqs_load_every_object_exactly_once_with_two_workers()
 
     // A truncated upload fails its job with a reason; a deletion removes that source's rows.
     aws.s3
-        .put(&ObjectPath::from("raw/roads/2026-11-22/broken.geojson"), collection(5, 1)[..90].to_string().into())
+        .put(
+            &ObjectPath::from("raw/roads/2026-11-22/broken.geojson"),
+            support::collection(5, 1)[..90].to_string().into(),
+        )
         .await
         .unwrap();
     let removed = &expected[0];
@@ -292,7 +283,7 @@ async fn loads_during_a_database_outage_complete_when_it_returns() {
     let keys: Vec<String> =
         (0..6).map(|i| format!("raw/{}/2026-11-22/outage {i}.geojson", ["roads", "parks"][i % 2])).collect();
     for (i, key) in keys.iter().enumerate() {
-        aws.s3.put(&ObjectPath::from(key.as_str()), collection(50 + i, i).into()).await.unwrap();
+        aws.s3.put(&ObjectPath::from(key.as_str()), support::collection(50 + i, i).into()).await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(20)).await;
     for (i, key) in keys.iter().enumerate() {
@@ -336,7 +327,7 @@ async fn a_worker_killed_mid_load_is_replaced_and_a_message_that_keeps_crashing_
     // Killed once mid-load: the message comes back after its visibility timeout and another
     // worker loads the source exactly once.
     let key = "raw/roads/2026-11-22/big.geojson";
-    aws.s3.put(&ObjectPath::from(key), collection(200_000, 1).into()).await.unwrap();
+    aws.s3.put(&ObjectPath::from(key), support::collection(200_000, 1).into()).await.unwrap();
     let first = aws.worker(db.url());
     wait_for_job(&store, "the load to start", |j| j.status == JobStatus::Running).await;
     first.kill();
@@ -352,7 +343,7 @@ async fn a_worker_killed_mid_load_is_replaced_and_a_message_that_keeps_crashing_
     // moves the message aside. (A receive still in flight when a worker dies can take the
     // message too, so the number of kills needed varies.)
     let crashing = "raw/roads/2026-11-22/crashing.geojson";
-    aws.s3.put(&ObjectPath::from(crashing), collection(200_000, 2).into()).await.unwrap();
+    aws.s3.put(&ObjectPath::from(crashing), support::collection(200_000, 2).into()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut kills = 0;
     while aws.messages(&aws.dlq_url).await == 0 {

@@ -63,8 +63,7 @@ impl Inbox {
             })
             .await?
             .with_context(|| format!("moving {} into the object folder", path.display()))?;
-            let sequencer = format!("{:032x}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_nanos());
-            self.queue.send(&notification(EventKind::Created, &key, size, &sequencer)).await?;
+            self.queue.send(&notification(EventKind::Created, &key, size)).await?;
             tracing::info!(%key, bytes = size, "inbox file taken");
             announced.push(key);
         }

@@ -128,3 +128,17 @@ pub fn ogr_features(gpkg: &Path, layer: &str) -> Vec<Value> {
 pub fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+/// A FeatureCollection of `n` points whose coordinates and properties depend on `seed`, with
+/// hostile property values (quotes, SQL) among them.
+pub fn collection(n: usize, seed: usize) -> String {
+    let features: Vec<String> = (0..n)
+        .map(|i| {
+            let (x, y) = (((i * 7 + seed) % 360) as f64 - 179.5, ((i * 3 + seed) % 170) as f64 - 85.0);
+            format!(
+                r#"{{"type":"Feature","id":{i},"properties":{{"name":"f{seed}-{i}","rank":{i},"note":"x'; DROP TABLE t; --","label":"it's \"quoted\""}},"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(",\n"))
+}
