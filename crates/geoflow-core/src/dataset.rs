@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// A dataset name matching `^[a-z][a-z0-9_]{0,62}$`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetName(String);
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -162,6 +162,7 @@ pub struct FeatureIssue {
 /// How to treat invalid features (`--on-invalid`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Policy {
     /// Store the valid features; report each invalid one.
     #[default]

@@ -6,6 +6,7 @@ use crate::value::PropValue;
 
 /// Axis-aligned extent in degrees (WGS84 lon/lat).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Bbox {
     pub min_x: f64,
     pub min_y: f64,

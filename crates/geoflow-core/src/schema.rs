@@ -11,6 +11,7 @@ use crate::value::ValueKind;
 /// types that do not meet (a string and a number, say) are all kept as JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FieldType {
     /// Only nulls seen so far.
     #[default]

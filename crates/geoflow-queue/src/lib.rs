@@ -92,6 +92,11 @@ pub trait Queue: Send + Sync + fmt::Debug {
     /// Gives a received message back: it becomes visible again after `delay` (zero: at once).
     /// Its receive count is kept, so repeated releases end in the dead-letter queue.
     async fn release(&self, receipt: &Receipt, delay: Duration) -> Result<(), QueueError>;
+
+    /// One cheap call proving that the queue answers, for readiness probes; it changes
+    /// nothing. A queue that does not exist is a permanent error, an unreachable one a
+    /// transient error ([`QueueError::is_transient`]).
+    async fn probe(&self) -> Result<(), QueueError>;
 }
 
 /// The handle of one receipt of a message; the key for extend, delete and release.

@@ -263,6 +263,19 @@ async fn concurrent_receivers(f: Fixture) {
     }
 }
 
+/// A probe answers and changes nothing: a message sent before is still there, unreceived.
+async fn probe_answers(f: Fixture) {
+    let q = &*f.queue;
+    q.probe().await.unwrap();
+    let id = q.send("still here").await.unwrap();
+    q.probe().await.unwrap();
+    let batch = q.receive(10, 2 * SECOND).await.unwrap();
+    assert_eq!(batch.len(), 1, "{batch:?}");
+    assert_eq!((batch[0].id.as_str(), batch[0].receive_count), (id.as_str(), 1));
+    q.delete(&batch[0].receipt).await.unwrap();
+    q.probe().await.unwrap();
+}
+
 macro_rules! contract {
     ($backend:ident) => {
         mod $backend {
@@ -321,6 +334,13 @@ macro_rules! contract {
             async fn long_poll_returns_early() {
                 if let Some(f) = super::$backend(30 * SECOND, 5).await {
                     super::long_poll_returns_early(f).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn probe_answers() {
+                if let Some(f) = super::$backend(30 * SECOND, 5).await {
+                    super::probe_answers(f).await;
                 }
             }
 

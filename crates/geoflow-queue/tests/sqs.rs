@@ -26,6 +26,24 @@ async fn a_missing_queue_is_a_permanent_error() {
 }
 
 #[tokio::test]
+async fn a_probe_of_a_missing_queue_is_a_permanent_error() {
+    let Some(moto) = geoflow_testkit::moto_server().await else { return };
+    let url = format!("{}/123456789012/{}", moto.endpoint_url(), unique_name("missing"));
+    let q = SqsQueue::from_config(url.clone(), &moto.sdk_config().await);
+    let err = q.probe().await.unwrap_err();
+    match &err {
+        QueueError::Sqs { operation, queue_url, code, .. } => {
+            assert_eq!(*operation, "GetQueueAttributes");
+            assert_eq!(queue_url, &url);
+            assert!(code.is_some(), "{err}");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.to_string().contains(&url), "{err}");
+}
+
+#[tokio::test]
 async fn an_unreachable_endpoint_is_a_transient_error() {
     let Some(moto) = geoflow_testkit::moto_server().await else { return };
     // A port nothing listens on: bind one, note it, and close it.
@@ -41,6 +59,9 @@ async fn an_unreachable_endpoint_is_a_transient_error() {
     let started = Instant::now();
     let err = q.receive(1, Duration::ZERO).await.unwrap_err();
     assert!(matches!(err, QueueError::Sqs { operation: "ReceiveMessage", .. }), "{err:?}");
+    assert!(err.is_transient(), "{err}");
+    let err = q.probe().await.unwrap_err();
+    assert!(matches!(err, QueueError::Sqs { operation: "GetQueueAttributes", .. }), "{err:?}");
     assert!(err.is_transient(), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -10,6 +10,8 @@ pub mod postgis;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 use tokio::sync::mpsc;
 
 use geoflow_core::dataset::DatasetName;
@@ -19,6 +21,7 @@ use geoflow_core::schema::{FieldType, Schema};
 
 /// Which content a source holds: identical content is never loaded twice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceVersion {
     /// Hex SHA-256 of the source bytes.
     pub content_hash: String,
@@ -95,6 +98,7 @@ impl LoadStatus {
 
 /// The catalog's view of one loaded source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceRecord {
     pub dataset: DatasetName,
     pub source: String,
@@ -107,6 +111,7 @@ pub struct SourceRecord {
 
 /// One property column of a dataset table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ColumnInfo {
     /// The original property key.
     pub key: String,
@@ -117,6 +122,7 @@ pub struct ColumnInfo {
 
 /// The catalog's view of one dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetInfo {
     pub name: DatasetName,
     pub table: String,
@@ -132,6 +138,7 @@ pub struct DatasetInfo {
 /// What a job does with its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum JobAction {
     Load,
     Remove,
@@ -153,6 +160,7 @@ impl JobAction {
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum JobStatus {
     Queued,
     Running,
@@ -201,6 +209,7 @@ pub struct NewJob {
 
 /// A job as the catalog records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     pub id: String,
     pub dataset: DatasetName,
@@ -215,6 +224,7 @@ pub struct Job {
     /// Why the job failed, or the last transient error while it is retried.
     pub error: Option<String>,
     /// A summary written by the worker; the store keeps it as given.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<serde_json::Value>,
     /// RFC 3339 UTC, like every catalog timestamp.
     pub created_at: String,
@@ -282,6 +292,11 @@ pub struct JobQuery {
     /// A job id: only jobs created strictly before it (by `(created_at, id)`) are listed,
     /// so the last id of one page is the cursor of the next.
     pub before: Option<String>,
+    /// An RFC 3339 timestamp: only jobs created at or after it are listed.
+    pub since: Option<String>,
+    /// An RFC 3339 timestamp: only jobs created strictly before it are listed (with
+    /// [`JobQuery::since`], a half-open window that tiles without overlap).
+    pub until: Option<String>,
 }
 
 impl JobQuery {
@@ -295,6 +310,38 @@ impl JobQuery {
             n => n.min(JobQuery::MAX_LIMIT),
         }
     }
+
+    /// [`JobQuery::since`] and [`JobQuery::until`] as UTC instants, each rounded up to
+    /// `precision`, the resolution `created_at` is stored at: a stored time `t` (a multiple
+    /// of it) satisfies `bound <= t` and `t < bound` exactly when it does against the
+    /// rounded bound, so each store can compare in its own resolution without an off-by-one.
+    pub(crate) fn time_bounds(
+        &self,
+        precision: Duration,
+    ) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), StoreError> {
+        let bound =
+            |name: &str, value: &Option<String>| value.as_deref().map(|v| parse_bound(name, v, precision)).transpose();
+        Ok((bound("since", &self.since)?, bound("until", &self.until)?))
+    }
+}
+
+/// One time bound of a [`JobQuery`], named `name` in errors.
+fn parse_bound(name: &str, value: &str, precision: Duration) -> Result<OffsetDateTime, StoreError> {
+    let t = OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
+        StoreError::Invalid(format!(
+            "{name} {value:?} is not an RFC 3339 timestamp (such as 2026-01-31T12:00:00Z): {e}"
+        ))
+    })?;
+    // Only an instant past the end of year 9999 UTC falls outside the range: no job is that
+    // late, so the last instant in range selects the same jobs.
+    let last = PrimitiveDateTime::new(Date::MAX, Time::MAX).assume_utc();
+    let t = t.checked_to_offset(UtcOffset::UTC).unwrap_or(last);
+    let step = precision.whole_nanoseconds().max(1);
+    let rest = i128::from(t.nanosecond()) % step;
+    if rest == 0 {
+        return Ok(t);
+    }
+    Ok(t.checked_add(Duration::nanoseconds_i128(step - rest)).unwrap_or(last))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -329,6 +376,21 @@ impl StoreError {
     }
 }
 
+/// The verdict of [`Store::check_ready`] on a catalog at migration step `at` (0: none yet)
+/// for a build whose last step is `latest`.
+pub(crate) fn check_catalog_step(location: &str, at: i64, latest: i64) -> Result<(), StoreError> {
+    let reason = match at.cmp(&latest) {
+        std::cmp::Ordering::Equal => return Ok(()),
+        std::cmp::Ordering::Less => {
+            format!("the catalog is at step {at}, this build needs step {latest}: run `geoflow migrate`")
+        }
+        std::cmp::Ordering::Greater => {
+            format!("the catalog is at step {at}, newer than this build knows (step {latest}): upgrade geoflow")
+        }
+    };
+    Err(StoreError::Incompatible { location: location.to_string(), reason })
+}
+
 /// Sender half given to the ingest pipeline; the store holds the receiver.
 pub type LoadSender = mpsc::Sender<LoadMessage>;
 pub type LoadReceiver = mpsc::Receiver<LoadMessage>;
@@ -342,8 +404,18 @@ pub trait Store: Send + Sync {
     /// Creates or upgrades the catalog. Safe to run concurrently and repeatedly.
     async fn migrate(&self) -> Result<(), StoreError>;
 
+    /// One cheap round trip proving that the database answers and that the catalog is at the
+    /// last migration step this build knows, for readiness probes: this does not migrate, so
+    /// a catalog behind (or ahead of) this build is [`StoreError::Incompatible`], saying what to
+    /// run.
+    async fn check_ready(&self) -> Result<(), StoreError>;
+
     /// The current version of a source, if it is loaded.
     async fn source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError>;
+
+    /// Every loaded source of a dataset, by source key (bytewise, the same in every store);
+    /// empty for an unknown dataset.
+    async fn sources(&self, dataset: &DatasetName) -> Result<Vec<SourceRecord>, StoreError>;
 
     /// Replaces the rows of `plan.source` with the rows received, in one transaction that
     /// commits on [`LoadMessage::Commit`] and rolls back on [`LoadMessage::Abort`] or when the
@@ -372,6 +444,61 @@ pub trait Store: Send + Sync {
     async fn job(&self, id: &str) -> Result<Option<Job>, StoreError>;
 
     /// Jobs newest first (`created_at` then `id`, descending), filtered and paginated by
-    /// [`JobQuery::before`]; [`StoreError::Invalid`] when that cursor names no job.
+    /// [`JobQuery::before`]; [`StoreError::Invalid`] when that cursor names no job or a time
+    /// bound is not RFC 3339.
     async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds(since: &str, until: &str, precision: Duration) -> Result<(String, String), StoreError> {
+        let query = JobQuery { since: Some(since.into()), until: Some(until.into()), ..JobQuery::default() };
+        let (since, until) = query.time_bounds(precision)?;
+        let text = |t: Option<OffsetDateTime>| t.map(|t| t.format(&Rfc3339).unwrap()).unwrap_or_default();
+        Ok((text(since), text(until)))
+    }
+
+    #[test]
+    fn time_bounds_are_utc_rounded_up_to_the_stored_precision() {
+        let ms = Duration::MILLISECOND;
+        assert_eq!(
+            bounds("2026-01-31T14:00:00+02:00", "2026-01-31T12:00:00.0001Z", ms).unwrap(),
+            ("2026-01-31T12:00:00Z".into(), "2026-01-31T12:00:00.001Z".into())
+        );
+        // Rounding up, not down: a job stored at .123 is not at or after .1231.
+        assert_eq!(
+            bounds("2026-01-31T12:00:00.1231Z", "2026-01-31T12:00:00.999999999Z", ms).unwrap(),
+            ("2026-01-31T12:00:00.124Z".into(), "2026-01-31T12:00:01Z".into())
+        );
+        assert_eq!(
+            bounds("2026-01-31T12:00:00.1230001Z", "2026-01-31T12:00:00.123Z", Duration::MICROSECOND).unwrap(),
+            ("2026-01-31T12:00:00.123001Z".into(), "2026-01-31T12:00:00.123Z".into())
+        );
+        // Past year 9999 in UTC: the last instant in range.
+        let (_, until) = bounds("0000-01-01T00:00:00Z", "9999-12-31T23:30:00-01:00", ms).unwrap();
+        assert_eq!(until, "9999-12-31T23:59:59.999999999Z");
+        assert_eq!(JobQuery::default().time_bounds(ms).unwrap(), (None, None));
+    }
+
+    #[test]
+    fn bad_time_bounds_name_their_parameter() {
+        for (since, until, named) in
+            [("yesterday", "2026-01-01T00:00:00Z", "since"), ("2026-01-01T00:00:00Z", "2026-01-01 00:00", "until")]
+        {
+            let err = bounds(since, until, Duration::MILLISECOND).unwrap_err();
+            assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+            assert!(err.to_string().starts_with(named), "{err}");
+        }
+    }
+
+    #[test]
+    fn catalog_steps_are_checked() {
+        assert!(check_catalog_step("here", 3, 3).is_ok());
+        let behind = check_catalog_step("here", 2, 3).unwrap_err().to_string();
+        assert!(behind.contains("at step 2, this build needs step 3: run `geoflow migrate`"), "{behind}");
+        let ahead = check_catalog_step("here", 4, 3).unwrap_err().to_string();
+        assert!(ahead.contains("newer than this build knows (step 3)"), "{ahead}");
+    }
 }

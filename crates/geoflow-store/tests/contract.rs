@@ -20,6 +20,9 @@ use geoflow_store::{
     SourceVersion, Store, StoreError,
 };
 use rusqlite::Connection;
+use time::format_description::well_known::Rfc3339;
+use time::macros::offset;
+use time::{OffsetDateTime, UtcOffset};
 use tokio_postgres::NoTls;
 
 fn name(s: &str) -> DatasetName {
@@ -90,6 +93,7 @@ async fn count(store: &dyn Store, dataset: &str) -> u64 {
 async fn contract(store: Arc<dyn Store>) {
     let s = &*store;
     let text = |v: &str| PropValue::Text(v.into());
+    s.check_ready().await.expect("a store is ready once opened (and so migrated)");
 
     // Two sources of one dataset; identical content again is a no-op.
     let a = || plan("roads", "a.geojson", "hash-a1", &[("name", FieldType::Text)]);
@@ -171,8 +175,10 @@ async fn contract(store: Arc<dyn Store>) {
     assert_eq!((count(s, "left").await, count(s, "right").await), (500, 700));
 
     object_versions(s).await;
+    source_listing(s).await;
     jobs_contract(&store).await;
     job_listing(s).await;
+    job_window(s).await;
     job_update_during_a_load(&store).await;
 }
 
@@ -320,6 +326,38 @@ async fn object_versions(s: &dyn Store) {
     let hostile = "\"'; DROP TABLE sources; -- 名前";
     commit(s, versioned("objects", key, "ov-h3", hostile), vec![row(0, 3.0, vec![])]).await;
     assert_eq!(s.source(&ds, key).await.unwrap().unwrap().version.object_version.as_deref(), Some(hostile));
+}
+
+/// Listing a dataset's sources: loaded ones only, by key (bytewise) whatever the load order.
+async fn source_listing(s: &dyn Store) {
+    let ds = name("listed");
+    commit(s, versioned("listed", "b.geojson", "lb-h1", "v9"), vec![row(0, 1.0, vec![])]).await;
+    commit(s, plan("listed", "a.geojson", "la-h1", &[]), vec![row(0, 2.0, vec![]), row(1, 3.0, vec![])]).await;
+    commit(s, plan("listed", "Z.geojson", "lz-h1", &[]), vec![row(0, 4.0, vec![])]).await;
+    let abort = LoadMessage::Abort(LoadResult { error: Some("bad input".into()), ..LoadResult::default() });
+    let failed = load(s, plan("listed", "c.geojson", "lc-h1", &[]), vec![row(0, 5.0, vec![])], Some(abort)).await;
+    assert!(matches!(failed, Ok(LoadOutcome::Failed { .. })), "{failed:?}");
+
+    let listed = s.sources(&ds).await.unwrap();
+    let summary: Vec<(&str, &str, u64, Option<&str>)> = listed
+        .iter()
+        .map(|r| {
+            (r.source.as_str(), r.version.content_hash.as_str(), r.feature_count, r.version.object_version.as_deref())
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [("Z.geojson", "lz-h1", 1, None), ("a.geojson", "la-h1", 2, None), ("b.geojson", "lb-h1", 1, Some("v9"))]
+    );
+    for rec in &listed {
+        assert_eq!(rec.dataset, ds);
+        assert_eq!(s.source(&ds, &rec.source).await.unwrap().as_ref(), Some(rec), "as source() reads it");
+    }
+
+    assert_eq!(s.remove_source(&ds, "a.geojson").await.unwrap(), 2);
+    let left: Vec<String> = s.sources(&ds).await.unwrap().into_iter().map(|r| r.source).collect();
+    assert_eq!(left, ["Z.geojson", "b.geojson"]);
+    assert!(s.sources(&name("listed_none")).await.unwrap().is_empty(), "an unknown dataset has no sources");
 }
 
 async fn dataset_version(s: &dyn Store, dataset: &str) -> i64 {
@@ -528,6 +566,60 @@ async fn job_listing(s: &dyn Store) {
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
 }
 
+/// Time windows: `since <= created_at < until`, whatever offset the bounds are written in.
+async fn job_window(s: &dyn Store) {
+    let mut created = Vec::new();
+    for i in 0..3 {
+        // Apart in time, so that each job has a created_at of its own at millisecond precision.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        created.push(s.upsert_job(&new_job(&format!("window-{i}"), "window", "s")).await.unwrap());
+    }
+    let at = |i: usize| Some(created[i].created_at.clone());
+    let id = |i: usize| created[i].id.clone();
+    let window = |since: Option<String>, until: Option<String>| JobQuery {
+        dataset: Some(name("window")),
+        since,
+        until,
+        ..JobQuery::default()
+    };
+    assert_eq!(list(s, window(at(1), None)).await, [id(2), id(1)], "since is inclusive");
+    assert_eq!(list(s, window(None, at(1))).await, [id(0)], "until is exclusive");
+    assert_eq!(list(s, window(at(0), at(2))).await, [id(1), id(0)]);
+    assert!(list(s, window(at(1), at(1))).await.is_empty());
+    assert!(list(s, window(at(2), at(0))).await.is_empty());
+    let wide = window(Some("1970-01-01T00:00:00Z".into()), Some("9999-12-31T23:59:59.999999999Z".into()));
+    assert_eq!(list(s, wide).await, [id(2), id(1), id(0)]);
+
+    // The same instants in other offsets select the same jobs.
+    let shifted = |i: usize, offset: UtcOffset| {
+        let t = OffsetDateTime::parse(&created[i].created_at, &Rfc3339).unwrap();
+        Some(t.to_offset(offset).format(&Rfc3339).unwrap())
+    };
+    let (east, west) = (offset!(+05:30), offset!(-08:00));
+    assert_eq!(list(s, window(shifted(1, east), None)).await, [id(2), id(1)]);
+    assert_eq!(list(s, window(shifted(0, west), shifted(2, east))).await, [id(1), id(0)]);
+    // With the cursor and the status filter.
+    let paged = JobQuery { before: Some(id(2)), ..window(at(0), None) };
+    assert_eq!(list(s, paged).await, [id(1), id(0)]);
+    assert!(list(s, JobQuery { status: Some(JobStatus::Running), ..window(at(0), None) }).await.is_empty());
+
+    // Bad bounds are refused, naming the parameter.
+    for (since, until, named) in [
+        (Some("yesterday"), None, "since"),
+        (Some("2026-01-01T00:00:00"), None, "since"),
+        (Some("2026-01-01"), None, "since"),
+        (None, Some("2026-13-01T00:00:00Z"), "until"),
+        (at(0).as_deref(), Some(""), "until"),
+    ] {
+        let query = window(since.map(String::from), until.map(String::from));
+        let err = s.jobs(&query).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+        assert!(!err.is_transient());
+        let text = err.to_string();
+        assert!(text.starts_with(named) && text.contains("RFC 3339"), "{text}");
+    }
+}
+
 /// A job update while a load of another dataset is in flight neither deadlocks nor fails.
 async fn job_update_during_a_load(store: &Arc<dyn Store>) {
     let s = &**store;
@@ -549,6 +641,98 @@ async fn job_update_during_a_load(store: &Arc<dyn Store>) {
     assert!(matches!(outcome.unwrap().unwrap(), LoadOutcome::Loaded { .. }));
     let job = tokio::time::timeout(Duration::from_secs(20), updating).await.expect("the update finishes");
     assert_eq!(job.unwrap().unwrap().attempts, 1);
+}
+
+/// A catalog `at` a step before the `needs` of this build is not ready, and says what to run,
+/// until `migrate` brings it up to date.
+async fn behind_until_migrated(s: &dyn Store, at: i64, needs: i64) {
+    let err = s.check_ready().await.unwrap_err();
+    assert!(matches!(err, StoreError::Incompatible { .. }), "{err:?}");
+    assert!(!err.is_transient(), "only migrating helps");
+    let text = err.to_string();
+    assert!(text.contains(&format!("at step {at},")), "{text}");
+    assert!(text.contains(&format!("needs step {needs}")) && text.contains("run `geoflow migrate`"), "{text}");
+    s.migrate().await.unwrap();
+    s.check_ready().await.unwrap();
+    // The steps really ran: jobs (the latest step of both stores) work.
+    s.upsert_job(&new_job(&format!("after-step-{at}"), "ready", "s")).await.unwrap();
+}
+
+/// A catalog ahead of this build is not ready either.
+async fn ahead(s: &dyn Store, at: i64) {
+    let err = s.check_ready().await.unwrap_err();
+    assert!(matches!(err, StoreError::Incompatible { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&format!("at step {at}, newer than this build knows")), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn geopackage_readiness_follows_the_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ready.gpkg");
+    let store = GeoPackageStore::open(&path).unwrap();
+    store.check_ready().await.unwrap();
+    let sql = |batch: &str| Connection::open(&path).unwrap().execute_batch(batch).unwrap();
+
+    // Step 3 undone: the catalog of the previous release.
+    sql("DROP TABLE geoflow_jobs;
+         ALTER TABLE geoflow_sources DROP COLUMN object_version;
+         ALTER TABLE geoflow_loads DROP COLUMN object_version;
+         DELETE FROM geoflow_migrations WHERE version = 3;");
+    behind_until_migrated(&store, 2, 3).await;
+
+    // A step from a later release.
+    sql("INSERT INTO geoflow_migrations VALUES (99, '2099-01-01T00:00:00.000Z')");
+    ahead(&store, 99).await;
+    sql("DELETE FROM geoflow_migrations WHERE version = 99");
+    store.check_ready().await.unwrap();
+
+    // Nothing migrated: an empty database where the GeoPackage was.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    std::fs::write(&path, b"").unwrap();
+    behind_until_migrated(&store, 0, 3).await;
+
+    // No file at all: the probe fails (transiently: a volume may not be mounted yet) and
+    // creates nothing.
+    let missing = GeoPackageStore::open(dir.path().join("missing.gpkg")).unwrap();
+    std::fs::remove_file(missing.path()).unwrap();
+    let err = missing.check_ready().await.unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }) && err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(!missing.path().exists(), "the probe left a file behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgis_readiness_follows_the_migrations() {
+    let Some(db) = geoflow_testkit::postgis_database().await else { return };
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    store.check_ready().await.unwrap();
+    let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+
+    // Step 2 undone: the catalog of the previous release.
+    client
+        .batch_execute(
+            "DROP TABLE geoflow.jobs;
+             ALTER TABLE geoflow.sources DROP COLUMN object_version;
+             ALTER TABLE geoflow.loads DROP COLUMN object_version;
+             DELETE FROM geoflow.migrations WHERE version = 2;",
+        )
+        .await
+        .unwrap();
+    behind_until_migrated(&store, 1, 2).await;
+
+    // A step from a later release.
+    client.batch_execute("INSERT INTO geoflow.migrations (version) VALUES (99)").await.unwrap();
+    ahead(&store, 99).await;
+    client.batch_execute("DELETE FROM geoflow.migrations WHERE version = 99").await.unwrap();
+    store.check_ready().await.unwrap();
+
+    // Nothing migrated: a database without the catalog schema.
+    client.batch_execute("DROP SCHEMA geoflow CASCADE").await.unwrap();
+    behind_until_migrated(&store, 0, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

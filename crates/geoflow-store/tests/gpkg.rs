@@ -12,7 +12,9 @@ use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema};
 use geoflow_core::value::PropValue;
 use geoflow_store::gpkg::{register_sql_functions, GeoPackageStore, RtreeFill, APPLICATION_ID, USER_VERSION};
-use geoflow_store::{JobAction, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, Store, StoreError};
+use geoflow_store::{
+    JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, Store, StoreError,
+};
 
 mod support;
 use support::*;
@@ -953,4 +955,31 @@ async fn job_reads_go_on_during_a_load_and_job_writes_wait_for_its_commit() {
         assert_eq!(stdout.lines().count(), 1, "the jobs table is not a layer: {stdout}");
     }
     validate_gpkg(&path);
+}
+
+/// `created_at` is text of millisecond precision; a time bound finer than that still compares
+/// as the instant it stands for.
+#[tokio::test]
+async fn job_time_bounds_finer_than_the_stored_milliseconds_compare_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = new_store(dir.path());
+    let new = NewJob {
+        id: "job-t".into(),
+        dataset: DatasetName::new("roads").unwrap(),
+        source: "t.geojson".into(),
+        action: JobAction::Load,
+        object_version: None,
+    };
+    let created = store.upsert_job(&new).await.unwrap().created_at;
+    // One nanosecond after the job: "….123Z" becomes "….123000001Z".
+    let just_after = created.replace('Z', "000001Z");
+    let listed = |since: Option<&str>, until: Option<&str>| {
+        let query = JobQuery { since: since.map(String::from), until: until.map(String::from), ..JobQuery::default() };
+        let store = store.clone();
+        async move { store.jobs(&query).await.unwrap().len() }
+    };
+    assert_eq!(listed(Some(&just_after), None).await, 0, "created before {just_after}");
+    assert_eq!(listed(None, Some(&just_after)).await, 1, "created before {just_after}");
+    assert_eq!(listed(Some(&created), Some(&just_after)).await, 1);
+    assert_eq!(listed(None, Some(&created)).await, 0);
 }

@@ -36,8 +36,15 @@ pub enum Command {
     /// (`<inbox>/<dataset>/<name>`) are taken as uploads. SIGTERM or SIGINT stops receiving and
     /// lets loads in flight finish within the grace period.
     Worker(WorkerArgs),
-    /// Serve the HTTP API: health (/healthz, /readyz), jobs (/v1/jobs, /v1/jobs/{id}) and
-    /// datasets (/v1/datasets). SIGTERM or SIGINT stops it after the requests in flight.
+    /// Run everything in one process: the HTTP API, the worker and the inbox watcher.
+    ///
+    /// With no configuration it needs no services: the store, the queue and the objects live
+    /// under ./geoflow-data, and the API listens on 127.0.0.1:8080. SIGTERM or SIGINT stops
+    /// it after the requests and loads in flight.
+    Serve(ServeArgs),
+    /// Serve the HTTP API: uploads, jobs, datasets, health, metrics and the OpenAPI document
+    /// (/openapi.json, browsable at /docs). SIGTERM or SIGINT stops it after the requests in
+    /// flight.
     Api(ApiArgs),
     /// Exit 0 if the service listening on GEOFLOW_LISTEN answers ready, 1 otherwise (for a
     /// container HEALTHCHECK).
@@ -67,20 +74,9 @@ pub struct DatabaseArgs {
 /// Where the API listens by default: this machine only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
+/// Where the services find their backends.
 #[derive(Debug, Args)]
-pub struct ApiArgs {
-    #[command(flatten)]
-    pub db: DatabaseArgs,
-    /// Object storage: s3://bucket[/prefix] or a folder.
-    #[arg(long = "storage", env = "GEOFLOW_STORAGE_URL", default_value = DEFAULT_STORAGE)]
-    pub storage: String,
-    /// Address to listen on (0.0.0.0:8080 in a container).
-    #[arg(long, env = "GEOFLOW_LISTEN", default_value = DEFAULT_LISTEN)]
-    pub listen: String,
-}
-
-#[derive(Debug, Args)]
-pub struct WorkerArgs {
+pub struct BackendArgs {
     #[command(flatten)]
     pub db: DatabaseArgs,
     /// Object storage: s3://bucket[/prefix] (credentials and endpoint from the standard AWS
@@ -90,9 +86,6 @@ pub struct WorkerArgs {
     /// Queue: an SQS queue URL, or the path of the embedded queue file.
     #[arg(long = "queue", env = "GEOFLOW_QUEUE_URL", default_value = DEFAULT_QUEUE)]
     pub queue: String,
-    /// Loads in flight at once.
-    #[arg(long, default_value_t = 2, env = "GEOFLOW_WORKER_CONCURRENCY")]
-    pub concurrency: usize,
     /// Seconds a received message stays hidden from other workers (renewed while it loads).
     #[arg(long, default_value_t = 60, env = "GEOFLOW_VISIBILITY_TIMEOUT")]
     pub visibility_timeout: u64,
@@ -100,24 +93,92 @@ pub struct WorkerArgs {
     /// redrive policy decides there).
     #[arg(long, default_value_t = 5, env = "GEOFLOW_MAX_RECEIVE_COUNT")]
     pub max_receive_count: u32,
+    /// What to do with invalid features when an upload or event asks for nothing else: skip
+    /// them, reject the whole source, or repair them.
+    #[arg(long, default_value = "skip", env = "GEOFLOW_ON_INVALID", value_parser = parse_policy)]
+    pub on_invalid: Policy,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub backends: BackendArgs,
+    /// Address to listen on (0.0.0.0:8080 in a container).
+    #[arg(long, env = "GEOFLOW_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// How the API guards itself.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Bearer tokens accepted for writes (uploads, deletions), comma-separated. With none
+    /// configured (here or in the tokens file), writes are open to anyone who can connect.
+    #[arg(long, env = "GEOFLOW_API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<String>,
+    /// File with one bearer token per line (`#` comments), e.g. a mounted secret.
+    #[arg(long, env = "GEOFLOW_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+    /// Reads need a bearer token too.
+    #[arg(long, env = "GEOFLOW_API_PRIVATE_READS")]
+    pub private_reads: bool,
+    /// Largest upload accepted, in bytes (413 beyond).
+    #[arg(long, default_value_t = 5 << 30, env = "GEOFLOW_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: u64,
+    /// Seconds a request other than an upload may take.
+    #[arg(long, default_value_t = 30, env = "GEOFLOW_REQUEST_TIMEOUT")]
+    pub request_timeout: u64,
+    /// Requests served at once; more are answered 503 with Retry-After.
+    #[arg(long, default_value_t = 512, env = "GEOFLOW_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: usize,
+    /// Origins allowed to call the API from a browser (CORS), comma-separated; `*` for any.
+    #[arg(long, env = "GEOFLOW_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub backends: BackendArgs,
+    /// Address to serve /healthz and /readyz on, for container health checks; none when unset.
+    #[arg(long, env = "GEOFLOW_LISTEN")]
+    pub listen: Option<String>,
+    #[command(flatten)]
+    pub work: WorkArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub backends: BackendArgs,
+    /// Address to listen on.
+    #[arg(long, env = "GEOFLOW_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub work: WorkArgs,
+}
+
+/// How the worker runs.
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// Loads in flight at once.
+    #[arg(long, default_value_t = 2, env = "GEOFLOW_WORKER_CONCURRENCY")]
+    pub concurrency: usize,
     /// Seconds in-flight loads may take to finish after SIGTERM before they are abandoned.
     #[arg(long, default_value_t = 60, env = "GEOFLOW_GRACE_PERIOD")]
     pub grace_period: u64,
     /// Seconds before the first retry after a transient failure (doubled on each retry).
     #[arg(long, default_value_t = 5, env = "GEOFLOW_RETRY_DELAY")]
     pub retry_delay: u64,
-    /// Address to serve /healthz and /readyz on, for container health checks; none when unset.
-    #[arg(long, env = "GEOFLOW_LISTEN")]
-    pub listen: Option<String>,
     /// Inbox folder watched for uploads when storage is a local folder.
     #[arg(long, env = "GEOFLOW_INBOX", default_value = "./geoflow-data/inbox")]
     pub inbox: PathBuf,
     /// Folder where objects from remote storage are spooled while they load.
     #[arg(long, env = "GEOFLOW_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
-    /// What to do with invalid features: skip them, reject the whole source, or repair them.
-    #[arg(long, default_value = "skip", env = "GEOFLOW_ON_INVALID", value_parser = parse_policy)]
-    pub on_invalid: Policy,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,8 @@
 //! space). The dataset is read from the key: `[prefix/]raw/<dataset>/…`.
 
 use geoflow_core::dataset::DatasetName;
-use serde::Deserialize;
+use geoflow_core::report::Policy;
+use serde::{Deserialize, Serialize};
 
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,18 @@ pub struct ObjectEvent {
     pub key: String,
     pub dataset: DatasetName,
     pub version_id: Option<String>,
+    /// Set when the object came through the.tag API, which chose the job and its options.
+    pub tag: Option<JobTag>,
+}
+
+/// The job the API answered a request with, and the options it asked for. Travels in the
+/// `geoflow` member of the event record (S3's format leaves room for it); native S3 events
+/// have none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTag {
+    /// The job the.tag answered with.
+    pub job: String,
+    pub on_invalid: Policy,
 }
 
 /// A message that cannot be turned into events. Retrying cannot fix it.
@@ -66,6 +79,7 @@ struct Record {
     #[serde(rename = "eventName")]
     event_name: String,
     s3: S3Entity,
+    geoflow: Option<JobTag>,
 }
 
 #[derive(Deserialize)]
@@ -97,7 +111,7 @@ fn event(kind: EventKind, r: Record, prefix: &str) -> Result<ObjectEvent, BadMes
     let key = decode_key(&r.s3.object.key)?;
     let dataset = dataset_of(&key, prefix)?;
     let version_id = r.s3.object.version_id.filter(|v| !v.is_empty() && v != "null");
-    Ok(ObjectEvent { kind, key, dataset, version_id })
+    Ok(ObjectEvent { kind, key, dataset, version_id, tag: r.geoflow })
 }
 
 /// S3 event keys are form-URL-encoded: `+` is a space and `%2B` a plus sign.
@@ -113,7 +127,7 @@ pub fn decode_key(raw: &str) -> Result<String, BadMessage> {
 pub fn dataset_of(key: &str, prefix: &str) -> Result<DatasetName, BadMessage> {
     let outside = || {
         BadMessage(format!(
-            "the object key {key:?} is outside the upload layout {}raw/<dataset>/<name>",
+            "the object key {key:?} is outside the.tag layout {}raw/<dataset>/<name>",
             if prefix.is_empty() { String::new() } else { format!("{prefix}/") }
         ))
     };
@@ -133,8 +147,8 @@ pub fn dataset_of(key: &str, prefix: &str) -> Result<DatasetName, BadMessage> {
 }
 
 /// An event notification body in S3's format, for storage that has no notifications of its
-/// own (the local folder).
-pub fn notification(kind: EventKind, key: &str, size: u64) -> String {
+/// own (the local folder) and for requests to the API.
+pub fn notification(kind: EventKind, key: &str, size: u64, tag: Option<&JobTag>) -> String {
     let name = match kind {
         EventKind::Created => "ObjectCreated:Put",
         EventKind::Removed => "ObjectRemoved:Delete",
@@ -147,7 +161,8 @@ pub fn notification(kind: EventKind, key: &str, size: u64) -> String {
             "eventName": name,
             "eventTime": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
             "s3": { "s3SchemaVersion": "1.0", "bucket": { "name": "local" },
-                    "object": { "key": encoded, "size": size } }
+                    "object": { "key": encoded, "size": size } },
+            "geoflow": tag,
         }]
     })
     .to_string()
@@ -227,8 +242,12 @@ mod tests {
 
     #[test]
     fn local_notifications_round_trip() {
-        let body = notification(EventKind::Created, "raw/roads/2026-01-01/a b+c%.geojson", 7);
+        let body = notification(EventKind::Created, "raw/roads/2026-01-01/a b+c%.geojson", 7, None);
         let e = one(&body).unwrap();
         assert_eq!(e.key, "raw/roads/2026-01-01/a b+c%.geojson");
+        assert_eq!(e.tag, None);
+        let tag = JobTag { job: "j1".into(), on_invalid: Policy::Reject };
+        let e = one(&notification(EventKind::Created, "raw/roads/x.geojson", 7, Some(&tag))).unwrap();
+        assert_eq!(e.tag, Some(tag));
     }
 }

@@ -5,15 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use geoflow::api::{self, AppState};
-use geoflow::cli::{ApiArgs, Cli, Command, IngestArgs, WorkerArgs};
+use geoflow::api::{self, ApiConfig, AppState, Tokens};
+use geoflow::cli::{ApiArgs, BackendArgs, Cli, Command, HttpArgs, IngestArgs, ServeArgs, WorkArgs, WorkerArgs};
 use geoflow::config::{DatabaseUrl, QueueUrl};
 use geoflow::ingest::{ingest, IngestRequest, IngestSummary, Input, Progress, Status};
-use geoflow::storage::StorageUrl;
+use geoflow::storage::{Storage, StorageUrl};
 use geoflow::telemetry;
 use geoflow::worker::inbox::Inbox;
 use geoflow::worker::{Worker, WorkerOptions};
 use geoflow_core::reader::ReaderOptions;
+use geoflow_core::report::Policy;
+use geoflow_queue::Queue;
+use geoflow_store::Store;
 
 /// Exit status for input that was rejected (retrying will not help).
 const EXIT_REJECTED: u8 = 3;
@@ -36,6 +39,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => run_ingest(args).await,
         Command::Worker(args) => run_worker(args).await,
         Command::Api(args) => run_api(args).await,
+        Command::Serve(args) => run_serve(args).await,
         Command::Healthcheck { listen } => {
             Ok(if api::healthcheck(&listen).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -63,65 +67,157 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+/// The store, object storage and queue the services work with.
+struct Backends {
+    store: Arc<dyn Store>,
+    storage: Storage,
+    queue: Arc<dyn Queue>,
+    visibility: Duration,
+    policy: Policy,
+}
+
+async fn open_backends(args: &BackendArgs) -> anyhow::Result<Backends> {
     let store = DatabaseUrl::parse(&args.db.url)?.open().await?;
     let storage = StorageUrl::parse(&args.storage)?.open()?;
     let visibility = Duration::from_secs(args.visibility_timeout.max(1));
     let queue = QueueUrl::parse(&args.queue)?.open(visibility, args.max_receive_count.max(1)).await?;
+    Ok(Backends { store, storage, queue, visibility, policy: args.on_invalid })
+}
+
+fn api_config(http: &HttpArgs, listen: &str, policy: Policy) -> anyhow::Result<ApiConfig> {
+    let tokens = Tokens::load(http.api_tokens.as_deref(), http.api_tokens_file.as_deref())?;
+    if tokens.is_empty() {
+        if http.private_reads {
+            anyhow::bail!("private reads need at least one API token (GEOFLOW_API_TOKENS or GEOFLOW_API_TOKENS_FILE)");
+        }
+        let local = listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+        if !local {
+            tracing::warn!(%listen, "no API tokens are configured: anyone who can reach this address may upload and delete");
+        }
+    }
+    Ok(ApiConfig {
+        tokens,
+        private_reads: http.private_reads,
+        max_upload_bytes: http.max_upload_bytes,
+        request_timeout: Duration::from_secs(http.request_timeout.max(1)),
+        max_concurrent_requests: http.max_concurrent_requests.max(1),
+        cors_origins: http.cors_origins.clone(),
+        default_policy: policy,
+    })
+}
+
+fn worker(backends: &Backends, work: &WorkArgs) -> Worker {
     let options = WorkerOptions {
-        concurrency: args.concurrency.max(1),
-        visibility,
-        grace: Duration::from_secs(args.grace_period),
-        retry_delay: Duration::from_secs(args.retry_delay),
-        policy: args.on_invalid,
-        spool_dir: args.spool_dir.unwrap_or_else(std::env::temp_dir),
+        concurrency: work.concurrency.max(1),
+        visibility: backends.visibility,
+        grace: Duration::from_secs(work.grace_period),
+        retry_delay: Duration::from_secs(work.retry_delay),
+        policy: backends.policy,
+        spool_dir: work.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
         ..WorkerOptions::default()
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let inbox = storage.local_root().map(|root| {
-        let inbox = Inbox::new(args.inbox.clone(), root.to_path_buf(), queue.clone());
-        tokio::spawn(inbox.run(Duration::from_secs(1), stopped(stop_rx.clone())))
-    });
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    let health = match &args.listen {
-        Some(listen) => {
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-            let app = api::health_router(AppState { store: store.clone(), storage: storage.clone() });
-            let shutdown = stopped(stop_rx.clone());
-            Some(tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await }))
+    Worker { queue: backends.queue.clone(), store: backends.store.clone(), storage: backends.storage.clone(), options }
+}
+
+/// A stop signal every part of a service waits on.
+#[derive(Clone)]
+struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Fires on SIGTERM or SIGINT.
+    fn on_signal() -> Stop {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = tx.send(true);
+        });
+        Stop(rx)
+    }
+
+    fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
         }
-        None => None,
-    };
-    tracing::info!(store = %store.location(), storage = %args.storage, concurrency = options.concurrency, "worker started");
-    let worker = Worker { queue, store, storage, options };
-    worker.run(stopped(stop_rx)).await?;
+    }
+}
+
+/// Serves `app` on `listen` until `stop`, then lets the requests in flight finish.
+async fn serve_http(listen: &str, app: axum::Router, stop: &Stop) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(listen = %listener.local_addr()?, "HTTP listening");
+    let shutdown = stop.wait();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }))
+}
+
+/// The worker with, for a local storage folder, its inbox watcher, until `stop`.
+async fn run_worker_until(backends: &Backends, work: &WorkArgs, stop: &Stop) -> anyhow::Result<()> {
+    let inbox = backends.storage.local_root().map(|root| {
+        let inbox = Inbox::new(work.inbox.clone(), root.to_path_buf(), backends.queue.clone());
+        tokio::spawn(inbox.run(Duration::from_secs(1), stop.wait()))
+    });
+    let worker = worker(backends, work);
+    tracing::info!(store = %backends.store.location(), concurrency = worker.options.concurrency, "worker started");
+    worker.run(stop.wait()).await?;
     if let Some(inbox) = inbox {
         let _ = inbox.await;
     }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let backends = open_backends(&args.backends).await?;
+    let stop = Stop::on_signal();
+    let health = match &args.listen {
+        Some(listen) => {
+            let state = AppState::new(
+                backends.store.clone(),
+                backends.storage.clone(),
+                backends.queue.clone(),
+                ApiConfig::default(),
+            );
+            Some(serve_http(listen, api::health_router(state), &stop).await?)
+        }
+        None => None,
+    };
+    run_worker_until(&backends, &args.work, &stop).await?;
     if let Some(health) = health {
         let _ = health.await;
     }
-    tracing::info!("worker stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
-    let store = DatabaseUrl::parse(&args.db.url)?.open().await?;
-    let storage = StorageUrl::parse(&args.storage)?.open()?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, store = %store.location(), "API started");
-    axum::serve(listener, api::router(AppState { store, storage })).with_graceful_shutdown(shutdown_signal()).await?;
+    let backends = open_backends(&args.backends).await?;
+    let config = api_config(&args.http, &args.listen, backends.policy)?;
+    let state = AppState::new(backends.store.clone(), backends.storage.clone(), backends.queue.clone(), config);
+    let stop = Stop::on_signal();
+    tracing::info!(store = %backends.store.location(), storage = %args.backends.storage, "API started");
+    serve_http(&args.listen, api::router(state), &stop).await?.await?;
     tracing::info!("API stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let backends = open_backends(&args.backends).await?;
+    let config = api_config(&args.http, &args.listen, backends.policy)?;
+    let state = AppState::new(backends.store.clone(), backends.storage.clone(), backends.queue.clone(), config);
+    let stop = Stop::on_signal();
+    let http = serve_http(&args.listen, api::router(state), &stop).await?;
+    eprintln!(
+        "geoflow {} serving http://{} (API docs at /docs); data in {}",
+        env!("CARGO_PKG_VERSION"),
+        args.listen,
+        backends.store.location()
+    );
+    run_worker_until(&backends, &args.work, &stop).await?;
+    let _ = http.await;
     Ok(ExitCode::SUCCESS)
 }
 

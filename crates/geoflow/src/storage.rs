@@ -9,15 +9,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{
+    Attribute, Attributes, GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
+    PutResult, WriteMultipart,
+};
 use tokio::io::AsyncWriteExt;
 
 /// The embedded default: a folder under `./geoflow-data`.
 pub const DEFAULT_STORAGE: &str = "./geoflow-data/objects";
+
+/// User metadata naming the upload job of an object written by the upload API.
+pub const UPLOAD_JOB_METADATA: &str = "geoflow-upload-job";
 
 /// A parsed `GEOFLOW_STORAGE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +107,20 @@ impl Storage {
         }
     }
 
+    /// The job of the API upload that wrote the object, from its metadata. Always `None` for
+    /// a local folder, which keeps no metadata and sends no notifications of its own.
+    pub async fn upload_job(&self, key: &str) -> Result<Option<String>, object_store::Error> {
+        if self.local_root.is_some() {
+            return Ok(None);
+        }
+        let head = GetOptions { head: true, ..GetOptions::default() };
+        match self.store.get_opts(&ObjectPath::from(key), head).await {
+            Ok(got) => Ok(got.attributes.get(&Attribute::Metadata(UPLOAD_JOB_METADATA.into())).map(|v| v.to_string())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The object as a file: in place when local, else streamed to a temporary file in
     /// `spool_dir`. `None` when the object does not exist.
     pub async fn fetch(&self, key: &str, spool_dir: &Path) -> anyhow::Result<Option<Fetched>> {
@@ -127,6 +148,104 @@ impl Storage {
         }
         file.flush().await?;
         Ok(Some(Fetched { path: spool.to_path_buf(), meta, _spool: Some(spool) }))
+    }
+}
+
+/// Why streaming an upload into storage stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PutStreamError {
+    #[error("the body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the body is empty")]
+    Empty,
+    #[error("reading the body: {0}")]
+    Body(String),
+    #[error("writing to object storage: {0}")]
+    Storage(#[from] object_store::Error),
+}
+
+/// Parts of a streamed upload (S3's minimum part size is 5 MiB).
+const PART_BYTES: usize = 8 << 20;
+/// Parts uploaded at once: with [`PART_BYTES`], the memory an upload holds.
+const PARTS_IN_FLIGHT: usize = 2;
+
+impl Storage {
+    /// Writes a stream of bytes to `key` (replacing any object there) and returns the write's
+    /// result and size. Memory stays at a few parts whatever the size; a body smaller than one
+    /// part is one plain write. Metadata is kept where the storage can hold it (S3, not a
+    /// local folder). Nothing is left behind on failure.
+    pub async fn put_stream<S, B, E>(
+        &self,
+        key: &str,
+        body: S,
+        limit: u64,
+        metadata: &[(&'static str, String)],
+    ) -> Result<(PutResult, u64), PutStreamError>
+    where
+        S: futures_util::Stream<Item = Result<B, E>>,
+        B: Into<Bytes>,
+        E: std::fmt::Display,
+    {
+        let location = ObjectPath::from(key);
+        let mut attributes = Attributes::new();
+        if self.local_root.is_none() {
+            for (name, value) in metadata {
+                attributes.insert(Attribute::Metadata((*name).into()), value.clone().into());
+            }
+        }
+        let mut body = std::pin::pin!(body);
+        let mut size = 0u64;
+        let mut next = async || -> Result<Option<Bytes>, PutStreamError> {
+            match body.next().await {
+                None => Ok(None),
+                Some(Err(e)) => Err(PutStreamError::Body(e.to_string())),
+                Some(Ok(chunk)) => {
+                    let chunk: Bytes = chunk.into();
+                    size += chunk.len() as u64;
+                    if size > limit {
+                        return Err(PutStreamError::TooLarge { limit });
+                    }
+                    Ok(Some(chunk))
+                }
+            }
+        };
+        let mut first = BytesMut::new();
+        while first.len() < PART_BYTES {
+            match next().await? {
+                Some(chunk) => first.extend_from_slice(&chunk),
+                None if first.is_empty() => return Err(PutStreamError::Empty),
+                None => {
+                    let opts = PutOptions { attributes, ..PutOptions::default() };
+                    let n = first.len() as u64;
+                    return Ok((self.store.put_opts(&location, first.freeze().into(), opts).await?, n));
+                }
+            }
+        }
+        let opts = PutMultipartOptions { attributes, ..PutMultipartOptions::default() };
+        let mut writer =
+            WriteMultipart::new_with_chunk_size(self.store.put_multipart_opts(&location, opts).await?, PART_BYTES);
+        writer.put(first.freeze());
+        let written = loop {
+            match next().await {
+                Ok(Some(chunk)) => {
+                    if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                        break Err(e.into());
+                    }
+                    writer.put(chunk);
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        match written {
+            Ok(()) => Ok((writer.finish().await?, size)),
+            Err(e) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(key, error = %abort, "could not abort a failed multipart upload");
+                }
+                Err(e)
+            }
+        }
     }
 }
 

@@ -1,92 +1,405 @@
-//! The HTTP API against a real GeoPackage store and object folder, on a free port; and
+//! The HTTP API over real backends — a GeoPackage store, an object folder and the embedded
+//! queue — with the worker running beside it, driven over HTTP on a free port; and
 //! `geoflow healthcheck` against it.
 
 mod support;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use geoflow::api::{router, AppState};
+use geoflow::api::{router, ApiConfig, AppState, Tokens};
 use geoflow::storage::StorageUrl;
+use geoflow::worker::{Worker, WorkerOptions};
 use geoflow_core::dataset::DatasetName;
+use geoflow_queue::{EmbeddedOptions, EmbeddedQueue, Queue};
 use geoflow_store::gpkg::GeoPackageStore;
 use geoflow_store::{JobAction, NewJob, Store};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
 
 struct App {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     addr: std::net::SocketAddr,
     store: Arc<dyn Store>,
+    http: reqwest::Client,
 }
 
-async fn spawn_app() -> App {
+/// The API with `config`, and a worker consuming what it queues.
+async fn spawn_app(config: ApiConfig) -> App {
     let dir = tempfile::tempdir().unwrap();
     let gpkg = dir.path().join("geoflow.gpkg");
     let store: Arc<dyn Store> =
         Arc::new(tokio::task::spawn_blocking(move || GeoPackageStore::open(&gpkg)).await.unwrap().unwrap());
     let storage = StorageUrl::Local(dir.path().join("objects")).open().unwrap();
+    let queue: Arc<dyn Queue> =
+        Arc::new(EmbeddedQueue::open(dir.path().join("queue.sqlite"), EmbeddedOptions::default()).await.unwrap());
+    let worker = Worker {
+        queue: queue.clone(),
+        store: store.clone(),
+        storage: storage.clone(),
+        options: WorkerOptions { wait: Duration::from_millis(200), parse_threads: 1, ..WorkerOptions::default() },
+    };
+    tokio::spawn(async move { worker.run(std::future::pending()).await });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(AppState { store: store.clone(), storage });
+    let app = router(AppState::new(store.clone(), storage, queue, config));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    App { _dir: dir, addr, store }
+    App { dir, addr, store, http: reqwest::Client::new() }
 }
 
-async fn get(app: &App, path: &str) -> (u16, String, Value) {
-    let response = reqwest::get(format!("http://{}{path}", app.addr)).await.unwrap();
+fn with_token() -> ApiConfig {
+    ApiConfig { tokens: Tokens::load(Some(TOKEN), None).unwrap(), ..ApiConfig::default() }
+}
+
+/// Status, content type, headers and JSON body of a response.
+struct Reply {
+    status: u16,
+    content_type: String,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+async fn reply(response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
-    let content_type =
-        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let headers = response.headers().clone();
+    let content_type = headers.get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     let body = serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null);
-    (status, content_type, body)
+    Reply { status, content_type, headers, body }
 }
 
-fn assert_problem((status, content_type, body): &(u16, String, Value), expected: u16, kind: &str) {
-    assert_eq!(*status, expected, "{body}");
-    assert_eq!(content_type, "application/problem+json");
-    assert_eq!(body["status"], expected);
-    assert_eq!(body["type"], format!("https://geoflow.dev/problems/{kind}"));
-    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+impl App {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        reply(self.http.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    async fn upload(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let request = self.http.post(self.url(path)).bearer_auth(TOKEN).header("content-type", content_type);
+        reply(request.body(body).send().await.unwrap()).await
+    }
+
+    /// Polls a job until it is final.
+    async fn finished(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let job = self.get(&format!("/v1/jobs/{id}")).await;
+            assert_eq!(job.status, 200, "{}", job.body);
+            if job.body["finished_at"].is_string() {
+                return job.body;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not finish: {}", job.body);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
-#[tokio::test]
-async fn health_jobs_and_datasets_over_http() {
-    let app = spawn_app().await;
-    let (status, _, body) = get(&app, "/healthz").await;
-    assert_eq!((status, &body["status"]), (200, &Value::from("ok")));
-    let (status, _, body) = get(&app, "/readyz").await;
-    assert_eq!((status, &body["status"]), (200, &Value::from("ready")));
+fn assert_problem(reply: &Reply, expected: u16, kind: &str) {
+    assert_eq!(reply.status, expected, "{}", reply.body);
+    assert_eq!(reply.content_type, "application/problem+json");
+    assert_eq!(reply.body["status"], expected);
+    assert_eq!(reply.body["type"], format!("https://geoflow.dev/problems/{kind}"));
+    assert!(reply.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", reply.body);
+}
 
-    let job = NewJob {
-        id: "job-1".into(),
-        dataset: DatasetName::new("roads").unwrap(),
-        source: "raw/roads/2026-11-22/a.geojson".into(),
-        action: JobAction::Load,
-        object_version: None,
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_becomes_a_succeeded_job_and_a_dataset() {
+    let app = spawn_app(with_token()).await;
+    let up = app
+        .upload("/v1/datasets/roads/uploads?name=roads.geojson", "application/geo+json", support::collection(25, 1))
+        .await;
+    assert_eq!(up.status, 202, "{}", up.body);
+    let id = up.body["id"].as_str().unwrap().to_string();
+    assert_eq!(up.headers["location"], format!("/v1/jobs/{id}").as_str());
+    let key = up.body["source"].as_str().unwrap();
+    let today = time::OffsetDateTime::now_utc().date();
+    assert_eq!(key, format!("raw/roads/{today}/roads.geojson"));
+    assert!(app.dir.path().join("objects").join(key).is_file(), "the body is in object storage");
+
+    let job = app.finished(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["features_loaded"], 25, "{job}");
+
+    let dataset = app.get("/v1/datasets/roads").await;
+    assert_eq!(dataset.status, 200, "{}", dataset.body);
+    assert_eq!(dataset.body["feature_count"], 25);
+    assert_eq!(dataset.body["sources"][0]["source"], key);
+    assert_eq!(dataset.body["last_job"]["id"], id.as_str());
+    assert!(dataset.body["columns"].as_array().unwrap().iter().any(|c| c["key"] == "name"), "{}", dataset.body);
+    let list = app.get("/v1/datasets").await;
+    assert_eq!(list.body["datasets"][0]["name"], "roads");
+    assert_problem(&app.get("/v1/datasets/parks").await, 404, "not-found");
+
+    // Multipart, the way a browser form or `curl -F file=@parks.geojson` sends it.
+    let boundary = "geoflow-test-boundary";
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nignored\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"parks.geojson\"\r\n\
+         Content-Type: application/geo+json\r\n\r\n{}\r\n--{boundary}--\r\n",
+        support::collection(7, 2)
+    );
+    let up = app.upload("/v1/datasets/parks/uploads", &format!("multipart/form-data; boundary={boundary}"), form).await;
+    assert_eq!(up.status, 202, "{}", up.body);
+    assert!(up.body["source"].as_str().unwrap().ends_with("/parks.geojson"), "{}", up.body);
+    let job = app.finished(up.body["id"].as_str().unwrap()).await;
+    assert_eq!((&job["status"], &job["result"]["features_loaded"]), (&Value::from("succeeded"), &Value::from(7)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_uploads_with_an_idempotency_key_answer_the_first_job() {
+    let app = spawn_app(with_token()).await;
+    let send = |body: String| {
+        let request = app
+            .http
+            .post(app.url("/v1/datasets/roads/uploads"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/geo+json")
+            .header("idempotency-key", "order-42");
+        async move { reply(request.body(body).send().await.unwrap()).await }
     };
-    app.store.upsert_job(&job).await.unwrap();
-    let (status, _, body) = get(&app, "/v1/jobs/job-1").await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!((&body["status"], &body["source"]), (&Value::from("queued"), &Value::from(job.source.as_str())));
+    let first = send(support::collection(3, 1)).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    let again = send(support::collection(3, 1)).await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    app.finished(first.body["id"].as_str().unwrap()).await;
+    let jobs = app.get("/v1/jobs?dataset=roads").await;
+    assert_eq!(jobs.body["jobs"].as_array().unwrap().len(), 1, "one upload, one job: {}", jobs.body);
+}
 
-    let (status, _, body) = get(&app, "/v1/jobs?dataset=roads&status=queued").await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["jobs"].as_array().unwrap().len(), 1);
-    let (_, _, body) = get(&app, "/v1/jobs?dataset=parks").await;
-    assert_eq!(body["jobs"].as_array().unwrap().len(), 0);
-    let (status, _, body) = get(&app, "/v1/datasets").await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body["datasets"].is_array());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_validation_policy_comes_from_the_query() {
+    let app = spawn_app(with_token()).await;
+    let bad = r#"{"type":"FeatureCollection","features":[
+        {"type":"Feature","id":"ok","properties":{},"geometry":{"type":"Point","coordinates":[1,2]}},
+        {"type":"Feature","id":"far","properties":{},"geometry":{"type":"Point","coordinates":[500,2]}}]}"#;
+    let up = app.upload("/v1/datasets/roads/uploads?on_invalid=reject&name=r.geojson", "application/json", bad).await;
+    let job = app.finished(up.body["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let issue = &job["result"]["errors"][0];
+    assert_eq!((&issue["index"], &issue["id"]), (&Value::from(1), &Value::from("far")), "{job}");
 
-    assert_problem(&get(&app, "/v1/jobs/nope").await, 404, "not-found");
-    assert_problem(&get(&app, "/v1/jobs?status=done").await, 400, "invalid-parameter");
-    assert_problem(&get(&app, "/v1/jobs?dataset=Bad%20Name").await, 400, "invalid-parameter");
-    assert_problem(&get(&app, "/v1/jobs?before=unknown-cursor").await, 400, "invalid-parameter");
-    assert_problem(&get(&app, "/no/such/route").await, 404, "not-found");
+    let up = app.upload("/v1/datasets/roads/uploads?name=s.geojson", "application/json", bad).await;
+    let job = app.finished(up.body["id"].as_str().unwrap()).await;
+    assert_eq!((&job["status"], &job["result"]["features_loaded"]), (&Value::from("succeeded"), &Value::from(1)));
+    assert_problem(
+        &app.upload("/v1/datasets/roads/uploads?on_invalid=maybe", "application/json", bad).await,
+        400,
+        "invalid-parameter",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_a_token_and_reads_can_be_private() {
+    let app = spawn_app(with_token()).await;
+    let url = app.url("/v1/datasets/roads/uploads");
+    let anonymous = reply(app.http.post(&url).body("{}").send().await.unwrap()).await;
+    assert_problem(&anonymous, 401, "unauthorized");
+    assert!(anonymous.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    let wrong =
+        reply(app.http.post(&url).bearer_auth("not-the-token-0123456789").body("{}").send().await.unwrap()).await;
+    assert_problem(&wrong, 401, "unauthorized");
+    assert!(!wrong.body.to_string().contains("not-the-token"), "tokens are never echoed");
+    assert_eq!(app.get("/v1/jobs").await.status, 200, "reads are open by default");
+
+    let private = spawn_app(ApiConfig { private_reads: true, ..with_token() }).await;
+    assert_problem(&private.get("/v1/jobs").await, 401, "unauthorized");
+    assert_problem(&private.get("/v1/datasets").await, 401, "unauthorized");
+    let authorised = private.http.get(private.url("/v1/jobs")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(authorised.status(), 200);
+    assert_eq!(private.get("/healthz").await.status, 200, "health stays open for load balancers");
+    assert_eq!(private.get("/readyz").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_bad_requests_are_problems() {
+    let app = spawn_app(ApiConfig { max_upload_bytes: 1000, ..with_token() }).await;
+    let big = support::collection(50, 1);
+    assert!(big.len() > 1000);
+    assert_problem(
+        &app.upload("/v1/datasets/roads/uploads", "application/geo+json", big.clone()).await,
+        413,
+        "payload-too-large",
+    );
+    // Without a Content-Length the limit is enforced while streaming, and nothing is kept.
+    let chunks: Vec<Result<String, std::io::Error>> =
+        big.as_bytes().chunks(100).map(|c| Ok(String::from_utf8(c.to_vec()).unwrap())).collect();
+    let streamed = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    assert_problem(
+        &app.upload("/v1/datasets/roads/uploads?name=big.geojson", "application/geo+json", streamed).await,
+        413,
+        "payload-too-large",
+    );
+    let today = time::OffsetDateTime::now_utc().date();
+    assert!(!app.dir.path().join(format!("objects/raw/roads/{today}/big.geojson")).exists(), "no partial object");
+
+    assert_problem(
+        &app.upload("/v1/datasets/roads/uploads", "application/x-www-form-urlencoded", "a=1").await,
+        415,
+        "unsupported-media-type",
+    );
+    assert_problem(&app.upload("/v1/datasets/roads/uploads", "text/csv", "a,b").await, 415, "unsupported-media-type");
+    assert_problem(
+        &app.upload("/v1/datasets/Roads/uploads", "application/geo+json", "{}").await,
+        400,
+        "invalid-dataset",
+    );
+    assert_problem(&app.upload("/v1/datasets/roads/uploads", "application/geo+json", "").await, 400, "invalid-body");
+    assert_problem(
+        &app.upload("/v1/datasets/roads/uploads?name=..", "application/geo+json", "{}").await,
+        400,
+        "invalid-parameter",
+    );
+    assert_problem(&app.get("/v1/jobs/nope").await, 404, "not-found");
+    assert_problem(&app.get("/v1/jobs?status=done").await, 400, "invalid-parameter");
+    assert_problem(&app.get("/v1/jobs?dataset=Bad%20Name").await, 400, "invalid-parameter");
+    assert_problem(&app.get("/v1/jobs?before=unknown-cursor").await, 400, "invalid-parameter");
+    assert_problem(&app.get("/v1/jobs?since=yesterday").await, 400, "invalid-parameter");
+    assert_problem(&app.get("/no/such/route").await, 404, "not-found");
+    let put = reply(app.http.put(app.url("/v1/jobs")).send().await.unwrap()).await;
+    assert_problem(&put, 405, "method-not-allowed");
+    let jobs = app.get("/v1/jobs").await;
+    assert_eq!(jobs.body["jobs"].as_array().unwrap().len(), 0, "no rejected upload made a job: {}", jobs.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_at_its_concurrency_limit_answers_503_at_once() {
+    let app = spawn_app(ApiConfig { max_concurrent_requests: 1, ..ApiConfig::default() }).await;
+    // An upload whose body never completes holds the only permit.
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"POST /v1/datasets/roads/uploads HTTP/1.1\r\nHost: x\r\nContent-Type: application/geo+json\r\nContent-Length: 100\r\n\r\n{").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy = app.get("/v1/jobs").await;
+    assert_problem(&busy, 503, "overloaded");
+    assert_eq!(busy.headers["retry-after"], "1");
+    assert_eq!(app.get("/healthz").await.status, 200, "health is never turned away");
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.get("/v1/jobs").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_source_removes_its_object_and_rows() {
+    let app = spawn_app(with_token()).await;
+    let up = app
+        .upload("/v1/datasets/roads/uploads?name=a%20b.geojson", "application/geo+json", support::collection(5, 1))
+        .await;
+    app.finished(up.body["id"].as_str().unwrap()).await;
+    let key = up.body["source"].as_str().unwrap().to_string();
+    let encoded = key.replace('/', "%2F").replace(' ', "%20");
+    let path = format!("/v1/datasets/roads/sources/{encoded}");
+
+    let anonymous = reply(app.http.delete(app.url(&path)).send().await.unwrap()).await;
+    assert_problem(&anonymous, 401, "unauthorized");
+    let deleted = reply(app.http.delete(app.url(&path)).bearer_auth(TOKEN).send().await.unwrap()).await;
+    assert_eq!(deleted.status, 202, "{}", deleted.body);
+    assert_eq!(deleted.body["action"], "remove");
+    let job = app.finished(deleted.body["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(!app.dir.path().join("objects").join(&key).exists());
+    assert_eq!(app.get("/v1/datasets/roads").await.body["feature_count"], 0);
+    let again = reply(app.http.delete(app.url(&path)).bearer_auth(TOKEN).send().await.unwrap()).await;
+    assert_problem(&again, 404, "not-found");
+
+    // A source loaded from a local file (not from object storage) goes at once.
+    let file = app.dir.path().join("local.geojson");
+    std::fs::write(&file, support::collection(4, 3)).unwrap();
+    let mut request =
+        geoflow::ingest::IngestRequest::new(geoflow::ingest::Input::Path(file), DatasetName::new("roads").unwrap());
+    request.source = Some("local.geojson".into());
+    geoflow::ingest::ingest(app.store.clone(), request, Default::default()).await.unwrap();
+    let deleted = reply(
+        app.http.delete(app.url("/v1/datasets/roads/sources/local.geojson")).bearer_auth(TOKEN).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!((deleted.status, &deleted.body["status"]), (200, &Value::from("succeeded")), "{}", deleted.body);
+    assert_eq!(deleted.body["result"]["removed_rows"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_listed_with_filters_and_cursors() {
+    let app = spawn_app(ApiConfig::default()).await;
+    for i in 0..5 {
+        let job = NewJob {
+            id: format!("job-{i}"),
+            dataset: DatasetName::new(if i % 2 == 0 { "roads" } else { "parks" }).unwrap(),
+            source: format!("raw/x/2026-11-22/{i}.geojson"),
+            action: JobAction::Load,
+            object_version: None,
+        };
+        app.store.upsert_job(&job).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let page = app.get("/v1/jobs?limit=2").await;
+    let ids = |r: &Reply| {
+        r.body["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&page), ["job-4", "job-3"]);
+    let next = app.get(&format!("/v1/jobs?limit=2&before={}", page.body["next_before"].as_str().unwrap())).await;
+    assert_eq!(ids(&next), ["job-2", "job-1"]);
+    assert_eq!(ids(&app.get("/v1/jobs?dataset=roads&status=queued").await), ["job-4", "job-2", "job-0"]);
+    let created = app.get("/v1/jobs/job-2").await.body["created_at"].as_str().unwrap().to_string();
+    let since = app.get(&format!("/v1/jobs?since={}", created.replace('+', "%2B"))).await;
+    assert_eq!(ids(&since), ["job-4", "job-3", "job-2"]);
+    let until = app.get(&format!("/v1/jobs?until={}", created.replace('+', "%2B"))).await;
+    assert_eq!(ids(&until), ["job-1", "job-0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route() {
+    let app = spawn_app(ApiConfig { cors_origins: vec!["https://maps.example".into()], ..ApiConfig::default() }).await;
+    let doc = app.get("/openapi.json").await;
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3."), "{}", doc.body["openapi"]);
+    for path in [
+        "/v1/datasets/{dataset}/uploads",
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/datasets",
+        "/v1/datasets/{dataset}",
+        "/v1/datasets/{dataset}/sources/{source}",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(doc.body["paths"][path].is_object(), "{path} is documented");
+    }
+    assert_eq!(doc.body["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let page = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/openapi.json") && html.contains("/docs/swagger-ui-bundle.js"));
+    let script = app.http.get(app.url("/docs/swagger-ui-bundle.js")).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.bytes().await.unwrap().len() > 100_000);
+
+    // CORS: the configured origin may call the API from a browser; others may not.
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/v1/datasets/roads/uploads"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type")
+            .send()
+    };
+    let allowed = preflight("https://maps.example").await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://maps.example");
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_exits_0_when_ready_and_1_otherwise() {
-    let app = spawn_app().await;
+    let app = spawn_app(ApiConfig::default()).await;
+    let (status, body) = {
+        let r = app.get("/readyz").await;
+        (r.status, r.body)
+    };
+    assert_eq!((status, &body["status"]), (200, &Value::from("ready")));
     let healthcheck = |listen: String| {
         tokio::task::spawn_blocking(move || {
             support::geoflow().args(["healthcheck", "--listen", &listen]).status().unwrap().code()
@@ -96,6 +409,17 @@ async fn healthcheck_exits_0_when_ready_and_1_otherwise() {
     // Nothing listens on a port just released.
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     assert_eq!(healthcheck(free.to_string()).await.unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn raw_http_is_answered_with_a_request_id() {
+    let app = spawn_app(ApiConfig::default()).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("x-request-id: "), "{text}");
 }
 
 #[test]

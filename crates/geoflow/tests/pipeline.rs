@@ -67,7 +67,7 @@ impl Embedded {
         let path = self.objects().join(key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
-        let body = notification(EventKind::Created, key, text.len() as u64);
+        let body = notification(EventKind::Created, key, text.len() as u64, None);
         self.queue.send(&body).await.unwrap();
         body
     }
@@ -148,7 +148,7 @@ async fn inbox_uploads_load_exactly_once_with_two_workers_and_replays_change_not
 
     // Every notification delivered twice more: nothing changes.
     for key in &keys {
-        let body = notification(EventKind::Created, key, 0);
+        let body = notification(EventKind::Created, key, 0, None);
         env.queue.send(&body).await.unwrap();
         env.queue.send(&body).await.unwrap();
     }
@@ -200,7 +200,7 @@ async fn removals_delete_rows_and_late_events_change_nothing() {
     assert_eq!(env.rows_of("parks", "raw/parks/p.geojson").await, Some(15));
 
     std::fs::remove_file(env.objects().join("raw/parks/p.geojson")).unwrap();
-    env.queue.send(&notification(EventKind::Removed, "raw/parks/p.geojson", 0)).await.unwrap();
+    env.queue.send(&notification(EventKind::Removed, "raw/parks/p.geojson", 0, None)).await.unwrap();
     drain(&env, 1).await;
     assert_eq!(env.rows_of("parks", "raw/parks/p.geojson").await, None);
     assert_eq!(env.rows_of("parks", "raw/parks/q.geojson").await, Some(5), "other sources keep their rows");
@@ -268,7 +268,7 @@ async fn a_worker_killed_mid_load_is_replaced_and_the_source_loads_once() {
     let key = "raw/roads/2026-01-01/big.geojson";
     let n = 300_000;
     big_upload(&root, key, n);
-    env.queue.send(&notification(EventKind::Created, key, 0)).await.unwrap();
+    env.queue.send(&notification(EventKind::Created, key, 0, None)).await.unwrap();
 
     let mut first = spawn_worker(&root, 2, 5);
     wait_for_job(&env, "the load to start", |j| j.status == JobStatus::Running).await;
@@ -293,7 +293,7 @@ async fn a_message_that_keeps_crashing_its_worker_ends_in_the_dead_letters() {
     let root = env.dir.path().to_path_buf();
     let key = "raw/roads/2026-01-01/crashes.geojson";
     big_upload(&root, key, 300_000);
-    env.queue.send(&notification(EventKind::Created, key, 0)).await.unwrap();
+    env.queue.send(&notification(EventKind::Created, key, 0, None)).await.unwrap();
 
     for attempt in 1..=2 {
         let mut worker = spawn_worker(&root, 1, 2);
@@ -320,7 +320,7 @@ async fn sigterm_lets_the_load_in_flight_finish() {
     let root = env.dir.path().to_path_buf();
     let key = "raw/roads/2026-01-01/in-flight.geojson";
     big_upload(&root, key, 100_000);
-    env.queue.send(&notification(EventKind::Created, key, 0)).await.unwrap();
+    env.queue.send(&notification(EventKind::Created, key, 0, None)).await.unwrap();
     let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let mut worker = worker_command(&root, 5, 5).env("GEOFLOW_LISTEN", &listen).spawn().unwrap();
     wait_for_job(&env, "the load to start", |j| j.status == JobStatus::Running).await;
@@ -350,7 +350,7 @@ async fn loads_left_at_the_end_of_the_grace_period_give_their_message_back() {
     let env = Embedded::new(Duration::from_secs(60), 5).await;
     let key = "raw/roads/2026-01-01/slow.geojson";
     big_upload(env.dir.path(), key, 300_000);
-    env.queue.send(&notification(EventKind::Created, key, 0)).await.unwrap();
+    env.queue.send(&notification(EventKind::Created, key, 0, None)).await.unwrap();
     let mut worker = env.worker();
     worker.options.grace = Duration::from_millis(1);
     let (stop, mut stopped) = tokio::sync::watch::channel(false);

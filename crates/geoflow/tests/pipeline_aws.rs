@@ -119,7 +119,7 @@ impl Aws {
 
     /// Sends what S3 would send for `key`, as a replay of its notification.
     async fn replay(&self, kind: EventKind, key: &str) {
-        let body = geoflow::events::notification(kind, key, 0);
+        let body = geoflow::events::notification(kind, key, 0, None);
         self.moto.sqs_client().await.send_message().queue_url(&self.queue_url).message_body(body).send().await.unwrap();
     }
 }

@@ -399,6 +399,17 @@ impl Queue for EmbeddedQueue {
         self.inner.notify.notify_waiters();
         Ok(())
     }
+
+    async fn probe(&self) -> Result<(), QueueError> {
+        // A read of the messages table through this handle's connection: it proves the file
+        // and its schema are readable, and takes no lock a writer waits for (WAL).
+        self.blocking(|conn, path| {
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM messages)", [], |r| r.get::<_, bool>(0))
+                .ctx(path, "probing")?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 fn open_connection(path: &Path, options: &EmbeddedOptions) -> Result<Connection, QueueError> {

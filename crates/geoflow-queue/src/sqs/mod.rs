@@ -9,6 +9,7 @@
 //! | `extend(visibility)` | `ChangeMessageVisibility` with `VisibilityTimeout` = `visibility` rounded up to whole seconds |
 //! | `release(delay)` | `ChangeMessageVisibility` with `VisibilityTimeout` = `delay` rounded up (0: visible at once) |
 //! | `delete` | `DeleteMessage` |
+//! | `probe` | `GetQueueAttributes` for `ApproximateNumberOfMessages` |
 //!
 //! The visibility timeout, the message retention and the dead-letter queue are attributes of
 //! the queue, set where the queue is created (Terraform in production): the dead-letter queue
@@ -44,7 +45,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use aws_sdk_sqs::Client;
 
 use crate::{check_batch, check_visibility, Delivery, Queue, QueueError, Receipt, MAX_VISIBILITY};
@@ -182,6 +183,18 @@ impl Queue for SqsQueue {
     async fn release(&self, receipt: &Receipt, delay: Duration) -> Result<(), QueueError> {
         check_visibility("release delay", delay)?;
         self.change_visibility("ChangeMessageVisibility", receipt, delay).await
+    }
+
+    async fn probe(&self) -> Result<(), QueueError> {
+        // One attribute of the queue itself: a read that touches no message.
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| self.error("GetQueueAttributes", None, e))?;
+        Ok(())
     }
 }
 

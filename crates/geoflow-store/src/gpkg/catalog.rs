@@ -86,33 +86,45 @@ pub fn finish_load(
     Ok(())
 }
 
+/// The columns [`record_of`] reads, after which `source_key` may follow.
+const SOURCE_COLUMNS: &str = "content_hash, bytes, feature_count, load_id, loaded_at, object_version";
+
+fn record_of(dataset: &DatasetName, source: String, r: &rusqlite::Row<'_>) -> rusqlite::Result<SourceRecord> {
+    Ok(SourceRecord {
+        dataset: dataset.clone(),
+        source,
+        version: SourceVersion {
+            content_hash: r.get(0)?,
+            bytes: r.get::<_, i64>(1)?.max(0) as u64,
+            object_version: r.get(5)?,
+        },
+        feature_count: r.get::<_, i64>(2)?.max(0) as u64,
+        load_id: r.get(3)?,
+        loaded_at: r.get(4)?,
+    })
+}
+
 pub fn source_record(
     conn: &Connection,
     dataset: &DatasetName,
     source: &str,
 ) -> Result<Option<SourceRecord>, StoreError> {
-    conn.prepare_cached(
-        "SELECT content_hash, bytes, feature_count, load_id, loaded_at, object_version FROM geoflow_sources
-         WHERE dataset = ?1 AND source_key = ?2",
-    )
-    .and_then(|mut s| {
-        s.query_row(params![dataset.as_str(), source], |r| {
-            Ok(SourceRecord {
-                dataset: dataset.clone(),
-                source: source.to_string(),
-                version: SourceVersion {
-                    content_hash: r.get(0)?,
-                    bytes: r.get::<_, i64>(1)?.max(0) as u64,
-                    object_version: r.get(5)?,
-                },
-                feature_count: r.get::<_, i64>(2)?.max(0) as u64,
-                load_id: r.get(3)?,
-                loaded_at: r.get(4)?,
-            })
+    conn.prepare_cached(&format!("SELECT {SOURCE_COLUMNS} FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2"))
+        .and_then(|mut s| {
+            s.query_row(params![dataset.as_str(), source], |r| record_of(dataset, source.to_string(), r)).optional()
         })
-        .optional()
+        .ctx("reading the source catalog")
+}
+
+/// Every source of the dataset, by key (SQLite compares TEXT bytewise).
+pub fn source_records(conn: &Connection, dataset: &DatasetName) -> Result<Vec<SourceRecord>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {SOURCE_COLUMNS}, source_key FROM geoflow_sources WHERE dataset = ?1 ORDER BY source_key"
+    ))
+    .and_then(|mut s| {
+        s.query_map(params![dataset.as_str()], |r| record_of(dataset, r.get(6)?, r))?.collect::<Result<Vec<_>, _>>()
     })
-    .ctx("reading the source catalog")
+    .ctx("listing the sources of a dataset")
 }
 
 pub fn upsert_source(

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use geoflow_core::dataset::DatasetName;
 
-use super::Ctx;
+use super::{to_rfc3339, Ctx};
 use crate::{Job, JobAction, JobQuery, JobStatus, JobUpdate, JobUpdateParams, NewJob, StoreError};
 
 const COLUMNS: &str = "id, dataset, source_key, action, status, object_version, attempts, load_id, error, result_json,
@@ -159,6 +159,11 @@ pub fn update(conn: &mut Connection, id: &str, update: &JobUpdate, now: &str) ->
 }
 
 pub fn list(conn: &Connection, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+    // `created_at` is text of millisecond precision: the bounds become the same text, so that
+    // they compare as the times they stand for.
+    let (since, until) = query.time_bounds(time::Duration::MILLISECOND)?;
+    let since = since.map(to_rfc3339).transpose()?;
+    let until = until.map(to_rfc3339).transpose()?;
     if let Some(before) = &query.before {
         let known: bool = conn
             .query_row("SELECT EXISTS (SELECT 1 FROM geoflow_jobs WHERE id = ?1)", [before], |r| r.get(0))
@@ -173,6 +178,7 @@ pub fn list(conn: &Connection, query: &JobQuery) -> Result<Vec<Job>, StoreError>
             "SELECT {COLUMNS} FROM geoflow_jobs
              WHERE (?1 IS NULL OR dataset = ?1) AND (?2 IS NULL OR status = ?2)
                AND (?3 IS NULL OR (created_at, id) < (SELECT created_at, id FROM geoflow_jobs WHERE id = ?3))
+               AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at < ?6)
              ORDER BY created_at DESC, id DESC
              LIMIT ?4"
         ))
@@ -183,7 +189,9 @@ pub fn list(conn: &Connection, query: &JobQuery) -> Result<Vec<Job>, StoreError>
                 query.dataset.as_ref().map(DatasetName::as_str),
                 query.status.map(JobStatus::as_str),
                 query.before,
-                limit
+                limit,
+                since,
+                until
             ],
             raw,
         )

@@ -28,6 +28,9 @@ pub const PAGE_SIZE: i64 = 32768;
 const MIGRATIONS: &[(i64, &str)] =
     &[(1, include_str!("sql/geopackage.sql")), (2, include_str!("sql/catalog.sql")), (3, include_str!("sql/jobs.sql"))];
 
+/// The step a catalog of this build is at once migrated.
+pub(crate) const LATEST_STEP: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
 /// Changing the journal mode needs the file to itself and does not wait on the busy timeout:
 /// when another connection (a racing migration, say) holds it, retry until the timeout.
 fn switch_to_wal(conn: &rusqlite::Connection) -> Result<(), StoreError> {
@@ -73,7 +76,7 @@ pub fn run(path: &Path) -> Result<(), StoreError> {
         .prepare("SELECT version FROM geoflow_migrations ORDER BY version")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .ctx("reading applied migrations")?;
-    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    let latest = LATEST_STEP;
     if let Some(&newest) = applied.iter().max().filter(|&&v| v > latest) {
         return Err(StoreError::Incompatible {
             location,
@@ -99,6 +102,23 @@ pub fn run(path: &Path) -> Result<(), StoreError> {
     }
     tx.commit().ctx("committing the migration")?;
     Ok(())
+}
+
+/// The last migration step applied to the catalog on `conn` (0: none, not even the table
+/// that records them), read without writing anything.
+pub(crate) fn applied_step(conn: &Connection) -> Result<i64, StoreError> {
+    let recorded: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'geoflow_migrations')",
+            [],
+            |r| r.get(0),
+        )
+        .ctx("reading the schema")?;
+    if !recorded {
+        return Ok(0);
+    }
+    conn.query_row("SELECT coalesce(max(version), 0) FROM geoflow_migrations", [], |r| r.get(0))
+        .ctx("reading applied migrations")
 }
 
 /// A file that is not a GeoPackage (another SQLite database) is refused rather than changed.

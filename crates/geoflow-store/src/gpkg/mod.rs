@@ -112,11 +112,29 @@ impl Store for GeoPackageStore {
         self.blocking("migrating the store", migrate::run).await
     }
 
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        self.blocking("checking readiness", |path| {
+            let conn = open_existing(path)?;
+            let at = migrate::applied_step(&conn)?;
+            crate::check_catalog_step(&path.display().to_string(), at, migrate::LATEST_STEP)
+        })
+        .await
+    }
+
     async fn source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError> {
         let (dataset, source) = (dataset.clone(), source.to_string());
         self.blocking("reading a source", move |path| {
             let conn = open_connection(path)?;
             catalog::source_record(&conn, &dataset, &source)
+        })
+        .await
+    }
+
+    async fn sources(&self, dataset: &DatasetName) -> Result<Vec<SourceRecord>, StoreError> {
+        let dataset = dataset.clone();
+        self.blocking("listing sources", move |path| {
+            let conn = open_connection(path)?;
+            catalog::source_records(&conn, &dataset)
         })
         .await
     }
@@ -211,12 +229,28 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// A connection to the file as it is, for the readiness probe: unlike [`open_connection`] it
+/// never creates the file, so probing a wrong path leaves no empty database behind.
+fn open_existing(path: &Path) -> Result<Connection, StoreError> {
+    let open_error = |reason: String| StoreError::Open { location: path.display().to_string(), reason };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| open_error(if path.exists() { e.to_string() } else { "the file does not exist".into() }))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(e.to_string()))?;
+    Ok(conn)
+}
+
 const RFC3339_MILLIS: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// Now, UTC, as `YYYY-MM-DDTHH:MM:SS.SSSZ` (the GeoPackage DATETIME form).
 pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc().format(RFC3339_MILLIS).expect("UTC timestamps format")
+}
+
+/// A UTC instant in the form of [`now_rfc3339`], so that catalog timestamps compare as text.
+pub(crate) fn to_rfc3339(t: OffsetDateTime) -> Result<String, StoreError> {
+    t.format(RFC3339_MILLIS).map_err(|e| StoreError::Invalid(format!("cannot write the time {t} as RFC 3339: {e}")))
 }
 
 /// Adds what was being done to a rusqlite error.

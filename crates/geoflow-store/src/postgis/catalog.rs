@@ -1,7 +1,7 @@
 //! Reads and writes of the catalog tables in schema `geoflow`.
 
 use time::OffsetDateTime;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Row};
 
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
@@ -109,26 +109,17 @@ pub async fn finish_load(
     Ok(())
 }
 
-pub async fn source_record(
-    store: &PostgisStore,
-    client: &impl GenericClient,
-    dataset: &DatasetName,
-    source: &str,
-) -> Result<Option<SourceRecord>, StoreError> {
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT content_hash, bytes, feature_count, load_id, to_char(loaded_at AT TIME ZONE 'UTC', {RFC3339}),
-                   object_version
-                 FROM geoflow.sources WHERE dataset = $1 AND source_key = $2"
-            ),
-            &[&dataset.as_str(), &source],
-        )
-        .await
-        .ctx(store, "reading the source catalog")?;
-    Ok(row.map(|r| SourceRecord {
+/// The columns [`record_of`] reads, after which `source_key` may follow.
+fn source_columns() -> String {
+    format!(
+        "content_hash, bytes, feature_count, load_id, to_char(loaded_at AT TIME ZONE 'UTC', {RFC3339}), object_version"
+    )
+}
+
+fn record_of(dataset: &DatasetName, source: String, r: &Row) -> SourceRecord {
+    SourceRecord {
         dataset: dataset.clone(),
-        source: source.to_string(),
+        source,
         version: SourceVersion {
             content_hash: r.get(0),
             bytes: r.get::<_, i64>(1).max(0) as u64,
@@ -137,7 +128,43 @@ pub async fn source_record(
         feature_count: r.get::<_, i64>(2).max(0) as u64,
         load_id: r.get(3),
         loaded_at: r.get(4),
-    }))
+    }
+}
+
+pub async fn source_record(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    dataset: &DatasetName,
+    source: &str,
+) -> Result<Option<SourceRecord>, StoreError> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {} FROM geoflow.sources WHERE dataset = $1 AND source_key = $2", source_columns()),
+            &[&dataset.as_str(), &source],
+        )
+        .await
+        .ctx(store, "reading the source catalog")?;
+    Ok(row.map(|r| record_of(dataset, source.to_string(), &r)))
+}
+
+/// Every source of the dataset, by key compared bytewise (`COLLATE "C"`), as SQLite compares
+/// TEXT: the order must not depend on the database's locale.
+pub async fn source_records(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    dataset: &DatasetName,
+) -> Result<Vec<SourceRecord>, StoreError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {}, source_key FROM geoflow.sources WHERE dataset = $1 ORDER BY source_key COLLATE \"C\"",
+                source_columns()
+            ),
+            &[&dataset.as_str()],
+        )
+        .await
+        .ctx(store, "listing the sources of a dataset")?;
+    Ok(rows.iter().map(|r| record_of(dataset, r.get(6), r)).collect())
 }
 
 /// Records the source's new version, rows and extent.

@@ -134,6 +134,8 @@ pub async fn list(store: &PostgisStore, client: &impl GenericClient, query: &Job
     let dataset = query.dataset.as_ref().map(DatasetName::as_str);
     let status = query.status.map(JobStatus::as_str);
     let limit = i64::try_from(query.effective_limit()).unwrap_or(i64::MAX);
+    // timestamptz holds microseconds (and the driver would truncate finer bounds).
+    let (since, until) = query.time_bounds(time::Duration::MICROSECOND)?;
     // Conditions are fixed text, chosen by which filters are present, so that each query
     // shape can use its index; values are always parameters.
     let mut conditions: Vec<String> = Vec::new();
@@ -155,6 +157,14 @@ pub async fn list(store: &PostgisStore, client: &impl GenericClient, query: &Job
         params.push(before);
         let p = params.len();
         conditions.push(format!("(created_at, id) < (SELECT created_at, id FROM geoflow.jobs WHERE id = ${p})"));
+    }
+    if let Some(since) = &since {
+        params.push(since);
+        conditions.push(format!("created_at >= ${}", params.len()));
+    }
+    if let Some(until) = &until {
+        params.push(until);
+        conditions.push(format!("created_at < ${}", params.len()));
     }
     let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     let rows = client

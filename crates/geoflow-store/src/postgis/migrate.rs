@@ -1,6 +1,9 @@
 //! Server version checks and versioned, idempotent catalog migrations, each run under a
 //! transaction-scoped advisory lock so that concurrent migrators apply every step once.
 
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
 use super::{Ctx, PostgisStore};
 use crate::StoreError;
 
@@ -15,6 +18,9 @@ const MIGRATION_LOCK: i64 = 0x67_656f_666c_6f77;
 /// Applied in order, each once; a step is never edited after release (databases created by
 /// it exist), later changes are new steps.
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("sql/catalog.sql")), (2, include_str!("sql/jobs.sql"))];
+
+/// The step a catalog of this build is at once migrated.
+pub(crate) const LATEST_STEP: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Checks a server's versions: `server_version_num` and the PostGIS version text (`None`
 /// when PostGIS is not available). The error names what was found and what is required.
@@ -106,7 +112,7 @@ pub async fn run(store: &PostgisStore) -> Result<(), StoreError> {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    let latest = LATEST_STEP;
     if let Some(&newest) = applied.iter().max().filter(|&&v| v > latest) {
         return Err(incompatible(format!(
             "the catalog is at version {newest}, newer than this geoflow knows ({latest})"
@@ -124,6 +130,26 @@ pub async fn run(store: &PostgisStore) -> Result<(), StoreError> {
     }
     tx.commit().await.ctx(store, "committing the migration")?;
     Ok(())
+}
+
+/// The last migration step applied to the catalog (0: none, not even the table that records
+/// them), in one round trip: the simple query protocol needs no separate prepare.
+pub(crate) async fn applied_step(store: &PostgisStore, client: &Client) -> Result<i64, StoreError> {
+    let messages = match client.simple_query("SELECT coalesce(max(version), 0) FROM geoflow.migrations").await {
+        Ok(messages) => messages,
+        Err(e) if e.code().is_some_and(|c| *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME) => {
+            return Ok(0);
+        }
+        Err(e) => return Err(store.db_error("reading applied migrations", &e)),
+    };
+    let value = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0),
+        _ => None,
+    });
+    value.and_then(|v| v.parse().ok()).ok_or_else(|| StoreError::Incompatible {
+        location: store.location.clone(),
+        reason: format!("unreadable migration record {value:?} in geoflow.migrations"),
+    })
 }
 
 #[cfg(test)]

@@ -140,9 +140,20 @@ impl Store for PostgisStore {
         migrate::run(self).await
     }
 
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let at = migrate::applied_step(self, &client).await?;
+        crate::check_catalog_step(&self.location, at, i64::from(migrate::LATEST_STEP))
+    }
+
     async fn source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError> {
         let client = self.client().await?;
         catalog::source_record(self, &**client, dataset, source).await
+    }
+
+    async fn sources(&self, dataset: &DatasetName) -> Result<Vec<SourceRecord>, StoreError> {
+        let client = self.client().await?;
+        catalog::source_records(self, &**client, dataset).await
     }
 
     async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError> {

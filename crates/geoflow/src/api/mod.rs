@@ -1,141 +1,225 @@
-//! The HTTP API: health for load balancers and containers, and read access to jobs and
-//! datasets. Errors are RFC 9457 problem details (`application/problem+json`) with a stable
-//! `type`.
+//! The HTTP API: uploads, jobs, datasets, health, metrics and the OpenAPI document, behind
+//! bearer-token auth, a concurrency limit, request deadlines and CORS. Every error is an RFC
+//! 9457 problem (see [`problem`]).
+
+pub mod auth;
+mod datasets;
+mod docs;
+mod health;
+mod jobs;
+pub mod problem;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use geoflow_core::dataset::DatasetName;
-use geoflow_store::{JobQuery, JobStatus, Store};
-use serde::Deserialize;
-use serde_json::json;
+use axum::Router;
+use geoflow_core::report::Policy;
+use geoflow_queue::Queue;
+use geoflow_store::Store;
+use tokio::sync::Semaphore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::storage::Storage;
+pub use auth::Tokens;
+use problem::Problem;
+
+/// How the API guards itself.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Bearer tokens for writes (and reads, when private); none configured leaves writes open.
+    pub tokens: Tokens,
+    /// Reads need a token too.
+    pub private_reads: bool,
+    /// Largest upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// Longest a request other than an upload may take.
+    pub request_timeout: Duration,
+    /// Requests served at once; more are turned away with 503 and `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Origins allowed to call the API from a browser; `*` for any; empty for none.
+    pub cors_origins: Vec<String>,
+    /// The validation policy of uploads that name none.
+    pub default_policy: Policy,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            tokens: Tokens::default(),
+            private_reads: false,
+            max_upload_bytes: 5 << 30,
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 512,
+            cors_origins: Vec::new(),
+            default_policy: Policy::Skip,
+        }
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub storage: Storage,
+    pub queue: Arc<dyn Queue>,
+    pub config: Arc<ApiConfig>,
+    /// Requests that may be served at once.
+    permits: Arc<Semaphore>,
 }
 
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, storage: Storage, queue: Arc<dyn Queue>, config: ApiConfig) -> AppState {
+        let permits = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
+        AppState { store, storage, queue, config: Arc::new(config), permits }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "geoflow",
+        description = "Event-driven GeoJSON ingestion: upload GeoJSON, follow its load, inspect datasets. \
+                       Errors are RFC 9457 problem details.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "uploads", description = "GeoJSON in"),
+        (name = "jobs", description = "What became of each upload and storage event"),
+        (name = "datasets", description = "What is loaded"),
+        (name = "operations", description = "Health for load balancers and containers"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A token from GEOFLOW_API_TOKENS or GEOFLOW_API_TOKENS_FILE"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The whole API.
 pub fn router(state: AppState) -> Router {
-    health_routes()
-        .route("/v1/jobs", get(list_jobs))
-        .route("/v1/jobs/{id}", get(job))
-        .route("/v1/datasets", get(datasets))
+    let reads = OpenApiRouter::new()
+        .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::job))
+        .routes(routes!(datasets::datasets))
+        .routes(routes!(datasets::dataset))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_read))
+        .route_layer(from_fn_with_state(state.clone(), deadline));
+    let writes = OpenApiRouter::new()
+        .routes(routes!(uploads::upload))
+        .routes(routes!(datasets::delete_source))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_write));
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(reads)
+        .merge(writes)
+        .route_layer(from_fn_with_state(state.clone(), admit))
+        .merge(health_routes())
+        .split_for_parts();
+    let openapi = bytes::Bytes::from(openapi.to_json().unwrap_or_default());
+    let api = api
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], openapi.clone()))),
+        )
+        .route("/docs", get(docs::page))
+        .route("/docs/swagger-ui-bundle.js", get(docs::script))
+        .route("/docs/swagger-ui.css", get(docs::stylesheet))
         .fallback(not_found)
-        .with_state(state)
+        .method_not_allowed_fallback(method_not_allowed);
+    let cors = cors(&state.config.cors_origins);
+    let api = api.with_state(state);
+    match cors {
+        Some(cors) => api.layer(cors),
+        None => api,
+    }
 }
 
 /// Liveness and readiness only: what a worker serves for its container health check.
 pub fn health_router(state: AppState) -> Router {
-    health_routes().fallback(not_found).with_state(state)
+    let (router, _) = health_routes().split_for_parts();
+    router.fallback(not_found).with_state(state)
 }
 
-fn health_routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(|| async { Json(json!({ "status": "ok" })) })).route("/readyz", get(readyz))
+fn health_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health::healthz)).routes(routes!(health::readyz))
 }
 
 async fn not_found() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
+    Problem::not_found("no such resource")
 }
 
-/// An RFC 9457 problem.
-#[derive(Debug)]
-pub struct Problem {
-    status: StatusCode,
-    kind: &'static str,
-    detail: String,
+async fn method_not_allowed() -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this resource does not accept that method")
 }
 
-impl Problem {
-    fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Problem {
-        Problem { status, kind, detail: detail.into() }
-    }
-
-    fn unavailable(what: &str, e: impl std::fmt::Display) -> Problem {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{what}: {e}"))
-    }
-}
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let body = json!({
-            "type": format!("https://geoflow.dev/problems/{}", self.kind),
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
-    }
-}
-
-/// Ready when the catalog answers (migrated) and object storage is reachable.
-async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
-    let within = Duration::from_secs(5);
-    let probe = JobQuery { limit: 1, ..JobQuery::default() };
-    match tokio::time::timeout(within, state.store.jobs(&probe)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(Problem::unavailable("database", e)),
-        Err(_) => return Err(Problem::unavailable("database", "no answer within 5 s")),
-    }
-    match tokio::time::timeout(within, state.storage.head("readyz")).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(Problem::unavailable("object storage", e)),
-        Err(_) => return Err(Problem::unavailable("object storage", "no answer within 5 s")),
-    }
-    Ok(Json(json!({ "status": "ready" })))
-}
-
-async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
-    match state.store.job(&id).await {
-        Ok(Some(job)) => Ok(Json(job).into_response()),
-        Ok(None) => Err(Problem::new(StatusCode::NOT_FOUND, "not-found", format!("no job {id:?}"))),
-        Err(e) => Err(Problem::unavailable("database", e)),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct JobsParams {
-    dataset: Option<String>,
-    status: Option<String>,
-    limit: Option<usize>,
-    before: Option<String>,
-}
-
-async fn list_jobs(State(state): State<AppState>, Query(p): Query<JobsParams>) -> Result<Response, Problem> {
-    let bad = |detail: String| Problem::new(StatusCode::BAD_REQUEST, "invalid-parameter", detail);
-    let dataset = p.dataset.map(|d| DatasetName::new(&d).map_err(|e| bad(format!("dataset: {e}")))).transpose()?;
-    let status = p
-        .status
-        .map(|s| {
-            serde_json::from_value::<JobStatus>(json!(s)).map_err(|_| {
-                bad(format!("status {s:?}: expected queued, running, succeeded, failed or skipped-duplicate"))
-            })
-        })
-        .transpose()?;
-    let query = JobQuery { dataset, status, limit: p.limit.unwrap_or(0), before: p.before };
-    match state.store.jobs(&query).await {
-        Ok(jobs) => {
-            let next = (jobs.len() == query.effective_limit()).then(|| jobs.last().map(|j| j.id.clone())).flatten();
-            Ok(Json(json!({ "jobs": jobs, "next_before": next })).into_response())
+/// Turns requests away while `max_concurrent_requests` are in flight: an overloaded
+/// instance answers at once, and the client or the load balancer tries elsewhere.
+async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.permits.try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight; retry shortly")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+                .into_response()
         }
-        Err(e @ geoflow_store::StoreError::Invalid(_)) => Err(bad(e.to_string())),
-        Err(e) => Err(Problem::unavailable("database", e)),
     }
 }
 
-async fn datasets(State(state): State<AppState>) -> Result<Response, Problem> {
-    match state.store.datasets().await {
-        Ok(datasets) => Ok(Json(json!({ "datasets": datasets })).into_response()),
-        Err(e) => Err(Problem::unavailable("database", e)),
+/// Ends a request that takes longer than `request_timeout` (uploads, which may be long,
+/// are not subject to it).
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} s", limit.as_secs_f64()),
+        )
+        .into_response(),
     }
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+            .expose_headers([header::LOCATION, HeaderName::from_static("x-request-id")])
+            .max_age(Duration::from_secs(3600)),
+    )
 }
 
 /// `geoflow healthcheck`: whether the service listening on `listen` answers ready. A plain

@@ -63,7 +63,7 @@ impl Inbox {
             })
             .await?
             .with_context(|| format!("moving {} into the object folder", path.display()))?;
-            self.queue.send(&notification(EventKind::Created, &key, size)).await?;
+            self.queue.send(&notification(EventKind::Created, &key, size, None)).await?;
             tracing::info!(%key, bytes = size, "inbox file taken");
             announced.push(key);
         }

@@ -197,6 +197,8 @@ impl Worker {
 
     /// Processes one message while renewing its visibility, then deletes or releases it.
     async fn handle(&self, delivery: Delivery) {
+        let _in_flight = crate::metrics::InFlight::start();
+        crate::metrics::message_received(delivery.sent_at);
         let heartbeat = async {
             let every = (self.options.visibility / 3).max(Duration::from_millis(200));
             loop {
@@ -244,8 +246,13 @@ impl Worker {
                     continue;
                 }
             };
-            // One job per event, the same on every delivery of the message.
-            let job_id = if several { format!("{}-{n}", delivery.id) } else { delivery.id.clone() };
+            // One job per event, the same on every delivery of the message; the API chose
+            // the job of events it asked for.
+            let job_id = match &event.tag {
+                Some(tag) => tag.job.clone(),
+                None if several => format!("{}-{n}", delivery.id),
+                None => delivery.id.clone(),
+            };
             let span = tracing::info_span!("job", job_id = %job_id, dataset = %event.dataset, key = %event.key);
             if let d @ Disposition::Retry { .. } =
                 self.process_event(&job_id, &event, delivery.receive_count).instrument(span).await
@@ -279,6 +286,18 @@ impl Worker {
 
     /// One attempt at an event: `Err` (with the reason) on a transient fault.
     async fn attempt_event(&self, job_id: &str, event: &ObjectEvent) -> Result<(), String> {
+        if event.tag.is_none() && event.kind == EventKind::Created {
+            // A bucket that notifies the queue itself reports API uploads too; the upload's
+            // own message carries its job and options, so this event adds nothing.
+            match self.storage.upload_job(&event.key).await {
+                Ok(Some(upload_job)) => {
+                    tracing::info!(%upload_job, "the object came through the upload API: its own message loads it");
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("reading object {}: {e}", event.key)),
+            }
+        }
         let new = NewJob {
             id: job_id.to_string(),
             dataset: event.dataset.clone(),
@@ -303,9 +322,11 @@ impl Worker {
             return Err(format!("starting the job: {e}"));
         }
         tracing::info!(action = ?new.action, "job running");
+        let started = std::time::Instant::now();
         let outcome = self.sync(event).await;
         let update = match outcome {
             Outcome::Done { status, load_id, error, result } => {
+                crate::metrics::job_finished(new.action, status, started.elapsed());
                 tracing::info!(status = status.as_str(), error = error.as_deref().unwrap_or(""), "job finished");
                 JobUpdate { status: Some(status), load_id, error: Some(error), result: Some(result) }
             }
@@ -363,12 +384,15 @@ impl Worker {
         let mut request = IngestRequest::new(Input::Path(fetched.path.clone()), event.dataset.clone());
         request.source = Some(event.key.clone());
         request.object_version = version;
-        request.policy = self.options.policy;
+        request.policy = event.tag.as_ref().map_or(self.options.policy, |tag| tag.on_invalid);
         request.workers = self.options.parse_threads;
         let summary = match ingest(self.store.clone(), request, Arc::new(Progress::default())).await {
             Ok(s) => s,
             Err(e) => return Outcome::Transient(format!("{e:#}")),
         };
+        if summary.status == Status::Loaded {
+            crate::metrics::features_loaded(&summary.dataset, summary.features_loaded);
+        }
         let result = serde_json::to_value(&summary).unwrap_or_default();
         let status = match summary.status {
             Status::Loaded => JobStatus::Succeeded,

@@ -1,0 +1,141 @@
+//! `GET /v1/datasets`, `GET /v1/datasets/{dataset}` and
+//! `DELETE /v1/datasets/{dataset}/sources/{source}`.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use geoflow_core::dataset::DatasetName;
+use geoflow_store::{DatasetInfo, Job, JobAction, JobQuery, JobStatus, JobUpdate, NewJob, SourceRecord};
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStoreExt;
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::problem::{Problem, ProblemBody};
+use super::uploads::accepted;
+use super::AppState;
+use crate::events::{dataset_of, notification, EventKind, JobTag};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetList {
+    pub datasets: Vec<DatasetInfo>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/datasets",
+    tag = "datasets",
+    responses(
+        (status = 200, description = "Every dataset with its feature count, extent and columns", body = DatasetList),
+        (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn datasets(State(state): State<AppState>) -> Result<Json<DatasetList>, Problem> {
+    let datasets = state.store.datasets().await.map_err(|e| Problem::unavailable("database", e))?;
+    Ok(Json(DatasetList { datasets }))
+}
+
+/// A dataset with its sources and its most recent job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetDetail {
+    #[serde(flatten)]
+    pub dataset: DatasetInfo,
+    /// Every loaded source, by key.
+    pub sources: Vec<SourceRecord>,
+    /// The most recent job of the dataset, whatever its outcome.
+    pub last_job: Option<Job>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/datasets/{dataset}",
+    tag = "datasets",
+    params(("dataset" = String, Path, description = "Dataset name")),
+    responses(
+        (status = 200, description = "The dataset: feature count, extent, schema, sources and last job", body = DatasetDetail),
+        (status = 404, description = "No such dataset", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn dataset(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<DatasetDetail>, Problem> {
+    let unknown = || Problem::not_found(format!("no dataset {name:?}"));
+    let Ok(name) = DatasetName::new(&name) else { return Err(unknown()) };
+    let db = |e| Problem::unavailable("database", e);
+    let datasets = state.store.datasets().await.map_err(db)?;
+    let Some(dataset) = datasets.into_iter().find(|d| d.name == name) else { return Err(unknown()) };
+    let sources = state.store.sources(&name).await.map_err(db)?;
+    let last = JobQuery { dataset: Some(name), limit: 1, ..JobQuery::default() };
+    let last_job = state.store.jobs(&last).await.map_err(db)?.into_iter().next();
+    Ok(Json(DatasetDetail { dataset, sources, last_job }))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/datasets/{dataset}/sources/{source}",
+    tag = "datasets",
+    params(
+        ("dataset" = String, Path, description = "Dataset name"),
+        ("source" = String, Path, description = "Source key, URL-encoded (`raw%2Froads%2F2026-01-02%2Froads.geojson`)"),
+    ),
+    responses(
+        (status = 200, description = "A source not kept in object storage: its rows are removed", body = Job),
+        (status = 202, description = "The object is deleted and the removal of its rows queued", body = Job,
+            headers(("Location" = String, description = "The job's URL"))),
+        (status = 401, description = "A bearer token is needed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such dataset or source", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Storage, queue or database unavailable; retry", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_source(
+    State(state): State<AppState>,
+    Path((name, source)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let unknown = || Problem::not_found(format!("dataset {name:?} has no source {source:?}"));
+    let Ok(dataset) = DatasetName::new(&name) else { return Err(unknown()) };
+    let db = |e| Problem::unavailable("database", e);
+    if state.store.source(&dataset, &source).await.map_err(db)?.is_none() {
+        return Err(unknown());
+    }
+    let new = NewJob {
+        id: uuid::Uuid::new_v4().to_string(),
+        dataset: dataset.clone(),
+        source: source.clone(),
+        action: JobAction::Remove,
+        object_version: None,
+    };
+    if dataset_of(&source, &state.storage.prefix).is_ok_and(|d| d == dataset) {
+        // The dataset mirrors storage: delete the object, and let the worker remove its rows
+        // in line with any load of the same key still in flight.
+        match state.storage.store.delete(&ObjectPath::from(source.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Problem::unavailable("object storage", e)),
+        }
+        let tag = JobTag { job: new.id.clone(), on_invalid: state.config.default_policy };
+        state
+            .queue
+            .send(&notification(EventKind::Removed, &source, 0, Some(&tag)))
+            .await
+            .map_err(|e| Problem::unavailable("queue", e))?;
+        let job = state.store.upsert_job(&new).await.map_err(db)?;
+        tracing::info!(job = %job.id, dataset = %job.dataset, key = %job.source, "source deletion queued");
+        return Ok(accepted(job));
+    }
+    // Loaded from outside object storage (`geoflow ingest` of a local file): nothing else
+    // can bring it back, so its rows go now.
+    state.store.upsert_job(&new).await.map_err(db)?;
+    let running = JobUpdate { status: Some(JobStatus::Running), ..JobUpdate::default() };
+    state.store.update_job(&new.id, running).await.map_err(db)?;
+    let removed = state.store.remove_source(&dataset, &source).await.map_err(db)?;
+    let done = JobUpdate {
+        status: Some(JobStatus::Succeeded),
+        result: Some(json!({ "removed_rows": removed })),
+        ..JobUpdate::default()
+    };
+    let job = state.store.update_job(&new.id, done).await.map_err(db)?;
+    tracing::info!(job = %job.id, dataset = %job.dataset, key = %job.source, removed, "source removed");
+    Ok(Json(job).into_response())
+}

@@ -1,0 +1,313 @@
+//! `POST /v1/datasets/{dataset}/uploads`: the body streams straight into object storage under
+//! `raw/<dataset>/<date>/<name>`, then a load is queued and its job answered. Memory stays at
+//! a few parts whatever the size.
+
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::TryStreamExt;
+use geoflow_core::dataset::DatasetName;
+use geoflow_core::report::Policy;
+use geoflow_store::{Job, JobAction, NewJob};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use super::problem::{Problem, ProblemBody};
+use super::AppState;
+use crate::events::{notification, EventKind, JobTag};
+use crate::storage::{PutStreamError, UPLOAD_JOB_METADATA};
+
+/// Media types taken as a GeoJSON body as it is.
+const RAW_TYPES: [&str; 6] = [
+    "application/geo+json",
+    "application/json",
+    "application/geo+json-seq",
+    "application/x-ndjson",
+    "application/octet-stream",
+    "text/plain",
+];
+
+/// Room for a multipart body's boundaries and part headers beyond the upload limit.
+const MULTIPART_OVERHEAD: u64 = 64 << 10;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadParams {
+    /// File name of the object (default: the multipart part's file name, else `<job>.geojson`).
+    /// Uploading the same name again on the same day replaces that source's rows.
+    name: Option<String>,
+    /// What to do with invalid features: `skip` them (default), `reject` the whole source, or
+    /// `repair` them.
+    on_invalid: Option<String>,
+}
+
+/// A multipart upload: the first part with a file name is the GeoJSON.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    file: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/datasets/{dataset}/uploads",
+    tag = "uploads",
+    params(
+        ("dataset" = String, Path, description = "Dataset to load into (`^[a-z][a-z0-9_]{0,62}$`)"),
+        UploadParams,
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per dataset) answer the first upload's job instead of uploading again"),
+    ),
+    request_body(
+        description = "GeoJSON: a FeatureCollection, a Feature, a Geometry, GeoJSON Text Sequences or newline-delimited GeoJSON; raw or as a multipart file part",
+        content(
+            (String = "application/geo+json"),
+            (String = "application/json"),
+            (String = "application/geo+json-seq"),
+            (String = "application/x-ndjson"),
+            (UploadForm = "multipart/form-data"),
+        )
+    ),
+    responses(
+        (status = 202, description = "Stored; the load is queued", body = Job,
+            headers(("Location" = String, description = "The job's URL"))),
+        (status = 400, description = "Bad dataset name, file name, option or body", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "A bearer token is needed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the upload limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "Not a GeoJSON or multipart body", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Storage, queue or database unavailable; retry", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(dataset): Path<String>,
+    Query(params): Query<UploadParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let dataset =
+        DatasetName::new(&dataset).map_err(|e| Problem::bad_request("invalid-dataset", format!("dataset: {e}")))?;
+    let policy = match &params.on_invalid {
+        Some(p) => {
+            p.parse::<Policy>().map_err(|e| Problem::bad_request("invalid-parameter", format!("on_invalid: {e}")))?
+        }
+        None => state.config.default_policy,
+    };
+    let kind = body_kind(&headers)?;
+    let limit = state.config.max_upload_bytes;
+    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+        if length > limit && !matches!(kind, BodyKind::Multipart(_)) {
+            return Err(too_large(limit));
+        }
+    }
+    let job_id = match headers.get("idempotency-key") {
+        Some(key) => {
+            let key = key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
+                Problem::bad_request("invalid-header", "Idempotency-Key: 1 to 255 visible ASCII characters")
+            })?;
+            let id = idempotent_job_id(&dataset, key);
+            if let Some(job) = state.store.job(&id).await.map_err(|e| Problem::unavailable("database", e))? {
+                let mut response = accepted(job);
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"));
+                return Ok(response);
+            }
+            id
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+
+    let stream = body.into_data_stream();
+    let metadata = [(UPLOAD_JOB_METADATA, job_id.clone())];
+    let (key, put, size) = match kind {
+        BodyKind::Raw => {
+            let name = file_name(params.name.as_deref(), None, &job_id)?;
+            let key = upload_key(&state.storage.prefix, &dataset, &name);
+            let (put, size) =
+                state.storage.put_stream(&key, stream, limit, &metadata).await.map_err(|e| stored(e, limit))?;
+            (key, put, size)
+        }
+        BodyKind::Multipart(boundary) => {
+            // The whole body counts towards the limit, parts skipped included.
+            let whole = multer::SizeLimit::new().whole_stream(limit.saturating_add(MULTIPART_OVERHEAD));
+            let mut form =
+                multer::Multipart::with_constraints(stream, boundary, multer::Constraints::new().size_limit(whole));
+            let field = loop {
+                match form.next_field().await {
+                    Ok(Some(field)) if field.file_name().is_some() || field.name() == Some("file") => break field,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {
+                        return Err(Problem::bad_request("invalid-body", "the multipart body has no file part"));
+                    }
+                    Err(e) => return Err(multipart_problem(e, limit)),
+                }
+            };
+            let name = file_name(params.name.as_deref(), field.file_name(), &job_id)?;
+            let key = upload_key(&state.storage.prefix, &dataset, &name);
+            let (put, size) = state
+                .storage
+                .put_stream(&key, field.map_err(|e| e.to_string()), limit, &metadata)
+                .await
+                .map_err(|e| stored(e, limit))?;
+            (key, put, size)
+        }
+    };
+    let object_version = put.version.or(put.e_tag);
+
+    // Queued before the job is recorded: should this process die in between, the worker
+    // records the job itself, and a retry with the same Idempotency-Key finds it.
+    let tag = JobTag { job: job_id.clone(), on_invalid: policy };
+    let message = notification(EventKind::Created, &key, size, Some(&tag));
+    state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
+    let new = NewJob { id: job_id, dataset, source: key, action: JobAction::Load, object_version };
+    let job = state.store.upsert_job(&new).await.map_err(|e| Problem::unavailable("database", e))?;
+    tracing::info!(job = %job.id, dataset = %job.dataset, key = %job.source, bytes = size, "upload stored and queued");
+    Ok(accepted(job))
+}
+
+/// `202 Accepted` with the job and its URL.
+pub fn accepted(job: Job) -> Response {
+    let location = format!("/v1/jobs/{}", job.id);
+    let mut response = (StatusCode::ACCEPTED, Json(job)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+enum BodyKind {
+    Raw,
+    Multipart(String),
+}
+
+/// The body's kind from its `Content-Type`; none is taken as raw GeoJSON (`curl -T`).
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Problem> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(BodyKind::Raw) };
+    let text = value.to_str().unwrap_or_default();
+    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if essence == "multipart/form-data" {
+        return multer::parse_boundary(text)
+            .map(BodyKind::Multipart)
+            .map_err(|e| Problem::bad_request("invalid-header", format!("Content-Type: {e}")));
+    }
+    if RAW_TYPES.contains(&essence.as_str()) {
+        return Ok(BodyKind::Raw);
+    }
+    Err(Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        format!(
+            "Content-Type {essence:?} is not accepted: send GeoJSON as {} or a multipart/form-data file part \
+             (curl: --data-binary @file -H 'Content-Type: application/geo+json', or -F file=@file)",
+            RAW_TYPES.join(", ")
+        ),
+    ))
+}
+
+/// The object's file name: the one asked for, else the multipart part's, else the job's.
+/// Only the last path segment of a client's name is kept.
+fn file_name(asked: Option<&str>, part: Option<&str>, job_id: &str) -> Result<String, Problem> {
+    let Some(given) = asked.or(part) else { return Ok(format!("{job_id}.geojson")) };
+    let name = given.rsplit(['/', '\\']).next().unwrap_or_default().trim();
+    let bad = |why: &str| Problem::bad_request("invalid-parameter", format!("name {given:?}: {why}"));
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(bad("a file name is needed"));
+    }
+    if name.len() > 200 {
+        return Err(bad("longer than 200 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad("control characters are not allowed"));
+    }
+    Ok(name.to_string())
+}
+
+/// `[prefix/]raw/<dataset>/<UTC date>/<name>`.
+fn upload_key(prefix: &str, dataset: &DatasetName, name: &str) -> String {
+    let date = time::OffsetDateTime::from(SystemTime::now()).date();
+    let key = format!("raw/{}/{date}/{name}", dataset.as_str());
+    if prefix.is_empty() {
+        key
+    } else {
+        format!("{prefix}/{key}")
+    }
+}
+
+/// Retries of one upload share a job: its id is derived from the dataset and the key.
+fn idempotent_job_id(dataset: &DatasetName, key: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(dataset.as_str());
+    hash.update([0]);
+    hash.update(key);
+    let digest = hash.finalize();
+    format!("upload-{}", digest[..16].iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+fn too_large(limit: u64) -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", format!("uploads are limited to {limit} bytes"))
+}
+
+fn stored(e: PutStreamError, limit: u64) -> Problem {
+    match e {
+        PutStreamError::TooLarge { .. } => too_large(limit),
+        PutStreamError::Empty => Problem::bad_request("invalid-body", "the upload is empty"),
+        PutStreamError::Body(reason) => Problem::bad_request("invalid-body", format!("reading the body: {reason}")),
+        PutStreamError::Storage(e) => Problem::unavailable("object storage", e),
+    }
+}
+
+fn multipart_problem(e: multer::Error, limit: u64) -> Problem {
+    match e {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => too_large(limit),
+        e => Problem::bad_request("invalid-body", format!("multipart body: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_keep_their_last_segment_only() {
+        assert_eq!(file_name(Some("roads.geojson"), Some("x"), "j").unwrap(), "roads.geojson");
+        assert_eq!(file_name(None, Some("C:\\data\\parks 2.geojson"), "j").unwrap(), "parks 2.geojson");
+        assert_eq!(file_name(Some("../../etc/passwd"), None, "j").unwrap(), "passwd");
+        assert_eq!(file_name(None, None, "j1").unwrap(), "j1.geojson");
+        for bad in ["", "a/..", "dir/", "a\u{7}b", &"x".repeat(201)] {
+            assert!(file_name(Some(bad), None, "j").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_scoped_to_the_dataset() {
+        let roads = DatasetName::new("roads").unwrap();
+        let parks = DatasetName::new("parks").unwrap();
+        assert_eq!(idempotent_job_id(&roads, "k1"), idempotent_job_id(&roads, "k1"));
+        assert_ne!(idempotent_job_id(&roads, "k1"), idempotent_job_id(&parks, "k1"));
+        assert_ne!(idempotent_job_id(&roads, "k1"), idempotent_job_id(&roads, "k2"));
+    }
+
+    #[test]
+    fn content_types() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
+            body_kind(&h)
+        };
+        assert!(matches!(with("application/geo+json; charset=utf-8"), Ok(BodyKind::Raw)));
+        assert!(matches!(with("multipart/form-data; boundary=abc"), Ok(BodyKind::Multipart(b)) if b == "abc"));
+        assert_eq!(
+            with("application/x-www-form-urlencoded").err().unwrap().status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        assert_eq!(with("multipart/form-data").err().unwrap().status(), StatusCode::BAD_REQUEST);
+        assert!(matches!(body_kind(&HeaderMap::new()), Ok(BodyKind::Raw)));
+    }
+}
