@@ -19,6 +19,8 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+const TOKEN: &str = "pipeline-token-0123456789";
+
 struct Aws {
     moto: MotoServer,
     bucket: String,
@@ -84,8 +86,32 @@ async fn aws_with(moto: MotoServer, visibility_s: u64, max_receive_count: u32) -
 
 impl Aws {
     fn worker(&self, database: &str) -> Running {
-        let child = support::geoflow()
-            .arg("worker")
+        Running(Some(self.command("worker", database).spawn().expect("geoflow worker starts")))
+    }
+
+    /// `geoflow api` on a free port, with `TOKEN` for writes; once it answers ready.
+    async fn api(&self, database: &str) -> (Running, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        let child = self
+            .command("api", database)
+            .env("GEOFLOW_LISTEN", format!("127.0.0.1:{port}"))
+            .env("GEOFLOW_API_TOKENS", TOKEN)
+            .spawn()
+            .expect("geoflow api starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(format!("{base}/readyz")).await.map(|r| r.status().as_u16()).ok() != Some(200) {
+            assert!(Instant::now() < deadline, "geoflow api did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (Running(Some(child)), base)
+    }
+
+    /// `geoflow <subcommand>` on this bucket and queue.
+    fn command(&self, subcommand: &str, database: &str) -> std::process::Command {
+        let mut command = support::geoflow();
+        command
+            .arg(subcommand)
             .env("GEOFLOW_DATABASE_URL", database)
             .env("GEOFLOW_STORAGE_URL", format!("s3://{}", self.bucket))
             .env("GEOFLOW_QUEUE_URL", &self.queue_url)
@@ -94,10 +120,8 @@ impl Aws {
             .env("AWS_ENDPOINT_URL", self.moto.endpoint_url())
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .spawn()
-            .expect("geoflow worker starts");
-        Running(Some(child))
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        command
     }
 
     async fn messages(&self, url: &str) -> u64 {
@@ -367,4 +391,63 @@ async fn a_worker_killed_mid_load_is_replaced_and_a_message_that_keeps_crashing_
     }
     assert!(kills >= 2, "dead-lettered after {kills} crash(es) with a maximum receive count of 3");
     assert!(store.source(&roads, crashing).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_through_the_api_load_once_and_readiness_follows_the_database() {
+    let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
+    let aws = aws(moto).await;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    let url = reqwest::Url::parse(db.url()).unwrap();
+    let target = std::net::SocketAddr::new(url.host_str().unwrap().parse().unwrap(), url.port().unwrap());
+    let outage = Outage::start(target).await;
+    let mut through = url.clone();
+    through.set_port(Some(outage.port)).unwrap();
+    let worker = aws.worker(db.url());
+    let (api, base) = aws.api(through.as_str()).await;
+    let http = reqwest::Client::new();
+
+    // The bucket notifies the queue of the upload too; that event must not make a second job.
+    let response = http
+        .post(format!("{base}/v1/datasets/roads/uploads?name=roads.geojson&on_invalid=reject"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/geo+json")
+        .body(support::collection(40, 7))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let accepted: serde_json::Value = response.json().await.unwrap();
+    let key = accepted["source"].as_str().unwrap().to_string();
+    let job = wait_for_job(&store, "the upload's load", |j| j.source == key && j.status.is_final()).await;
+    assert_eq!((job.id.as_str(), job.status), (accepted["id"].as_str().unwrap(), JobStatus::Succeeded), "{job:#?}");
+    let roads = DatasetName::new("roads").unwrap();
+    assert_eq!(store.source(&roads, &key).await.unwrap().map(|s| s.feature_count), Some(40));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while aws.messages(&aws.queue_url).await > 0 {
+        assert!(Instant::now() < deadline, "the queue was not drained");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let jobs = store.jobs(&JobQuery::default()).await.unwrap();
+    assert_eq!(jobs.len(), 1, "one upload, one job: {jobs:#?}");
+    let served: serde_json::Value =
+        http.get(format!("{base}/v1/jobs/{}", job.id)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(served["status"], "succeeded");
+
+    // Readiness follows the database: 503 while it is away, 200 once it is back.
+    outage.down.send(true).unwrap();
+    let readiness = || async { http.get(format!("{base}/readyz")).send().await.unwrap() };
+    let down = readiness().await;
+    assert_eq!(down.status(), 503);
+    assert_eq!(down.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = down.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("database"), "{problem}");
+    outage.down.send(false).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readiness().await.status() != 200 {
+        assert!(Instant::now() < deadline, "readiness did not come back with the database");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    api.stop();
+    worker.stop();
 }

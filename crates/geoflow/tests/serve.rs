@@ -1,0 +1,168 @@
+//! `geoflow serve` as a newcomer runs it: no configuration, no services, everything under
+//! ./geoflow-data. And the memory of a server receiving a 1 GiB upload.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A server process, killed if the test ends without stopping it.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    /// Runs `geoflow <args> --listen <free port>` in `dir` and waits until it is ready.
+    async fn start(dir: &std::path::Path, args: &[&str]) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd: Command = support::geoflow();
+        let child = cmd
+            .args(args)
+            .args(["--listen", &addr])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("geoflow starts");
+        let server = Server { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(server.url("/readyz")).await.map(|r| r.status().as_u16()).ok() != Some(200) {
+            assert!(Instant::now() < deadline, "geoflow did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn json(&self, path: &str) -> Value {
+        reqwest::get(self.url(path)).await.unwrap().json::<Value>().await.unwrap()
+    }
+
+    /// Polls a job until it is final.
+    async fn finished(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let job = self.json(&format!("/v1/jobs/{id}")).await;
+            if job["finished_at"].is_string() {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Peak and current resident memory, in KiB.
+    fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap()
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+
+    /// SIGTERM, as a container runtime stops it; the exit status.
+    fn terminate(mut self) -> Option<i32> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "geoflow did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_needs_no_configuration() {
+    let dir = support::scratch();
+    let server = Server::start(dir.path(), &["serve"]).await;
+
+    let response = reqwest::Client::new()
+        .post(server.url("/v1/datasets/parks/uploads?name=parks.geojson"))
+        .header("content-type", "application/geo+json")
+        .body(support::collection(12, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let job: Value = response.json().await.unwrap();
+    let job = server.finished(job["id"].as_str().unwrap()).await;
+    assert_eq!((&job["status"], &job["result"]["features_loaded"]), (&Value::from("succeeded"), &Value::from(12)));
+
+    // The inbox works too: a file dropped into geoflow-data/inbox/<dataset>/ is loaded.
+    let inbox = dir.path().join("geoflow-data/inbox/roads");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("roads.geojson"), support::collection(5, 2)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let datasets = server.json("/v1/datasets").await;
+        let roads = datasets["datasets"].as_array().unwrap().iter().find(|d| d["name"] == "roads").cloned();
+        if roads.as_ref().is_some_and(|d| d["feature_count"] == 5) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the inbox file was not loaded: {datasets}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    assert_eq!(server.terminate(), Some(0));
+    let gpkg = dir.path().join("geoflow-data/geoflow.gpkg");
+    assert!(gpkg.is_file());
+    if support::have_tool("ogrinfo") {
+        let (count, _, _) = support::ogr_layer(&gpkg, Some("parks"));
+        assert_eq!(count, 12);
+    }
+}
+
+/// A 1 GiB upload streams through: the server's peak memory grows by a few parts, not by
+/// the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_gib_upload_keeps_memory_flat() {
+    const BODY: u64 = 1 << 30;
+    let dir = support::scratch();
+    // The API alone: nothing loads the upload while it is measured.
+    let server = Server::start(dir.path(), &["api"]).await;
+    server.json("/v1/jobs").await;
+    let (_, before) = server.memory_kib();
+
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/datasets/big/uploads?name=big.geojson HTTP/1.1\r\nHost: x\r\nContent-Type: application/geo+json\r\n\
+         Content-Length: {BODY}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..BODY / chunk.len() as u64 {
+        stream.write_all(&chunk).await.unwrap();
+    }
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+
+    let (peak, _) = server.memory_kib();
+    let stored = std::fs::read_dir(dir.path().join("geoflow-data/objects/raw/big")).unwrap().next().unwrap().unwrap();
+    assert_eq!(std::fs::metadata(stored.path().join("big.geojson")).unwrap().len(), BODY);
+    let growth_mib = peak.saturating_sub(before) / 1024;
+    eprintln!("1 GiB upload: resident memory {} MiB before, peak {} MiB", before / 1024, peak / 1024);
+    assert!(growth_mib < 64, "peak memory grew by {growth_mib} MiB during a 1 GiB upload");
+}
