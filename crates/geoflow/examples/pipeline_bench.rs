@@ -90,7 +90,7 @@ async fn run(kind: &str, workers: usize, files: usize, in_flight: usize, feature
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             let t0 = Instant::now();
             std::fs::write(&path, &bodies[sent % bodies.len()]).unwrap();
-            let id = queue.send(&notification(EventKind::Created, &key, 0)).await.unwrap();
+            let id = queue.send(&notification(EventKind::Created, &key, 0, None)).await.unwrap();
             outstanding.insert(id, t0);
             sent += 1;
         }
