@@ -26,6 +26,9 @@ pub const DEFAULT_STORAGE: &str = "./geoflow-data/objects";
 /// User metadata naming the upload job of an object written by the upload API.
 pub const UPLOAD_JOB_METADATA: &str = "geoflow-upload-job";
 
+/// The key readiness probes look for (and never find).
+const PROBE_KEY: &str = "raw/.geoflow-probe";
+
 /// A parsed `GEOFLOW_STORAGE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageUrl {
@@ -105,6 +108,13 @@ impl Storage {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Proves the storage answers: a HEAD of a key under `raw/`, where every service may read
+    /// (and list, so that the missing key is a 404 rather than a 403).
+    pub async fn probe(&self) -> Result<(), object_store::Error> {
+        let key = if self.prefix.is_empty() { PROBE_KEY.to_string() } else { format!("{}/{PROBE_KEY}", self.prefix) };
+        self.head(&key).await.map(drop)
     }
 
     /// The job of the API upload that wrote the object, from its metadata. Always `None` for

@@ -382,6 +382,10 @@ EXPECTED_TASK_PERMISSIONS = {
     "api": {
         ("s3:PutObject", RAW),
         ("s3:AbortMultipartUpload", RAW),
+        ("s3:GetObject", RAW),
+        ("s3:DeleteObject", RAW),
+        ("sqs:SendMessage", QUEUE),
+        ("sqs:GetQueueAttributes", QUEUE),
         ("s3:GetObject", REPORTS),
         ("s3:ListBucket", BUCKET),
         ("kms:GenerateDataKey", KEY),
@@ -430,14 +434,14 @@ def task_role_violations(path) -> list[str]:
         for name, body in cfg.resources_of(rtype).items():
             out.append(f"{rtype}.{name}: task/execution roles get inline least-privilege policies only")
     # Listing is limited to the prefix the role works on.
-    prefixes = {"api": "${var.reports_prefix}*", "worker": "${var.raw_prefix}*"}
+    prefixes = {"api": ["${var.reports_prefix}*", "${var.raw_prefix}*"], "worker": ["${var.raw_prefix}*"]}
     for role, prefix in prefixes.items():
         for doc in role_documents(cfg).get(role, []):
             for s in _blocks(cfg.data["aws_iam_policy_document"][doc].get("statement", [])):
                 if "s3:ListBucket" not in as_list(s.get("actions")):
                     continue
                 conds = [(c.get("test"), c.get("variable"), as_list(c.get("values"))) for c in _blocks(s.get("condition", []))]
-                if ("StringLike", "s3:prefix", [prefix]) not in conds:
+                if ("StringLike", "s3:prefix", prefix) not in conds:
                     out.append(f"task role {role}: s3:ListBucket must be limited to s3:prefix {prefix}")
     return out
 

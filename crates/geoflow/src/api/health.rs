@@ -40,7 +40,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Probl
     let (database, queue, storage) = tokio::join!(
         probe(async { state.store.check_ready().await.map_err(|e| e.to_string()) }),
         probe(async { state.queue.probe().await.map_err(|e| e.to_string()) }),
-        probe(async { state.storage.head("readyz").await.map(drop).map_err(|e| e.to_string()) }),
+        probe(async { state.storage.probe().await.map_err(|e| e.to_string()) }),
     );
     let failures: Vec<String> = [("database", database), ("queue", queue), ("object storage", storage)]
         .into_iter()

@@ -190,16 +190,17 @@ resource "aws_iam_role_policy" "execution" {
 
 resource "aws_iam_role" "api" {
   name_prefix        = "${substr(var.name, 0, 24)}-api-"
-  description        = "Task role of the geoflow api: writes raw/ uploads, reads reports/"
+  description        = "Task role of the geoflow api: writes raw/ uploads and queues their jobs, reads reports/"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 
   tags = var.tags
 }
 
 data "aws_iam_policy_document" "api" {
+  # Uploads are written here; deleting a source deletes its object; readiness reads a key here.
   statement {
     sid       = "WriteUploads"
-    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject", "s3:DeleteObject"]
     resources = ["${var.bucket_arn}/${var.raw_prefix}*"]
   }
 
@@ -209,17 +210,24 @@ data "aws_iam_policy_document" "api" {
     resources = ["${var.bucket_arn}/${var.reports_prefix}*"]
   }
 
-  # Without ListBucket a missing report is a 403 instead of a 404.
+  # Without ListBucket a missing report (or readiness key) is a 403 instead of a 404.
   statement {
-    sid       = "ListReports"
+    sid       = "ListReportsAndUploads"
     actions   = ["s3:ListBucket"]
     resources = [var.bucket_arn]
 
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${var.reports_prefix}*"]
+      values   = ["${var.reports_prefix}*", "${var.raw_prefix}*"]
     }
+  }
+
+  # Each upload and deletion queues its own job; readiness reads the queue's attributes.
+  statement {
+    sid       = "QueueJobs"
+    actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
+    resources = [var.queue_arn]
   }
 
   statement {
