@@ -25,6 +25,7 @@ const EXIT_REJECTED: u8 = 3;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
+    geoflow::metrics::install();
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

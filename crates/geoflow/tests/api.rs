@@ -28,6 +28,7 @@ struct App {
 
 /// The API with `config`, and a worker consuming what it queues.
 async fn spawn_app(config: ApiConfig) -> App {
+    geoflow::metrics::install();
     let dir = tempfile::tempdir().unwrap();
     let gpkg = dir.path().join("geoflow.gpkg");
     let store: Arc<dyn Store> =
@@ -147,6 +148,24 @@ async fn an_upload_becomes_a_succeeded_job_and_a_dataset() {
     assert!(up.body["source"].as_str().unwrap().ends_with("/parks.geojson"), "{}", up.body);
     let job = app.finished(up.body["id"].as_str().unwrap()).await;
     assert_eq!((&job["status"], &job["result"]["features_loaded"]), (&Value::from("succeeded"), &Value::from(7)));
+
+    // What happened is in the metrics, labelled by route pattern (never by raw path).
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = metrics.text().await.unwrap();
+    let line = |prefix: &str, parts: &[&str]| {
+        text.lines().any(|l| l.starts_with(prefix) && parts.iter().all(|p| l.contains(p)))
+    };
+    assert!(
+        line("geoflow_http_requests_total", &[r#"route="/v1/datasets/{dataset}/uploads""#, r#"status="202""#]),
+        "{text}"
+    );
+    assert!(line("geoflow_http_request_duration_seconds_bucket", &[r#"route="/v1/jobs/{id}""#]), "{text}");
+    assert!(line("geoflow_jobs_total", &[r#"outcome="succeeded""#]), "{text}");
+    assert!(line("geoflow_features_loaded_total", &[r#"dataset="parks""#]), "{text}");
+    assert!(line("geoflow_load_duration_seconds_bucket", &[]), "{text}");
+    assert!(line("geoflow_queue_receive_lag_seconds_bucket", &[]), "{text}");
+    assert!(line("geoflow_loads_in_flight", &[]), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

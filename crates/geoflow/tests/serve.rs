@@ -18,6 +18,10 @@ struct Server {
 impl Server {
     /// Runs `geoflow <args> --listen <free port>` in `dir` and waits until it is ready.
     async fn start(dir: &std::path::Path, args: &[&str]) -> Server {
+        Server::start_with(dir, args, &[], Stdio::inherit()).await
+    }
+
+    async fn start_with(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
         let mut cmd: Command = support::geoflow();
@@ -25,8 +29,9 @@ impl Server {
             .args(args)
             .args(["--listen", &addr])
             .current_dir(dir)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("geoflow starts");
         let server = Server { child, addr };
@@ -132,6 +137,45 @@ async fn serve_needs_no_configuration() {
         let (count, _, _) = support::ogr_layer(&gpkg, Some("parks"));
         assert_eq!(count, 12);
     }
+}
+
+/// `GEOFLOW_LOG_FORMAT=json`: every line is one JSON object, and the lines of a request carry
+/// the id its response names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id() {
+    let dir = support::scratch();
+    let log = dir.path().join("serve.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let env = [("GEOFLOW_LOG_FORMAT", "json"), ("GEOFLOW_LOG", "info")];
+    let server = Server::start_with(dir.path(), &["serve"], &env, Stdio::from(file)).await;
+    let response = reqwest::Client::new()
+        .post(server.url("/v1/datasets/parks/uploads"))
+        .header("content-type", "application/geo+json")
+        .body(support::collection(3, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_string();
+    let job: Value = response.json().await.unwrap();
+    server.finished(job["id"].as_str().unwrap()).await;
+    assert_eq!(server.terminate(), Some(0));
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(text.lines().all(|l| l.starts_with('{') || !l.contains("INFO")), "{text}");
+    let of_request: Vec<&Value> = lines.iter().filter(|l| l.to_string().contains(&request_id)).collect();
+    assert!(
+        of_request.iter().any(|l| l.to_string().contains("upload stored and queued")),
+        "the upload's log line names request {request_id}: {text}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.to_string().contains(job["id"].as_str().unwrap()) && l.to_string().contains("job finished")));
 }
 
 /// A 1 GiB upload streams through: the server's peak memory grows by a few parts, not by

@@ -7,6 +7,7 @@ mod datasets;
 mod docs;
 mod health;
 mod jobs;
+pub mod observe;
 pub mod problem;
 mod uploads;
 
@@ -127,7 +128,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(datasets::datasets))
         .routes(routes!(datasets::dataset))
         .route_layer(from_fn_with_state(state.clone(), auth::require_read))
-        .route_layer(from_fn_with_state(state.clone(), deadline));
+        .route_layer(from_fn_with_state(state.config.request_timeout, deadline));
     let writes = OpenApiRouter::new()
         .routes(routes!(uploads::upload))
         .routes(routes!(datasets::delete_source))
@@ -144,6 +145,7 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], openapi.clone()))),
         )
+        .route("/metrics", get(observe::metrics_handler))
         .route("/docs", get(docs::page))
         .route("/docs/swagger-ui-bundle.js", get(docs::script))
         .route("/docs/swagger-ui.css", get(docs::stylesheet))
@@ -151,16 +153,18 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     let cors = cors(&state.config.cors_origins);
     let api = api.with_state(state);
-    match cors {
+    // Request ids, spans and HTTP metrics cover every route, CORS preflights included.
+    observe::layer(match cors {
         Some(cors) => api.layer(cors),
         None => api,
-    }
+    })
 }
 
-/// Liveness and readiness only: what a worker serves for its container health check.
+/// Liveness, readiness and metrics only: what a worker serves for its container health
+/// check and for scraping.
 pub fn health_router(state: AppState) -> Router {
     let (router, _) = health_routes().split_for_parts();
-    router.fallback(not_found).with_state(state)
+    observe::layer(router.route("/metrics", get(observe::metrics_handler)).fallback(not_found).with_state(state))
 }
 
 fn health_routes() -> OpenApiRouter<AppState> {
@@ -190,8 +194,7 @@ async fn admit(State(state): State<AppState>, request: Request, next: Next) -> R
 
 /// Ends a request that takes longer than `request_timeout` (uploads, which may be long,
 /// are not subject to it).
-async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = state.config.request_timeout;
+async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => Problem::new(
@@ -240,4 +243,26 @@ pub async fn healthcheck(listen: &str) -> anyhow::Result<bool> {
         anyhow::Ok(head.starts_with(b"HTTP/1.1 200"))
     };
     Ok(tokio::time::timeout(Duration::from_secs(5), exchange).await.unwrap_or(Ok(false)).unwrap_or(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn slow_requests_end_at_the_deadline() {
+        let app = Router::new()
+            .route("/slow", get(|| tokio::time::sleep(Duration::from_secs(10))))
+            .route("/fast", get(|| async { "ok" }))
+            .route_layer(from_fn_with_state(Duration::from_millis(50), deadline));
+        let call = |path: &str| app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap());
+        let started = std::time::Instant::now();
+        let slow = call("/slow").await.unwrap();
+        assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(slow.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(call("/fast").await.unwrap().status(), StatusCode::OK);
+    }
 }
