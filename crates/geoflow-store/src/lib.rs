@@ -4,6 +4,7 @@
 //! that parsing runs on other threads while the store writes, and so that a load ends either
 //! in one commit or in nothing at all.
 
+pub mod features;
 pub mod gpkg;
 pub mod layout;
 pub mod postgis;
@@ -14,6 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 use tokio::sync::mpsc;
 
+pub use features::{FeatureQuery, FeatureStream, StoredFeature};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy};
 use geoflow_core::row::{Bbox, Row};
@@ -442,6 +444,20 @@ pub trait Store: Send + Sync {
     async fn update_job(&self, id: &str, update: JobUpdate) -> Result<Job, StoreError>;
 
     async fn job(&self, id: &str) -> Result<Option<Job>, StoreError>;
+
+    /// The features of a dataset that match `query`, in `fid` order;
+    /// [`StoreError::NotFound`] for an unknown dataset.
+    async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
+        let _ = (dataset, query);
+        Err(StoreError::Invalid(format!("{} cannot read features yet", self.location())))
+    }
+
+    /// One feature by its `fid`; `None` when the dataset has no such feature,
+    /// [`StoreError::NotFound`] when there is no such dataset.
+    async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {
+        let _ = (dataset, fid);
+        Err(StoreError::Invalid(format!("{} cannot read features yet", self.location())))
+    }
 
     /// Jobs newest first (`created_at` then `id`, descending), filtered and paginated by
     /// [`JobQuery::before`]; [`StoreError::Invalid`] when that cursor names no job or a time

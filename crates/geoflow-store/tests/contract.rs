@@ -6,18 +6,19 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::geometry::{Geom, Pos};
 use geoflow_core::report::{LoadCounts, Policy};
-use geoflow_core::row::{Measures, Row};
+use geoflow_core::row::{Bbox, Measures, Row};
 use geoflow_core::schema::{Field, FieldType, Schema};
 use geoflow_core::value::PropValue;
 use geoflow_core::wkb;
 use geoflow_store::gpkg::GeoPackageStore;
 use geoflow_store::postgis::PostgisStore;
 use geoflow_store::{
-    Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan, LoadResult, NewJob,
-    SourceVersion, Store, StoreError,
+    FeatureQuery, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan, LoadResult,
+    NewJob, SourceVersion, Store, StoreError,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -176,6 +177,7 @@ async fn contract(store: Arc<dyn Store>) {
 
     object_versions(s).await;
     source_listing(s).await;
+    feature_reads(s).await;
     jobs_contract(&store).await;
     job_listing(s).await;
     job_window(s).await;
@@ -747,4 +749,134 @@ async fn postgis_store_keeps_the_contract() {
     let Some(db) = geoflow_testkit::postgis_database().await else { return };
     let store = PostgisStore::connect(db.url()).await.unwrap();
     contract(Arc::new(store)).await;
+}
+
+async fn read(s: &dyn Store, dataset: &str, query: FeatureQuery) -> Result<Vec<(i64, serde_json::Value)>, StoreError> {
+    let stream = s.features(&name(dataset), &query).await?;
+    let features: Vec<_> = stream.try_collect().await?;
+    Ok(features
+        .into_iter()
+        .map(|f| (f.fid, serde_json::from_str(&f.json).unwrap_or_else(|e| panic!("not JSON ({e}): {}", f.json))))
+        .collect())
+}
+
+fn all() -> FeatureQuery {
+    FeatureQuery { limit: 1000, ..FeatureQuery::default() }
+}
+
+/// Features read back as GeoJSON: values as loaded, filters, keyset pages.
+async fn feature_reads(s: &dyn Store) {
+    let hostile = "it's \"x\"; DROP TABLE places; --";
+    let fields = [
+        ("name", FieldType::Text),
+        ("flag", FieldType::Boolean),
+        ("score", FieldType::Real),
+        ("big", FieldType::WideInteger),
+        ("nested", FieldType::Json),
+        (hostile, FieldType::Text),
+    ];
+    let at = |index: u64, g: Option<Geom>, props: Vec<(usize, PropValue)>| Row {
+        index,
+        id: PropValue::Text(format!("original-{index}")),
+        geometry: g.as_ref().map(wkb::encode),
+        measures: Measures::default(),
+        properties: props,
+    };
+    let square =
+        vec![Pos::xy(-5.0, -5.0), Pos::xy(5.0, -5.0), Pos::xy(5.0, 5.0), Pos::xy(-5.0, 5.0), Pos::xy(-5.0, -5.0)];
+    let rows = vec![
+        at(
+            0,
+            Some(Geom::Point(Pos::xy(1.0, 0.5))),
+            vec![(0, PropValue::Text("a".into())), (1, PropValue::Bool(true)), (2, PropValue::Real(1.5))],
+        ),
+        at(
+            1,
+            Some(Geom::Point(Pos::xy(10.0, 5.0))),
+            vec![
+                (0, PropValue::Text("b".into())),
+                (3, PropValue::Int(9_007_199_254_740_993)),
+                (4, PropValue::Json(r#"{"k":[1,2.50,"x"]}"#.into())),
+                (5, PropValue::Text("O'Brien".into())),
+            ],
+        ),
+        at(2, Some(Geom::Polygon(vec![square])), vec![(0, PropValue::Text("square".into()))]),
+        at(3, Some(Geom::Point(Pos::xy(170.0, 10.0))), vec![(0, PropValue::Null)]),
+        at(4, None, vec![]),
+    ];
+    let mut p = plan("places", "p.geojson", "hash-p1", &[]);
+    p.schema.fields = fields.iter().map(|(k, t)| Field { key: (*k).into(), ty: *t }).collect();
+    p.schema.id_type = FieldType::Text;
+    commit(s, p, rows).await;
+
+    let every = read(s, "places", all()).await.unwrap();
+    assert_eq!(every.len(), 5);
+    assert!(every.windows(2).all(|w| w[0].0 < w[1].0), "fid order");
+    for (fid, f) in &every {
+        assert_eq!(f["type"], "Feature");
+        assert_eq!(f["id"], *fid, "{f}");
+    }
+    let props = |i: usize| every[i].1["properties"].clone();
+    assert_eq!(props(0), serde_json::json!({ "name": "a", "flag": true, "score": 1.5 }));
+    assert_eq!(
+        props(1),
+        serde_json::json!({ "name": "b", "big": 9_007_199_254_740_993u64, "nested": { "k": [1, 2.5, "x"] }, hostile: "O'Brien" })
+    );
+    assert_eq!(props(3), serde_json::json!({}), "null properties are left out");
+    assert_eq!(every[0].1["geometry"], serde_json::json!({ "type": "Point", "coordinates": [1.0, 0.5] }));
+    assert_eq!(every[2].1["geometry"]["type"], "Polygon");
+    assert_eq!(every[2].1["geometry"]["coordinates"][0].as_array().unwrap().len(), 5);
+    assert!(every[4].1["geometry"].is_null());
+    let fids = |v: &[(i64, serde_json::Value)]| v.iter().map(|f| f.0).collect::<Vec<_>>();
+    let fid = |i: usize| every[i].0;
+
+    // Keyset pages walk the whole dataset once.
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let page = read(s, "places", FeatureQuery { limit: 2, after, ..FeatureQuery::default() }).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|f| f.0);
+        walked.extend(fids(&page));
+    }
+    assert_eq!(walked, fids(&every));
+
+    // Boxes select what intersects them, across the antimeridian too.
+    let bbox = |min_x, min_y, max_x, max_y| FeatureQuery { bbox: Some(Bbox { min_x, min_y, max_x, max_y }), ..all() };
+    assert_eq!(fids(&read(s, "places", bbox(0.0, 0.0, 2.0, 1.0)).await.unwrap()), [fid(0), fid(2)]);
+    assert_eq!(fids(&read(s, "places", bbox(5.0, 5.0, 10.0, 6.0)).await.unwrap()), [fid(1), fid(2)], "edges touch");
+    assert_eq!(fids(&read(s, "places", bbox(20.0, 20.0, 30.0, 30.0)).await.unwrap()), Vec::<i64>::new());
+    assert_eq!(fids(&read(s, "places", bbox(160.0, 0.0, -170.0, 20.0)).await.unwrap()), [fid(3)]);
+
+    // Property equality, compared as text.
+    let having = |key: &str, value: &str| FeatureQuery { properties: vec![(key.into(), value.into())], ..all() };
+    assert_eq!(fids(&read(s, "places", having("name", "b")).await.unwrap()), [fid(1)]);
+    assert_eq!(fids(&read(s, "places", having("flag", "true")).await.unwrap()), [fid(0)]);
+    assert_eq!(fids(&read(s, "places", having("score", "1.5")).await.unwrap()), [fid(0)]);
+    assert_eq!(fids(&read(s, "places", having("big", "9007199254740993")).await.unwrap()), [fid(1)]);
+    assert_eq!(fids(&read(s, "places", having(hostile, "O'Brien")).await.unwrap()), [fid(1)]);
+    assert_eq!(fids(&read(s, "places", having("name", "' OR 1=1 --")).await.unwrap()), Vec::<i64>::new());
+    let both = FeatureQuery {
+        properties: vec![("name".into(), "a".into()), ("flag".into(), "true".into())],
+        ..bbox(0.0, 0.0, 2.0, 1.0)
+    };
+    assert_eq!(fids(&read(s, "places", both).await.unwrap()), [fid(0)]);
+    assert!(matches!(read(s, "places", having("nope", "x")).await, Err(StoreError::Invalid(_))));
+
+    // The lineage timestamp.
+    let now = OffsetDateTime::now_utc();
+    let hour = time::Duration::hours(1);
+    let loaded = |from, to| FeatureQuery { loaded: Some((from, to)), ..all() };
+    assert_eq!(read(s, "places", loaded(Some(now - hour), Some(now + hour))).await.unwrap().len(), 5);
+    assert_eq!(read(s, "places", loaded(Some(now - hour), None)).await.unwrap().len(), 5);
+    assert_eq!(read(s, "places", loaded(None, Some(now - hour))).await.unwrap().len(), 0);
+
+    // One feature by fid.
+    let one = s.feature(&name("places"), fid(1)).await.unwrap().expect("found by fid");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&one.json).unwrap(), every[1].1);
+    assert!(s.feature(&name("places"), fid(4) + 1000).await.unwrap().is_none());
+    assert!(matches!(s.feature(&name("nowhere"), 1).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(read(s, "nowhere", all()).await, Err(StoreError::NotFound { .. })));
 }

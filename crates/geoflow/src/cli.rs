@@ -132,6 +132,9 @@ pub struct HttpArgs {
     /// Requests served at once; more are answered 503 with Retry-After.
     #[arg(long, default_value_t = 512, env = "GEOFLOW_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: usize,
+    /// Largest page of features the OGC API serves (`limit` beyond it is capped).
+    #[arg(long, default_value_t = 10_000, env = "GEOFLOW_MAX_ITEMS_LIMIT")]
+    pub max_items_limit: usize,
     /// Origins allowed to call the API from a browser (CORS), comma-separated; `*` for any.
     #[arg(long, env = "GEOFLOW_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,

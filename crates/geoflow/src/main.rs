@@ -104,6 +104,7 @@ fn api_config(http: &HttpArgs, listen: &str, policy: Policy) -> anyhow::Result<A
         max_concurrent_requests: http.max_concurrent_requests.max(1),
         cors_origins: http.cors_origins.clone(),
         default_policy: policy,
+        max_items_limit: http.max_items_limit.max(1),
     })
 }
 

@@ -5,6 +5,7 @@
 pub mod auth;
 mod datasets;
 mod docs;
+mod features;
 mod health;
 mod jobs;
 pub mod observe;
@@ -51,6 +52,8 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// The validation policy of uploads that name none.
     pub default_policy: Policy,
+    /// Largest page of features served (`limit` beyond it is capped).
+    pub max_items_limit: usize,
 }
 
 impl Default for ApiConfig {
@@ -63,6 +66,7 @@ impl Default for ApiConfig {
             max_concurrent_requests: 512,
             cors_origins: Vec::new(),
             default_policy: Policy::Skip,
+            max_items_limit: 10_000,
         }
     }
 }
@@ -99,6 +103,7 @@ impl AppState {
         (name = "jobs", description = "What became of each upload and storage event"),
         (name = "datasets", description = "What is loaded"),
         (name = "operations", description = "Health for load balancers and containers"),
+        (name = "features", description = "OGC API – Features: the datasets as collections of GeoJSON features"),
     )
 )]
 struct ApiDoc;
@@ -127,6 +132,12 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(jobs::job))
         .routes(routes!(datasets::datasets))
         .routes(routes!(datasets::dataset))
+        .routes(routes!(features::landing))
+        .routes(routes!(features::conformance))
+        .routes(routes!(features::collections))
+        .routes(routes!(features::collection_info))
+        .routes(routes!(features::items))
+        .routes(routes!(features::item))
         .route_layer(from_fn_with_state(state.clone(), auth::require_read))
         .route_layer(from_fn_with_state(state.config.request_timeout, deadline));
     let writes = OpenApiRouter::new()

@@ -1,0 +1,43 @@
+//! Reading features back, for the OGC API – Features: a dataset's rows as GeoJSON, filtered
+//! and paged by key so that a page deep in a large table costs what the first one does.
+
+use futures_util::stream::BoxStream;
+use geoflow_core::row::Bbox;
+use time::OffsetDateTime;
+
+use crate::StoreError;
+
+/// Which features of a dataset to read. They come in `fid` order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeatureQuery {
+    /// Only features whose geometry intersects this box (WGS84 degrees; `min_x > max_x`
+    /// crosses the antimeridian). The same set as PostGIS's
+    /// `ST_Intersects(geom, ST_MakeEnvelope(…, 4326))`.
+    pub bbox: Option<Bbox>,
+    /// Only features loaded within this closed interval (the lineage timestamp
+    /// `gf_loaded_at`); an open end is `None`.
+    pub loaded: Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)>,
+    /// Only features whose property `key` (the original key) has exactly this value, compared
+    /// as text: a string by its characters, a number or boolean by its JSON text, nested
+    /// JSON by its compact text. [`StoreError::Invalid`] for a key the dataset does not have.
+    pub properties: Vec<(String, String)>,
+    /// Only features whose `fid` is greater (the cursor of the next page).
+    pub after: Option<i64>,
+    /// At most this many features.
+    pub limit: usize,
+}
+
+/// One stored feature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFeature {
+    /// The row key: unique in its dataset and stable while its source is not reloaded.
+    pub fid: i64,
+    /// The feature as one GeoJSON Feature object: `"id"` is the `fid`, `"geometry"` the
+    /// stored geometry (null when it has none), `"properties"` every non-null property under
+    /// its original key with its original value (integers beyond 2^53, nested objects and
+    /// text all as they were loaded).
+    pub json: String,
+}
+
+/// Features as a store reads them: a page is never held in memory whole.
+pub type FeatureStream = BoxStream<'static, Result<StoredFeature, StoreError>>;

@@ -1,0 +1,755 @@
+//! OGC API – Features, Part 1 (Core, GeoJSON, HTML, OpenAPI 3.0): every dataset served back
+//! as a collection that QGIS, GDAL, OWSLib, Leaflet or MapLibre read directly.
+//!
+//! Pages are keyed by `fid` (the `cursor` of a `next` link), so a page deep in a large table
+//! costs what the first one does; `numberMatched` comes from the catalog's stored counts and is
+//! left out when filters make it unknown, rather than paid for with a count over the table.
+//! Feature pages stream: the response is written as the store reads rows. Every response
+//! carries an `ETag` derived from the dataset's load version, so any load makes caches
+//! revalidate, and `If-None-Match` answers `304` without reading a row.
+
+use std::fmt::Write as _;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use geoflow_core::dataset::DatasetName;
+use geoflow_core::row::Bbox;
+use geoflow_store::{DatasetInfo, FeatureQuery, StoreError};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::problem::{Problem, ProblemBody};
+use super::AppState;
+
+/// Longitude/latitude on WGS84: the only CRS served (RFC 7946).
+const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
+
+const CONFORMANCE: [&str; 4] = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+];
+
+const GEOJSON: &str = "application/geo+json";
+
+/// Default page size, as the standard suggests.
+const DEFAULT_LIMIT: usize = 10;
+
+/// The representation a client asked for: `?f=` first, else its `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Html,
+}
+
+impl Format {
+    fn negotiate(f: Option<&str>, headers: &HeaderMap) -> Result<Format, Problem> {
+        match f {
+            Some("json" | "geojson") => return Ok(Format::Json),
+            Some("html") => return Ok(Format::Html),
+            Some(other) => {
+                return Err(Problem::bad_request("invalid-parameter", format!("f={other:?}: expected json or html")))
+            }
+            None => {}
+        }
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        // Browsers list text/html first; API clients ask for JSON or for anything.
+        let html = accept.find("text/html");
+        let json = accept.find("json");
+        Ok(match (html, json) {
+            (Some(h), Some(j)) if h < j => Format::Html,
+            (Some(_), None) => Format::Html,
+            _ => Format::Json,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Html => "html",
+        }
+    }
+}
+
+/// The absolute URL of this service as the client reached it (a load balancer in front sets
+/// `X-Forwarded-Proto`).
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let scheme = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http");
+    let scheme = if scheme == "https" { "https" } else { "http" };
+    format!("{scheme}://{host}")
+}
+
+fn link(href: String, rel: &str, kind: &str, title: &str) -> Value {
+    json!({ "href": href, "rel": rel, "type": kind, "title": title })
+}
+
+/// A response with its validator; `304` when the client already holds this representation.
+fn validated(headers: &HeaderMap, etag: String, last_modified: Option<&str>, response: Response) -> Response {
+    let tag = format!("\"{etag}\"");
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == tag || t.trim() == "*"));
+    let mut response = if matches { StatusCode::NOT_MODIFIED.into_response() } else { response };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(v) = last_modified.and_then(http_date).and_then(|d| HeaderValue::from_str(&d).ok()) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    // Caches may keep a copy but must ask again each time; the ETag makes asking cheap.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::VARY, HeaderValue::from_static("accept, authorization"));
+    response
+}
+
+/// An RFC 3339 timestamp as an HTTP date.
+fn http_date(rfc3339: &str) -> Option<String> {
+    let t = OffsetDateTime::parse(rfc3339, &Rfc3339).ok()?.to_offset(time::UtcOffset::UTC);
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&format).ok()
+}
+
+/// A short hex digest of the parts, for ETags.
+fn digest(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize()[..12].iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn json_response(content_type: &'static str, value: &Value) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], value.to_string()).into_response()
+}
+
+async fn datasets(state: &AppState) -> Result<Vec<DatasetInfo>, Problem> {
+    state.store.datasets().await.map_err(|e| Problem::unavailable("database", e))
+}
+
+async fn dataset(state: &AppState, id: &str) -> Result<DatasetInfo, Problem> {
+    let unknown = || Problem::not_found(format!("no collection {id:?}"));
+    let name = DatasetName::new(id).map_err(|_| unknown())?;
+    datasets(state).await?.into_iter().find(|d| d.name == name).ok_or_else(unknown)
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FormatParam {
+    /// `json` or `html` (default: from the Accept header).
+    f: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "features",
+    params(FormatParam),
+    responses(
+        (status = 200, description = "Landing page: links to the API definition, the conformance declaration and the collections", body = Object),
+        (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn landing(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result<Response, Problem> {
+    let format = Format::negotiate(p.f.as_deref(), &headers)?;
+    let base = base_url(&headers);
+    let body = json!({
+        "title": "geoflow",
+        "description": "Datasets loaded by geoflow, as OGC API – Features collections",
+        "links": [
+            link(format!("{base}/?f=json"), "self", "application/json", "This document"),
+            link(format!("{base}/?f=html"), "alternate", "text/html", "This document as HTML"),
+            link(format!("{base}/openapi.json"), "service-desc", "application/vnd.oai.openapi+json;version=3.0", "The API definition"),
+            link(format!("{base}/docs"), "service-doc", "text/html", "The API documentation"),
+            link(format!("{base}/conformance"), "conformance", "application/json", "Conformance classes"),
+            link(format!("{base}/collections"), "data", "application/json", "The collections"),
+        ],
+    });
+    Ok(match format {
+        Format::Json => json_response("application/json", &body),
+        Format::Html => Html(html_page("geoflow", &html_links(&body))).into_response(),
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/conformance",
+    tag = "features",
+    params(FormatParam),
+    responses((status = 200, description = "The conformance classes implemented", body = Object))
+)]
+pub async fn conformance(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result<Response, Problem> {
+    let body = json!({ "conformsTo": CONFORMANCE });
+    Ok(match Format::negotiate(p.f.as_deref(), &headers)? {
+        Format::Json => json_response("application/json", &body),
+        Format::Html => {
+            let items: String = CONFORMANCE.iter().map(|c| format!("<li>{}</li>", escape(c))).collect();
+            Html(html_page("Conformance", &format!("<ul>{items}</ul>"))).into_response()
+        }
+    })
+}
+
+fn collection(base: &str, d: &DatasetInfo) -> Value {
+    let id = d.name.as_str();
+    let mut c = json!({
+        "id": id,
+        "title": id,
+        "description": format!("{} features from {} source(s)", d.feature_count, d.sources),
+        "itemType": "feature",
+        "crs": [CRS84],
+        "storageCrs": CRS84,
+        "links": [
+            link(format!("{base}/collections/{id}"), "self", "application/json", "This collection"),
+            link(format!("{base}/collections/{id}?f=html"), "alternate", "text/html", "This collection as HTML"),
+            link(format!("{base}/collections/{id}/items"), "items", GEOJSON, "The features"),
+            link(format!("{base}/collections/{id}/items?f=html"), "items", "text/html", "The features as HTML"),
+        ],
+    });
+    if let Some(b) = d.bbox {
+        c["extent"] = json!({ "spatial": { "bbox": [[b.min_x, b.min_y, b.max_x, b.max_y]], "crs": CRS84 } });
+    }
+    c
+}
+
+#[utoipa::path(
+    get,
+    path = "/collections",
+    tag = "features",
+    params(FormatParam),
+    responses(
+        (status = 200, description = "Every dataset as a collection", body = Object),
+        (status = 304, description = "Not modified since the ETag given in If-None-Match"),
+        (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn collections(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<FormatParam>,
+) -> Result<Response, Problem> {
+    let format = Format::negotiate(p.f.as_deref(), &headers)?;
+    let base = base_url(&headers);
+    let all = datasets(&state).await?;
+    let versions: Vec<String> = all.iter().map(|d| format!("{}:{}", d.name.as_str(), d.version)).collect();
+    let mut parts: Vec<&str> = versions.iter().map(String::as_str).collect();
+    parts.extend([format.name(), base.as_str()]);
+    let etag = digest(&parts);
+    let latest = all.iter().map(|d| d.updated_at.as_str()).max();
+    let body = json!({
+        "links": [
+            link(format!("{base}/collections"), "self", "application/json", "The collections"),
+            link(format!("{base}/collections?f=html"), "alternate", "text/html", "The collections as HTML"),
+        ],
+        "collections": all.iter().map(|d| collection(&base, d)).collect::<Vec<_>>(),
+    });
+    let response = match format {
+        Format::Json => json_response("application/json", &body),
+        Format::Html => {
+            let rows: String = all
+                .iter()
+                .map(|d| {
+                    let id = escape(d.name.as_str());
+                    format!(
+                        "<tr><td><a href=\"/collections/{id}?f=html\">{id}</a></td><td>{}</td><td>{}</td></tr>",
+                        d.feature_count,
+                        d.bbox.map_or(String::new(), |b| format!("{} {} {} {}", b.min_x, b.min_y, b.max_x, b.max_y))
+                    )
+                })
+                .collect();
+            let table = format!("<table><tr><th>collection</th><th>features</th><th>extent</th></tr>{rows}</table>");
+            Html(html_page("Collections", &table)).into_response()
+        }
+    };
+    Ok(validated(&headers, etag, latest, response))
+}
+
+#[utoipa::path(
+    get,
+    path = "/collections/{collectionId}",
+    tag = "features",
+    params(("collectionId" = String, Path, description = "A dataset name"), FormatParam),
+    responses(
+        (status = 200, description = "The collection: extent, CRS, links", body = Object),
+        (status = 304, description = "Not modified since the ETag given in If-None-Match"),
+        (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn collection_info(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(p): Query<FormatParam>,
+) -> Result<Response, Problem> {
+    let format = Format::negotiate(p.f.as_deref(), &headers)?;
+    let d = dataset(&state, &id).await?;
+    let base = base_url(&headers);
+    let body = collection(&base, &d);
+    let etag = digest(&[d.name.as_str(), &d.version.to_string(), format.name(), &base]);
+    let response = match format {
+        Format::Json => json_response("application/json", &body),
+        Format::Html => {
+            let columns: String =
+                d.columns.iter().map(|c| format!("<tr><td>{}</td><td>{:?}</td></tr>", escape(&c.key), c.ty)).collect();
+            let html = format!(
+                "<p>{} features. <a href=\"/collections/{id}/items?f=html\">Browse the features</a></p>\
+                 <table><tr><th>property</th><th>type</th></tr>{columns}</table>",
+                d.feature_count,
+                id = escape(d.name.as_str())
+            );
+            Html(html_page(d.name.as_str(), &html)).into_response()
+        }
+    };
+    Ok(validated(&headers, etag, Some(&d.updated_at), response))
+}
+
+/// The query of an items request, checked against the collection.
+struct ItemsRequest {
+    query: FeatureQuery,
+    format: Format,
+    /// Filters other than the cursor: `numberMatched` is known only without them.
+    filtered: bool,
+    /// The parameters to repeat in `next` links (everything but the cursor).
+    carried: Vec<(String, String)>,
+}
+
+fn items_request(
+    params: Vec<(String, String)>,
+    headers: &HeaderMap,
+    d: &DatasetInfo,
+    max_limit: usize,
+) -> Result<ItemsRequest, Problem> {
+    let bad = |detail: String| Problem::bad_request("invalid-parameter", detail);
+    let mut query = FeatureQuery { limit: DEFAULT_LIMIT, ..FeatureQuery::default() };
+    let mut f = None;
+    let mut carried = Vec::new();
+    for (key, value) in params {
+        match key.as_str() {
+            "f" => f = Some(value.clone()),
+            "limit" => {
+                let n: usize =
+                    value.parse().map_err(|_| bad(format!("limit={value:?}: expected a positive integer")))?;
+                if n == 0 {
+                    return Err(bad("limit must be at least 1".into()));
+                }
+                query.limit = n.min(max_limit);
+            }
+            "bbox" => query.bbox = Some(parse_bbox(&value).map_err(|e| bad(format!("bbox={value:?}: {e}")))?),
+            "bbox-crs" if value == CRS84 => {}
+            "bbox-crs" => return Err(bad(format!("bbox-crs={value:?}: only {CRS84} is served"))),
+            "datetime" => query.loaded = parse_interval(&value).map_err(|e| bad(format!("datetime={value:?}: {e}")))?,
+            "cursor" => {
+                let fid = value.parse::<i64>().map_err(|_| bad(format!("cursor={value:?} is not a cursor of ours")))?;
+                query.after = Some(fid);
+                continue;
+            }
+            other if d.columns.iter().any(|c| c.key == other) => {
+                query.properties.push((key.clone(), value.clone()));
+            }
+            other => return Err(bad(format!(
+                "unknown parameter {other:?}: expected f, limit, bbox, bbox-crs, datetime, cursor or a property of {}",
+                d.name.as_str()
+            ))),
+        }
+        carried.push((key, value));
+    }
+    let format = Format::negotiate(f.as_deref(), headers)?;
+    let filtered = query.bbox.is_some() || query.loaded.is_some() || !query.properties.is_empty();
+    Ok(ItemsRequest { query, format, filtered, carried })
+}
+
+fn parse_bbox(text: &str) -> Result<Bbox, String> {
+    let numbers: Vec<f64> = text
+        .split(',')
+        .map(|n| n.trim().parse::<f64>().map_err(|_| format!("{n:?} is not a number")))
+        .collect::<Result<_, _>>()?;
+    let [min_x, min_y, max_x, max_y] = match numbers[..] {
+        [a, b, c, d] => [a, b, c, d],
+        // Heights are ignored: the features are two-dimensional.
+        [a, b, _, d, e, _] => [a, b, d, e],
+        _ => return Err("expected 4 (or 6) comma-separated numbers".into()),
+    };
+    if numbers.iter().any(|n| !n.is_finite()) {
+        return Err("numbers must be finite".into());
+    }
+    if !(-90.0..=90.0).contains(&min_y) || !(-90.0..=90.0).contains(&max_y) || min_y > max_y {
+        return Err("latitudes must lie within -90..90, the lower first".into());
+    }
+    if !(-180.0..=180.0).contains(&min_x) || !(-180.0..=180.0).contains(&max_x) {
+        return Err("longitudes must lie within -180..180".into());
+    }
+    Ok(Bbox { min_x, min_y, max_x, max_y })
+}
+
+type Interval = (Option<OffsetDateTime>, Option<OffsetDateTime>);
+
+/// An RFC 3339 instant or date, or an interval `start/end` with `..` (or nothing) for an
+/// open end. A date alone stands for its whole (UTC) day.
+fn parse_interval(text: &str) -> Result<Option<Interval>, String> {
+    let bound = |s: &str, end: bool| -> Result<Option<OffsetDateTime>, String> {
+        if s.is_empty() || s == ".." {
+            return Ok(None);
+        }
+        if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+            return Ok(Some(t));
+        }
+        let date = time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+            .map_err(|_| format!("{s:?} is neither an RFC 3339 date-time nor a date"))?;
+        let day = date.midnight().assume_utc();
+        Ok(Some(if end { day + time::Duration::days(1) - time::Duration::nanoseconds(1) } else { day }))
+    };
+    let (start, end) = match text.split_once('/') {
+        Some((a, b)) => (bound(a, false)?, bound(b, true)?),
+        None => (bound(text, false)?, bound(text, true)?),
+    };
+    if let (Some(a), Some(b)) = (start, end) {
+        if a > b {
+            return Err("the interval ends before it starts".into());
+        }
+    }
+    Ok((start.is_some() || end.is_some()).then_some((start, end)))
+}
+
+fn url_with(base: &str, path: &str, params: &[(String, String)]) -> String {
+    let encode = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let query: Vec<String> = params.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+    if query.is_empty() {
+        format!("{base}{path}")
+    } else {
+        format!("{base}{path}?{}", query.join("&"))
+    }
+}
+
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ItemsParams {
+    /// Page size: 1 to the server's maximum (default 10; larger values are capped).
+    #[param(minimum = 1)]
+    limit: Option<usize>,
+    /// Only features intersecting `min_lon,min_lat,max_lon,max_lat` (CRS84; `min_lon > max_lon`
+    /// crosses the antimeridian).
+    bbox: Option<String>,
+    /// Only features loaded at this instant or within this interval (RFC 3339; `start/end`,
+    /// `../end`, `start/..`).
+    datetime: Option<String>,
+    /// The page after this one: taken from a `next` link, opaque to clients.
+    cursor: Option<String>,
+    /// `json` (GeoJSON) or `html` (default: from the Accept header).
+    f: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/collections/{collectionId}/items",
+    tag = "features",
+    params(("collectionId" = String, Path, description = "A dataset name"), ItemsParams),
+    responses(
+        (status = 200, description = "A page of features as a GeoJSON FeatureCollection, with `next` when there may be more; any property of the collection may be used as an equality filter (`?name=Lisbon`)", body = Object, content_type = "application/geo+json"),
+        (status = 304, description = "Not modified since the ETag given in If-None-Match"),
+        (status = 400, description = "A bad or unknown parameter", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn items(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, Problem> {
+    let d = dataset(&state, &id).await?;
+    let request = items_request(params, &headers, &d, state.config.max_items_limit)?;
+    let base = base_url(&headers);
+    let mut key: Vec<String> = request.carried.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    key.sort();
+    let etag = digest(&[
+        d.name.as_str(),
+        &d.version.to_string(),
+        request.format.name(),
+        &base,
+        &key.join("&"),
+        &request.query.after.map(|a| a.to_string()).unwrap_or_default(),
+        &request.query.limit.to_string(),
+    ]);
+    let features = state.store.features(&d.name, &request.query).await.map_err(read_problem)?;
+    let path = format!("/collections/{}/items", d.name.as_str());
+    let mut self_params = request.carried.clone();
+    if let Some(after) = request.query.after {
+        self_params.push(("cursor".into(), after.to_string()));
+    }
+    let self_url = url_with(&base, &path, &self_params);
+    let limit = request.query.limit;
+    let response = match request.format {
+        Format::Json => {
+            let number_matched = (!request.filtered).then_some(d.feature_count);
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+            let carried = request.carried;
+            tokio::spawn(async move {
+                let mut features = features;
+                let mut returned = 0usize;
+                let mut last = None;
+                let mut chunk = String::from(r#"{"type":"FeatureCollection","features":["#);
+                while let Some(feature) = features.next().await {
+                    let feature = match feature {
+                        Ok(f) => f,
+                        Err(e) => {
+                            // Headers are gone: cut the body so that no client takes it whole.
+                            tracing::error!(error = %e, "reading features failed mid-response");
+                            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                            return;
+                        }
+                    };
+                    if returned > 0 {
+                        chunk.push(',');
+                    }
+                    chunk.push_str(&feature.json);
+                    returned += 1;
+                    last = Some(feature.fid);
+                    if chunk.len() >= 64 << 10 && tx.send(Ok(Bytes::from(std::mem::take(&mut chunk)))).await.is_err() {
+                        return;
+                    }
+                }
+                let mut links = vec![
+                    link(self_url.clone(), "self", GEOJSON, "This page"),
+                    link(
+                        format!("{self_url}{}f=html", if self_url.contains('?') { '&' } else { '?' }),
+                        "alternate",
+                        "text/html",
+                        "This page as HTML",
+                    ),
+                    link(
+                        format!("{base}/collections/{}", d.name.as_str()),
+                        "collection",
+                        "application/json",
+                        "The collection",
+                    ),
+                ];
+                if returned == limit {
+                    if let Some(last) = last {
+                        let mut next = carried;
+                        next.push(("cursor".into(), last.to_string()));
+                        links.push(link(url_with(&base, &path, &next), "next", GEOJSON, "The next page"));
+                    }
+                }
+                let mut tail = json!({
+                    "numberReturned": returned,
+                    "timeStamp": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+                    "links": links,
+                });
+                if let Some(n) = number_matched {
+                    tail["numberMatched"] = json!(n);
+                }
+                let tail = tail.to_string();
+                chunk.push_str("],");
+                chunk.push_str(&tail[1..]);
+                let _ = tx.send(Ok(Bytes::from(chunk))).await;
+            });
+            let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+            ([(header::CONTENT_TYPE, GEOJSON)], body).into_response()
+        }
+        Format::Html => {
+            let mut rows = String::new();
+            let mut features = features;
+            let mut last = None;
+            let mut returned = 0;
+            while let Some(feature) = features.next().await {
+                let feature = feature.map_err(read_problem)?;
+                let value: Value = serde_json::from_str(&feature.json).unwrap_or(Value::Null);
+                let props = value["properties"].as_object().map_or(String::new(), |p| {
+                    p.iter()
+                        .map(|(k, v)| format!("<b>{}</b>: {}", escape(k), escape(&v.to_string())))
+                        .collect::<Vec<_>>()
+                        .join("<br>")
+                });
+                let _ = write!(
+                    rows,
+                    "<tr><td><a href=\"{path}/{fid}?f=html\">{fid}</a></td><td>{}</td><td>{props}</td></tr>",
+                    escape(value["geometry"]["type"].as_str().unwrap_or("")),
+                    fid = feature.fid
+                );
+                returned += 1;
+                last = Some(feature.fid);
+            }
+            let mut next = String::new();
+            if let (true, Some(last)) = (returned == limit, last) {
+                let mut params = request.carried.clone();
+                params.retain(|(k, _)| k != "f");
+                params.push(("f".into(), "html".into()));
+                params.push(("cursor".into(), last.to_string()));
+                next = format!("<p><a href=\"{}\">Next page</a></p>", escape(&url_with("", &path, &params)));
+            }
+            let html = format!("<table><tr><th>id</th><th>geometry</th><th>properties</th></tr>{rows}</table>{next}");
+            Html(html_page(d.name.as_str(), &html)).into_response()
+        }
+    };
+    Ok(validated(&headers, etag, Some(&d.updated_at), response))
+}
+
+#[utoipa::path(
+    get,
+    path = "/collections/{collectionId}/items/{featureId}",
+    tag = "features",
+    params(
+        ("collectionId" = String, Path, description = "A dataset name"),
+        ("featureId" = String, Path, description = "A feature's id"),
+        FormatParam,
+    ),
+    responses(
+        (status = 200, description = "One feature as GeoJSON", body = Object, content_type = "application/geo+json"),
+        (status = 304, description = "Not modified since the ETag given in If-None-Match"),
+        (status = 404, description = "No such collection or feature", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn item(
+    State(state): State<AppState>,
+    Path((id, feature_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(p): Query<FormatParam>,
+) -> Result<Response, Problem> {
+    let format = Format::negotiate(p.f.as_deref(), &headers)?;
+    let d = dataset(&state, &id).await?;
+    let unknown = || Problem::not_found(format!("collection {id:?} has no feature {feature_id:?}"));
+    let fid = feature_id.parse::<i64>().map_err(|_| unknown())?;
+    let feature = state.store.feature(&d.name, fid).await.map_err(read_problem)?.ok_or_else(unknown)?;
+    let base = base_url(&headers);
+    let etag = digest(&[d.name.as_str(), &d.version.to_string(), format.name(), &base, &feature_id]);
+    let url = format!("{base}/collections/{}/items/{fid}", d.name.as_str());
+    let response = match format {
+        Format::Json => {
+            let links = json!([
+                link(url.clone(), "self", GEOJSON, "This feature"),
+                link(format!("{url}?f=html"), "alternate", "text/html", "This feature as HTML"),
+                link(
+                    format!("{base}/collections/{}", d.name.as_str()),
+                    "collection",
+                    "application/json",
+                    "The collection"
+                ),
+            ]);
+            // The store's text, with the links as one more member.
+            let body = match feature.json.strip_suffix('}') {
+                Some(open) => format!("{open},\"links\":{links}}}"),
+                None => feature.json,
+            };
+            ([(header::CONTENT_TYPE, GEOJSON)], body).into_response()
+        }
+        Format::Html => {
+            let value: Value = serde_json::from_str(&feature.json).unwrap_or(Value::Null);
+            let rows: String = value["properties"].as_object().map_or(String::new(), |p| {
+                p.iter()
+                    .map(|(k, v)| format!("<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(&v.to_string())))
+                    .collect()
+            });
+            let html = format!(
+                "<table><tr><th>property</th><th>value</th></tr>{rows}</table><pre>{}</pre>",
+                escape(&value["geometry"].to_string())
+            );
+            Html(html_page(&format!("{} {fid}", d.name.as_str()), &html)).into_response()
+        }
+    };
+    Ok(validated(&headers, etag, Some(&d.updated_at), response))
+}
+
+fn read_problem(e: StoreError) -> Problem {
+    match e {
+        StoreError::NotFound { what, id } => Problem::not_found(format!("no {what} {id:?}")),
+        StoreError::Invalid(reason) => Problem::bad_request("invalid-parameter", reason),
+        e => Problem::unavailable("database", e),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn html_links(body: &Value) -> String {
+    let items: String = body["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            format!(
+                "<li><a href=\"{}\">{}</a></li>",
+                escape(l["href"].as_str().unwrap_or("")),
+                escape(l["title"].as_str().unwrap_or(""))
+            )
+        })
+        .collect();
+    format!("<ul>{items}</ul>")
+}
+
+fn html_page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} – geoflow</title>\
+         <style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}}</style></head>\
+         <body><nav><a href=\"/?f=html\">geoflow</a> · <a href=\"/collections?f=html\">collections</a></nav>\
+         <h1>{t}</h1>{body}</body></html>",
+        t = escape(title)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxes() {
+        assert_eq!(parse_bbox("1,2,3,4").unwrap(), Bbox { min_x: 1.0, min_y: 2.0, max_x: 3.0, max_y: 4.0 });
+        assert_eq!(parse_bbox("1,2,0,3,4,9").unwrap(), Bbox { min_x: 1.0, min_y: 2.0, max_x: 3.0, max_y: 4.0 });
+        assert_eq!(parse_bbox("170,-10,-170,10").unwrap().min_x, 170.0, "across the antimeridian");
+        for bad in ["1,2,3", "a,b,c,d", "0,10,1,5", "0,-91,1,0", "-181,0,1,1", "NaN,0,1,1"] {
+            assert!(parse_bbox(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn intervals() {
+        let t = |s: &str| OffsetDateTime::parse(s, &Rfc3339).unwrap();
+        assert_eq!(
+            parse_interval("2026-01-02T03:04:05Z").unwrap(),
+            Some((Some(t("2026-01-02T03:04:05Z")), Some(t("2026-01-02T03:04:05Z"))))
+        );
+        assert_eq!(parse_interval("../2026-01-02T00:00:00Z").unwrap(), Some((None, Some(t("2026-01-02T00:00:00Z")))));
+        assert_eq!(parse_interval("2026-01-02T00:00:00Z/..").unwrap(), Some((Some(t("2026-01-02T00:00:00Z")), None)));
+        let day = parse_interval("2026-01-02").unwrap().unwrap();
+        assert_eq!(day.0, Some(t("2026-01-02T00:00:00Z")));
+        assert_eq!(day.1, Some(t("2026-01-02T23:59:59.999999999Z")));
+        assert_eq!(parse_interval("../..").unwrap(), None);
+        assert!(parse_interval("2026-01-03/2026-01-02").is_err());
+        assert!(parse_interval("yesterday").is_err());
+    }
+
+    #[test]
+    fn formats() {
+        let with = |accept: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+            Format::negotiate(None, &h).unwrap()
+        };
+        assert_eq!(with("text/html,application/xhtml+xml,*/*;q=0.8"), Format::Html);
+        assert_eq!(with("application/geo+json"), Format::Json);
+        assert_eq!(with("application/json, text/html"), Format::Json);
+        assert_eq!(with("*/*"), Format::Json);
+        assert_eq!(Format::negotiate(Some("html"), &HeaderMap::new()).unwrap(), Format::Html);
+        assert!(Format::negotiate(Some("xml"), &HeaderMap::new()).is_err());
+    }
+}
