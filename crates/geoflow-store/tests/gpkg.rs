@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use futures_util::TryStreamExt;
 use rusqlite::{Connection, OpenFlags};
 
 use geoflow_core::dataset::DatasetName;
@@ -13,7 +14,8 @@ use geoflow_core::schema::{FieldType, Schema};
 use geoflow_core::value::PropValue;
 use geoflow_store::gpkg::{register_sql_functions, GeoPackageStore, RtreeFill, APPLICATION_ID, USER_VERSION};
 use geoflow_store::{
-    JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, Store, StoreError,
+    FeatureQuery, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, Store,
+    StoreError, StoredFeature,
 };
 
 mod support;
@@ -982,4 +984,350 @@ async fn job_time_bounds_finer_than_the_stored_milliseconds_compare_exactly() {
     assert_eq!(listed(None, Some(&just_after)).await, 1, "created before {just_after}");
     assert_eq!(listed(Some(&created), Some(&just_after)).await, 1);
     assert_eq!(listed(None, Some(&created)).await, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading features back.
+
+/// Every feature of `query` as (fid, parsed GeoJSON, text).
+async fn read_features(
+    store: &GeoPackageStore,
+    dataset: &str,
+    query: FeatureQuery,
+) -> Result<Vec<(i64, serde_json::Value, String)>, StoreError> {
+    let stream = store.features(&DatasetName::new(dataset).unwrap(), &query).await?;
+    let features: Vec<StoredFeature> = stream.try_collect().await?;
+    Ok(features
+        .into_iter()
+        .map(|f| {
+            let value = serde_json::from_str(&f.json).unwrap_or_else(|e| panic!("not JSON ({e}): {}", f.json));
+            (f.fid, value, f.json)
+        })
+        .collect())
+}
+
+fn page(limit: usize) -> FeatureQuery {
+    FeatureQuery { limit, ..FeatureQuery::default() }
+}
+
+#[tokio::test]
+async fn a_dataset_with_150_properties_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = new_store(dir.path());
+    let types = [FieldType::Text, FieldType::Integer, FieldType::Real, FieldType::Boolean, FieldType::Json];
+    let mut fields: Vec<(String, FieldType)> =
+        (0..148).map(|i| (format!("Prop {i} ü\"\\"), types[i % types.len()])).collect();
+    // Keys that differ in case only, and a key like a system column, keep their own columns.
+    fields.push(("Prop 0 ü\"\\".to_uppercase(), FieldType::Text));
+    fields.push(("fid".into(), FieldType::WideInteger));
+    let value = |i: usize, r: usize| match fields[i].1 {
+        FieldType::Text => PropValue::Text(format!("row {r} value {i}\n\t\"é\"")),
+        FieldType::Integer => PropValue::Int((i * 1000 + r) as i64 - 70_000),
+        FieldType::Real => PropValue::Real(i as f64 + 0.5 + r as f64 * 1e-9),
+        FieldType::Boolean => PropValue::Bool((i + r) % 2 == 0),
+        FieldType::Json => PropValue::Json(format!(r#"{{"i":{i},"r":[{r},1.50,"x"]}}"#)),
+        _ => PropValue::Int(i64::MAX - r as i64),
+    };
+    let rows: Vec<Row> = (0..3)
+        .map(|r| {
+            // Row 1 leaves every third property out (null).
+            let props = (0..fields.len()).filter(|i| r != 1 || i % 3 != 0).map(|i| (i, value(i, r))).collect();
+            row(r as u64, PropValue::Int(r as i64), Some(point(r as f64, -(r as f64) / 3.0)), props)
+        })
+        .collect();
+    let refs: Vec<(&str, FieldType)> = fields.iter().map(|(k, t)| (k.as_str(), *t)).collect();
+    commit(&store, plan("wide", "w.geojson", "hw", schema(&refs, FieldType::Integer)), rows.clone()).await;
+
+    let features = read_features(&store, "wide", page(10)).await.unwrap();
+    assert_eq!(features.len(), 3);
+    for ((fid, f, text), r) in features.iter().zip(&rows) {
+        let mut want = serde_json::Map::new();
+        for (i, v) in &r.properties {
+            want.insert(fields[*i].0.clone(), v.to_json_value());
+        }
+        assert_eq!(f["properties"], serde_json::Value::Object(want), "row {}", r.index);
+        assert_eq!(f["id"], *fid);
+        let (x, y) = (r.index as f64, -(r.index as f64) / 3.0);
+        assert_eq!(f["geometry"], serde_json::json!({ "type": "Point", "coordinates": [x, y] }));
+        // Keys come in column order, and JSON values are written as stored.
+        let mut at = 0;
+        for (i, _) in &r.properties {
+            let key = format!("{}:", serde_json::to_string(&fields[*i].0).unwrap());
+            at += text[at..].find(&key).unwrap_or_else(|| panic!("{key} after {at} in {text}"));
+        }
+        assert!(text.contains(r#"{"i":4,"r":["#) && text.contains(",1.50,"), "{text}");
+        let one = store.feature(&DatasetName::new("wide").unwrap(), *fid).await.unwrap().unwrap();
+        assert_eq!(&one.json, text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feature_reads_go_on_during_a_load_of_the_same_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = new_store(dir.path());
+    commit(&store, plan("roads", "a.geojson", "ha1", roads_schema()), roads_a()).await;
+    let before = read_features(&store, "roads", page(100)).await.unwrap();
+    assert_eq!(before.len(), 3);
+
+    // A load of the same dataset that widens a column (rebuilding the table) and has not
+    // committed: it holds the write lock and has rewritten the table in its transaction.
+    let mut widened = roads_schema();
+    widened.fields[1].ty = FieldType::Real;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let load = tokio::spawn({
+        let store = store.clone();
+        async move { store.load(plan("roads", "a.geojson", "ha2", widened), rx).await }
+    });
+    let rows = vec![row(0, PropValue::Int(9), Some(point(50.0, 50.0)), vec![(1, PropValue::Real(2.5))])];
+    tx.send(LoadMessage::Rows(rows.clone())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!load.is_finished());
+
+    // Readers see the last commit at once, on several connections at a time.
+    let quick = std::time::Duration::from_secs(2);
+    let dataset = DatasetName::new("roads").unwrap();
+    let reads = (0..4).map(|_| read_features(&store, "roads", page(100)));
+    for got in tokio::time::timeout(quick, futures_util::future::join_all(reads)).await.expect("reads do not wait") {
+        assert_eq!(got.unwrap(), before);
+    }
+    let one = tokio::time::timeout(quick, store.feature(&dataset, before[0].0)).await.expect("no wait").unwrap();
+    assert_eq!(one.unwrap().json, before[0].2);
+    let boxed = FeatureQuery { bbox: Some(Bbox { min_x: 0.0, min_y: 0.0, max_x: 10.0, max_y: 10.0 }), ..page(100) };
+    let got = tokio::time::timeout(quick, read_features(&store, "roads", boxed)).await.expect("no wait").unwrap();
+    assert_eq!(got.len(), 3);
+
+    tx.send(LoadMessage::Commit(result_for(&rows))).await.unwrap();
+    assert!(matches!(load.await.unwrap().unwrap(), LoadOutcome::Loaded { .. }));
+    let after = read_features(&store, "roads", page(100)).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].1["properties"], serde_json::json!({ "lanes": 2.5 }));
+}
+
+/// A page read slowly holds a read snapshot, not a lock: a load commits meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_does_not_hold_up_a_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = new_store(dir.path());
+    let rows: Vec<Row> = (0..200).map(|i| row(i, PropValue::Int(i as i64), Some(point(0.0, 0.0)), vec![])).collect();
+    commit(&store, plan("dots", "d.geojson", "h1", schema(&[], FieldType::Integer)), rows.clone()).await;
+    let mut stream = store.features(&DatasetName::new("dots").unwrap(), &page(200)).await.unwrap();
+    let first = stream.try_next().await.unwrap().unwrap();
+    let reload = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        commit(&store, plan("dots", "d.geojson", "h2", schema(&[], FieldType::Integer)), rows[..1].to_vec()),
+    )
+    .await
+    .expect("the load does not wait for the reader");
+    assert!(matches!(reload, LoadOutcome::Loaded { .. }));
+    // The page goes on from its own snapshot.
+    let rest: Vec<StoredFeature> = stream.try_collect().await.unwrap();
+    assert_eq!(rest.len(), 199);
+    assert!(rest.iter().all(|f| f.fid > first.fid));
+    assert_eq!(read_features(&store, "dots", page(10)).await.unwrap().len(), 1);
+}
+
+/// A small deterministic generator, so that the dataset is the same on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Bbox pages against a brute-force answer on ~20k points and squares, including shapes
+/// whose envelope meets the box while the shape does not.
+#[tokio::test]
+async fn bbox_pages_are_exact_on_a_large_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = new_store(dir.path());
+    let mut rng = Lcg(42);
+    let mut shapes: Vec<(Bbox, bool)> = Vec::new();
+    let mut rows = Vec::new();
+    for i in 0..20_000u64 {
+        let (x, y) = (rng.next() * 360.0 - 180.0, rng.next() * 170.0 - 85.0);
+        let geometry = if i % 4 == 0 {
+            let size = rng.next() * 3.0;
+            shapes.push((Bbox { min_x: x, min_y: y, max_x: x + size, max_y: y + size }, false));
+            square(x, y, size)
+        } else {
+            shapes.push((Bbox::of_point(x, y), false));
+            point(x, y)
+        };
+        rows.push(row(i, PropValue::Int(i as i64), Some(geometry), vec![]));
+    }
+    // A thin triangle (0.9 x <= y <= x): boxes can meet its envelope and miss the triangle.
+    rows.push(row(20_000, PropValue::Int(-1), Some(polygon(&[(0.0, 0.0), (10.0, 10.0), (10.0, 9.0)])), vec![]));
+    shapes.push((Bbox { min_x: 0.0, min_y: 0.0, max_x: 10.0, max_y: 10.0 }, true));
+    let plan = plan("big", "big.geojson", "hb", schema(&[], FieldType::Integer));
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let load = tokio::spawn({
+        let store = store.clone();
+        async move { store.load(plan, rx).await }
+    });
+    let result = result_for(&rows);
+    for batch in rows.chunks(1000) {
+        tx.send(LoadMessage::Rows(batch.to_vec())).await.unwrap();
+    }
+    tx.send(LoadMessage::Commit(result)).await.unwrap();
+    assert!(matches!(load.await.unwrap().unwrap(), LoadOutcome::Loaded { .. }));
+    let all = read_features(&store, "big", page(30_000)).await.unwrap();
+    assert_eq!(all.len(), shapes.len());
+    let fid_of: Vec<i64> = all.iter().map(|f| f.0).collect();
+
+    let boxes = [
+        Bbox { min_x: -10.0, min_y: -10.0, max_x: 10.0, max_y: 10.0 },
+        Bbox { min_x: 8.5, min_y: 0.5, max_x: 9.0, max_y: 8.8 },
+        Bbox { min_x: 2.0, min_y: 8.0, max_x: 3.0, max_y: 9.0 },
+        Bbox { min_x: 170.0, min_y: -30.0, max_x: -170.0, max_y: 30.0 },
+        Bbox { min_x: -180.0, min_y: -90.0, max_x: 180.0, max_y: 90.0 },
+    ];
+    for b in boxes {
+        let mut page_times = Vec::new();
+        let spans: Vec<(f64, f64)> =
+            if b.min_x > b.max_x { vec![(b.min_x, 180.0), (-180.0, b.max_x)] } else { vec![(b.min_x, b.max_x)] };
+        let want: Vec<i64> = shapes
+            .iter()
+            .zip(&fid_of)
+            .filter(|((s, triangle), _)| {
+                spans.iter().any(|&(lo, hi)| {
+                    let boxes_meet = s.min_x <= hi && s.max_x >= lo && s.min_y <= b.max_y && s.max_y >= b.min_y;
+                    // Over x in [from, to] the triangle spans y in [0.9 from, to].
+                    let (from, to) = (lo.max(0.0), hi.min(10.0));
+                    boxes_meet && (!triangle || (b.min_y <= to && b.max_y >= 0.9 * from))
+                })
+            })
+            .map(|(_, fid)| *fid)
+            .collect();
+        let mut got = Vec::new();
+        let mut after = None;
+        loop {
+            let t = std::time::Instant::now();
+            let query = FeatureQuery { bbox: Some(b), after, ..page(100) };
+            let features = read_features(&store, "big", query).await.unwrap();
+            page_times.push(t.elapsed());
+            let Some(last) = features.last() else { break };
+            after = Some(last.0);
+            got.extend(features.iter().map(|f| f.0));
+        }
+        assert_eq!(got, want, "{b:?}");
+        page_times.sort();
+        eprintln!(
+            "bbox pages of 100 on {} rows, {} features in {b:?}: {} pages, median {:?}, max {:?}",
+            shapes.len(),
+            want.len(),
+            page_times.len(),
+            page_times[page_times.len() / 2],
+            page_times[page_times.len() - 1]
+        );
+    }
+}
+
+/// A box over most of the extent is read in fid order first; when its rows turn out to be
+/// sparse, the R-tree takes over where that read stopped, and the answer is the same.
+#[tokio::test]
+async fn sparse_rows_in_a_large_box_are_found_either_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = new_store(dir.path());
+    let mut rows: Vec<Row> =
+        (0..3000).map(|i| row(i, PropValue::Int(i as i64), Some(point(0.0, (i % 7) as f64 * 0.1)), vec![])).collect();
+    rows.insert(1500, row(3000, PropValue::Int(-1), Some(point(100.0, 100.0)), vec![]));
+    rows.push(row(3001, PropValue::Int(-2), Some(point(99.0, 0.5)), vec![]));
+    commit(&store, plan("clustered", "c.geojson", "hc", schema(&[], FieldType::Integer)), rows).await;
+    let all = read_features(&store, "clustered", page(10_000)).await.unwrap();
+    let far = [all[1500].0, all[3001].0];
+    for limit in [1, 2, 100, 10_000] {
+        let mut got = Vec::new();
+        let mut after = None;
+        loop {
+            let b = Bbox { min_x: 1.0, min_y: 0.0, max_x: 100.0, max_y: 100.0 };
+            let features =
+                read_features(&store, "clustered", FeatureQuery { bbox: Some(b), after, ..page(limit) }).await.unwrap();
+            assert!(features.len() <= limit);
+            let Some(last) = features.last() else { break };
+            after = Some(last.0);
+            got.extend(features.iter().map(|f| f.0));
+        }
+        assert_eq!(got, far, "limit {limit}");
+    }
+    let dense = FeatureQuery { bbox: Some(Bbox { min_x: -1.0, min_y: 0.0, max_x: 99.5, max_y: 99.0 }), ..page(10_000) };
+    let got = read_features(&store, "clustered", dense).await.unwrap();
+    assert_eq!(got.len(), 3001);
+}
+
+/// GDAL reads the same geometries and values from the file as the store writes.
+#[tokio::test]
+async fn features_agree_with_gdal() {
+    const OGR2OGR: &str = "/usr/bin/ogr2ogr";
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    let hostile = "it's \"x\"; DROP TABLE places; --";
+    let fields = [
+        ("name", FieldType::Text),
+        ("flag", FieldType::Boolean),
+        ("score", FieldType::Real),
+        ("big", FieldType::WideInteger),
+        ("nested", FieldType::Json),
+        (hostile, FieldType::Text),
+        ("day", FieldType::Date),
+        ("count", FieldType::Integer),
+    ];
+    let rows = vec![
+        row(
+            0,
+            PropValue::Text("original-0".into()),
+            Some(point(1.0, 0.5)),
+            vec![
+                (0, PropValue::Text("a".into())),
+                (1, PropValue::Bool(true)),
+                (2, PropValue::Real(1.5)),
+                (6, PropValue::Text("2024-02-29".into())),
+                (7, PropValue::Int(-3)),
+            ],
+        ),
+        row(
+            1,
+            PropValue::Text("original-1".into()),
+            Some(point_z(10.0, 5.0, 120.25)),
+            vec![
+                (0, PropValue::Text("b \"q\" ü\n".into())),
+                (1, PropValue::Bool(false)),
+                (2, PropValue::Real(-0.1)),
+                (3, PropValue::Int(9_007_199_254_740_993)),
+                (4, PropValue::Json(r#"{"k":[1,2.5,"x"],"o":{"p":null}}"#.into())),
+                (5, PropValue::Text("O'Brien".into())),
+            ],
+        ),
+        row(2, PropValue::Text("original-2".into()), Some(square(-5.0, -5.0, 10.0)), vec![(2, PropValue::Real(2.0))]),
+        row(
+            3,
+            PropValue::Text("original-3".into()),
+            Some(multipoint_z(&[(170.0, 10.0, 1.0), (-170.5, 11.0, 2.0)])),
+            vec![],
+        ),
+        row(4, PropValue::Text("original-4".into()), None, vec![(0, PropValue::Text("no geometry".into()))]),
+    ];
+    commit(&store, plan("places", "p.geojson", "hp", schema(&fields, FieldType::Text)), rows).await;
+    let ours = read_features(&store, "places", page(100)).await.unwrap();
+    assert_eq!(ours.len(), 5);
+
+    if !Path::new(OGR2OGR).exists() && tool_missing("ogr2ogr") {
+        return;
+    }
+    let out = Command::new(OGR2OGR).args(["-f", "GeoJSON", "/vsistdout/"]).arg(&path).arg("places").output().unwrap();
+    assert!(out.status.success(), "ogr2ogr failed: {}", String::from_utf8_lossy(&out.stderr));
+    let gdal: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let gdal = gdal["features"].as_array().unwrap();
+    assert_eq!(gdal.len(), ours.len());
+    let columns = store.datasets().await.unwrap().remove(0).columns;
+    for ((fid, f, _), g) in ours.iter().zip(gdal) {
+        assert_eq!(f["geometry"], g["geometry"], "fid {fid}");
+        let theirs = g["properties"].as_object().unwrap();
+        let mine = f["properties"].as_object().unwrap();
+        for c in &columns {
+            let gdal_value = &theirs[&c.column];
+            assert_eq!(mine.get(&c.key).unwrap_or(&serde_json::Value::Null), gdal_value, "fid {fid}, {}", c.key);
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use tokio_postgres::{Client, NoTls};
 
 use geoflow_core::dataset::DatasetName;
@@ -12,7 +13,9 @@ use geoflow_core::row::Bbox;
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
 use geoflow_store::postgis::{check_versions, redact, PostgisStore};
-use geoflow_store::{JobAction, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, Store, StoreError};
+use geoflow_store::{
+    FeatureQuery, JobAction, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, Store, StoreError,
+};
 use geoflow_testkit::{postgis_database, TestDatabase};
 
 mod support;
@@ -767,4 +770,148 @@ async fn job_writes_do_not_wait_for_loads() {
     assert_eq!(count(&client, "SELECT count(*) FROM geoflow.jobs").await, 2);
     let result_type = texts(&client, "SELECT data_type FROM information_schema.columns WHERE table_schema = 'geoflow' AND table_name = 'jobs' AND column_name = 'result'").await;
     assert_eq!(result_type, [Some("jsonb".to_string())]);
+}
+
+/// The features of a query, as (fid, GeoJSON text).
+async fn read_features(store: &PostgisStore, dataset: &str, query: FeatureQuery) -> Vec<(i64, String)> {
+    let stream = store.features(&DatasetName::new(dataset).unwrap(), &query).await.unwrap();
+    let features: Vec<_> = stream.try_collect().await.unwrap();
+    features.into_iter().map(|f| (f.fid, f.json)).collect()
+}
+
+/// The coordinates of a GeoJSON point, read exactly (not through serde_json's float parser).
+fn point_coordinates(json: &str) -> Vec<f64> {
+    let start = json.find(r#""coordinates":["#).expect("coordinates") + 15;
+    let end = start + json[start..].find(']').unwrap();
+    json[start..end].split(',').map(|n| n.parse().unwrap_or_else(|e| panic!("{n}: {e}"))).collect()
+}
+
+#[tokio::test]
+async fn features_with_150_properties_read_back_as_loaded() {
+    let Some((_db, store, _client)) = setup().await else { return };
+    // More properties than json_build_object (or any function) takes arguments.
+    let types = [
+        FieldType::Text,
+        FieldType::Integer,
+        FieldType::WideInteger,
+        FieldType::Real,
+        FieldType::Boolean,
+        FieldType::Json,
+        FieldType::Date,
+        FieldType::DateTime,
+    ];
+    let keys: Vec<String> = (0..150).map(|i| format!("p{i:03} \"ü\"")).collect();
+    let fields: Vec<(&str, FieldType)> = keys.iter().enumerate().map(|(i, k)| (k.as_str(), types[i % 8])).collect();
+    let value = |i: usize| match types[i % 8] {
+        FieldType::Text => PropValue::Text(format!("v{i} \"quoted\" \\ ü")),
+        FieldType::Integer => PropValue::Int(i as i64 * 1000 - 7),
+        FieldType::WideInteger => PropValue::Int(9_007_199_254_740_993 + i as i64),
+        FieldType::Real => PropValue::Real([0.1 + 0.2, 3.0, -1.5e-300, 1e300, 179.99999999999997][i % 5]),
+        FieldType::Boolean => PropValue::Bool(i % 3 == 0),
+        FieldType::Json => PropValue::Json(format!(r#"{{"z":[1,2.50,"x{i}"],"a":null,"m":{{"n":-0.125}}}}"#)),
+        FieldType::Date => PropValue::Text("2024-02-29".into()),
+        _ => PropValue::Text(format!("2024-02-29T23:59:{:02}.{i:03}Z", i % 60)),
+    };
+    let (x, y) = (0.1 + 0.2, 1.000_000_000_000_000_2e-8);
+    let rows = vec![
+        row(0, PropValue::Int(1), Some(point(x, y)), (0..150).map(|i| (i, value(i))).collect()),
+        row(1, PropValue::Int(2), Some(point(-180.0, 90.0)), (0..150).step_by(2).map(|i| (i, value(i))).collect()),
+        row(2, PropValue::Int(3), None, vec![]),
+    ];
+    commit(&store, plan("wide150", "w.geojson", "h1", schema(&fields, FieldType::Integer)), rows).await;
+
+    let all = FeatureQuery { limit: 10, ..FeatureQuery::default() };
+    let features = read_features(&store, "wide150", all.clone()).await;
+    assert_eq!(features.len(), 3);
+    for (n, (fid, json)) in features.iter().enumerate() {
+        let f: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+        assert_eq!(f["id"], *fid);
+        let expected: serde_json::Map<String, serde_json::Value> = (0..150)
+            .filter(|i| n == 0 || (n == 1 && i % 2 == 0))
+            .map(|i| (keys[i].clone(), serde_json::from_str(&value(i).to_json_text()).unwrap()))
+            .collect();
+        assert_eq!(f["properties"], serde_json::Value::Object(expected), "feature {n}");
+        // In table order, and numbers as they were written: big integers exact, doubles as
+        // doubles.
+        let at: Vec<usize> = (0..150).filter_map(|i| json.find(&format!(r#""p{i:03} \"ü\"":"#))).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "keys out of order: {json}");
+        if n == 0 {
+            assert!(json.contains(r#":9007199254740995,"#), "{json}");
+            assert!(json.contains(r#":3.0,"#) && json.contains(r#":0.30000000000000004,"#), "{json}");
+            assert!(json.contains(r#""2024-02-29T23:59:07.007Z""#) && json.contains(r#""2024-02-29""#), "{json}");
+        }
+    }
+    assert_eq!(point_coordinates(&features[0].1), [x, y], "{}", features[0].1);
+    assert!(features[1].1.contains(r#""coordinates":[-180.0,90.0]"#), "{}", features[1].1);
+    assert!(features[2].1.contains(r#""geometry":null,"properties":{}"#), "{}", features[2].1);
+
+    // Filters on the last columns (parameters numbered past the 150 keys), compared as text.
+    let (first, second) = (features[0].0, features[1].0);
+    let json141 = r#"{"m":{"n":-0.125},"a":null,"z":[1,2.5,"x141"]}"#;
+    for (i, text, expected) in [
+        (143, "2024-02-29T23:59:23.143Z", vec![first]),
+        (142, "2024-02-29", vec![first, second]),
+        (148, "false", vec![first, second]),
+        (148, "no", vec![]),
+        (146, "9007199254741139", vec![first, second]),
+        (146, "9007199254740993", vec![]),
+        (147, "-1.5e-300", vec![first]),
+        (147, "0.30000000000000004", vec![]),
+        (131, "3", vec![first]),
+        (131, "3.0", vec![first]),
+        (141, json141, vec![first]),
+        (141, r#"{"m":{"n":-0.125}}"#, vec![]),
+        (136, "v136 \"quoted\" \\ ü", vec![first, second]),
+    ] {
+        let query = FeatureQuery { properties: vec![(keys[i].clone(), text.into())], ..all.clone() };
+        let fids: Vec<i64> = read_features(&store, "wide150", query).await.into_iter().map(|f| f.0).collect();
+        assert_eq!(fids, expected, "{} = {text}", keys[i]);
+    }
+    let one = store.feature(&DatasetName::new("wide150").unwrap(), first).await.unwrap().unwrap();
+    assert_eq!(one.json, features[0].1);
+}
+
+#[tokio::test]
+async fn deep_pages_and_boxes_use_the_indexes() {
+    let Some((_db, store, client)) = setup().await else { return };
+    // 20 000 points on a 200 × 100 grid over the world.
+    let at = |i: u64| (-179.1 + (i % 200) as f64 * 1.8, -84.15 + (i / 200) as f64 * 1.7);
+    let rows: Vec<_> = (0..20_000)
+        .map(|i| {
+            let (x, y) = at(i);
+            row(i, PropValue::Int(i as i64), Some(point(x, y)), vec![(0, PropValue::Text(format!("n{i}")))])
+        })
+        .collect();
+    commit(&store, plan("grid", "g.geojson", "h1", schema(&[("name", FieldType::Text)], FieldType::Integer)), rows)
+        .await;
+    client.batch_execute("ANALYZE datasets.grid").await.unwrap();
+    let grid = DatasetName::new("grid").unwrap();
+    let first: i64 = client.query_one("SELECT min(fid) FROM datasets.grid", &[]).await.unwrap().get(0);
+
+    // A deep page walks the primary key from the cursor.
+    let deep = FeatureQuery { after: Some(first + 19_000), limit: 10, ..FeatureQuery::default() };
+    let plan_text = store.explain_features(&grid, &deep).await.unwrap();
+    assert!(plan_text.contains("Index Scan using grid_pkey"), "{plan_text}");
+    let page = read_features(&store, "grid", deep).await;
+    assert_eq!(page.iter().map(|f| f.0).collect::<Vec<_>>(), (first + 19_001..first + 19_011).collect::<Vec<_>>());
+
+    // A small box asks the spatial index, across the antimeridian too.
+    let boxed = |min_x, min_y, max_x, max_y| FeatureQuery {
+        bbox: Some(Bbox { min_x, min_y, max_x, max_y }),
+        limit: 100,
+        ..FeatureQuery::default()
+    };
+    let inside = |b: &FeatureQuery| {
+        let b = b.bbox.unwrap();
+        let in_x =
+            |x: f64| if b.min_x > b.max_x { x >= b.min_x || x <= b.max_x } else { (b.min_x..=b.max_x).contains(&x) };
+        (0..20_000).filter(|&i| in_x(at(i).0) && (b.min_y..=b.max_y).contains(&at(i).1)).count()
+    };
+    for query in [boxed(10.0, 10.0, 20.0, 20.0), boxed(170.0, -5.0, -170.0, 5.0)] {
+        let plan_text = store.explain_features(&grid, &query).await.unwrap();
+        assert!(plan_text.contains("grid_geom_idx"), "{plan_text}");
+        let expected = inside(&query);
+        assert!(expected > 10 && expected < 100, "{expected}");
+        assert_eq!(read_features(&store, "grid", query).await.len(), expected);
+    }
 }

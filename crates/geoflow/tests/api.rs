@@ -4,108 +4,14 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use geoflow::api::{router, ApiConfig, AppState, Tokens};
-use geoflow::storage::StorageUrl;
-use geoflow::worker::{Worker, WorkerOptions};
+use geoflow::api::ApiConfig;
 use geoflow_core::dataset::DatasetName;
-use geoflow_queue::{EmbeddedOptions, EmbeddedQueue, Queue};
-use geoflow_store::gpkg::GeoPackageStore;
-use geoflow_store::{JobAction, NewJob, Store};
+use geoflow_store::{JobAction, NewJob};
 use serde_json::Value;
+use support::app::{assert_problem, reply, spawn_app, with_token, Reply, TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const TOKEN: &str = "test-token-0123456789abcdef";
-
-struct App {
-    dir: tempfile::TempDir,
-    addr: std::net::SocketAddr,
-    store: Arc<dyn Store>,
-    http: reqwest::Client,
-}
-
-/// The API with `config`, and a worker consuming what it queues.
-async fn spawn_app(config: ApiConfig) -> App {
-    geoflow::metrics::install();
-    let dir = tempfile::tempdir().unwrap();
-    let gpkg = dir.path().join("geoflow.gpkg");
-    let store: Arc<dyn Store> =
-        Arc::new(tokio::task::spawn_blocking(move || GeoPackageStore::open(&gpkg)).await.unwrap().unwrap());
-    let storage = StorageUrl::Local(dir.path().join("objects")).open().unwrap();
-    let queue: Arc<dyn Queue> =
-        Arc::new(EmbeddedQueue::open(dir.path().join("queue.sqlite"), EmbeddedOptions::default()).await.unwrap());
-    let worker = Worker {
-        queue: queue.clone(),
-        store: store.clone(),
-        storage: storage.clone(),
-        options: WorkerOptions { wait: Duration::from_millis(200), parse_threads: 1, ..WorkerOptions::default() },
-    };
-    tokio::spawn(async move { worker.run(std::future::pending()).await });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(AppState::new(store.clone(), storage, queue, config));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    App { dir, addr, store, http: reqwest::Client::new() }
-}
-
-fn with_token() -> ApiConfig {
-    ApiConfig { tokens: Tokens::load(Some(TOKEN), None).unwrap(), ..ApiConfig::default() }
-}
-
-/// Status, content type, headers and JSON body of a response.
-struct Reply {
-    status: u16,
-    content_type: String,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-async fn reply(response: reqwest::Response) -> Reply {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let content_type = headers.get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-    let body = serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null);
-    Reply { status, content_type, headers, body }
-}
-
-impl App {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        reply(self.http.get(self.url(path)).send().await.unwrap()).await
-    }
-
-    async fn upload(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
-        let request = self.http.post(self.url(path)).bearer_auth(TOKEN).header("content-type", content_type);
-        reply(request.body(body).send().await.unwrap()).await
-    }
-
-    /// Polls a job until it is final.
-    async fn finished(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let job = self.get(&format!("/v1/jobs/{id}")).await;
-            assert_eq!(job.status, 200, "{}", job.body);
-            if job.body["finished_at"].is_string() {
-                return job.body;
-            }
-            assert!(Instant::now() < deadline, "job {id} did not finish: {}", job.body);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-fn assert_problem(reply: &Reply, expected: u16, kind: &str) {
-    assert_eq!(reply.status, expected, "{}", reply.body);
-    assert_eq!(reply.content_type, "application/problem+json");
-    assert_eq!(reply.body["status"], expected);
-    assert_eq!(reply.body["type"], format!("https://geoflow.dev/problems/{kind}"));
-    assert!(reply.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", reply.body);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_becomes_a_succeeded_job_and_a_dataset() {
@@ -127,10 +33,14 @@ async fn an_upload_becomes_a_succeeded_job_and_a_dataset() {
 
     let dataset = app.get("/v1/datasets/roads").await;
     assert_eq!(dataset.status, 200, "{}", dataset.body);
-    assert_eq!(dataset.body["feature_count"], 25);
+    assert_eq!(dataset.body["dataset"]["feature_count"], 25);
     assert_eq!(dataset.body["sources"][0]["source"], key);
     assert_eq!(dataset.body["last_job"]["id"], id.as_str());
-    assert!(dataset.body["columns"].as_array().unwrap().iter().any(|c| c["key"] == "name"), "{}", dataset.body);
+    assert!(
+        dataset.body["dataset"]["columns"].as_array().unwrap().iter().any(|c| c["key"] == "name"),
+        "{}",
+        dataset.body
+    );
     let list = app.get("/v1/datasets").await;
     assert_eq!(list.body["datasets"][0]["name"], "roads");
     assert_problem(&app.get("/v1/datasets/parks").await, 404, "not-found");
@@ -246,8 +156,9 @@ async fn limits_and_bad_requests_are_problems() {
         "payload-too-large",
     );
     // Without a Content-Length the limit is enforced while streaming, and nothing is kept.
+    // (Just over the limit, so the client is done writing when the answer comes.)
     let chunks: Vec<Result<String, std::io::Error>> =
-        big.as_bytes().chunks(100).map(|c| Ok(String::from_utf8(c.to_vec()).unwrap())).collect();
+        big.as_bytes()[..1200].chunks(100).map(|c| Ok(String::from_utf8(c.to_vec()).unwrap())).collect();
     let streamed = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     assert_problem(
         &app.upload("/v1/datasets/roads/uploads?name=big.geojson", "application/geo+json", streamed).await,
@@ -279,6 +190,14 @@ async fn limits_and_bad_requests_are_problems() {
     assert_problem(&app.get("/v1/jobs?dataset=Bad%20Name").await, 400, "invalid-parameter");
     assert_problem(&app.get("/v1/jobs?before=unknown-cursor").await, 400, "invalid-parameter");
     assert_problem(&app.get("/v1/jobs?since=yesterday").await, 400, "invalid-parameter");
+    // What the framework rejects before a handler runs is a problem too.
+    assert_problem(&app.get("/v1/jobs?limit=-1").await, 400, "invalid-parameter");
+    assert_problem(&app.get("/v1/jobs/%FF").await, 400, "invalid-parameter");
+    assert_problem(
+        &app.upload("/v1/datasets/roads/uploads?name=%FF%FE", "application/geo+json", "{}").await,
+        400,
+        "invalid-parameter",
+    );
     assert_problem(&app.get("/no/such/route").await, 404, "not-found");
     let put = reply(app.http.put(app.url("/v1/jobs")).send().await.unwrap()).await;
     assert_problem(&put, 405, "method-not-allowed");
@@ -321,7 +240,7 @@ async fn deleting_a_source_removes_its_object_and_rows() {
     let job = app.finished(deleted.body["id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert!(!app.dir.path().join("objects").join(&key).exists());
-    assert_eq!(app.get("/v1/datasets/roads").await.body["feature_count"], 0);
+    assert_eq!(app.get("/v1/datasets/roads").await.body["dataset"]["feature_count"], 0);
     let again = reply(app.http.delete(app.url(&path)).bearer_auth(TOKEN).send().await.unwrap()).await;
     assert_problem(&again, 404, "not-found");
 

@@ -5,13 +5,15 @@
 //! registered in `gpkg_contents`, and the file declares GDAL's `gdal_aspatial` extension so
 //! that GDAL lists only registered tables: clients see the datasets alone.
 //!
-//! All database work runs on tokio's blocking pool, one short-lived connection per call. A
+//! All database work runs on tokio's blocking pool, one short-lived connection per call
+//! (feature reads excepted: they reuse pooled read connections, see the `features` module). A
 //! load is a single `BEGIN IMMEDIATE` transaction: SQLite's write lock serialises writers,
 //! and a process killed at any point leaves the previous rows as they were. Every other
 //! write (job updates included) waits for a load in progress, up to [`BUSY_TIMEOUT`], and
 //! then fails with a transient error (the `jobs` module says more).
 
 mod catalog;
+mod features;
 mod geometry;
 mod jobs;
 mod load;
@@ -32,8 +34,8 @@ use time::OffsetDateTime;
 use geoflow_core::dataset::DatasetName;
 
 use crate::{
-    DatasetInfo, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, NewJob, SourceRecord,
-    Store, StoreError,
+    DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
+    LoadResult, NewJob, SourceRecord, Store, StoreError, StoredFeature,
 };
 
 pub use load::RtreeFill;
@@ -53,6 +55,8 @@ pub struct GeoPackageStore {
     rtree_fill: RtreeFill,
     /// R-tree entries a load holds in memory at most.
     rtree_max_entries: usize,
+    /// Connections that read features, shared by clones.
+    readers: Arc<features::Readers>,
 }
 
 impl GeoPackageStore {
@@ -70,6 +74,7 @@ impl GeoPackageStore {
             path: Arc::new(path),
             rtree_fill: RtreeFill::Deferred,
             rtree_max_entries: rtree::MAX_ENTRIES_IN_MEMORY,
+            readers: Arc::default(),
         };
         migrate::run(&store.path)?;
         Ok(store)
@@ -193,6 +198,15 @@ impl Store for GeoPackageStore {
             jobs::job(&conn, &id)
         })
         .await
+    }
+
+    async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
+        features::stream(Arc::clone(&self.path), Arc::clone(&self.readers), dataset.clone(), query.clone()).await
+    }
+
+    async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {
+        let (dataset, readers) = (dataset.clone(), Arc::clone(&self.readers));
+        self.blocking("reading a feature", move |path| features::one(path, &readers, &dataset, fid)).await
     }
 
     async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {

@@ -11,6 +11,7 @@
 mod catalog;
 mod connection;
 mod copy;
+mod features;
 mod jobs;
 mod load;
 mod migrate;
@@ -22,8 +23,8 @@ use deadpool_postgres::{Object, Pool};
 use geoflow_core::dataset::DatasetName;
 
 use crate::{
-    DatasetInfo, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, NewJob, SourceRecord,
-    Store, StoreError,
+    DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
+    LoadResult, NewJob, SourceRecord, Store, StoreError, StoredFeature,
 };
 
 pub use connection::{redact, SslMode};
@@ -83,6 +84,12 @@ impl PostgisStore {
     /// The connection pool (for queries of the datasets).
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The plan PostgreSQL chooses for [`Store::features`] with these arguments, as `EXPLAIN`
+    /// prints it: for finding out why a page is slow.
+    pub async fn explain_features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<String, StoreError> {
+        features::explain(self, dataset, query).await
     }
 
     pub(crate) async fn client(&self) -> Result<Object, StoreError> {
@@ -188,6 +195,14 @@ impl Store for PostgisStore {
     async fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let client = self.client().await?;
         jobs::job(self, &**client, id).await
+    }
+
+    async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
+        features::features(self, dataset, query).await
+    }
+
+    async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {
+        features::feature(self, dataset, fid).await
     }
 
     async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {

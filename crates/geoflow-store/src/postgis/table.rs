@@ -45,7 +45,7 @@ pub fn pg_type(ty: FieldType) -> &'static str {
 }
 
 /// The text form the core gives date-times (`YYYY-MM-DDTHH:MM:SS.SSSZ`), in SQL.
-fn datetime_text(column: &str) -> String {
+pub(crate) fn datetime_text(column: &str) -> String {
     format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
 }
 

@@ -40,7 +40,7 @@ pub async fn datasets(State(state): State<AppState>) -> Result<Json<DatasetList>
 /// A dataset with its sources and its most recent job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DatasetDetail {
-    #[serde(flatten)]
+    /// What the dataset list says of it: feature count, extent, columns, version.
     pub dataset: DatasetInfo,
     /// Every loaded source, by key.
     pub sources: Vec<SourceRecord>,
@@ -52,9 +52,10 @@ pub struct DatasetDetail {
     get,
     path = "/v1/datasets/{dataset}",
     tag = "datasets",
-    params(("dataset" = String, Path, description = "Dataset name")),
+    params(("dataset" = String, Path, description = "Dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$")),
     responses(
         (status = 200, description = "The dataset: feature count, extent, schema, sources and last job", body = DatasetDetail),
+        (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such dataset", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -77,11 +78,12 @@ pub async fn dataset(State(state): State<AppState>, Path(name): Path<String>) ->
     path = "/v1/datasets/{dataset}/sources/{source}",
     tag = "datasets",
     params(
-        ("dataset" = String, Path, description = "Dataset name"),
-        ("source" = String, Path, description = "Source key, URL-encoded (`raw%2Froads%2F2026-01-02%2Froads.geojson`)"),
+        ("dataset" = String, Path, description = "Dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"),
+        ("source" = String, Path, description = "Source key, URL-encoded", example = "raw/roads/2026-01-02/roads.geojson"),
     ),
     responses(
         (status = 200, description = "A source not kept in object storage: its rows are removed", body = Job),
+        (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 202, description = "The object is deleted and the removal of its rows queued", body = Job,
             headers(("Location" = String, description = "The job's URL"))),
         (status = 401, description = "A bearer token is needed", body = ProblemBody, content_type = "application/problem+json"),

@@ -152,6 +152,7 @@ async fn dataset(state: &AppState, id: &str) -> Result<DatasetInfo, Problem> {
 #[into_params(parameter_in = Query)]
 pub struct FormatParam {
     /// `json` or `html` (default: from the Accept header).
+    #[param(value_type = Option<FormatName>)]
     f: Option<String>,
 }
 
@@ -191,7 +192,10 @@ pub async fn landing(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result
     path = "/conformance",
     tag = "features",
     params(FormatParam),
-    responses((status = 200, description = "The conformance classes implemented", body = Object))
+    responses(
+        (status = 200, description = "The conformance classes implemented", body = Object),
+        (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
+    )
 )]
 pub async fn conformance(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result<Response, Problem> {
     let body = json!({ "conformsTo": CONFORMANCE });
@@ -233,6 +237,7 @@ fn collection(base: &str, d: &DatasetInfo) -> Value {
     params(FormatParam),
     responses(
         (status = 200, description = "Every dataset as a collection", body = Object),
+        (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
         (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -283,9 +288,10 @@ pub async fn collections(
     get,
     path = "/collections/{collectionId}",
     tag = "features",
-    params(("collectionId" = String, Path, description = "A dataset name"), FormatParam),
+    params(("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"), FormatParam),
     responses(
         (status = 200, description = "The collection: extent, CRS, links", body = Object),
+        (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
         (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -362,10 +368,12 @@ fn items_request(
             other if d.columns.iter().any(|c| c.key == other) => {
                 query.properties.push((key.clone(), value.clone()));
             }
-            other => return Err(bad(format!(
+            other => {
+                return Err(bad(format!(
                 "unknown parameter {other:?}: expected f, limit, bbox, bbox-crs, datetime, cursor or a property of {}",
                 d.name.as_str()
-            ))),
+            )))
+            }
         }
         carried.push((key, value));
     }
@@ -452,14 +460,24 @@ pub struct ItemsParams {
     /// The page after this one: taken from a `next` link, opaque to clients.
     cursor: Option<String>,
     /// `json` (GeoJSON) or `html` (default: from the Accept header).
+    #[param(value_type = Option<FormatName>)]
     f: Option<String>,
+}
+
+/// The representations served.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum FormatName {
+    Json,
+    Html,
 }
 
 #[utoipa::path(
     get,
     path = "/collections/{collectionId}/items",
     tag = "features",
-    params(("collectionId" = String, Path, description = "A dataset name"), ItemsParams),
+    params(("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"), ItemsParams),
     responses(
         (status = 200, description = "A page of features as a GeoJSON FeatureCollection, with `next` when there may be more; any property of the collection may be used as an equality filter (`?name=Lisbon`)", body = Object, content_type = "application/geo+json"),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
@@ -607,12 +625,13 @@ pub async fn items(
     path = "/collections/{collectionId}/items/{featureId}",
     tag = "features",
     params(
-        ("collectionId" = String, Path, description = "A dataset name"),
+        ("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"),
         ("featureId" = String, Path, description = "A feature's id"),
         FormatParam,
     ),
     responses(
         (status = 200, description = "One feature as GeoJSON", body = Object, content_type = "application/geo+json"),
+        (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
         (status = 404, description = "No such collection or feature", body = ProblemBody, content_type = "application/problem+json"),
     ),

@@ -17,6 +17,7 @@ use super::AppState;
     params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job: status, timings, the source, and the load's summary with its validation report", body = Job),
+        (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -34,12 +35,16 @@ pub async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 #[into_params(parameter_in = Query)]
 pub struct JobsParams {
     /// Only jobs of this dataset.
+    #[param(pattern = "^[a-z][a-z0-9_]{0,62}$")]
     dataset: Option<String>,
-    /// Only jobs in this status: queued, running, succeeded, failed or skipped-duplicate.
+    /// Only jobs in this status.
+    #[param(value_type = Option<JobStatus>)]
     status: Option<String>,
     /// Only jobs created at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Only jobs created before this time (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
     /// Page size (default 100, at most 1000).
     #[param(minimum = 0)]

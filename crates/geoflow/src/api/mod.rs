@@ -164,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     let cors = cors(&state.config.cors_origins);
     let api = api.with_state(state);
+    let api = api.layer(axum::middleware::map_response(problem::plain_errors_as_problems));
     // Request ids, spans and HTTP metrics cover every route, CORS preflights included.
     observe::layer(match cors {
         Some(cors) => api.layer(cors),

@@ -88,3 +88,33 @@ impl IntoResponse for Problem {
         response
     }
 }
+
+/// axum's own rejections (a query string that does not parse, a path that is not UTF-8)
+/// answer in plain text: this makes them problems like every other error.
+pub async fn plain_errors_as_problems(response: Response) -> Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10).await.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let detail = text.ok().filter(|t| !t.is_empty()).unwrap_or_else(|| status.to_string());
+    let kind = match status {
+        StatusCode::BAD_REQUEST => "invalid-parameter",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        _ => "error",
+    };
+    let mut problem = Problem::new(status, kind, detail).into_response();
+    for (name, value) in
+        parts.headers.iter().filter(|(n, _)| *n != header::CONTENT_TYPE && *n != header::CONTENT_LENGTH)
+    {
+        problem.headers_mut().insert(name.clone(), value.clone());
+    }
+    problem
+}

@@ -43,6 +43,7 @@ pub struct UploadParams {
     name: Option<String>,
     /// What to do with invalid features: `skip` them (default), `reject` the whole source, or
     /// `repair` them.
+    #[param(value_type = Option<Policy>)]
     on_invalid: Option<String>,
 }
 
@@ -59,7 +60,7 @@ pub struct UploadForm {
     path = "/v1/datasets/{dataset}/uploads",
     tag = "uploads",
     params(
-        ("dataset" = String, Path, description = "Dataset to load into (`^[a-z][a-z0-9_]{0,62}$`)"),
+        ("dataset" = String, Path, description = "Dataset to load into", pattern = "^[a-z][a-z0-9_]{0,62}$"),
         UploadParams,
         ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per dataset) answer the first upload's job instead of uploading again"),
     ),
@@ -225,6 +226,10 @@ fn file_name(asked: Option<&str>, part: Option<&str>, job_id: &str) -> Result<St
     }
     if name.chars().any(char::is_control) {
         return Err(bad("control characters are not allowed"));
+    }
+    // What a query string's undecodable bytes became.
+    if name.contains(char::REPLACEMENT_CHARACTER) {
+        return Err(bad("not valid UTF-8"));
     }
     Ok(name.to_string())
 }

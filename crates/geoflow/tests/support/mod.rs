@@ -1,6 +1,8 @@
 //! Helpers for tests that run the `geoflow` binary and read its output with GDAL.
 #![allow(dead_code)]
 
+pub mod app;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,527 @@
+//! Reading features back as GeoJSON: one statement per page, the JSON of each feature built
+//! by the server, rows streamed to the caller as they arrive.
+//!
+//! The statement text depends only on the dataset's layout and the shape of the query (which
+//! filters, on which columns); every value, property keys included, is a parameter. So the
+//! text is the key of the connection's statement cache, and a page costs two round trips
+//! (the layout, then the rows) once a connection has seen its shape.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use deadpool_postgres::Object;
+use futures_util::{Stream, StreamExt};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, RowStream, Statement};
+
+use geoflow_core::dataset::DatasetName;
+use geoflow_core::row::Bbox;
+use geoflow_core::schema::FieldType;
+
+use super::table::{datetime_text, qualified, quote_ident};
+use super::{Ctx, PostgisStore};
+use crate::layout::{parse_type, Column};
+use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature};
+
+const FEATURES_SQL: &str = include_str!("sql/features.sql");
+const FEATURE_LAYOUT_SQL: &str = include_str!("sql/feature_layout.sql");
+
+/// PostgreSQL refuses function calls with more arguments than this (`FUNC_MAX_ARGS`).
+const MAX_FUNCTION_ARGS: usize = 100;
+
+/// Statements a connection keeps before its cache is emptied: shapes with several property
+/// filters are not cached at all, but layouts change with loads and old texts linger.
+const MAX_CACHED_STATEMENTS: usize = 512;
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// A dataset table as reading it needs.
+struct Table {
+    name: String,
+    columns: Vec<Column>,
+}
+
+/// The statement of a read and its parameters.
+struct Select {
+    sql: String,
+    params: Vec<Param>,
+    /// Whether the statement is worth a place in the connection's cache.
+    cache: bool,
+}
+
+impl Select {
+    /// The statement with the property members of every feature, and their keys as the first
+    /// parameters.
+    fn new(table: &Table) -> Select {
+        let mut params: Vec<Param> = Vec::with_capacity(table.columns.len() + 8);
+        let mut members = Vec::with_capacity(table.columns.len());
+        for c in &table.columns {
+            params.push(Box::new(json_key(&c.key)));
+            members.push(format!("${}::text || {}", params.len(), value_json(c)));
+        }
+        Select { sql: join_members(members), params, cache: true }
+    }
+
+    /// Adds a parameter and returns its placeholder.
+    fn bind(&mut self, param: Param) -> String {
+        self.params.push(param);
+        format!("${}", self.params.len())
+    }
+}
+
+/// The key as a JSON string followed by the colon of its member.
+fn json_key(key: &str) -> String {
+    let mut out = serde_json::Value::String(key.to_string()).to_string();
+    out.push(':');
+    out
+}
+
+/// The JSON text of a column's value, NULL when the value is: dates and date-times as the
+/// text they were loaded from, doubles always with a point or an exponent (`1.0`, not `1`:
+/// readers that tell integers from reals must see a real), everything else as `to_json`
+/// writes it (exact for bigint and jsonb).
+fn value_json(c: &Column) -> String {
+    let column = quote_ident(&c.name);
+    match c.ty {
+        FieldType::Date => format!("to_json(to_char({column}, 'YYYY-MM-DD'))::text"),
+        FieldType::DateTime => format!("to_json({})::text", datetime_text(&column)),
+        // Integral doubles below 1e15 print as plain digits; larger ones with an exponent,
+        // NaN and infinities as strings.
+        FieldType::Real => format!(
+            "CASE WHEN {column} = trunc({column}) AND abs({column}) < 1e15 THEN {column}::text || '.0' \
+             ELSE to_json({column})::text END"
+        ),
+        _ => format!("to_json({column})::text"),
+    }
+}
+
+/// The members joined with commas, skipping NULLs: `concat_ws` nested so that no call has
+/// more than [`MAX_FUNCTION_ARGS`] arguments.
+fn join_members(members: Vec<String>) -> String {
+    let per_call = MAX_FUNCTION_ARGS - 1;
+    if members.is_empty() {
+        return "''".to_string();
+    }
+    if members.len() <= per_call {
+        return format!("concat_ws(',', {})", members.join(", "));
+    }
+    // An inner call with no member gives '', which must not add a comma.
+    let groups = members.chunks(per_call).map(|g| format!("nullif({}, '')", join_members(g.to_vec()))).collect();
+    join_members(groups)
+}
+
+/// The condition that a column equals a filter value compared as text, as the value's JSON
+/// text reads: values that cannot be the text of any value of the column bind NULL, which
+/// matches nothing.
+fn property_condition(select: &mut Select, c: &Column, value: &str) -> String {
+    let column = quote_ident(&c.name);
+    match c.ty {
+        FieldType::Text | FieldType::Null => {
+            let p = select.bind(Box::new(value.to_string()));
+            format!("{column} = {p}::text")
+        }
+        FieldType::Boolean => {
+            let b = match value {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            };
+            format!("{column} = {}::boolean", select.bind(Box::new(b)))
+        }
+        FieldType::Integer | FieldType::WideInteger => {
+            // The canonical text only: `007` or `+7` is not how 7 reads.
+            let i = value.parse::<i64>().ok().filter(|i| i.to_string() == value);
+            format!("{column} = {}::bigint", select.bind(Box::new(i)))
+        }
+        FieldType::Real => {
+            // By value, so that 1 finds 1.0: JSON number syntax, then Rust's exact parsing
+            // (serde_json's may be off by an ulp).
+            let f = serde_json::from_str::<serde_json::Number>(value).ok().and_then(|_| value.parse::<f64>().ok());
+            format!("{column} = {}::double precision", select.bind(Box::new(f)))
+        }
+        FieldType::Date => {
+            let p = select.bind(Box::new(value.to_string()));
+            format!("to_char({column}, 'YYYY-MM-DD') = {p}::text")
+        }
+        FieldType::DateTime => {
+            let p = select.bind(Box::new(value.to_string()));
+            format!("{} = {p}::text", datetime_text(&column))
+        }
+        FieldType::Json => {
+            // Scalars by their text (a string by its characters); objects and arrays by
+            // value, as jsonb keeps neither their key order nor their spacing.
+            let nested = serde_json::from_str::<serde_json::Value>(value)
+                .ok()
+                .filter(|v| (v.is_object() || v.is_array()) && !has_nul(v))
+                .map(|v| v.to_string());
+            let text = select.bind(Box::new(value.to_string()));
+            let nested = select.bind(Box::new(nested));
+            format!("({column} #>> '{{}}' = {text}::text OR {column} = {nested}::text::jsonb)")
+        }
+    }
+}
+
+/// Whether a JSON value holds U+0000, which jsonb refuses (so no stored value has it).
+fn has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(a) => a.iter().any(has_nul),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// The box as the envelope of `ST_MakeEnvelope`.
+fn envelope(min_x: &str, min_y: &str, max_x: &str, max_y: &str) -> String {
+    format!("ST_MakeEnvelope({min_x}, {min_y}, {max_x}, {max_y}, 4326)")
+}
+
+/// Geometries intersecting the box; `&&` first so that the GIST index answers.
+fn bbox_condition(select: &mut Select, b: &Bbox) -> Result<String, StoreError> {
+    if ![b.min_x, b.min_y, b.max_x, b.max_y].iter().all(|v| v.is_finite()) {
+        return Err(StoreError::Invalid(format!(
+            "bbox {},{},{},{} is not four finite numbers",
+            b.min_x, b.min_y, b.max_x, b.max_y
+        )));
+    }
+    let min_x = format!("{}::double precision", select.bind(Box::new(b.min_x)));
+    let min_y = format!("{}::double precision", select.bind(Box::new(b.min_y)));
+    let max_x = format!("{}::double precision", select.bind(Box::new(b.max_x)));
+    let max_y = format!("{}::double precision", select.bind(Box::new(b.max_y)));
+    let hits = |e: String| format!("(geom && {e} AND ST_Intersects(geom, {e}))");
+    Ok(if b.min_x > b.max_x {
+        // Across the antimeridian: the part east of min_x and the part west of max_x.
+        format!(
+            "({} OR {})",
+            hits(envelope(&min_x, &min_y, "180", &max_y)),
+            hits(envelope("-180", &min_y, &max_x, &max_y))
+        )
+    } else {
+        hits(envelope(&min_x, &min_y, &max_x, &max_y))
+    })
+}
+
+/// The statement of `features(dataset, query)`.
+fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Select, StoreError> {
+    let mut select = Select::new(table);
+    let mut conditions = Vec::new();
+    if let Some(b) = &query.bbox {
+        conditions.push(bbox_condition(&mut select, b)?);
+    }
+    if let Some((from, to)) = query.loaded {
+        if let Some(from) = from {
+            conditions.push(format!("gf_loaded_at >= {}::timestamptz", select.bind(Box::new(from))));
+        }
+        if let Some(to) = to {
+            conditions.push(format!("gf_loaded_at <= {}::timestamptz", select.bind(Box::new(to))));
+        }
+    }
+    for (key, value) in &query.properties {
+        let column = table
+            .columns
+            .iter()
+            .find(|c| &c.key == key)
+            .ok_or_else(|| StoreError::Invalid(format!("dataset {} has no property {key:?}", dataset.as_str())))?;
+        conditions.push(property_condition(&mut select, column, value));
+    }
+    // Each combination of filtered columns is a statement of its own: caching them all would
+    // let requests fill the cache.
+    select.cache = query.properties.len() <= 1;
+    if let Some(after) = query.after {
+        conditions.push(format!("fid > {}::bigint", select.bind(Box::new(after))));
+    }
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let order = format!("ORDER BY fid LIMIT {}::bigint", select.bind(Box::new(limit)));
+    select.sql = statement(table, &select.sql, &conditions, &order);
+    Ok(select)
+}
+
+/// The statement of `feature(dataset, fid)`.
+fn feature_select(table: &Table, fid: i64) -> Select {
+    let mut select = Select::new(table);
+    let condition = format!("fid = {}::bigint", select.bind(Box::new(fid)));
+    select.sql = statement(table, &select.sql, &[condition], "");
+    select
+}
+
+/// [`FEATURES_SQL`] filled in, in one pass (no inserted text is read as a placeholder).
+fn statement(table: &Table, properties: &str, conditions: &[String], order: &str) -> String {
+    let conditions = if conditions.is_empty() { "true".to_string() } else { conditions.join("\n  AND ") };
+    let table = qualified(&table.name);
+    let mut out = String::with_capacity(FEATURES_SQL.len() + properties.len() + conditions.len() + 64);
+    let mut rest = FEATURES_SQL;
+    while let Some(start) = rest.find('{') {
+        let (name, value) = match rest[start..].find('}').map(|end| &rest[start + 1..start + end]) {
+            Some("properties") => ("properties", properties),
+            Some("table") => ("table", table.as_str()),
+            Some("conditions") => ("conditions", conditions.as_str()),
+            Some("order") => ("order", order),
+            _ => {
+                out.push_str(&rest[..=start]);
+                rest = &rest[start + 1..];
+                continue;
+            }
+        };
+        out.push_str(&rest[..start]);
+        out.push_str(value);
+        rest = &rest[start + name.len() + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The table of `dataset`; [`StoreError::NotFound`] when there is no such dataset.
+async fn table(store: &PostgisStore, client: &Object, dataset: &DatasetName) -> Result<Table, StoreError> {
+    let context = "reading the dataset catalog";
+    let statement = client.prepare_cached(FEATURE_LAYOUT_SQL).await.ctx(store, context)?;
+    let rows = client.query(&statement, &[&dataset.as_str()]).await.ctx(store, context)?;
+    let Some(first) = rows.first() else {
+        return Err(StoreError::NotFound { what: "dataset", id: dataset.as_str().to_string() });
+    };
+    let mut table = Table { name: first.try_get(0).ctx(store, context)?, columns: Vec::with_capacity(rows.len()) };
+    for r in &rows {
+        let key: Option<String> = r.try_get(1).ctx(store, context)?;
+        let name: Option<String> = r.try_get(2).ctx(store, context)?;
+        let ty: Option<&str> = r.try_get(3).ctx(store, context)?;
+        if let (Some(key), Some(name), Some(ty)) = (key, name, ty) {
+            table.columns.push(Column { key, name, ty: parse_type(ty)? });
+        }
+    }
+    Ok(table)
+}
+
+/// The prepared statement: from the connection's cache when the select is worth caching.
+async fn prepare(store: &PostgisStore, client: &Object, select: &Select) -> Result<Statement, StoreError> {
+    let context = "preparing the features query";
+    if !select.cache {
+        return client.prepare(&select.sql).await.ctx(store, context);
+    }
+    if client.statement_cache.size() >= MAX_CACHED_STATEMENTS {
+        client.statement_cache.clear();
+    }
+    client.prepare_cached(&select.sql).await.ctx(store, context)
+}
+
+fn params(select: &Select) -> impl ExactSizeIterator<Item = &(dyn ToSql + Sync)> {
+    select.params.iter().map(|p| &**p as &(dyn ToSql + Sync))
+}
+
+/// The feature of a row: its GeoJSON text from the parts the server wrote.
+fn stored(store: &PostgisStore, row: &Row) -> Result<StoredFeature, StoreError> {
+    let context = "reading features";
+    let fid: i64 = row.try_get(0).ctx(store, context)?;
+    let geometry: Option<&str> = row.try_get(1).ctx(store, context)?;
+    let properties: &str = row.try_get(2).ctx(store, context)?;
+    let mut json = String::with_capacity(64 + geometry.map_or(4, str::len) + properties.len());
+    json.push_str(r#"{"type":"Feature","id":"#);
+    json.push_str(&fid.to_string());
+    json.push_str(r#","geometry":"#);
+    match geometry {
+        Some(g) => push_geometry(&mut json, g),
+        None => json.push_str("null"),
+    }
+    json.push_str(r#","properties":{"#);
+    json.push_str(properties);
+    json.push_str("}}");
+    Ok(StoredFeature { fid, json })
+}
+
+/// Appends the GeoJSON geometry that ST_AsGeoJSON wrote, with integral coordinates as `1.0`
+/// rather than `1` (they are doubles). Only coordinates are numbers in its text, and a
+/// number without a point or an exponent is an integral one: a copy and a scan, no parsing.
+fn push_geometry(out: &mut String, g: &str) {
+    let b = g.as_bytes();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if !matches!(b[i], b'[' | b',') {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let mut j = start;
+        if b.get(j) == Some(&b'-') {
+            j += 1;
+        }
+        let digits = j;
+        while b.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        if j > digits && matches!(b.get(j), Some(b',' | b']')) {
+            out.push_str(&g[copied..j]);
+            out.push_str(".0");
+            copied = j;
+        }
+        i = j.max(start);
+    }
+    out.push_str(&g[copied..]);
+}
+
+pub async fn features(
+    store: &PostgisStore,
+    dataset: &DatasetName,
+    query: &FeatureQuery,
+) -> Result<FeatureStream, StoreError> {
+    let client = store.client().await?;
+    let table = table(store, &client, dataset).await?;
+    let select = features_select(dataset, &table, query)?;
+    let statement = prepare(store, &client, &select).await?;
+    let rows = client.query_raw(&statement, params(&select)).await.ctx(store, "reading features")?;
+    Ok(Rows { rows: Box::pin(rows), store: store.clone(), _client: client }.boxed())
+}
+
+pub async fn feature(
+    store: &PostgisStore,
+    dataset: &DatasetName,
+    fid: i64,
+) -> Result<Option<StoredFeature>, StoreError> {
+    let client = store.client().await?;
+    let table = table(store, &client, dataset).await?;
+    let select = feature_select(&table, fid);
+    let statement = prepare(store, &client, &select).await?;
+    let row =
+        client.query_opt(&statement, &params(&select).collect::<Vec<_>>()).await.ctx(store, "reading a feature")?;
+    row.map(|r| stored(store, &r)).transpose()
+}
+
+/// The plan PostgreSQL chooses for `features(dataset, query)`, as `EXPLAIN` prints it: for
+/// finding out why a page is slow.
+pub async fn explain(store: &PostgisStore, dataset: &DatasetName, query: &FeatureQuery) -> Result<String, StoreError> {
+    let client = store.client().await?;
+    let table = table(store, &client, dataset).await?;
+    let select = features_select(dataset, &table, query)?;
+    let rows = client
+        .query(&format!("EXPLAIN {}", select.sql), &params(&select).collect::<Vec<_>>())
+        .await
+        .ctx(store, "explaining the features query")?;
+    let mut plan = String::new();
+    for r in rows {
+        plan.push_str(r.try_get(0).ctx(store, "explaining the features query")?);
+        plan.push('\n');
+    }
+    Ok(plan)
+}
+
+/// Rows as the server sends them, holding their pooled connection until the stream ends or
+/// is dropped (so that no other query is queued behind an unread page).
+struct Rows {
+    rows: Pin<Box<RowStream>>,
+    store: PostgisStore,
+    _client: Object,
+}
+
+impl Stream for Rows {
+    type Item = Result<StoredFeature, StoreError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.rows
+            .as_mut()
+            .poll_next(cx)
+            .map(|next| next.map(|row| row.ctx(&this.store, "reading features").and_then(|r| stored(&this.store, &r))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(key: &str, ty: FieldType) -> Column {
+        Column { key: key.into(), name: key.to_ascii_lowercase(), ty }
+    }
+
+    #[test]
+    fn members_stay_under_the_argument_limit() {
+        assert_eq!(join_members(vec![]), "''");
+        assert_eq!(join_members(vec!["a".into(), "b".into()]), "concat_ws(',', a, b)");
+        for n in [99, 100, 150, 1600, 20_000] {
+            let sql = join_members((0..n).map(|i| format!("m{i}")).collect());
+            // Every call's argument list, the separator included.
+            for call in sql.split("concat_ws(").skip(1) {
+                let mut depth = 0;
+                let mut args = 1;
+                for ch in call.chars() {
+                    match ch {
+                        '(' => depth += 1,
+                        ')' if depth == 0 => break,
+                        ')' => depth -= 1,
+                        ',' if depth == 0 => args += 1,
+                        _ => {}
+                    }
+                }
+                // The separator literal ',' holds a comma too.
+                assert!(args - 1 <= MAX_FUNCTION_ARGS, "{n} members: a call with {} arguments", args - 1);
+            }
+            assert!((0..n).all(|i| sql.contains(&format!("m{i},")) || sql.contains(&format!("m{i})"))));
+        }
+    }
+
+    #[test]
+    fn keys_and_values_are_parameters() {
+        let hostile = "it's \"x\"; DROP TABLE t; --";
+        let table = Table { name: "t".into(), columns: vec![column(hostile, FieldType::Json)] };
+        let name = DatasetName::new("t").unwrap();
+        let query = FeatureQuery {
+            properties: vec![(hostile.into(), "' OR 1=1 --".into())],
+            after: Some(7),
+            limit: 10,
+            ..FeatureQuery::default()
+        };
+        let select = features_select(&name, &table, &query).unwrap();
+        assert!(!select.sql.contains("DROP") && !select.sql.contains("OR 1=1"), "{}", select.sql);
+        assert_eq!(select.params.len(), 5, "key, text, nested, after, limit");
+        assert!(select.sql.contains("ORDER BY fid LIMIT $5::bigint"), "{}", select.sql);
+        let unknown = FeatureQuery { properties: vec![("nope".into(), "x".into())], ..query };
+        assert!(matches!(features_select(&name, &table, &unknown), Err(StoreError::Invalid(m)) if m.contains("nope")));
+    }
+
+    #[test]
+    fn keys_are_json_strings() {
+        assert_eq!(json_key("a\"b\\c\u{1}"), "\"a\\\"b\\\\c\\u0001\":");
+    }
+
+    #[test]
+    fn the_antimeridian_splits_the_box() {
+        let table = Table { name: "t".into(), columns: vec![] };
+        let name = DatasetName::new("t").unwrap();
+        let bbox = |min_x, max_x| FeatureQuery {
+            bbox: Some(Bbox { min_x, min_y: 0.0, max_x, max_y: 1.0 }),
+            ..FeatureQuery::default()
+        };
+        let across = features_select(&name, &table, &bbox(170.0, -170.0)).unwrap().sql;
+        assert!(across.contains(", 180, ") && across.contains("(-180, "), "{across}");
+        let within = features_select(&name, &table, &bbox(-170.0, 170.0)).unwrap().sql;
+        assert!(!within.contains("180"), "{within}");
+        assert!(matches!(features_select(&name, &table, &bbox(f64::NAN, 1.0)), Err(StoreError::Invalid(_))));
+    }
+
+    #[test]
+    fn placeholders_are_filled_once() {
+        let table = Table { name: "{order}".into(), columns: vec![] };
+        let sql = statement(&table, "''", &["x = '{table}'".into()], "ORDER BY fid");
+        assert!(sql.contains("FROM \"datasets\".\"{order}\""), "{sql}");
+        assert!(sql.contains("x = '{table}'") && sql.contains("ORDER BY fid"), "{sql}");
+        assert!(sql.contains("ST_AsGeoJSON(geom, 30, 0), ''"), "{sql}");
+    }
+
+    #[test]
+    fn integral_coordinates_read_as_doubles() {
+        let marked = |g: &str| {
+            let mut out = String::new();
+            push_geometry(&mut out, g);
+            out
+        };
+        assert_eq!(marked(r#"{"type":"Point","coordinates":[1,0.5]}"#), r#"{"type":"Point","coordinates":[1.0,0.5]}"#);
+        assert_eq!(
+            marked(
+                r#"{"type":"GeometryCollection","geometries":[{"type":"LineString","coordinates":[[0,-1e+20],[-3,0.5],[1e-9,-70]]}]}"#
+            ),
+            r#"{"type":"GeometryCollection","geometries":[{"type":"LineString","coordinates":[[0.0,-1e+20],[-3.0,0.5],[1e-9,-70.0]]}]}"#
+        );
+        assert_eq!(marked(r#"{"type":"Point","coordinates":[]}"#), r#"{"type":"Point","coordinates":[]}"#);
+        assert_eq!(
+            marked(r#"{"type":"Point","coordinates":[12.25,-0.125,3]}"#),
+            r#"{"type":"Point","coordinates":[12.25,-0.125,3.0]}"#
+        );
+    }
+}

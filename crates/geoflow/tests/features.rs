@@ -1,0 +1,314 @@
+//! The OGC API – Features as real clients use it: GDAL's OAPIF driver lists and downloads the
+//! Natural Earth datasets and gets back what was loaded; bbox pages select exactly what
+//! PostGIS's `ST_Intersects` selects; keyset pages walk 100,000 features without a gap; ETags
+//! follow every load; browsers get HTML; OWSLib reads collections and items.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use geoflow::api::ApiConfig;
+use geoflow::ingest::{ingest, IngestRequest, Input, Progress};
+use geoflow_core::dataset::DatasetName;
+use geoflow_store::postgis::PostgisStore;
+use geoflow_store::Store;
+use geoflow_testkit::postgis_database;
+use serde_json::Value;
+use support::app::{assert_problem, spawn_app, spawn_app_on, with_token, App, TOKEN};
+
+async fn load(store: &Arc<dyn Store>, file: &Path, dataset: &str, source: &str) {
+    let mut request = IngestRequest::new(Input::Path(file.to_path_buf()), DatasetName::new(dataset).unwrap());
+    request.source = Some(source.into());
+    let summary = ingest(store.clone(), request, Arc::new(Progress::default())).await.unwrap();
+    assert!(summary.features_loaded > 0, "{summary:?}");
+}
+
+/// A Natural Earth file's dataset name: `ne_110m_admin_0_countries`.
+fn dataset_of(file: &Path) -> String {
+    file.file_stem().unwrap().to_str().unwrap().to_string()
+}
+
+fn natural_earth() -> Option<Vec<std::path::PathBuf>> {
+    let dir = support::shared_dir()?.join("data/naturalearth");
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    Some(files)
+}
+
+/// Features as GDAL reads them from `source` (a file or an `OAPIF:` URL).
+fn gdal_features(source: &str, layer: &str) -> Vec<Value> {
+    let out = Command::new("ogr2ogr").args(["-f", "GeoJSON", "/vsistdout/", source, layer]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("ERROR"), "ogr2ogr {source} {layer}: {err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["features"].as_array().cloned().unwrap_or_default()
+}
+
+/// A property value as comparable text: numbers by value (GDAL may read 3 as 3.0).
+fn comparable(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n.as_f64().map_or(n.to_string(), |f| format!("{f}")),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gdal_reads_back_every_natural_earth_dataset() {
+    let Some(files) = natural_earth() else { return };
+    if !support::have_tool("ogr2ogr") {
+        return;
+    }
+    let app = spawn_app(ApiConfig::default()).await;
+    for file in &files {
+        load(&app.store, file, &dataset_of(file), "natural-earth.geojson").await;
+    }
+    let service = format!("OAPIF:http://{}/", app.addr);
+    let listing = tokio::task::spawn_blocking({
+        let service = service.clone();
+        move || Command::new("ogrinfo").args(["-ro", "-q", &service]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+    for file in &files {
+        assert!(text.contains(&dataset_of(file)), "ogrinfo lists {}: {text}", dataset_of(file));
+    }
+
+    for file in files {
+        let dataset = dataset_of(&file);
+        let (service, path) = (service.clone(), file.to_str().unwrap().to_string());
+        let (served, source) = tokio::task::spawn_blocking(move || {
+            let layer = dataset_of(Path::new(&path));
+            (gdal_features(&service, &dataset), gdal_features(&path, &layer))
+        })
+        .await
+        .unwrap();
+        assert_eq!(served.len(), source.len(), "{}: every feature comes back", dataset_of(&file));
+        for (i, (got, want)) in served.iter().zip(&source).enumerate() {
+            let want_props = want["properties"].as_object().unwrap();
+            let got_props = got["properties"].as_object().unwrap();
+            for (key, value) in want_props {
+                let served_value = got_props.get(key).unwrap_or(&Value::Null);
+                assert_eq!(
+                    comparable(served_value),
+                    comparable(value),
+                    "{} feature {i} property {key}",
+                    dataset_of(&file)
+                );
+            }
+            assert_eq!(got["geometry"]["type"], want["geometry"]["type"], "{} feature {i}", dataset_of(&file));
+        }
+    }
+}
+
+/// The names of the features in one page of a bbox query.
+async fn names_in(app: &App, dataset: &str, bbox: &str) -> BTreeSet<String> {
+    let page = app.get(&format!("/collections/{dataset}/items?bbox={bbox}&limit=1000")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body["links"].as_array().unwrap().iter().all(|l| l["rel"] != "next"), "one page holds them all");
+    page.body["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["properties"]["NAME"].as_str().unwrap().to_string())
+        .collect()
+}
+
+const BOXES: [&str; 6] =
+    ["-10,35,30,60", "100,-50,180,0", "170,-60,-170,80", "-180,-90,180,90", "0,0,0.0001,0.0001", "-75,40,-73,41"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bbox_pages_select_what_postgis_st_intersects_selects() {
+    let (Some(files), Some(db)) = (natural_earth(), postgis_database().await) else { return };
+    let countries = files.iter().find(|f| dataset_of(f) == "ne_110m_admin_0_countries").unwrap();
+    let store: Arc<dyn Store> = Arc::new(PostgisStore::connect(db.url()).await.unwrap());
+    load(&store, countries, "countries", "countries.geojson").await;
+    let on_postgis = spawn_app_on(store, tempfile::tempdir().unwrap(), ApiConfig::default()).await;
+    let on_gpkg = spawn_app(ApiConfig::default()).await;
+    load(&on_gpkg.store, countries, "countries", "countries.geojson").await;
+
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    for bbox in BOXES {
+        let b: Vec<f64> = bbox.split(',').map(|n| n.parse().unwrap()).collect();
+        let envelope = if b[0] > b[2] {
+            format!(
+                "ST_Union(ST_MakeEnvelope({}, {}, 180, {}, 4326), ST_MakeEnvelope(-180, {}, {}, {}, 4326))",
+                b[0], b[1], b[3], b[1], b[2], b[3]
+            )
+        } else {
+            format!("ST_MakeEnvelope({}, {}, {}, {}, 4326)", b[0], b[1], b[2], b[3])
+        };
+        let column = client
+            .query_one("SELECT column_name FROM geoflow.columns WHERE dataset = 'countries' AND key = 'NAME'", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0);
+        let sql = format!(r#"SELECT "{column}" FROM datasets.countries WHERE ST_Intersects(geom, {envelope})"#);
+        let expected: BTreeSet<String> = client.query(&sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(names_in(&on_postgis, "countries", bbox).await, expected, "PostGIS store, bbox {bbox}");
+        assert_eq!(names_in(&on_gpkg, "countries", bbox).await, expected, "GeoPackage store, bbox {bbox}");
+    }
+}
+
+/// Follows `next` links from the first page; the fids of every page.
+async fn walk(app: &App, first: &str) -> (Vec<i64>, usize) {
+    let mut fids = Vec::new();
+    let mut pages = 0;
+    let mut url = app.url(first);
+    loop {
+        let page: Value = app.http.get(&url).send().await.unwrap().json().await.unwrap();
+        pages += 1;
+        assert_eq!(page["numberReturned"].as_u64().unwrap() as usize, page["features"].as_array().unwrap().len());
+        fids.extend(page["features"].as_array().unwrap().iter().map(|f| f["id"].as_i64().unwrap()));
+        match page["links"].as_array().unwrap().iter().find(|l| l["rel"] == "next") {
+            Some(next) => url = next["href"].as_str().unwrap().to_string(),
+            None => return (fids, pages),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyset_pages_walk_100k_features_without_gaps() {
+    let mut apps = vec![spawn_app(ApiConfig::default()).await];
+    if let Some(db) = postgis_database().await {
+        let store: Arc<dyn Store> = Arc::new(PostgisStore::connect(db.url()).await.unwrap());
+        apps.push(spawn_app_on(store, tempfile::tempdir().unwrap(), ApiConfig::default()).await);
+        std::mem::forget(db); // lives until the process ends, with the app using it
+    }
+    for app in &apps {
+        let file = app.dir.path().join("points.geojson");
+        std::fs::write(&file, support::collection(100_000, 3)).unwrap();
+        load(&app.store, &file, "points", "points.geojson").await;
+        let first = app.get("/collections/points/items?limit=10000").await;
+        assert_eq!(first.body["numberMatched"], 100_000);
+        let (fids, pages) = walk(app, "/collections/points/items?limit=10000").await;
+        assert_eq!(fids.len(), 100_000);
+        assert_eq!(fids.iter().collect::<BTreeSet<_>>().len(), 100_000, "no duplicates");
+        assert!(fids.windows(2).all(|w| w[0] < w[1]), "in key order");
+        assert_eq!(pages, 11, "ten full pages, then an empty one");
+        // A filtered walk keeps its filter on every page.
+        let (filtered, _) = walk(app, "/collections/points/items?limit=500&bbox=0,0,180,90").await;
+        let direct = app.get("/collections/points/items?limit=10000&bbox=0,0,180,90").await;
+        assert_eq!(filtered.len(), direct.body["features"].as_array().unwrap().len());
+        assert!(direct.body.get("numberMatched").is_none(), "not counted when filtered");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etags_follow_every_load_and_browsers_get_html() {
+    let app = spawn_app(with_token()).await;
+    let file = app.dir.path().join("a.geojson");
+    std::fs::write(&file, support::collection(30, 1)).unwrap();
+    load(&app.store, &file, "roads", "a.geojson").await;
+
+    let items = app.http.get(app.url("/collections/roads/items?limit=5&rank=3")).send().await.unwrap();
+    assert_eq!(items.headers()["content-type"], "application/geo+json");
+    let etag = items.headers()["etag"].clone();
+    assert!(items.headers().contains_key("last-modified"));
+    let page: Value = items.json().await.unwrap();
+    assert_eq!(page["features"].as_array().unwrap().len(), 1, "property filter: {page}");
+    assert_eq!(page["features"][0]["properties"]["name"], "f1-3");
+    let again = app
+        .http
+        .get(app.url("/collections/roads/items?limit=5&rank=3"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+
+    std::fs::write(&file, support::collection(31, 2)).unwrap();
+    load(&app.store, &file, "roads", "b.geojson").await;
+    let after = app
+        .http
+        .get(app.url("/collections/roads/items?limit=5&rank=3"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 200, "a load changes the ETag");
+    assert_ne!(after.headers()["etag"], etag);
+
+    let feature = app.get(&format!("/collections/roads/items/{}", page["features"][0]["id"])).await;
+    assert_eq!(feature.status, 200);
+    assert_eq!(feature.body["properties"]["name"], "f1-3");
+    assert!(feature.body["links"].as_array().unwrap().iter().any(|l| l["rel"] == "collection"));
+    assert_problem(&app.get("/collections/roads/items/999999999").await, 404, "not-found");
+    assert_problem(&app.get("/collections/nowhere/items").await, 404, "not-found");
+    assert_problem(&app.get("/collections/roads/items?colour=red").await, 400, "invalid-parameter");
+    assert_problem(&app.get("/collections/roads/items?bbox=1,2,3").await, 400, "invalid-parameter");
+    assert_problem(&app.get("/collections/roads/items?limit=0").await, 400, "invalid-parameter");
+    let capped = app.get("/collections/roads/items?limit=1000000").await;
+    assert_eq!(capped.status, 200);
+
+    let html =
+        app.http.get(app.url("/collections/roads/items")).header("accept", "text/html,*/*;q=0.8").send().await.unwrap();
+    assert!(html.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(html.text().await.unwrap().contains("f1-0"));
+    let landing = app.get("/").await;
+    let rels: Vec<&str> =
+        landing.body["links"].as_array().unwrap().iter().map(|l| l["rel"].as_str().unwrap()).collect();
+    for rel in ["self", "service-desc", "conformance", "data"] {
+        assert!(rels.contains(&rel), "{rels:?}");
+    }
+    let conformance = app.get("/conformance").await;
+    assert!(conformance.body["conformsTo"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c.as_str().unwrap().ends_with("/conf/geojson")));
+    let collections = app.get("/collections").await;
+    let roads = &collections.body["collections"][0];
+    assert_eq!(roads["id"], "roads");
+    assert_eq!(roads["extent"]["spatial"]["bbox"][0].as_array().unwrap().len(), 4);
+
+    let private = spawn_app(ApiConfig { private_reads: true, ..with_token() }).await;
+    assert_problem(&private.get("/collections").await, 401, "unauthorized");
+    let allowed = private.http.get(private.url("/collections")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(allowed.status(), 200);
+}
+
+/// OWSLib, the Python OGC client, where it is installed (`GEOFLOW_OWSLIB_PYTHON` names a
+/// Python that has it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owslib_reads_collections_and_items() {
+    let python = std::env::var("GEOFLOW_OWSLIB_PYTHON").unwrap_or_else(|_| "/var/tmp/geoflow-owslib/bin/python".into());
+    let usable = Command::new(&python).args(["-c", "import owslib"]).status().is_ok_and(|s| s.success());
+    if !usable {
+        assert!(
+            std::env::var("GEOFLOW_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "GEOFLOW_REQUIRE_TOOLS=1 but OWSLib is missing at {python}"
+        );
+        eprintln!("skipped: OWSLib is not installed at {python} (set GEOFLOW_OWSLIB_PYTHON)");
+        return;
+    }
+    let app = spawn_app(ApiConfig::default()).await;
+    let file = app.dir.path().join("a.geojson");
+    std::fs::write(&file, support::collection(25, 1)).unwrap();
+    load(&app.store, &file, "roads", "a.geojson").await;
+    let script = r#"
+import sys
+from owslib.ogcapi.features import Features
+api = Features(sys.argv[1])
+ids = [c["id"] for c in api.collections()["collections"]]
+assert ids == ["roads"], ids
+page = api.collection_items("roads", limit=7)
+assert page["type"] == "FeatureCollection", page
+assert len(page["features"]) == 7, len(page["features"])
+assert page["numberMatched"] == 25, page
+one = api.collection_item("roads", str(page["features"][0]["id"]))
+assert one["properties"]["name"] == "f1-0", one
+print("ok")
+"#;
+    let url = format!("http://{}/", app.addr);
+    let out = tokio::task::spawn_blocking(move || Command::new(&python).args(["-c", script, &url]).output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
