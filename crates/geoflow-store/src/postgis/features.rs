@@ -149,11 +149,13 @@ fn property_condition(select: &mut Select, c: &Column, value: &str) -> String {
         }
         FieldType::Json => {
             // Scalars by their text (a string by its characters); objects and arrays by
-            // value, as jsonb keeps neither their key order nor their spacing.
+            // value, as jsonb keeps neither their key order nor their spacing. The server
+            // parses the text (exactly, unlike serde_json's floats) once it is known to be
+            // JSON that jsonb takes.
             let nested = serde_json::from_str::<serde_json::Value>(value)
                 .ok()
                 .filter(|v| (v.is_object() || v.is_array()) && !has_nul(v))
-                .map(|v| v.to_string());
+                .map(|_| value.to_string());
             let text = select.bind(Box::new(value.to_string()));
             let nested = select.bind(Box::new(nested));
             format!("({column} #>> '{{}}' = {text}::text OR {column} = {nested}::text::jsonb)")
