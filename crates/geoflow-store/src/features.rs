@@ -33,9 +33,11 @@ pub struct StoredFeature {
     /// The row key: unique in its dataset and stable while its source is not reloaded.
     pub fid: i64,
     /// The feature as one GeoJSON Feature object: `"id"` is the `fid`, `"geometry"` the
-    /// stored geometry (null when it has none), `"properties"` every non-null property under
-    /// its original key with its original value (integers beyond 2^53, nested objects and
-    /// text all as they were loaded).
+    /// stored geometry (null when it has none), `"properties"` every column of the dataset
+    /// under its original key, in column order, with its original value (integers beyond
+    /// 2^53, nested objects and text all as they were loaded) or `null`: every feature names
+    /// every property, so that clients that take a layer's fields from its first features
+    /// (GDAL, QGIS) see them all.
     pub json: String,
 }
 

@@ -447,17 +447,11 @@ pub trait Store: Send + Sync {
 
     /// The features of a dataset that match `query`, in `fid` order;
     /// [`StoreError::NotFound`] for an unknown dataset.
-    async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
-        let _ = (dataset, query);
-        Err(StoreError::Invalid(format!("{} cannot read features yet", self.location())))
-    }
+    async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError>;
 
     /// One feature by its `fid`; `None` when the dataset has no such feature,
     /// [`StoreError::NotFound`] when there is no such dataset.
-    async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {
-        let _ = (dataset, fid);
-        Err(StoreError::Invalid(format!("{} cannot read features yet", self.location())))
-    }
+    async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError>;
 
     /// Jobs newest first (`created_at` then `id`, descending), filtered and paginated by
     /// [`JobQuery::before`]; [`StoreError::Invalid`] when that cursor names no job or a time

@@ -817,12 +817,21 @@ async fn feature_reads(s: &dyn Store) {
         assert_eq!(f["id"], *fid, "{f}");
     }
     let props = |i: usize| every[i].1["properties"].clone();
-    assert_eq!(props(0), serde_json::json!({ "name": "a", "flag": true, "score": 1.5 }));
+    let nulls =
+        serde_json::json!({ "name": null, "flag": null, "score": null, "big": null, "nested": null, hostile: null });
+    let with = |values: serde_json::Value| {
+        let mut all = nulls.clone();
+        all.as_object_mut().unwrap().extend(values.as_object().unwrap().clone());
+        all
+    };
+    assert_eq!(props(0), with(serde_json::json!({ "name": "a", "flag": true, "score": 1.5 })));
     assert_eq!(
         props(1),
-        serde_json::json!({ "name": "b", "big": 9_007_199_254_740_993u64, "nested": { "k": [1, 2.5, "x"] }, hostile: "O'Brien" })
+        with(
+            serde_json::json!({ "name": "b", "big": 9_007_199_254_740_993u64, "nested": { "k": [1, 2.5, "x"] }, hostile: "O'Brien" })
+        )
     );
-    assert_eq!(props(3), serde_json::json!({}), "null properties are left out");
+    assert_eq!(props(3), nulls, "every property is named, null or not");
     assert_eq!(every[0].1["geometry"], serde_json::json!({ "type": "Point", "coordinates": [1.0, 0.5] }));
     assert_eq!(every[2].1["geometry"]["type"], "Polygon");
     assert_eq!(every[2].1["geometry"]["coordinates"][0].as_array().unwrap().len(), 5);

@@ -1024,7 +1024,7 @@ async fn a_dataset_with_150_properties_round_trips() {
         FieldType::Text => PropValue::Text(format!("row {r} value {i}\n\t\"é\"")),
         FieldType::Integer => PropValue::Int((i * 1000 + r) as i64 - 70_000),
         FieldType::Real => PropValue::Real(i as f64 + 0.5 + r as f64 * 1e-9),
-        FieldType::Boolean => PropValue::Bool((i + r) % 2 == 0),
+        FieldType::Boolean => PropValue::Bool((i + r) % 2 == 1),
         FieldType::Json => PropValue::Json(format!(r#"{{"i":{i},"r":[{r},1.50,"x"]}}"#)),
         _ => PropValue::Int(i64::MAX - r as i64),
     };
@@ -1041,7 +1041,9 @@ async fn a_dataset_with_150_properties_round_trips() {
     let features = read_features(&store, "wide", page(10)).await.unwrap();
     assert_eq!(features.len(), 3);
     for ((fid, f, text), r) in features.iter().zip(&rows) {
-        let mut want = serde_json::Map::new();
+        // Every property is named; those the row leaves out are null.
+        let mut want: serde_json::Map<String, serde_json::Value> =
+            fields.iter().map(|(k, _)| (k.clone(), serde_json::Value::Null)).collect();
         for (i, v) in &r.properties {
             want.insert(fields[*i].0.clone(), v.to_json_value());
         }
@@ -1100,7 +1102,9 @@ async fn feature_reads_go_on_during_a_load_of_the_same_dataset() {
     assert!(matches!(load.await.unwrap().unwrap(), LoadOutcome::Loaded { .. }));
     let after = read_features(&store, "roads", page(100)).await.unwrap();
     assert_eq!(after.len(), 1);
-    assert_eq!(after[0].1["properties"], serde_json::json!({ "lanes": 2.5 }));
+    let properties = after[0].1["properties"].as_object().unwrap();
+    assert_eq!(properties["lanes"], serde_json::json!(2.5));
+    assert!(properties.iter().all(|(k, v)| k == "lanes" || v.is_null()), "{properties:?}");
 }
 
 /// A page read slowly holds a read snapshot, not a lock: a load commits meanwhile.

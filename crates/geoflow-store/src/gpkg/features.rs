@@ -216,11 +216,11 @@ fn covers_most_of(conn: &Connection, table: &str, boxes: &[Rect<f64>]) -> Result
     if boxes.is_empty() {
         return Ok(false);
     }
-    let extent: Option<(Option<f64>, Option<f64>, Option<f64>, Option<f64>)> = conn
+    let extent: Option<[Option<f64>; 4]> = conn
         .prepare_cached("SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = ?1")
-        .and_then(|mut s| s.query_row([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional())
+        .and_then(|mut s| s.query_row([table], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])).optional())
         .ctx("reading the dataset extent")?;
-    let Some((Some(min_x), Some(min_y), Some(max_x), Some(max_y))) = extent else {
+    let Some([Some(min_x), Some(min_y), Some(max_x), Some(max_y)]) = extent else {
         return Ok(false);
     };
     // The share of [lo, hi] within [min, max]; a degenerate extent is in or out.
@@ -598,9 +598,6 @@ impl<'a> FeatureWriter<'a> {
         let mut first = true;
         for (i, (key, ty)) in self.properties.iter().enumerate() {
             let value = row.get_ref(i + 2).ctx(CONTEXT)?;
-            if value == ValueRef::Null {
-                continue;
-            }
             if !first {
                 out.push(',');
             }

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
+use geoflow_core::schema::FieldType;
 use geoflow_store::{DatasetInfo, FeatureQuery, StoreError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -148,6 +149,70 @@ async fn dataset(state: &AppState, id: &str) -> Result<DatasetInfo, Problem> {
     datasets(state).await?.into_iter().find(|d| d.name == name).ok_or_else(unknown)
 }
 
+const SCHEMA_JSON: &str = "application/schema+json";
+
+/// The JSON Schema of a collection's features: every property with its type, so that
+/// clients which fix a layer's fields up front (GDAL, QGIS) type them right even when the
+/// first features leave a property null.
+fn feature_schema(base: &str, d: &DatasetInfo) -> Value {
+    let properties: serde_json::Map<String, Value> = d
+        .columns
+        .iter()
+        .filter_map(|c| {
+            let schema = match c.ty {
+                FieldType::Boolean => json!({ "type": "boolean" }),
+                FieldType::Integer | FieldType::WideInteger => json!({ "type": "integer" }),
+                FieldType::Real => json!({ "type": "number" }),
+                FieldType::Date => json!({ "type": "string", "format": "date" }),
+                FieldType::DateTime => json!({ "type": "string", "format": "date-time" }),
+                FieldType::Text => json!({ "type": "string" }),
+                // Nested values, numbers kept as exact text and values of mixed types have no
+                // one type: clients infer what they can from the values.
+                FieldType::Json | FieldType::Null => return None,
+            };
+            Some((c.key.clone(), schema))
+        })
+        .collect();
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": format!("{base}/collections/{}/schema", d.name.as_str()),
+        "title": d.name.as_str(),
+        "type": "object",
+        "required": ["type", "geometry", "properties"],
+        "properties": {
+            "type": { "type": "string", "enum": ["Feature"] },
+            "id": { "type": "integer" },
+            "geometry": { "x-ogc-role": "primary-geometry", "format": "geometry-any" },
+            "properties": { "type": "object", "properties": properties },
+        },
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/collections/{collectionId}/schema",
+    tag = "features",
+    params(("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$")),
+    responses(
+        (status = 200, description = "The JSON Schema of the collection's features", body = Object, content_type = "application/schema+json"),
+        (status = 304, description = "Not modified since the ETag given in If-None-Match"),
+        (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn schema(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let d = dataset(&state, &id).await?;
+    let base = base_url(&headers);
+    let etag = digest(&[d.name.as_str(), &d.version.to_string(), "schema", &base]);
+    let response = json_response(SCHEMA_JSON, &feature_schema(&base, &d));
+    Ok(validated(&headers, etag, Some(&d.updated_at), response))
+}
+
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct FormatParam {
@@ -175,7 +240,8 @@ pub async fn landing(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result
         "links": [
             link(format!("{base}/?f=json"), "self", "application/json", "This document"),
             link(format!("{base}/?f=html"), "alternate", "text/html", "This document as HTML"),
-            link(format!("{base}/openapi.json"), "service-desc", "application/vnd.oai.openapi+json;version=3.0", "The API definition"),
+            link(format!("{base}/openapi-3.0.json"), "service-desc", "application/vnd.oai.openapi+json;version=3.0", "The API definition (OpenAPI 3.0)"),
+            link(format!("{base}/openapi.json"), "service-desc", "application/json", "The API definition (OpenAPI 3.1)"),
             link(format!("{base}/docs"), "service-doc", "text/html", "The API documentation"),
             link(format!("{base}/conformance"), "conformance", "application/json", "Conformance classes"),
             link(format!("{base}/collections"), "data", "application/json", "The collections"),
@@ -222,6 +288,9 @@ fn collection(base: &str, d: &DatasetInfo) -> Value {
             link(format!("{base}/collections/{id}?f=html"), "alternate", "text/html", "This collection as HTML"),
             link(format!("{base}/collections/{id}/items"), "items", GEOJSON, "The features"),
             link(format!("{base}/collections/{id}/items?f=html"), "items", "text/html", "The features as HTML"),
+            link(format!("{base}/collections/{id}/schema"), "describedby", SCHEMA_JSON, "The schema of the features"),
+            // The same, under the relation name GDAL's OAPIF driver looks for.
+            link(format!("{base}/collections/{id}/schema"), "describedBy", SCHEMA_JSON, "The schema of the features"),
         ],
     });
     if let Some(b) = d.bbox {

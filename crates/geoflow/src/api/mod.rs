@@ -136,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(features::conformance))
         .routes(routes!(features::collections))
         .routes(routes!(features::collection_info))
+        .routes(routes!(features::schema))
         .routes(routes!(features::items))
         .routes(routes!(features::item))
         .route_layer(from_fn_with_state(state.clone(), auth::require_read))
@@ -150,11 +151,18 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), admit))
         .merge(health_routes())
         .split_for_parts();
-    let openapi = bytes::Bytes::from(openapi.to_json().unwrap_or_default());
+    let document = serde_json::to_value(&openapi).unwrap_or_default();
+    let openapi = bytes::Bytes::from(document.to_string());
+    let openapi_30 = bytes::Bytes::from(docs::openapi_30(&document).to_string());
+    const OPENAPI_30: &str = "application/vnd.oai.openapi+json;version=3.0";
     let api = api
         .route(
             "/openapi.json",
             get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], openapi.clone()))),
+        )
+        .route(
+            "/openapi-3.0.json",
+            get(move || std::future::ready(([(header::CONTENT_TYPE, OPENAPI_30)], openapi_30.clone()))),
         )
         .route("/metrics", get(observe::metrics_handler))
         .route("/docs", get(docs::page))
