@@ -23,6 +23,9 @@ pub struct FeatureQuery {
     pub properties: Vec<(String, String)>,
     /// Only features whose `fid` is greater (the cursor of the next page).
     pub after: Option<i64>,
+    /// Only features whose `fid` is smaller, and of those the *last* `limit` (still in `fid`
+    /// order): the page before the one that starts at this `fid`.
+    pub before: Option<i64>,
     /// At most this many features.
     pub limit: usize,
 }
@@ -43,3 +46,12 @@ pub struct StoredFeature {
 
 /// Features as a store reads them: a page is never held in memory whole.
 pub type FeatureStream = BoxStream<'static, Result<StoredFeature, StoreError>>;
+
+/// A page read backwards (`fid` descending, for [`FeatureQuery::before`]) put back in `fid`
+/// order. Such a page is held whole: it has at most `limit` features.
+pub(crate) async fn in_fid_order(stream: FeatureStream) -> Result<FeatureStream, StoreError> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let mut page: Vec<StoredFeature> = stream.try_collect().await?;
+    page.reverse();
+    Ok(futures_util::stream::iter(page.into_iter().map(Ok)).boxed())
+}

@@ -851,6 +851,13 @@ async fn feature_reads(s: &dyn Store) {
         walked.extend(fids(&page));
     }
     assert_eq!(walked, fids(&every));
+    // And backwards: the page before a fid is the last features before it, in fid order.
+    let before = |fid, limit| FeatureQuery { limit, before: Some(fid), ..FeatureQuery::default() };
+    assert_eq!(fids(&read(s, "places", before(fid(3), 2)).await.unwrap()), [fid(1), fid(2)]);
+    assert_eq!(fids(&read(s, "places", before(fid(1), 2)).await.unwrap()), [fid(0)]);
+    let boxed_before =
+        FeatureQuery { bbox: Some(Bbox { min_x: 0.0, min_y: 0.0, max_x: 2.0, max_y: 1.0 }), ..before(fid(4), 5) };
+    assert_eq!(fids(&read(s, "places", boxed_before).await.unwrap()), [fid(0), fid(2)]);
 
     // Boxes select what intersects them, across the antimeridian too.
     let bbox = |min_x, min_y, max_x, max_y| FeatureQuery { bbox: Some(Bbox { min_x, min_y, max_x, max_y }), ..all() };

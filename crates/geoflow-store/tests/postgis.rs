@@ -927,3 +927,75 @@ async fn deep_pages_and_boxes_use_the_indexes() {
         assert_eq!(read_features(&store, "grid", query).await.len(), expected);
     }
 }
+
+#[tokio::test]
+async fn bbox_pages_are_exact_whether_the_window_or_the_spatial_index_answers() {
+    let Some((_db, store, client)) = setup().await else { return };
+    // 5 000 points on a 100 × 50 grid, in row order: row i at (i % 100, i / 100), so a box's
+    // matches sit where its rows are in fid order.
+    let rows: Vec<_> = (0..5_000)
+        .map(|i| {
+            let (x, y) = ((i % 100) as f64, (i / 100) as f64);
+            row(i, PropValue::Int(i as i64), Some(point(x, y)), vec![(0, PropValue::Text(format!("n{i}")))])
+        })
+        .collect();
+    commit(&store, plan("win", "w.geojson", "h1", schema(&[("name", FieldType::Text)], FieldType::Integer)), rows)
+        .await;
+    client.batch_execute("ANALYZE datasets.win").await.unwrap();
+    let win = DatasetName::new("win").unwrap();
+    let boxed = |min_x, min_y, max_x, max_y, limit, after| FeatureQuery {
+        bbox: Some(Bbox { min_x, min_y, max_x, max_y }),
+        limit,
+        after,
+        ..FeatureQuery::default()
+    };
+    // Pages of 10 read windows of 1 000 rows (rows 0..999 from the start).
+    let dense = boxed(-0.5, -0.5, 49.5, 49.5, 10, None);
+    let plan_text = store.explain_features(&win, &dense).await.unwrap();
+    assert!(plan_text.contains("Index Scan using win_pkey"), "{plan_text}");
+    for (name, b) in [
+        // Half of every window matches: the window holds the page.
+        ("dense", dense),
+        // Rows 2 000 and on only: no window match, the spatial index answers.
+        ("sparse", boxed(9.5, 19.5, 12.5, 29.5, 10, None)),
+        // Rows 900..904 at the end of the first window, then 1 000..1 004 after it.
+        ("straddling", boxed(-0.5, 8.5, 4.5, 10.5, 10, None)),
+        // Four short runs of rows 100 apart: pages from cursors inside windows straddle them.
+        ("straddling runs", boxed(-0.5, 8.5, 4.5, 12.5, 10, None)),
+    ] {
+        let bbox = b.bbox.unwrap();
+        let expected: Vec<i64> = client
+            .query(
+                "SELECT fid FROM datasets.win WHERE ST_Intersects(geom, ST_MakeEnvelope($1, $2, $3, $4, 4326)) \
+                 ORDER BY fid",
+                &[&bbox.min_x, &bbox.min_y, &bbox.max_x, &bbox.max_y],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(expected.len() >= 10, "{name}: {}", expected.len());
+        for limit in [1, 3, 4, 10, 100] {
+            // Every page from the first, each after the last fid of the one before.
+            let mut read = Vec::new();
+            let mut after = None;
+            loop {
+                let page = read_features(&store, "win", FeatureQuery { limit, after, ..b.clone() }).await;
+                assert!(page.len() <= limit, "{name}, limit {limit}");
+                let Some(last) = page.last() else { break };
+                after = Some(last.0);
+                let short = page.len() < limit;
+                read.extend(page.into_iter().map(|f| f.0));
+                if short {
+                    break;
+                }
+            }
+            assert_eq!(read, expected, "{name}, pages of {limit}");
+        }
+        // The features themselves are those of a single-feature read.
+        let page = read_features(&store, "win", b.clone()).await;
+        let one = store.feature(&win, page[0].0).await.unwrap().unwrap();
+        assert_eq!(one.json, page[0].1, "{name}");
+    }
+}

@@ -241,6 +241,33 @@ async fn etags_follow_every_load_and_browsers_get_html() {
     assert_eq!(after.status(), 200, "a load changes the ETag");
     assert_ne!(after.headers()["etag"], etag);
 
+    // next and prev links walk both ways; the first page has no prev.
+    let ids = |page: &Value| {
+        page["features"].as_array().unwrap().iter().map(|f| f["id"].as_i64().unwrap()).collect::<Vec<_>>()
+    };
+    let link_of = |page: &Value, rel: &str| {
+        page["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["rel"] == rel)
+            .map(|l| l["href"].as_str().unwrap().to_string())
+    };
+    let first: Value =
+        app.http.get(app.url("/collections/roads/items?limit=4")).send().await.unwrap().json().await.unwrap();
+    assert!(link_of(&first, "prev").is_none());
+    let second: Value = app.http.get(link_of(&first, "next").unwrap()).send().await.unwrap().json().await.unwrap();
+    let third: Value = app.http.get(link_of(&second, "next").unwrap()).send().await.unwrap().json().await.unwrap();
+    let back: Value = app.http.get(link_of(&third, "prev").unwrap()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ids(&back), ids(&second));
+    let front: Value = app.http.get(link_of(&back, "prev").unwrap()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ids(&front), ids(&first));
+    assert!(link_of(&front, "prev").is_none(), "back at the start");
+    assert_eq!(
+        ids(&app.http.get(link_of(&front, "next").unwrap()).send().await.unwrap().json::<Value>().await.unwrap()),
+        ids(&second)
+    );
+
     let feature = app.get(&format!("/collections/roads/items/{}", page["features"][0]["id"])).await;
     assert_eq!(feature.status, 200);
     assert_eq!(feature.body["properties"]["name"], "f1-3");

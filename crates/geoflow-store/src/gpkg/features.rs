@@ -186,7 +186,8 @@ fn send_page(
         return Ok(());
     };
     let mut page = Page { writer: FeatureWriter::new(path, &layout), tx, sent: 0, after: query.after };
-    if covers_most_of(&snapshot, &layout.table, &select.boxes)? {
+    // A page before a fid is read backwards in one statement (the caller puts it back in order).
+    if query.before.is_none() && covers_most_of(&snapshot, &layout.table, &select.boxes)? {
         // Most rows match: reading in fid order finds a page sooner than collecting every
         // candidate from the R-tree would. Should the rows be sparse after all, the budget
         // runs out and the R-tree takes over from the last fid read.
@@ -335,6 +336,8 @@ struct Select {
     /// The exact boxes the candidates are tested against; empty when there is no bbox.
     boxes: Vec<Rect<f64>>,
     limit: usize,
+    /// Read backwards from this fid: the page before it.
+    before: Option<i64>,
 }
 
 impl Select {
@@ -400,7 +403,7 @@ impl Select {
             return Ok(None);
         }
         let head = format!("SELECT {} FROM {}", select_list(layout), quote(&layout.table));
-        Ok(Some(Select { head, conditions, params, candidates, boxes, limit: query.limit }))
+        Ok(Some(Select { head, conditions, params, candidates, boxes, limit: query.limit, before: query.before }))
     }
 
     /// The statement for the rows after `after`, with the R-tree candidates or without.
@@ -415,12 +418,16 @@ impl Select {
             conditions.push("fid > ?");
             params.push(Value::Integer(after));
         }
+        if let Some(before) = self.before {
+            conditions.push("fid < ?");
+            params.push(Value::Integer(before));
+        }
         let mut sql = self.head.clone();
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conditions.join(" AND "));
         }
-        sql.push_str(" ORDER BY fid");
+        sql.push_str(if self.before.is_some() { " ORDER BY fid DESC" } else { " ORDER BY fid" });
         if self.boxes.is_empty() {
             // With a bbox some rows fail the exact test: the reader stops at the limit.
             sql.push_str(" LIMIT ?");

@@ -201,7 +201,12 @@ impl Store for GeoPackageStore {
     }
 
     async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
-        features::stream(Arc::clone(&self.path), Arc::clone(&self.readers), dataset.clone(), query.clone()).await
+        let stream =
+            features::stream(Arc::clone(&self.path), Arc::clone(&self.readers), dataset.clone(), query.clone()).await?;
+        match query.before {
+            Some(_) => crate::features::in_fid_order(stream).await,
+            None => Ok(stream),
+        }
     }
 
     async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {

@@ -13,12 +13,15 @@
 //! 23 ms instead of 0.1 ms, and it grows with the table. So a bbox query is planned for its
 //! values each time, in one round trip (parse, bind and execute of the unnamed statement),
 //! as is a query filtering on several properties, whose shapes are too many to cache.
+//!
+//! A forward bbox page first reads a window of rows in `fid` order (see [`window_select`]),
+//! whose plan does not depend on the box and is cached; only when the window holds fewer
+//! than `limit` matches does the rest of the page take the statement planned for its values.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use deadpool_postgres::Object;
-use futures_util::{Stream, StreamExt};
+use futures_util::{stream, StreamExt};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, RowStream};
 
@@ -236,12 +239,23 @@ fn to_micros(t: OffsetDateTime, up: bool) -> OffsetDateTime {
     }
 }
 
-/// The statement of `features(dataset, query)`.
-fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Select, StoreError> {
-    let mut select = Select::new(table);
+/// Rows a forward bbox page reads in `fid` order before it asks the spatial index, per feature
+/// of the page (see [`window_select`]).
+const WINDOW_ROWS_PER_FEATURE: usize = 100;
+
+/// At most this many rows in a window, whatever the limit.
+const MAX_WINDOW_ROWS: usize = 100_000;
+
+/// The conditions of `query`, with its parameters bound in `select`.
+fn conditions(
+    select: &mut Select,
+    dataset: &DatasetName,
+    table: &Table,
+    query: &FeatureQuery,
+) -> Result<Vec<String>, StoreError> {
     let mut conditions = Vec::new();
     if let Some(b) = &query.bbox {
-        conditions.push(bbox_condition(&mut select, b)?);
+        conditions.push(bbox_condition(select, b)?);
         select.cache = false;
     }
     if let Some((from, to)) = query.loaded {
@@ -260,40 +274,102 @@ fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -
             .iter()
             .find(|c| &c.key == key)
             .ok_or_else(|| StoreError::Invalid(format!("dataset {} has no property {key:?}", dataset.as_str())))?;
-        conditions.push(property_condition(&mut select, column, value));
+        conditions.push(property_condition(select, column, value));
     }
     // Each combination of filtered columns is a statement of its own: caching them all would
     // let requests fill the cache.
     if query.properties.len() > 1 {
         select.cache = false;
     }
+    Ok(conditions)
+}
+
+/// The statement of `features(dataset, query)`.
+fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Select, StoreError> {
+    let mut select = Select::new(table);
+    let mut conditions = conditions(&mut select, dataset, table, query)?;
     if let Some(after) = query.after {
         conditions.push(format!("fid > {}", select.bind(Box::new(after), Type::INT8)));
     }
+    if let Some(before) = query.before {
+        conditions.push(format!("fid < {}", select.bind(Box::new(before), Type::INT8)));
+    }
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    // A page before a fid is read backwards from it; the caller puts it back in order.
+    let direction = if query.before.is_some() { " DESC" } else { "" };
+    let order = format!("ORDER BY fid{direction} LIMIT {}", select.bind(Box::new(limit), Type::INT8));
+    select.sql = statement(&qualified(&table.name), &select.sql, &conditions, &order);
+    Ok(select)
+}
+
+/// For a forward page with a bbox: its features among the next rows after the cursor in `fid`
+/// order (the window), read through the primary key. Where the box holds a few percent of the
+/// table or more, the window holds the page, and costs that many row checks instead of
+/// fetching and sorting every match by `fid` (100 ms for 22 000 matches of 1M rows). A
+/// window with fewer than `limit` matches was read whole, so the rest of the page is the
+/// matches after its last one ([`features`] then runs [`features_select`] from there).
+///
+/// Nothing in its plan depends on the box, so unlike [`features_select`] it is cached (bar
+/// several property filters). The envelope is an InitPlan, built once rather than per row,
+/// and the `&&` pre-filter sits in a subquery of its own so that the planner costs
+/// `ST_Intersects` (declared 10 000 × an operator) for the rows that pass it, not for the
+/// whole window: otherwise the estimate passes `jit_above_cost` and JIT compiling costs more
+/// than the page.
+fn window_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Option<Select>, StoreError> {
+    let Some(b) = &query.bbox else { return Ok(None) };
+    if query.before.is_some() {
+        return Ok(None);
+    }
+    let mut select = Select::new(table);
+    // The box's parameters come first in `conditions`.
+    let first = select.params.len();
+    let conditions = conditions(&mut select, dataset, table, query)?;
+    select.cache = query.properties.len() <= 1;
+    let cursor = match query.after {
+        Some(after) => format!("fid > {}", select.bind(Box::new(after), Type::INT8)),
+        None => "true".to_string(),
+    };
+    let rows = query.limit.saturating_mul(WINDOW_ROWS_PER_FEATURE).min(MAX_WINDOW_ROWS);
+    let rows = select.bind(Box::new(i64::try_from(rows).unwrap_or(i64::MAX)), Type::INT8);
+    let p = |i: usize| format!("${}::double precision", first + i);
+    let overlaps = |e: String| format!("geom && (SELECT {e})");
+    let coarse = if b.min_x > b.max_x {
+        format!(
+            "({} OR {})",
+            overlaps(envelope(&p(1), &p(2), "180", &p(4))),
+            overlaps(envelope("-180", &p(2), &p(3), &p(4)))
+        )
+    } else {
+        overlaps(envelope(&p(1), &p(2), &p(3), &p(4)))
+    };
+    let from = format!(
+        "(SELECT * FROM (SELECT * FROM {} WHERE {cursor} ORDER BY fid LIMIT {rows}) AS w\n      \
+         WHERE {coarse} ORDER BY fid OFFSET 0) AS c",
+        qualified(&table.name)
+    );
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
     let order = format!("ORDER BY fid LIMIT {}", select.bind(Box::new(limit), Type::INT8));
-    select.sql = statement(table, &select.sql, &conditions, &order);
-    Ok(select)
+    select.sql = statement(&from, &select.sql, &conditions, &order);
+    Ok(Some(select))
 }
 
 /// The statement of `feature(dataset, fid)`.
 fn feature_select(table: &Table, fid: i64) -> Select {
     let mut select = Select::new(table);
     let condition = format!("fid = {}", select.bind(Box::new(fid), Type::INT8));
-    select.sql = statement(table, &select.sql, &[condition], "");
+    select.sql = statement(&qualified(&table.name), &select.sql, &[condition], "");
     select
 }
 
 /// [`FEATURES_SQL`] filled in, in one pass (no inserted text is read as a placeholder).
-fn statement(table: &Table, properties: &str, conditions: &[String], order: &str) -> String {
+fn statement(from: &str, properties: &str, conditions: &[String], order: &str) -> String {
     let conditions = if conditions.is_empty() { "true".to_string() } else { conditions.join("\n  AND ") };
-    let table = qualified(&table.name);
-    let mut out = String::with_capacity(FEATURES_SQL.len() + properties.len() + conditions.len() + 64);
+    let mut out = String::with_capacity(FEATURES_SQL.len() + from.len() + properties.len() + conditions.len() + 64);
     let mut rest = FEATURES_SQL;
     while let Some(start) = rest.find('{') {
         let (name, value) = match rest[start..].find('}').map(|end| &rest[start + 1..start + end]) {
             Some("properties") => ("properties", properties),
-            Some("table") => ("table", table.as_str()),
+            Some("table") => ("table", from),
             Some("conditions") => ("conditions", conditions.as_str()),
             Some("order") => ("order", order),
             _ => {
@@ -403,9 +479,14 @@ pub async fn features(
 ) -> Result<FeatureStream, StoreError> {
     let client = store.client().await?;
     let table = table(store, &client, dataset).await?;
-    let select = features_select(dataset, &table, query)?;
-    let rows = rows(store, &client, &select).await?;
-    Ok(Rows { rows: Box::pin(rows), store: store.clone(), _client: client }.boxed())
+    let (select, rest) = match window_select(dataset, &table, query)? {
+        Some(window) => (window, Some(query.clone())),
+        None => (features_select(dataset, &table, query)?, None),
+    };
+    let rows = Box::pin(rows(store, &client, &select).await?);
+    let reader =
+        Reader { rows, store: store.clone(), client, dataset: dataset.clone(), table, rest, sent: 0, last: None };
+    Ok(stream::unfold(Some(reader), Reader::next).boxed())
 }
 
 pub async fn feature(
@@ -423,40 +504,76 @@ pub async fn feature(
     }
 }
 
-/// The plan PostgreSQL chooses for `features(dataset, query)` planned for the query's values,
-/// as `EXPLAIN` prints it: for finding out why a page is slow.
+/// The plans PostgreSQL chooses for `features(dataset, query)` planned for the query's values,
+/// as `EXPLAIN` prints them: for finding out why a page is slow. A forward bbox page has two,
+/// the window's and then that of the rest of the page had the window no match.
 pub async fn explain(store: &PostgisStore, dataset: &DatasetName, query: &FeatureQuery) -> Result<String, StoreError> {
     let context = "explaining the features query";
     let client = store.client().await?;
     let table = table(store, &client, dataset).await?;
-    let select = features_select(dataset, &table, query)?;
-    let params: Vec<_> = select.params.iter().map(|(p, ty)| (&**p as &(dyn ToSql + Sync), ty.clone())).collect();
-    let rows = client.query_typed(&format!("EXPLAIN {}", select.sql), &params).await.ctx(store, context)?;
     let mut plan = String::new();
-    for r in rows {
-        plan.push_str(r.try_get(0).ctx(store, context)?);
-        plan.push('\n');
+    for select in window_select(dataset, &table, query)?.into_iter().chain([features_select(dataset, &table, query)?]) {
+        let params: Vec<_> = select.params.iter().map(|(p, ty)| (&**p as &(dyn ToSql + Sync), ty.clone())).collect();
+        let rows = client.query_typed(&format!("EXPLAIN {}", select.sql), &params).await.ctx(store, context)?;
+        for r in rows {
+            plan.push_str(r.try_get(0).ctx(store, context)?);
+            plan.push('\n');
+        }
     }
     Ok(plan)
 }
 
 /// Rows as the server sends them, holding their pooled connection until the stream ends or
 /// is dropped (so that no other query is queued behind an unread page).
-struct Rows {
+struct Reader {
     rows: Pin<Box<RowStream>>,
     store: PostgisStore,
-    _client: Object,
+    client: Object,
+    dataset: DatasetName,
+    table: Table,
+    /// The query of a page read from a window first: the rest of it comes from the matches
+    /// after the last one sent, when the window had fewer than `limit`.
+    rest: Option<FeatureQuery>,
+    sent: usize,
+    last: Option<i64>,
 }
 
-impl Stream for Rows {
-    type Item = Result<StoredFeature, StoreError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        this.rows
-            .as_mut()
-            .poll_next(cx)
-            .map(|next| next.map(|row| row.ctx(&this.store, "reading features").and_then(|r| stored(&this.store, &r))))
+impl Reader {
+    /// The next feature and the reader after it; `None` as the state after an error.
+    async fn next(reader: Option<Reader>) -> Option<(Result<StoredFeature, StoreError>, Option<Reader>)> {
+        let mut r = reader?;
+        loop {
+            match r.rows.next().await {
+                Some(row) => {
+                    let feature = row.ctx(&r.store, "reading features").and_then(|row| stored(&r.store, &row));
+                    return match feature {
+                        Ok(f) => {
+                            r.sent += 1;
+                            r.last = Some(f.fid);
+                            Some((Ok(f), Some(r)))
+                        }
+                        Err(e) => Some((Err(e), None)),
+                    };
+                }
+                None => {
+                    let mut rest = r.rest.take()?;
+                    if r.sent >= rest.limit {
+                        return None;
+                    }
+                    // Rows of the window after its last match did not match either.
+                    rest.limit -= r.sent;
+                    rest.after = r.last.or(rest.after);
+                    let next = match features_select(&r.dataset, &r.table, &rest) {
+                        Ok(select) => rows(&r.store, &r.client, &select).await,
+                        Err(e) => Err(e),
+                    };
+                    match next {
+                        Ok(next) => r.rows = Box::pin(next),
+                        Err(e) => return Some((Err(e), None)),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -546,9 +663,34 @@ mod tests {
     }
 
     #[test]
+    fn forward_bbox_pages_read_a_window_first() {
+        let table = Table { name: "t".into(), columns: vec![column("k", FieldType::Text)] };
+        let name = DatasetName::new("t").unwrap();
+        let query = FeatureQuery {
+            bbox: Some(Bbox { min_x: 170.0, min_y: 0.0, max_x: -170.0, max_y: 1.0 }),
+            properties: vec![("k".into(), "v".into())],
+            after: Some(7),
+            limit: 10,
+            ..FeatureQuery::default()
+        };
+        let window = window_select(&name, &table, &query).unwrap().unwrap();
+        // Key, box, property value, cursor, window rows, limit.
+        assert_eq!(window.params.len(), 9, "{}", window.sql);
+        assert!(window.cache, "{}", window.sql);
+        assert!(window.sql.contains("WHERE fid > $7::bigint ORDER BY fid LIMIT $8::bigint) AS w"), "{}", window.sql);
+        assert!(window.sql.contains("geom && (SELECT ST_MakeEnvelope($2::double precision"), "{}", window.sql);
+        assert!(window.sql.contains("(SELECT ST_MakeEnvelope(-180, $3::double precision"), "{}", window.sql);
+        assert!(window.sql.ends_with("ORDER BY fid LIMIT $9::bigint\n"), "{}", window.sql);
+        let before = FeatureQuery { before: Some(9), ..query.clone() };
+        assert!(window_select(&name, &table, &before).unwrap().is_none());
+        let unboxed = FeatureQuery { bbox: None, ..query };
+        assert!(window_select(&name, &table, &unboxed).unwrap().is_none());
+    }
+
+    #[test]
     fn placeholders_are_filled_once() {
         let table = Table { name: "{order}".into(), columns: vec![] };
-        let sql = statement(&table, "''", &["x = '{table}'".into()], "ORDER BY fid");
+        let sql = statement(&qualified(&table.name), "''", &["x = '{table}'".into()], "ORDER BY fid");
         assert!(sql.contains("FROM \"datasets\".\"{order}\""), "{sql}");
         assert!(sql.contains("x = '{table}'") && sql.contains("ORDER BY fid"), "{sql}");
         assert!(sql.contains("ST_AsGeoJSON(geom, 30, 0), ''"), "{sql}");

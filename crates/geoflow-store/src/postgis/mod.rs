@@ -198,7 +198,11 @@ impl Store for PostgisStore {
     }
 
     async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
-        features::features(self, dataset, query).await
+        let stream = features::features(self, dataset, query).await?;
+        match query.before {
+            Some(_) => crate::features::in_fid_order(stream).await,
+            None => Ok(stream),
+        }
     }
 
     async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {

@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
 use geoflow_core::schema::FieldType;
@@ -434,6 +434,11 @@ fn items_request(
                 query.after = Some(fid);
                 continue;
             }
+            "before" => {
+                let fid = value.parse::<i64>().map_err(|_| bad(format!("before={value:?} is not a cursor of ours")))?;
+                query.before = Some(fid);
+                continue;
+            }
             other if d.columns.iter().any(|c| c.key == other) => {
                 query.properties.push((key.clone(), value.clone()));
             }
@@ -445,6 +450,9 @@ fn items_request(
             }
         }
         carried.push((key, value));
+    }
+    if query.after.is_some() && query.before.is_some() {
+        return Err(bad("cursor and before cannot be combined".into()));
     }
     let format = Format::negotiate(f.as_deref(), headers)?;
     let filtered = query.bbox.is_some() || query.loaded.is_some() || !query.properties.is_empty();
@@ -528,6 +536,8 @@ pub struct ItemsParams {
     datetime: Option<String>,
     /// The page after this one: taken from a `next` link, opaque to clients.
     cursor: Option<String>,
+    /// The page before this one: taken from a `prev` link, opaque to clients.
+    before: Option<String>,
     /// `json` (GeoJSON) or `html` (default: from the Accept header).
     #[param(value_type = Option<FormatName>)]
     f: Option<String>,
@@ -573,16 +583,38 @@ pub async fn items(
         &base,
         &key.join("&"),
         &request.query.after.map(|a| a.to_string()).unwrap_or_default(),
+        &request.query.before.map(|b| format!("<{b}")).unwrap_or_default(),
         &request.query.limit.to_string(),
     ]);
-    let features = state.store.features(&d.name, &request.query).await.map_err(read_problem)?;
+    let limit = request.query.limit;
+    // A page before a cursor asks for one feature more: whether it comes tells whether yet
+    // another page lies before this one. (Such a page is held whole by the store anyway.)
+    let mut earlier = false;
+    let features = if request.query.before.is_some() {
+        let query = FeatureQuery { limit: limit + 1, ..request.query.clone() };
+        let stream = state.store.features(&d.name, &query).await.map_err(read_problem)?;
+        let mut page: Vec<_> = stream.try_collect().await.map_err(read_problem)?;
+        if page.len() > limit {
+            page.remove(0);
+            earlier = true;
+        }
+        futures_util::stream::iter(page.into_iter().map(Ok)).boxed()
+    } else {
+        state.store.features(&d.name, &request.query).await.map_err(read_problem)?
+    };
     let path = format!("/collections/{}/items", d.name.as_str());
     let mut self_params = request.carried.clone();
     if let Some(after) = request.query.after {
         self_params.push(("cursor".into(), after.to_string()));
     }
+    if let Some(before) = request.query.before {
+        self_params.push(("before".into(), before.to_string()));
+    }
     let self_url = url_with(&base, &path, &self_params);
-    let limit = request.query.limit;
+    let (after, before) = (request.query.after, request.query.before);
+    // Which neighbours a page has, given how many features it holds.
+    let has_next = move |returned: usize| returned == limit || (before.is_some() && returned > 0);
+    let has_prev = move |returned: usize| returned > 0 && (after.is_some() || earlier);
     let response = match request.format {
         Format::Json => {
             let number_matched = (!request.filtered).then_some(d.feature_count);
@@ -591,7 +623,7 @@ pub async fn items(
             tokio::spawn(async move {
                 let mut features = features;
                 let mut returned = 0usize;
-                let mut last = None;
+                let (mut first, mut last) = (None, None);
                 let mut chunk = String::from(r#"{"type":"FeatureCollection","features":["#);
                 while let Some(feature) = features.next().await {
                     let feature = match feature {
@@ -608,6 +640,7 @@ pub async fn items(
                     }
                     chunk.push_str(&feature.json);
                     returned += 1;
+                    first = first.or(Some(feature.fid));
                     last = Some(feature.fid);
                     if chunk.len() >= 64 << 10 && tx.send(Ok(Bytes::from(std::mem::take(&mut chunk)))).await.is_err() {
                         return;
@@ -628,12 +661,15 @@ pub async fn items(
                         "The collection",
                     ),
                 ];
-                if returned == limit {
-                    if let Some(last) = last {
-                        let mut next = carried;
-                        next.push(("cursor".into(), last.to_string()));
-                        links.push(link(url_with(&base, &path, &next), "next", GEOJSON, "The next page"));
-                    }
+                if let (true, Some(last)) = (has_next(returned), last) {
+                    let mut next = carried.clone();
+                    next.push(("cursor".into(), last.to_string()));
+                    links.push(link(url_with(&base, &path, &next), "next", GEOJSON, "The next page"));
+                }
+                if let (true, Some(first)) = (has_prev(returned), first) {
+                    let mut prev = carried;
+                    prev.push(("before".into(), first.to_string()));
+                    links.push(link(url_with(&base, &path, &prev), "prev", GEOJSON, "The previous page"));
                 }
                 let mut tail = json!({
                     "numberReturned": returned,
@@ -654,7 +690,7 @@ pub async fn items(
         Format::Html => {
             let mut rows = String::new();
             let mut features = features;
-            let mut last = None;
+            let (mut first, mut last) = (None, None);
             let mut returned = 0;
             while let Some(feature) = features.next().await {
                 let feature = feature.map_err(read_problem)?;
@@ -672,16 +708,24 @@ pub async fn items(
                     fid = feature.fid
                 );
                 returned += 1;
+                first = first.or(Some(feature.fid));
                 last = Some(feature.fid);
             }
             let mut next = String::new();
-            if let (true, Some(last)) = (returned == limit, last) {
-                let mut params = request.carried.clone();
-                params.retain(|(k, _)| k != "f");
-                params.push(("f".into(), "html".into()));
-                params.push(("cursor".into(), last.to_string()));
-                next = format!("<p><a href=\"{}\">Next page</a></p>", escape(&url_with("", &path, &params)));
+            let mut html_params = request.carried.clone();
+            html_params.retain(|(k, _)| k != "f");
+            html_params.push(("f".into(), "html".into()));
+            if let (true, Some(first)) = (has_prev(returned), first) {
+                let mut params = html_params.clone();
+                params.push(("before".into(), first.to_string()));
+                next.push_str(&format!("<a href=\"{}\">Previous page</a> ", escape(&url_with("", &path, &params))));
             }
+            if let (true, Some(last)) = (has_next(returned), last) {
+                let mut params = html_params;
+                params.push(("cursor".into(), last.to_string()));
+                next.push_str(&format!("<a href=\"{}\">Next page</a>", escape(&url_with("", &path, &params))));
+            }
+            let next = format!("<p>{next}</p>");
             let html = format!("<table><tr><th>id</th><th>geometry</th><th>properties</th></tr>{rows}</table>{next}");
             Html(html_page(d.name.as_str(), &html)).into_response()
         }
