@@ -265,6 +265,16 @@ struct Outage {
 }
 
 impl Outage {
+    /// A proxy in front of the database at `url`, and the URL that goes through it.
+    async fn in_front_of(url: &str) -> (Outage, reqwest::Url) {
+        let url = reqwest::Url::parse(url).unwrap();
+        let target = std::net::SocketAddr::new(url.host_str().unwrap().parse().unwrap(), url.port().unwrap());
+        let outage = Outage::start(target).await;
+        let mut through = url;
+        through.set_port(Some(outage.port)).unwrap();
+        (outage, through)
+    }
+
     async fn start(target: std::net::SocketAddr) -> Outage {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -294,11 +304,7 @@ async fn loads_during_a_database_outage_complete_when_it_returns() {
     let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
     let aws = aws(moto).await;
     let store = PostgisStore::connect(db.url()).await.unwrap();
-    let url = reqwest::Url::parse(db.url()).unwrap();
-    let target = std::net::SocketAddr::new(url.host_str().unwrap().parse().unwrap(), url.port().unwrap());
-    let outage = Outage::start(target).await;
-    let mut through = url.clone();
-    through.set_port(Some(outage.port)).unwrap();
+    let (outage, through) = Outage::in_front_of(db.url()).await;
     let workers = [aws.worker(through.as_str()), aws.worker(through.as_str())];
     // Both workers are connected and migrated before the database goes away.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -398,11 +404,7 @@ async fn uploads_through_the_api_load_once_and_readiness_follows_the_database() 
     let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
     let aws = aws(moto).await;
     let store = PostgisStore::connect(db.url()).await.unwrap();
-    let url = reqwest::Url::parse(db.url()).unwrap();
-    let target = std::net::SocketAddr::new(url.host_str().unwrap().parse().unwrap(), url.port().unwrap());
-    let outage = Outage::start(target).await;
-    let mut through = url.clone();
-    through.set_port(Some(outage.port)).unwrap();
+    let (outage, through) = Outage::in_front_of(db.url()).await;
     let worker = aws.worker(db.url());
     let (api, base) = aws.api(through.as_str()).await;
     let http = reqwest::Client::new();
