@@ -272,6 +272,11 @@ async fn etags_follow_every_load_and_browsers_get_html() {
     assert_eq!(feature.status, 200);
     assert_eq!(feature.body["properties"]["name"], "f1-3");
     assert!(feature.body["links"].as_array().unwrap().iter().any(|l| l["rel"] == "collection"));
+    let item_url = app.url(&format!("/collections/roads/items/{}", page["features"][0]["id"]));
+    let tag = app.http.get(&item_url).send().await.unwrap().headers()["etag"].clone();
+    let cached = app.http.get(&item_url).header("if-none-match", &tag).send().await.unwrap();
+    assert_eq!(cached.status(), 304, "the feature did not change");
+    assert_problem(&app.get("/collections/nowhere/items/1").await, 404, "not-found");
     assert_problem(&app.get("/collections/roads/items/999999999").await, 404, "not-found");
     assert_problem(&app.get("/collections/nowhere/items").await, 404, "not-found");
     assert_problem(&app.get("/collections/roads/items?colour=red").await, 400, "invalid-parameter");
