@@ -151,15 +151,11 @@ pub struct WorkerArgs {
     pub work: WorkArgs,
 }
 
+/// The API's settings and the worker's, for one process running both.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub backends: BackendArgs,
-    /// Address to listen on.
-    #[arg(long, env = "GEOFLOW_LISTEN", default_value = DEFAULT_LISTEN)]
-    pub listen: String,
-    #[command(flatten)]
-    pub http: HttpArgs,
+    pub api: ApiArgs,
     #[command(flatten)]
     pub work: WorkArgs,
 }

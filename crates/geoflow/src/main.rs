@@ -195,27 +195,31 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
+/// Opens the backends and serves the API on them until `stop`.
+async fn start_api(args: &ApiArgs, stop: &Stop) -> anyhow::Result<(Backends, tokio::task::JoinHandle<()>)> {
     let backends = open_backends(&args.backends).await?;
     let config = api_config(&args.http, &args.listen, backends.policy)?;
     let state = AppState::new(backends.store.clone(), backends.storage.clone(), backends.queue.clone(), config);
+    let http = serve_http(&args.listen, api::router(state), stop).await?;
+    Ok((backends, http))
+}
+
+async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
     let stop = Stop::on_signal();
+    let (backends, http) = start_api(&args, &stop).await?;
     tracing::info!(store = %backends.store.location(), storage = %args.backends.storage, "API started");
-    serve_http(&args.listen, api::router(state), &stop).await?.await?;
+    http.await?;
     tracing::info!("API stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let backends = open_backends(&args.backends).await?;
-    let config = api_config(&args.http, &args.listen, backends.policy)?;
-    let state = AppState::new(backends.store.clone(), backends.storage.clone(), backends.queue.clone(), config);
     let stop = Stop::on_signal();
-    let http = serve_http(&args.listen, api::router(state), &stop).await?;
+    let (backends, http) = start_api(&args.api, &stop).await?;
     eprintln!(
         "geoflow {} serving http://{} (API docs at /docs); data in {}",
         env!("CARGO_PKG_VERSION"),
-        args.listen,
+        args.api.listen,
         backends.store.location()
     );
     run_worker_until(&backends, &args.work, &stop).await?;
