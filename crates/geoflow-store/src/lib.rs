@@ -433,7 +433,11 @@ pub trait Store: Send + Sync {
     /// Removes a source's rows (the object was deleted). Returns the rows removed.
     async fn remove_source(&self, dataset: &DatasetName, source: &str) -> Result<u64, StoreError>;
 
+    /// Every dataset, by name.
     async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError>;
+
+    /// One dataset; `None` when there is no such dataset.
+    async fn dataset(&self, name: &DatasetName) -> Result<Option<DatasetInfo>, StoreError>;
 
     /// Creates the job if no job has this id, else returns the existing one unchanged
     /// (redelivered events reuse their job).

@@ -152,6 +152,8 @@ async fn contract(store: Arc<dyn Store>) {
     commit(s, plan("wide", "one", "w1", &keys), vec![row(0, 1.0, props(9007199254740993))]).await;
     commit(s, plan("wide", "two", "w2", &[("n", FieldType::Text)]), vec![row(0, 2.0, vec![(0, text("seven"))])]).await;
     let wide = s.datasets().await.unwrap().into_iter().find(|d| d.name.as_str() == "wide").unwrap();
+    assert_eq!(s.dataset(&name("wide")).await.unwrap().as_ref(), Some(&wide), "one dataset reads as the list has it");
+    assert_eq!(s.dataset(&name("nosuch")).await.unwrap(), None);
     let col = |key: &str| wide.columns.iter().find(|c| c.key == key).unwrap_or_else(|| panic!("column for {key:?}"));
     assert_eq!(col("n").ty, FieldType::Json);
     assert_ne!(col("Name").column.to_ascii_lowercase(), col("name").column.to_ascii_lowercase());

@@ -198,36 +198,38 @@ pub fn table_extent(conn: &Connection, table: &str) -> Result<Option<Bbox>, Stor
     })
 }
 
-pub fn datasets(conn: &Connection) -> Result<Vec<DatasetInfo>, StoreError> {
+/// Every dataset, or only `name`. Feature counts come from the sources' counts, so that
+/// listing never scans a dataset table.
+pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<DatasetInfo>, StoreError> {
     let mut stmt = conn
-        .prepare(
+        .prepare_cached(
             "SELECT d.name, d.version, d.updated_at, c.min_x, c.min_y, c.max_x, c.max_y,
-               (SELECT count(*) FROM geoflow_sources s WHERE s.dataset = d.name)
+               (SELECT count(*) FROM geoflow_sources s WHERE s.dataset = d.name),
+               (SELECT coalesce(sum(feature_count), 0) FROM geoflow_sources s WHERE s.dataset = d.name)
              FROM geoflow_datasets d LEFT JOIN gpkg_contents c ON c.table_name = d.table_name
+             WHERE ?1 IS NULL OR d.name = ?1
              ORDER BY d.name",
         )
         .ctx("listing datasets")?;
     let rows = stmt
-        .query_map([], |r| {
+        .query_map([name.map(DatasetName::as_str)], |r| {
             let extent = match (r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?) {
                 (Some(min_x), Some(min_y), Some(max_x), Some(max_y)) => Some(Bbox { min_x, min_y, max_x, max_y }),
                 _ => None,
             };
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, extent, r.get::<_, i64>(7)?))
+            let counts = (r.get::<_, i64>(7)?, r.get::<_, i64>(8)?);
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, extent, counts))
         })
         .ctx("listing datasets")?
         .collect::<Result<Vec<_>, _>>()
         .ctx("listing datasets")?;
     let mut out = Vec::with_capacity(rows.len());
-    for (name, version, updated_at, bbox, sources) in rows {
+    for (name, version, updated_at, bbox, (sources, feature_count)) in rows {
         let dataset = DatasetName::new(&name)
             .map_err(|e| StoreError::Incompatible { location: "catalog".into(), reason: e.to_string() })?;
         let Some(layout) = read_layout(conn, &name)? else {
             continue;
         };
-        let feature_count: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM {}", quote(&layout.table)), [], |r| r.get(0))
-            .ctx("counting features")?;
         out.push(DatasetInfo {
             name: dataset,
             table: layout.table,

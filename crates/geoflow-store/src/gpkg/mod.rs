@@ -168,7 +168,16 @@ impl Store for GeoPackageStore {
     async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
         self.blocking("listing datasets", |path| {
             let conn = open_connection(path)?;
-            catalog::datasets(&conn)
+            catalog::datasets(&conn, None)
+        })
+        .await
+    }
+
+    async fn dataset(&self, name: &DatasetName) -> Result<Option<DatasetInfo>, StoreError> {
+        let name = name.clone();
+        self.blocking("reading a dataset", move |path| {
+            let conn = open_connection(path)?;
+            Ok(catalog::datasets(&conn, Some(&name))?.pop())
         })
         .await
     }

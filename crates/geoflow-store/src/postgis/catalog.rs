@@ -6,7 +6,9 @@ use tokio_postgres::{GenericClient, Row};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
 
-use super::table::read_layout;
+use deadpool_postgres::Object;
+
+use crate::layout::parse_type;
 use super::{Ctx, PostgisStore};
 use crate::LoadStatus;
 use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SourceRecord, SourceVersion, StoreError};
@@ -244,37 +246,40 @@ pub async fn touch_dataset(store: &PostgisStore, client: &impl GenericClient, da
     Ok(())
 }
 
-pub async fn datasets(store: &PostgisStore, client: &impl GenericClient) -> Result<Vec<DatasetInfo>, StoreError> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT d.name, d.version, to_char(d.updated_at AT TIME ZONE 'UTC', {RFC3339}), d.feature_count,
-                   d.min_x, d.min_y, d.max_x, d.max_y,
-                   (SELECT count(*) FROM geoflow.sources s WHERE s.dataset = d.name)
-                 FROM geoflow.datasets d ORDER BY d.name"
-            ),
-            &[],
-        )
-        .await
-        .ctx(store, "listing datasets")?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let name: String = r.get(0);
-        let dataset = DatasetName::new(&name)
-            .map_err(|e| StoreError::Incompatible { location: store.location.clone(), reason: e.to_string() })?;
-        let Some(layout) = read_layout(store, client, &name).await? else {
-            continue;
-        };
-        out.push(DatasetInfo {
-            name: dataset,
-            table: layout.table,
-            feature_count: r.get::<_, i64>(3).max(0) as u64,
-            bbox: bbox_of([r.get(4), r.get(5), r.get(6), r.get(7)]),
-            sources: r.get::<_, i64>(8).max(0) as u64,
-            columns: layout.columns.into_iter().map(|c| ColumnInfo { key: c.key, column: c.name, ty: c.ty }).collect(),
-            version: r.get(1),
-            updated_at: r.get(2),
-        });
-    }
-    Ok(out)
+/// Every dataset, or only `name`: one prepared statement, so that listing collections costs
+/// one round trip however many datasets and columns there are.
+pub async fn datasets(
+    store: &PostgisStore,
+    client: &Object,
+    name: Option<&DatasetName>,
+) -> Result<Vec<DatasetInfo>, StoreError> {
+    let context = "listing datasets";
+    let statement = client.prepare_cached(include_str!("sql/datasets.sql")).await.ctx(store, context)?;
+    let rows = client.query(&statement, &[&name.map(DatasetName::as_str)]).await.ctx(store, context)?;
+    rows.iter().map(|r| dataset_of(store, r)).collect()
+}
+
+fn dataset_of(store: &PostgisStore, r: &Row) -> Result<DatasetInfo, StoreError> {
+    let name: String = r.get(0);
+    let name = DatasetName::new(&name)
+        .map_err(|e| StoreError::Incompatible { location: store.location.clone(), reason: e.to_string() })?;
+    let keys: Vec<String> = r.get(10);
+    let column_names: Vec<String> = r.get(11);
+    let types: Vec<&str> = r.get(12);
+    let columns = keys
+        .into_iter()
+        .zip(column_names)
+        .zip(types)
+        .map(|((key, column), ty)| Ok(ColumnInfo { key, column, ty: parse_type(ty)? }))
+        .collect::<Result<_, StoreError>>()?;
+    Ok(DatasetInfo {
+        name,
+        table: r.get(8),
+        feature_count: r.get::<_, i64>(3).max(0) as u64,
+        bbox: bbox_of([r.get(4), r.get(5), r.get(6), r.get(7)]),
+        sources: r.get::<_, i64>(9).max(0) as u64,
+        columns,
+        version: r.get(1),
+        updated_at: r.get(2),
+    })
 }

@@ -179,7 +179,12 @@ impl Store for PostgisStore {
 
     async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
         let client = self.client().await?;
-        catalog::datasets(self, &**client).await
+        catalog::datasets(self, &client, None).await
+    }
+
+    async fn dataset(&self, name: &DatasetName) -> Result<Option<DatasetInfo>, StoreError> {
+        let client = self.client().await?;
+        Ok(catalog::datasets(self, &client, Some(name)).await?.pop())
     }
 
     async fn upsert_job(&self, job: &NewJob) -> Result<Job, StoreError> {

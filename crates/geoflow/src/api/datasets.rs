@@ -65,8 +65,7 @@ pub async fn dataset(State(state): State<AppState>, Path(name): Path<String>) ->
     let unknown = || Problem::not_found(format!("no dataset {name:?}"));
     let Ok(name) = DatasetName::new(&name) else { return Err(unknown()) };
     let db = |e| Problem::unavailable("database", e);
-    let datasets = state.store.datasets().await.map_err(db)?;
-    let Some(dataset) = datasets.into_iter().find(|d| d.name == name) else { return Err(unknown()) };
+    let Some(dataset) = state.store.dataset(&name).await.map_err(db)? else { return Err(unknown()) };
     let sources = state.store.sources(&name).await.map_err(db)?;
     let last = JobQuery { dataset: Some(name), limit: 1, ..JobQuery::default() };
     let last_job = state.store.jobs(&last).await.map_err(db)?.into_iter().next();

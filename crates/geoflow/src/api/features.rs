@@ -146,7 +146,8 @@ async fn datasets(state: &AppState) -> Result<Vec<DatasetInfo>, Problem> {
 async fn dataset(state: &AppState, id: &str) -> Result<DatasetInfo, Problem> {
     let unknown = || Problem::not_found(format!("no collection {id:?}"));
     let name = DatasetName::new(id).map_err(|_| unknown())?;
-    datasets(state).await?.into_iter().find(|d| d.name == name).ok_or_else(unknown)
+    let found = state.store.dataset(&name).await.map_err(|e| Problem::unavailable("database", e))?;
+    found.ok_or_else(unknown)
 }
 
 const SCHEMA_JSON: &str = "application/schema+json";
