@@ -4,10 +4,14 @@
 //! that parsing runs on other threads while the store writes, and so that a load ends either
 //! in one commit or in nothing at all.
 
+pub mod clock;
 pub mod features;
 pub mod gpkg;
 pub mod layout;
 pub mod postgis;
+pub mod report;
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -15,9 +19,10 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 use tokio::sync::mpsc;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use features::{FeatureQuery, FeatureStream, StoredFeature};
 use geoflow_core::dataset::DatasetName;
-use geoflow_core::report::{FeatureIssue, LoadCounts, Policy};
+use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema};
 
@@ -56,6 +61,38 @@ pub struct LoadResult {
     pub error: Option<String>,
     /// Extent of the loaded features.
     pub bbox: Option<Bbox>,
+    /// Every problem counted by its code (`issues` keeps only the first ones).
+    #[serde(default)]
+    pub problem_counts: BTreeMap<ProblemCode, u64>,
+    /// What the loaded features are, for the daily reports.
+    #[serde(default)]
+    pub loaded: LoadedMeasures,
+}
+
+/// Totals over the features a load stores, recorded with the load so that a report on a past
+/// day adds up the same however its rows were replaced since.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadedMeasures {
+    /// Features by geometry type (`"null"` for features without geometry).
+    pub geometry_types: BTreeMap<String, u64>,
+    /// Geodesic area of the areal features, m².
+    pub area_m2: f64,
+    /// Geodesic length of the lineal features, m.
+    pub length_m: f64,
+}
+
+impl LoadedMeasures {
+    pub fn add(&mut self, row: &Row) {
+        let kind = row.geometry.as_ref().map_or("null", |g| g.kind.name());
+        match self.geometry_types.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                self.geometry_types.insert(kind.to_string(), 1);
+            }
+        }
+        self.area_m2 += row.measures.area_m2.unwrap_or(0.0);
+        self.length_m += row.measures.length_m.unwrap_or(0.0);
+    }
 }
 
 /// What the ingest pipeline sends to [`Store::load`].
@@ -461,6 +498,10 @@ pub trait Store: Send + Sync {
     /// [`JobQuery::before`]; [`StoreError::Invalid`] when that cursor names no job or a time
     /// bound is not RFC 3339.
     async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
+
+    /// What the pipeline did in `window` and how the datasets stood at its end, computed
+    /// from the catalog's history (see [`report`]).
+    async fn activity(&self, window: report::Window) -> Result<report::WindowActivity, StoreError>;
 }
 
 #[cfg(test)]

@@ -9,16 +9,20 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::geometry::{Geom, Pos};
-use geoflow_core::report::{LoadCounts, Policy};
+use geoflow_core::report::{LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Measures, Row};
 use geoflow_core::schema::{Field, FieldType, Schema};
 use geoflow_core::value::PropValue;
 use geoflow_core::wkb;
 use geoflow_store::gpkg::GeoPackageStore;
 use geoflow_store::postgis::PostgisStore;
+use geoflow_store::report::{
+    Activity, CatalogState, DatasetActivity, DatasetState, Durations, FailedJob, FeatureTotals, LoadOutcomes, Window,
+    WindowActivity,
+};
 use geoflow_store::{
     FeatureQuery, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan, LoadResult,
-    NewJob, SourceVersion, Store, StoreError,
+    LoadedMeasures, ManualClock, NewJob, SourceVersion, Store, StoreError,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -243,7 +247,7 @@ async fn geopackage_catalog_upgrades_from_version_2() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -279,7 +283,7 @@ async fn postgis_catalog_upgrades_from_version_1() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 #[test]
@@ -678,12 +682,17 @@ async fn geopackage_readiness_follows_the_migrations() {
     store.check_ready().await.unwrap();
     let sql = |batch: &str| Connection::open(&path).unwrap().execute_batch(batch).unwrap();
 
-    // Step 3 undone: the catalog of the previous release.
-    sql("DROP TABLE geoflow_jobs;
-         ALTER TABLE geoflow_sources DROP COLUMN object_version;
-         ALTER TABLE geoflow_loads DROP COLUMN object_version;
-         DELETE FROM geoflow_migrations WHERE version = 3;");
-    behind_until_migrated(&store, 2, 3).await;
+    // Step 4 undone: the catalog of the previous release.
+    sql("DROP TABLE geoflow_removals;
+         DROP INDEX geoflow_loads_finished_at;
+         DROP INDEX geoflow_jobs_finished_at;
+         ALTER TABLE geoflow_loads DROP COLUMN duration_ms;
+         ALTER TABLE geoflow_loads DROP COLUMN problem_counts_json;
+         ALTER TABLE geoflow_loads DROP COLUMN geometry_types_json;
+         ALTER TABLE geoflow_loads DROP COLUMN area_m2;
+         ALTER TABLE geoflow_loads DROP COLUMN length_m;
+         DELETE FROM geoflow_migrations WHERE version = 4;");
+    behind_until_migrated(&store, 3, 4).await;
 
     // A step from a later release.
     sql("INSERT INTO geoflow_migrations VALUES (99, '2099-01-01T00:00:00.000Z')");
@@ -696,7 +705,7 @@ async fn geopackage_readiness_follows_the_migrations() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     std::fs::write(&path, b"").unwrap();
-    behind_until_migrated(&store, 0, 3).await;
+    behind_until_migrated(&store, 0, 4).await;
 
     // No file at all: the probe fails (transiently: a volume may not be mounted yet) and
     // creates nothing.
@@ -716,17 +725,18 @@ async fn postgis_readiness_follows_the_migrations() {
     let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
     tokio::spawn(connection);
 
-    // Step 2 undone: the catalog of the previous release.
+    // Step 3 undone: the catalog of the previous release.
     client
         .batch_execute(
-            "DROP TABLE geoflow.jobs;
-             ALTER TABLE geoflow.sources DROP COLUMN object_version;
-             ALTER TABLE geoflow.loads DROP COLUMN object_version;
-             DELETE FROM geoflow.migrations WHERE version = 2;",
+            "DROP TABLE geoflow.removals;
+             DROP INDEX geoflow.loads_finished_at, geoflow.jobs_finished_at;
+             ALTER TABLE geoflow.loads DROP COLUMN problem_counts, DROP COLUMN geometry_types, DROP COLUMN area_m2,
+               DROP COLUMN length_m;
+             DELETE FROM geoflow.migrations WHERE version = 3;",
         )
         .await
         .unwrap();
-    behind_until_migrated(&store, 1, 2).await;
+    behind_until_migrated(&store, 2, 3).await;
 
     // A step from a later release.
     client.batch_execute("INSERT INTO geoflow.migrations (version) VALUES (99)").await.unwrap();
@@ -736,7 +746,7 @@ async fn postgis_readiness_follows_the_migrations() {
 
     // Nothing migrated: a database without the catalog schema.
     client.batch_execute("DROP SCHEMA geoflow CASCADE").await.unwrap();
-    behind_until_migrated(&store, 0, 2).await;
+    behind_until_migrated(&store, 0, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -897,4 +907,192 @@ async fn feature_reads(s: &dyn Store) {
     assert!(s.feature(&name("places"), fid(4) + 1000).await.unwrap().is_none());
     assert!(matches!(s.feature(&name("nowhere"), 1).await, Err(StoreError::NotFound { .. })));
     assert!(matches!(read(s, "nowhere", all()).await, Err(StoreError::NotFound { .. })));
+}
+
+/// A load's result as the reader would report it, with the totals the reports add up.
+fn reported(
+    counts: (u64, u64, u64, u64, u64),
+    problems: &[(ProblemCode, u64)],
+    kinds: &[(&str, u64)],
+    (area_m2, length_m): (f64, f64),
+    bbox: [f64; 4],
+) -> LoadResult {
+    let (features_read, features_loaded, invalid, repaired, skipped) = counts;
+    LoadResult {
+        counts: LoadCounts { features_read, features_loaded, invalid, repaired, skipped },
+        problem_counts: problems.iter().copied().collect(),
+        loaded: LoadedMeasures {
+            geometry_types: kinds.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            area_m2,
+            length_m,
+        },
+        bbox: Some(Bbox { min_x: bbox[0], min_y: bbox[1], max_x: bbox[2], max_y: bbox[3] }),
+        ..LoadResult::default()
+    }
+}
+
+fn sized(mut plan: LoadPlan, bytes: u64) -> LoadPlan {
+    plan.version.bytes = bytes;
+    plan
+}
+
+fn day() -> time::Date {
+    time::macros::date!(2026 - 03 - 10)
+}
+
+fn window(date: time::Date) -> Window {
+    let start = date.midnight().assume_utc();
+    Window { start, end: start + time::Duration::DAY }
+}
+
+/// Activity around one day, each step at a chosen time on the store's clock: loads that
+/// finish on the day (one started the day before), an unchanged reload, a failed load, a
+/// removal, jobs that fail or are skipped, and activity on the days either side.
+async fn report_activity(s: &dyn Store, clock: &ManualClock) {
+    use time::macros::time;
+    use time::Duration as D;
+    let at = |date: time::Date, t: time::Time, step_ms: i64| {
+        clock.set(date.with_time(t).assume_utc(), D::milliseconds(step_ms))
+    };
+    let (before, d, after) = (day().previous_day().unwrap(), day(), day().next_day().unwrap());
+    let points = |n: u64| (0..n).map(|i| row(i, i as f64, vec![])).collect::<Vec<_>>();
+    let send = |p: LoadPlan, n: u64, end: LoadResult| async move {
+        load(s, p, points(n), Some(LoadMessage::Commit(end))).await.unwrap()
+    };
+
+    at(before, time!(10:00), 500);
+    send(
+        sized(plan("lakes", "l", "h-l", &[]), 10),
+        1,
+        reported((1, 1, 0, 0, 0), &[], &[("Point", 1)], (0.0, 0.0), [5.0, 5.0, 5.0, 5.0]),
+    )
+    .await;
+    at(before, time!(23:59:58), 4000);
+    let a = || sized(plan("roads", "a", "h-a", &[]), 100);
+    send(a(), 2, reported((2, 2, 0, 0, 0), &[], &[("Point", 2)], (0.0, 0.0), [0.0, 0.0, 1.0, 1.0])).await;
+    at(d, time!(08:00), 1000);
+    let b = reported(
+        (4, 3, 2, 1, 1),
+        &[(ProblemCode::SelfIntersection, 1), (ProblemCode::UnclosedRing, 1)],
+        &[("Polygon", 2), ("Point", 1)],
+        (100.5, 0.0),
+        [2.0, -1.0, 3.0, 5.0],
+    );
+    send(sized(plan("roads", "b", "h-b", &[]), 200), 3, b).await;
+    at(d, time!(09:00), 2000);
+    assert!(matches!(send(a(), 2, result(2)).await, LoadOutcome::Unchanged { .. }));
+    at(d, time!(10:00), 3000);
+    let rejected = LoadResult {
+        error: Some("x: feature 3 is invalid and the policy is reject".into()),
+        ..reported((5, 0, 1, 0, 0), &[(ProblemCode::TooFewPositions, 1)], &[], (0.0, 0.0), [0.0; 4])
+    };
+    let x = load(s, sized(plan("rivers", "x", "h-x", &[]), 50), vec![], Some(LoadMessage::Abort(rejected))).await;
+    assert!(matches!(x, Ok(LoadOutcome::Failed { .. })), "{x:?}");
+    at(d, time!(11:00), 0);
+    let y = reported((4, 4, 0, 0, 0), &[], &[("LineString", 4)], (0.0, 12.25), [-10.0, -10.0, -9.0, -9.0]);
+    send(sized(plan("rivers", "y", "h-y", &[]), 70), 4, y).await;
+    at(d, time!(12:00), 0);
+    assert_eq!(s.remove_source(&name("roads"), "b").await.unwrap(), 3);
+    at(d, time!(13:00), 0);
+    s.upsert_job(&new_job("j1", "roads", "b")).await.unwrap();
+    s.update_job("j1", status(JobStatus::Running)).await.unwrap();
+    let failure = JobUpdate { error: Some(Some("boom".into())), ..status(JobStatus::Failed) };
+    s.update_job("j1", failure.clone()).await.unwrap();
+    at(d, time!(14:00), 0);
+    s.upsert_job(&new_job("j2", "roads", "a")).await.unwrap();
+    s.update_job("j2", status(JobStatus::SkippedDuplicate)).await.unwrap();
+    at(after, time!(00:00), 1000);
+    send(sized(plan("roads", "c", "h-c", &[]), 5), 1, result(1)).await;
+    s.upsert_job(&new_job("j3", "roads", "c")).await.unwrap();
+    s.update_job("j3", failure).await.unwrap();
+}
+
+fn expected_report() -> WindowActivity {
+    let outcomes = |succeeded, failed, skipped_duplicate| LoadOutcomes { succeeded, failed, skipped_duplicate };
+    let features =
+        |read, loaded, invalid, repaired, skipped| FeatureTotals { read, loaded, invalid, repaired, skipped };
+    let counts = |pairs: &[(&str, u64)]| pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+    let durations = |p50, p95, max| Some(Durations { p50, p95, max });
+    let roads = Activity {
+        loads: outcomes(2, 0, 2),
+        sources_removed: 1,
+        features: features(6, 5, 2, 1, 1),
+        invalid_reasons: counts(&[("self-intersection", 1), ("unclosed-ring", 1)]),
+        geometry_types: counts(&[("Point", 3), ("Polygon", 2)]),
+        area_m2: 100.5,
+        length_m: 0.0,
+        extent: Some([0.0, -1.0, 3.0, 5.0]),
+        bytes: 400,
+        // 4000 (started the day before), 1000, 2000 (unchanged).
+        duration_ms: durations(2000, 4000, 4000),
+    };
+    let rivers = Activity {
+        loads: outcomes(1, 1, 0),
+        sources_removed: 0,
+        features: features(9, 4, 1, 0, 0),
+        invalid_reasons: counts(&[("too-few-positions", 1)]),
+        geometry_types: counts(&[("LineString", 4)]),
+        area_m2: 0.0,
+        length_m: 12.25,
+        extent: Some([-10.0, -10.0, -9.0, -9.0]),
+        bytes: 120,
+        duration_ms: durations(0, 3000, 3000),
+    };
+    let totals = Activity {
+        loads: outcomes(3, 1, 2),
+        sources_removed: 1,
+        features: features(15, 9, 3, 1, 1),
+        invalid_reasons: counts(&[("self-intersection", 1), ("too-few-positions", 1), ("unclosed-ring", 1)]),
+        geometry_types: counts(&[("LineString", 4), ("Point", 3), ("Polygon", 2)]),
+        area_m2: 100.5,
+        length_m: 12.25,
+        extent: Some([-10.0, -10.0, 3.0, 5.0]),
+        bytes: 520,
+        duration_ms: durations(2000, 4000, 4000),
+    };
+    let state = |sources, feature_count| DatasetState { sources, feature_count };
+    let dataset = |name: &str, activity, end_of_day| DatasetActivity { dataset: name.into(), activity, end_of_day };
+    WindowActivity {
+        totals,
+        end_of_day: CatalogState { datasets: 3, sources: 3, feature_count: 7 },
+        datasets: vec![
+            // No activity on the day, but it holds a source at its end.
+            dataset("lakes", Activity::default(), state(1, 1)),
+            dataset("rivers", rivers, state(1, 4)),
+            dataset("roads", roads, state(1, 2)),
+        ],
+        failed_jobs: vec![FailedJob {
+            job: "j1".into(),
+            dataset: "roads".into(),
+            source: "b".into(),
+            finished_at: "2026-03-10T13:00:00.000Z".into(),
+            error: Some("boom".into()),
+        }],
+        failed_jobs_total: 1,
+    }
+}
+
+async fn report_contract(s: &dyn Store, clock: &ManualClock) -> WindowActivity {
+    report_activity(s, clock).await;
+    let report = s.activity(window(day())).await.unwrap();
+    assert_eq!(report, expected_report());
+    assert_eq!(s.activity(window(day())).await.unwrap(), report, "recomputing gives the same report");
+
+    // The day before saw one load finish; a day without activity or data is all zeros.
+    let before = s.activity(window(day().previous_day().unwrap())).await.unwrap();
+    assert_eq!((before.totals.loads.succeeded, before.end_of_day.feature_count), (1, 1));
+    let empty = s.activity(window(time::macros::date!(2026 - 01 - 01))).await.unwrap();
+    assert_eq!(empty, WindowActivity::default());
+    report
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_stores_report_a_day_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
+    let gpkg = GeoPackageStore::open(dir.path().join("report.gpkg")).unwrap().with_clock(clock.clone());
+    let from_gpkg = report_contract(&gpkg, &clock).await;
+    let Some(db) = geoflow_testkit::postgis_database().await else { return };
+    let postgis = PostgisStore::connect(db.url()).await.unwrap().with_clock(clock.clone());
+    assert_eq!(report_contract(&postgis, &clock).await, from_gpkg);
 }

@@ -583,7 +583,7 @@ async fn migrations_are_idempotent_and_safe_to_race() {
         t.await.unwrap().unwrap();
     }
     store.migrate().await.unwrap();
-    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 2);
+    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 3);
 }
 
 #[test]

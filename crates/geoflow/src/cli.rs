@@ -53,6 +53,12 @@ pub enum Command {
         #[arg(long, env = "GEOFLOW_LISTEN", default_value = DEFAULT_LISTEN)]
         listen: String,
     },
+    /// Write the daily report of one UTC day to `reports/<YYYY-MM-DD>.json` in object storage.
+    ///
+    /// The report is computed from the catalog's history, so running it again for a past day
+    /// (reprocessing) gives the same numbers; it replaces the earlier report in one write, and
+    /// a run that fails leaves it untouched.
+    Report(ReportArgs),
     /// List datasets with their feature counts, extents and columns.
     Datasets {
         #[command(flatten)]
@@ -158,6 +164,30 @@ pub struct ServeArgs {
     pub api: ApiArgs,
     #[command(flatten)]
     pub work: WorkArgs,
+    /// UTC time of day (HH:MM) to write the previous day's report, or `off`. A report missed
+    /// while the process was down is written when it starts.
+    #[arg(long, env = "GEOFLOW_REPORT_AT", default_value = "00:15", value_parser = parse_report_time)]
+    pub report_at: ReportTime,
+}
+
+/// When `geoflow serve` writes the daily report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportTime {
+    Daily(time::Time),
+    Off,
+}
+
+/// Where a report is computed from and written to, and for which day.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Object storage: `s3://bucket[/prefix]` or a folder.
+    #[arg(long = "storage", env = "GEOFLOW_STORAGE_URL", default_value = DEFAULT_STORAGE)]
+    pub storage: String,
+    /// The UTC day to report, YYYY-MM-DD (default: yesterday).
+    #[arg(long, env = "RUN_DATE", value_parser = parse_date)]
+    pub date: Option<time::Date>,
 }
 
 /// How the worker runs.
@@ -220,6 +250,20 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
     s.parse()
 }
 
+fn parse_date(s: &str) -> Result<time::Date, String> {
+    crate::reports::parse_date(s)
+}
+
+fn parse_report_time(s: &str) -> Result<ReportTime, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(ReportTime::Off);
+    }
+    let format = time::macros::format_description!("[hour]:[minute]");
+    time::Time::parse(s, format)
+        .map(ReportTime::Daily)
+        .map_err(|_| format!("{s:?} is not a time of day of the form HH:MM (UTC), or off"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +272,14 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn report_times_parse() {
+        assert_eq!(parse_report_time("00:15"), Ok(ReportTime::Daily(time::macros::time!(00:15))));
+        assert_eq!(parse_report_time("OFF"), Ok(ReportTime::Off));
+        for bad in ["24:00", "7", "07:5", "noon", ""] {
+            assert!(parse_report_time(bad).is_err(), "{bad}");
+        }
     }
 }

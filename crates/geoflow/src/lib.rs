@@ -9,6 +9,7 @@ pub mod config;
 pub mod events;
 pub mod ingest;
 pub mod metrics;
+pub mod reports;
 pub mod storage;
 pub mod telemetry;
 pub mod worker;

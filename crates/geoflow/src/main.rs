@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use geoflow::api::{self, ApiConfig, AppState, Tokens};
-use geoflow::cli::{ApiArgs, BackendArgs, Cli, Command, HttpArgs, IngestArgs, ServeArgs, WorkArgs, WorkerArgs};
+use geoflow::cli::{
+    ApiArgs, BackendArgs, Cli, Command, HttpArgs, IngestArgs, ReportArgs, ReportTime, ServeArgs, WorkArgs, WorkerArgs,
+};
 use geoflow::config::{DatabaseUrl, QueueUrl};
+use geoflow::reports;
 use geoflow::ingest::{ingest, IngestRequest, IngestSummary, Input, Progress, Status};
 use geoflow::storage::{Storage, StorageUrl};
 use geoflow::telemetry;
@@ -50,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("catalog of {} is up to date", store.location());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report(args) => run_report(args).await,
         Command::Datasets { db, json } => {
             let store = DatabaseUrl::parse(&db.url)?.open().await?;
             let datasets = store.datasets().await?;
@@ -222,8 +226,32 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.api.listen,
         backends.store.location()
     );
+    let reports = match args.report_at {
+        ReportTime::Daily(at) => {
+            let (store, storage) = (backends.store.clone(), backends.storage.clone());
+            Some(tokio::spawn(reports::schedule::run(store, storage, at, stop.wait())))
+        }
+        ReportTime::Off => None,
+    };
     run_worker_until(&backends, &args.work, &stop).await?;
     let _ = http.await;
+    if let Some(reports) = reports {
+        let _ = reports.await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let store = DatabaseUrl::parse(&args.db.url)?.open().await?;
+    let storage = StorageUrl::parse(&args.storage)?.open()?;
+    let now = time::OffsetDateTime::now_utc();
+    let date = args.date.unwrap_or_else(|| reports::yesterday(now));
+    let (report, key) = reports::publish(&*store, &storage, date, now).await?;
+    let t = &report.activity.totals;
+    eprintln!(
+        "report of {} written to {key}: {} loads succeeded, {} failed, {} skipped as duplicates; {} features loaded",
+        report.date, t.loads.succeeded, t.loads.failed, t.loads.skipped_duplicate, t.features.loaded
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -15,6 +15,7 @@ pub const FEATURES_LOADED_TOTAL: &str = "geoflow_features_loaded_total";
 pub const LOAD_DURATION_SECONDS: &str = "geoflow_load_duration_seconds";
 pub const QUEUE_RECEIVE_LAG_SECONDS: &str = "geoflow_queue_receive_lag_seconds";
 pub const LOADS_IN_FLIGHT: &str = "geoflow_loads_in_flight";
+pub const REPORTS_TOTAL: &str = "geoflow_reports_total";
 
 /// API calls are catalog reads: milliseconds normally, seconds when the database struggles.
 const HTTP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -85,6 +86,7 @@ fn describe() {
     describe_histogram!(LOAD_DURATION_SECONDS, Unit::Seconds, "Time to bring a dataset in line with one object.");
     describe_histogram!(QUEUE_RECEIVE_LAG_SECONDS, Unit::Seconds, "Time from a message's sending to this receipt.");
     describe_gauge!(LOADS_IN_FLIGHT, Unit::Count, "Queue messages being handled now.");
+    describe_counter!(REPORTS_TOTAL, Unit::Count, "Daily report runs, by outcome (written or failed).");
 }
 
 /// Methods outside the standard set share one label value, so that clients cannot invent series.
@@ -117,6 +119,11 @@ pub fn message_received(sent_at: Option<SystemTime>) {
         let lag = SystemTime::now().duration_since(sent_at).unwrap_or_default();
         histogram!(QUEUE_RECEIVE_LAG_SECONDS).record(lag.as_secs_f64());
     }
+}
+
+/// One daily report run, written or failed.
+pub fn report_run(written: bool) {
+    counter!(REPORTS_TOTAL, "outcome" => if written { "written" } else { "failed" }).increment(1);
 }
 
 /// Counts a message in `geoflow_loads_in_flight` until dropped, so that early returns and

@@ -101,6 +101,46 @@ impl Storage {
         self.local_root.as_deref()
     }
 
+    /// The full key of `relative` (a key under the storage's prefix).
+    pub fn key(&self, relative: &str) -> String {
+        if self.prefix.is_empty() {
+            relative.to_string()
+        } else {
+            format!("{}/{relative}", self.prefix)
+        }
+    }
+
+    /// Writes a small object whole, in one request: readers see the previous object or the
+    /// new one, never a part (S3 PUTs are atomic; a local folder writes a temporary file and
+    /// renames it into place).
+    pub async fn put_whole(&self, key: &str, body: Bytes, content_type: &str) -> Result<PutResult, object_store::Error> {
+        let mut attributes = Attributes::new();
+        if self.local_root.is_none() {
+            attributes.insert(Attribute::ContentType, content_type.to_string().into());
+        }
+        let options = PutOptions { attributes, ..PutOptions::default() };
+        self.store.put_opts(&ObjectPath::from(key), body.into(), options).await
+    }
+
+    /// A small object's bytes and metadata, or `None` when it does not exist.
+    pub async fn get_whole(&self, key: &str) -> Result<Option<(Bytes, ObjectMeta)>, object_store::Error> {
+        match self.store.get(&ObjectPath::from(key)).await {
+            Ok(got) => {
+                let meta = got.meta.clone();
+                Ok(Some((got.bytes().await?, meta)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The keys of the objects under the folder `relative` (no deeper), in no set order.
+    pub async fn list_keys(&self, relative: &str) -> Result<Vec<String>, object_store::Error> {
+        let folder = ObjectPath::from(self.key(relative));
+        let listed = self.store.list_with_delimiter(Some(&folder)).await?;
+        Ok(listed.objects.into_iter().map(|o| o.location.to_string()).collect())
+    }
+
     /// The object's metadata, or `None` when it does not exist (any more).
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, object_store::Error> {
         match self.store.head(&ObjectPath::from(key)).await {
@@ -113,8 +153,7 @@ impl Storage {
     /// Proves the storage answers: a HEAD of a key under `raw/`, where every service may read
     /// (and list, so that the missing key is a 404 rather than a 403).
     pub async fn probe(&self) -> Result<(), object_store::Error> {
-        let key = if self.prefix.is_empty() { PROBE_KEY.to_string() } else { format!("{}/{PROBE_KEY}", self.prefix) };
-        self.head(&key).await.map(drop)
+        self.head(&self.key(PROBE_KEY)).await.map(drop)
     }
 
     /// The job of the API upload that wrote the object, from its metadata. Always `None` for

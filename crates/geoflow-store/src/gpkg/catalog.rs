@@ -1,12 +1,13 @@
 //! Reads and writes of the catalog tables (`geoflow_*`) and of the GeoPackage extent.
 
 use rusqlite::{params, Connection, OptionalExtension};
+use time::OffsetDateTime;
 
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
 
 use super::table::{quote, read_layout};
-use super::Ctx;
+use super::{to_rfc3339, Ctx};
 use crate::LoadStatus;
 use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SourceRecord, SourceVersion, StoreError};
 
@@ -19,10 +20,10 @@ pub fn insert_load(
     conn: &Connection,
     plan: &LoadPlan,
     status: LoadStatus,
-    started_at: &str,
-    finished_at: &str,
+    (started_at, finished_at): (OffsetDateTime, OffsetDateTime),
     result: &LoadResult,
 ) -> Result<i64, StoreError> {
+    let started_text = to_rfc3339(started_at)?;
     conn.prepare_cached(
         "INSERT INTO geoflow_loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at,
            object_version)
@@ -36,14 +37,41 @@ pub fn insert_load(
             to_i64(plan.version.bytes),
             plan.policy.as_str(),
             status.as_str(),
-            started_at,
+            started_text,
             plan.version.object_version,
         ])
     })
     .ctx("recording the load")?;
     let id = conn.last_insert_rowid();
-    finish_load(conn, id, status, finished_at, result)?;
+    finish_load(conn, id, status, (started_at, finished_at), result)?;
     Ok(id)
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::db("encoding the load's report", e))
+}
+
+/// Whole milliseconds from `start` to `end`, rounded (never negative).
+fn duration_ms(start: OffsetDateTime, end: OffsetDateTime) -> i64 {
+    let micros = (end - start).whole_microseconds().max(0);
+    i64::try_from((micros + 500) / 1000).unwrap_or(i64::MAX)
+}
+
+/// Records that a source left its dataset, with the rows it took along.
+pub fn record_removal(
+    conn: &Connection,
+    dataset: &DatasetName,
+    source: &str,
+    rows: u64,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let at = to_rfc3339(at)?;
+    conn.prepare_cached(
+        "INSERT INTO geoflow_removals (dataset, source_key, removed_rows, removed_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![dataset.as_str(), source, to_i64(rows), at]))
+    .ctx("recording the removal")?;
+    Ok(())
 }
 
 /// Rewrites a `geoflow_loads` row with the final state of its load.
@@ -51,23 +79,27 @@ pub fn finish_load(
     conn: &Connection,
     id: i64,
     status: LoadStatus,
-    finished_at: &str,
+    (started_at, finished_at): (OffsetDateTime, OffsetDateTime),
     result: &LoadResult,
 ) -> Result<(), StoreError> {
-    let issues = serde_json::to_string(&result.issues).map_err(|e| StoreError::db("encoding the load issues", e))?;
+    let issues = to_json(&result.issues)?;
+    let problems = to_json(&result.problem_counts)?;
+    let geometry_types = to_json(&result.loaded.geometry_types)?;
+    let finished_text = to_rfc3339(finished_at)?;
     let c = &result.counts;
     let b = result.bbox;
     conn.prepare_cached(
         "UPDATE geoflow_loads SET status = ?2, finished_at = ?3, features_read = ?4, features_loaded = ?5, invalid = ?6,
            repaired = ?7, skipped = ?8, issue_total = ?9, issues_json = ?10, error = ?11,
-           min_x = ?12, min_y = ?13, max_x = ?14, max_y = ?15
+           min_x = ?12, min_y = ?13, max_x = ?14, max_y = ?15, duration_ms = ?16, problem_counts_json = ?17,
+           geometry_types_json = ?18, area_m2 = ?19, length_m = ?20
          WHERE id = ?1",
     )
     .and_then(|mut s| {
         s.execute(params![
             id,
             status.as_str(),
-            finished_at,
+            finished_text,
             to_i64(c.features_read),
             to_i64(c.features_loaded),
             to_i64(c.invalid),
@@ -80,6 +112,11 @@ pub fn finish_load(
             b.map(|b| b.min_y),
             b.map(|b| b.max_x),
             b.map(|b| b.max_y),
+            duration_ms(started_at, finished_at),
+            problems,
+            geometry_types,
+            result.loaded.area_m2,
+            result.loaded.length_m,
         ])
     })
     .ctx("recording the load")?;

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use rusqlite::{params, Connection, OptionalExtension, Statement, Transaction, TransactionBehavior};
+use time::OffsetDateTime;
 
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::{Bbox, Row};
@@ -15,10 +16,10 @@ use super::catalog;
 use super::geometry;
 use super::rtree;
 use super::table::{self, quote};
-use super::{now_rfc3339, open_connection, Ctx};
+use super::{open_connection, to_rfc3339, Ctx};
 use crate::layout::Resolution;
 use crate::LoadStatus;
-use crate::{LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, StoreError};
+use crate::{Clock, LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, StoreError};
 
 /// How the R-tree is filled during a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,17 +39,17 @@ pub const INTERRUPTED: &str = "interrupted before commit";
 /// `max_entries`: R-tree entries held in memory at most (see [`rtree::MAX_ENTRIES_IN_MEMORY`]).
 pub fn run(
     path: &Path,
+    clock: &dyn Clock,
     plan: LoadPlan,
     mut rx: LoadReceiver,
-    fill: RtreeFill,
-    max_entries: usize,
+    (fill, max_entries): (RtreeFill, usize),
 ) -> Result<LoadOutcome, StoreError> {
-    let started_at = now_rfc3339();
+    let started_at = clock.now();
     let table_name = plan.dataset.as_str().to_string();
     let mut conn = open_connection(path)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("starting the load transaction")?;
 
-    let error = match session(&tx, &plan, &started_at, &mut rx, fill, max_entries) {
+    let error = match session(&tx, &plan, (started_at, clock), &mut rx, fill, max_entries) {
         Ok(End::Commit { load_id, replaced_rows }) => match tx.commit() {
             Ok(()) => return Ok(LoadOutcome::Loaded { load_id, table: table_name, replaced_rows }),
             Err(e) => StoreError::db("committing the load", e),
@@ -58,8 +59,7 @@ pub fn run(
                 &tx,
                 &plan,
                 LoadStatus::Unchanged,
-                &started_at,
-                &now_rfc3339(),
+                (started_at, clock.now()),
                 &LoadResult::default(),
             )?;
             tx.commit().ctx("recording an unchanged load")?;
@@ -68,13 +68,13 @@ pub fn run(
         }
         Ok(End::Abort(result)) => {
             tx.rollback().ctx("rolling back the load")?;
-            let load_id = record_failed(&mut conn, &plan, &started_at, &result)?;
+            let load_id = record_failed(&mut conn, &plan, (started_at, clock.now()), &result)?;
             return Ok(LoadOutcome::Failed { load_id, table: table_name });
         }
         Ok(End::Closed) => {
             tx.rollback().ctx("rolling back the load")?;
             let result = LoadResult { error: Some(INTERRUPTED.into()), ..LoadResult::default() };
-            record_failed(&mut conn, &plan, &started_at, &result)?;
+            record_failed(&mut conn, &plan, (started_at, clock.now()), &result)?;
             return Err(StoreError::Interrupted { dataset: table_name, source_key: plan.source.clone() });
         }
         Err(e) => {
@@ -84,14 +84,20 @@ pub fn run(
     };
     // Rolled back: record why, if the database lets us.
     let result = LoadResult { error: Some(error.to_string()), ..LoadResult::default() };
-    if let Err(record_error) = record_failed(&mut conn, &plan, &started_at, &result) {
+    if let Err(record_error) = record_failed(&mut conn, &plan, (started_at, clock.now()), &result) {
         tracing::warn!(error = %record_error, "could not record the failed load");
     }
     Err(error)
 }
 
 /// Removes a source's rows and its catalog entry in one transaction; returns the rows removed.
-pub fn remove_source(path: &Path, dataset: &DatasetName, source: &str, fill: RtreeFill) -> Result<u64, StoreError> {
+pub fn remove_source(
+    path: &Path,
+    clock: &dyn Clock,
+    dataset: &DatasetName,
+    source: &str,
+    fill: RtreeFill,
+) -> Result<u64, StoreError> {
     let mut conn = open_connection(path)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("starting a transaction")?;
     let had_source = tx
@@ -115,7 +121,9 @@ pub fn remove_source(path: &Path, dataset: &DatasetName, source: &str, fill: Rtr
             delete_source_rows(&tx, table, source, None)?
         };
         if had_source || removed > 0 {
-            catalog::touch_dataset(&tx, dataset.as_str(), table, &now_rfc3339())?;
+            let at = clock.now();
+            catalog::record_removal(&tx, dataset, source, removed, at)?;
+            catalog::touch_dataset(&tx, dataset.as_str(), table, &to_rfc3339(at)?)?;
         }
     }
     tx.commit().ctx("committing the removal")?;
@@ -126,11 +134,11 @@ pub fn remove_source(path: &Path, dataset: &DatasetName, source: &str, fill: Rtr
 pub fn record_failed(
     conn: &mut Connection,
     plan: &LoadPlan,
-    started_at: &str,
+    times: (OffsetDateTime, OffsetDateTime),
     result: &LoadResult,
 ) -> Result<i64, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("recording a failed load")?;
-    let id = catalog::insert_load(&tx, plan, LoadStatus::Failed, started_at, &now_rfc3339(), result)?;
+    let id = catalog::insert_load(&tx, plan, LoadStatus::Failed, times, result)?;
     tx.commit().ctx("recording a failed load")?;
     Ok(id)
 }
@@ -145,7 +153,7 @@ enum End {
 fn session(
     tx: &Transaction<'_>,
     plan: &LoadPlan,
-    started_at: &str,
+    (started, clock): (OffsetDateTime, &dyn Clock),
     rx: &mut LoadReceiver,
     fill: RtreeFill,
     max_entries: usize,
@@ -166,13 +174,14 @@ fn session(
     }
 
     let t0 = Instant::now();
+    let started_at = &to_rfc3339(started)?;
     let old = table::read_layout(tx, dataset)?;
     let resolution = Resolution::new(dataset, old, &plan.schema);
     table::apply_resolution(&resolution, tx, dataset, started_at)?;
     let table = resolution.new.table.clone();
 
     // The row is rewritten at commit; its id is needed now for gf_load_id.
-    let load_id = catalog::insert_load(tx, plan, LoadStatus::Loaded, started_at, started_at, &LoadResult::default())?;
+    let load_id = catalog::insert_load(tx, plan, LoadStatus::Loaded, (started, started), &LoadResult::default())?;
 
     let deferred = fill == RtreeFill::Deferred;
     if deferred {
@@ -220,10 +229,10 @@ fn session(
             "rows stored differ from the features the reader reports as loaded"
         );
     }
-    let finished_at = now_rfc3339();
+    let finished = clock.now();
     catalog::upsert_source(tx, plan, result.counts.features_loaded, load_id, started_at)?;
-    catalog::finish_load(tx, load_id, LoadStatus::Loaded, &finished_at, &result)?;
-    catalog::touch_dataset(tx, dataset, &table, &finished_at)?;
+    catalog::finish_load(tx, load_id, LoadStatus::Loaded, (started, finished), &result)?;
+    catalog::touch_dataset(tx, dataset, &table, &to_rfc3339(finished)?)?;
     tracing::debug!(
         dataset,
         source = %plan.source,

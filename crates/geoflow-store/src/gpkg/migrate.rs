@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::{now_rfc3339, open_connection, Ctx};
+use super::{open_connection, to_rfc3339, Ctx};
 use crate::StoreError;
 
 /// `PRAGMA application_id` of a GeoPackage: "GPKG".
@@ -25,8 +25,12 @@ pub const PAGE_SIZE: i64 = 32768;
 
 /// Applied in order, each once; a step is never edited after release (files created by it
 /// exist), later changes are new steps.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("sql/geopackage.sql")), (2, include_str!("sql/catalog.sql")), (3, include_str!("sql/jobs.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sql/geopackage.sql")),
+    (2, include_str!("sql/catalog.sql")),
+    (3, include_str!("sql/jobs.sql")),
+    (4, include_str!("sql/reports.sql")),
+];
 
 /// The step a catalog of this build is at once migrated.
 pub(crate) const LATEST_STEP: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -90,7 +94,7 @@ pub fn run(path: &Path) -> Result<(), StoreError> {
         tx.execute_batch(sql).ctx(&format!("applying migration {version}"))?;
         tx.execute(
             "INSERT INTO geoflow_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![version, now_rfc3339()],
+            params![version, to_rfc3339(time::OffsetDateTime::now_utc())?],
         )
         .ctx("recording a migration")?;
         tracing::info!(version, location = %location, "applied catalog migration");

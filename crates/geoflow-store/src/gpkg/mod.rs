@@ -18,6 +18,7 @@ mod geometry;
 mod jobs;
 mod load;
 mod migrate;
+mod report;
 mod rtree;
 mod table;
 
@@ -33,9 +34,10 @@ use time::OffsetDateTime;
 
 use geoflow_core::dataset::DatasetName;
 
+use crate::report::{Window, WindowActivity};
 use crate::{
-    DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
-    LoadResult, NewJob, SourceRecord, Store, StoreError, StoredFeature,
+    Clock, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
+    LoadResult, NewJob, SourceRecord, Store, StoreError, StoredFeature, SystemClock,
 };
 
 pub use load::RtreeFill;
@@ -57,6 +59,7 @@ pub struct GeoPackageStore {
     rtree_max_entries: usize,
     /// Connections that read features, shared by clones.
     readers: Arc<features::Readers>,
+    clock: Arc<dyn Clock>,
 }
 
 impl GeoPackageStore {
@@ -75,9 +78,16 @@ impl GeoPackageStore {
             rtree_fill: RtreeFill::Deferred,
             rtree_max_entries: rtree::MAX_ENTRIES_IN_MEMORY,
             readers: Arc::default(),
+            clock: Arc::new(SystemClock),
         };
         migrate::run(&store.path)?;
         Ok(store)
+    }
+
+    /// The same store, reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> GeoPackageStore {
+        self.clock = clock;
+        self
     }
 
     /// The same store, filling the R-tree of loads the given way (the end state is the same).
@@ -145,24 +155,25 @@ impl Store for GeoPackageStore {
     }
 
     async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError> {
-        let (fill, max_entries) = (self.rtree_fill, self.rtree_max_entries);
-        self.blocking("loading", move |path| load::run(path, plan, rows, fill, max_entries)).await
+        let (fill, max_entries, clock) = (self.rtree_fill, self.rtree_max_entries, Arc::clone(&self.clock));
+        self.blocking("loading", move |path| load::run(path, &*clock, plan, rows, (fill, max_entries))).await
     }
 
     async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError> {
         let (plan, result) = (plan.clone(), result.clone());
+        let now = self.clock.now();
         self.blocking("recording a failure", move |path| {
             let mut conn = open_connection(path)?;
-            let now = now_rfc3339();
-            load::record_failed(&mut conn, &plan, &now, &result)
+            load::record_failed(&mut conn, &plan, (now, now), &result)
         })
         .await
     }
 
     async fn remove_source(&self, dataset: &DatasetName, source: &str) -> Result<u64, StoreError> {
         let (dataset, source) = (dataset.clone(), source.to_string());
-        let fill = self.rtree_fill;
-        self.blocking("removing a source", move |path| load::remove_source(path, &dataset, &source, fill)).await
+        let (fill, clock) = (self.rtree_fill, Arc::clone(&self.clock));
+        self.blocking("removing a source", move |path| load::remove_source(path, &*clock, &dataset, &source, fill))
+            .await
     }
 
     async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
@@ -183,19 +194,27 @@ impl Store for GeoPackageStore {
     }
 
     async fn upsert_job(&self, job: &NewJob) -> Result<Job, StoreError> {
-        let job = job.clone();
+        let (job, now) = (job.clone(), to_rfc3339(self.clock.now())?);
         self.blocking("creating a job", move |path| {
             let mut conn = open_connection(path)?;
-            jobs::upsert(&mut conn, &job, &now_rfc3339())
+            jobs::upsert(&mut conn, &job, &now)
         })
         .await
     }
 
     async fn update_job(&self, id: &str, update: JobUpdate) -> Result<Job, StoreError> {
-        let id = id.to_string();
+        let (id, now) = (id.to_string(), to_rfc3339(self.clock.now())?);
         self.blocking("updating a job", move |path| {
             let mut conn = open_connection(path)?;
-            jobs::update(&mut conn, &id, &update, &now_rfc3339())
+            jobs::update(&mut conn, &id, &update, &now)
+        })
+        .await
+    }
+
+    async fn activity(&self, window: Window) -> Result<WindowActivity, StoreError> {
+        self.blocking("computing the report", move |path| {
+            let conn = open_connection(path)?;
+            report::activity(&conn, window)
         })
         .await
     }
@@ -271,12 +290,8 @@ fn open_existing(path: &Path) -> Result<Connection, StoreError> {
 const RFC3339_MILLIS: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
-/// Now, UTC, as `YYYY-MM-DDTHH:MM:SS.SSSZ` (the GeoPackage DATETIME form).
-pub(crate) fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().format(RFC3339_MILLIS).expect("UTC timestamps format")
-}
-
-/// A UTC instant in the form of [`now_rfc3339`], so that catalog timestamps compare as text.
+/// A UTC instant as `YYYY-MM-DDTHH:MM:SS.SSSZ` (the GeoPackage DATETIME form), so that
+/// catalog timestamps compare as text.
 pub(crate) fn to_rfc3339(t: OffsetDateTime) -> Result<String, StoreError> {
     t.format(RFC3339_MILLIS).map_err(|e| StoreError::Invalid(format!("cannot write the time {t} as RFC 3339: {e}")))
 }

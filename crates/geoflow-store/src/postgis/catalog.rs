@@ -8,8 +8,8 @@ use geoflow_core::row::Bbox;
 
 use deadpool_postgres::Object;
 
-use crate::layout::parse_type;
 use super::{Ctx, PostgisStore};
+use crate::layout::parse_type;
 use crate::LoadStatus;
 use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SourceRecord, SourceVersion, StoreError};
 
@@ -32,23 +32,27 @@ fn bbox_of(parts: [Option<f64>; 4]) -> Option<Bbox> {
 }
 
 fn issues_json(result: &LoadResult) -> Result<String, StoreError> {
-    serde_json::to_string(&result.issues).map_err(|e| StoreError::db("encoding the load issues", e))
+    to_json(&result.issues)
 }
 
-/// Inserts a `geoflow.loads` row (finished now) and returns its id.
+fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::db("encoding the load's report", e))
+}
+
+/// Inserts a `geoflow.loads` row and returns its id.
 pub async fn insert_load(
     store: &PostgisStore,
     client: &impl GenericClient,
     plan: &LoadPlan,
     status: LoadStatus,
-    started_at: OffsetDateTime,
+    (started_at, finished_at): (OffsetDateTime, OffsetDateTime),
     result: &LoadResult,
 ) -> Result<i64, StoreError> {
     let row = client
         .query_one(
             "INSERT INTO geoflow.loads (dataset, source_key, content_hash, bytes, policy, status, started_at, finished_at,
                object_version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp(), $8)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
              RETURNING id",
             &[
                 &plan.dataset.as_str(),
@@ -64,29 +68,33 @@ pub async fn insert_load(
         .await
         .ctx(store, "recording the load")?;
     let id = row.get(0);
-    finish_load(store, client, id, result, 0, 0).await?;
+    finish_load(store, client, id, finished_at, result, (0, 0)).await?;
     Ok(id)
 }
 
 /// Rewrites a `geoflow.loads` row with the final state of its load.
+/// `rows`: the rows the load replaced and stored.
 pub async fn finish_load(
     store: &PostgisStore,
     client: &impl GenericClient,
     id: i64,
+    finished_at: OffsetDateTime,
     result: &LoadResult,
-    replaced_rows: u64,
-    stored_rows: u64,
+    (replaced_rows, stored_rows): (u64, u64),
 ) -> Result<(), StoreError> {
     let issues = issues_json(result)?;
+    let problems = to_json(&result.problem_counts)?;
+    let geometry_types = to_json(&result.loaded.geometry_types)?;
     let c = &result.counts;
     let [min_x, min_y, max_x, max_y] = bbox_parts(result.bbox);
     client
         .execute(
-            "UPDATE geoflow.loads SET finished_at = clock_timestamp(),
-               duration_ms = greatest(0, (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint),
+            "UPDATE geoflow.loads SET finished_at = $16,
+               duration_ms = greatest(0, round(extract(epoch FROM $16 - started_at) * 1000))::bigint,
                features_read = $2, features_loaded = $3, invalid = $4, repaired = $5, skipped = $6, issue_total = $7,
                issues = $8::text::jsonb, error = $9, min_x = $10, min_y = $11, max_x = $12, max_y = $13,
-               replaced_rows = $14, stored_rows = $15
+               replaced_rows = $14, stored_rows = $15, problem_counts = $17::text::jsonb,
+               geometry_types = $18::text::jsonb, area_m2 = $19, length_m = $20
              WHERE id = $1",
             &[
                 &id,
@@ -104,6 +112,11 @@ pub async fn finish_load(
                 &max_y,
                 &to_i64(replaced_rows),
                 &to_i64(stored_rows),
+                &finished_at,
+                &problems,
+                &geometry_types,
+                &result.loaded.area_m2,
+                &result.loaded.length_m,
             ],
         )
         .await
@@ -228,18 +241,42 @@ pub async fn set_object_version(
     Ok(())
 }
 
-/// Records a change to the dataset's rows: bumps its version and sets its feature count and
-/// extent from its sources' (cheap: one row per source).
-pub async fn touch_dataset(store: &PostgisStore, client: &impl GenericClient, dataset: &str) -> Result<(), StoreError> {
+/// Records that a source left its dataset, with the rows it took along.
+pub async fn record_removal(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    dataset: &DatasetName,
+    source: &str,
+    rows: u64,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
     client
         .execute(
-            "UPDATE geoflow.datasets d SET version = d.version + 1, updated_at = clock_timestamp(),
+            "INSERT INTO geoflow.removals (dataset, source_key, removed_rows, removed_at) VALUES ($1, $2, $3, $4)",
+            &[&dataset.as_str(), &source, &to_i64(rows), &at],
+        )
+        .await
+        .ctx(store, "recording the removal")?;
+    Ok(())
+}
+
+/// Records a change to the dataset's rows: bumps its version and sets its feature count and
+/// extent from its sources' (cheap: one row per source).
+pub async fn touch_dataset(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    dataset: &str,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "UPDATE geoflow.datasets d SET version = d.version + 1, updated_at = $2,
                feature_count = s.n, min_x = s.min_x, min_y = s.min_y, max_x = s.max_x, max_y = s.max_y
              FROM (SELECT coalesce(sum(feature_count), 0)::bigint AS n, min(min_x) AS min_x, min(min_y) AS min_y,
                      max(max_x) AS max_x, max(max_y) AS max_y
                    FROM geoflow.sources WHERE dataset = $1) s
              WHERE d.name = $1",
-            &[&dataset],
+            &[&dataset, &at],
         )
         .await
         .ctx(store, "updating the dataset")?;

@@ -69,8 +69,9 @@ pub async fn upsert(store: &PostgisStore, client: &impl GenericClient, new: &New
     let inserted = client
         .query_opt(
             &format!(
-                "INSERT INTO geoflow.jobs (id, dataset, source_key, action, status, object_version)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO geoflow.jobs (id, dataset, source_key, action, status, object_version, created_at,
+                   updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
                  ON CONFLICT (id) DO NOTHING
                  RETURNING {}",
                 columns()
@@ -82,6 +83,7 @@ pub async fn upsert(store: &PostgisStore, client: &impl GenericClient, new: &New
                 &new.action.as_str(),
                 &JobStatus::Queued.as_str(),
                 &new.object_version,
+                &store.now(),
             ],
         )
         .await
@@ -109,18 +111,18 @@ pub async fn update(
                 "UPDATE geoflow.jobs SET
                    status = coalesce($2::text, status),
                    attempts = attempts + CASE WHEN $3::boolean THEN 1 ELSE 0 END,
-                   started_at = CASE WHEN $3::boolean THEN coalesce(started_at, clock_timestamp()) ELSE started_at END,
-                   finished_at = CASE $4::boolean WHEN true THEN clock_timestamp() WHEN false THEN NULL
+                   started_at = CASE WHEN $3::boolean THEN coalesce(started_at, $9) ELSE started_at END,
+                   finished_at = CASE $4::boolean WHEN true THEN $9 WHEN false THEN NULL
                                  ELSE finished_at END,
                    load_id = coalesce($5::bigint, load_id),
                    error = CASE WHEN $6::boolean THEN $7::text ELSE error END,
                    result = coalesce($8::text::jsonb, result),
-                   updated_at = clock_timestamp()
+                   updated_at = $9
                  WHERE id = $1
                  RETURNING {}",
                 columns()
             ),
-            &[&id, &status, &running, &finished, &update.load_id, &set_error, &error, &result],
+            &[&id, &status, &running, &finished, &update.load_id, &set_error, &error, &result, &store.now()],
         )
         .await
         .ctx(store, "updating a job")?;

@@ -45,7 +45,7 @@ enum End {
 }
 
 pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> Result<LoadOutcome, StoreError> {
-    let started_at = OffsetDateTime::now_utc();
+    let started_at = store.now();
     let table_name = plan.dataset.as_str().to_string();
     let mut client = store.client().await?;
 
@@ -59,8 +59,9 @@ pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> 
             Ok(End::Unchanged) => {
                 // Dropping the receiver tells the sender at once that no rows are needed.
                 drop(rx);
+                let times = (started_at, store.now());
                 let load_id =
-                    catalog::insert_load(store, &*tx, &plan, LoadStatus::Unchanged, started_at, &LoadResult::default())
+                    catalog::insert_load(store, &*tx, &plan, LoadStatus::Unchanged, times, &LoadResult::default())
                         .await?;
                 tx.commit().await.ctx(store, "recording an unchanged load")?;
                 return Ok(LoadOutcome::Unchanged { load_id, table: table_name });
@@ -72,7 +73,8 @@ pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> 
             Ok(End::Closed) => {
                 tx.rollback().await.ctx(store, "rolling back the load")?;
                 let result = LoadResult { error: Some(INTERRUPTED.into()), ..LoadResult::default() };
-                catalog::insert_load(store, &**client, &plan, LoadStatus::Failed, started_at, &result).await?;
+                let times = (started_at, store.now());
+                catalog::insert_load(store, &**client, &plan, LoadStatus::Failed, times, &result).await?;
                 return Err(StoreError::Interrupted { dataset: table_name, source_key: plan.source.clone() });
             }
             Err(e) => {
@@ -84,19 +86,18 @@ pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> 
     };
     match failure {
         Ok(result) => {
-            let load_id =
-                catalog::insert_load(store, &**client, &plan, LoadStatus::Failed, started_at, &result).await?;
+            let times = (started_at, store.now());
+            let load_id = catalog::insert_load(store, &**client, &plan, LoadStatus::Failed, times, &result).await?;
             Ok(LoadOutcome::Failed { load_id, table: table_name })
         }
         Err(error) => {
             // Rolled back: record why, if the database lets us (on a connection that is
             // surely usable).
             let result = LoadResult { error: Some(error.to_string()), ..LoadResult::default() };
+            let times = (started_at, store.now());
             drop(client);
             let recorded = match store.client().await {
-                Ok(c) => {
-                    catalog::insert_load(store, &**c, &plan, LoadStatus::Failed, started_at, &result).await.map(|_| ())
-                }
+                Ok(c) => catalog::insert_load(store, &**c, &plan, LoadStatus::Failed, times, &result).await.map(|_| ()),
                 Err(e) => Err(e),
             };
             if let Err(record_error) = recorded {
@@ -151,7 +152,9 @@ async fn session(
     }
 
     // The row is rewritten at commit; its id is needed now for gf_load_id.
-    let load_id = catalog::insert_load(store, tx, plan, LoadStatus::Loaded, started_at, &LoadResult::default()).await?;
+    let load_id =
+        catalog::insert_load(store, tx, plan, LoadStatus::Loaded, (started_at, started_at), &LoadResult::default())
+            .await?;
     let replaced_rows = if was_empty {
         0
     } else {
@@ -227,8 +230,9 @@ async fn session(
         );
     }
     catalog::upsert_source(store, tx, plan, copied, encoder.bbox, load_id, started_at).await?;
-    catalog::finish_load(store, tx, load_id, &result, replaced_rows, copied).await?;
-    catalog::touch_dataset(store, tx, dataset).await?;
+    let finished_at = store.now();
+    catalog::finish_load(store, tx, load_id, finished_at, &result, (replaced_rows, copied)).await?;
+    catalog::touch_dataset(store, tx, dataset, finished_at).await?;
     tracing::debug!(
         dataset,
         source = %plan.source,
@@ -260,7 +264,9 @@ pub async fn remove_source(store: &PostgisStore, dataset: &DatasetName, source: 
             .await
             .ctx(store, "removing the source's rows")?;
         if had_source || removed > 0 {
-            catalog::touch_dataset(store, &*tx, name).await?;
+            let at = store.now();
+            catalog::record_removal(store, &*tx, dataset, source, removed, at).await?;
+            catalog::touch_dataset(store, &*tx, name, at).await?;
         }
     }
     tx.commit().await.ctx(store, "committing the removal")?;

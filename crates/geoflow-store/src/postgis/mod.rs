@@ -15,16 +15,20 @@ mod features;
 mod jobs;
 mod load;
 mod migrate;
+mod report;
 mod table;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 
 use geoflow_core::dataset::DatasetName;
 
+use crate::report::{Window, WindowActivity};
 use crate::{
-    DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
-    LoadResult, NewJob, SourceRecord, Store, StoreError, StoredFeature,
+    Clock, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
+    LoadResult, NewJob, SourceRecord, Store, StoreError, StoredFeature, SystemClock,
 };
 
 pub use connection::{redact, SslMode};
@@ -50,6 +54,7 @@ pub struct PostgisStore {
     /// Whether a load into an empty table builds the spatial index after its COPY instead
     /// of maintaining it during the COPY.
     defer_spatial_index: bool,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for PostgisStore {
@@ -68,7 +73,7 @@ impl PostgisStore {
         let location = settings.location.clone();
         let secret = settings.password.clone();
         let pool = connection::pool(settings, POOL_SIZE)?;
-        let store = PostgisStore { pool, location, secret, defer_spatial_index: true };
+        let store = PostgisStore { pool, location, secret, defer_spatial_index: true, clock: Arc::new(SystemClock) };
         store.migrate().await?;
         Ok(store)
     }
@@ -79,6 +84,16 @@ impl PostgisStore {
     pub fn with_deferred_spatial_index(mut self, deferred: bool) -> PostgisStore {
         self.defer_spatial_index = deferred;
         self
+    }
+
+    /// The same store, reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> PostgisStore {
+        self.clock = clock;
+        self
+    }
+
+    pub(crate) fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
     }
 
     /// The connection pool (for queries of the datasets).
@@ -169,8 +184,8 @@ impl Store for PostgisStore {
 
     async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError> {
         let client = self.client().await?;
-        let now = time::OffsetDateTime::now_utc();
-        catalog::insert_load(self, &**client, plan, crate::LoadStatus::Failed, now, result).await
+        let now = self.now();
+        catalog::insert_load(self, &**client, plan, crate::LoadStatus::Failed, (now, now), result).await
     }
 
     async fn remove_source(&self, dataset: &DatasetName, source: &str) -> Result<u64, StoreError> {
@@ -217,5 +232,9 @@ impl Store for PostgisStore {
     async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
         let client = self.client().await?;
         jobs::list(self, &**client, query).await
+    }
+
+    async fn activity(&self, window: Window) -> Result<WindowActivity, StoreError> {
+        report::activity(self, window).await
     }
 }

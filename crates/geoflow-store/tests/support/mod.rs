@@ -6,7 +6,7 @@ use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy, ProblemCode
 use geoflow_core::row::{Bbox, EncodedGeometry, GeometryKind, Measures, Row};
 use geoflow_core::schema::{Field, FieldType, Schema};
 use geoflow_core::value::PropValue;
-use geoflow_store::{LoadMessage, LoadOutcome, LoadPlan, LoadResult, SourceVersion, Store, StoreError};
+use geoflow_store::{LoadMessage, LoadOutcome, LoadPlan, LoadResult, LoadedMeasures, SourceVersion, Store, StoreError};
 
 // ---------------------------------------------------------------------------------------
 // Geometries as ISO WKB, little-endian, built by hand.
@@ -123,6 +123,12 @@ pub fn result_for(rows: &[Row]) -> LoadResult {
         issue_total: 1,
         error: None,
         bbox,
+        problem_counts: [(ProblemCode::UnclosedRing, 1)].into(),
+        loaded: {
+            let mut measures = LoadedMeasures::default();
+            rows.iter().for_each(|r| measures.add(r));
+            measures
+        },
     }
 }
 

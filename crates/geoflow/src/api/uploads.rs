@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::problem::{Problem, ProblemBody};
 use super::AppState;
 use crate::events::{notification, EventKind, JobTag};
-use crate::storage::{PutStreamError, UPLOAD_JOB_METADATA};
+use crate::storage::{PutStreamError, Storage, UPLOAD_JOB_METADATA};
 
 /// Media types taken as a GeoJSON body as it is.
 const RAW_TYPES: [&str; 6] = [
@@ -130,7 +130,7 @@ pub async fn upload(
     let (key, put, size) = match kind {
         BodyKind::Raw => {
             let name = file_name(params.name.as_deref(), None, &job_id)?;
-            let key = upload_key(&state.storage.prefix, &dataset, &name);
+            let key = upload_key(&state.storage, &dataset, &name);
             let (put, size) =
                 state.storage.put_stream(&key, stream, limit, &metadata).await.map_err(|e| stored(e, limit))?;
             (key, put, size)
@@ -151,7 +151,7 @@ pub async fn upload(
                 }
             };
             let name = file_name(params.name.as_deref(), field.file_name(), &job_id)?;
-            let key = upload_key(&state.storage.prefix, &dataset, &name);
+            let key = upload_key(&state.storage, &dataset, &name);
             let (put, size) = state
                 .storage
                 .put_stream(&key, field.map_err(|e| e.to_string()), limit, &metadata)
@@ -235,14 +235,9 @@ fn file_name(asked: Option<&str>, part: Option<&str>, job_id: &str) -> Result<St
 }
 
 /// `[prefix/]raw/<dataset>/<UTC date>/<name>`.
-fn upload_key(prefix: &str, dataset: &DatasetName, name: &str) -> String {
+fn upload_key(storage: &Storage, dataset: &DatasetName, name: &str) -> String {
     let date = time::OffsetDateTime::from(SystemTime::now()).date();
-    let key = format!("raw/{}/{date}/{name}", dataset.as_str());
-    if prefix.is_empty() {
-        key
-    } else {
-        format!("{prefix}/{key}")
-    }
+    storage.key(&format!("raw/{}/{date}/{name}", dataset.as_str()))
 }
 
 /// Retries of one upload share a job: its id is derived from the dataset and the key.

@@ -472,6 +472,7 @@ fn take_batch(
             Action::Rejected => {}
         }
         r.issue_total += 1;
+        *r.problem_counts.entry(issue.code).or_default() += 1;
         let rejected = issue.action == Action::Rejected;
         if rejected {
             let id = issue.id.as_ref().map(|id| format!(" (id {id})")).unwrap_or_default();
@@ -492,6 +493,7 @@ fn take_batch(
         if let Some(g) = &row.geometry {
             r.bbox = Bbox::merge(r.bbox, g.bbox);
         }
+        r.loaded.add(row);
     }
     if !done.rows.is_empty() && tx.blocking_send(LoadMessage::Rows(done.rows)).is_err() {
         // The store stopped listening (unchanged content, or its own failure).
