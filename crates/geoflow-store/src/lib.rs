@@ -10,6 +10,7 @@ pub mod gpkg;
 pub mod layout;
 pub mod postgis;
 pub mod report;
+pub mod tiles;
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,7 @@ use geoflow_core::dataset::DatasetName;
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema};
+pub use tiles::TileId;
 
 /// Which content a source holds: identical content is never loaded twice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -493,6 +495,10 @@ pub trait Store: Send + Sync {
     /// One feature by its `fid`; `None` when the dataset has no such feature,
     /// [`StoreError::NotFound`] when there is no such dataset.
     async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError>;
+
+    /// The Mapbox Vector Tile `tile` of a dataset (see [`tiles`] for what it holds); empty when
+    /// no feature is in the tile, `None` when there is no such dataset.
+    async fn tile(&self, dataset: &DatasetName, tile: TileId) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Jobs newest first (`created_at` then `id`, descending), filtered and paginated by
     /// [`JobQuery::before`]; [`StoreError::Invalid`] when that cursor names no job or a time

@@ -155,7 +155,7 @@ pub(crate) struct ActivityRows {
     pub invalid_reasons: Vec<(String, String, u64)>,
     /// `(dataset, geometry type, features)`.
     pub geometry_types: Vec<(String, String, u64)>,
-    /// `(dataset, jobs)`: jobs skipped as duplicates before any load was recorded.
+    /// `(dataset, jobs)`: jobs skipped as duplicates without a load of their own.
     pub skipped_jobs: Vec<(String, u64)>,
     /// `(dataset, sources removed)`.
     pub removals: Vec<(String, u64)>,

@@ -969,7 +969,8 @@ async fn report_activity(s: &dyn Store, clock: &ManualClock) {
     .await;
     at(before, time!(23:59:58), 4000);
     let a = || sized(plan("roads", "a", "h-a", &[]), 100);
-    send(a(), 2, reported((2, 2, 0, 0, 0), &[], &[("Point", 2)], (0.0, 0.0), [0.0, 0.0, 1.0, 1.0])).await;
+    let loaded_a =
+        send(a(), 2, reported((2, 2, 0, 0, 0), &[], &[("Point", 2)], (0.0, 0.0), [0.0, 0.0, 1.0, 1.0])).await;
     at(d, time!(08:00), 1000);
     let b = reported(
         (4, 3, 2, 1, 1),
@@ -980,7 +981,7 @@ async fn report_activity(s: &dyn Store, clock: &ManualClock) {
     );
     send(sized(plan("roads", "b", "h-b", &[]), 200), 3, b).await;
     at(d, time!(09:00), 2000);
-    assert!(matches!(send(a(), 2, result(2)).await, LoadOutcome::Unchanged { .. }));
+    let unchanged_a = send(a(), 2, result(2)).await;
     at(d, time!(10:00), 3000);
     let rejected = LoadResult {
         error: Some("x: feature 3 is invalid and the policy is reject".into()),
@@ -998,9 +999,19 @@ async fn report_activity(s: &dyn Store, clock: &ManualClock) {
     s.update_job("j1", status(JobStatus::Running)).await.unwrap();
     let failure = JobUpdate { error: Some(Some("boom".into())), ..status(JobStatus::Failed) };
     s.update_job("j1", failure.clone()).await.unwrap();
+    // A job whose content was already loaded points at its `unchanged` load (counted once, as
+    // that load); one whose object version was already loaded points at the earlier load.
+    let (LoadOutcome::Loaded { load_id: earlier, .. }, LoadOutcome::Unchanged { load_id: unchanged, .. }) =
+        (loaded_a, unchanged_a)
+    else {
+        panic!("roads/a loads, then is unchanged");
+    };
     at(d, time!(14:00), 0);
-    s.upsert_job(&new_job("j2", "roads", "a")).await.unwrap();
-    s.update_job("j2", status(JobStatus::SkippedDuplicate)).await.unwrap();
+    for (job, load_id) in [("j2", unchanged), ("j4", earlier)] {
+        s.upsert_job(&new_job(job, "roads", "a")).await.unwrap();
+        let skipped = JobUpdate { load_id: Some(load_id), ..status(JobStatus::SkippedDuplicate) };
+        s.update_job(job, skipped).await.unwrap();
+    }
     at(after, time!(00:00), 1000);
     send(sized(plan("roads", "c", "h-c", &[]), 5), 1, result(1)).await;
     s.upsert_job(&new_job("j3", "roads", "c")).await.unwrap();

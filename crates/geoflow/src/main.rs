@@ -10,8 +10,8 @@ use geoflow::cli::{
     ApiArgs, BackendArgs, Cli, Command, HttpArgs, IngestArgs, ReportArgs, ReportTime, ServeArgs, WorkArgs, WorkerArgs,
 };
 use geoflow::config::{DatabaseUrl, QueueUrl};
-use geoflow::reports;
 use geoflow::ingest::{ingest, IngestRequest, IngestSummary, Input, Progress, Status};
+use geoflow::reports;
 use geoflow::storage::{Storage, StorageUrl};
 use geoflow::telemetry;
 use geoflow::worker::inbox::Inbox;

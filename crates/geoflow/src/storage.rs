@@ -113,7 +113,12 @@ impl Storage {
     /// Writes a small object whole, in one request: readers see the previous object or the
     /// new one, never a part (S3 PUTs are atomic; a local folder writes a temporary file and
     /// renames it into place).
-    pub async fn put_whole(&self, key: &str, body: Bytes, content_type: &str) -> Result<PutResult, object_store::Error> {
+    pub async fn put_whole(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<PutResult, object_store::Error> {
         let mut attributes = Attributes::new();
         if self.local_root.is_none() {
             attributes.insert(Attribute::ContentType, content_type.to_string().into());

@@ -436,6 +436,19 @@ async fn uploads_through_the_api_load_once_and_readiness_follows_the_database() 
         http.get(format!("{base}/v1/jobs/{}", job.id)).send().await.unwrap().json().await.unwrap();
     assert_eq!(served["status"], "succeeded");
 
+    // The day's report goes to the bucket (a whole-object PUT), and the API lists and serves it.
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let out = aws.command("report", db.url()).args(["--date", &today]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = http.get(format!("{base}/v1/reports")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["reports"][0]["date"], today.as_str(), "{listed}");
+    let report: serde_json::Value =
+        http.get(format!("{base}/v1/reports/{today}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (report["totals"]["loads"]["succeeded"].as_u64(), report["totals"]["features"]["loaded"].as_u64()),
+        (Some(1), Some(40))
+    );
+
     // Readiness follows the database: 503 while it is away, 200 once it is back.
     outage.down.send(true).unwrap();
     let readiness = || async { http.get(format!("{base}/readyz")).send().await.unwrap() };

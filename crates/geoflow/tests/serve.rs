@@ -101,7 +101,8 @@ impl Drop for Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_needs_no_configuration() {
     let dir = support::scratch();
-    let server = Server::start(dir.path(), &["serve"]).await;
+    // A report time already past today: the day's report run is due, so it runs at start.
+    let server = Server::start_with(dir.path(), &["serve"], &[("GEOFLOW_REPORT_AT", "00:00")], Stdio::inherit()).await;
 
     let response = reqwest::Client::new()
         .post(server.url("/v1/datasets/parks/uploads?name=parks.geojson"))
@@ -129,6 +130,17 @@ async fn serve_needs_no_configuration() {
         assert!(Instant::now() < deadline, "the inbox file was not loaded: {datasets}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Yesterday's report, written by the daily run, is served.
+    let yesterday = time::OffsetDateTime::now_utc().date().previous_day().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.json("/v1/reports").await["reports"][0]["date"] != yesterday.as_str() {
+        assert!(Instant::now() < deadline, "no report of {yesterday}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let report = server.json(&format!("/v1/reports/{yesterday}")).await;
+    assert_eq!((report["schema_version"].as_u64(), report["date"].as_str()), (Some(1), Some(yesterday.as_str())));
+    assert!(dir.path().join(format!("geoflow-data/objects/reports/{yesterday}.json")).is_file());
 
     assert_eq!(server.terminate(), Some(0));
     let gpkg = dir.path().join("geoflow-data/geoflow.gpkg");

@@ -711,49 +711,49 @@ fn write_string(out: &mut String, s: &str) {
 }
 
 /// The type and layout of one WKB geometry.
-struct WkbHead {
-    little: bool,
-    kind: u32,
+pub(super) struct WkbHead {
+    pub(super) little: bool,
+    pub(super) kind: u32,
     /// Ordinates per position (2 to 4).
-    dims: usize,
-    has_z: bool,
+    pub(super) dims: usize,
+    pub(super) has_z: bool,
 }
 
 /// Reads ISO WKB (XY, Z = +1000, M = +2000, ZM = +3000) and the EWKB flag bits, in either
 /// byte order, checking every count against the bytes left; `None` on malformed input.
-struct WkbReader<'a> {
+pub(super) struct WkbReader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> WkbReader<'a> {
-    fn new(buf: &'a [u8]) -> WkbReader<'a> {
+    pub(super) fn new(buf: &'a [u8]) -> WkbReader<'a> {
         WkbReader { buf, pos: 0 }
     }
 
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+    pub(super) fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
         let bytes = self.buf.get(self.pos..self.pos + N)?.try_into().ok()?;
         self.pos += N;
         Some(bytes)
     }
 
-    fn u32(&mut self, little: bool) -> Option<u32> {
+    pub(super) fn u32(&mut self, little: bool) -> Option<u32> {
         let b = self.take::<4>()?;
         Some(if little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
     }
 
-    fn f64(&mut self, little: bool) -> Option<f64> {
+    pub(super) fn f64(&mut self, little: bool) -> Option<f64> {
         let b = self.take::<8>()?;
         Some(if little { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) })
     }
 
     /// A count of items of at least `item_len` bytes each, checked against what is left.
-    fn count(&mut self, little: bool, item_len: usize) -> Option<usize> {
+    pub(super) fn count(&mut self, little: bool, item_len: usize) -> Option<usize> {
         let n = self.u32(little)? as usize;
         (n.checked_mul(item_len)? <= self.buf.len() - self.pos).then_some(n)
     }
 
-    fn head(&mut self) -> Option<WkbHead> {
+    pub(super) fn head(&mut self) -> Option<WkbHead> {
         let little = match self.take::<1>()? {
             [0] => false,
             [1] => true,

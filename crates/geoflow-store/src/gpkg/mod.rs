@@ -21,6 +21,7 @@ mod migrate;
 mod report;
 mod rtree;
 mod table;
+mod tiles;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -240,6 +241,11 @@ impl Store for GeoPackageStore {
     async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {
         let (dataset, readers) = (dataset.clone(), Arc::clone(&self.readers));
         self.blocking("reading a feature", move |path| features::one(path, &readers, &dataset, fid)).await
+    }
+
+    async fn tile(&self, dataset: &DatasetName, tile: crate::TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        let dataset = dataset.clone();
+        self.blocking("encoding a vector tile", move |path| tiles::tile(path, &dataset, tile)).await
     }
 
     async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {

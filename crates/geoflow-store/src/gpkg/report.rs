@@ -83,12 +83,14 @@ pub fn activity(conn: &Connection, window: Window) -> Result<WindowActivity, Sto
     let invalid_reasons =
         rows(conn, &counts_of("problem_counts_json", "'loaded', 'failed'"), params![start, end], triple)?;
     let geometry_types = rows(conn, &counts_of("geometry_types_json", "'loaded'"), params![start, end], triple)?;
-    // Jobs skipped before their load was recorded: a redelivered event of an object version
-    // the source already holds.
+    // Jobs skipped without a load of their own: a redelivered event of an object version the
+    // source already holds, or the removal of rows already gone. (A source whose content was
+    // already loaded gets an `unchanged` load, counted above.)
     let skipped_jobs = rows(
         conn,
-        "SELECT dataset, count(*) FROM geoflow_jobs
-         WHERE status = 'skipped-duplicate' AND load_id IS NULL AND finished_at >= ?1 AND finished_at < ?2
+        "SELECT dataset, count(*) FROM geoflow_jobs j
+         WHERE status = 'skipped-duplicate' AND finished_at >= ?1 AND finished_at < ?2
+           AND NOT EXISTS (SELECT 1 FROM geoflow_loads l WHERE l.id = j.load_id AND l.status = 'unchanged')
          GROUP BY dataset",
         params![start, end],
         pair,

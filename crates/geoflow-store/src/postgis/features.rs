@@ -361,22 +361,26 @@ fn feature_select(table: &Table, fid: i64) -> Select {
     select
 }
 
-/// [`FEATURES_SQL`] filled in, in one pass (no inserted text is read as a placeholder).
+/// [`FEATURES_SQL`] filled in.
 fn statement(from: &str, properties: &str, conditions: &[String], order: &str) -> String {
     let conditions = if conditions.is_empty() { "true".to_string() } else { conditions.join("\n  AND ") };
-    let mut out = String::with_capacity(FEATURES_SQL.len() + from.len() + properties.len() + conditions.len() + 64);
-    let mut rest = FEATURES_SQL;
+    fill(
+        FEATURES_SQL,
+        &[("properties", properties), ("table", from), ("conditions", conditions.as_str()), ("order", order)],
+    )
+}
+
+/// `template` with each `{name}` of `values` replaced, in one pass, so that no inserted text
+/// is read as a placeholder; other braces are kept.
+pub(super) fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>());
+    let mut rest = template;
     while let Some(start) = rest.find('{') {
-        let (name, value) = match rest[start..].find('}').map(|end| &rest[start + 1..start + end]) {
-            Some("properties") => ("properties", properties),
-            Some("table") => ("table", from),
-            Some("conditions") => ("conditions", conditions.as_str()),
-            Some("order") => ("order", order),
-            _ => {
-                out.push_str(&rest[..=start]);
-                rest = &rest[start + 1..];
-                continue;
-            }
+        let name = rest[start..].find('}').map(|end| &rest[start + 1..start + end]);
+        let Some((name, value)) = name.and_then(|n| values.iter().find(|(k, _)| *k == n)) else {
+            out.push_str(&rest[..=start]);
+            rest = &rest[start + 1..];
+            continue;
         };
         out.push_str(&rest[..start]);
         out.push_str(value);

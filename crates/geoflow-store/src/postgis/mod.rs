@@ -17,6 +17,7 @@ mod load;
 mod migrate;
 mod report;
 mod table;
+mod tiles;
 
 use std::sync::Arc;
 
@@ -227,6 +228,10 @@ impl Store for PostgisStore {
 
     async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {
         features::feature(self, dataset, fid).await
+    }
+
+    async fn tile(&self, dataset: &DatasetName, tile: crate::TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        tiles::tile(self, dataset, tile).await
     }
 
     async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {

@@ -30,13 +30,15 @@ pub async fn activity(store: &PostgisStore, window: Window) -> Result<WindowActi
     let invalid_reasons =
         query(store, &client, &counts_of("problem_counts", "'loaded', 'failed'"), &[start, end]).await?;
     let geometry_types = query(store, &client, &counts_of("geometry_types", "'loaded'"), &[start, end]).await?;
-    // Jobs skipped before their load was recorded: a redelivered event of an object version
-    // the source already holds.
+    // Jobs skipped without a load of their own: a redelivered event of an object version the
+    // source already holds, or the removal of rows already gone. (A source whose content was
+    // already loaded gets an `unchanged` load, counted above.)
     let skipped_jobs = query(
         store,
         &client,
-        "SELECT dataset, count(*) FROM geoflow.jobs
-         WHERE status = 'skipped-duplicate' AND load_id IS NULL AND finished_at >= $1 AND finished_at < $2
+        "SELECT dataset, count(*) FROM geoflow.jobs j
+         WHERE status = 'skipped-duplicate' AND finished_at >= $1 AND finished_at < $2
+           AND NOT EXISTS (SELECT 1 FROM geoflow.loads l WHERE l.id = j.load_id AND l.status = 'unchanged')
          GROUP BY dataset",
         &[start, end],
     )

@@ -93,7 +93,12 @@ fn link(href: String, rel: &str, kind: &str, title: &str) -> Value {
 }
 
 /// A response with its validator; `304` when the client already holds this representation.
-fn validated(headers: &HeaderMap, etag: String, last_modified: Option<&str>, response: Response) -> Response {
+pub(super) fn validated(
+    headers: &HeaderMap,
+    etag: String,
+    last_modified: Option<&str>,
+    response: Response,
+) -> Response {
     let tag = format!("\"{etag}\"");
     let matches = headers
         .get(header::IF_NONE_MATCH)
@@ -123,7 +128,7 @@ fn http_date(rfc3339: &str) -> Option<String> {
 }
 
 /// A short hex digest of the parts, for ETags.
-fn digest(parts: &[&str]) -> String {
+pub(super) fn digest(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update(part.as_bytes());
@@ -292,6 +297,12 @@ fn collection(base: &str, d: &DatasetInfo) -> Value {
             link(format!("{base}/collections/{id}/schema"), "describedby", SCHEMA_JSON, "The schema of the features"),
             // The same, under the relation name GDAL's OAPIF driver looks for.
             link(format!("{base}/collections/{id}/schema"), "describedBy", SCHEMA_JSON, "The schema of the features"),
+            link(
+                format!("{base}/collections/{id}/tiles"),
+                "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",
+                "application/json",
+                "The vector tilesets of the collection",
+            ),
         ],
     });
     if let Some(b) = d.bbox {

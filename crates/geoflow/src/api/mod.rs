@@ -1,8 +1,9 @@
-//! The HTTP API: uploads, jobs, datasets, health, metrics and the OpenAPI document, behind
-//! bearer-token auth, a concurrency limit, request deadlines and CORS. Every error is an RFC
-//! 9457 problem (see [`problem`]).
+//! The HTTP API: uploads, jobs, datasets, daily reports, OGC API – Features, health, metrics
+//! and the OpenAPI document, behind bearer-token auth, a concurrency limit, request deadlines
+//! and CORS. Every error is an RFC 9457 problem (see [`problem`]).
 
 pub mod auth;
+mod console;
 mod datasets;
 mod docs;
 mod features;
@@ -10,6 +11,8 @@ mod health;
 mod jobs;
 pub mod observe;
 pub mod problem;
+mod reports;
+mod tiles;
 mod uploads;
 
 use std::sync::Arc;
@@ -102,6 +105,7 @@ impl AppState {
         (name = "uploads", description = "GeoJSON in"),
         (name = "jobs", description = "What became of each upload and storage event"),
         (name = "datasets", description = "What is loaded"),
+        (name = "reports", description = "Daily reports of what the pipeline did"),
         (name = "operations", description = "Health for load balancers and containers"),
         (name = "features", description = "OGC API – Features: the datasets as collections of GeoJSON features"),
     )
@@ -132,6 +136,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(jobs::job))
         .routes(routes!(datasets::datasets))
         .routes(routes!(datasets::dataset))
+        .routes(routes!(reports::list))
+        .routes(routes!(reports::report))
         .routes(routes!(features::landing))
         .routes(routes!(features::conformance))
         .routes(routes!(features::collections))
@@ -139,6 +145,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(features::schema))
         .routes(routes!(features::items))
         .routes(routes!(features::item))
+        .routes(routes!(tiles::tilesets))
+        .routes(routes!(tiles::tileset))
+        .routes(routes!(tiles::tilejson))
+        .routes(routes!(tiles::tile))
         .route_layer(from_fn_with_state(state.clone(), auth::require_read))
         .route_layer(from_fn_with_state(state.config.request_timeout, deadline));
     let writes = OpenApiRouter::new()
@@ -168,6 +178,9 @@ pub fn router(state: AppState) -> Router {
         .route("/docs", get(docs::page))
         .route("/docs/swagger-ui-bundle.js", get(docs::script))
         .route("/docs/swagger-ui.css", get(docs::stylesheet))
+        .route("/console", get(console::page))
+        .route("/console/", get(console::page))
+        .route("/console/{*path}", get(console::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let cors = cors(&state.config.cors_origins);

@@ -30,8 +30,7 @@ pub const FOLDER: &str = "reports";
 const DATE_FORMAT: &[time::format_description::FormatItem<'static>] = format_description!("[year]-[month]-[day]");
 
 /// The span of catalog time a report covers, RFC 3339 UTC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReportWindow {
     /// The day's first instant (included).
     pub start: String,
@@ -40,8 +39,7 @@ pub struct ReportWindow {
 }
 
 /// A daily report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     pub schema_version: u32,
     /// The UTC day, `YYYY-MM-DD`.

@@ -1,0 +1,223 @@
+//! Vector tiles from PostGIS: `ST_AsMVT` over `ST_AsMVTGeom`, one statement per tile (see
+//! `sql/tile.sql` and [`crate::tiles`] for the rules). The tile geometries are made once; a
+//! tile over the size budget is encoded again from them, coarser, within the same statement.
+//!
+//! The statement text depends only on the dataset's layout (its table and sanitised column
+//! names, quoted); the tile, the tolerances, the layer name and the budget are parameters. Property columns are aliased `p0`, `p1`, … in the statement, since
+//! original keys may be anything (and longer than an identifier may be): the keys of the
+//! encoded layer are then replaced with the original ones, so no key is ever SQL text.
+
+use deadpool_postgres::Object;
+use geozero::mvt::{Message, Tile};
+use tokio_postgres::types::ToSql;
+
+use geoflow_core::dataset::DatasetName;
+use geoflow_core::schema::FieldType;
+
+use super::features::fill;
+use super::table::{datetime_text, qualified, quote_ident};
+use super::{Ctx, PostgisStore};
+use crate::layout::{parse_type, Column};
+use crate::tiles::{Detail, TileId, BUFFER, DETAILS, TILE_BUDGET_BYTES};
+use crate::StoreError;
+
+const TILE_SQL: &str = include_str!("sql/tile.sql");
+const FEATURE_LAYOUT_SQL: &str = include_str!("sql/feature_layout.sql");
+
+/// Statements a connection keeps before its cache is emptied (as for feature reads).
+const MAX_CACHED_STATEMENTS: usize = 512;
+
+/// The property value of a column as the tile carries it: numbers and booleans as they are,
+/// dates and date-times as the text they were loaded from, JSON values as their text (a
+/// string as its characters).
+fn value_expr(c: &Column) -> String {
+    let column = format!("t.{}", quote_ident(&c.name));
+    match c.ty {
+        FieldType::Date => format!("to_char({column}, 'YYYY-MM-DD')"),
+        FieldType::DateTime => datetime_text(&column),
+        FieldType::Json => format!("{column} #>> '{{}}'"),
+        _ => column,
+    }
+}
+
+/// The rows of one coarser encoding of a tile: the tile geometries simplified further, and
+/// thinned to one feature per cell (the lowest `fid`) when the detail says so.
+fn coarser_rows(detail: &Detail, aliases: &str) -> String {
+    let geom = format!("ST_Simplify(s.geom, {:?}, true) AS geom", detail.simplify_px);
+    match detail.thin_px {
+        None => format!("SELECT s.fid, {geom}{aliases} FROM shaped AS s WHERE s.geom IS NOT NULL"),
+        Some(cell) => {
+            let cell = |axis: &str| format!("floor(ST_{axis}(ST_PointOnSurface(s.geom)) / {cell:?})");
+            let (cx, cy) = (cell("X"), cell("Y"));
+            format!(
+                "SELECT DISTINCT ON ({cx}, {cy}) s.fid, {geom}{aliases} FROM shaped AS s WHERE s.geom IS NOT NULL \
+                 ORDER BY {cx}, {cy}, s.fid"
+            )
+        }
+    }
+}
+
+/// The statement of a tile of `table`.
+fn statement(table: &str, columns: &[Column]) -> String {
+    let mut properties = String::new();
+    let mut aliases = String::new();
+    let mut s_aliases = String::new();
+    for (i, c) in columns.iter().enumerate() {
+        properties.push_str(&format!(", {} AS p{i}", value_expr(c)));
+        aliases.push_str(&format!(", c.p{i}"));
+        s_aliases.push_str(&format!(", s.p{i}"));
+    }
+    // Every encoding after the first, each taken only when the one before is over the budget.
+    let encode = |rows: String| format!("(SELECT ST_AsMVT(f, $10::text, 4096, 'geom', 'fid') FROM ({rows}) AS f)");
+    let mut tries: Vec<String> = DETAILS[1..]
+        .iter()
+        .map(|d| {
+            format!("(SELECT m FROM {} AS e(m) WHERE length(m) <= $11::integer)", encode(coarser_rows(d, &s_aliases)))
+        })
+        .collect();
+    if let Some(last) = tries.last_mut() {
+        *last = encode(coarser_rows(&DETAILS[DETAILS.len() - 1], &s_aliases));
+    }
+    let coarser = format!("COALESCE(\n  {}\n)", tries.join(",\n  "));
+    let table = qualified(table);
+    fill(
+        TILE_SQL,
+        &[
+            ("properties", properties.as_str()),
+            ("columns", aliases.as_str()),
+            ("table", table.as_str()),
+            ("coarser", coarser.as_str()),
+        ],
+    )
+}
+
+/// The table and property columns of `dataset`; `None` when there is no such dataset.
+async fn layout(
+    store: &PostgisStore,
+    client: &Object,
+    dataset: &DatasetName,
+) -> Result<Option<(String, Vec<Column>)>, StoreError> {
+    let context = "reading the dataset catalog";
+    let statement = client.prepare_cached(FEATURE_LAYOUT_SQL).await.ctx(store, context)?;
+    let rows = client.query(&statement, &[&dataset.as_str()]).await.ctx(store, context)?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let table: String = first.try_get(0).ctx(store, context)?;
+    let mut columns = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let key: Option<String> = r.try_get(1).ctx(store, context)?;
+        let name: Option<String> = r.try_get(2).ctx(store, context)?;
+        let ty: Option<&str> = r.try_get(3).ctx(store, context)?;
+        if let (Some(key), Some(name), Some(ty)) = (key, name, ty) {
+            columns.push(Column { key, name, ty: parse_type(ty)? });
+        }
+    }
+    Ok(Some((table, columns)))
+}
+
+/// The tile, with the keys still `p0`, `p1`, ….
+async fn encode(
+    store: &PostgisStore,
+    client: &Object,
+    sql: &str,
+    dataset: &DatasetName,
+    tile: TileId,
+) -> Result<Vec<u8>, StoreError> {
+    let context = "encoding a vector tile";
+    if client.statement_cache.size() >= MAX_CACHED_STATEMENTS {
+        client.statement_cache.clear();
+    }
+    let statement = client.prepare_cached(sql).await.ctx(store, context)?;
+    let (z, x, y) = (i32::from(tile.z), tile.x as i32, tile.y as i32);
+    let [west, south, east, north] = tile.bounds_lonlat(f64::from(BUFFER));
+    let pixel = tile.pixel_m();
+    let tolerance = DETAILS[0].simplify_px * pixel;
+    let layer = dataset.as_str();
+    let budget = i32::try_from(TILE_BUDGET_BYTES).unwrap_or(i32::MAX);
+    let params: [&(dyn ToSql + Sync); 11] =
+        [&z, &x, &y, &west, &south, &east, &north, &tolerance, &pixel, &layer, &budget];
+    let row = client.query_one(&statement, &params).await.ctx(store, context)?;
+    let bytes: Option<Vec<u8>> = row.try_get(0).ctx(store, context)?;
+    Ok(bytes.unwrap_or_default())
+}
+
+/// The tile with the aliased keys replaced by the original ones.
+fn with_original_keys(bytes: &[u8], columns: &[Column]) -> Result<Vec<u8>, StoreError> {
+    let mut tile = Tile::decode(bytes).map_err(|e| StoreError::db("reading the tile PostGIS encoded", e))?;
+    for layer in &mut tile.layers {
+        for key in &mut layer.keys {
+            let column = key.strip_prefix('p').and_then(|i| i.parse::<usize>().ok()).and_then(|i| columns.get(i));
+            match column {
+                Some(c) => c.key.clone_into(key),
+                None => {
+                    return Err(StoreError::db(
+                        "reading the tile PostGIS encoded",
+                        super::Message(format!("unexpected property key {key:?}")),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(tile.encode_to_vec())
+}
+
+/// The tile `tile` of `dataset` (empty when no feature is in it); `None` when there is no
+/// such dataset.
+pub async fn tile(store: &PostgisStore, dataset: &DatasetName, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+    let client = store.client().await?;
+    let Some((table, columns)) = layout(store, &client, dataset).await? else { return Ok(None) };
+    let bytes = encode(store, &client, &statement(&table, &columns), dataset, tile).await?;
+    if bytes.len() > TILE_BUDGET_BYTES {
+        tracing::warn!(dataset = dataset.as_str(), %tile, bytes = bytes.len(), "tile over budget at the coarsest detail");
+    }
+    if bytes.is_empty() {
+        return Ok(Some(bytes));
+    }
+    with_original_keys(&bytes, &columns).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_reach_the_statement() {
+        let hostile = "it's \"x\"; DROP TABLE t; --";
+        let columns = vec![
+            Column { key: hostile.into(), name: "it_s_x".into(), ty: FieldType::Text },
+            Column { key: "when".into(), name: "when".into(), ty: FieldType::DateTime },
+            Column { key: "{rows}".into(), name: "{rows}".into(), ty: FieldType::Json },
+        ];
+        let sql = statement("my \"table\"", &columns);
+        assert!(!sql.contains("DROP"), "{sql}");
+        assert!(sql.contains(r#"FROM "datasets"."my ""table""" AS t"#), "{sql}");
+        assert!(sql.contains(r#"t."it_s_x" AS p0"#) && sql.contains("AS p2") && sql.contains("c.p2"), "{sql}");
+        assert!(sql.contains("s.fid, ST_Simplify(s.geom, 4.0, true) AS geom, s.p0, s.p1, s.p2 FROM"), "{sql}");
+        assert!(sql.contains(r#"t."{rows}" #>> '{}' AS p2"#), "{sql}");
+        assert_eq!(sql.matches("DISTINCT ON").count(), 2, "{sql}");
+        assert_eq!(sql.matches("ST_AsMVT(").count(), DETAILS.len(), "{sql}");
+    }
+
+    #[test]
+    fn aliased_keys_become_the_original_ones() {
+        use geozero::mvt::tile::{Feature, Layer, Value};
+        let columns = vec![
+            Column { key: "Name Ü".into(), name: "name_u".into(), ty: FieldType::Text },
+            Column { key: "pop".into(), name: "pop".into(), ty: FieldType::Integer },
+        ];
+        let layer = Layer {
+            version: 2,
+            name: "t".into(),
+            features: vec![Feature { id: Some(3), tags: vec![0, 0], ..Feature::default() }],
+            keys: vec!["p1".into(), "p0".into()],
+            values: vec![Value { int_value: Some(5), ..Value::default() }],
+            extent: Some(4096),
+        };
+        let bytes = Tile { layers: vec![layer] }.encode_to_vec();
+        let out = Tile::decode(&with_original_keys(&bytes, &columns).unwrap()[..]).unwrap();
+        assert_eq!(out.layers[0].keys, ["pop", "Name Ü"]);
+        assert_eq!(out.layers[0].features[0].id, Some(3));
+        let bad =
+            Tile { layers: vec![Layer { keys: vec!["p9".into()], version: 2, name: "t".into(), ..Layer::default() }] };
+        assert!(with_original_keys(&bad.encode_to_vec(), &columns).is_err());
+    }
+}

@@ -1,0 +1,406 @@
+//! Vector tiles from both stores as a map client fetches them: every tile of zooms 0–4 of the
+//! Natural Earth countries holds exactly the features PostGIS's `ST_Intersects` puts in it
+//! (those touching only the buffer margin may come too), with their fids and original
+//! properties; validators, gzip, empty tiles, bad coordinates, TileJSON, the OGC tileset
+//! documents, private reads and the size budget on a dense dataset.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use geoflow::api::ApiConfig;
+use geoflow::ingest::{ingest, IngestRequest, Input, Progress};
+use geoflow_core::dataset::DatasetName;
+use geoflow_core::report::Policy;
+use geoflow_store::postgis::PostgisStore;
+use geoflow_store::Store;
+use geoflow_testkit::postgis_database;
+use geozero::mvt::tile::Value as MvtValue;
+use geozero::mvt::{Message, Tile};
+use serde_json::Value;
+use support::app::{assert_problem, spawn_app, spawn_app_on, with_token, App, TOKEN};
+
+const MVT: &str = "application/vnd.mapbox-vector-tile";
+
+/// Loads every feature of `file`: the few invalid geometries of Natural Earth are repaired.
+async fn load(store: &Arc<dyn Store>, file: &Path, dataset: &str) {
+    let mut request = IngestRequest::new(Input::Path(file.to_path_buf()), DatasetName::new(dataset).unwrap());
+    request.source = Some(format!("{dataset}.geojson"));
+    request.policy = Policy::Repair;
+    let summary = ingest(store.clone(), request, Arc::new(Progress::default())).await.unwrap();
+    assert!(summary.features_loaded > 0, "{summary:?}");
+    assert_eq!(summary.features_loaded, summary.features_read, "{summary:?}");
+}
+
+fn countries_file() -> Option<PathBuf> {
+    Some(support::shared_dir()?.join("data/naturalearth/ne_110m_admin_0_countries.geojson"))
+}
+
+/// A tile as served: status, headers and the body (gunzipped when it came gzipped).
+struct Served {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+async fn fetch(app: &App, path: &str, headers: &[(&str, &str)]) -> Served {
+    let mut request = app.http.get(app.url(path));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let raw = response.bytes().await.unwrap().to_vec();
+    let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
+        out
+    } else {
+        raw
+    };
+    Served { status, headers, body }
+}
+
+/// A decoded feature: its id and its properties as JSON values.
+fn features(bytes: &[u8], layer_name: &str) -> BTreeMap<u64, serde_json::Map<String, Value>> {
+    let tile = Tile::decode(bytes).expect("a Mapbox Vector Tile");
+    assert_eq!(tile.layers.len(), 1, "one layer");
+    let layer = &tile.layers[0];
+    assert_eq!(layer.name, layer_name);
+    assert_eq!(layer.extent, Some(4096));
+    assert_eq!(layer.version, 2);
+    let value = |v: &MvtValue| -> Value {
+        if let Some(s) = &v.string_value {
+            Value::from(s.clone())
+        } else if let Some(d) = v.double_value {
+            Value::from(d)
+        } else if let Some(f) = v.float_value {
+            Value::from(f64::from(f))
+        } else if let Some(i) = v.int_value.or(v.sint_value) {
+            Value::from(i)
+        } else if let Some(u) = v.uint_value {
+            Value::from(u)
+        } else if let Some(b) = v.bool_value {
+            Value::from(b)
+        } else {
+            panic!("a value without a value: {v:?}")
+        }
+    };
+    let mut out = BTreeMap::new();
+    for f in &layer.features {
+        assert!(!f.geometry.is_empty(), "feature {:?} has a geometry", f.id);
+        let mut props = serde_json::Map::new();
+        for pair in f.tags.chunks(2) {
+            props.insert(layer.keys[pair[0] as usize].clone(), value(&layer.values[pair[1] as usize]));
+        }
+        let id = f.id.expect("every feature has its fid");
+        assert!(out.insert(id, props).is_none(), "fid {id} once per tile");
+    }
+    out
+}
+
+/// The fids in a served tile (none when it is 204).
+fn fids(served: &Served, path: &str) -> BTreeSet<u64> {
+    match served.status {
+        204 => {
+            assert!(served.body.is_empty(), "{path}: 204 has no body");
+            BTreeSet::new()
+        }
+        200 => {
+            assert_eq!(served.headers["content-type"], MVT, "{path}");
+            let found = features(&served.body, "countries");
+            assert!(!found.is_empty(), "{path}: a 200 tile holds features");
+            found.into_keys().collect()
+        }
+        other => panic!("{path}: status {other}"),
+    }
+}
+
+/// Numbers compare by value (a real may come back as an integer); everything else exactly.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tile_to_zoom_4_holds_what_postgis_st_intersects_selects() {
+    let (Some(countries), Some(db)) = (countries_file(), postgis_database().await) else { return };
+    let store: Arc<dyn Store> = Arc::new(PostgisStore::connect(db.url()).await.unwrap());
+    load(&store, &countries, "countries").await;
+    let on_postgis = spawn_app_on(store, tempfile::tempdir().unwrap(), ApiConfig::default()).await;
+    let on_gpkg = spawn_app(ApiConfig::default()).await;
+    load(&on_gpkg.store, &countries, "countries").await;
+
+    // Both stores number the features alike (the file's order).
+    let names = |page: Value| -> BTreeMap<u64, Value> {
+        let features = page["features"].as_array().unwrap().clone();
+        features.into_iter().map(|f| (f["id"].as_u64().unwrap(), f["properties"]["NAME"].clone())).collect()
+    };
+    let items = "/collections/countries/items?limit=1000";
+    assert_eq!(names(on_postgis.get(items).await.body), names(on_gpkg.get(items).await.body));
+
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let table: String =
+        client.query_one("SELECT table_name FROM geoflow.datasets WHERE name = 'countries'", &[]).await.unwrap().get(0);
+    // The buffer (64 of 4096 pixels) as degrees of longitude, which is at least as many degrees
+    // of latitude: the box grown by it on all sides holds the buffered tile. (Not
+    // ST_TileEnvelope's margin, which stops at the world's edge and wraps round when
+    // transformed.)
+    let select = |margin: bool| {
+        let envelope = "ST_Transform(ST_TileEnvelope($1, $2, $3), 4326)";
+        let envelope =
+            if margin { format!("ST_Expand({envelope}, 360.0 / (1 << $1) * 64 / 4096)") } else { envelope.to_string() };
+        format!(r#"SELECT fid FROM datasets."{table}" WHERE ST_Intersects(geom, {envelope})"#)
+    };
+    let (exact, buffered) = (select(false), select(true));
+    let (mut tiles, mut empty) = (0, 0);
+    for z in 0..=4i32 {
+        for x in 0..(1 << z) {
+            for y in 0..(1 << z) {
+                let query = |sql: String| {
+                    let client = &client;
+                    async move {
+                        let rows = client.query(&sql, &[&z, &x, &y]).await.unwrap();
+                        rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect::<BTreeSet<u64>>()
+                    }
+                };
+                let expected = query(exact.clone()).await;
+                let allowed = query(buffered.clone()).await;
+                let path = format!("/collections/countries/tiles/WebMercatorQuad/{z}/{x}/{y}");
+                for (store, app) in [("PostGIS", &on_postgis), ("GeoPackage", &on_gpkg)] {
+                    let got = fids(&fetch(app, &path, &[]).await, &path);
+                    let missing: Vec<_> = expected.difference(&got).collect();
+                    assert!(
+                        missing.is_empty(),
+                        "{store} {path}: features {missing:?} intersect the tile but are missing"
+                    );
+                    let extra: Vec<_> = got.difference(&allowed).collect();
+                    assert!(extra.is_empty(), "{store} {path}: features {extra:?} are not even in the buffer");
+                }
+                tiles += 1;
+                empty += usize::from(allowed.is_empty());
+            }
+        }
+    }
+    assert_eq!(tiles, 1 + 4 + 16 + 64 + 256);
+    assert!(empty > 20, "open sea gives empty tiles: {empty}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_carry_original_properties_validators_and_gzip_on_both_stores() {
+    let Some(countries) = countries_file() else { return };
+    let mut apps = vec![("GeoPackage", spawn_app(ApiConfig::default()).await)];
+    if let Some(db) = postgis_database().await {
+        let store: Arc<dyn Store> = Arc::new(PostgisStore::connect(db.url()).await.unwrap());
+        apps.push(("PostGIS", spawn_app_on(store, tempfile::tempdir().unwrap(), ApiConfig::default()).await));
+        std::mem::forget(db); // lives until the process ends, with the app using it
+    }
+    for (store, app) in &apps {
+        load(&app.store, &countries, "countries").await;
+        let base = "/collections/countries/tiles/WebMercatorQuad";
+
+        // France, in the tile over western Europe, with every property the features API gives.
+        let tile = fetch(app, &format!("{base}/4/8/5"), &[]).await;
+        assert_eq!(tile.status, 200, "{store}");
+        assert_eq!(tile.headers["content-type"], MVT);
+        assert_eq!(tile.headers["cache-control"], "no-cache");
+        let found = features(&tile.body, "countries");
+        let (fid, props) = found.iter().find(|(_, p)| p.get("NAME") == Some(&Value::from("France"))).expect("France");
+        let item = app.get(&format!("/collections/countries/items/{fid}")).await;
+        let expected = item.body["properties"].as_object().unwrap();
+        for (key, value) in expected {
+            match (value, props.get(key)) {
+                (Value::Null, got) => assert!(got.is_none(), "{store}: null {key} is omitted"),
+                (want, Some(got)) => assert!(same(want, got), "{store}: {key}: {want} in the API, {got} in the tile"),
+                (want, None) => panic!("{store}: {key} ({want}) is missing from the tile"),
+            }
+        }
+        assert_eq!(props.len(), expected.values().filter(|v| !v.is_null()).count(), "{store}: no other keys");
+        assert_eq!(props["ADM0_A3"], "FRA");
+
+        // Validators: 304 for the same tile, whichever encoding the client holds.
+        let etag = tile.headers["etag"].to_str().unwrap().to_string();
+        assert!(tile.headers.contains_key("last-modified"));
+        let again = fetch(app, &format!("{base}/4/8/5"), &[("if-none-match", &etag)]).await;
+        assert_eq!(again.status, 304, "{store}");
+        let other = fetch(app, &format!("{base}/4/8/6"), &[("if-none-match", &etag)]).await;
+        assert_eq!(other.status, 200, "{store}: another tile has another ETag");
+
+        // gzip when asked for, the same tile inside.
+        let zipped = fetch(app, &format!("{base}/4/8/5"), &[("accept-encoding", "gzip")]).await;
+        assert_eq!(zipped.status, 200);
+        assert_eq!(zipped.headers["content-encoding"], "gzip", "{store}");
+        assert_eq!(zipped.body, tile.body);
+        assert!(tile.headers.get("content-encoding").is_none());
+        let zipped_tag = zipped.headers["etag"].to_str().unwrap().to_string();
+        assert_ne!(zipped_tag, etag, "each encoding has its own ETag");
+        let again = fetch(app, &format!("{base}/4/8/5"), &[("if-none-match", &zipped_tag)]).await;
+        assert_eq!(again.status, 304);
+
+        // The South Pacific: no feature, 204.
+        let sea = fetch(app, &format!("{base}/4/2/9"), &[]).await;
+        assert_eq!(sea.status, 204, "{store}");
+        assert!(sea.body.is_empty());
+        assert!(sea.headers.contains_key("etag"));
+
+        // Bad coordinates and unknown collections are problems.
+        assert_problem(&app.get(&format!("{base}/30/0/0")).await, 400, "invalid-parameter");
+        assert_problem(&app.get(&format!("{base}/2/4/0")).await, 400, "invalid-parameter");
+        assert_problem(&app.get(&format!("{base}/2/0/4")).await, 400, "invalid-parameter");
+        assert_problem(&app.get(&format!("{base}/two/0/0")).await, 400, "invalid-parameter");
+        assert_problem(&app.get("/collections/nope/tiles/WebMercatorQuad/0/0/0").await, 404, "not-found");
+        assert_problem(&app.get("/collections/nope/tiles/WebMercatorQuad/tilejson.json").await, 404, "not-found");
+        assert_problem(&app.get("/collections/nope/tiles").await, 404, "not-found");
+
+        // TileJSON.
+        let tilejson = app.get(&format!("{base}/tilejson.json")).await;
+        assert_eq!(tilejson.status, 200);
+        let tj = &tilejson.body;
+        assert_eq!(tj["tilejson"], "3.0.0");
+        assert_eq!(tj["name"], "countries");
+        assert_eq!(tj["tiles"][0], app.url("/collections/countries/tiles/WebMercatorQuad/{z}/{x}/{y}"));
+        assert_eq!((tj["minzoom"].as_u64(), tj["maxzoom"].as_u64()), (Some(0), Some(22)));
+        let bounds: Vec<f64> = tj["bounds"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(bounds.len(), 4);
+        assert!(bounds[0] <= -179.0 && bounds[2] >= 179.0 && bounds[1] < -60.0 && bounds[3] > 80.0, "{bounds:?}");
+        let layer = &tj["vector_layers"][0];
+        assert_eq!(layer["id"], "countries");
+        assert_eq!(layer["fields"]["NAME"], "String");
+        assert_eq!(layer["fields"]["POP_EST"], "Number");
+        // The template works as a client fills it.
+        let filled = tj["tiles"][0].as_str().unwrap().replace("{z}", "4").replace("{x}", "8").replace("{y}", "5");
+        assert_eq!(app.http.get(filled).send().await.unwrap().status(), 200);
+
+        // OGC API – Tiles: the collection links to its tilesets, they to the template and TileJSON.
+        let collection = app.get("/collections/countries").await;
+        let rel = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector";
+        let link =
+            collection.body["links"].as_array().unwrap().iter().find(|l| l["rel"] == rel).expect("tilesets link");
+        assert_eq!(link["href"], app.url("/collections/countries/tiles"));
+        let sets = app.get("/collections/countries/tiles").await;
+        assert_eq!(sets.status, 200);
+        let set = &sets.body["tilesets"][0];
+        assert_eq!(set["dataType"], "vector");
+        assert_eq!(set["tileMatrixSetURI"], "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad");
+        let self_link = set["links"].as_array().unwrap().iter().find(|l| l["rel"] == "self").unwrap();
+        let tileset = app.http.get(self_link["href"].as_str().unwrap()).send().await.unwrap();
+        assert_eq!(tileset.status(), 200);
+        let tileset: Value = tileset.json().await.unwrap();
+        let links = tileset["links"].as_array().unwrap();
+        let item = links.iter().find(|l| l["rel"] == "item").unwrap();
+        assert_eq!(item["type"], MVT);
+        let template = item["href"].as_str().unwrap();
+        let filled = template.replace("{tileMatrix}", "4").replace("{tileCol}", "8").replace("{tileRow}", "5");
+        assert_eq!(filled, app.url(&format!("{base}/4/8/5")));
+        let described = links.iter().find(|l| l["rel"] == "describedby").unwrap();
+        assert_eq!(described["href"], app.url(&format!("{base}/tilejson.json")));
+        assert_eq!(tileset["layers"][0]["id"], "countries");
+
+        // The routes are in the API definition.
+        let openapi = app.get("/openapi.json").await.body;
+        for path in [
+            "/collections/{collectionId}/tiles",
+            "/collections/{collectionId}/tiles/WebMercatorQuad",
+            "/collections/{collectionId}/tiles/WebMercatorQuad/tilejson.json",
+            "/collections/{collectionId}/tiles/WebMercatorQuad/{z}/{x}/{y}",
+        ] {
+            assert!(openapi["paths"].get(path).is_some(), "{path} in /openapi.json");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_reads_cover_tiles() {
+    let app = spawn_app(ApiConfig { private_reads: true, ..with_token() }).await;
+    let file = app.dir.path().join("a.geojson");
+    std::fs::write(&file, support::collection(30, 1)).unwrap();
+    load(&app.store, &file, "roads").await;
+    for path in [
+        "/collections/roads/tiles",
+        "/collections/roads/tiles/WebMercatorQuad",
+        "/collections/roads/tiles/WebMercatorQuad/tilejson.json",
+        "/collections/roads/tiles/WebMercatorQuad/0/0/0",
+    ] {
+        assert_problem(&app.get(path).await, 401, "unauthorized");
+        let allowed = app.http.get(app.url(path)).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(allowed.status(), 200, "{path}");
+    }
+    let tile = app.http.get(app.url("/collections/roads/tiles/WebMercatorQuad/0/0/0")).bearer_auth(TOKEN);
+    let bytes = tile.send().await.unwrap().bytes().await.unwrap();
+    let found = features(&bytes, "roads");
+    assert_eq!(found.len(), 30);
+    // Keys as loaded, nothing sanitised.
+    assert!(found.values().all(|p| p["note"] == "x'; DROP TABLE t; --" && p["label"] == "it's \"quoted\""));
+}
+
+/// 200,000 points spread over the world, each with a long text: the zoom-0 tile would be
+/// several megabytes whole.
+fn dense_points() -> String {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let features: Vec<String> = (0..200_000)
+        .map(|i| {
+            let (x, y) = (next() * 360.0 - 180.0, next() * 160.0 - 80.0);
+            format!(
+                r#"{{"type":"Feature","properties":{{"n":{i},"text":"point number {i} of the dense test set"}},"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(",\n"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dense_tiles_stay_within_the_size_budget() {
+    let mut apps = vec![("GeoPackage", spawn_app(ApiConfig::default()).await)];
+    if let Some(db) = postgis_database().await {
+        let store: Arc<dyn Store> = Arc::new(PostgisStore::connect(db.url()).await.unwrap());
+        apps.push(("PostGIS", spawn_app_on(store, tempfile::tempdir().unwrap(), ApiConfig::default()).await));
+        std::mem::forget(db);
+    }
+    let text = dense_points();
+    for (store, app) in &apps {
+        let file = app.dir.path().join("dense.geojson");
+        std::fs::write(&file, &text).unwrap();
+        load(&app.store, &file, "dense").await;
+        for (z, x, y) in [(0, 0, 0), (1, 1, 0), (3, 4, 3)] {
+            let path = format!("/collections/dense/tiles/WebMercatorQuad/{z}/{x}/{y}");
+            let tile = fetch(app, &path, &[]).await;
+            assert_eq!(tile.status, 200, "{store} {path}");
+            assert!(tile.body.len() <= 500 * 1024, "{store} {path}: {} bytes", tile.body.len());
+            let found = features(&tile.body, "dense");
+            assert!(found.len() > 1000, "{store} {path}: thinned, not emptied: {}", found.len());
+        }
+        // Deep enough, nothing is dropped: every point of a zoom-8 tile is there.
+        let path = "/collections/dense/tiles/WebMercatorQuad/8/128/100";
+        let tile = fetch(app, path, &[]).await;
+        let [w, s, e, n] = geoflow_store::TileId { z: 8, x: 128, y: 100 }.bounds_lonlat(0.0);
+        let inside = text.matches(r#""coordinates":["#).count();
+        assert_eq!(inside, 200_000);
+        let expected = count_points_in(&text, w, s, e, n);
+        let got = if tile.status == 204 { 0 } else { features(&tile.body, "dense").len() };
+        assert!(got >= expected, "{store} {path}: {got} of {expected} points");
+    }
+}
+
+/// Points of the dense set strictly inside a lon/lat box.
+fn count_points_in(text: &str, w: f64, s: f64, e: f64, n: f64) -> usize {
+    text.split(r#""coordinates":["#)
+        .skip(1)
+        .filter(|rest| {
+            let coords: Vec<f64> = rest.split(']').next().unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+            coords[0] > w && coords[0] < e && coords[1] > s && coords[1] < n
+        })
+        .count()
+}
