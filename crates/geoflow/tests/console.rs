@@ -14,61 +14,29 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::server::Server;
 
 const TOKEN: &str = "console-e2e-token-0123456789abcdef";
 
-/// `geoflow serve` on a free port, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    async fn start(dir: &Path) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = support::geoflow()
-            .args(["serve", "--listen", &addr])
-            .current_dir(dir)
-            .env("GEOFLOW_API_TOKENS", TOKEN)
-            .env("GEOFLOW_API_PRIVATE_READS", "true")
-            // The test writes the day's report itself, while the page watches.
-            .env("GEOFLOW_REPORT_AT", "off")
-            .env_remove("GEOFLOW_API_TOKENS_FILE")
-            .env_remove("GEOFLOW_STORAGE_URL")
-            .env_remove("GEOFLOW_QUEUE_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("geoflow starts");
-        let server = Server { child, base: format!("http://{addr}") };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::get(server.url("/readyz")).await.map(|r| r.status().as_u16()).ok() != Some(200) {
-            assert!(Instant::now() < deadline, "geoflow did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        server
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `geoflow serve` with a token and private reads.
+async fn start(dir: &Path) -> Server {
+    let env = [
+        ("GEOFLOW_API_TOKENS", TOKEN),
+        ("GEOFLOW_API_PRIVATE_READS", "true"),
+        // The test writes the day's report itself, while the page watches.
+        ("GEOFLOW_REPORT_AT", "off"),
+    ];
+    Server::start_with(dir, &["serve"], &env, Stdio::inherit()).await
 }
 
 /// The console's files need no token, even when reads are private; the API still does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_files_are_public_with_types_and_caching() {
     let dir = support::scratch();
-    let server = Server::start(dir.path()).await;
+    let server = start(dir.path()).await;
     let get = |path: &str| reqwest::get(server.url(path));
 
     for path in ["/console", "/console/"] {
@@ -149,13 +117,13 @@ async fn console_works_in_a_headless_browser() {
     assert!(countries.is_file(), "missing {}", countries.display());
 
     let dir = support::scratch();
-    let server = Server::start(dir.path()).await;
+    let server = start(dir.path()).await;
     let shots = dir.path().join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/e2e.py");
     let mut cmd = tokio::process::Command::new(&python);
     cmd.arg(&script)
-        .env("GEOFLOW_URL", &server.base)
+        .env("GEOFLOW_URL", server.url(""))
         .env("GEOFLOW_TOKEN", TOKEN)
         .env("GEOFLOW_UPLOAD_FILE", &countries)
         .env("GEOFLOW_SCREENSHOTS", &shots)

@@ -56,7 +56,7 @@ impl fmt::Debug for Readers {
 }
 
 impl Readers {
-    fn take(self: &Arc<Self>, path: &Path) -> Result<Reader, StoreError> {
+    pub(super) fn take(self: &Arc<Self>, path: &Path) -> Result<Reader, StoreError> {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let conn = match idle {
             Some(conn) => conn,
@@ -67,13 +67,13 @@ impl Readers {
 }
 
 /// A pooled connection, given back when dropped unless a transaction was left open.
-struct Reader {
+pub(super) struct Reader {
     conn: Option<Connection>,
     pool: Arc<Readers>,
 }
 
 impl Reader {
-    fn conn(&self) -> Result<&Connection, StoreError> {
+    pub(super) fn conn(&self) -> Result<&Connection, StoreError> {
         self.conn.as_ref().ok_or_else(|| StoreError::Invalid("the read connection was given back".into()))
     }
 }

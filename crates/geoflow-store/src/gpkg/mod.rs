@@ -244,8 +244,8 @@ impl Store for GeoPackageStore {
     }
 
     async fn tile(&self, dataset: &DatasetName, tile: crate::TileId) -> Result<Option<Vec<u8>>, StoreError> {
-        let dataset = dataset.clone();
-        self.blocking("encoding a vector tile", move |path| tiles::tile(path, &dataset, tile)).await
+        let (dataset, readers) = (dataset.clone(), Arc::clone(&self.readers));
+        self.blocking("encoding a vector tile", move |path| tiles::tile(path, &readers, &dataset, tile)).await
     }
 
     async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {

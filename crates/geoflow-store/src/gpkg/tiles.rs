@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use geozero::mvt::tile::{Feature, GeomType, Layer, Value};
 use geozero::mvt::{Message, Tile};
@@ -14,11 +15,11 @@ use rusqlite::types::ValueRef;
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::schema::FieldType;
 
-use super::features::{WkbHead, WkbReader};
+use super::features::{Readers, WkbHead, WkbReader};
 use super::geometry::parse_header;
 use super::rtree::rtree_name;
 use super::table::{quote, read_layout};
-use super::{open_connection, Ctx};
+use super::Ctx;
 use crate::layout::Layout;
 use crate::tiles::{to_mercator, Detail, TileId, BUFFER, DETAILS, EXTENT, TILE_BUDGET_BYTES};
 use crate::StoreError;
@@ -567,10 +568,15 @@ fn encode(name: &str, layout: &Layout, rows: &[Row], tile: TileId, detail: Detai
 
 /// The tile `tile` of `dataset` (empty when no feature is in it); `None` when there is no
 /// such dataset.
-pub(crate) fn tile(path: &Path, dataset: &DatasetName, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+pub(crate) fn tile(
+    path: &Path,
+    readers: &Arc<Readers>,
+    dataset: &DatasetName,
+    tile: TileId,
+) -> Result<Option<Vec<u8>>, StoreError> {
     const CONTEXT: &str = "reading features for a vector tile";
-    let conn = open_connection(path)?;
-    let snapshot = conn.unchecked_transaction().ctx(CONTEXT)?;
+    let reader = readers.take(path)?;
+    let snapshot = reader.conn()?.unchecked_transaction().ctx(CONTEXT)?;
     let Some(layout) = read_layout(&snapshot, dataset.as_str())? else { return Ok(None) };
     let [west, south, east, north] = tile.bounds_lonlat(f64::from(BUFFER));
     let mut columns = String::from("fid, geom");
