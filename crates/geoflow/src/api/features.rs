@@ -81,14 +81,14 @@ impl Format {
 
 /// The absolute URL of this service as the client reached it (a load balancer in front sets
 /// `X-Forwarded-Proto`).
-fn base_url(headers: &HeaderMap) -> String {
+pub(super) fn base_url(headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     let scheme = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http");
     let scheme = if scheme == "https" { "https" } else { "http" };
     format!("{scheme}://{host}")
 }
 
-fn link(href: String, rel: &str, kind: &str, title: &str) -> Value {
+pub(super) fn link(href: String, rel: &str, kind: &str, title: &str) -> Value {
     json!({ "href": href, "rel": rel, "type": kind, "title": title })
 }
 
@@ -119,7 +119,7 @@ pub(super) fn validated(
 }
 
 /// An RFC 3339 timestamp as an HTTP date.
-fn http_date(rfc3339: &str) -> Option<String> {
+pub(super) fn http_date(rfc3339: &str) -> Option<String> {
     let t = OffsetDateTime::parse(rfc3339, &Rfc3339).ok()?.to_offset(time::UtcOffset::UTC);
     let format = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
@@ -148,7 +148,7 @@ async fn datasets(state: &AppState) -> Result<Vec<DatasetInfo>, Problem> {
     state.store.datasets().await.map_err(|e| Problem::unavailable("database", e))
 }
 
-async fn dataset(state: &AppState, id: &str) -> Result<DatasetInfo, Problem> {
+pub(super) async fn dataset(state: &AppState, id: &str) -> Result<DatasetInfo, Problem> {
     let unknown = || Problem::not_found(format!("no collection {id:?}"));
     let name = DatasetName::new(id).map_err(|_| unknown())?;
     let found = state.store.dataset(&name).await.map_err(|e| Problem::unavailable("database", e))?;

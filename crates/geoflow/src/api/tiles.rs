@@ -7,21 +7,17 @@
 //! makes caches revalidate and `If-None-Match` answers `304` without encoding anything; they
 //! are gzipped for clients that accept it.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use geoflow_core::dataset::DatasetName;
 use geoflow_core::schema::FieldType;
 use geoflow_store::tiles::{TileId, MAX_LATITUDE, MAX_ZOOM};
 use geoflow_store::DatasetInfo;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
+use super::features::{base_url, dataset, digest, http_date, link, validated};
 use super::problem::{Problem, ProblemBody};
 use super::AppState;
 
@@ -31,41 +27,6 @@ pub const MVT: &str = "application/vnd.mapbox-vector-tile";
 const WEB_MERCATOR_QUAD: &str = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad";
 const EPSG_3857: &str = "http://www.opengis.net/def/crs/EPSG/0/3857";
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
-
-/// The absolute URL of this service as the client reached it (as the features API builds
-/// its links: `Host`, and `X-Forwarded-Proto` from a load balancer).
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
-    let scheme = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http");
-    let scheme = if scheme == "https" { "https" } else { "http" };
-    format!("{scheme}://{host}")
-}
-
-fn link(href: String, rel: &str, kind: &str, title: &str) -> Value {
-    json!({ "href": href, "rel": rel, "type": kind, "title": title })
-}
-
-/// A short hex digest of the parts, for ETags.
-fn digest(parts: &[&str]) -> String {
-    let mut hash = Sha256::new();
-    for part in parts {
-        hash.update(part.as_bytes());
-        hash.update([0]);
-    }
-    hash.finalize()[..12].iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// An RFC 3339 timestamp as an HTTP date.
-fn http_date(rfc3339: &str) -> Option<String> {
-    let t = OffsetDateTime::parse(rfc3339, &Rfc3339).ok()?.to_offset(time::UtcOffset::UTC);
-    let format = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    t.format(&format).ok()
-}
 
 /// Whether `If-None-Match` names one of `tags` (quoted), weakly compared.
 fn not_modified(headers: &HeaderMap, tags: &[&str]) -> bool {
@@ -92,20 +53,9 @@ fn with_validators(mut response: Response, etag: &str, updated_at: &str, vary: &
 
 /// A JSON document with its validator; `304` when the client holds it.
 fn json_document(headers: &HeaderMap, d: &DatasetInfo, what: &str, base: &str, body: &Value) -> Response {
-    let etag = format!("\"{}\"", digest(&[d.name.as_str(), &d.version.to_string(), what, base]));
-    let response = if not_modified(headers, &[&etag]) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-    };
-    with_validators(response, &etag, &d.updated_at, "accept, authorization")
-}
-
-async fn dataset(state: &AppState, id: &str) -> Result<DatasetInfo, Problem> {
-    let unknown = || Problem::not_found(format!("no collection {id:?}"));
-    let name = DatasetName::new(id).map_err(|_| unknown())?;
-    let found = state.store.dataset(&name).await.map_err(|e| Problem::unavailable("database", e))?;
-    found.ok_or_else(unknown)
+    let etag = digest(&[d.name.as_str(), &d.version.to_string(), what, base]);
+    let response = ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    validated(headers, etag, Some(&d.updated_at), response)
 }
 
 /// The tile URL template of a collection.
