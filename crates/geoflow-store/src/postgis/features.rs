@@ -49,9 +49,9 @@ const MAX_CACHED_STATEMENTS: usize = 512;
 type Param = Box<dyn ToSql + Sync + Send>;
 
 /// A dataset table as reading it needs.
-struct Table {
-    name: String,
-    columns: Vec<Column>,
+pub(super) struct Table {
+    pub(super) name: String,
+    pub(super) columns: Vec<Column>,
 }
 
 /// The statement of a read and its parameters.
@@ -392,7 +392,7 @@ pub(super) fn fill(template: &str, values: &[(&str, &str)]) -> String {
 }
 
 /// The table of `dataset`; [`StoreError::NotFound`] when there is no such dataset.
-async fn table(store: &PostgisStore, client: &Object, dataset: &DatasetName) -> Result<Table, StoreError> {
+pub(super) async fn table(store: &PostgisStore, client: &Object, dataset: &DatasetName) -> Result<Table, StoreError> {
     let context = "reading the dataset catalog";
     let statement = client.prepare_cached(FEATURE_LAYOUT_SQL).await.ctx(store, context)?;
     let rows = client.query(&statement, &[&dataset.as_str()]).await.ctx(store, context)?;
@@ -418,12 +418,22 @@ async fn rows(store: &PostgisStore, client: &Object, select: &Select) -> Result<
         let params = select.params.iter().map(|(p, ty)| (&**p as &(dyn ToSql + Sync), ty.clone()));
         return client.query_typed_raw(&select.sql, params).await.ctx(store, context);
     }
+    let statement = prepare_cached(store, client, &select.sql, context).await?;
+    let params = select.params.iter().map(|(p, _)| &**p as &(dyn ToSql + Sync));
+    client.query_raw(&statement, params).await.ctx(store, context)
+}
+
+/// `sql` prepared once per connection, the cache emptied first when it is full.
+pub(super) async fn prepare_cached(
+    store: &PostgisStore,
+    client: &Object,
+    sql: &str,
+    context: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
     if client.statement_cache.size() >= MAX_CACHED_STATEMENTS {
         client.statement_cache.clear();
     }
-    let statement = client.prepare_cached(&select.sql).await.ctx(store, context)?;
-    let params = select.params.iter().map(|(p, _)| &**p as &(dyn ToSql + Sync));
-    client.query_raw(&statement, params).await.ctx(store, context)
+    client.prepare_cached(sql).await.ctx(store, context)
 }
 
 /// The feature of a row: its GeoJSON text from the parts the server wrote.

@@ -14,18 +14,14 @@ use tokio_postgres::types::ToSql;
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::schema::FieldType;
 
-use super::features::fill;
+use super::features::{fill, prepare_cached, table, Table};
 use super::table::{datetime_text, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
-use crate::layout::{parse_type, Column};
+use crate::layout::Column;
 use crate::tiles::{Detail, TileId, BUFFER, DETAILS, TILE_BUDGET_BYTES};
 use crate::StoreError;
 
 const TILE_SQL: &str = include_str!("sql/tile.sql");
-const FEATURE_LAYOUT_SQL: &str = include_str!("sql/feature_layout.sql");
-
-/// Statements a connection keeps before its cache is emptied (as for feature reads).
-const MAX_CACHED_STATEMENTS: usize = 512;
 
 /// The property value of a column as the tile carries it: numbers and booleans as they are,
 /// dates and date-times as the text they were loaded from, JSON values as their text (a
@@ -91,29 +87,6 @@ fn statement(table: &str, columns: &[Column]) -> String {
     )
 }
 
-/// The table and property columns of `dataset`; `None` when there is no such dataset.
-async fn layout(
-    store: &PostgisStore,
-    client: &Object,
-    dataset: &DatasetName,
-) -> Result<Option<(String, Vec<Column>)>, StoreError> {
-    let context = "reading the dataset catalog";
-    let statement = client.prepare_cached(FEATURE_LAYOUT_SQL).await.ctx(store, context)?;
-    let rows = client.query(&statement, &[&dataset.as_str()]).await.ctx(store, context)?;
-    let Some(first) = rows.first() else { return Ok(None) };
-    let table: String = first.try_get(0).ctx(store, context)?;
-    let mut columns = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let key: Option<String> = r.try_get(1).ctx(store, context)?;
-        let name: Option<String> = r.try_get(2).ctx(store, context)?;
-        let ty: Option<&str> = r.try_get(3).ctx(store, context)?;
-        if let (Some(key), Some(name), Some(ty)) = (key, name, ty) {
-            columns.push(Column { key, name, ty: parse_type(ty)? });
-        }
-    }
-    Ok(Some((table, columns)))
-}
-
 /// The tile, with the keys still `p0`, `p1`, ….
 async fn encode(
     store: &PostgisStore,
@@ -123,10 +96,7 @@ async fn encode(
     tile: TileId,
 ) -> Result<Vec<u8>, StoreError> {
     let context = "encoding a vector tile";
-    if client.statement_cache.size() >= MAX_CACHED_STATEMENTS {
-        client.statement_cache.clear();
-    }
-    let statement = client.prepare_cached(sql).await.ctx(store, context)?;
+    let statement = prepare_cached(store, client, sql, context).await?;
     let (z, x, y) = (i32::from(tile.z), tile.x as i32, tile.y as i32);
     let [west, south, east, north] = tile.bounds_lonlat(f64::from(BUFFER));
     let pixel = tile.pixel_m();
@@ -164,8 +134,12 @@ fn with_original_keys(bytes: &[u8], columns: &[Column]) -> Result<Vec<u8>, Store
 /// such dataset.
 pub async fn tile(store: &PostgisStore, dataset: &DatasetName, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
     let client = store.client().await?;
-    let Some((table, columns)) = layout(store, &client, dataset).await? else { return Ok(None) };
-    let bytes = encode(store, &client, &statement(&table, &columns), dataset, tile).await?;
+    let Table { name, columns } = match table(store, &client, dataset).await {
+        Ok(table) => table,
+        Err(StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let bytes = encode(store, &client, &statement(&name, &columns), dataset, tile).await?;
     if bytes.len() > TILE_BUDGET_BYTES {
         tracing::warn!(dataset = dataset.as_str(), %tile, bytes = bytes.len(), "tile over budget at the coarsest detail");
     }
