@@ -139,8 +139,8 @@ pub fn to_mercator(lon: f64, lat: f64) -> (f64, f64) {
 pub struct Detail {
     /// Simplification tolerance (Douglas–Peucker), in pixels of the tile grid.
     pub simplify_px: f64,
-    /// When set: at most one feature per cell of this many pixels (by a point on each),
-    /// the one with the lowest `fid`.
+    /// When set: at most one feature per cell of this many pixels (each filed by the corner
+    /// of its box with the smallest coordinates), the one with the lowest `fid`.
     pub thin_px: Option<f64>,
 }
 

@@ -324,11 +324,14 @@ enum TileGeometry {
 }
 
 impl TileGeometry {
+    /// The corner of the geometry's box with the smallest coordinates: where thinning files it
+    /// (PostGIS reads the same corner from the geometry's stored box).
     fn anchor(&self) -> Option<(i32, i32)> {
-        match self {
-            TileGeometry::Points(p) => p.first().copied(),
-            TileGeometry::Lines(l) | TileGeometry::Polygons(l) => l.first().and_then(|r| r.first().copied()),
-        }
+        let parts = match self {
+            TileGeometry::Points(p) => std::slice::from_ref(p),
+            TileGeometry::Lines(l) | TileGeometry::Polygons(l) => l.as_slice(),
+        };
+        parts.iter().flatten().copied().reduce(|(ax, ay), (x, y)| (ax.min(x), ay.min(y)))
     }
 
     /// The MVT geometry type and command stream.

@@ -1,6 +1,7 @@
 //! Vector tiles from PostGIS: `ST_AsMVT` over `ST_AsMVTGeom`, one statement per tile (see
 //! `sql/tile.sql` and [`crate::tiles`] for the rules). The tile geometries are made once; a
-//! tile over the size budget is encoded again from them, coarser, within the same statement.
+//! tile over the size budget is encoded again from them, coarser, within the same statement,
+//! skipping unencoded the encodings that a floor under their size shows cannot fit.
 //!
 //! The statement text depends only on the dataset's layout (its table and sanitised column
 //! names, quoted); the tile, the tolerances, the layer name and the budget are parameters. Property columns are aliased `p0`, `p1`, … in the statement, since
@@ -39,15 +40,19 @@ fn value_expr(c: &Column) -> String {
 /// The rows of one coarser encoding of a tile: the tile geometries simplified further, and
 /// thinned to one feature per cell (the lowest `fid`) when the detail says so.
 fn coarser_rows(detail: &Detail, aliases: &str) -> String {
-    let geom = format!("ST_Simplify(s.geom, {:?}, true) AS geom", detail.simplify_px);
+    let rows = format!(
+        "SELECT s.fid, ST_Simplify(s.geom, {:?}, true) AS geom{aliases} FROM shaped AS s WHERE s.geom IS NOT NULL",
+        detail.simplify_px
+    );
     match detail.thin_px {
-        None => format!("SELECT s.fid, {geom}{aliases} FROM shaped AS s WHERE s.geom IS NOT NULL"),
+        None => rows,
         Some(cell) => {
-            let cell = |axis: &str| format!("floor(ST_{axis}(ST_PointOnSurface(s.geom)) / {cell:?})");
-            let (cx, cy) = (cell("X"), cell("Y"));
+            // The box is stored with the geometry: no vertex is read.
+            let cell = |axis: &str| format!("floor(ST_{axis}Min(k.geom::box2d) / {cell:?})");
             format!(
-                "SELECT DISTINCT ON ({cx}, {cy}) s.fid, {geom}{aliases} FROM shaped AS s WHERE s.geom IS NOT NULL \
-                 ORDER BY {cx}, {cy}, s.fid"
+                "{rows} AND s.fid IN (SELECT min(k.fid) FROM shaped AS k WHERE k.geom IS NOT NULL GROUP BY {}, {})",
+                cell("X"),
+                cell("Y")
             )
         }
     }
@@ -63,18 +68,36 @@ fn statement(table: &str, columns: &[Column]) -> String {
         aliases.push_str(&format!(", c.p{i}"));
         s_aliases.push_str(&format!(", s.p{i}"));
     }
-    // Every encoding after the first, each taken only when the one before is over the budget.
+    let least_property_bytes = if columns.is_empty() {
+        "0".to_string()
+    } else {
+        let values = (0..columns.len()).map(|i| format!("s.p{i}")).collect::<Vec<_>>().join(", ");
+        format!("2 * sum(num_nonnulls({values})) + 2 * count(*) FILTER (WHERE num_nonnulls({values}) > 0)")
+    };
     let encode = |rows: String| format!("(SELECT ST_AsMVT(f, $10::text, 4096, 'geom', 'fid') FROM ({rows}) AS f)");
-    let mut tries: Vec<String> = DETAILS[1..]
+    let fitting = |mvt: String| format!("(SELECT m FROM {mvt} AS e(m) WHERE length(m) <= $11::integer)");
+    let skip_over = |floor: &str| format!("WHEN (SELECT {floor}) > $11::integer THEN NULL");
+    let mut tries: Vec<String> = DETAILS
         .iter()
-        .map(|d| {
-            format!("(SELECT m FROM {} AS e(m) WHERE length(m) <= $11::integer)", encode(coarser_rows(d, &s_aliases)))
+        .enumerate()
+        .map(|(i, d)| match (i, d.thin_px) {
+            (0, _) => format!(
+                "CASE {} ELSE (SELECT mvt FROM finest WHERE length(mvt) <= $11::integer) END",
+                skip_over("least_bytes FROM stats")
+            ),
+            (_, None) => format!(
+                "CASE {} {} ELSE {} END",
+                skip_over("least_bytes FROM stats"),
+                skip_over("bytes FROM property_floor"),
+                fitting(encode(coarser_rows(d, &s_aliases)))
+            ),
+            (_, Some(_)) => fitting(encode(coarser_rows(d, &s_aliases))),
         })
         .collect();
     if let Some(last) = tries.last_mut() {
         *last = encode(coarser_rows(&DETAILS[DETAILS.len() - 1], &s_aliases));
     }
-    let coarser = format!("COALESCE(\n  {}\n)", tries.join(",\n  "));
+    let encodings = format!("COALESCE(\n  {}\n)", tries.join(",\n  "));
     let table = qualified(table);
     fill(
         TILE_SQL,
@@ -82,7 +105,8 @@ fn statement(table: &str, columns: &[Column]) -> String {
             ("properties", properties.as_str()),
             ("columns", aliases.as_str()),
             ("table", table.as_str()),
-            ("coarser", coarser.as_str()),
+            ("least_property_bytes", least_property_bytes.as_str()),
+            ("encodings", encodings.as_str()),
         ],
     )
 }
@@ -167,8 +191,13 @@ mod tests {
         assert!(sql.contains(r#"t."it_s_x" AS p0"#) && sql.contains("AS p2") && sql.contains("c.p2"), "{sql}");
         assert!(sql.contains("s.fid, ST_Simplify(s.geom, 4.0, true) AS geom, s.p0, s.p1, s.p2 FROM"), "{sql}");
         assert!(sql.contains(r#"t."{rows}" #>> '{}' AS p2"#), "{sql}");
-        assert_eq!(sql.matches("DISTINCT ON").count(), 2, "{sql}");
-        assert_eq!(sql.matches("ST_AsMVT(").count(), DETAILS.len(), "{sql}");
+        assert_eq!(sql.matches("GROUP BY floor(ST_XMin(k.geom::box2d)").count(), 2, "{sql}");
+        // Each detail's encoding, and the one without properties that bounds the simplified ones.
+        assert_eq!(sql.matches("ST_AsMVT(").count(), DETAILS.len() + 1, "{sql}");
+        assert_eq!(sql.matches("(SELECT bytes FROM property_floor)").count(), 2, "{sql}");
+        assert_eq!(sql.matches("(SELECT least_bytes FROM stats)").count(), 3, "{sql}");
+        assert!(sql.contains("sum(num_nonnulls(s.p0, s.p1, s.p2))"), "{sql}");
+        assert!(statement("t", &[]).contains("11 * count(*) + 0 AS least_bytes"));
     }
 
     #[test]

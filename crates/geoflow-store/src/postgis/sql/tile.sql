@@ -8,9 +8,17 @@
 -- WebMercator is infinite, is projected), then projected, simplified and made a tile geometry.
 -- A feature that vanishes on the pixel grid becomes a one-pixel polygon or line at a point on
 -- it. Properties are aliased p0, p1, … (the client puts the original keys in their place).
--- The tile geometries are made once (`shaped`); a tile over the budget ($11 bytes) is encoded
--- again from them, coarser (a COALESCE of the coarser encodings, which evaluates only those it
--- needs; the last is taken whatever its size).
+--
+-- The tile geometries are made once (`shaped`). The tile is a COALESCE of its encodings,
+-- finest first: each is NULL when over the budget ($11 bytes), and COALESCE
+-- evaluates only those it needs; the last is taken whatever its size. Encodings that only
+-- simplify keep every feature and every property, so two floors under their size let them be
+-- skipped unencoded:
+-- * `stats.least_bytes`, from counts alone: a feature takes at least 11 bytes (framing, id, type,
+--   the smallest geometry), a property value 2 (key and value indexes) and a feature's tag list 2;
+-- * `property_floor`, once the finest encoding is known to be over: its bytes less those of the same features
+--   without properties (`bare`), less the 4 bytes by which a feature's length prefix, and the
+--   layer's, may each shrink.
 WITH bounds AS (
   SELECT ST_TileEnvelope($1::integer, $2::integer, $3::integer) AS tile,
          ST_MakeEnvelope($4::double precision, $5::double precision, $6::double precision, $7::double precision, 4326) AS area
@@ -19,6 +27,7 @@ clipped AS (
   SELECT t.fid, ST_Transform(ST_ClipByBox2D(t.geom, b.area::box2d), 3857) AS g{properties}
   FROM {table} AS t, bounds AS b
   WHERE t.geom && b.area
+  OFFSET 0 -- keeps `g` a column: inlined, each use of it would cut and project again
 ),
 shaped AS MATERIALIZED (
   SELECT c.fid,
@@ -34,8 +43,18 @@ shaped AS MATERIALIZED (
   FROM clipped AS c, bounds AS b
   WHERE NOT ST_IsEmpty(c.g)
 ),
-full_tile AS (
+stats AS (
+  SELECT count(*) AS n, 11 * count(*) + {least_property_bytes} AS least_bytes
+  FROM shaped AS s WHERE s.geom IS NOT NULL
+),
+finest AS (
   SELECT ST_AsMVT(f, $10::text, 4096, 'geom', 'fid') AS mvt FROM shaped AS f WHERE f.geom IS NOT NULL
+),
+bare AS (
+  SELECT coalesce(length(ST_AsMVT(b, $10::text, 4096, 'geom', 'fid')), 0) AS bytes
+  FROM (SELECT s.fid, s.geom FROM shaped AS s WHERE s.geom IS NOT NULL) AS b
+),
+property_floor AS (
+  SELECT (SELECT length(mvt) FROM finest) - 4 * s.n - 4 - (SELECT bytes FROM bare) AS bytes FROM stats AS s
 )
-SELECT CASE WHEN coalesce(length(mvt), 0) <= $11::integer THEN mvt ELSE {coarser} END
-FROM full_tile
+SELECT {encodings}
