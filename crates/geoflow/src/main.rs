@@ -21,6 +21,11 @@ use geoflow_core::report::Policy;
 use geoflow_queue::Queue;
 use geoflow_store::Store;
 
+/// Loads allocate and free small buffers at a high rate on every thread; mimalloc's per-thread
+/// heaps take about a tenth of a load's CPU time that the system allocator spends.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for input that was rejected (retrying will not help).
 const EXIT_REJECTED: u8 = 3;
 

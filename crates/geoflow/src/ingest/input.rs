@@ -1,6 +1,7 @@
 //! The bytes of one source: a file read twice (schema pass, load pass), or stdin spooled to a
-//! temporary file first. Each pass also hashes the file on a thread of its own, so a file that
-//! changes between the passes is caught without slowing the framing down.
+//! temporary file first. The schema pass takes the content's SHA-256 on a thread of its own;
+//! both passes take a fast fingerprint of the bytes as they frame them, so that a file that
+//! changes between the passes is caught without hashing it twice.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::Xxh3;
 
 /// Where a source comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +71,7 @@ impl Rereadable {
         let mut file = self.file.try_clone()?;
         file.rewind()?;
         progress.store(0, Ordering::Relaxed);
-        Ok(CountingReader { inner: file, progress })
+        Ok(CountingReader { inner: file, progress, fingerprint: Xxh3::new(), len: 0 })
     }
 
     /// Hex SHA-256 and length of the content. Reads at explicit offsets, so it may run beside
@@ -93,16 +95,67 @@ impl Rereadable {
     }
 }
 
-/// Reads through, counting the bytes for a progress display.
+/// The XXH3 (128-bit) digest of everything read, and its length: not a content identity, but
+/// what tells that the bytes of one pass are those of the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub digest: u128,
+    pub len: u64,
+}
+
+/// Reads through, counting the bytes for a progress display and fingerprinting them.
 pub struct CountingReader<R> {
     inner: R,
     progress: Arc<AtomicU64>,
+    fingerprint: Xxh3,
+    len: u64,
+}
+
+impl<R: Read> CountingReader<R> {
+    /// Reads what is left, then fingerprints all of it.
+    pub fn finish(mut self) -> io::Result<Fingerprint> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(Fingerprint { digest: self.fingerprint.digest128(), len: self.len })
+    }
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.fingerprint.update(&buf[..n]);
+        self.len += n as u64;
         self.progress.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(path: &Path, read_first: usize) -> Fingerprint {
+        let source = Rereadable::open(&Input::Path(path.to_path_buf())).unwrap();
+        let mut reader = source.reader(Arc::new(AtomicU64::new(0))).unwrap();
+        reader.read_exact(&mut vec![0; read_first]).unwrap();
+        reader.finish().unwrap()
+    }
+
+    #[test]
+    fn fingerprints_cover_every_byte_and_tell_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.geojson");
+        let text = format!("{{\"type\":\"FeatureCollection\",\"features\":[]}}{}", " ".repeat(3 << 20));
+        std::fs::write(&path, &text).unwrap();
+        let whole = fingerprint(&path, 0);
+        assert_eq!(whole.len, text.len() as u64);
+        // What framing left unread is read by `finish`.
+        assert_eq!(fingerprint(&path, 10), whole);
+        // The same length with one byte changed, far from the start.
+        let mut changed = text.into_bytes();
+        changed[2 << 20] = b'\n';
+        std::fs::write(&path, &changed).unwrap();
+        let after = fingerprint(&path, 0);
+        assert_eq!(after.len, whole.len);
+        assert_ne!(after, whole);
     }
 }

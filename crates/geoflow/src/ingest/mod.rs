@@ -24,7 +24,7 @@ use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{Schema, SchemaBuilder};
 use geoflow_store::{LoadMessage, LoadOutcome, LoadPlan, LoadResult, SourceVersion, Store};
 
-pub use input::{Input, Rereadable};
+pub use input::{Fingerprint, Input, Rereadable};
 
 /// What to load, and how.
 #[derive(Debug, Clone)]
@@ -183,11 +183,12 @@ pub async fn ingest(
         schema: Schema::default(),
         policy: req.policy,
     };
-    match scanned {
+    let scanned_fingerprint = match scanned {
         Ok(scan) => {
             plan.version.content_hash = scan.hash;
             plan.version.bytes = scan.bytes;
             plan.schema = scan.schema;
+            scan.fingerprint
         }
         Err(e) => {
             summary.status = if matches!(e, ReadError::Io(_)) { Status::Failed } else { Status::Rejected };
@@ -197,7 +198,7 @@ pub async fn ingest(
             summary.duration_ms = started.elapsed().as_millis() as u64;
             return Ok(summary);
         }
-    }
+    };
     summary.content_hash = Some(plan.version.content_hash.clone());
     summary.bytes = plan.version.bytes;
     tracing::debug!(source = %source, fields = plan.schema.fields.len(), ms = started.elapsed().as_millis() as u64, "schema pass done");
@@ -209,12 +210,11 @@ pub async fn ingest(
         let (store, plan) = (store.clone(), plan.clone());
         tokio::spawn(async move { store.load(plan, rx).await })
     };
-    let (d, req2, progress2, expected) =
-        (data.clone(), req.clone(), progress.clone(), plan.version.content_hash.clone());
+    let (d, req2, progress2, expected) = (data.clone(), req.clone(), progress.clone(), scanned_fingerprint);
     let schema = plan.schema.clone();
     let source2 = source.clone();
     let fed =
-        tokio::task::spawn_blocking(move || load_pass(&d, &req2, &source2, &schema, &expected, &progress2, tx)).await?;
+        tokio::task::spawn_blocking(move || load_pass(&d, &req2, &source2, &schema, expected, &progress2, tx)).await?;
     tracing::debug!(source = %source, ms = started.elapsed().as_millis() as u64, "all rows sent");
     let outcome = load.await?;
     summary.absorb(&fed.result);
@@ -253,6 +253,8 @@ struct SchemaScan {
     schema: Schema,
     hash: String,
     bytes: u64,
+    /// What the load pass must read again.
+    fingerprint: Option<Fingerprint>,
 }
 
 fn schema_pass(
@@ -275,9 +277,9 @@ fn schema_pass(
         });
         (framed, digest.join().expect("the hashing thread does not panic"))
     });
-    framed?;
+    let fingerprint = framed?;
     let (hash, bytes) = digest?;
-    Ok(SchemaScan { schema: schema.finish(), hash, bytes })
+    Ok(SchemaScan { schema: schema.finish(), hash, bytes, fingerprint })
 }
 
 /// Features per batch handed between threads, and the byte budget of one batch.
@@ -287,6 +289,7 @@ const BATCH_BYTES: usize = 4 << 20;
 /// Reads a source once: one thread cuts it into batches of raw features, `workers` threads
 /// `map` the batches, and `reduce` receives the results on the calling thread in source
 /// order; it returns `false` to stop early. Memory is bounded by the channel capacities.
+/// Returns the fingerprint of the bytes read, unless stopped early.
 fn in_parallel<T: Send>(
     data: &Rereadable,
     opts: ReaderOptions,
@@ -294,7 +297,7 @@ fn in_parallel<T: Send>(
     bytes: &Arc<AtomicU64>,
     map: impl Fn(Vec<RawFeature>) -> T + Sync,
     mut reduce: impl FnMut(T) -> bool,
-) -> Result<(), ReadError> {
+) -> Result<Option<Fingerprint>, ReadError> {
     let workers = workers.max(1);
     let stop = AtomicBool::new(false);
     let (batch_tx, batch_rx) = bounded::<(u64, Vec<RawFeature>)>(workers * 2);
@@ -341,14 +344,15 @@ fn in_parallel<T: Send>(
     })
 }
 
-/// Cuts the source into batches of raw features.
+/// Cuts the source into batches of raw features; returns the fingerprint of all its bytes,
+/// unless stopped early.
 fn frame(
     data: &Rereadable,
     opts: ReaderOptions,
     bytes: &Arc<AtomicU64>,
     stop: &AtomicBool,
     out: Sender<(u64, Vec<RawFeature>)>,
-) -> Result<(), ReadError> {
+) -> Result<Option<Fingerprint>, ReadError> {
     let mut reader = GeoJsonReader::new(data.reader(bytes.clone())?, opts);
     let mut batch = Vec::with_capacity(BATCH_FEATURES);
     let mut batch_bytes = 0usize;
@@ -359,16 +363,16 @@ fn frame(
         batch.push(raw);
         if batch.len() >= BATCH_FEATURES || batch_bytes >= BATCH_BYTES {
             if stop.load(Ordering::Relaxed) || out.send((seq, std::mem::take(&mut batch))).is_err() {
-                return Ok(());
+                return Ok(None);
             }
             seq += 1;
             batch_bytes = 0;
         }
     }
-    if !batch.is_empty() {
-        let _ = out.send((seq, batch));
+    if !batch.is_empty() && out.send((seq, batch)).is_err() {
+        return Ok(None);
     }
-    Ok(())
+    Ok(Some(reader.into_inner().finish()?))
 }
 
 /// One batch after processing.
@@ -403,38 +407,32 @@ fn load_pass(
     req: &IngestRequest,
     source: &str,
     schema: &Schema,
-    expected_hash: &str,
+    expected: Option<Fingerprint>,
     progress: &Progress,
     tx: tokio::sync::mpsc::Sender<LoadMessage>,
 ) -> Fed {
     let processor = Processor::new(schema, req.policy);
     let mut fed = Fed { status: Status::Loaded, result: LoadResult::default() };
-    let (framed, digest) = std::thread::scope(|s| {
-        let digest = s.spawn(|| data.digest());
-        let framed = in_parallel(
-            data,
-            req.reader,
-            req.workers,
-            &progress.bytes,
-            |raws| process_batch(&processor, raws),
-            |done| {
-                progress.features.fetch_add(done.read, Ordering::Relaxed);
-                take_batch(&mut fed, done, req, source, &tx)
-            },
-        );
-        (framed, digest.join().expect("the hashing thread does not panic"))
-    });
+    let framed = in_parallel(
+        data,
+        req.reader,
+        req.workers,
+        &progress.bytes,
+        |raws| process_batch(&processor, raws),
+        |done| {
+            progress.features.fetch_add(done.read, Ordering::Relaxed);
+            take_batch(&mut fed, done, req, source, &tx)
+        },
+    );
     if fed.status == Status::Loaded {
-        let failure = match (framed, digest) {
-            (Err(ReadError::Io(e)), _) | (_, Err(e)) => {
-                Some((Status::Failed, format!("{source}: cannot read {}: {e}", data.name)))
-            }
-            (Err(e), _) => Some((Status::Rejected, format!("{source}: {e}"))),
-            (Ok(()), Ok((hash, _))) if hash != expected_hash => Some((
+        let failure = match framed {
+            Err(ReadError::Io(e)) => Some((Status::Failed, format!("{source}: cannot read {}: {e}", data.name))),
+            Err(e) => Some((Status::Rejected, format!("{source}: {e}"))),
+            Ok(read) if read.is_none() || read != expected => Some((
                 Status::Failed,
                 format!("{source}: {} changed while it was being loaded; load it again", data.name),
             )),
-            (Ok(()), Ok(_)) => None,
+            Ok(_) => None,
         };
         if let Some((status, why)) = failure {
             fed.status = status;
