@@ -8,8 +8,10 @@
 //! once nesting is right. Only rings touching at single points — valid or not depending on
 //! how they touch — are left to the full validation.
 
+use geo::kernels::RobustKernel;
 use geo::line_intersection::{line_intersection, LineIntersection};
 use geo::{Coord, Line, Polygon};
+use geo::{Kernel, Orientation};
 use rstar::{RTree, RTreeObject, AABB};
 
 use crate::report::ProblemCode;
@@ -117,12 +119,17 @@ fn crossings(rings: &[Ring]) -> Option<Verdict> {
             if t.min_y > s.max_y || t.max_y < s.min_y {
                 continue;
             }
-            let Some(hit) = line_intersection(s.line, t.line) else { continue };
             let n = rings[s.ring].coords.len() - 1;
             let neighbours = s.ring == t.ring && {
                 let (a, b) = (s.index.min(t.index), s.index.max(t.index));
                 b == a + 1 || (a == 0 && b == n - 1)
             };
+            // Neighbours share one vertex; unless they are collinear, that is all they share.
+            let off_line = |p| RobustKernel::orient2d(s.line.start, s.line.end, p) != Orientation::Collinear;
+            if neighbours && (off_line(t.line.start) || off_line(t.line.end)) {
+                continue;
+            }
+            let Some(hit) = line_intersection(s.line, t.line) else { continue };
             let (code, what) = match hit {
                 // Neighbours share their common vertex and nothing else.
                 LineIntersection::SinglePoint { .. } if neighbours => continue,
@@ -259,7 +266,19 @@ mod tests {
             exterior: [(x: 0., y: 0.), (x: 10., y: 0.), (x: 10., y: 10.), (x: 0., y: 10.), (x: 0., y: 0.)],
             interiors: [[(x: 0., y: 5.), (x: 2., y: 4.), (x: 2., y: 6.), (x: 0., y: 5.)]],
         );
-        for p in [&square, &with_hole, &repeated, &bowtie, &hole_outside, &nested_holes, &spike, &touching_hole] {
+        // The closing segment runs back along the first: neighbours across the ring's end.
+        let closing_spike = polygon![(x: 0., y: 0.), (x: 10., y: 0.), (x: 10., y: 10.), (x: 5., y: 0.), (x: 0., y: 0.)];
+        for p in [
+            &square,
+            &with_hole,
+            &repeated,
+            &bowtie,
+            &hole_outside,
+            &nested_holes,
+            &spike,
+            &touching_hole,
+            &closing_spike,
+        ] {
             match verdict(&[p]) {
                 Verdict::Valid => assert!(p.is_valid(), "called valid: {p:?}"),
                 Verdict::Invalid(_, why) => assert!(!p.is_valid(), "called invalid ({why}): {p:?}"),
@@ -272,6 +291,7 @@ mod tests {
         assert!(matches!(verdict(&[&nested_holes]), Verdict::Invalid(ProblemCode::HoleOutsideShell, _)));
         assert!(matches!(verdict(&[&spike]), Verdict::Invalid(ProblemCode::SelfIntersection, _)));
         assert_eq!(verdict(&[&touching_hole]), Verdict::Unsure);
+        assert_ne!(verdict(&[&closing_spike]), Verdict::Valid);
         let far = polygon![(x: 20., y: 0.), (x: 30., y: 0.), (x: 30., y: 10.), (x: 20., y: 0.)];
         let inside = polygon![(x: 1., y: 1.), (x: 2., y: 1.), (x: 2., y: 2.), (x: 1., y: 1.)];
         let island = polygon![(x: 2.5, y: 2.5), (x: 3., y: 2.5), (x: 3., y: 3.), (x: 2.5, y: 2.5)];

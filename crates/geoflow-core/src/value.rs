@@ -118,9 +118,21 @@ fn classify_number(raw: &str) -> PropValue {
         return PropValue::Json(raw.to_string());
     }
     match raw.parse::<f64>() {
+        // A decimal of at most 15 significant digits (f64::DIGITS) in the normal range is the
+        // only such decimal that parses to its double, so the double gives it back exactly.
+        Ok(f) if f.is_normal() && significant_digits(raw) <= f64::DIGITS as usize => PropValue::Real(f),
         Ok(f) if f.is_finite() && same_decimal(raw, &format_f64(f)) => PropValue::Real(f),
         _ => PropValue::Json(raw.to_string()),
     }
+}
+
+/// The significant digits of a decimal literal's mantissa (leading and trailing zeros aside).
+fn significant_digits(raw: &str) -> usize {
+    let mantissa = raw.split(['e', 'E']).next().unwrap_or(raw);
+    let digits = || mantissa.bytes().filter(u8::is_ascii_digit);
+    let leading = digits().take_while(|&d| d == b'0').count();
+    let trailing = digits().rev().take_while(|&d| d == b'0').count();
+    digits().count().saturating_sub(leading + trailing)
 }
 
 /// Whether two decimal literals denote the same number (compares digits and exponent).
@@ -256,6 +268,23 @@ mod tests {
         assert_eq!(
             PropValue::from_raw_json("0.12345678901234567890123"),
             PropValue::Json("0.12345678901234567890123".into())
+        );
+        // 15 significant digits are always exact; beyond, only a double's own shortest text.
+        assert_eq!(PropValue::from_raw_json("-0.00123456789012345e-5"), PropValue::Real(-0.00123456789012345e-5));
+        assert_eq!(
+            PropValue::from_raw_json("0.1000000000000000055511151231257827"),
+            PropValue::Json("0.1000000000000000055511151231257827".into())
+        );
+        assert_eq!(PropValue::from_raw_json("0.30000000000000004"), PropValue::Real(0.30000000000000004));
+        assert_eq!(PropValue::from_raw_json("0.3000000000000000"), PropValue::Real(0.3));
+        assert_eq!(PropValue::from_raw_json("1e-400"), PropValue::Json("1e-400".into()));
+        // Subnormal: only the double's own shortest text is exact.
+        assert_eq!(PropValue::from_raw_json("4.9e-324"), PropValue::Json("4.9e-324".into()));
+        assert_eq!(PropValue::from_raw_json("5e-324"), PropValue::Real(5e-324));
+        assert_eq!(PropValue::from_raw_json("-0.0"), PropValue::Real(-0.0));
+        assert_eq!(
+            (significant_digits("-001.2300e7"), significant_digits("0.000"), significant_digits("10")),
+            (3, 0, 1)
         );
     }
 
