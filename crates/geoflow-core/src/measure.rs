@@ -59,8 +59,13 @@ pub fn polygon_area(p: &Polygon<f64>) -> f64 {
     }
     let projection = EqualArea::centred_at((min.x + max.x) / 2.0, (min.y + max.y) / 2.0);
     let ring_area = |r: &LineString<f64>| {
-        let pts: Vec<(f64, f64)> = r.0.iter().map(|c| projection.project(c.x, c.y)).collect();
-        let twice: f64 = pts.windows(2).map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1).sum();
+        let mut points = r.0.iter().map(|c| projection.project(c.x, c.y));
+        let Some(mut previous) = points.next() else { return 0.0 };
+        let mut twice = 0.0;
+        for p in points {
+            twice += previous.0 * p.1 - p.0 * previous.1;
+            previous = p;
+        }
         (twice / 2.0).abs()
     };
     let holes: f64 = p.interiors().iter().map(ring_area).sum();

@@ -8,6 +8,8 @@
 //! once nesting is right. Only rings touching at single points — valid or not depending on
 //! how they touch — are left to the full validation.
 
+use std::borrow::Cow;
+
 use geo::kernels::RobustKernel;
 use geo::line_intersection::{line_intersection, LineIntersection};
 use geo::{Coord, Line, Polygon};
@@ -35,14 +37,14 @@ struct Seg {
     index: usize,
 }
 
-struct Ring {
-    coords: Vec<Coord<f64>>,
+struct Ring<'a> {
+    coords: Cow<'a, [Coord<f64>]>,
     polygon: usize,
     /// 0 for an exterior ring, 1.. for holes.
     role: usize,
 }
 
-impl Ring {
+impl Ring<'_> {
     fn name(&self) -> String {
         match self.role {
             0 => format!("the exterior ring of polygon {}", self.polygon),
@@ -63,15 +65,19 @@ impl RTreeObject for RingBox {
     }
 }
 
-/// A ring without consecutive repeated points (repeats are valid; they make zero-length segments).
-fn dedup(ring: &geo::LineString<f64>) -> Vec<Coord<f64>> {
+/// A ring without consecutive repeated points (repeats are valid; they make zero-length
+/// segments); borrowed when it has none, as most rings.
+fn dedup(ring: &geo::LineString<f64>) -> Cow<'_, [Coord<f64>]> {
+    if ring.0.windows(2).all(|w| w[0] != w[1]) {
+        return Cow::Borrowed(&ring.0);
+    }
     let mut out: Vec<Coord<f64>> = Vec::with_capacity(ring.0.len());
     for c in &ring.0 {
         if out.last() != Some(c) {
             out.push(*c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Checks the polygons of one Polygon or MultiPolygon.
@@ -171,12 +177,16 @@ fn crossing_code(s: &Seg, t: &Seg) -> ProblemCode {
 /// vertex tells which. Holes must lie in their own shell and in no other hole; a polygon may
 /// lie inside another only within one of its holes.
 fn containment(rings: &[Ring]) -> Verdict {
+    if rings.len() == 1 {
+        // A lone shell: nothing to nest.
+        return Verdict::Valid;
+    }
     let boxes: Vec<RingBox> = rings
         .iter()
         .enumerate()
         .map(|(ring, r)| {
             let (mut lo, mut hi) = ([f64::MAX; 2], [f64::MIN; 2]);
-            for c in &r.coords {
+            for c in r.coords.iter() {
                 (lo[0], lo[1], hi[0], hi[1]) = (lo[0].min(c.x), lo[1].min(c.y), hi[0].max(c.x), hi[1].max(c.y));
             }
             RingBox { ring, envelope: AABB::from_corners(lo, hi) }
