@@ -283,7 +283,7 @@ async fn postgis_catalog_upgrades_from_version_1() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
 }
 
 #[test]
@@ -725,18 +725,19 @@ async fn postgis_readiness_follows_the_migrations() {
     let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
     tokio::spawn(connection);
 
-    // Step 3 undone: the catalog of the previous release.
+    // Steps 4 and 3 undone: the catalog of an earlier release.
     client
         .batch_execute(
-            "DROP TABLE geoflow.removals;
+            "ALTER TABLE geoflow.sources DROP COLUMN min_fid, DROP COLUMN max_fid;
+             DROP TABLE geoflow.removals;
              DROP INDEX geoflow.loads_finished_at, geoflow.jobs_finished_at;
              ALTER TABLE geoflow.loads DROP COLUMN problem_counts, DROP COLUMN geometry_types, DROP COLUMN area_m2,
                DROP COLUMN length_m;
-             DELETE FROM geoflow.migrations WHERE version = 3;",
+             DELETE FROM geoflow.migrations WHERE version IN (3, 4);",
         )
         .await
         .unwrap();
-    behind_until_migrated(&store, 2, 3).await;
+    behind_until_migrated(&store, 2, 4).await;
 
     // A step from a later release.
     client.batch_execute("INSERT INTO geoflow.migrations (version) VALUES (99)").await.unwrap();
@@ -746,7 +747,7 @@ async fn postgis_readiness_follows_the_migrations() {
 
     // Nothing migrated: a database without the catalog schema.
     client.batch_execute("DROP SCHEMA geoflow CASCADE").await.unwrap();
-    behind_until_migrated(&store, 0, 3).await;
+    behind_until_migrated(&store, 0, 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

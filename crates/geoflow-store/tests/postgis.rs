@@ -119,7 +119,7 @@ async fn two_sources_load_into_one_dataset() {
     let indexes =
         texts(&client, "SELECT indexdef FROM pg_indexes WHERE schemaname = 'datasets' ORDER BY indexname").await;
     assert!(indexes.iter().flatten().any(|d| d.contains("USING gist (geom)")), "{indexes:?}");
-    assert!(indexes.iter().flatten().any(|d| d.contains("btree (gf_source)")), "{indexes:?}");
+    assert_eq!(indexes.len(), 2, "a source's rows are found by their fid range, not an index: {indexes:?}");
     assert!(indexes.iter().flatten().any(|d| d.contains("UNIQUE INDEX") && d.contains("btree (fid)")), "{indexes:?}");
 
     let datasets = store.datasets().await.unwrap();
@@ -217,6 +217,48 @@ async fn a_new_version_replaces_only_its_source() {
     assert_eq!(d.bbox, Some(Bbox { min_x: -5.0, min_y: -6.0, max_x: 9.0, max_y: 9.0 }));
     let source = store.source(&DatasetName::new("roads").unwrap(), "a.geojson").await.unwrap().unwrap();
     assert_eq!((source.version.content_hash.as_str(), source.feature_count), ("h-a2", 1));
+}
+
+#[tokio::test]
+async fn sources_are_replaced_and_removed_by_their_fid_ranges() {
+    let Some((_db, store, client)) = setup().await else { return };
+    let ranges = || {
+        texts(
+            &client,
+            "SELECT source_key || ' ' || min_fid || '-' || max_fid FROM geoflow.sources WHERE dataset = 'roads'
+             ORDER BY source_key",
+        )
+    };
+    commit(&store, plan("roads", "a.geojson", "h-a", roads_schema()), roads_a()).await;
+    commit(&store, plan("roads", "b.geojson", "h-b", roads_schema()), roads_b()).await;
+    assert_eq!(ranges().await, [Some("a.geojson 1-3".into()), Some("b.geojson 4-5".into())]);
+
+    // A row of another source inside a's range (written by hand) outlives a's replacement.
+    client
+        .batch_execute(
+            "UPDATE datasets.roads SET gf_source = 'c.geojson' WHERE fid = 2;
+             INSERT INTO geoflow.sources (dataset, source_key, content_hash, bytes, feature_count, load_id, loaded_at)
+             SELECT dataset, 'c.geojson', 'h-c', 1, 1, load_id, loaded_at FROM geoflow.sources
+             WHERE source_key = 'a.geojson'",
+        )
+        .await
+        .unwrap();
+    let new_a = vec![row(0, PropValue::Int(7), Some(point(9.0, 9.0)), vec![(0, PropValue::Text("New".into()))])];
+    let outcome = commit(&store, plan("roads", "a.geojson", "h-a2", roads_schema()), new_a).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 2, .. }), "{outcome:?}");
+    assert_eq!(ranges().await[0], Some("a.geojson 6-6".into()));
+    assert_eq!(texts(&client, "SELECT gf_source FROM datasets.roads WHERE fid = 2").await, [Some("c.geojson".into())]);
+
+    // A source loaded before ranges were kept is found by gf_source.
+    client.batch_execute("UPDATE geoflow.sources SET min_fid = NULL, max_fid = NULL").await.unwrap();
+    let outcome = commit(&store, plan("roads", "b.geojson", "h-b2", roads_schema()), roads_b()).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 2, .. }), "{outcome:?}");
+    assert_eq!(ranges().await[1], Some("b.geojson 7-8".into()));
+    let name = DatasetName::new("roads").unwrap();
+    assert_eq!(store.remove_source(&name, "c.geojson").await.unwrap(), 1);
+    assert_eq!(store.remove_source(&name, "a.geojson").await.unwrap(), 1);
+    assert_eq!(store.remove_source(&name, "b.geojson").await.unwrap(), 2);
+    assert_eq!(count(&client, "SELECT count(*) FROM datasets.roads").await, 0);
 }
 
 #[tokio::test]
@@ -583,7 +625,7 @@ async fn migrations_are_idempotent_and_safe_to_race() {
         t.await.unwrap().unwrap();
     }
     store.migrate().await.unwrap();
-    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 3);
+    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 4);
 }
 
 #[test]
@@ -709,7 +751,9 @@ async fn indexes_are_the_same_however_a_load_fills_them() {
     commit(&store, plan("deferred", "a.geojson", "h1", roads_schema()), roads_a()).await;
     commit(&maintained, plan("kept", "a.geojson", "h1", roads_schema()), roads_a()).await;
     let expected = index_defs("deferred").await;
-    assert_eq!(expected.len(), 3, "{expected:?}");
+    // The primary key and the spatial index: sources are found by their fid ranges.
+    assert_eq!(expected.len(), 2, "{expected:?}");
+    assert!(expected.iter().flatten().all(|d| !d.contains("gf_source")), "{expected:?}");
     assert_eq!(
         index_defs("kept").await,
         expected.iter().map(|d| d.as_ref().map(|d| d.replace("deferred", "kept"))).collect::<Vec<_>>()

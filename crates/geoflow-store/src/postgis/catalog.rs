@@ -8,6 +8,7 @@ use geoflow_core::row::Bbox;
 
 use deadpool_postgres::Object;
 
+use super::load::SourceRows;
 use super::{Ctx, PostgisStore};
 use crate::layout::parse_type;
 use crate::LoadStatus;
@@ -187,21 +188,26 @@ pub async fn upsert_source(
     store: &PostgisStore,
     client: &impl GenericClient,
     plan: &LoadPlan,
-    rows: u64,
+    (rows, fids): (u64, SourceRows),
     bbox: Option<Bbox>,
     load_id: i64,
     loaded_at: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let [min_x, min_y, max_x, max_y] = bbox_parts(bbox);
+    let (min_fid, max_fid) = match fids {
+        SourceRows::Fids(first, last) => (Some(first), Some(last)),
+        SourceRows::Unrecorded => (None, None),
+    };
     client
         .execute(
             "INSERT INTO geoflow.sources (dataset, source_key, content_hash, bytes, feature_count,
-               min_x, min_y, max_x, max_y, load_id, loaded_at, object_version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+               min_x, min_y, max_x, max_y, load_id, loaded_at, object_version, min_fid, max_fid)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (dataset, source_key) DO UPDATE SET content_hash = excluded.content_hash,
                bytes = excluded.bytes, feature_count = excluded.feature_count, min_x = excluded.min_x,
                min_y = excluded.min_y, max_x = excluded.max_x, max_y = excluded.max_y,
-               load_id = excluded.load_id, loaded_at = excluded.loaded_at, object_version = excluded.object_version",
+               load_id = excluded.load_id, loaded_at = excluded.loaded_at, object_version = excluded.object_version,
+               min_fid = excluded.min_fid, max_fid = excluded.max_fid",
             &[
                 &plan.dataset.as_str(),
                 &plan.source,
@@ -215,6 +221,8 @@ pub async fn upsert_source(
                 &load_id,
                 &loaded_at,
                 &plan.version.object_version,
+                &min_fid,
+                &max_fid,
             ],
         )
         .await

@@ -117,15 +117,15 @@ async fn session(
 ) -> Result<End, StoreError> {
     let dataset = plan.dataset.as_str();
     lock_dataset(store, tx, dataset).await?;
-    let current: Option<String> = tx
+    let current: Option<(String, SourceRows)> = tx
         .query_opt(
-            "SELECT content_hash FROM geoflow.sources WHERE dataset = $1 AND source_key = $2",
+            "SELECT content_hash, min_fid, max_fid FROM geoflow.sources WHERE dataset = $1 AND source_key = $2",
             &[&dataset, &plan.source],
         )
         .await
         .ctx(store, "reading the source catalog")?
-        .map(|r| r.get(0));
-    if current.as_deref() == Some(plan.version.content_hash.as_str()) {
+        .map(|r| (r.get(0), SourceRows::from_columns(r.get(1), r.get(2))));
+    if current.as_ref().map(|(hash, _)| hash.as_str()) == Some(plan.version.content_hash.as_str()) {
         catalog::set_object_version(store, tx, plan).await?;
         return Ok(End::Unchanged);
     }
@@ -155,12 +155,9 @@ async fn session(
     let load_id =
         catalog::insert_load(store, tx, plan, LoadStatus::Loaded, (started_at, started_at), &LoadResult::default())
             .await?;
-    let replaced_rows = if was_empty {
-        0
-    } else {
-        tx.execute(&format!("DELETE FROM {t} WHERE gf_source = $1"), &[&plan.source])
-            .await
-            .ctx(store, "deleting the source's previous rows")?
+    let replaced_rows = match (was_empty, current) {
+        (false, Some((_, rows))) => delete_source_rows(store, tx, &resolution.new.table, &plan.source, rows).await?,
+        _ => 0,
     };
     let prepared = t0.elapsed();
 
@@ -179,6 +176,8 @@ async fn session(
         fields.push((slot, layout.columns[c].ty));
     }
     let mut encoder = RowEncoder::new(fields, slots, layout.id_type, &plan.source, load_id, pg_timestamp(started_at));
+    // Every fid this COPY takes is above the sequence's last value now.
+    let first_fid = last_fid(store, tx, &layout.table).await? + 1;
     let copy = format!("COPY {t} ({}) FROM STDIN (FORMAT binary)", column_list.join(", "));
     let sink = tx.copy_in::<_, Bytes>(&copy).await.ctx(store, "starting the COPY")?;
     futures_util::pin_mut!(sink);
@@ -203,6 +202,7 @@ async fn session(
     RowEncoder::trailer(&mut buf);
     sink.send(buf.split().freeze()).await.ctx(store, "copying rows")?;
     let copied = sink.as_mut().finish().await.ctx(store, "finishing the COPY")?;
+    let rows = SourceRows::Fids(first_fid, last_fid(store, tx, &layout.table).await?);
     let copy_done = t0.elapsed();
 
     if build_index_after {
@@ -229,7 +229,7 @@ async fn session(
             "rows stored differ from the features the reader reports as loaded"
         );
     }
-    catalog::upsert_source(store, tx, plan, copied, encoder.bbox, load_id, started_at).await?;
+    catalog::upsert_source(store, tx, plan, (copied, rows), encoder.bbox, load_id, started_at).await?;
     let finished_at = store.now();
     catalog::finish_load(store, tx, load_id, finished_at, &result, (replaced_rows, copied)).await?;
     catalog::touch_dataset(store, tx, dataset, finished_at).await?;
@@ -252,17 +252,19 @@ pub async fn remove_source(store: &PostgisStore, dataset: &DatasetName, source: 
     let tx = client.transaction().await.ctx(store, "starting a transaction")?;
     let name = dataset.as_str();
     lock_dataset(store, &*tx, name).await?;
-    let had_source = tx
-        .execute("DELETE FROM geoflow.sources WHERE dataset = $1 AND source_key = $2", &[&name, &source])
+    let catalogued: Option<SourceRows> = tx
+        .query_opt(
+            "DELETE FROM geoflow.sources WHERE dataset = $1 AND source_key = $2 RETURNING min_fid, max_fid",
+            &[&name, &source],
+        )
         .await
         .ctx(store, "removing the source")?
-        > 0;
+        .map(|r| SourceRows::from_columns(r.get(0), r.get(1)));
+    let had_source = catalogued.is_some();
     let mut removed = 0;
     if let Some(layout) = table::read_layout(store, &*tx, name).await? {
-        removed = tx
-            .execute(&format!("DELETE FROM {} WHERE gf_source = $1", qualified(&layout.table)), &[&source])
-            .await
-            .ctx(store, "removing the source's rows")?;
+        let rows = catalogued.unwrap_or(SourceRows::Unrecorded);
+        removed = delete_source_rows(store, &*tx, &layout.table, source, rows).await?;
         if had_source || removed > 0 {
             let at = store.now();
             catalog::record_removal(store, &*tx, dataset, source, removed, at).await?;
@@ -271,4 +273,57 @@ pub async fn remove_source(store: &PostgisStore, dataset: &DatasetName, source: 
     }
     tx.commit().await.ctx(store, "committing the removal")?;
     Ok(removed)
+}
+
+/// Where a source's rows are in its dataset table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceRows {
+    /// Within this range of `fid` (empty when first > last), which its latest load wrote.
+    Fids(i64, i64),
+    /// Not recorded (loaded before the catalog kept ranges): found by `gf_source`.
+    Unrecorded,
+}
+
+impl SourceRows {
+    fn from_columns(min_fid: Option<i64>, max_fid: Option<i64>) -> SourceRows {
+        match (min_fid, max_fid) {
+            (Some(first), Some(last)) => SourceRows::Fids(first, last),
+            _ => SourceRows::Unrecorded,
+        }
+    }
+}
+
+/// The last `fid` the table's identity sequence handed out (0 before the first). Loads into a
+/// dataset take turns, so the fids a COPY takes lie between this before and after it.
+async fn last_fid(store: &PostgisStore, tx: &impl GenericClient, table: &str) -> Result<i64, StoreError> {
+    tx.query_one(
+        "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence($1, 'fid')::regclass), 0)",
+        &[&qualified(table)],
+    )
+    .await
+    .map(|r| r.get(0))
+    .ctx(store, "reading the table's fid sequence")
+}
+
+/// Deletes the rows of a source; the range of fids goes through the primary key, and
+/// `gf_source` keeps rows of any other source in that range untouched.
+async fn delete_source_rows(
+    store: &PostgisStore,
+    tx: &impl GenericClient,
+    table: &str,
+    source: &str,
+    rows: SourceRows,
+) -> Result<u64, StoreError> {
+    let t = qualified(table);
+    let deleted = match rows {
+        SourceRows::Fids(first, last) => {
+            tx.execute(
+                &format!("DELETE FROM {t} WHERE fid BETWEEN $2 AND $3 AND gf_source = $1"),
+                &[&source, &first, &last],
+            )
+            .await
+        }
+        SourceRows::Unrecorded => tx.execute(&format!("DELETE FROM {t} WHERE gf_source = $1"), &[&source]).await,
+    };
+    deleted.ctx(store, "deleting the source's rows")
 }

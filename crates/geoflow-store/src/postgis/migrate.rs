@@ -17,8 +17,12 @@ const MIGRATION_LOCK: i64 = 0x67_656f_666c_6f77;
 
 /// Applied in order, each once; a step is never edited after release (databases created by
 /// it exist), later changes are new steps.
-const MIGRATIONS: &[(i32, &str)] =
-    &[(1, include_str!("sql/catalog.sql")), (2, include_str!("sql/jobs.sql")), (3, include_str!("sql/reports.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("sql/catalog.sql")),
+    (2, include_str!("sql/jobs.sql")),
+    (3, include_str!("sql/reports.sql")),
+    (4, include_str!("sql/source_rows.sql")),
+];
 
 /// The step a catalog of this build is at once migrated.
 pub(crate) const LATEST_STEP: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

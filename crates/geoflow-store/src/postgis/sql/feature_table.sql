@@ -1,8 +1,9 @@
 CREATE TABLE {table} (
-  -- The primary key and the indexes are created by feature_table_keys.sql.
+  -- The primary key and the spatial index are created by feature_table_keys.sql and
+  -- table::create_spatial_index.
   fid bigint GENERATED ALWAYS AS IDENTITY,
   -- Any geometry type, 2D or with Z, in EPSG:4326 (a typmod would fix the dimension).
-  geom geometry CHECK (ST_SRID(geom) = 4326),
+  geom geometry{geometry_compression} CHECK (ST_SRID(geom) = 4326),
   feature_id {id_type},
   gf_source text NOT NULL,
   gf_load_id bigint NOT NULL,

@@ -1,2 +1,1 @@
 ALTER TABLE {table} ADD PRIMARY KEY (fid);
-CREATE INDEX ON {table} (gf_source);
