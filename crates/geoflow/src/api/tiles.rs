@@ -63,6 +63,17 @@ fn tile_template(base: &str, id: &str) -> String {
     format!("{base}/collections/{id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}")
 }
 
+/// What the tileset list and the tileset itself both say of the tileset.
+fn tileset_summary(base: &str, id: &str) -> serde_json::Map<String, Value> {
+    serde_json::Map::from_iter([
+        ("title".into(), format!("{id} (vector tiles, WebMercatorQuad)").into()),
+        ("dataType".into(), "vector".into()),
+        ("crs".into(), EPSG_3857.into()),
+        ("tileMatrixSetURI".into(), WEB_MERCATOR_QUAD.into()),
+        ("links".into(), tileset_links(base, id).into()),
+    ])
+}
+
 fn tileset_links(base: &str, id: &str) -> Vec<Value> {
     let tileset = format!("{base}/collections/{id}/tiles/WebMercatorQuad");
     vec![
@@ -132,13 +143,7 @@ pub async fn tilesets(
             link(format!("{base}/collections/{id}/tiles"), "self", "application/json", "The tilesets"),
             link(format!("{base}/collections/{id}"), "collection", "application/json", "The collection"),
         ],
-        "tilesets": [{
-            "title": format!("{id} (vector tiles, WebMercatorQuad)"),
-            "dataType": "vector",
-            "crs": EPSG_3857,
-            "tileMatrixSetURI": WEB_MERCATOR_QUAD,
-            "links": tileset_links(&base, id),
-        }],
+        "tilesets": [tileset_summary(&base, id)],
     });
     Ok(json_document(&headers, &d, "tilesets", &base, &body))
 }
@@ -166,23 +171,25 @@ pub async fn tileset(
     let [w, s, e, n] = bounds(&d);
     let properties: serde_json::Map<String, Value> =
         d.columns.iter().map(|c| (c.key.clone(), json!({ "type": field_type(c.ty).to_ascii_lowercase() }))).collect();
-    let body = json!({
-        "title": format!("{id} (vector tiles, WebMercatorQuad)"),
-        "dataType": "vector",
-        "crs": EPSG_3857,
-        "tileMatrixSetURI": WEB_MERCATOR_QUAD,
-        "boundingBox": { "lowerLeft": [w, s], "upperRight": [e, n], "crs": CRS84 },
-        "tileMatrixSetLimits": (0..=MAX_ZOOM).map(|z| json!({ "tileMatrix": z.to_string() })).collect::<Vec<_>>(),
-        "layers": [{
-            "id": id,
-            "dataType": "vector",
-            "minTileMatrix": "0",
-            "maxTileMatrix": MAX_ZOOM.to_string(),
-            "propertiesSchema": { "type": "object", "properties": properties },
-        }],
-        "links": tileset_links(&base, id),
-    });
-    Ok(json_document(&headers, &d, "tileset", &base, &body))
+    let mut body = tileset_summary(&base, id);
+    body.extend([
+        ("boundingBox".into(), json!({ "lowerLeft": [w, s], "upperRight": [e, n], "crs": CRS84 })),
+        (
+            "tileMatrixSetLimits".into(),
+            (0..=MAX_ZOOM).map(|z| json!({ "tileMatrix": z.to_string() })).collect::<Vec<_>>().into(),
+        ),
+        (
+            "layers".into(),
+            json!([{
+                "id": id,
+                "dataType": "vector",
+                "minTileMatrix": "0",
+                "maxTileMatrix": MAX_ZOOM.to_string(),
+                "propertiesSchema": { "type": "object", "properties": properties },
+            }]),
+        ),
+    ]);
+    Ok(json_document(&headers, &d, "tileset", &base, &Value::Object(body)))
 }
 
 #[utoipa::path(

@@ -254,7 +254,7 @@ struct SchemaScan {
     hash: String,
     bytes: u64,
     /// What the load pass must read again.
-    fingerprint: Option<Fingerprint>,
+    fingerprint: Fingerprint,
 }
 
 fn schema_pass(
@@ -277,7 +277,9 @@ fn schema_pass(
         });
         (framed, digest.join().expect("the hashing thread does not panic"))
     });
-    let fingerprint = framed?;
+    // Nothing stops this pass early, so it read everything.
+    let fingerprint =
+        framed?.ok_or_else(|| ReadError::Io(std::io::Error::other("the source was not read to its end")))?;
     let (hash, bytes) = digest?;
     Ok(SchemaScan { schema: schema.finish(), hash, bytes, fingerprint })
 }
@@ -407,7 +409,7 @@ fn load_pass(
     req: &IngestRequest,
     source: &str,
     schema: &Schema,
-    expected: Option<Fingerprint>,
+    expected: Fingerprint,
     progress: &Progress,
     tx: tokio::sync::mpsc::Sender<LoadMessage>,
 ) -> Fed {
@@ -428,7 +430,7 @@ fn load_pass(
         let failure = match framed {
             Err(ReadError::Io(e)) => Some((Status::Failed, format!("{source}: cannot read {}: {e}", data.name))),
             Err(e) => Some((Status::Rejected, format!("{source}: {e}"))),
-            Ok(read) if read.is_none() || read != expected => Some((
+            Ok(read) if read != Some(expected) => Some((
                 Status::Failed,
                 format!("{source}: {} changed while it was being loaded; load it again", data.name),
             )),
