@@ -77,26 +77,27 @@ fn statement(table: &str, columns: &[Column]) -> String {
     let encode = |rows: String| format!("(SELECT ST_AsMVT(f, $10::text, 4096, 'geom', 'fid') FROM ({rows}) AS f)");
     let fitting = |mvt: String| format!("(SELECT m FROM {mvt} AS e(m) WHERE length(m) <= $11::integer)");
     let skip_over = |floor: &str| format!("WHEN (SELECT {floor}) > $11::integer THEN NULL");
-    let mut tries: Vec<String> = DETAILS
+    let tries: Vec<String> = DETAILS
         .iter()
         .enumerate()
-        .map(|(i, d)| match (i, d.thin_px) {
-            (0, _) => format!(
-                "CASE {} ELSE (SELECT mvt FROM finest WHERE length(mvt) <= $11::integer) END",
-                skip_over("least_bytes FROM stats")
-            ),
-            (_, None) => format!(
-                "CASE {} {} ELSE {} END",
-                skip_over("least_bytes FROM stats"),
-                skip_over("bytes FROM property_floor"),
-                fitting(encode(coarser_rows(d, &s_aliases)))
-            ),
-            (_, Some(_)) => fitting(encode(coarser_rows(d, &s_aliases))),
+        .map(|(i, d)| {
+            let mvt = if i == 0 { "finest".to_string() } else { encode(coarser_rows(d, &s_aliases)) };
+            if i + 1 == DETAILS.len() {
+                // The last is taken whatever its size.
+                return mvt;
+            }
+            match (i, d.thin_px) {
+                (_, Some(_)) => fitting(mvt),
+                (0, None) => format!("CASE {} ELSE {} END", skip_over("least_bytes FROM stats"), fitting(mvt)),
+                (_, None) => format!(
+                    "CASE {} {} ELSE {} END",
+                    skip_over("least_bytes FROM stats"),
+                    skip_over("bytes FROM property_floor"),
+                    fitting(mvt)
+                ),
+            }
         })
         .collect();
-    if let Some(last) = tries.last_mut() {
-        *last = encode(coarser_rows(&DETAILS[DETAILS.len() - 1], &s_aliases));
-    }
     let encodings = format!("COALESCE(\n  {}\n)", tries.join(",\n  "));
     let table = qualified(table);
     fill(
