@@ -137,7 +137,8 @@ fn near_sin_cos(a: f64) -> Option<(f64, f64)> {
 /// (1 − e²)·(s / (1 − e²s²) + atanh(e·s) / e). With x = e·s, atanh(x)/x = Σ x²ᵏ/(2k + 1), and
 /// x² ≤ e² < 0.0067, so nine terms reach full precision at every latitude.
 fn q(sin_phi: f64) -> f64 {
-    const INVERSE_ODDS: [f64; 8] = [1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0];
+    const INVERSE_ODDS: [f64; 8] =
+        [1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0];
     let x2 = E2 * sin_phi * sin_phi;
     let atanh_over_x = INVERSE_ODDS.iter().fold(1.0 / 17.0, |acc, c| acc * x2 + c);
     (1.0 - E2) * sin_phi * (1.0 / (1.0 - x2) + atanh_over_x)

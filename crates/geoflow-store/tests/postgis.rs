@@ -121,6 +121,9 @@ async fn two_sources_load_into_one_dataset() {
     assert!(indexes.iter().flatten().any(|d| d.contains("USING gist (geom)")), "{indexes:?}");
     assert_eq!(indexes.len(), 2, "a source's rows are found by their fid range, not an index: {indexes:?}");
     assert!(indexes.iter().flatten().any(|d| d.contains("UNIQUE INDEX") && d.contains("btree (fid)")), "{indexes:?}");
+    // The load that created the table analyzed it: the planner has statistics from the commit on.
+    let analyzed = "SELECT count(*) FROM pg_stats WHERE schemaname = 'datasets' AND tablename = 'roads' AND attname IN ('geom', 'name')";
+    assert_eq!(count(&client, analyzed).await, 2);
 
     let datasets = store.datasets().await.unwrap();
     assert_eq!(datasets.len(), 1);
