@@ -427,12 +427,17 @@ fn member<'a>(members: &Members<'a>, key: &str) -> Option<&'a str> {
     members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
 }
 
-fn type_member(members: &Members<'_>, what: &str) -> Result<String, Problem> {
+fn type_member<'a>(members: &Members<'a>, what: &str) -> Result<Cow<'a, str>, Problem> {
+    let invalid = |t: &str| {
+        Problem::new(ProblemCode::InvalidType, format!("{what}: \"type\" must be a string, found {}", json_kind(t)))
+    };
     match member(members, "type") {
         None => Err(Problem::new(ProblemCode::MissingType, format!("{what}: the \"type\" member is missing"))),
-        Some(t) => serde_json::from_str::<String>(t).map_err(|_| {
-            Problem::new(ProblemCode::InvalidType, format!("{what}: \"type\" must be a string, found {}", json_kind(t)))
-        }),
+        // Borrowed unless it has escapes.
+        Some(t) => match serde_json::from_str::<&str>(t) {
+            Ok(borrowed) => Ok(Cow::Borrowed(borrowed)),
+            Err(_) => serde_json::from_str::<String>(t).map(Cow::Owned).map_err(|_| invalid(t)),
+        },
     }
 }
 

@@ -130,11 +130,11 @@ pub fn parse_coordinates(
             let pos = p.position();
             pos.map(Geom::Point)
         }
-        GeometryKind::MultiPoint => p.list(|p| p.position()).map(Geom::MultiPoint),
-        GeometryKind::LineString => p.list(|p| p.position()).map(Geom::LineString),
-        GeometryKind::MultiLineString => p.list(|p| p.list(|p| p.position())).map(Geom::MultiLineString),
-        GeometryKind::Polygon => p.list(|p| p.list(|p| p.position())).map(Geom::Polygon),
-        GeometryKind::MultiPolygon => p.list(|p| p.list(|p| p.list(|p| p.position()))).map(Geom::MultiPolygon),
+        GeometryKind::MultiPoint => p.positions().map(Geom::MultiPoint),
+        GeometryKind::LineString => p.positions().map(Geom::LineString),
+        GeometryKind::MultiLineString => p.list(|p| p.positions()).map(Geom::MultiLineString),
+        GeometryKind::Polygon => p.list(|p| p.positions()).map(Geom::Polygon),
+        GeometryKind::MultiPolygon => p.list(|p| p.list(|p| p.positions())).map(Geom::MultiPolygon),
         GeometryKind::GeometryCollection => unreachable!("collections have no coordinates"),
     };
     p.skip_ws();
@@ -289,17 +289,38 @@ impl CoordParser<'_, '_> {
     }
 
     /// `[ item, item, … ]` where each item is parsed by `item`.
-    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+    fn list<T>(&mut self, item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        let mut out = Vec::new();
+        self.list_into(&mut out, item).then_some(out)
+    }
+
+    /// `[ position, … ]`, gathered in a buffer the thread keeps, so that the list is allocated
+    /// once, at its size, rather than grown.
+    fn positions(&mut self) -> Option<Vec<Pos>> {
+        thread_local! {
+            static SCRATCH: std::cell::Cell<Vec<Pos>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let mut scratch = SCRATCH.take();
+        scratch.clear();
+        let out = self.list_into(&mut scratch, |p| p.position()).then(|| scratch.to_vec());
+        // A huge line is not kept alive by the thread.
+        if scratch.capacity() <= 1 << 16 {
+            SCRATCH.set(scratch);
+        }
+        out
+    }
+
+    /// Appends the items of `[ item, item, … ]` to `out`; `false` when the value is not an array.
+    fn list_into<T>(&mut self, out: &mut Vec<T>, mut item: impl FnMut(&mut Self) -> Option<T>) -> bool {
         self.skip_ws();
         if self.s.get(self.i) != Some(&b'[') {
             let msg = format!("{} must be an array, found {}", self.here(), self.kind_here());
             self.report(ProblemCode::InvalidCoordinates, msg);
             self.failed = true;
             self.skip_value();
-            return None;
+            return false;
         }
         self.i += 1;
-        let mut out = Vec::new();
         let mut idx = 0;
         while self.next_element(idx == 0) {
             self.stack.push(idx);
@@ -309,7 +330,7 @@ impl CoordParser<'_, '_> {
             self.stack.pop();
             idx += 1;
         }
-        Some(out)
+        true
     }
 
     /// `[x, y]` or `[x, y, z]`.
