@@ -45,7 +45,18 @@ pub fn parse_feature(
     text: &[u8],
     transform: CrsTransform,
     parts: Parts,
+    on_property: impl FnMut(&str, PropValue),
+) -> ParsedFeature {
+    parse_feature_reading(text, transform, parts, on_property, true)
+}
+
+/// [`parse_feature`]; `in_place` tries the plain geometry path first (tests compare the two).
+fn parse_feature_reading(
+    text: &[u8],
+    transform: CrsTransform,
+    parts: Parts,
     mut on_property: impl FnMut(&str, PropValue),
+    in_place: bool,
 ) -> ParsedFeature {
     if parts == Parts::PropertiesOnly {
         let id = skim(text, &mut on_property);
@@ -62,7 +73,21 @@ pub fn parse_feature(
             return out;
         }
     };
-    let members = match checked_members(text, &["geometry", "properties", "type", "coordinates"]) {
+    const CHECKED_LATER: &[&str] = &["geometry", "properties", "type", "coordinates"];
+    // Most features end with a plain geometry; reading it in place spares two bracket scans
+    // over its coordinates. Anything else takes the general path, as if this was not tried.
+    let mut plain_geometry = None;
+    let mut members = None;
+    let tried = if in_place { checked_members(text, CHECKED_LATER, Some("geometry")).ok() } else { None };
+    if let Some((m, Some(tail))) = tried {
+        if member(&m, "crs").is_none() {
+            plain_geometry = parse_plain_geometry(tail, transform);
+            if plain_geometry.is_some() {
+                members = Some(m);
+            }
+        }
+    }
+    let members = match members.map_or_else(|| checked_members(text, CHECKED_LATER, None).map(|(m, _)| m), Ok) {
         Ok(m) => m,
         Err(p) => {
             out.problems.push(p);
@@ -139,7 +164,12 @@ pub fn parse_feature(
         )),
         Some(g) if parts == Parts::All => match json_kind(g) {
             "null" => {}
-            "an object" => out.geometry = parse_geometry(g, "geometry", transform, 0, &mut out.problems),
+            "an object" => {
+                out.geometry = match plain_geometry {
+                    Some(geometry) => Some(geometry),
+                    None => parse_geometry(g, "geometry", transform, 0, &mut out.problems),
+                }
+            }
             other => out.problems.push(Problem::new(
                 ProblemCode::NotAnObject,
                 format!("\"geometry\" must be an object or null, found {other}"),
@@ -153,7 +183,9 @@ pub fn parse_feature(
 /// The id and properties of a feature text; members are cut out by brackets only.
 fn skim(text: &[u8], on_property: &mut impl FnMut(&str, PropValue)) -> PropValue {
     let mut id = PropValue::Null;
-    let Some(members) = std::str::from_utf8(text).ok().and_then(|t| strict_members(t).ok()) else { return id };
+    let Some((members, _)) = std::str::from_utf8(text).ok().and_then(|t| strict_members(t, None).ok()) else {
+        return id;
+    };
     for (key, value) in members {
         match (key.as_ref(), value.as_bytes().first()) {
             ("id", Some(b'"' | b'-' | b'0'..=b'9')) => id = PropValue::from_raw_json(value),
@@ -174,8 +206,16 @@ fn skim(text: &[u8], on_property: &mut impl FnMut(&str, PropValue)) -> PropValue
 /// object and array values of the members named in `checked_later` by whoever reads them
 /// (the coordinates parser, serde for properties), and every other value here. Most of a feature's bytes are
 /// its coordinates, so they are scanned once for their brackets and parsed once.
-fn checked_members<'a>(text: &'a str, checked_later: &[&str]) -> Result<Members<'a>, Problem> {
-    let members = strict_members(text)?;
+///
+/// With `open_tail`, an object value of that member is taken to run to the object's end and
+/// returned unchecked as well: the caller must prove it is one value, or read the members
+/// again without `open_tail`.
+fn checked_members<'a>(
+    text: &'a str,
+    checked_later: &[&str],
+    open_tail: Option<&str>,
+) -> Result<(Members<'a>, Option<&'a str>), Problem> {
+    let (members, tail) = strict_members(text, open_tail)?;
     for (key, value) in &members {
         // Scalars are cut out up to the next delimiter (`nul` as much as `null`): check them all.
         let container = matches!(value.as_bytes().first(), Some(b'{' | b'['));
@@ -185,12 +225,13 @@ fn checked_members<'a>(text: &'a str, checked_later: &[&str]) -> Result<Members<
             }
         }
     }
-    Ok(members)
+    Ok((members, tail))
 }
 
 /// The members of an object as (key, raw value): braces, member names, colons and commas are
-/// checked; values are cut out by their brackets.
-fn strict_members(s: &str) -> Result<Members<'_>, Problem> {
+/// checked; values are cut out by their brackets. An object value of the member `open_tail`
+/// is cut out up to the object's closing brace instead, unscanned, and also returned apart.
+fn strict_members<'a>(s: &'a str, open_tail: Option<&str>) -> Result<(Members<'a>, Option<&'a str>), Problem> {
     let t = s.as_bytes();
     let syntax =
         |at: usize, what: &str| Problem::new(ProblemCode::JsonSyntax, format!("malformed JSON: {what} at byte {at}"));
@@ -209,7 +250,7 @@ fn strict_members(s: &str) -> Result<Members<'_>, Problem> {
     let mut out = Vec::new();
     if t.get(i) == Some(&b'}') {
         return match ws(i + 1) {
-            end if end == t.len() => Ok(out),
+            end if end == t.len() => Ok((out, None)),
             end => Err(syntax(end, "unexpected text after the object")),
         };
     }
@@ -233,6 +274,14 @@ fn strict_members(s: &str) -> Result<Members<'_>, Problem> {
         if matches!(t.get(i), None | Some(b',' | b'}' | b']' | b':')) {
             return Err(syntax(i, "expected a value"));
         }
+        if t[i] == b'{' && open_tail.is_some_and(|k| k == key.as_ref()) {
+            let closing = s.trim_end_matches([' ', '\t', '\n', '\r']).len() - 1;
+            let value = s[i..closing].trim_end_matches([' ', '\t', '\n', '\r']);
+            if t[closing] == b'}' && value.ends_with('}') {
+                out.push((key, value));
+                return Ok((out, Some(value)));
+            }
+        }
         let value_end = skip_value(t, i).ok_or_else(|| syntax(i, "unterminated value"))?;
         out.push((key, &s[i..value_end]));
         i = ws(value_end);
@@ -240,7 +289,7 @@ fn strict_members(s: &str) -> Result<Members<'_>, Problem> {
             Some(b',') => i = ws(i + 1),
             Some(b'}') => {
                 return match ws(i + 1) {
-                    end if end == t.len() => Ok(out),
+                    end if end == t.len() => Ok((out, None)),
                     end => Err(syntax(end, "unexpected text after the object")),
                 };
             }
@@ -296,6 +345,42 @@ fn skip_value(t: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// A geometry written `{"type": "<Kind>", "coordinates": […]}` and nothing else, with sound
+/// coordinates, read in place. `None` for anything else, and for any problem: the general path
+/// then reads it and reports.
+fn parse_plain_geometry(raw: &str, transform: CrsTransform) -> Option<Geom> {
+    let inner = raw.strip_suffix('}')?.trim_end_matches([' ', '\t', '\n', '\r']);
+    let t = inner.as_bytes();
+    let mut i = 0;
+    let token = |i: &mut usize, token: &[u8]| {
+        while matches!(t.get(*i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            *i += 1;
+        }
+        let found = t.get(*i..*i + token.len()) == Some(token);
+        if found {
+            *i += token.len();
+        }
+        found
+    };
+    if !(token(&mut i, b"{") && token(&mut i, b"\"type\"") && token(&mut i, b":") && token(&mut i, b"\"")) {
+        return None;
+    }
+    let name_end = i + memchr::memchr(b'"', &t[i..])?;
+    let kind = GeometryKind::from_name(&inner[i..name_end]).filter(|k| *k != GeometryKind::GeometryCollection)?;
+    i = name_end + 1;
+    if !(token(&mut i, b",") && token(&mut i, b"\"coordinates\"") && token(&mut i, b":")) {
+        return None;
+    }
+    let coordinates = inner[i..].trim_start_matches([' ', '\t', '\n', '\r']);
+    if !(coordinates.starts_with('[') && coordinates.ends_with(']')) {
+        return None;
+    }
+    // Text after the array's end (other members) is a problem like any other.
+    let mut problems = Vec::new();
+    let geometry = parse_coordinates(coordinates.as_bytes(), kind, "geometry", transform, &mut problems)?;
+    problems.is_empty().then_some(geometry)
+}
+
 /// `raw` is a JSON object cut out by its brackets; its syntax is checked as it is read.
 fn parse_geometry(
     raw: &str,
@@ -304,8 +389,8 @@ fn parse_geometry(
     depth: usize,
     problems: &mut Vec<Problem>,
 ) -> Option<Geom> {
-    let members = match checked_members(raw, &["coordinates", "geometries", "type"]) {
-        Ok(m) => m,
+    let members = match checked_members(raw, &["coordinates", "geometries", "type"], None) {
+        Ok((m, _)) => m,
         Err(p) => {
             problems.push(p.at(path));
             return None;
@@ -647,6 +732,56 @@ mod tests {
         }
         let (f, _) = parse("[1,2]");
         assert_eq!(codes(&f), vec![ProblemCode::NotAnObject]);
+    }
+
+    #[test]
+    fn plain_geometries_read_in_place_exactly_as_by_the_general_path() {
+        let features = [
+            r#"{"type":"Feature","properties":{"a":1},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}}"#,
+            r#"{ "type" : "Feature" , "id" : 3 , "properties" : null , "geometry" : { "type" : "LineString" , "coordinates" : [ [1,2] , [3,4] ] } }  "#,
+            r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]},"bbox":[1,2,1,2]}"#,
+            r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2],"bbox":[1,2,1,2]}}"#,
+            r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]},"x":{"type":"Point","coordinates":[3]}}"#,
+            r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]},"geometry":{"type":"Point","coordinates":[3,4]}}"#,
+            r#"{"type":"Feature","properties":{},"geometry":{"type":"MultiPoint","coordinates":[[1,2]]},"s":"]}"}"#,
+            r#"{"type":"Feature","properties":{},"geometry":{"coordinates":[1,2],"type":"Point"}}"#,
+            r#"{"type":"Feature","properties":{},"geometry":{"type":"Poi\u006et","coordinates":[1,2]}}"#,
+            r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[500,2]}}"#,
+            r#"{"type":"Feature","crs":{"type":"name","properties":{"name":"EPSG:3857"}},"properties":{},"geometry":{"type":"Point","coordinates":[100000,200000]}}"#,
+            r#"{"type":"Feature","properties":{},"geometry":{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[1,2]}]}}"#,
+            r#"{"type":"Point","coordinates":[1,2],"geometry":{"type":"Point","coordinates":[1,2]}}"#,
+        ];
+        let read = |text: &[u8], in_place: bool| {
+            let mut props = Vec::new();
+            let f = parse_feature_reading(
+                text,
+                CrsTransform::Identity,
+                Parts::All,
+                |k, v| props.push((k.to_string(), v)),
+                in_place,
+            );
+            (f, props)
+        };
+        for feature in features {
+            // Each text, and each text with one byte removed or doubled.
+            let mut variants = vec![feature.as_bytes().to_vec()];
+            for i in 0..feature.len() {
+                let mut removed = feature.as_bytes().to_vec();
+                removed.remove(i);
+                let mut doubled = feature.as_bytes().to_vec();
+                doubled.insert(i, feature.as_bytes()[i]);
+                variants.extend([removed, doubled]);
+            }
+            for text in variants {
+                // Compared as text: a missing z is NaN, which equals nothing.
+                let (fast, general) = (format!("{:?}", read(&text, true)), format!("{:?}", read(&text, false)));
+                assert_eq!(fast, general, "{}", String::from_utf8_lossy(&text));
+            }
+        }
+        // The common form does take the plain path.
+        let text = features[0];
+        let (members, tail) = checked_members(text, &["geometry"], Some("geometry")).unwrap();
+        assert!(parse_plain_geometry(tail.unwrap(), CrsTransform::Identity).is_some(), "{members:?}");
     }
 
     #[test]
