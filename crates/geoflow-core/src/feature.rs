@@ -785,6 +785,13 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_is_reported_where_it_is() {
+        let f = parse_feature(b"{\"type\":\"Feature\xff\"}", CrsTransform::Identity, Parts::All, |_, _| {});
+        assert_eq!(f.problems.len(), 1);
+        assert_eq!(f.problems[0].message, "malformed JSON: invalid UTF-8 at byte 16");
+    }
+
+    #[test]
     fn the_schema_pass_skims_ids_and_properties() {
         let text = r#"{"geometry":{"type":"Point","coordinates":[1,[2,"]"]]},"id":"a\"b","properties":{"k\u00e9":[1],"n":2},"type":"Feature"}"#;
         let mut props = Vec::new();
