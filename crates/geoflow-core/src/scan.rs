@@ -40,7 +40,12 @@ pub(crate) fn skip_blocks(hay: &[u8], mut depth: usize, max_depth: usize) -> (us
 }
 
 /// Whether the depth reaches zero at one of the closing brackets of a block.
+#[inline]
 fn closes_value(opens: u64, closes: u64, depth: usize) -> bool {
+    // Fewer closing brackets than levels open: it cannot (in coordinates, the usual case).
+    if (closes.count_ones() as usize) < depth {
+        return false;
+    }
     let mut rest = closes;
     while rest != 0 {
         let at = rest.trailing_zeros();
