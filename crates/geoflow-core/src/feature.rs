@@ -275,11 +275,14 @@ fn strict_members<'a>(s: &'a str, open_tail: Option<&str>) -> Result<(Members<'a
             return Err(syntax(i, "expected a value"));
         }
         if t[i] == b'{' && open_tail.is_some_and(|k| k == key.as_ref()) {
+            // The object's last byte; a brace there is a character boundary.
             let closing = s.trim_end_matches([' ', '\t', '\n', '\r']).len() - 1;
-            let value = s[i..closing].trim_end_matches([' ', '\t', '\n', '\r']);
-            if t[closing] == b'}' && value.ends_with('}') {
-                out.push((key, value));
-                return Ok((out, Some(value)));
+            if t[closing] == b'}' {
+                let value = s[i..closing].trim_end_matches([' ', '\t', '\n', '\r']);
+                if value.ends_with('}') {
+                    out.push((key, value));
+                    return Ok((out, Some(value)));
+                }
             }
         }
         let value_end = skip_value(t, i).ok_or_else(|| syntax(i, "unterminated value"))?;
@@ -750,6 +753,7 @@ mod tests {
             r#"{"type":"Feature","crs":{"type":"name","properties":{"name":"EPSG:3857"}},"properties":{},"geometry":{"type":"Point","coordinates":[100000,200000]}}"#,
             r#"{"type":"Feature","properties":{},"geometry":{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[1,2]}]}}"#,
             r#"{"type":"Point","coordinates":[1,2],"geometry":{"type":"Point","coordinates":[1,2]}}"#,
+            "{\"type\":\"Feature\",\"properties\":{},\"geometry\":{\"type\":\"Point\",\"coordinates\":[1,2]} é",
         ];
         let read = |text: &[u8], in_place: bool| {
             let mut props = Vec::new();
