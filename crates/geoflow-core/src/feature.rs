@@ -73,26 +73,18 @@ fn parse_feature_reading(
             return out;
         }
     };
-    const CHECKED_LATER: &[&str] = &["geometry", "properties", "type", "coordinates"];
     // Most features end with a plain geometry; reading it in place spares two bracket scans
     // over its coordinates. Anything else takes the general path, as if this was not tried.
-    let mut plain_geometry = None;
-    let mut members = None;
-    let tried = if in_place { checked_members(text, CHECKED_LATER, Some("geometry")).ok() } else { None };
-    if let Some((m, Some(tail))) = tried {
-        if member(&m, "crs").is_none() {
-            plain_geometry = parse_plain_geometry(tail, transform);
-            if plain_geometry.is_some() {
-                members = Some(m);
+    let plain = if in_place { members_and_plain_geometry(text, transform) } else { None };
+    let (members, plain_geometry) = match plain {
+        Some((members, geometry)) => (members, Some(geometry)),
+        None => match checked_members(text, FEATURE_CHECKED_LATER, None) {
+            Ok((members, _)) => (members, None),
+            Err(p) => {
+                out.problems.push(p);
+                return out;
             }
-        }
-    }
-    let members = match members.map_or_else(|| checked_members(text, CHECKED_LATER, None).map(|(m, _)| m), Ok) {
-        Ok(m) => m,
-        Err(p) => {
-            out.problems.push(p);
-            return out;
-        }
+        },
     };
     let ty = match type_member(&members, "feature") {
         Ok(ty) => ty,
@@ -165,10 +157,7 @@ fn parse_feature_reading(
         Some(g) if parts == Parts::All => match json_kind(g) {
             "null" => {}
             "an object" => {
-                out.geometry = match plain_geometry {
-                    Some(geometry) => Some(geometry),
-                    None => parse_geometry(g, "geometry", transform, 0, &mut out.problems),
-                }
+                out.geometry = plain_geometry.or_else(|| parse_geometry(g, "geometry", transform, 0, &mut out.problems))
             }
             other => out.problems.push(Problem::new(
                 ProblemCode::NotAnObject,
@@ -178,6 +167,20 @@ fn parse_feature_reading(
         Some(_) => {}
     }
     out
+}
+
+/// Feature members whose values the readers of `geometry`, `properties` and coordinates check.
+const FEATURE_CHECKED_LATER: &[&str] = &["geometry", "properties", "type", "coordinates"];
+
+/// The members of a feature whose last member is a plain geometry without a `crs` beside it,
+/// and that geometry, read in place; `None` for any other feature.
+fn members_and_plain_geometry(text: &str, transform: CrsTransform) -> Option<(Members<'_>, Geom)> {
+    let (members, tail) = checked_members(text, FEATURE_CHECKED_LATER, Some("geometry")).ok()?;
+    if member(&members, "crs").is_some() {
+        return None;
+    }
+    let geometry = parse_plain_geometry(tail?, transform)?;
+    Some((members, geometry))
 }
 
 /// The id and properties of a feature text; members are cut out by brackets only.
@@ -783,9 +786,7 @@ mod tests {
             }
         }
         // The common form does take the plain path.
-        let text = features[0];
-        let (members, tail) = checked_members(text, &["geometry"], Some("geometry")).unwrap();
-        assert!(parse_plain_geometry(tail.unwrap(), CrsTransform::Identity).is_some(), "{members:?}");
+        assert!(members_and_plain_geometry(features[0], CrsTransform::Identity).is_some());
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl EqualArea {
         let qp = q(1.0);
         let (s0, c0) = lat0_deg.to_radians().sin_cos();
         let sin_beta0 = (q(s0) / qp).clamp(-1.0, 1.0);
-        // q(s) / k! for k = 1..5 at s0, from q'(s) = 2(1 − e²)/(1 − e²s²)².
+        // The Taylor coefficients q⁽ᵏ⁾(s0)/k!, k = 1..5, from q'(s) = 2(1 − e²)/(1 − e²s²)².
         let (x2, u) = (E2 * s0 * s0, 1.0 - E2 * s0 * s0);
         let (c, c2) = (8.0 * (1.0 - E2) * E2, 8.0 * (1.0 - E2) * E2 * E2);
         let q1 = 2.0 * (1.0 - E2) / (u * u);
