@@ -4,15 +4,27 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A dataset name matching `^[a-z][a-z0-9_]{0,62}$`.
+/// A dataset name matching `^[a-z][a-z0-9_]{0,62}$`, other than the names the stores keep for
+/// themselves (see [`RESERVED_PREFIXES`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetName(String);
 
+/// Table names the stores use themselves, or that SQLite, GeoPackage and PostgreSQL keep for
+/// their own tables and indexes: a dataset's table must never collide with one of them.
+pub const RESERVED_PREFIXES: [&str; 5] = ["geoflow_", "gpkg_", "sqlite_", "rtree_", "pg_"];
+/// The suffix of an index name the GeoPackage store gives each table (indexes share the table
+/// namespace in SQLite).
+pub const RESERVED_SUFFIX: &str = "_gf_source";
+
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("invalid dataset name {0:?}: use 1 to 63 characters a-z, 0-9 and _, starting with a letter")]
-pub struct InvalidDatasetName(pub String);
+pub enum InvalidDatasetName {
+    #[error("invalid dataset name {0:?}: use 1 to 63 characters a-z, 0-9 and _, starting with a letter")]
+    Malformed(String),
+    #[error("dataset name {0:?} is reserved: names may not start with geoflow_, gpkg_, sqlite_, rtree_ or pg_, nor end with _gf_source")]
+    Reserved(String),
+}
 
 impl DatasetName {
     pub fn new(name: &str) -> Result<DatasetName, InvalidDatasetName> {
@@ -21,11 +33,13 @@ impl DatasetName {
             && b.len() <= 63
             && b[0].is_ascii_lowercase()
             && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_');
-        if ok {
-            Ok(DatasetName(name.to_string()))
-        } else {
-            Err(InvalidDatasetName(name.to_string()))
+        if !ok {
+            return Err(InvalidDatasetName::Malformed(name.to_string()));
         }
+        if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) || name.ends_with(RESERVED_SUFFIX) {
+            return Err(InvalidDatasetName::Reserved(name.to_string()));
+        }
+        Ok(DatasetName(name.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -69,7 +83,15 @@ mod tests {
         assert!(DatasetName::new("a1_b").is_ok());
         assert!(DatasetName::new(&"a".repeat(63)).is_ok());
         for bad in ["", "1a", "Roads", "a-b", "a b", "_a", &"a".repeat(64), "a;drop"] {
-            assert!(DatasetName::new(bad).is_err(), "{bad}");
+            assert!(matches!(DatasetName::new(bad), Err(InvalidDatasetName::Malformed(_))), "{bad}");
         }
+        for reserved in
+            ["geoflow_jobs", "gpkg_contents", "sqlite_master", "rtree_x_geom", "pg_class", "roads_gf_source"]
+        {
+            let err = DatasetName::new(reserved).unwrap_err();
+            assert!(matches!(err, InvalidDatasetName::Reserved(_)), "{reserved}");
+            assert!(err.to_string().contains("reserved"), "{err}");
+        }
+        assert!(DatasetName::new("geoflow").is_ok() && DatasetName::new("roads_gf").is_ok());
     }
 }

@@ -14,6 +14,7 @@ pub mod row;
 mod scan;
 pub mod schema;
 mod simple_rings;
+pub mod storable;
 pub mod validate;
 pub mod value;
 pub mod wkb;

@@ -6,6 +6,7 @@ use crate::repair::repair;
 use crate::report::{Action, FeatureIssue, Policy, Problem, ProblemCode};
 use crate::row::Row;
 use crate::schema::{Schema, SchemaBuilder};
+use crate::storable::{self, storable_key};
 use crate::validate::{ogc_problems, to_geo};
 use crate::value::display_id;
 use crate::{measure, wkb};
@@ -51,12 +52,31 @@ impl Processor {
             return Processed::Invalid(self.issue(raw.index, None, std::slice::from_ref(fault), self.refusal(), None));
         }
         let mut properties = Vec::new();
+        let mut unstorable = None;
         let parsed = parse_feature(&raw.bytes, raw.transform, Parts::All, |key, value| {
-            if let Some(&i) = self.fields.get(key) {
-                properties.push((i, value));
+            if let Some(&i) = self.fields.get(storable_key(key).as_ref()) {
+                match storable::check_key(key).or_else(|| storable::check_value(&value)) {
+                    None => properties.push((i, value)),
+                    Some(what) => {
+                        unstorable.get_or_insert_with(|| {
+                            Problem::new(
+                                ProblemCode::UnstorableText,
+                                format!("property {key:?} holds {}, which no store keeps as text", what.describe()),
+                            )
+                        });
+                        properties.push((i, storable::storable_value(value)));
+                    }
+                }
             }
         });
         let id = display_id(&parsed.id);
+        let text_repair = match (unstorable, self.policy) {
+            (None, _) => None,
+            (Some(problem), Policy::Repair) => Some(problem),
+            (Some(problem), _) => {
+                return Processed::Invalid(self.issue(raw.index, id, &[problem], self.refusal(), None));
+            }
+        };
         let mut problems = parsed.problems;
         let mut geometry = parsed.geometry;
         let mut geo = geometry.as_ref().map(to_geo);
@@ -87,6 +107,16 @@ impl Processor {
             (Some(g), Some(as_geo)) => measure::measures(g, as_geo),
             _ => Default::default(),
         };
+        if let Some(problem) = text_repair {
+            let note = "each such character is stored as U+FFFD";
+            repaired = Some(match repaired {
+                None => self.issue(raw.index, id, &[problem], Action::Repaired, Some(note)),
+                Some(mut issue) => {
+                    issue.reason = format!("{}; {}; repaired: {note}", issue.reason, problem.message);
+                    issue
+                }
+            });
+        }
         let row =
             Row { index: raw.index, id: parsed.id, geometry: geometry.as_ref().map(wkb::encode), measures, properties };
         Processed::Row(row, repaired)
@@ -122,8 +152,10 @@ pub fn observe_schema(raw: &RawFeature, schema: &mut SchemaBuilder) {
     if raw.fault.is_some() {
         return;
     }
-    let parsed =
-        parse_feature(&raw.bytes, raw.transform, Parts::PropertiesOnly, |key, value| schema.observe(key, value.kind()));
+    let parsed = parse_feature(&raw.bytes, raw.transform, Parts::PropertiesOnly, |key, value| {
+        // Under the name the load pass stores it by (see [`crate::storable`]).
+        schema.observe(&storable_key(key), storable::storable_value(value).kind())
+    });
     schema.observe_id(parsed.id.kind());
 }
 
@@ -173,6 +205,39 @@ mod tests {
         let Processed::Invalid(issue) = &out[2] else { panic!() };
         assert_eq!(issue.action, Action::Skipped);
         assert!(issue.reason.contains("not repaired"), "{}", issue.reason);
+    }
+
+    #[test]
+    fn unstorable_text_is_a_feature_problem_under_the_policy() {
+        let input = r#"{"type":"FeatureCollection","features":[
+            {"type":"Feature","properties":{"name":"a\u0000b"},"geometry":{"type":"Point","coordinates":[1,2]}},
+            {"type":"Feature","properties":{"name":"ok","tags":["\ud800"]},"geometry":null},
+            {"type":"Feature","properties":{"na\u0000me":1},"geometry":null},
+            {"type":"Feature","properties":{"name":"fine"},"geometry":null}
+        ]}"#;
+        let skipped = run(input, Policy::Skip);
+        for (n, out) in skipped.iter().take(3).enumerate() {
+            let Processed::Invalid(issue) = out else { panic!("{n}: {out:?}") };
+            assert_eq!(
+                (issue.index, issue.code, issue.action),
+                (n as u64, ProblemCode::UnstorableText, Action::Skipped)
+            );
+        }
+        assert!(
+            matches!(&skipped[0], Processed::Invalid(i) if i.reason.contains("\"name\"") && i.reason.contains("NUL"))
+        );
+        assert!(matches!(&skipped[1], Processed::Invalid(i) if i.reason.contains("surrogate")));
+        assert!(matches!(&skipped[3], Processed::Row(_, None)));
+        assert!(matches!(&run(input, Policy::Reject)[0], Processed::Invalid(i) if i.action == Action::Rejected));
+
+        let repaired = run(input, Policy::Repair);
+        let Processed::Row(row, Some(issue)) = &repaired[0] else { panic!("{:?}", repaired[0]) };
+        assert_eq!((issue.code, issue.action), (ProblemCode::UnstorableText, Action::Repaired));
+        assert!(row.properties.iter().any(|(_, v)| *v == PropValue::Text("a\u{FFFD}b".into())), "{row:?}");
+        let Processed::Row(row, Some(_)) = &repaired[1] else { panic!("{:?}", repaired[1]) };
+        assert!(row.properties.iter().any(|(_, v)| *v == PropValue::Json(r#"["\ufffd"]"#.into())), "{row:?}");
+        let Processed::Row(row, Some(_)) = &repaired[2] else { panic!("{:?}", repaired[2]) };
+        assert_eq!(row.properties.len(), 1, "the key is stored repaired: {row:?}");
     }
 
     #[test]

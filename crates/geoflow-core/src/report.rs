@@ -61,6 +61,9 @@ pub enum ProblemCode {
     InvalidGeometry,
     /// A legacy `crs` member naming a CRS that cannot be transformed to WGS84.
     UnsupportedCrs,
+    /// A property key or value holding text no store keeps as given: a NUL character or an
+    /// unpaired UTF-16 surrogate escape.
+    UnstorableText,
 }
 
 impl ProblemCode {
@@ -93,6 +96,7 @@ impl ProblemCode {
             ProblemCode::RingsIntersect => "rings-intersect",
             ProblemCode::InvalidGeometry => "invalid-geometry",
             ProblemCode::UnsupportedCrs => "unsupported-crs",
+            ProblemCode::UnstorableText => "unstorable-text",
         }
     }
 

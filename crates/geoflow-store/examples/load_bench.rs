@@ -79,6 +79,7 @@ async fn load(store: &Arc<dyn Store>, schema: &Schema, source: &str, hash: Strin
         version: SourceVersion { content_hash: hash, bytes: 1, object_version: None },
         schema: schema.clone(),
         policy: Policy::Skip,
+        origin: None,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let start = Instant::now();

@@ -95,4 +95,20 @@ impl Resolution {
         }
         Resolution { old, new, field_columns }
     }
+
+    /// Refuses a table wider than the store can create (`max_columns` in all, system columns
+    /// included): the dataset's properties are the input's, so this is bad input, reported
+    /// before anything is written rather than as the database's failure.
+    pub fn check_width(&self, max_columns: usize) -> Result<(), StoreError> {
+        let columns = SYSTEM_COLUMNS.len() + self.new.columns.len();
+        if columns <= max_columns {
+            return Ok(());
+        }
+        Err(StoreError::Invalid(format!(
+            "dataset {} would have {} distinct property keys, more than the {} columns a table of this store holds",
+            self.new.table,
+            self.new.columns.len(),
+            max_columns - SYSTEM_COLUMNS.len()
+        )))
+    }
 }

@@ -5,10 +5,12 @@
 //! in one commit or in nothing at all.
 
 pub mod clock;
+mod error;
 pub mod features;
 pub mod gpkg;
 pub mod layout;
 pub mod postgis;
+pub mod protocol;
 pub mod report;
 pub mod tiles;
 
@@ -21,6 +23,7 @@ use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 use tokio::sync::mpsc;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{ErrorClass, StoreError};
 pub use features::{FeatureQuery, FeatureStream, StoredFeature};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
@@ -50,6 +53,10 @@ pub struct LoadPlan {
     /// Property schema of this source; [`Row::properties`] index its fields.
     pub schema: Schema,
     pub policy: Policy,
+    /// Where the source comes from in storage: asked under the dataset's lock, before commit,
+    /// whether it still holds the version read ([`protocol`]). `None` for files loaded
+    /// directly, which have no object to be superseded by.
+    pub origin: Option<protocol::Origin>,
 }
 
 /// The end state of a load, as the reader saw it.
@@ -116,6 +123,17 @@ pub enum LoadOutcome {
     Unchanged { load_id: i64, table: String },
     /// Rolled back; the previous rows of the source are untouched.
     Failed { load_id: i64, table: String },
+    /// Storage no longer holds the version read: rolled back, nothing changed.
+    Superseded { load_id: i64, table: String, reason: String },
+}
+
+/// What a removal removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    /// Whether the catalog listed the source.
+    pub catalogued: bool,
+    /// Rows removed.
+    pub rows: u64,
 }
 
 /// How a load ended, as the catalog records it.
@@ -125,6 +143,7 @@ pub enum LoadStatus {
     Loaded,
     Unchanged,
     Failed,
+    Superseded,
 }
 
 impl LoadStatus {
@@ -133,6 +152,7 @@ impl LoadStatus {
             LoadStatus::Loaded => "loaded",
             LoadStatus::Unchanged => "unchanged",
             LoadStatus::Failed => "failed",
+            LoadStatus::Superseded => "superseded",
         }
     }
 }
@@ -209,11 +229,21 @@ pub enum JobStatus {
     Failed,
     /// The source already held this content (or this object version): nothing was done.
     SkippedDuplicate,
+    /// Storage held a newer state of the object than the event's by the time the job would
+    /// have committed (an overwrite or delete raced it): nothing was done, the newer state's
+    /// own job applies it.
+    Superseded,
 }
 
 impl JobStatus {
-    const ALL: [JobStatus; 5] =
-        [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::SkippedDuplicate];
+    const ALL: [JobStatus; 6] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::SkippedDuplicate,
+        JobStatus::Superseded,
+    ];
 
     /// The same text as the serde form.
     pub fn as_str(self) -> &'static str {
@@ -223,12 +253,13 @@ impl JobStatus {
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
             JobStatus::SkippedDuplicate => "skipped-duplicate",
+            JobStatus::Superseded => "superseded",
         }
     }
 
     /// Whether the job is over (its `finished_at` is set).
     pub fn is_final(self) -> bool {
-        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::SkippedDuplicate)
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::SkippedDuplicate | JobStatus::Superseded)
     }
 
     pub(crate) fn parse(s: &str) -> Option<JobStatus> {
@@ -385,38 +416,6 @@ fn parse_bound(name: &str, value: &str, precision: Duration) -> Result<OffsetDat
     Ok(t.checked_add(Duration::nanoseconds_i128(step - rest)).unwrap_or(last))
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the store at {location}: {reason}")]
-    Open { location: String, reason: String },
-    #[error("the store at {location} is not usable: {reason}")]
-    Incompatible { location: String, reason: String },
-    #[error("database error while {context}: {source}")]
-    Database {
-        context: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("the load of {dataset}/{source_key} ended without a commit or abort")]
-    Interrupted { dataset: String, source_key: String },
-    #[error("{0}")]
-    Invalid(String),
-    /// The catalog has no such entry (a job id, say).
-    #[error("no {what} with id {id:?}")]
-    NotFound { what: &'static str, id: String },
-}
-
-impl StoreError {
-    pub fn db(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-        StoreError::Database { context: context.into(), source: Box::new(source) }
-    }
-
-    /// Infrastructure faults are worth retrying; bad requests are not.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Database { .. } | StoreError::Open { .. } | StoreError::Interrupted { .. })
-    }
-}
-
 /// The verdict of [`Store::check_ready`] on a catalog at migration step `at` (0: none yet)
 /// for a build whose last step is `latest`.
 pub(crate) fn check_catalog_step(location: &str, at: i64, latest: i64) -> Result<(), StoreError> {
@@ -469,8 +468,20 @@ pub trait Store: Send + Sync {
     /// Records a load that failed before any row was sent.
     async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError>;
 
-    /// Removes a source's rows (the object was deleted). Returns the rows removed.
-    async fn remove_source(&self, dataset: &DatasetName, source: &str) -> Result<u64, StoreError>;
+    /// Removes a source's rows and its catalog entry in one transaction (the object was
+    /// deleted). With an `origin`, asks it under the dataset's lock whether the object is
+    /// still gone, and removes nothing if not ([`StoreError::Superseded`]).
+    async fn remove_source(
+        &self,
+        dataset: &DatasetName,
+        source: &str,
+        origin: Option<&protocol::Origin>,
+    ) -> Result<Removal, StoreError>;
+
+    /// [`Store::source`], read under the dataset's lock: a load that already passed its last
+    /// check against storage has committed by then. What lets "this version is loaded" be
+    /// relied on to skip an event.
+    async fn settled_source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError>;
 
     /// Every dataset, by name.
     async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError>;

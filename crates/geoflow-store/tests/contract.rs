@@ -16,6 +16,7 @@ use geoflow_core::value::PropValue;
 use geoflow_core::wkb;
 use geoflow_store::gpkg::GeoPackageStore;
 use geoflow_store::postgis::PostgisStore;
+use geoflow_store::protocol::{ObjectProbe, ObjectState, Origin};
 use geoflow_store::report::{
     Activity, CatalogState, DatasetActivity, DatasetState, Durations, FailedJob, FeatureTotals, LoadOutcomes, Window,
     WindowActivity,
@@ -55,6 +56,7 @@ fn plan(dataset: &str, source: &str, hash: &str, fields: &[(&str, FieldType)]) -
             id_type: FieldType::Integer,
         },
         policy: Policy::Skip,
+        origin: None,
     }
 }
 
@@ -133,7 +135,8 @@ async fn contract(store: Arc<dyn Store>) {
     .await;
     assert!(matches!(aborted, Ok(LoadOutcome::Failed { .. })), "{aborted:?}");
     let dropped = load(s, a3(), vec![row(0, 5.0, vec![])], None).await;
-    assert!(matches!(dropped, Err(StoreError::Interrupted { .. })), "{dropped:?}");
+    assert!(matches!(dropped.as_ref().map_err(StoreError::root), Err(StoreError::Interrupted { .. })), "{dropped:?}");
+    assert!(dropped.unwrap_err().recorded_load().is_some(), "the interrupted load is in the history");
     assert_eq!(count(s, "roads").await, 4);
     assert_eq!(s.source(&name("roads"), "a.geojson").await.unwrap().unwrap().version.content_hash, "hash-a2");
     let roads = s.datasets().await.unwrap().into_iter().find(|d| d.name.as_str() == "roads").unwrap();
@@ -170,7 +173,7 @@ async fn contract(store: Arc<dyn Store>) {
     // Rows without geometry, and removing a source.
     commit(s, plan("wide", "three", "w3", &[]), vec![Row { geometry: None, ..row(0, 0.0, vec![]) }]).await;
     assert_eq!(count(s, "wide").await, 3);
-    assert_eq!(s.remove_source(&name("wide"), "one").await.unwrap(), 1);
+    assert_eq!(s.remove_source(&name("wide"), "one", None).await.unwrap().rows, 1);
     assert_eq!(count(s, "wide").await, 2);
     assert!(s.source(&name("wide"), "one").await.unwrap().is_none());
 
@@ -181,7 +184,10 @@ async fn contract(store: Arc<dyn Store>) {
     assert!(matches!((l, r), (LoadOutcome::Loaded { .. }, LoadOutcome::Loaded { .. })));
     assert_eq!((count(s, "left").await, count(s, "right").await), (500, 700));
 
+    assert_catalog_matches_table(s, "roads").await;
+    assert_catalog_matches_table(s, "wide").await;
     object_versions(s).await;
+    supersession(s).await;
     source_listing(s).await;
     feature_reads(s).await;
     jobs_contract(&store).await;
@@ -247,7 +253,7 @@ async fn geopackage_catalog_upgrades_from_version_2() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -283,7 +289,7 @@ async fn postgis_catalog_upgrades_from_version_1() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
 }
 
 #[test]
@@ -294,6 +300,7 @@ fn job_statuses_read_as_they_serialise() {
         (JobStatus::Succeeded, "succeeded"),
         (JobStatus::Failed, "failed"),
         (JobStatus::SkippedDuplicate, "skipped-duplicate"),
+        (JobStatus::Superseded, "superseded"),
     ] {
         assert_eq!(st.as_str(), text);
         assert_eq!(serde_json::to_value(st).unwrap(), serde_json::json!(text));
@@ -336,6 +343,92 @@ async fn object_versions(s: &dyn Store) {
     assert_eq!(s.source(&ds, key).await.unwrap().unwrap().version.object_version.as_deref(), Some(hostile));
 }
 
+/// What a test says storage holds under one key, asked by loads and removals before commit.
+#[derive(Debug)]
+struct ScriptedObject(std::sync::Mutex<ObjectState>);
+
+impl ScriptedObject {
+    fn new(state: ObjectState) -> Arc<ScriptedObject> {
+        Arc::new(ScriptedObject(std::sync::Mutex::new(state)))
+    }
+
+    fn set(&self, state: ObjectState) {
+        *self.0.lock().unwrap() = state;
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectProbe for ScriptedObject {
+    async fn state(&self) -> Result<ObjectState, StoreError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+fn present(version: &str) -> ObjectState {
+    ObjectState::Present { version: Some(version.into()) }
+}
+
+/// The catalog's count and extent of a dataset are those of its rows.
+async fn assert_catalog_matches_table(s: &dyn Store, dataset: &str) {
+    let rows = match read(s, dataset, all()).await {
+        Err(StoreError::NotFound { .. }) => Vec::new(),
+        rows => rows.unwrap(),
+    };
+    let info = s.dataset(&name(dataset)).await.unwrap();
+    let (count, bbox) = info.map_or((0, None), |d| (d.feature_count, d.bbox));
+    assert_eq!(count, rows.len() as u64, "{dataset}: catalog count against the table");
+    let mut extent: Option<Bbox> = None;
+    for (_, f) in &rows {
+        let Some(c) = f["geometry"]["coordinates"].as_array() else { continue };
+        let (x, y) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
+        let point = Bbox { min_x: x, min_y: y, max_x: x, max_y: y };
+        extent = Bbox::merge(extent, Some(point));
+    }
+    assert_eq!(bbox, extent, "{dataset}: catalog extent against the table");
+}
+
+/// A load or removal commits only while storage holds what it reflects.
+async fn supersession(s: &dyn Store) {
+    let (ds, key) = (name("raced"), "raw/raced/2026-01-01/a.geojson");
+    let object = ScriptedObject::new(present("v2"));
+    let origin: Origin = object.clone();
+    let from =
+        |hash: &str, version: &str| LoadPlan { origin: Some(origin.clone()), ..versioned("raced", key, hash, version) };
+    let rows = |n: u64| (0..n).map(|i| row(i, i as f64, vec![])).collect::<Vec<_>>();
+
+    // v1 finishes loading after v2 was written: it stores nothing.
+    let outcome = commit(s, from("r-h1", "v1"), rows(3)).await;
+    assert!(matches!(&outcome, LoadOutcome::Superseded { reason, .. } if reason.contains("v2")), "{outcome:?}");
+    assert!(s.source(&ds, key).await.unwrap().is_none());
+    assert_catalog_matches_table(s, "raced").await;
+
+    // v2 loads; the same content labelled with the older version is superseded, not a no-op.
+    assert!(matches!(commit(s, from("r-h2", "v2"), rows(2)).await, LoadOutcome::Loaded { .. }));
+    let stale = commit(s, from("r-h2", "v1"), rows(2)).await;
+    assert!(matches!(stale, LoadOutcome::Superseded { .. }), "{stale:?}");
+    assert_eq!(s.source(&ds, key).await.unwrap().unwrap().version.object_version.as_deref(), Some("v2"));
+    let settled = s.settled_source(&ds, key).await.unwrap().unwrap();
+    assert_eq!(settled, s.source(&ds, key).await.unwrap().unwrap(), "read under the lock, the same record");
+
+    // A removal while the object exists removes nothing.
+    let err = s.remove_source(&ds, key, Some(&origin)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Superseded { .. }) && !err.is_transient(), "{err:?}");
+    assert_eq!(count(s, "raced").await, 2);
+
+    // Deleted: the removal commits, and a late load of the deleted version is superseded.
+    object.set(ObjectState::Absent);
+    let removal = s.remove_source(&ds, key, Some(&origin)).await.unwrap();
+    assert_eq!((removal.catalogued, removal.rows), (true, 2));
+    let late = commit(s, from("r-h3", "v2"), rows(4)).await;
+    assert!(matches!(&late, LoadOutcome::Superseded { reason, .. } if reason.contains("deleted")), "{late:?}");
+    assert_eq!(count(s, "raced").await, 0);
+    assert_catalog_matches_table(s, "raced").await;
+
+    // Nothing stored and nothing to remove: the removal says so.
+    let nothing = s.remove_source(&ds, key, Some(&origin)).await.unwrap();
+    assert_eq!((nothing.catalogued, nothing.rows), (false, 0));
+}
+
 /// Listing a dataset's sources: loaded ones only, by key (bytewise) whatever the load order.
 async fn source_listing(s: &dyn Store) {
     let ds = name("listed");
@@ -362,7 +455,7 @@ async fn source_listing(s: &dyn Store) {
         assert_eq!(s.source(&ds, &rec.source).await.unwrap().as_ref(), Some(rec), "as source() reads it");
     }
 
-    assert_eq!(s.remove_source(&ds, "a.geojson").await.unwrap(), 2);
+    assert_eq!(s.remove_source(&ds, "a.geojson", None).await.unwrap().rows, 2);
     let left: Vec<String> = s.sources(&ds).await.unwrap().into_iter().map(|r| r.source).collect();
     assert_eq!(left, ["Z.geojson", "b.geojson"]);
     assert!(s.sources(&name("listed_none")).await.unwrap().is_empty(), "an unknown dataset has no sources");
@@ -682,7 +775,8 @@ async fn geopackage_readiness_follows_the_migrations() {
     store.check_ready().await.unwrap();
     let sql = |batch: &str| Connection::open(&path).unwrap().execute_batch(batch).unwrap();
 
-    // Step 4 undone: the catalog of the previous release.
+    // Steps 5 and 4 undone: the catalog of an earlier release (the wider status checks of
+    // step 5 stay: step 5 rebuilds those tables again).
     sql("DROP TABLE geoflow_removals;
          DROP INDEX geoflow_loads_finished_at;
          DROP INDEX geoflow_jobs_finished_at;
@@ -691,8 +785,8 @@ async fn geopackage_readiness_follows_the_migrations() {
          ALTER TABLE geoflow_loads DROP COLUMN geometry_types_json;
          ALTER TABLE geoflow_loads DROP COLUMN area_m2;
          ALTER TABLE geoflow_loads DROP COLUMN length_m;
-         DELETE FROM geoflow_migrations WHERE version = 4;");
-    behind_until_migrated(&store, 3, 4).await;
+         DELETE FROM geoflow_migrations WHERE version IN (4, 5);");
+    behind_until_migrated(&store, 3, 5).await;
 
     // A step from a later release.
     sql("INSERT INTO geoflow_migrations VALUES (99, '2099-01-01T00:00:00.000Z')");
@@ -705,7 +799,7 @@ async fn geopackage_readiness_follows_the_migrations() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     std::fs::write(&path, b"").unwrap();
-    behind_until_migrated(&store, 0, 4).await;
+    behind_until_migrated(&store, 0, 5).await;
 
     // No file at all: the probe fails (transiently: a volume may not be mounted yet) and
     // creates nothing.
@@ -725,7 +819,7 @@ async fn postgis_readiness_follows_the_migrations() {
     let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
     tokio::spawn(connection);
 
-    // Steps 4 and 3 undone: the catalog of an earlier release.
+    // Steps 5, 4 and 3 undone: the catalog of an earlier release.
     client
         .batch_execute(
             "ALTER TABLE geoflow.sources DROP COLUMN min_fid, DROP COLUMN max_fid;
@@ -733,11 +827,13 @@ async fn postgis_readiness_follows_the_migrations() {
              DROP INDEX geoflow.loads_finished_at, geoflow.jobs_finished_at;
              ALTER TABLE geoflow.loads DROP COLUMN problem_counts, DROP COLUMN geometry_types, DROP COLUMN area_m2,
                DROP COLUMN length_m;
-             DELETE FROM geoflow.migrations WHERE version IN (3, 4);",
+             ALTER TABLE geoflow.loads DROP CONSTRAINT loads_status_check,
+               ADD CONSTRAINT loads_status_check CHECK (status IN ('loaded', 'unchanged', 'failed'));
+             DELETE FROM geoflow.migrations WHERE version IN (3, 4, 5);",
         )
         .await
         .unwrap();
-    behind_until_migrated(&store, 2, 4).await;
+    behind_until_migrated(&store, 2, 5).await;
 
     // A step from a later release.
     client.batch_execute("INSERT INTO geoflow.migrations (version) VALUES (99)").await.unwrap();
@@ -747,7 +843,7 @@ async fn postgis_readiness_follows_the_migrations() {
 
     // Nothing migrated: a database without the catalog schema.
     client.batch_execute("DROP SCHEMA geoflow CASCADE").await.unwrap();
-    behind_until_migrated(&store, 0, 4).await;
+    behind_until_migrated(&store, 0, 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -994,7 +1090,7 @@ async fn report_activity(s: &dyn Store, clock: &ManualClock) {
     let y = reported((4, 4, 0, 0, 0), &[], &[("LineString", 4)], (0.0, 12.25), [-10.0, -10.0, -9.0, -9.0]);
     send(sized(plan("rivers", "y", "h-y", &[]), 70), 4, y).await;
     at(d, time!(12:00), 0);
-    assert_eq!(s.remove_source(&name("roads"), "b").await.unwrap(), 3);
+    assert_eq!(s.remove_source(&name("roads"), "b", None).await.unwrap().rows, 3);
     at(d, time!(13:00), 0);
     s.upsert_job(&new_job("j1", "roads", "b")).await.unwrap();
     s.update_job("j1", status(JobStatus::Running)).await.unwrap();

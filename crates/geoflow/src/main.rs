@@ -300,7 +300,7 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         print_summary(&summary);
     }
     Ok(match summary.status {
-        Status::Loaded | Status::Unchanged => ExitCode::SUCCESS,
+        Status::Loaded | Status::Unchanged | Status::Superseded => ExitCode::SUCCESS,
         Status::Rejected => ExitCode::from(EXIT_REJECTED),
         Status::Failed => ExitCode::FAILURE,
     })
@@ -339,6 +339,12 @@ fn print_summary(s: &IngestSummary) {
         Status::Loaded => println!(
             "{} → {}: loaded {} of {} features ({} invalid: {} repaired, {} skipped) in {secs:.2} s",
             s.source, s.dataset, s.features_loaded, s.features_read, s.invalid, s.repaired, s.skipped
+        ),
+        Status::Superseded => println!(
+            "{} → {}: superseded — nothing was changed: {}",
+            s.source,
+            s.dataset,
+            s.error.as_deref().unwrap_or("a newer version is in storage")
         ),
         Status::Rejected | Status::Failed => println!(
             "{} → {}: {} — nothing was changed: {}",

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use geoflow_store::protocol::{ObjectProbe, ObjectState};
+use geoflow_store::{ErrorClass, StoreError};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -191,7 +193,7 @@ impl Storage {
         };
         let meta = got.meta.clone();
         let spool = tempfile::Builder::new()
-            .prefix("geoflow-object-")
+            .prefix(&spool_prefix(std::process::id()))
             .tempfile_in(spool_dir)
             .with_context(|| format!("creating a spool file in {}", spool_dir.display()))?
             .into_temp_path();
@@ -307,6 +309,69 @@ impl Storage {
 /// versions, else its ETag.
 pub fn object_version(meta: &ObjectMeta) -> Option<String> {
     meta.version.clone().or_else(|| meta.e_tag.clone())
+}
+
+/// Whose fault a storage error is: a refused or missing permission, a bad path or an
+/// unsupported call is a configuration fault that retrying does not fix; anything else
+/// (a connection failure, a 5xx, throttling) may pass.
+pub fn error_class(e: &object_store::Error) -> ErrorClass {
+    match e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. }
+        | object_store::Error::InvalidPath { .. }
+        | object_store::Error::NotSupported { .. }
+        | object_store::Error::NotImplemented { .. } => ErrorClass::Internal,
+        object_store::Error::NotFound { .. } => ErrorClass::NotFound,
+        _ => ErrorClass::Unavailable,
+    }
+}
+
+/// The object under one key, as the load protocol asks about it under the dataset's lock.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    storage: Storage,
+    key: String,
+}
+
+impl StoredObject {
+    pub fn new(storage: Storage, key: impl Into<String>) -> StoredObject {
+        StoredObject { storage, key: key.into() }
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectProbe for StoredObject {
+    async fn state(&self) -> Result<ObjectState, StoreError> {
+        match self.storage.head(&self.key).await {
+            Ok(Some(meta)) => Ok(ObjectState::Present { version: object_version(&meta) }),
+            Ok(None) => Ok(ObjectState::Absent),
+            Err(e) => {
+                Err(StoreError::classified(format!("reading the current version of {}", self.key), error_class(&e), e))
+            }
+        }
+    }
+}
+
+/// Spool files are named after the process that wrote them, so that one process can tell
+/// the leftovers of a dead one (killed while loading) from the files of a live one.
+fn spool_prefix(pid: u32) -> String {
+    format!("geoflow-object-{pid}-")
+}
+
+/// Removes the spool files in `dir` left by processes that no longer run; returns how many.
+pub fn clean_spool(dir: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("geoflow-object-")) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

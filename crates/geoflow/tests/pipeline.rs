@@ -368,3 +368,59 @@ async fn loads_left_at_the_end_of_the_grace_period_give_their_message_back() {
     let stats = env.queue.stats().await.unwrap();
     assert_eq!((stats.visible, stats.invisible), (1, 0), "{stats:?}");
 }
+
+/// Overwrites, deletes and recreations racing the load of a large first version, with two
+/// workers: whatever the moment, the dataset ends holding what the folder holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overwrites_and_deletes_racing_a_load_leave_the_dataset_equal_to_storage() {
+    use support::race::{self, Case, Change};
+    let env = Embedded::new(Duration::from_secs(30), 10).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let (worker, mut rx) = (env.worker(), stop_rx.clone());
+        workers.push(tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    let large = support::collection(race::large_features(), 0);
+    let mut rng = race::Rng::from_env();
+    let mut trials = Vec::new();
+    for case in Case::ALL {
+        for n in 0..race::trials() {
+            let apply = |change: Change| async {
+                match change {
+                    Change::Put { key, body } => {
+                        // As uploads and the inbox write: whole, by rename.
+                        let len = body.len() as u64;
+                        env.storage.put_whole(&key, body.into(), "application/geo+json").await.unwrap();
+                        env.queue.send(&notification(EventKind::Created, &key, len, None)).await.unwrap();
+                    }
+                    Change::Delete { key } => {
+                        std::fs::remove_file(env.objects().join(&key)).unwrap();
+                        env.queue.send(&notification(EventKind::Removed, &key, 0, None)).await.unwrap();
+                    }
+                }
+            };
+            let trial = race::run_trial(&*env.store, case, n, &large, &mut rng, Duration::from_millis(1500), apply);
+            trials.push(trial.await);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !env.drained().await {
+        assert!(Instant::now() < deadline, "the queue did not drain: {:?}", env.queue.stats().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap().unwrap();
+    }
+    race::assert_store_equals_storage(&*env.store, &trials).await;
+    let jobs = env.jobs().await;
+    assert!(jobs.iter().all(|j| j.status != JobStatus::Failed), "no job failed: {jobs:#?}");
+    assert!(jobs.iter().any(|j| j.status == JobStatus::Superseded), "some load was superseded: {jobs:#?}");
+}

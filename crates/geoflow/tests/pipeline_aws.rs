@@ -466,3 +466,230 @@ async fn uploads_through_the_api_load_once_and_readiness_follows_the_database() 
     api.stop();
     worker.stop();
 }
+
+/// Overwrites, deletes and recreations racing the load of a large first version, on a
+/// versioned bucket with two worker processes: whatever the moment, the dataset ends holding
+/// what the bucket holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overwrites_and_deletes_racing_a_load_leave_the_dataset_equal_to_storage() {
+    use support::race::{self, Case, Change};
+    let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
+    let aws = aws_with(moto, 30, 10).await;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    let workers = [aws.worker(db.url()), aws.worker(db.url())];
+    let large = support::collection(race::large_features(), 0);
+    let mut rng = race::Rng::from_env();
+    let mut trials = Vec::new();
+    for case in Case::ALL {
+        for n in 0..race::trials() {
+            let apply = |change: Change| async {
+                match change {
+                    Change::Put { key, body } => {
+                        aws.s3.put(&ObjectPath::from(key.as_str()), body.into()).await.unwrap();
+                    }
+                    Change::Delete { key } => {
+                        aws.s3.delete(&ObjectPath::from(key.as_str())).await.unwrap();
+                        // moto sends no event for a delete marker (S3 sends ObjectRemoved:DeleteMarkerCreated).
+                        aws.replay(EventKind::Removed, &key).await;
+                    }
+                }
+            };
+            let trial = race::run_trial(&store, case, n, &large, &mut rng, Duration::from_millis(2000), apply);
+            trials.push(trial.await);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while aws.messages(&aws.queue_url).await > 0 {
+        assert!(Instant::now() < deadline, "the queue was not drained");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for w in workers {
+        w.stop();
+    }
+    race::assert_store_equals_storage(&store, &trials).await;
+    let jobs = store.jobs(&JobQuery { limit: 1000, ..JobQuery::default() }).await.unwrap();
+    assert!(jobs.iter().all(|j| j.status != JobStatus::Failed), "no job failed: {jobs:#?}");
+    assert!(jobs.iter().any(|j| j.status == JobStatus::Superseded), "some load was superseded: {jobs:#?}");
+    assert_eq!(aws.messages(&aws.dlq_url).await, 0, "nothing was dead-lettered");
+}
+
+/// An HTTP proxy in front of moto that answers `500` to S3 requests for one bucket while it
+/// is failing, and forwards everything else.
+struct S3Faults {
+    port: u16,
+    failing: tokio::sync::watch::Sender<bool>,
+}
+
+impl S3Faults {
+    async fn in_front_of(endpoint: &str, bucket: &str) -> S3Faults {
+        let target: std::net::SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (failing, watch) = tokio::sync::watch::channel(false);
+        let prefix = format!(" /{bucket}");
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                let (watch, prefix) = (watch.clone(), prefix.clone());
+                tokio::spawn(async move {
+                    // Each connection is judged by its first request line; failing answers
+                    // close the connection, so a client's next request opens a new one.
+                    let mut head = vec![0u8; 4096];
+                    let Ok(n) = client.read(&mut head).await else { return };
+                    let line = String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_string();
+                    if *watch.borrow() && line.contains(&prefix) {
+                        let _ = client
+                            .write_all(
+                                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                            )
+                            .await;
+                        return;
+                    }
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+                    if server.write_all(&head[..n]).await.is_err() {
+                        return;
+                    }
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        S3Faults { port, failing }
+    }
+}
+
+/// Each class of fault, injected for real, ends where its class says: bad input and internal
+/// faults fail their job at the first attempt and are acknowledged; passing faults are retried
+/// until they pass; nothing reaches the dead-letter queue. The API answers by class too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_keep_their_class_from_the_store_to_the_queue_and_the_http_status() {
+    let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
+    let aws = aws_with(moto, 10, 3).await;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    let faults = S3Faults::in_front_of(aws.moto.endpoint_url(), &aws.bucket).await;
+    let (admin, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    // Lock waits give up after half a second, as a statement_timeout-bound service would.
+    let mut worker_url = reqwest::Url::parse(db.url()).unwrap();
+    worker_url.query_pairs_mut().append_pair("options", "-c lock_timeout=500");
+    let worker = {
+        let mut command = aws.command("worker", worker_url.as_str());
+        // Object storage through the proxy; the queue straight to moto.
+        command
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", faults.port))
+            .env("AWS_ENDPOINT_URL_SQS", aws.moto.endpoint_url());
+        Running(Some(command.spawn().unwrap()))
+    };
+    let put = |key: &'static str, body: String| {
+        let s3 = aws.s3.clone();
+        async move { s3.put(&ObjectPath::from(key), body.into()).await.unwrap() }
+    };
+    let job_of = |key: &'static str| wait_for_job(&store, key, move |j| j.source == key && j.status.is_final());
+
+    // Bad input the store cannot hold: a NUL in a property is that feature's problem.
+    let nul = support::collection(3, 1).replacen("\"name\":\"f1-1\"", "\"name\":\"f1\\u00001\"", 1);
+    put("raw/nul/2026-12-06/a.geojson", nul).await;
+    let job = job_of("raw/nul/2026-12-06/a.geojson").await;
+    let result = job.result.clone().unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Succeeded, 1), "{job:#?}");
+    assert_eq!((result["features_loaded"].as_u64(), result["skipped"].as_u64()), (Some(2), Some(1)), "{result}");
+    assert_eq!(result["errors"][0]["code"], "unstorable-text", "{result}");
+
+    // More keys than a table holds: bad input, failed at once.
+    let keys: Vec<String> = (0..2000).map(|k| format!("\"k{k}\":{k}")).collect();
+    let wide = format!(
+        r#"{{"type":"Feature","properties":{{{}}},"geometry":{{"type":"Point","coordinates":[1,2]}}}}"#,
+        keys.join(",")
+    );
+    put("raw/wide/2026-12-06/a.geojson", wide).await;
+    let job = job_of("raw/wide/2026-12-06/a.geojson").await;
+    assert_eq!((job.status, job.attempts), (JobStatus::Failed, 1), "{job:#?}");
+    assert!(job.error.as_deref().unwrap().contains("2000 distinct property keys"), "{job:#?}");
+
+    // A dataset table altered underneath geoflow: an internal fault, failed at once.
+    put("raw/altered/2026-12-06/a.geojson", support::collection(5, 2)).await;
+    assert_eq!(job_of("raw/altered/2026-12-06/a.geojson").await.status, JobStatus::Succeeded);
+    admin.batch_execute("ALTER TABLE datasets.altered DROP COLUMN label").await.unwrap();
+    put("raw/altered/2026-12-06/b.geojson", support::collection(5, 3)).await;
+    let job = job_of("raw/altered/2026-12-06/b.geojson").await;
+    assert_eq!((job.status, job.attempts), (JobStatus::Failed, 1), "{job:#?}");
+    assert_eq!(job.result.as_ref().unwrap()["error_class"], "internal", "{job:#?}");
+
+    // The dataset's lock held elsewhere: lock timeouts pass, the load follows.
+    let (locker, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    locker.execute("SELECT pg_advisory_lock(hashtextextended('geoflow.dataset:locked', 0))", &[]).await.unwrap();
+    put("raw/locked/2026-12-06/a.geojson", support::collection(5, 4)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    locker.execute("SELECT pg_advisory_unlock_all()", &[]).await.unwrap();
+    let job = job_of("raw/locked/2026-12-06/a.geojson").await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
+    assert!(job.attempts >= 2, "retried while the lock was held: {job:#?}");
+
+    // The load's backend terminated mid-COPY: retried, loaded once, the failure in the history.
+    put("raw/terminated/2026-12-06/a.geojson", support::collection(200_000, 5)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let killed: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'COPY %terminated%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if killed > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the load never reached its COPY");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let job = job_of("raw/terminated/2026-12-06/a.geojson").await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
+    let terminated = DatasetName::new("terminated").unwrap();
+    let key = "raw/terminated/2026-12-06/a.geojson";
+    assert_eq!(store.source(&terminated, key).await.unwrap().map(|s| s.feature_count), Some(200_000));
+    let failed: i64 = admin
+        .query_one("SELECT count(*) FROM geoflow.loads WHERE dataset = 'terminated' AND status = 'failed'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(failed >= 1, "the rolled-back attempt is in the load history");
+
+    // Object storage answering 500: retried until it answers.
+    faults.failing.send(true).unwrap();
+    put("raw/flaky/2026-12-06/a.geojson", support::collection(5, 6)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    faults.failing.send(false).unwrap();
+    assert_eq!(job_of("raw/flaky/2026-12-06/a.geojson").await.status, JobStatus::Succeeded);
+
+    worker.stop();
+    assert_eq!(aws.messages(&aws.queue_url).await, 0, "every message was acknowledged");
+    assert_eq!(aws.messages(&aws.dlq_url).await, 0, "no fault reached the dead-letter queue");
+
+    // The API: 4xx for the client's faults, checked before any work; 503 without details
+    // when the database is away.
+    let (outage, through) = Outage::in_front_of(db.url()).await;
+    let (api, base) = aws.api(through.as_str()).await;
+    let http = reqwest::Client::new();
+    let upload = |path: String| http.post(format!("{base}{path}")).bearer_auth(TOKEN).body(support::collection(1, 1));
+    for (path, why) in [
+        ("/v1/datasets/geoflow_jobs/uploads".to_string(), "reserved"),
+        ("/v1/datasets/gpkg_contents/uploads".to_string(), "reserved"),
+        (format!("/v1/datasets/roads/uploads?name={}", "%25".repeat(100)), "escaped"),
+    ] {
+        let response = upload(path.clone()).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        assert!(response.text().await.unwrap().contains(why), "{path}");
+    }
+    let nul_filter = http.get(format!("{base}/collections/nul/items?name=a%00b")).send().await.unwrap();
+    assert_eq!(nul_filter.status(), 400);
+    outage.down.send(true).unwrap();
+    let down = http.get(format!("{base}/v1/jobs")).send().await.unwrap();
+    assert_eq!(down.status(), 503);
+    assert!(down.headers().contains_key("retry-after"));
+    let detail = down.text().await.unwrap();
+    assert!(!detail.contains("127.0.0.1") && !detail.contains(db.name()), "no host or database name: {detail}");
+    outage.down.send(false).unwrap();
+    api.stop();
+}

@@ -74,7 +74,7 @@ pub(super) struct Reader {
 
 impl Reader {
     pub(super) fn conn(&self) -> Result<&Connection, StoreError> {
-        self.conn.as_ref().ok_or_else(|| StoreError::Invalid("the read connection was given back".into()))
+        self.conn.as_ref().ok_or_else(|| StoreError::Internal("the read connection was given back".into()))
     }
 }
 

@@ -18,8 +18,8 @@ use super::rtree;
 use super::table::{self, quote};
 use super::{open_connection, to_rfc3339, Ctx};
 use crate::layout::Resolution;
-use crate::LoadStatus;
-use crate::{Clock, LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, StoreError};
+use crate::protocol::{self, judge_load, judge_removal, Origin, Verdict, INTERRUPTED};
+use crate::{Clock, LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
 /// How the R-tree is filled during a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +32,6 @@ pub enum RtreeFill {
     /// recreates the triggers in the same transaction.
     Deferred,
 }
-
-pub const INTERRUPTED: &str = "interrupted before commit";
 
 /// Runs a whole load on the calling (blocking) thread.
 /// `max_entries`: R-tree entries held in memory at most (see [`rtree::MAX_ENTRIES_IN_MEMORY`]).
@@ -71,11 +69,20 @@ pub fn run(
             let load_id = record_failed(&mut conn, &plan, (started_at, clock.now()), &result)?;
             return Ok(LoadOutcome::Failed { load_id, table: table_name });
         }
+        Ok(End::Superseded(result)) => {
+            drop(rx);
+            tx.rollback().ctx("rolling back the load")?;
+            let times = (started_at, clock.now());
+            let load_id = record_load(&mut conn, &plan, LoadStatus::Superseded, times, &result)?;
+            let reason = result.error.unwrap_or_default();
+            return Ok(LoadOutcome::Superseded { load_id, table: table_name, reason });
+        }
         Ok(End::Closed) => {
             tx.rollback().ctx("rolling back the load")?;
             let result = LoadResult { error: Some(INTERRUPTED.into()), ..LoadResult::default() };
-            record_failed(&mut conn, &plan, (started_at, clock.now()), &result)?;
-            return Err(StoreError::Interrupted { dataset: table_name, source_key: plan.source.clone() });
+            let load_id = record_failed(&mut conn, &plan, (started_at, clock.now()), &result)?;
+            let error = StoreError::Interrupted { dataset: table_name, source_key: plan.source.clone() };
+            return Err(StoreError::Recorded { load_id, error: Box::new(error) });
         }
         Err(e) => {
             drop(tx);
@@ -84,22 +91,31 @@ pub fn run(
     };
     // Rolled back: record why, if the database lets us.
     let result = LoadResult { error: Some(error.to_string()), ..LoadResult::default() };
-    if let Err(record_error) = record_failed(&mut conn, &plan, (started_at, clock.now()), &result) {
-        tracing::warn!(error = %record_error, "could not record the failed load");
+    match record_failed(&mut conn, &plan, (started_at, clock.now()), &result) {
+        Ok(load_id) => Err(StoreError::Recorded { load_id, error: Box::new(error) }),
+        Err(record_error) => {
+            tracing::warn!(error = %record_error, "could not record the failed load");
+            Err(error)
+        }
     }
-    Err(error)
 }
 
-/// Removes a source's rows and its catalog entry in one transaction; returns the rows removed.
+/// Removes a source's rows and its catalog entry in one transaction, unless `origin` says the
+/// object exists again (then [`StoreError::Superseded`]).
 pub fn remove_source(
     path: &Path,
     clock: &dyn Clock,
     dataset: &DatasetName,
     source: &str,
+    origin: Option<&Origin>,
     fill: RtreeFill,
-) -> Result<u64, StoreError> {
+) -> Result<Removal, StoreError> {
     let mut conn = open_connection(path)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("starting a transaction")?;
+    if let Verdict::Superseded(reason) = protocol::check_blocking(origin, judge_removal)? {
+        let (dataset, source_key) = (dataset.to_string(), source.to_string());
+        return Err(StoreError::Superseded { dataset, source_key, reason });
+    }
     let had_source = tx
         .execute(
             "DELETE FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2",
@@ -127,7 +143,7 @@ pub fn remove_source(
         }
     }
     tx.commit().ctx("committing the removal")?;
-    Ok(removed)
+    Ok(Removal { catalogued: had_source, rows: removed })
 }
 
 /// Records a failed load in its own short transaction.
@@ -137,17 +153,33 @@ pub fn record_failed(
     times: (OffsetDateTime, OffsetDateTime),
     result: &LoadResult,
 ) -> Result<i64, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("recording a failed load")?;
-    let id = catalog::insert_load(&tx, plan, LoadStatus::Failed, times, result)?;
-    tx.commit().ctx("recording a failed load")?;
+    record_load(conn, plan, LoadStatus::Failed, times, result)
+}
+
+/// Records a load that changed nothing in its own short transaction.
+fn record_load(
+    conn: &mut Connection,
+    plan: &LoadPlan,
+    status: LoadStatus,
+    times: (OffsetDateTime, OffsetDateTime),
+    result: &LoadResult,
+) -> Result<i64, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("recording a load")?;
+    let id = catalog::insert_load(&tx, plan, status, times, result)?;
+    tx.commit().ctx("recording a load")?;
     Ok(id)
 }
 
 enum End {
-    Commit { load_id: i64, replaced_rows: u64 },
+    Commit {
+        load_id: i64,
+        replaced_rows: u64,
+    },
     Unchanged,
     Abort(LoadResult),
     Closed,
+    /// Storage moved on while this load ran: roll back, record why.
+    Superseded(LoadResult),
 }
 
 fn session(
@@ -159,7 +191,6 @@ fn session(
     max_entries: usize,
 ) -> Result<End, StoreError> {
     let dataset = plan.dataset.as_str();
-    table::check_table_name(dataset)?;
     let current_hash: Option<String> = tx
         .query_row(
             "SELECT content_hash FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2",
@@ -169,6 +200,9 @@ fn session(
         .optional()
         .ctx("reading the source catalog")?;
     if current_hash.as_deref() == Some(plan.version.content_hash.as_str()) {
+        if let Verdict::Superseded(why) = protocol::check_blocking(plan.origin.as_ref(), |now| judge_load(plan, now))? {
+            return Ok(End::Superseded(LoadResult { error: Some(why), ..LoadResult::default() }));
+        }
         catalog::set_object_version(tx, plan)?;
         return Ok(End::Unchanged);
     }
@@ -177,6 +211,8 @@ fn session(
     let started_at = &to_rfc3339(started)?;
     let old = table::read_layout(tx, dataset)?;
     let resolution = Resolution::new(dataset, old, &plan.schema);
+    // SQLite's SQLITE_MAX_COLUMN as built into the bundled library.
+    resolution.check_width(2000)?;
     table::apply_resolution(&resolution, tx, dataset, started_at)?;
     let table = resolution.new.table.clone();
 
@@ -229,8 +265,12 @@ fn session(
             "rows stored differ from the features the reader reports as loaded"
         );
     }
+    // Last, just before commit: the rows are of the version storage still holds.
+    if let Verdict::Superseded(why) = protocol::check_blocking(plan.origin.as_ref(), |now| judge_load(plan, now))? {
+        return Ok(End::Superseded(LoadResult { error: Some(why), ..result }));
+    }
     let finished = clock.now();
-    catalog::upsert_source(tx, plan, result.counts.features_loaded, load_id, started_at)?;
+    catalog::upsert_source(tx, plan, inserted, load_id, started_at)?;
     catalog::finish_load(tx, load_id, LoadStatus::Loaded, (started, finished), &result)?;
     catalog::touch_dataset(tx, dataset, &table, &to_rfc3339(finished)?)?;
     tracing::debug!(
@@ -387,7 +427,7 @@ impl<'c> Inserter<'c> {
 
         for (field, value) in &row.properties {
             let Some(&(p, ty)) = self.fields.get(*field) else {
-                return Err(StoreError::Invalid(format!(
+                return Err(StoreError::Internal(format!(
                     "row {} refers to property field {field}, but the schema has {} fields",
                     row.index,
                     self.fields.len()

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("sql/catalog.sql")),
     (3, include_str!("sql/jobs.sql")),
     (4, include_str!("sql/reports.sql")),
+    (5, include_str!("sql/superseded.sql")),
 ];
 
 /// The step a catalog of this build is at once migrated.

@@ -35,10 +35,11 @@ use time::OffsetDateTime;
 
 use geoflow_core::dataset::DatasetName;
 
+use crate::protocol::Origin;
 use crate::report::{Window, WindowActivity};
 use crate::{
     Clock, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
-    LoadResult, NewJob, SourceRecord, Store, StoreError, StoredFeature, SystemClock,
+    LoadResult, NewJob, Removal, SourceRecord, Store, StoreError, StoredFeature, SystemClock,
 };
 
 pub use load::RtreeFill;
@@ -170,11 +171,31 @@ impl Store for GeoPackageStore {
         .await
     }
 
-    async fn remove_source(&self, dataset: &DatasetName, source: &str) -> Result<u64, StoreError> {
-        let (dataset, source) = (dataset.clone(), source.to_string());
+    async fn remove_source(
+        &self,
+        dataset: &DatasetName,
+        source: &str,
+        origin: Option<&Origin>,
+    ) -> Result<Removal, StoreError> {
+        let (dataset, source, origin) = (dataset.clone(), source.to_string(), origin.cloned());
         let (fill, clock) = (self.rtree_fill, Arc::clone(&self.clock));
-        self.blocking("removing a source", move |path| load::remove_source(path, &*clock, &dataset, &source, fill))
-            .await
+        self.blocking("removing a source", move |path| {
+            load::remove_source(path, &*clock, &dataset, &source, origin.as_ref(), fill)
+        })
+        .await
+    }
+
+    async fn settled_source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError> {
+        let (dataset, source) = (dataset.clone(), source.to_string());
+        self.blocking("reading a source", move |path| {
+            let mut conn = open_connection(path)?;
+            // The write lock: no load is between its final check and its commit meanwhile.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).ctx("locking")?;
+            let record = catalog::source_record(&tx, &dataset, &source)?;
+            tx.commit().ctx("reading the source catalog")?;
+            Ok(record)
+        })
+        .await
     }
 
     async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
@@ -299,7 +320,7 @@ const RFC3339_MILLIS: &[FormatItem<'static>] =
 /// A UTC instant as `YYYY-MM-DDTHH:MM:SS.SSSZ` (the GeoPackage DATETIME form), so that
 /// catalog timestamps compare as text.
 pub(crate) fn to_rfc3339(t: OffsetDateTime) -> Result<String, StoreError> {
-    t.format(RFC3339_MILLIS).map_err(|e| StoreError::Invalid(format!("cannot write the time {t} as RFC 3339: {e}")))
+    t.format(RFC3339_MILLIS).map_err(|e| StoreError::Internal(format!("cannot write the time {t} as RFC 3339: {e}")))
 }
 
 /// Adds what was being done to a rusqlite error.
@@ -309,6 +330,24 @@ pub(crate) trait Ctx<T> {
 
 impl<T> Ctx<T> for Result<T, rusqlite::Error> {
     fn ctx(self, context: &str) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::db(context, e))
+        self.map_err(|e| StoreError::classified(context, class_of(&e), e))
+    }
+}
+
+/// The class of an SQLite error, from its result code.
+fn class_of(e: &rusqlite::Error) -> crate::ErrorClass {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        // Another writer, a full disk, an IO error, no memory: these pass.
+        Some(C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::DiskFull | C::OutOfMemory) => {
+            crate::ErrorClass::Unavailable
+        }
+        Some(C::CannotOpen) => crate::ErrorClass::Unavailable,
+        // A value or row the file cannot hold as given.
+        Some(C::TooBig | C::ConstraintViolation | C::TypeMismatch) => crate::ErrorClass::BadInput,
+        // A damaged file, or a table altered underneath geoflow.
+        Some(_) => crate::ErrorClass::Internal,
+        // Not from SQLite itself: a column that does not convert, say.
+        None => crate::ErrorClass::Internal,
     }
 }

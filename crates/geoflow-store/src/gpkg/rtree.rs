@@ -145,7 +145,7 @@ fn rebuild(conn: &Connection, rtree: &str, changes: Changes) -> Result<(), Store
         .ctx("reading the R-tree node size")?;
     let node_len = usize::try_from(node_len).unwrap_or(0);
     if node_len < 4 + 2 * CELL_LEN {
-        return Err(StoreError::Invalid(format!("the R-tree {rtree} has an unexpected node size {node_len}")));
+        return Err(StoreError::Internal(format!("the R-tree {rtree} has an unexpected node size {node_len}")));
     }
     let capacity = ((node_len - 4) / CELL_LEN).min(MAX_CELLS);
 

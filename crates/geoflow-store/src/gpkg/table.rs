@@ -23,26 +23,13 @@ const RTREE_DELETE_TRIGGER_SQL: &str = include_str!("sql/rtree_delete_trigger.sq
 pub const RTREE_EXTENSION_DEFINITION: &str = "http://www.geopackage.org/spec/#extension_rtree";
 pub const JSON_MIME_TYPE: &str = "application/json";
 
-/// Prefixes of names SQLite, the GeoPackage tables, the R-tree shadow tables and the catalog
-/// use: a dataset table named like one of them would collide.
-const RESERVED_PREFIXES: [&str; 4] = ["sqlite_", "gpkg_", "rtree_", "geoflow_"];
-/// Suffix of the per-table source index (indexes share the table namespace).
-const SOURCE_INDEX_SUFFIX: &str = "_gf_source";
+/// Suffix of the per-table source index (indexes share the table namespace); dataset names
+/// ending with it are refused by [`DatasetName`](geoflow_core::dataset::DatasetName).
+const SOURCE_INDEX_SUFFIX: &str = geoflow_core::dataset::RESERVED_SUFFIX;
 
 /// `"name"`, with embedded quotes doubled.
 pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Rejects dataset names whose table would collide with a table or index the store uses.
-pub fn check_table_name(name: &str) -> Result<(), StoreError> {
-    if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) || name.ends_with(SOURCE_INDEX_SUFFIX) {
-        return Err(StoreError::Invalid(format!(
-            "dataset name {name:?} is reserved: names may not start with {} or end with {SOURCE_INDEX_SUFFIX}",
-            RESERVED_PREFIXES.join(", ")
-        )));
-    }
-    Ok(())
 }
 
 /// The SQLite/GeoPackage column type a field type is declared with.

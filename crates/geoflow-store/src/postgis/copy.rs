@@ -82,7 +82,7 @@ impl RowEncoder {
         self.values.iter_mut().for_each(|v| *v = None);
         for (n, (field, _)) in row.properties.iter().enumerate() {
             let Some(&(column, ty)) = self.fields.get(*field) else {
-                return Err(StoreError::Invalid(format!(
+                return Err(StoreError::Internal(format!(
                     "row {} refers to property field {field}, but the schema has {} fields",
                     row.index,
                     self.fields.len()
@@ -193,7 +193,7 @@ fn put_ewkb(buf: &mut BytesMut, wkb: &[u8]) {
 /// Writes `value` as stored in a column of type `ty` (what `value.for_column(ty)` gives).
 fn put_value(buf: &mut BytesMut, value: &PropValue, ty: FieldType, row: u64) -> Result<(), StoreError> {
     let mismatch = || {
-        StoreError::Invalid(format!(
+        StoreError::Internal(format!(
             "row {row}: value {} does not fit a column of type {}",
             value.to_json_text(),
             ty.name()

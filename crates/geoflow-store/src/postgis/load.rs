@@ -15,10 +15,8 @@ use super::copy::{pg_timestamp, RowEncoder, COPY_SYSTEM_COLUMNS};
 use super::table::{self, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
 use crate::layout::Resolution;
-use crate::LoadStatus;
-use crate::{LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, StoreError};
-
-pub const INTERRUPTED: &str = "interrupted before commit";
+use crate::protocol::{self, judge_load, judge_removal, Origin, Verdict, INTERRUPTED};
+use crate::{LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
 /// Bytes of COPY data sent at a time.
 const SEND_BUFFER: usize = 1 << 20;
@@ -42,10 +40,15 @@ async fn lock_dataset(store: &PostgisStore, tx: &impl GenericClient, dataset: &s
 }
 
 enum End {
-    Commit { load_id: i64, replaced_rows: u64 },
+    Commit {
+        load_id: i64,
+        replaced_rows: u64,
+    },
     Unchanged,
     Abort(LoadResult),
     Closed,
+    /// Storage moved on while this load ran: roll back, record why.
+    Superseded(LoadResult),
 }
 
 pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> Result<LoadOutcome, StoreError> {
@@ -74,12 +77,22 @@ pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> 
                 tx.rollback().await.ctx(store, "rolling back the load")?;
                 Ok(result)
             }
+            Ok(End::Superseded(result)) => {
+                drop(rx);
+                tx.rollback().await.ctx(store, "rolling back the load")?;
+                let times = (started_at, store.now());
+                let load_id =
+                    catalog::insert_load(store, &**client, &plan, LoadStatus::Superseded, times, &result).await?;
+                let reason = result.error.unwrap_or_default();
+                return Ok(LoadOutcome::Superseded { load_id, table: table_name, reason });
+            }
             Ok(End::Closed) => {
                 tx.rollback().await.ctx(store, "rolling back the load")?;
                 let result = LoadResult { error: Some(INTERRUPTED.into()), ..LoadResult::default() };
                 let times = (started_at, store.now());
-                catalog::insert_load(store, &**client, &plan, LoadStatus::Failed, times, &result).await?;
-                return Err(StoreError::Interrupted { dataset: table_name, source_key: plan.source.clone() });
+                let load_id = catalog::insert_load(store, &**client, &plan, LoadStatus::Failed, times, &result).await?;
+                let error = StoreError::Interrupted { dataset: table_name, source_key: plan.source.clone() };
+                return Err(StoreError::Recorded { load_id, error: Box::new(error) });
             }
             Err(e) => {
                 // Dropping the transaction rolls it back.
@@ -101,13 +114,16 @@ pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> 
             let times = (started_at, store.now());
             drop(client);
             let recorded = match store.client().await {
-                Ok(c) => catalog::insert_load(store, &**c, &plan, LoadStatus::Failed, times, &result).await.map(|_| ()),
+                Ok(c) => catalog::insert_load(store, &**c, &plan, LoadStatus::Failed, times, &result).await,
                 Err(e) => Err(e),
             };
-            if let Err(record_error) = recorded {
-                tracing::warn!(error = %record_error, "could not record the failed load");
+            match recorded {
+                Ok(load_id) => Err(StoreError::Recorded { load_id, error: Box::new(error) }),
+                Err(record_error) => {
+                    tracing::warn!(error = %record_error, "could not record the failed load");
+                    Err(error)
+                }
             }
-            Err(error)
         }
     }
 }
@@ -130,6 +146,9 @@ async fn session(
         .ctx(store, "reading the source catalog")?
         .map(|r| (r.get(0), SourceRows::from_columns(r.get(1), r.get(2))));
     if current.as_ref().map(|(hash, _)| hash.as_str()) == Some(plan.version.content_hash.as_str()) {
+        if let Verdict::Superseded(why) = protocol::check(plan.origin.as_ref(), |now| judge_load(plan, now)).await? {
+            return Ok(End::Superseded(LoadResult { error: Some(why), ..LoadResult::default() }));
+        }
         catalog::set_object_version(store, tx, plan).await?;
         return Ok(End::Unchanged);
     }
@@ -137,6 +156,8 @@ async fn session(
     let t0 = Instant::now();
     let old = table::read_layout(store, tx, dataset).await?;
     let resolution = Resolution::new(dataset, old, &plan.schema);
+    // PostgreSQL's MaxHeapAttributeNumber.
+    resolution.check_width(1600)?;
     let t = qualified(&resolution.new.table);
     let was_empty = match &resolution.old {
         None => true,
@@ -235,6 +256,10 @@ async fn session(
             "rows stored differ from the features the reader reports as loaded"
         );
     }
+    // Last, just before commit: the rows are of the version storage still holds.
+    if let Verdict::Superseded(why) = protocol::check(plan.origin.as_ref(), |now| judge_load(plan, now)).await? {
+        return Ok(End::Superseded(LoadResult { error: Some(why), ..result }));
+    }
     catalog::upsert_source(store, tx, plan, (copied, rows), encoder.bbox, load_id, started_at).await?;
     let finished_at = store.now();
     catalog::finish_load(store, tx, load_id, finished_at, &result, (replaced_rows, copied)).await?;
@@ -252,12 +277,21 @@ async fn session(
     Ok(End::Commit { load_id, replaced_rows })
 }
 
-/// Removes a source's rows and its catalog entry in one transaction; returns the rows removed.
-pub async fn remove_source(store: &PostgisStore, dataset: &DatasetName, source: &str) -> Result<u64, StoreError> {
+/// Removes a source's rows and its catalog entry in one transaction, unless `origin` says the
+/// object exists again (then [`StoreError::Superseded`]).
+pub async fn remove_source(
+    store: &PostgisStore,
+    dataset: &DatasetName,
+    source: &str,
+    origin: Option<&Origin>,
+) -> Result<Removal, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.ctx(store, "starting a transaction")?;
     let name = dataset.as_str();
     lock_dataset(store, &*tx, name).await?;
+    if let Verdict::Superseded(reason) = protocol::check(origin, judge_removal).await? {
+        return Err(StoreError::Superseded { dataset: name.to_string(), source_key: source.to_string(), reason });
+    }
     let catalogued: Option<SourceRows> = tx
         .query_opt(
             "DELETE FROM geoflow.sources WHERE dataset = $1 AND source_key = $2 RETURNING min_fid, max_fid",
@@ -278,7 +312,22 @@ pub async fn remove_source(store: &PostgisStore, dataset: &DatasetName, source: 
         }
     }
     tx.commit().await.ctx(store, "committing the removal")?;
-    Ok(removed)
+    Ok(Removal { catalogued: had_source, rows: removed })
+}
+
+/// The catalog entry of a source, read under the dataset's lock: no load of the dataset is
+/// between its final check and its commit meanwhile.
+pub async fn settled_source(
+    store: &PostgisStore,
+    dataset: &DatasetName,
+    source: &str,
+) -> Result<Option<crate::SourceRecord>, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.ctx(store, "starting a transaction")?;
+    lock_dataset(store, &*tx, dataset.as_str()).await?;
+    let record = catalog::source_record(store, &*tx, dataset, source).await?;
+    tx.commit().await.ctx(store, "reading the source catalog")?;
+    Ok(record)
 }
 
 /// Where a source's rows are in its dataset table.

@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("sql/jobs.sql")),
     (3, include_str!("sql/reports.sql")),
     (4, include_str!("sql/source_rows.sql")),
+    (5, include_str!("sql/superseded.sql")),
 ];
 
 /// The step a catalog of this build is at once migrated.

@@ -26,10 +26,11 @@ use deadpool_postgres::{Object, Pool};
 
 use geoflow_core::dataset::DatasetName;
 
+use crate::protocol::Origin;
 use crate::report::{Window, WindowActivity};
 use crate::{
     Clock, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
-    LoadResult, NewJob, SourceRecord, Store, StoreError, StoredFeature, SystemClock,
+    LoadResult, NewJob, Removal, SourceRecord, Store, StoreError, StoredFeature, SystemClock,
 };
 
 pub use connection::{redact, SslMode};
@@ -117,7 +118,7 @@ impl PostgisStore {
 
     /// A database error, with the password scrubbed from its text.
     pub(crate) fn db_error(&self, context: &str, e: &(dyn std::error::Error + 'static)) -> StoreError {
-        StoreError::db(context, Message(self.scrub(&connection::describe_error(e))))
+        StoreError::classified(context, class_of(e), Message(self.scrub(&connection::describe_error(e))))
     }
 
     fn scrub(&self, text: &str) -> String {
@@ -127,6 +128,15 @@ impl PostgisStore {
             Some(secret) => text.replace(secret, "********"),
             None => text.to_string(),
         }
+    }
+}
+
+/// The class of a client error: by its SQLSTATE when the server sent one; a connection that
+/// failed or closed without one is a passing fault.
+fn class_of(e: &(dyn std::error::Error + 'static)) -> crate::ErrorClass {
+    match e.downcast_ref::<tokio_postgres::Error>().and_then(|e| e.code()) {
+        Some(state) => crate::error::class_of_sqlstate(state.code()),
+        None => crate::ErrorClass::Unavailable,
     }
 }
 
@@ -189,8 +199,17 @@ impl Store for PostgisStore {
         catalog::insert_load(self, &**client, plan, crate::LoadStatus::Failed, (now, now), result).await
     }
 
-    async fn remove_source(&self, dataset: &DatasetName, source: &str) -> Result<u64, StoreError> {
-        load::remove_source(self, dataset, source).await
+    async fn remove_source(
+        &self,
+        dataset: &DatasetName,
+        source: &str,
+        origin: Option<&Origin>,
+    ) -> Result<Removal, StoreError> {
+        load::remove_source(self, dataset, source, origin).await
+    }
+
+    async fn settled_source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError> {
+        load::settled_source(self, dataset, source).await
     }
 
     async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {

@@ -94,6 +94,7 @@ pub fn plan(dataset: &str, source: &str, hash: &str, schema: Schema) -> LoadPlan
         version: SourceVersion { content_hash: hash.into(), bytes: 1234, object_version: None },
         schema,
         policy: Policy::Skip,
+        origin: None,
     }
 }
 

@@ -33,7 +33,7 @@ pub struct DatasetList {
     security((), ("bearer" = []))
 )]
 pub async fn datasets(State(state): State<AppState>) -> Result<Json<DatasetList>, Problem> {
-    let datasets = state.store.datasets().await.map_err(|e| Problem::unavailable("database", e))?;
+    let datasets = state.store.datasets().await.map_err(|e| Problem::store("database", e))?;
     Ok(Json(DatasetList { datasets }))
 }
 
@@ -64,7 +64,7 @@ pub struct DatasetDetail {
 pub async fn dataset(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<DatasetDetail>, Problem> {
     let unknown = || Problem::not_found(format!("no dataset {name:?}"));
     let Ok(name) = DatasetName::new(&name) else { return Err(unknown()) };
-    let db = |e| Problem::unavailable("database", e);
+    let db = |e| Problem::store("database", e);
     let Some(dataset) = state.store.dataset(&name).await.map_err(db)? else { return Err(unknown()) };
     let sources = state.store.sources(&name).await.map_err(db)?;
     let last = JobQuery { dataset: Some(name), limit: 1, ..JobQuery::default() };
@@ -97,7 +97,7 @@ pub async fn delete_source(
 ) -> Result<Response, Problem> {
     let unknown = || Problem::not_found(format!("dataset {name:?} has no source {source:?}"));
     let Ok(dataset) = DatasetName::new(&name) else { return Err(unknown()) };
-    let db = |e| Problem::unavailable("database", e);
+    let db = |e| Problem::store("database", e);
     if state.store.source(&dataset, &source).await.map_err(db)?.is_none() {
         return Err(unknown());
     }
@@ -130,7 +130,7 @@ pub async fn delete_source(
     state.store.upsert_job(&new).await.map_err(db)?;
     let running = JobUpdate { status: Some(JobStatus::Running), ..JobUpdate::default() };
     state.store.update_job(&new.id, running).await.map_err(db)?;
-    let removed = state.store.remove_source(&dataset, &source).await.map_err(db)?;
+    let removed = state.store.remove_source(&dataset, &source, None).await.map_err(db)?.rows;
     let done = JobUpdate {
         status: Some(JobStatus::Succeeded),
         result: Some(json!({ "removed_rows": removed })),

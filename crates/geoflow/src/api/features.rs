@@ -145,13 +145,13 @@ fn json_response(content_type: &'static str, value: &Value) -> Response {
 }
 
 async fn datasets(state: &AppState) -> Result<Vec<DatasetInfo>, Problem> {
-    state.store.datasets().await.map_err(|e| Problem::unavailable("database", e))
+    state.store.datasets().await.map_err(|e| Problem::store("database", e))
 }
 
 pub(super) async fn dataset(state: &AppState, id: &str) -> Result<DatasetInfo, Problem> {
     let unknown = || Problem::not_found(format!("no collection {id:?}"));
     let name = DatasetName::new(id).map_err(|_| unknown())?;
-    let found = state.store.dataset(&name).await.map_err(|e| Problem::unavailable("database", e))?;
+    let found = state.store.dataset(&name).await.map_err(|e| Problem::store("database", e))?;
     found.ok_or_else(unknown)
 }
 
@@ -452,6 +452,11 @@ fn items_request(
                 continue;
             }
             other if d.columns.iter().any(|c| c.key == other) => {
+                // No stored text holds a NUL (PostgreSQL refuses one): nothing can match it,
+                // and the database must not be the one to say so.
+                if value.contains('\0') {
+                    return Err(bad(format!("{other}: a NUL character matches no stored value")));
+                }
                 query.properties.push((key.clone(), value.clone()));
             }
             other => {
@@ -818,7 +823,7 @@ fn read_problem(e: StoreError) -> Problem {
     match e {
         StoreError::NotFound { what, id } => Problem::not_found(format!("no {what} {id:?}")),
         StoreError::Invalid(reason) => Problem::bad_request("invalid-parameter", reason),
-        e => Problem::unavailable("database", e),
+        e => Problem::store("database", e),
     }
 }
 

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -50,7 +51,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Probl
         Ok(Json(Health { status: "ready" }))
     } else {
         tracing::warn!(failures = %failures.join("; "), "not ready");
-        Err(Problem::unavailable("not ready", failures.join("; ")))
+        Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not ready: {}", failures.join("; ")))
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")))
     }
 }
 

@@ -27,7 +27,7 @@ pub async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     match state.store.job(&id).await {
         Ok(Some(job)) => Ok(Json(job)),
         Ok(None) => Err(Problem::not_found(format!("no job {id:?}"))),
-        Err(e) => Err(Problem::unavailable("database", e)),
+        Err(e) => Err(Problem::store("database", e)),
     }
 }
 
@@ -93,6 +93,6 @@ pub async fn list_jobs(State(state): State<AppState>, Query(p): Query<JobsParams
             Ok(Json(JobPage { jobs, next_before }))
         }
         Err(e @ StoreError::Invalid(_)) => Err(bad(e.to_string())),
-        Err(e) => Err(Problem::unavailable("database", e)),
+        Err(e) => Err(Problem::store("database", e)),
     }
 }

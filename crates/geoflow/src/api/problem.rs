@@ -3,8 +3,18 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use geoflow_store::{ErrorClass, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+/// What a client is told of an error that is its own fault: the store's own words, but never
+/// a database's message (which may quote values or name its objects).
+fn client_detail(e: &StoreError) -> String {
+    match e.root() {
+        StoreError::Database { context, .. } => format!("the database cannot do this while {context}"),
+        e => e.to_string(),
+    }
+}
 
 /// Where problem types live: `type` is this base followed by the kind.
 pub const PROBLEM_BASE: &str = "https://geoflow.dev/problems/";
@@ -50,10 +60,36 @@ impl Problem {
         Problem::new(StatusCode::NOT_FOUND, "not-found", detail)
     }
 
-    /// A backend (database, queue, storage) failed or did not answer: worth retrying.
+    /// A backend (database, queue, storage) failed or did not answer: worth retrying. The
+    /// answer names the backend only; the error, which may name hosts, paths or SQL, is logged.
     pub fn unavailable(what: &str, e: impl std::fmt::Display) -> Problem {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{what}: {e}"))
+        tracing::warn!(backend = what, error = %e, "a backend is unavailable");
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the {what} is unavailable; try again"))
             .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+    }
+
+    /// A fault of geoflow or of its stored state: nothing the client can change. The error is
+    /// logged (find it by the response's `x-request-id`), never answered.
+    pub fn internal(what: &str, e: impl std::fmt::Display) -> Problem {
+        tracing::error!(backend = what, error = %e, "internal error");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("an internal error occurred in the {what}; it is logged with this request's id"),
+        )
+    }
+
+    /// A store error, answered by its class: 4xx only for the client's own fault.
+    pub fn store(what: &str, e: StoreError) -> Problem {
+        match e.class() {
+            ErrorClass::BadInput => Problem::bad_request("invalid-parameter", client_detail(&e)),
+            ErrorClass::NotFound => Problem::not_found(client_detail(&e)),
+            ErrorClass::Conflict | ErrorClass::Superseded => {
+                Problem::new(StatusCode::CONFLICT, "conflict", client_detail(&e))
+            }
+            ErrorClass::Unavailable => Problem::unavailable(what, e),
+            _ => Problem::internal(what, e),
+        }
     }
 
     pub fn status(&self) -> StatusCode {

@@ -310,7 +310,7 @@ pub async fn tile(
         Ok(Some(bytes)) => bytes,
         // Removed since the catalog was read.
         Ok(None) => return Err(Problem::not_found(format!("no collection {id:?}"))),
-        Err(e) => return Err(Problem::unavailable("database", e)),
+        Err(e) => return Err(Problem::store("database", e)),
     };
     metrics::counter!("geoflow_tiles_served_total", "empty" => if bytes.is_empty() { "true" } else { "false" })
         .increment(1);

@@ -113,7 +113,7 @@ pub async fn upload(
                 Problem::bad_request("invalid-header", "Idempotency-Key: 1 to 255 visible ASCII characters")
             })?;
             let id = idempotent_job_id(&dataset, key);
-            if let Some(job) = state.store.job(&id).await.map_err(|e| Problem::unavailable("database", e))? {
+            if let Some(job) = state.store.job(&id).await.map_err(|e| Problem::store("database", e))? {
                 let mut response = accepted(job);
                 response
                     .headers_mut()
@@ -168,7 +168,7 @@ pub async fn upload(
     let message = notification(EventKind::Created, &key, size, Some(&tag));
     state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
     let new = NewJob { id: job_id, dataset, source: key, action: JobAction::Load, object_version };
-    let job = state.store.upsert_job(&new).await.map_err(|e| Problem::unavailable("database", e))?;
+    let job = state.store.upsert_job(&new).await.map_err(|e| Problem::store("database", e))?;
     tracing::info!(job = %job.id, dataset = %job.dataset, key = %job.source, bytes = size, "upload stored and queued");
     Ok(accepted(job))
 }
@@ -212,6 +212,9 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Problem> {
     ))
 }
 
+/// The longest file name a local folder holds (and well within S3's key length).
+const MAX_STORED_NAME: usize = 255;
+
 /// The object's file name: the one asked for, else the multipart part's, else the job's.
 /// Only the last path segment of a client's name is kept.
 fn file_name(asked: Option<&str>, part: Option<&str>, job_id: &str) -> Result<String, Problem> {
@@ -230,6 +233,15 @@ fn file_name(asked: Option<&str>, part: Option<&str>, job_id: &str) -> Result<St
     // What a query string's undecodable bytes became.
     if name.contains(char::REPLACEMENT_CHARACTER) {
         return Err(bad("not valid UTF-8"));
+    }
+    // Storage escapes characters such as `%`, `#` and `?` in keys (three bytes each), and a
+    // file name in a local folder holds 255 bytes at most.
+    let stored = object_store::path::PathPart::from(name).as_ref().len();
+    if stored > MAX_STORED_NAME {
+        return Err(bad(&format!(
+            "{stored} bytes once escaped for storage, more than {MAX_STORED_NAME}: \
+             shorten it or use fewer characters that storage escapes, such as % # ?"
+        )));
     }
     Ok(name.to_string())
 }
@@ -279,6 +291,11 @@ mod tests {
         assert_eq!(file_name(Some("roads.geojson"), Some("x"), "j").unwrap(), "roads.geojson");
         assert_eq!(file_name(None, Some("C:\\data\\parks 2.geojson"), "j").unwrap(), "parks 2.geojson");
         assert_eq!(file_name(Some("../../etc/passwd"), None, "j").unwrap(), "passwd");
+        // 100 bytes as given, 300 once each `%` is escaped: refused before anything is written.
+        let escaped = file_name(Some(&"%".repeat(100)), None, "j").unwrap_err();
+        assert_eq!(escaped.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert!(escaped.to_string().contains("300 bytes once escaped"), "{escaped}");
+        assert!(file_name(Some(&"%".repeat(85)), None, "j").is_ok());
         assert_eq!(file_name(None, None, "j1").unwrap(), "j1.geojson");
         for bad in ["", "a/..", "dir/", "a\u{7}b", &"x".repeat(201)] {
             assert!(file_name(Some(bad), None, "j").is_err(), "{bad:?}");

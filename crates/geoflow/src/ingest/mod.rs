@@ -22,7 +22,8 @@ use geoflow_core::reader::{GeoJsonReader, RawFeature, ReadError, ReaderOptions};
 use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{Schema, SchemaBuilder};
-use geoflow_store::{LoadMessage, LoadOutcome, LoadPlan, LoadResult, SourceVersion, Store};
+use geoflow_store::protocol::Origin;
+use geoflow_store::{ErrorClass, LoadMessage, LoadOutcome, LoadPlan, LoadResult, SourceVersion, Store};
 
 pub use input::{Fingerprint, Input, Rereadable};
 
@@ -35,6 +36,8 @@ pub struct IngestRequest {
     pub source: Option<String>,
     /// The storage's version id or ETag of the object being loaded.
     pub object_version: Option<String>,
+    /// The object in storage, asked before commit whether it still holds `object_version`.
+    pub origin: Option<Origin>,
     pub policy: Policy,
     pub reader: ReaderOptions,
     /// Threads that parse and encode features.
@@ -50,6 +53,7 @@ impl IngestRequest {
             dataset,
             source: None,
             object_version: None,
+            origin: None,
             policy: Policy::Skip,
             reader: ReaderOptions::default(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -68,8 +72,12 @@ pub enum Status {
     Unchanged,
     /// Bad input: the policy rejected it or it is not readable GeoJSON. Retrying will not help.
     Rejected,
-    /// Something else went wrong (IO, database). The previous rows are intact.
+    /// Something else went wrong (IO, database). The previous rows are intact;
+    /// `error_class` says whether trying again may help.
     Failed,
+    /// Storage no longer held the version read by the time it would have committed (the
+    /// object was overwritten or deleted meanwhile): nothing changed.
+    Superseded,
 }
 
 /// The outcome of one ingest, as printed by `geoflow ingest --json`.
@@ -89,6 +97,8 @@ pub struct IngestSummary {
     pub issue_total: u64,
     /// Why the source was rejected or failed.
     pub error: Option<String>,
+    /// Whose fault the error is, and whether a retry may help.
+    pub error_class: Option<ErrorClass>,
     pub load_id: Option<i64>,
     pub content_hash: Option<String>,
     pub bytes: u64,
@@ -112,6 +122,7 @@ impl IngestSummary {
             errors: Vec::new(),
             issue_total: 0,
             error: None,
+            error_class: None,
             load_id: None,
             content_hash: None,
             bytes: 0,
@@ -162,6 +173,7 @@ pub async fn ingest(
         Ok(d) => Arc::new(d),
         Err(e) => {
             summary.error = Some(format!("cannot read {source}: {e}"));
+            summary.error_class = Some(ErrorClass::Unavailable);
             summary.duration_ms = started.elapsed().as_millis() as u64;
             return Ok(summary);
         }
@@ -182,6 +194,7 @@ pub async fn ingest(
         },
         schema: Schema::default(),
         policy: req.policy,
+        origin: req.origin.clone(),
     };
     let scanned_fingerprint = match scanned {
         Ok(scan) => {
@@ -191,7 +204,12 @@ pub async fn ingest(
             scan.fingerprint
         }
         Err(e) => {
-            summary.status = if matches!(e, ReadError::Io(_)) { Status::Failed } else { Status::Rejected };
+            let (status, class) = if matches!(e, ReadError::Io(_)) {
+                (Status::Failed, ErrorClass::Unavailable)
+            } else {
+                (Status::Rejected, ErrorClass::BadInput)
+            };
+            (summary.status, summary.error_class) = (status, Some(class));
             let result = LoadResult { error: Some(format!("{source}: {e}")), ..LoadResult::default() };
             summary.absorb(&result);
             summary.load_id = Some(store.record_failure(&plan, &result).await?);
@@ -239,10 +257,22 @@ pub async fn ingest(
         Ok(LoadOutcome::Failed { load_id, table }) => {
             summary.load_id = Some(load_id);
             summary.table = Some(table);
+            summary.error_class = Some(fed.class);
+        }
+        Ok(LoadOutcome::Superseded { load_id, table, reason }) => {
+            summary.status = Status::Superseded;
+            summary.load_id = Some(load_id);
+            summary.table = Some(table);
+            summary.error = Some(reason);
+            summary.error_class = Some(ErrorClass::Superseded);
         }
         Err(e) => {
-            summary.status = Status::Failed;
-            summary.error = Some(format!("{e}"));
+            summary.load_id = e.recorded_load();
+            let class = e.class();
+            // A value the store cannot hold is the input's fault, like unreadable GeoJSON.
+            summary.status = if class == ErrorClass::BadInput { Status::Rejected } else { Status::Failed };
+            summary.error = Some(format!("{source}: {e}"));
+            summary.error_class = Some(class);
         }
     }
     summary.duration_ms = started.elapsed().as_millis() as u64;
@@ -400,6 +430,8 @@ fn process_batch(processor: &Processor, raws: Vec<RawFeature>) -> Done {
 
 struct Fed {
     status: Status,
+    /// The class of the reader's failure, when it failed.
+    class: ErrorClass,
     result: LoadResult,
 }
 
@@ -414,7 +446,7 @@ fn load_pass(
     tx: tokio::sync::mpsc::Sender<LoadMessage>,
 ) -> Fed {
     let processor = Processor::new(schema, req.policy);
-    let mut fed = Fed { status: Status::Loaded, result: LoadResult::default() };
+    let mut fed = Fed { status: Status::Loaded, class: ErrorClass::BadInput, result: LoadResult::default() };
     let framed = in_parallel(
         data,
         req.reader,
@@ -438,6 +470,9 @@ fn load_pass(
         };
         if let Some((status, why)) = failure {
             fed.status = status;
+            if status == Status::Failed {
+                fed.class = ErrorClass::Unavailable;
+            }
             fed.result.error = Some(why);
         }
     }

@@ -20,17 +20,22 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use geoflow_core::report::Policy;
+use geoflow_core::dataset::DatasetName;
+use geoflow_core::report::{LoadCounts, Policy};
 use geoflow_queue::{Delivery, Queue, Receipt, MAX_BATCH};
-use geoflow_store::{JobAction, JobStatus, JobUpdate, NewJob, Store};
+use geoflow_store::protocol::Origin;
+use geoflow_store::{
+    ErrorClass, Job, JobAction, JobStatus, JobUpdate, LoadPlan, LoadResult, NewJob, Removal, SourceRecord,
+    SourceVersion, Store, StoreError,
+};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::events::{self, EventKind, ObjectEvent};
-use crate::ingest::{ingest, IngestRequest, Input, Progress, Status};
-use crate::storage::{object_version, Storage};
+use crate::ingest::{ingest, IngestRequest, IngestSummary, Input, Progress, Status};
+use crate::storage::{object_version, Storage, StoredObject};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -100,6 +105,14 @@ impl Worker {
     /// rolls back; one that manages to commit is harmless, loads replace) and their messages
     /// are released to other workers at once.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        // Copies of objects spooled by a worker that was killed mid-load are nobody's now.
+        match crate::storage::clean_spool(&self.options.spool_dir) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, dir = %self.options.spool_dir.display(), "removed stale spool files"),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %self.options.spool_dir.display(), "could not clean the spool folder")
+            }
+        }
         let slots = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         // Receipts of the messages being handled, to release them if shutdown cuts them short.
@@ -267,25 +280,45 @@ impl Worker {
     async fn process_event(&self, job_id: &str, event: &ObjectEvent, receive_count: u32) -> Disposition {
         let started = std::time::Instant::now();
         let mut attempt = 0;
+        // Loads rolled back while the database was away, not yet in the load history.
+        let mut unrecorded: Vec<(LoadPlan, LoadResult)> = Vec::new();
+        let mut last_reason: Option<String> = None;
         loop {
             attempt += 1;
-            match self.attempt_event(job_id, event).await {
+            let mut still = Vec::new();
+            for (plan, result) in unrecorded.drain(..) {
+                if self.store.record_failure(&plan, &result).await.is_err() {
+                    still.push((plan, result));
+                }
+            }
+            unrecorded = still;
+            match self.attempt_event(job_id, event, last_reason.as_deref()).await {
                 Ok(()) => return Disposition::Ack,
-                Err(reason) => {
+                Err(Retrying { reason, unrecorded_load }) => {
+                    unrecorded.extend(unrecorded_load);
                     let delay = backoff(self.options.retry_delay, attempt).min(self.options.max_retry_delay);
                     if started.elapsed() + delay > self.options.retry_in_place {
                         let delay = backoff(self.options.retry_delay, receive_count).min(self.options.max_retry_delay);
+                        for (plan, result) in &unrecorded {
+                            // The last chance to keep it: the message goes back to the queue.
+                            if let Err(e) = self.store.record_failure(plan, result).await {
+                                tracing::warn!(error = %e, "could not record a rolled-back load");
+                            }
+                        }
                         return Disposition::Retry { delay, reason };
                     }
                     tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64, "transient failure: retrying");
+                    last_reason = Some(reason);
                     tokio::time::sleep(delay).await;
                 }
             }
         }
     }
 
-    /// One attempt at an event: `Err` (with the reason) on a transient fault.
-    async fn attempt_event(&self, job_id: &str, event: &ObjectEvent) -> Result<(), String> {
+    /// One attempt at an event: `Err` on a transient fault. `retried` is the reason the
+    /// previous attempt failed, which the job shows while it runs again (recording it may
+    /// have failed with the store).
+    async fn attempt_event(&self, job_id: &str, event: &ObjectEvent, retried: Option<&str>) -> Result<(), Retrying> {
         if event.tag.is_none() && event.kind == EventKind::Created {
             // A bucket that notifies the queue itself reports API uploads too; the upload's
             // own message carries its job and options, so this event adds nothing.
@@ -295,7 +328,7 @@ impl Worker {
                     return Ok(());
                 }
                 Ok(None) => {}
-                Err(e) => return Err(format!("reading object {}: {e}", event.key)),
+                Err(e) => return Err(Retrying::new(format!("reading object {}: {e}", event.key))),
             }
         }
         let new = NewJob {
@@ -310,85 +343,91 @@ impl Worker {
         };
         let job = match self.store.upsert_job(&new).await {
             Ok(job) => job,
-            Err(e) => return Err(format!("recording the job: {e}")),
+            Err(e) => return Err(Retrying::new(format!("recording the job: {e}"))),
         };
         if job.status.is_final() {
             tracing::info!(status = job.status.as_str(), "job already finished: duplicate delivery");
             return Ok(());
         }
-        if let Err(e) =
-            self.store.update_job(job_id, JobUpdate { status: Some(JobStatus::Running), ..JobUpdate::default() }).await
-        {
-            return Err(format!("starting the job: {e}"));
-        }
-        tracing::info!(action = ?new.action, "job running");
+        let running = JobUpdate {
+            status: Some(JobStatus::Running),
+            error: retried.map(|reason| Some(reason.to_string())),
+            ..JobUpdate::default()
+        };
+        let job = match self.store.update_job(job_id, running).await {
+            Ok(job) => job,
+            Err(e) => return Err(Retrying::new(format!("starting the job: {e}"))),
+        };
+        tracing::info!(action = ?new.action, attempt = job.attempts, "job running");
         let started = std::time::Instant::now();
-        let outcome = self.sync(event).await;
+        let outcome = self.sync(&job, event).await;
         let update = match outcome {
             Outcome::Done { status, load_id, error, result } => {
                 crate::metrics::job_finished(new.action, status, started.elapsed());
                 tracing::info!(status = status.as_str(), error = error.as_deref().unwrap_or(""), "job finished");
                 JobUpdate { status: Some(status), load_id, error: Some(error), result: Some(result) }
             }
-            Outcome::Transient(reason) => {
+            Outcome::Transient(retrying) => {
                 let update = JobUpdate {
                     status: Some(JobStatus::Queued),
-                    error: Some(Some(reason.clone())),
+                    error: Some(Some(retrying.reason.clone())),
                     ..JobUpdate::default()
                 };
-                // The store may be the thing that is down: the retry matters, the record less.
+                // The store may be the thing that is down: the retry matters, the record less
+                // (the next attempt shows the reason again).
                 let _ = self.store.update_job(job_id, update).await;
-                return Err(reason);
+                return Err(retrying);
             }
         };
-        self.store.update_job(job_id, update).await.map(drop).map_err(|e| format!("finishing the job: {e}"))
+        self.store
+            .update_job(job_id, update)
+            .await
+            .map(drop)
+            .map_err(|e| Retrying::new(format!("finishing the job: {e}")))
     }
 
     /// Makes the dataset hold what storage holds now under the event's key.
-    async fn sync(&self, event: &ObjectEvent) -> Outcome {
+    async fn sync(&self, job: &Job, event: &ObjectEvent) -> Outcome {
         let meta = match self.storage.head(&event.key).await {
             Ok(meta) => meta,
-            Err(e) => return Outcome::Transient(format!("reading object {}: {e}", event.key)),
+            Err(e) => return Outcome::storage(format!("reading object {}", event.key), &e),
         };
-        match meta {
-            Some(meta) => {
-                let version = object_version(&meta);
-                if event.kind == EventKind::Removed {
-                    tracing::info!("the object exists again: loading it instead of removing it");
-                }
-                match self.store.source(&event.dataset, &event.key).await {
-                    Ok(Some(loaded)) if version.is_some() && loaded.version.object_version == version => {
-                        return Outcome::Done {
-                            status: JobStatus::SkippedDuplicate,
-                            load_id: Some(loaded.load_id),
-                            error: None,
-                            result: json!({ "reason": "this version of the object is already loaded", "object_version": version }),
-                        };
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Outcome::Transient(format!("reading the catalog: {e}")),
-                }
-                self.load(event, version).await
-            }
-            None => self.remove(event).await,
+        let Some(meta) = meta else { return self.remove(event).await };
+        if event.kind == EventKind::Removed {
+            tracing::info!("the object exists again: loading it instead of removing it");
         }
+        if let Some(version) = object_version(&meta) {
+            // Read under the dataset's lock: "already loaded" then cannot be undone by a load
+            // of an older version that is about to commit.
+            match self.store.settled_source(&event.dataset, &event.key).await {
+                Ok(Some(loaded)) if loaded.version.object_version.as_deref() == Some(version.as_str()) => {
+                    return already_loaded(job, &loaded, &version);
+                }
+                Ok(_) => {}
+                Err(e) => return Outcome::store("reading the catalog", e),
+            }
+        }
+        self.load(event).await
     }
 
-    async fn load(&self, event: &ObjectEvent, version: Option<String>) -> Outcome {
+    async fn load(&self, event: &ObjectEvent) -> Outcome {
         let fetched = match self.storage.fetch(&event.key, &self.options.spool_dir).await {
             Ok(Some(f)) => f,
             // Deleted between the two calls: the removal event follows; act on it now.
             Ok(None) => return self.remove(event).await,
-            Err(e) => return Outcome::Transient(format!("{e:#}")),
+            Err(e) => return Outcome::transient(format!("{e:#}")),
         };
         let mut request = IngestRequest::new(Input::Path(fetched.path.clone()), event.dataset.clone());
         request.source = Some(event.key.clone());
-        request.object_version = version;
+        // The version of the bytes read, which the load must still find in storage to commit.
+        request.object_version = object_version(&fetched.meta);
+        request.origin = Some(Arc::new(StoredObject::new(self.storage.clone(), event.key.clone())));
         request.policy = event.tag.as_ref().map_or(self.options.policy, |tag| tag.on_invalid);
         request.workers = self.options.parse_threads;
+        let request_plan = (request.object_version.clone(), request.policy);
         let summary = match ingest(self.store.clone(), request, Arc::new(Progress::default())).await {
             Ok(s) => s,
-            Err(e) => return Outcome::Transient(format!("{e:#}")),
+            Err(e) => return Outcome::transient(format!("{e:#}")),
         };
         if summary.status == Status::Loaded {
             crate::metrics::features_loaded(&summary.dataset, summary.features_loaded);
@@ -397,43 +436,153 @@ impl Worker {
         let status = match summary.status {
             Status::Loaded => JobStatus::Succeeded,
             Status::Unchanged => JobStatus::SkippedDuplicate,
+            Status::Superseded => JobStatus::Superseded,
             Status::Rejected => JobStatus::Failed,
-            Status::Failed => {
-                return Outcome::Transient(summary.error.unwrap_or_else(|| "the load failed".into()));
+            Status::Failed if summary.error_class.is_none_or(ErrorClass::is_transient) => {
+                // Without a load id, the store could not record the rolled-back load: the
+                // next attempt does.
+                let unrecorded_load = summary.load_id.is_none().then(|| unrecorded(&summary, &request_plan));
+                let reason = summary.error.unwrap_or_else(|| "the load failed".into());
+                return Outcome::Transient(Retrying { reason, unrecorded_load });
             }
+            Status::Failed => JobStatus::Failed,
         };
         Outcome::Done { status, load_id: summary.load_id, error: summary.error, result }
     }
 
     async fn remove(&self, event: &ObjectEvent) -> Outcome {
-        match self.store.source(&event.dataset, &event.key).await {
-            Ok(None) => {
-                return Outcome::Done {
-                    status: JobStatus::SkippedDuplicate,
-                    load_id: None,
-                    error: None,
-                    result: json!({ "reason": "the object is gone and no rows of it are stored" }),
-                }
-            }
-            Ok(Some(_)) => {}
-            Err(e) => return Outcome::Transient(format!("reading the catalog: {e}")),
-        }
-        match self.store.remove_source(&event.dataset, &event.key).await {
-            Ok(rows) => Outcome::Done {
+        let origin: Origin = Arc::new(StoredObject::new(self.storage.clone(), event.key.clone()));
+        match self.store.remove_source(&event.dataset, &event.key, Some(&origin)).await {
+            Ok(Removal { catalogued: false, rows: 0 }) => Outcome::Done {
+                status: JobStatus::SkippedDuplicate,
+                load_id: None,
+                error: None,
+                result: json!({ "reason": "the object is gone and no rows of it are stored" }),
+            },
+            Ok(removal) => Outcome::Done {
                 status: JobStatus::Succeeded,
                 load_id: None,
                 error: None,
-                result: json!({ "removed_rows": rows }),
+                result: json!({ "removed_rows": removal.rows }),
             },
-            Err(e) => Outcome::Transient(format!("removing the source: {e}")),
+            Err(e) => Outcome::store("removing the source", e),
         }
+    }
+}
+
+/// The job of an object version the catalog already holds. When the load that holds it ran
+/// after this job first started, it was this job's own (its worker stopped between the commit
+/// and the job record): the job succeeded. Otherwise the event is a duplicate.
+fn already_loaded(job: &Job, loaded: &SourceRecord, version: &str) -> Outcome {
+    let instant = |t: &str| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok();
+    let started = job.started_at.as_deref().and_then(instant);
+    let ours = job.attempts > 1 && started.is_some_and(|started| instant(&loaded.loaded_at) >= Some(started));
+    if ours {
+        return Outcome::Done {
+            status: JobStatus::Succeeded,
+            load_id: Some(loaded.load_id),
+            error: None,
+            result: json!({
+                "reason": "an earlier attempt of this job loaded the object before it could record the job",
+                "object_version": version,
+                "load_id": loaded.load_id,
+                "features_loaded": loaded.feature_count,
+                "content_hash": loaded.version.content_hash,
+                "bytes": loaded.version.bytes,
+            }),
+        };
+    }
+    Outcome::Done {
+        status: JobStatus::SkippedDuplicate,
+        load_id: Some(loaded.load_id),
+        error: None,
+        result: json!({ "reason": "this version of the object is already loaded", "object_version": version }),
     }
 }
 
 /// How syncing one key ended.
 enum Outcome {
     Done { status: JobStatus, load_id: Option<i64>, error: Option<String>, result: serde_json::Value },
-    Transient(String),
+    Transient(Retrying),
+}
+
+/// A transient failure: why, and a rolled-back load the store could not record then.
+struct Retrying {
+    reason: String,
+    unrecorded_load: Option<(LoadPlan, LoadResult)>,
+}
+
+impl Retrying {
+    fn new(reason: String) -> Retrying {
+        Retrying { reason, unrecorded_load: None }
+    }
+}
+
+/// The load history's entry of a load the store rolled back but could not record.
+fn unrecorded(summary: &IngestSummary, (object_version, policy): &(Option<String>, Policy)) -> (LoadPlan, LoadResult) {
+    let plan = LoadPlan {
+        dataset: DatasetName::new(&summary.dataset).expect("the summary names the request's dataset"),
+        source: summary.source.clone(),
+        version: SourceVersion {
+            content_hash: summary.content_hash.clone().unwrap_or_default(),
+            bytes: summary.bytes,
+            object_version: object_version.clone(),
+        },
+        schema: Default::default(),
+        policy: *policy,
+        origin: None,
+    };
+    let counts = LoadCounts {
+        features_read: summary.features_read,
+        features_loaded: summary.features_loaded,
+        invalid: summary.invalid,
+        repaired: summary.repaired,
+        skipped: summary.skipped,
+    };
+    let result = LoadResult { counts, error: summary.error.clone(), ..LoadResult::default() };
+    (plan, result)
+}
+
+impl Outcome {
+    fn transient(reason: String) -> Outcome {
+        Outcome::Transient(Retrying::new(reason))
+    }
+
+    /// A store error by its class: a passing fault is retried; a superseded change is a
+    /// recorded no-op; anything else fails the job for good (the message is acknowledged).
+    fn store(context: &str, e: StoreError) -> Outcome {
+        let class = e.class();
+        let reason = format!("{context}: {e}");
+        match class {
+            c if c.is_transient() => Outcome::transient(reason),
+            ErrorClass::Superseded => Outcome::Done {
+                status: JobStatus::Superseded,
+                load_id: None,
+                error: Some(e.to_string()),
+                result: json!({ "reason": e.to_string() }),
+            },
+            _ => Outcome::failed(reason, class),
+        }
+    }
+
+    fn storage(context: String, e: &object_store::Error) -> Outcome {
+        let class = crate::storage::error_class(e);
+        let reason = format!("{context}: {e}");
+        if class.is_transient() {
+            Outcome::transient(reason)
+        } else {
+            Outcome::failed(reason, class)
+        }
+    }
+
+    fn failed(reason: String, class: ErrorClass) -> Outcome {
+        Outcome::Done {
+            status: JobStatus::Failed,
+            load_id: None,
+            result: json!({ "error": reason, "error_class": class }),
+            error: Some(reason),
+        }
+    }
 }
 
 /// `base` doubled for each earlier attempt.

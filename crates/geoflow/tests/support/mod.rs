@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod race;
 pub mod server;
 
 use std::io::Write;
