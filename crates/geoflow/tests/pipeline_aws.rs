@@ -570,10 +570,10 @@ async fn faults_keep_their_class_from_the_store_to_the_queue_and_the_http_status
     let (admin, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     // Lock waits give up after half a second, as a statement_timeout-bound service would.
-    let mut worker_url = reqwest::Url::parse(db.url()).unwrap();
-    worker_url.query_pairs_mut().append_pair("options", "-c lock_timeout=500");
+    let separator = if db.url().contains('?') { '&' } else { '?' };
+    let worker_url = format!("{}{separator}options=-c%20lock_timeout%3D500", db.url());
     let worker = {
-        let mut command = aws.command("worker", worker_url.as_str());
+        let mut command = aws.command("worker", &worker_url);
         // Object storage through the proxy; the queue straight to moto.
         command
             .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", faults.port))
