@@ -379,6 +379,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spool_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        exited.wait().unwrap();
+        let dead = dir.path().join(format!("{}abc", spool_prefix(exited.id())));
+        let ours = dir.path().join(format!("{}def", spool_prefix(std::process::id())));
+        let other = dir.path().join("unrelated-file");
+        for file in [&dead, &ours, &other] {
+            std::fs::write(file, b"x").unwrap();
+        }
+        assert_eq!(clean_spool(dir.path()).unwrap(), 1);
+        assert!(!dead.exists() && ours.exists() && other.exists());
+    }
+
+    #[test]
     fn urls() {
         assert_eq!(
             StorageUrl::parse("s3://bucket/a/b/").unwrap(),

@@ -424,3 +424,46 @@ async fn overwrites_and_deletes_racing_a_load_leave_the_dataset_equal_to_storage
     assert!(jobs.iter().all(|j| j.status != JobStatus::Failed), "no job failed: {jobs:#?}");
     assert!(jobs.iter().any(|j| j.status == JobStatus::Superseded), "some load was superseded: {jobs:#?}");
 }
+
+/// A job whose load committed just before its worker died is `succeeded`, with that load, when
+/// its message comes back — not a duplicate of itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_committed_before_its_worker_died_finishes_its_job_as_succeeded() {
+    use geoflow::events::JobTag;
+    use geoflow::ingest::{ingest, IngestRequest, Input, Status};
+    use geoflow_core::report::Policy;
+    use geoflow_store::{JobAction, JobUpdate, NewJob};
+
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    let key = "raw/roads/2026-12-06/a.geojson";
+    let body = support::collection(10, 1);
+    env.storage.put_whole(key, body.clone().into(), "application/geo+json").await.unwrap();
+    // What the worker that died did: it started the job, loaded the object, and stopped.
+    let roads = DatasetName::new("roads").unwrap();
+    let new = NewJob {
+        id: "j-crashed".into(),
+        dataset: roads.clone(),
+        source: key.into(),
+        action: JobAction::Load,
+        object_version: None,
+    };
+    env.store.upsert_job(&new).await.unwrap();
+    let running = JobUpdate { status: Some(JobStatus::Running), ..JobUpdate::default() };
+    env.store.update_job("j-crashed", running).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let meta = env.storage.head(key).await.unwrap().unwrap();
+    let mut request = IngestRequest::new(Input::Path(env.objects().join(key)), roads);
+    request.source = Some(key.into());
+    request.object_version = geoflow::storage::object_version(&meta);
+    let summary = ingest(env.store.clone(), request, Arc::default()).await.unwrap();
+    assert_eq!(summary.status, Status::Loaded);
+
+    // Its message comes back.
+    let tag = JobTag { job: "j-crashed".into(), on_invalid: Policy::Skip };
+    env.queue.send(&notification(EventKind::Created, key, body.len() as u64, Some(&tag))).await.unwrap();
+    drain(&env, 1).await;
+    let job = env.store.job("j-crashed").await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts, job.load_id), (JobStatus::Succeeded, 2, summary.load_id), "{job:#?}");
+    assert_eq!(job.result.as_ref().unwrap()["features_loaded"], 10, "{job:#?}");
+    assert_eq!(env.rows_of("roads", key).await, Some(10));
+}

@@ -614,13 +614,15 @@ async fn faults_keep_their_class_from_the_store_to_the_queue_and_the_http_status
     let job = job_of("raw/altered/2026-12-06/b.geojson").await;
     assert_eq!((job.status, job.attempts), (JobStatus::Failed, 1), "{job:#?}");
     assert_eq!(job.result.as_ref().unwrap()["error_class"], "internal", "{job:#?}");
+    assert!(job.load_id.is_some(), "the failed load is in the history: {job:#?}");
 
     // The dataset's lock held elsewhere: lock timeouts pass, the load follows.
     let (locker, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     locker.execute("SELECT pg_advisory_lock(hashtextextended('geoflow.dataset:locked', 0))", &[]).await.unwrap();
-    put("raw/locked/2026-12-06/a.geojson", support::collection(5, 4)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let locked = "raw/locked/2026-12-06/a.geojson";
+    put(locked, support::collection(5, 4)).await;
+    wait_for_job(&store, "a retry behind the lock", |j| j.source == locked && j.attempts >= 2).await;
     locker.execute("SELECT pg_advisory_unlock_all()", &[]).await.unwrap();
     let job = job_of("raw/locked/2026-12-06/a.geojson").await;
     assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");

@@ -112,7 +112,9 @@ pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> 
             // surely usable).
             let result = LoadResult { error: Some(error.to_string()), ..LoadResult::default() };
             let times = (started_at, store.now());
-            drop(client);
+            // After a failed statement mid-protocol (a COPY refused at its start, say), the
+            // connection's state is not to be trusted: close it rather than pool it.
+            drop(deadpool_postgres::Object::take(client));
             let recorded = match store.client().await {
                 Ok(c) => catalog::insert_load(store, &**c, &plan, LoadStatus::Failed, times, &result).await,
                 Err(e) => Err(e),

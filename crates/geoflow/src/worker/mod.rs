@@ -447,7 +447,9 @@ impl Worker {
             }
             Status::Failed => JobStatus::Failed,
         };
-        Outcome::Done { status, load_id: summary.load_id, error: summary.error, result }
+        // A superseded load is no error: its reason is in the summary.
+        let error = if status == JobStatus::Superseded { None } else { summary.error };
+        Outcome::Done { status, load_id: summary.load_id, error, result }
     }
 
     async fn remove(&self, event: &ObjectEvent) -> Outcome {
@@ -558,7 +560,7 @@ impl Outcome {
             ErrorClass::Superseded => Outcome::Done {
                 status: JobStatus::Superseded,
                 load_id: None,
-                error: Some(e.to_string()),
+                error: None,
                 result: json!({ "reason": e.to_string() }),
             },
             _ => Outcome::failed(reason, class),
