@@ -62,6 +62,10 @@ pub enum StoreError {
     /// The request or the data is not acceptable as given: the client's fault.
     #[error("{0}")]
     Invalid(String),
+    /// The request conflicts with what the store holds (a dataset name taken by a table
+    /// geoflow does not manage, say).
+    #[error("{0}")]
+    Conflict(String),
     /// The catalog has no such entry (a job id, say).
     #[error("no {what} with id {id:?}")]
     NotFound { what: &'static str, id: String },
@@ -116,6 +120,7 @@ impl StoreError {
             StoreError::Database { class, .. } => *class,
             StoreError::Invalid(_) => ErrorClass::BadInput,
             StoreError::NotFound { .. } => ErrorClass::NotFound,
+            StoreError::Conflict(_) => ErrorClass::Conflict,
             StoreError::Superseded { .. } => ErrorClass::Superseded,
             StoreError::Internal(_) => ErrorClass::Internal,
         }

@@ -9,6 +9,7 @@ mod error;
 pub mod features;
 pub mod gpkg;
 pub mod layout;
+pub mod memory;
 pub mod postgis;
 pub mod protocol;
 pub mod report;
@@ -435,9 +436,9 @@ pub(crate) fn check_catalog_step(location: &str, at: i64, latest: i64) -> Result
 pub type LoadSender = mpsc::Sender<LoadMessage>;
 pub type LoadReceiver = mpsc::Receiver<LoadMessage>;
 
-/// A spatial store with its catalog.
+/// The catalog: where the store lives, its migrations, and what it holds of datasets and sources.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Catalog: Send + Sync {
     /// Where the store lives, safe to log (no secrets).
     fn location(&self) -> String;
 
@@ -457,6 +458,21 @@ pub trait Store: Send + Sync {
     /// empty for an unknown dataset.
     async fn sources(&self, dataset: &DatasetName) -> Result<Vec<SourceRecord>, StoreError>;
 
+    /// [`Store::source`], read under the dataset's lock: a load that already passed its last
+    /// check against storage has committed by then. What lets "this version is loaded" be
+    /// relied on to skip an event.
+    async fn settled_source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError>;
+
+    /// Every dataset, by name.
+    async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError>;
+
+    /// One dataset; `None` when there is no such dataset.
+    async fn dataset(&self, name: &DatasetName) -> Result<Option<DatasetInfo>, StoreError>;
+}
+
+/// Loads and removals of sources: the writes, under the load protocol ([`protocol`]).
+#[async_trait]
+pub trait Loads: Send + Sync {
     /// Replaces the rows of `plan.source` with the rows received, in one transaction that
     /// commits on [`LoadMessage::Commit`] and rolls back on [`LoadMessage::Abort`] or when the
     /// channel closes first. Returns [`LoadOutcome::Unchanged`] at once (dropping the
@@ -477,18 +493,11 @@ pub trait Store: Send + Sync {
         source: &str,
         origin: Option<&protocol::Origin>,
     ) -> Result<Removal, StoreError>;
+}
 
-    /// [`Store::source`], read under the dataset's lock: a load that already passed its last
-    /// check against storage has committed by then. What lets "this version is loaded" be
-    /// relied on to skip an event.
-    async fn settled_source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError>;
-
-    /// Every dataset, by name.
-    async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError>;
-
-    /// One dataset; `None` when there is no such dataset.
-    async fn dataset(&self, name: &DatasetName) -> Result<Option<DatasetInfo>, StoreError>;
-
+/// The jobs catalog: one unit of work per event, with its status history.
+#[async_trait]
+pub trait Jobs: Send + Sync {
     /// Creates the job if no job has this id, else returns the existing one unchanged
     /// (redelivered events reuse their job).
     async fn upsert_job(&self, job: &NewJob) -> Result<Job, StoreError>;
@@ -499,6 +508,15 @@ pub trait Store: Send + Sync {
 
     async fn job(&self, id: &str) -> Result<Option<Job>, StoreError>;
 
+    /// Jobs newest first (`created_at` then `id`, descending), filtered and paginated by
+    /// [`JobQuery::before`]; [`StoreError::Invalid`] when that cursor names no job or a time
+    /// bound is not RFC 3339.
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
+}
+
+/// Stored features read back, for the OGC API – Features.
+#[async_trait]
+pub trait FeatureReads: Send + Sync {
     /// The features of a dataset that match `query`, in `fid` order;
     /// [`StoreError::NotFound`] for an unknown dataset.
     async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError>;
@@ -506,19 +524,33 @@ pub trait Store: Send + Sync {
     /// One feature by its `fid`; `None` when the dataset has no such feature,
     /// [`StoreError::NotFound`] when there is no such dataset.
     async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError>;
+}
 
+/// Vector tiles of the stored features.
+#[async_trait]
+pub trait Tiles: Send + Sync {
     /// The Mapbox Vector Tile `tile` of a dataset (see [`tiles`] for what it holds); empty when
     /// no feature is in the tile, `None` when there is no such dataset.
     async fn tile(&self, dataset: &DatasetName, tile: TileId) -> Result<Option<Vec<u8>>, StoreError>;
+}
 
-    /// Jobs newest first (`created_at` then `id`, descending), filtered and paginated by
-    /// [`JobQuery::before`]; [`StoreError::Invalid`] when that cursor names no job or a time
-    /// bound is not RFC 3339.
-    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
-
+/// What the pipeline did, from the catalog's history, for the daily reports.
+#[async_trait]
+pub trait ActivityLog: Send + Sync {
     /// What the pipeline did in `window` and how the datasets stood at its end, computed
     /// from the catalog's history (see [`report`]).
     async fn activity(&self, window: report::Window) -> Result<report::WindowActivity, StoreError>;
+}
+
+/// A spatial store with its catalog: every role, as one backend provides them. Code that needs
+/// one role takes that role (`Arc<dyn Jobs>`, say), so that a test can give it a fake.
+pub trait Store: Catalog + Loads + Jobs + FeatureReads + Tiles + ActivityLog {}
+
+impl<T: Catalog + Loads + Jobs + FeatureReads + Tiles + ActivityLog + ?Sized> Store for T {}
+
+/// The role traits, to call their methods on any store.
+pub mod prelude {
+    pub use crate::{ActivityLog, Catalog, FeatureReads, Jobs, Loads, Store, Tiles};
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use geoflow_core::schema::{Field, FieldType, Schema};
 use geoflow_core::value::PropValue;
 use geoflow_core::wkb;
 use geoflow_store::gpkg::GeoPackageStore;
+use geoflow_store::memory::MemoryJobs;
 use geoflow_store::postgis::PostgisStore;
+use geoflow_store::prelude::*;
 use geoflow_store::protocol::{ObjectProbe, ObjectState, Origin};
 use geoflow_store::report::{
     Activity, CatalogState, DatasetActivity, DatasetState, Durations, FailedJob, FeatureTotals, LoadOutcomes, Window,
@@ -190,7 +192,12 @@ async fn contract(store: Arc<dyn Store>) {
     supersession(s).await;
     source_listing(s).await;
     feature_reads(s).await;
-    jobs_contract(&store).await;
+    let jobs: Arc<dyn Jobs> = store.clone();
+    jobs_contract(&jobs).await;
+    assert!(
+        s.datasets().await.unwrap().iter().any(|d| d.name.as_str() == "roads"),
+        "hostile job ids left the catalog intact"
+    );
     job_listing(s).await;
     job_window(s).await;
     job_update_during_a_load(&store).await;
@@ -479,11 +486,11 @@ fn status(status: JobStatus) -> JobUpdate {
     JobUpdate { status: Some(status), ..JobUpdate::default() }
 }
 
-async fn list(s: &dyn Store, query: JobQuery) -> Vec<String> {
+async fn list(s: &dyn Jobs, query: JobQuery) -> Vec<String> {
     s.jobs(&query).await.unwrap().into_iter().map(|j| j.id).collect()
 }
 
-async fn jobs_contract(store: &Arc<dyn Store>) {
+async fn jobs_contract(store: &Arc<dyn Jobs>) {
     let s = &**store;
     // Created queued; a second upsert (a redelivered event) returns the first unchanged.
     let first = s.upsert_job(&new_job("job-1", "parcels", "raw/parcels/a.geojson")).await.unwrap();
@@ -580,7 +587,6 @@ async fn jobs_contract(store: &Arc<dyn Store>) {
         assert_eq!(s.job(id).await.unwrap(), Some(updated));
     }
     assert_eq!(list(s, JobQuery { dataset: Some(name("hostile")), ..JobQuery::default() }).await.len(), hostile.len());
-    assert!(s.datasets().await.unwrap().iter().any(|d| d.name.as_str() == "roads"), "the catalog is intact");
     assert_eq!(s.job("job-1").await.unwrap().unwrap().status, JobStatus::Succeeded);
 
     // Concurrent writers: no update is lost, none fails.
@@ -613,7 +619,7 @@ async fn jobs_contract(store: &Arc<dyn Store>) {
 }
 
 /// Listing: newest first, filters, limits and a cursor that visits every job once.
-async fn job_listing(s: &dyn Store) {
+async fn job_listing(s: &dyn Jobs) {
     let mut created = Vec::new();
     for i in 0..12 {
         let dataset = if i % 3 == 0 { "listing_a" } else { "listing_b" };
@@ -668,7 +674,7 @@ async fn job_listing(s: &dyn Store) {
 }
 
 /// Time windows: `since <= created_at < until`, whatever offset the bounds are written in.
-async fn job_window(s: &dyn Store) {
+async fn job_window(s: &dyn Jobs) {
     let mut created = Vec::new();
     for i in 0..3 {
         // Apart in time, so that each job has a created_at of its own at millisecond precision.
@@ -844,6 +850,15 @@ async fn postgis_readiness_follows_the_migrations() {
     // Nothing migrated: a database without the catalog schema.
     client.batch_execute("DROP SCHEMA geoflow CASCADE").await.unwrap();
     behind_until_migrated(&store, 0, 5).await;
+}
+
+/// The in-memory jobs catalog the API's tests use keeps the jobs contract of the stores.
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_jobs_keep_the_jobs_contract() {
+    let jobs: Arc<dyn Jobs> = Arc::new(MemoryJobs::new());
+    jobs_contract(&jobs).await;
+    job_listing(&*jobs).await;
+    job_window(&*jobs).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

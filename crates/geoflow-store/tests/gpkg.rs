@@ -1,6 +1,7 @@
 //! The GeoPackage store against real files: loads through the `Store` trait, checks through
 //! SQLite and, where installed, GDAL's `ogrinfo` and `validate_gpkg.py`.
 
+use geoflow_store::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,8 +15,8 @@ use geoflow_core::schema::{FieldType, Schema};
 use geoflow_core::value::PropValue;
 use geoflow_store::gpkg::{register_sql_functions, GeoPackageStore, RtreeFill, APPLICATION_ID, USER_VERSION};
 use geoflow_store::{
-    FeatureQuery, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, Store,
-    StoreError, StoredFeature,
+    FeatureQuery, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, StoreError,
+    StoredFeature,
 };
 
 mod support;
@@ -791,7 +792,7 @@ async fn deferred_rtree_matches_the_triggers() {
         }
     }
     for (store, path) in &stores {
-        store.remove_source(&DatasetName::new("grid").unwrap(), "other.geojson", None).await.unwrap().rows;
+        store.remove_source(&DatasetName::new("grid").unwrap(), "other.geojson", None).await.unwrap();
         assert_rtree_consistent(&read(path), "grid");
     }
     for (_, path) in &stores[1..] {
@@ -817,7 +818,7 @@ async fn migrations_are_idempotent_and_safe_to_race() {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     let conn = read(&path);
-    assert_eq!(count(&conn, "SELECT count(*) FROM geoflow_migrations"), 4);
+    assert_eq!(count(&conn, "SELECT count(*) FROM geoflow_migrations"), 5);
     assert_eq!(count(&conn, "SELECT count(*) FROM gpkg_extensions WHERE extension_name = 'gpkg_schema'"), 2);
     assert_eq!(count(&conn, "SELECT count(*) FROM gpkg_spatial_ref_sys"), 3);
     assert!(store.datasets().await.unwrap().is_empty());
@@ -843,7 +844,7 @@ async fn reserved_and_foreign_table_names_are_refused() {
     Connection::open(&path).unwrap().execute_batch("CREATE TABLE foreign_layer (x)").unwrap();
     let err =
         run_load(&store, plan("foreign_layer", "a", "h", roads_schema()), roads_a(), Ending::Commit).await.unwrap_err();
-    assert!(matches!(err.root(), StoreError::Invalid(_)) && err.recorded_load().is_some(), "{err:?}");
+    assert!(matches!(err.root(), StoreError::Conflict(_)) && err.recorded_load().is_some(), "{err:?}");
     let conn = read(&path);
     assert_eq!(
         count(&conn, "SELECT count(*) FROM geoflow_loads WHERE dataset = 'foreign_layer' AND status = 'failed'"),

@@ -2,6 +2,7 @@
 //! `geoflow-testkit`): loads through the `Store` trait, checks through SQL and, where
 //! installed, GDAL's `ogrinfo`.
 
+use geoflow_store::prelude::*;
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
 use geoflow_store::postgis::{check_versions, redact, PostgisStore};
 use geoflow_store::{
-    FeatureQuery, JobAction, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, Store, StoreError,
+    FeatureQuery, JobAction, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, StoreError,
 };
 use geoflow_testkit::{postgis_database, TestDatabase};
 
@@ -628,7 +629,7 @@ async fn migrations_are_idempotent_and_safe_to_race() {
         t.await.unwrap().unwrap();
     }
     store.migrate().await.unwrap();
-    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 4);
+    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 5);
 }
 
 #[test]

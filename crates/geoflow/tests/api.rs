@@ -4,13 +4,14 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use geoflow::api::ApiConfig;
 use geoflow_core::dataset::DatasetName;
 use geoflow_store::{JobAction, NewJob};
 use serde_json::Value;
-use support::app::{assert_problem, reply, spawn_app, with_token, Reply, TOKEN};
+use support::app::{assert_problem, reply, spawn_app, spawn_app_with_jobs, with_token, Reply, TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,4 +369,40 @@ fn version_names_the_release_and_the_revision() {
     assert!(version.starts_with(&expected), "{version}");
     let revision = version.trim().trim_start_matches(&expected).trim_end_matches(')');
     assert!(revision == "unknown" || revision.chars().all(|c| c.is_ascii_hexdigit()), "{version}");
+}
+
+/// Each class of store error is answered by its class: 4xx only for the client's own fault,
+/// 503 with `Retry-After` for an unavailable backend, 500 for an internal fault — and never a
+/// host, a path or SQL text in the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_errors_are_answered_by_their_class() {
+    use geoflow_store::memory::MemoryJobs;
+    use geoflow_store::{ErrorClass, StoreError};
+
+    let jobs = Arc::new(MemoryJobs::new());
+    let app = spawn_app_with_jobs(ApiConfig::default(), jobs.clone()).await;
+    let secret = "db.internal.example:5432 /var/lib/geoflow/geoflow.gpkg SELECT id FROM geoflow.jobs";
+    let database = |class| StoreError::classified("listing jobs", class, std::io::Error::other(secret));
+    let cases = [
+        (StoreError::Invalid("the cursor \"x\" names no job".into()), 400, "invalid-parameter"),
+        (database(ErrorClass::BadInput), 400, "invalid-parameter"),
+        (StoreError::NotFound { what: "job", id: "x".into() }, 404, "not-found"),
+        (StoreError::Conflict("taken".into()), 409, "conflict"),
+        (database(ErrorClass::Unavailable), 503, "unavailable"),
+        (StoreError::Open { location: secret.into(), reason: "connection refused".into() }, 503, "unavailable"),
+        (StoreError::Internal(format!("the R-tree in {secret} is damaged")), 500, "internal"),
+        (database(ErrorClass::Internal), 500, "internal"),
+    ];
+    for (error, status, kind) in cases {
+        let class = error.class();
+        jobs.fail_next(error);
+        let reply = app.get("/v1/jobs").await;
+        assert_problem(&reply, status, kind);
+        let detail = reply.body["detail"].as_str().unwrap();
+        for leak in ["db.internal", "/var/lib", "SELECT"] {
+            assert!(!detail.contains(leak), "{class:?}: {detail}");
+        }
+        assert_eq!(reply.headers.contains_key("retry-after"), status == 503, "{class:?}");
+    }
+    assert_eq!(app.get("/v1/jobs").await.status, 200, "the next request is served again");
 }

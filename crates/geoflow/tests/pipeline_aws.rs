@@ -5,6 +5,7 @@
 
 mod support;
 
+use geoflow_store::prelude::*;
 use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

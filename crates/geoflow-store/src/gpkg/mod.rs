@@ -35,11 +35,12 @@ use time::OffsetDateTime;
 
 use geoflow_core::dataset::DatasetName;
 
+use crate::prelude::*;
 use crate::protocol::Origin;
 use crate::report::{Window, WindowActivity};
 use crate::{
     Clock, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
-    LoadResult, NewJob, Removal, SourceRecord, Store, StoreError, StoredFeature, SystemClock,
+    LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
 };
 
 pub use load::RtreeFill;
@@ -120,7 +121,7 @@ impl GeoPackageStore {
 }
 
 #[async_trait]
-impl Store for GeoPackageStore {
+impl Catalog for GeoPackageStore {
     fn location(&self) -> String {
         self.path.display().to_string()
     }
@@ -156,35 +157,6 @@ impl Store for GeoPackageStore {
         .await
     }
 
-    async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError> {
-        let (fill, max_entries, clock) = (self.rtree_fill, self.rtree_max_entries, Arc::clone(&self.clock));
-        self.blocking("loading", move |path| load::run(path, &*clock, plan, rows, (fill, max_entries))).await
-    }
-
-    async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError> {
-        let (plan, result) = (plan.clone(), result.clone());
-        let now = self.clock.now();
-        self.blocking("recording a failure", move |path| {
-            let mut conn = open_connection(path)?;
-            load::record_failed(&mut conn, &plan, (now, now), &result)
-        })
-        .await
-    }
-
-    async fn remove_source(
-        &self,
-        dataset: &DatasetName,
-        source: &str,
-        origin: Option<&Origin>,
-    ) -> Result<Removal, StoreError> {
-        let (dataset, source, origin) = (dataset.clone(), source.to_string(), origin.cloned());
-        let (fill, clock) = (self.rtree_fill, Arc::clone(&self.clock));
-        self.blocking("removing a source", move |path| {
-            load::remove_source(path, &*clock, &dataset, &source, origin.as_ref(), fill)
-        })
-        .await
-    }
-
     async fn settled_source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError> {
         let (dataset, source) = (dataset.clone(), source.to_string());
         self.blocking("reading a source", move |path| {
@@ -214,7 +186,42 @@ impl Store for GeoPackageStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Loads for GeoPackageStore {
+    async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError> {
+        let (fill, max_entries, clock) = (self.rtree_fill, self.rtree_max_entries, Arc::clone(&self.clock));
+        self.blocking("loading", move |path| load::run(path, &*clock, plan, rows, (fill, max_entries))).await
+    }
+
+    async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError> {
+        let (plan, result) = (plan.clone(), result.clone());
+        let now = self.clock.now();
+        self.blocking("recording a failure", move |path| {
+            let mut conn = open_connection(path)?;
+            load::record_failed(&mut conn, &plan, (now, now), &result)
+        })
+        .await
+    }
+
+    async fn remove_source(
+        &self,
+        dataset: &DatasetName,
+        source: &str,
+        origin: Option<&Origin>,
+    ) -> Result<Removal, StoreError> {
+        let (dataset, source, origin) = (dataset.clone(), source.to_string(), origin.cloned());
+        let (fill, clock) = (self.rtree_fill, Arc::clone(&self.clock));
+        self.blocking("removing a source", move |path| {
+            load::remove_source(path, &*clock, &dataset, &source, origin.as_ref(), fill)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Jobs for GeoPackageStore {
     async fn upsert_job(&self, job: &NewJob) -> Result<Job, StoreError> {
         let (job, now) = (job.clone(), to_rfc3339(self.clock.now())?);
         self.blocking("creating a job", move |path| {
@@ -233,14 +240,6 @@ impl Store for GeoPackageStore {
         .await
     }
 
-    async fn activity(&self, window: Window) -> Result<WindowActivity, StoreError> {
-        self.blocking("computing the report", move |path| {
-            let conn = open_connection(path)?;
-            report::activity(&conn, window)
-        })
-        .await
-    }
-
     async fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let id = id.to_string();
         self.blocking("reading a job", move |path| {
@@ -250,6 +249,18 @@ impl Store for GeoPackageStore {
         .await
     }
 
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        let query = query.clone();
+        self.blocking("listing jobs", move |path| {
+            let conn = open_connection(path)?;
+            jobs::list(&conn, &query)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl FeatureReads for GeoPackageStore {
     async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
         let stream =
             features::stream(Arc::clone(&self.path), Arc::clone(&self.readers), dataset.clone(), query.clone()).await?;
@@ -263,17 +274,22 @@ impl Store for GeoPackageStore {
         let (dataset, readers) = (dataset.clone(), Arc::clone(&self.readers));
         self.blocking("reading a feature", move |path| features::one(path, &readers, &dataset, fid)).await
     }
+}
 
+#[async_trait]
+impl Tiles for GeoPackageStore {
     async fn tile(&self, dataset: &DatasetName, tile: crate::TileId) -> Result<Option<Vec<u8>>, StoreError> {
         let (dataset, readers) = (dataset.clone(), Arc::clone(&self.readers));
         self.blocking("encoding a vector tile", move |path| tiles::tile(path, &readers, &dataset, tile)).await
     }
+}
 
-    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
-        let query = query.clone();
-        self.blocking("listing jobs", move |path| {
+#[async_trait]
+impl ActivityLog for GeoPackageStore {
+    async fn activity(&self, window: Window) -> Result<WindowActivity, StoreError> {
+        self.blocking("computing the report", move |path| {
             let conn = open_connection(path)?;
-            jobs::list(&conn, &query)
+            report::activity(&conn, window)
         })
         .await
     }

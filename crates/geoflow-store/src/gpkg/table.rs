@@ -289,7 +289,7 @@ fn create_dataset(tx: &Transaction<'_>, dataset: &str, layout: &Layout, now: &st
         .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE lower(name) = lower(?1))", [table], |r| r.get(0))
         .ctx("checking the table name")?;
     if exists {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Conflict(format!(
             "the GeoPackage already holds a table or index named {table:?} that geoflow does not manage"
         )));
     }

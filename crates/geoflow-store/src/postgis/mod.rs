@@ -26,11 +26,12 @@ use deadpool_postgres::{Object, Pool};
 
 use geoflow_core::dataset::DatasetName;
 
+use crate::prelude::*;
 use crate::protocol::Origin;
 use crate::report::{Window, WindowActivity};
 use crate::{
     Clock, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
-    LoadResult, NewJob, Removal, SourceRecord, Store, StoreError, StoredFeature, SystemClock,
+    LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
 };
 
 pub use connection::{redact, SslMode};
@@ -164,7 +165,7 @@ impl<T> Ctx<T> for Result<T, tokio_postgres::Error> {
 }
 
 #[async_trait]
-impl Store for PostgisStore {
+impl Catalog for PostgisStore {
     fn location(&self) -> String {
         self.location.clone()
     }
@@ -189,6 +190,23 @@ impl Store for PostgisStore {
         catalog::source_records(self, &**client, dataset).await
     }
 
+    async fn settled_source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError> {
+        load::settled_source(self, dataset, source).await
+    }
+
+    async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
+        let client = self.client().await?;
+        catalog::datasets(self, &client, None).await
+    }
+
+    async fn dataset(&self, name: &DatasetName) -> Result<Option<DatasetInfo>, StoreError> {
+        let client = self.client().await?;
+        Ok(catalog::datasets(self, &client, Some(name)).await?.pop())
+    }
+}
+
+#[async_trait]
+impl Loads for PostgisStore {
     async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError> {
         load::run(self, plan, rows).await
     }
@@ -207,21 +225,10 @@ impl Store for PostgisStore {
     ) -> Result<Removal, StoreError> {
         load::remove_source(self, dataset, source, origin).await
     }
+}
 
-    async fn settled_source(&self, dataset: &DatasetName, source: &str) -> Result<Option<SourceRecord>, StoreError> {
-        load::settled_source(self, dataset, source).await
-    }
-
-    async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
-        let client = self.client().await?;
-        catalog::datasets(self, &client, None).await
-    }
-
-    async fn dataset(&self, name: &DatasetName) -> Result<Option<DatasetInfo>, StoreError> {
-        let client = self.client().await?;
-        Ok(catalog::datasets(self, &client, Some(name)).await?.pop())
-    }
-
+#[async_trait]
+impl Jobs for PostgisStore {
     async fn upsert_job(&self, job: &NewJob) -> Result<Job, StoreError> {
         let client = self.client().await?;
         jobs::upsert(self, &**client, job).await
@@ -237,6 +244,14 @@ impl Store for PostgisStore {
         jobs::job(self, &**client, id).await
     }
 
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        let client = self.client().await?;
+        jobs::list(self, &**client, query).await
+    }
+}
+
+#[async_trait]
+impl FeatureReads for PostgisStore {
     async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
         let stream = features::features(self, dataset, query).await?;
         match query.before {
@@ -248,16 +263,17 @@ impl Store for PostgisStore {
     async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {
         features::feature(self, dataset, fid).await
     }
+}
 
+#[async_trait]
+impl Tiles for PostgisStore {
     async fn tile(&self, dataset: &DatasetName, tile: crate::TileId) -> Result<Option<Vec<u8>>, StoreError> {
         tiles::tile(self, dataset, tile).await
     }
+}
 
-    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
-        let client = self.client().await?;
-        jobs::list(self, &**client, query).await
-    }
-
+#[async_trait]
+impl ActivityLog for PostgisStore {
     async fn activity(&self, window: Window) -> Result<WindowActivity, StoreError> {
         report::activity(self, window).await
     }

@@ -195,7 +195,7 @@ async fn create_table(
         .map(|r| (r.get(0), r.get(1)))
         .ctx(store, "checking the table name")?;
     if exists {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Conflict(format!(
             "schema {DATASET_SCHEMA} already holds a table or index named {:?} that geoflow does not manage",
             layout.table
         )));

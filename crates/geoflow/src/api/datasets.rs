@@ -33,7 +33,7 @@ pub struct DatasetList {
     security((), ("bearer" = []))
 )]
 pub async fn datasets(State(state): State<AppState>) -> Result<Json<DatasetList>, Problem> {
-    let datasets = state.store.datasets().await.map_err(|e| Problem::store("database", e))?;
+    let datasets = state.catalog.datasets().await.map_err(|e| Problem::store("database", e))?;
     Ok(Json(DatasetList { datasets }))
 }
 
@@ -65,10 +65,10 @@ pub async fn dataset(State(state): State<AppState>, Path(name): Path<String>) ->
     let unknown = || Problem::not_found(format!("no dataset {name:?}"));
     let Ok(name) = DatasetName::new(&name) else { return Err(unknown()) };
     let db = |e| Problem::store("database", e);
-    let Some(dataset) = state.store.dataset(&name).await.map_err(db)? else { return Err(unknown()) };
-    let sources = state.store.sources(&name).await.map_err(db)?;
+    let Some(dataset) = state.catalog.dataset(&name).await.map_err(db)? else { return Err(unknown()) };
+    let sources = state.catalog.sources(&name).await.map_err(db)?;
     let last = JobQuery { dataset: Some(name), limit: 1, ..JobQuery::default() };
-    let last_job = state.store.jobs(&last).await.map_err(db)?.into_iter().next();
+    let last_job = state.jobs.jobs(&last).await.map_err(db)?.into_iter().next();
     Ok(Json(DatasetDetail { dataset, sources, last_job }))
 }
 
@@ -98,7 +98,7 @@ pub async fn delete_source(
     let unknown = || Problem::not_found(format!("dataset {name:?} has no source {source:?}"));
     let Ok(dataset) = DatasetName::new(&name) else { return Err(unknown()) };
     let db = |e| Problem::store("database", e);
-    if state.store.source(&dataset, &source).await.map_err(db)?.is_none() {
+    if state.catalog.source(&dataset, &source).await.map_err(db)?.is_none() {
         return Err(unknown());
     }
     let new = NewJob {
@@ -121,22 +121,22 @@ pub async fn delete_source(
             .send(&notification(EventKind::Removed, &source, 0, Some(&tag)))
             .await
             .map_err(|e| Problem::unavailable("queue", e))?;
-        let job = state.store.upsert_job(&new).await.map_err(db)?;
+        let job = state.jobs.upsert_job(&new).await.map_err(db)?;
         tracing::info!(job = %job.id, dataset = %job.dataset, key = %job.source, "source deletion queued");
         return Ok(accepted(job));
     }
     // Loaded from outside object storage (`geoflow ingest` of a local file): nothing else
     // can bring it back, so its rows go now.
-    state.store.upsert_job(&new).await.map_err(db)?;
+    state.jobs.upsert_job(&new).await.map_err(db)?;
     let running = JobUpdate { status: Some(JobStatus::Running), ..JobUpdate::default() };
-    state.store.update_job(&new.id, running).await.map_err(db)?;
-    let removed = state.store.remove_source(&dataset, &source, None).await.map_err(db)?.rows;
+    state.jobs.update_job(&new.id, running).await.map_err(db)?;
+    let removed = state.loads.remove_source(&dataset, &source, None).await.map_err(db)?.rows;
     let done = JobUpdate {
         status: Some(JobStatus::Succeeded),
         result: Some(json!({ "removed_rows": removed })),
         ..JobUpdate::default()
     };
-    let job = state.store.update_job(&new.id, done).await.map_err(db)?;
+    let job = state.jobs.update_job(&new.id, done).await.map_err(db)?;
     tracing::info!(job = %job.id, dataset = %job.dataset, key = %job.source, removed, "source removed");
     Ok(Json(job).into_response())
 }

@@ -145,13 +145,13 @@ fn json_response(content_type: &'static str, value: &Value) -> Response {
 }
 
 async fn datasets(state: &AppState) -> Result<Vec<DatasetInfo>, Problem> {
-    state.store.datasets().await.map_err(|e| Problem::store("database", e))
+    state.catalog.datasets().await.map_err(|e| Problem::store("database", e))
 }
 
 pub(super) async fn dataset(state: &AppState, id: &str) -> Result<DatasetInfo, Problem> {
     let unknown = || Problem::not_found(format!("no collection {id:?}"));
     let name = DatasetName::new(id).map_err(|_| unknown())?;
-    let found = state.store.dataset(&name).await.map_err(|e| Problem::store("database", e))?;
+    let found = state.catalog.dataset(&name).await.map_err(|e| Problem::store("database", e))?;
     found.ok_or_else(unknown)
 }
 
@@ -609,7 +609,7 @@ pub async fn items(
     let mut earlier = false;
     let features = if request.query.before.is_some() {
         let query = FeatureQuery { limit: limit + 1, ..request.query.clone() };
-        let stream = state.store.features(&d.name, &query).await.map_err(read_problem)?;
+        let stream = state.features.features(&d.name, &query).await.map_err(read_problem)?;
         let mut page: Vec<_> = stream.try_collect().await.map_err(read_problem)?;
         if page.len() > limit {
             page.remove(0);
@@ -617,7 +617,7 @@ pub async fn items(
         }
         futures_util::stream::iter(page.into_iter().map(Ok)).boxed()
     } else {
-        state.store.features(&d.name, &request.query).await.map_err(read_problem)?
+        state.features.features(&d.name, &request.query).await.map_err(read_problem)?
     };
     let path = format!("/collections/{}/items", d.name.as_str());
     let mut self_params = request.carried.clone();
@@ -779,7 +779,7 @@ pub async fn item(
     let fid = feature_id.parse::<i64>().map_err(|_| unknown())?;
     // One read, no catalog listing: the store knows its datasets, and the validator is the
     // feature itself, so it changes exactly when a load changes the feature.
-    let feature = state.store.feature(&name, fid).await.map_err(read_problem)?.ok_or_else(unknown)?;
+    let feature = state.features.feature(&name, fid).await.map_err(read_problem)?.ok_or_else(unknown)?;
     let base = base_url(&headers);
     let etag = digest(&[&feature.json, format.name(), &base]);
     let url = format!("{base}/collections/{}/items/{fid}", name.as_str());

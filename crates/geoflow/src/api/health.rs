@@ -39,7 +39,7 @@ pub async fn healthz() -> Json<Health> {
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
     let (database, queue, storage) = tokio::join!(
-        probe(async { state.store.check_ready().await.map_err(|e| e.to_string()) }),
+        probe(async { state.catalog.check_ready().await.map_err(|e| e.to_string()) }),
         probe(async { state.queue.probe().await.map_err(|e| e.to_string()) }),
         probe(async { state.storage.probe().await.map_err(|e| e.to_string()) }),
     );

@@ -24,7 +24,7 @@ use super::AppState;
     security((), ("bearer" = []))
 )]
 pub async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, Problem> {
-    match state.store.job(&id).await {
+    match state.jobs.job(&id).await {
         Ok(Some(job)) => Ok(Json(job)),
         Ok(None) => Err(Problem::not_found(format!("no job {id:?}"))),
         Err(e) => Err(Problem::store("database", e)),
@@ -86,7 +86,7 @@ pub async fn list_jobs(State(state): State<AppState>, Query(p): Query<JobsParams
         .transpose()?;
     let query =
         JobQuery { dataset, status, limit: p.limit.unwrap_or(0), before: p.before, since: p.since, until: p.until };
-    match state.store.jobs(&query).await {
+    match state.jobs.jobs(&query).await {
         Ok(jobs) => {
             let next_before =
                 (jobs.len() == query.effective_limit()).then(|| jobs.last().map(|j| j.id.clone())).flatten();

@@ -26,7 +26,7 @@ use axum::routing::get;
 use axum::Router;
 use geoflow_core::report::Policy;
 use geoflow_queue::Queue;
-use geoflow_store::Store;
+use geoflow_store::{Catalog, FeatureReads, Jobs, Loads, Store, Tiles};
 use tokio::sync::Semaphore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -74,10 +74,14 @@ impl Default for ApiConfig {
     }
 }
 
-/// What the handlers share.
+/// What the handlers share: each role of the store they use, storage, the queue and settings.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    pub catalog: Arc<dyn Catalog>,
+    pub loads: Arc<dyn Loads>,
+    pub jobs: Arc<dyn Jobs>,
+    pub features: Arc<dyn FeatureReads>,
+    pub tiles: Arc<dyn Tiles>,
     pub storage: Storage,
     pub queue: Arc<dyn Queue>,
     pub config: Arc<ApiConfig>,
@@ -86,9 +90,26 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Every role from one store.
     pub fn new(store: Arc<dyn Store>, storage: Storage, queue: Arc<dyn Queue>, config: ApiConfig) -> AppState {
         let permits = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
-        AppState { store, storage, queue, config: Arc::new(config), permits }
+        AppState {
+            catalog: store.clone(),
+            loads: store.clone(),
+            jobs: store.clone(),
+            features: store.clone(),
+            tiles: store,
+            storage,
+            queue,
+            config: Arc::new(config),
+            permits,
+        }
+    }
+
+    /// The same state with another jobs catalog (an in-memory one, in tests).
+    pub fn with_jobs(mut self, jobs: Arc<dyn Jobs>) -> AppState {
+        self.jobs = jobs;
+        self
     }
 }
 

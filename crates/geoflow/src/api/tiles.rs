@@ -306,7 +306,7 @@ pub async fn tile(
     if not_modified(&headers, &[&plain_tag, &gzip_tag]) {
         return Ok(with_validators(StatusCode::NOT_MODIFIED.into_response(), etag, &d.updated_at, vary));
     }
-    let bytes = match state.store.tile(&d.name, tile).await {
+    let bytes = match state.tiles.tile(&d.name, tile).await {
         Ok(Some(bytes)) => bytes,
         // Removed since the catalog was read.
         Ok(None) => return Err(Problem::not_found(format!("no collection {id:?}"))),

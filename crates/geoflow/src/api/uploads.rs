@@ -113,7 +113,7 @@ pub async fn upload(
                 Problem::bad_request("invalid-header", "Idempotency-Key: 1 to 255 visible ASCII characters")
             })?;
             let id = idempotent_job_id(&dataset, key);
-            if let Some(job) = state.store.job(&id).await.map_err(|e| Problem::store("database", e))? {
+            if let Some(job) = state.jobs.job(&id).await.map_err(|e| Problem::store("database", e))? {
                 let mut response = accepted(job);
                 response
                     .headers_mut()
@@ -168,7 +168,7 @@ pub async fn upload(
     let message = notification(EventKind::Created, &key, size, Some(&tag));
     state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
     let new = NewJob { id: job_id, dataset, source: key, action: JobAction::Load, object_version };
-    let job = state.store.upsert_job(&new).await.map_err(|e| Problem::store("database", e))?;
+    let job = state.jobs.upsert_job(&new).await.map_err(|e| Problem::store("database", e))?;
     tracing::info!(job = %job.id, dataset = %job.dataset, key = %job.source, bytes = size, "upload stored and queued");
     Ok(accepted(job))
 }

@@ -295,7 +295,7 @@ impl Worker {
             match self.attempt_event(job_id, event, last_reason.as_deref()).await {
                 Ok(()) => return Disposition::Ack,
                 Err(Retrying { reason, unrecorded_load }) => {
-                    unrecorded.extend(unrecorded_load);
+                    unrecorded.extend(unrecorded_load.map(|load| *load));
                     let delay = backoff(self.options.retry_delay, attempt).min(self.options.max_retry_delay);
                     if started.elapsed() + delay > self.options.retry_in_place {
                         let delay = backoff(self.options.retry_delay, receive_count).min(self.options.max_retry_delay);
@@ -441,7 +441,7 @@ impl Worker {
             Status::Failed if summary.error_class.is_none_or(ErrorClass::is_transient) => {
                 // Without a load id, the store could not record the rolled-back load: the
                 // next attempt does.
-                let unrecorded_load = summary.load_id.is_none().then(|| unrecorded(&summary, &request_plan));
+                let unrecorded_load = summary.load_id.is_none().then(|| Box::new(unrecorded(&summary, &request_plan)));
                 let reason = summary.error.unwrap_or_else(|| "the load failed".into());
                 return Outcome::Transient(Retrying { reason, unrecorded_load });
             }
@@ -511,7 +511,7 @@ enum Outcome {
 /// A transient failure: why, and a rolled-back load the store could not record then.
 struct Retrying {
     reason: String,
-    unrecorded_load: Option<(LoadPlan, LoadResult)>,
+    unrecorded_load: Option<Box<(LoadPlan, LoadResult)>>,
 }
 
 impl Retrying {

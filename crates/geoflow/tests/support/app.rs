@@ -9,7 +9,7 @@ use geoflow::storage::StorageUrl;
 use geoflow::worker::{Worker, WorkerOptions};
 use geoflow_queue::{EmbeddedOptions, EmbeddedQueue, Queue};
 use geoflow_store::gpkg::GeoPackageStore;
-use geoflow_store::Store;
+use geoflow_store::{Jobs, Store};
 use serde_json::Value;
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
@@ -32,6 +32,25 @@ pub async fn spawn_app(config: ApiConfig) -> App {
 
 /// The API with `config` on `store`, keeping its objects and queue in `dir`.
 pub async fn spawn_app_on(store: Arc<dyn Store>, dir: tempfile::TempDir, config: ApiConfig) -> App {
+    spawn_app_with(store, None, dir, config).await
+}
+
+/// The API with `config` on a fresh GeoPackage store whose jobs role is `jobs` (an in-memory
+/// one, say).
+pub async fn spawn_app_with_jobs(config: ApiConfig, jobs: Arc<dyn Jobs>) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let gpkg = dir.path().join("geoflow.gpkg");
+    let store: Arc<dyn Store> =
+        Arc::new(tokio::task::spawn_blocking(move || GeoPackageStore::open(&gpkg)).await.unwrap().unwrap());
+    spawn_app_with(store, Some(jobs), dir, config).await
+}
+
+async fn spawn_app_with(
+    store: Arc<dyn Store>,
+    jobs: Option<Arc<dyn Jobs>>,
+    dir: tempfile::TempDir,
+    config: ApiConfig,
+) -> App {
     geoflow::metrics::install();
     let storage = StorageUrl::Local(dir.path().join("objects")).open().unwrap();
     let queue: Arc<dyn Queue> =
@@ -45,7 +64,11 @@ pub async fn spawn_app_on(store: Arc<dyn Store>, dir: tempfile::TempDir, config:
     tokio::spawn(async move { worker.run(std::future::pending()).await });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(AppState::new(store.clone(), storage, queue, config));
+    let mut state = AppState::new(store.clone(), storage, queue, config);
+    if let Some(jobs) = jobs {
+        state = state.with_jobs(jobs);
+    }
+    let app = router(state);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     App { dir, addr, store, http: reqwest::Client::new() }
 }
