@@ -224,6 +224,8 @@ pub enum PutStreamError {
 const PART_BYTES: usize = 8 << 20;
 /// Parts uploaded at once: with [`PART_BYTES`], the memory an upload holds.
 const PARTS_IN_FLIGHT: usize = 2;
+/// Room past [`PART_BYTES`] for the body chunk that completes the first part.
+const FIRST_PART_SLACK: usize = 1 << 20;
 
 impl Storage {
     /// Writes a stream of bytes to `key` (replacing any object there) and returns the write's
@@ -265,7 +267,8 @@ impl Storage {
                 }
             }
         };
-        let mut first = BytesMut::new();
+        // Sized once: grown by doubling, the first part would briefly hold twice its size.
+        let mut first = BytesMut::with_capacity(PART_BYTES + FIRST_PART_SLACK);
         while first.len() < PART_BYTES {
             match next().await? {
                 Some(chunk) => first.extend_from_slice(&chunk),

@@ -87,29 +87,47 @@ impl Embedded {
     }
 }
 
+/// In-process workers running until told to stop.
+struct Workers {
+    stop: tokio::sync::watch::Sender<bool>,
+    running: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Workers {
+    fn start(env: &Embedded, workers: usize) -> Workers {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let running = (0..workers)
+            .map(|_| {
+                let (worker, mut rx) = (env.worker(), stop_rx.clone());
+                tokio::spawn(async move {
+                    worker
+                        .run(async move {
+                            let _ = rx.wait_for(|s| *s).await;
+                        })
+                        .await
+                })
+            })
+            .collect();
+        Workers { stop, running }
+    }
+
+    /// Waits until the queue is empty and nothing is in flight, then stops the workers.
+    async fn stop_once_drained(self, env: &Embedded, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !env.drained().await {
+            assert!(Instant::now() < deadline, "the queue did not drain: {:?}", env.queue.stats().await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.stop.send(true).unwrap();
+        for w in self.running {
+            w.await.unwrap().unwrap();
+        }
+    }
+}
+
 /// Runs `workers` workers until the queue is empty and nothing is in flight.
 async fn drain(env: &Embedded, workers: usize) {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut running = Vec::new();
-    for _ in 0..workers {
-        let (worker, mut rx) = (env.worker(), stop_rx.clone());
-        running.push(tokio::spawn(async move {
-            worker
-                .run(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        }));
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !env.drained().await {
-        assert!(Instant::now() < deadline, "the queue did not drain: {:?}", env.queue.stats().await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop_tx.send(true).unwrap();
-    for w in running {
-        w.await.unwrap().unwrap();
-    }
+    Workers::start(env, workers).stop_once_drained(env, Duration::from_secs(60)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -373,52 +391,25 @@ async fn loads_left_at_the_end_of_the_grace_period_give_their_message_back() {
 /// workers: whatever the moment, the dataset ends holding what the folder holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overwrites_and_deletes_racing_a_load_leave_the_dataset_equal_to_storage() {
-    use support::race::{self, Case, Change};
+    use support::race::{self, Change};
     let env = Embedded::new(Duration::from_secs(30), 10).await;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        let (worker, mut rx) = (env.worker(), stop_rx.clone());
-        workers.push(tokio::spawn(async move {
-            worker
-                .run(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        }));
-    }
-    let large = support::collection(race::large_features(), 0);
-    let mut rng = race::Rng::from_env();
-    let mut trials = Vec::new();
-    for case in Case::ALL {
-        for n in 0..race::trials() {
-            let apply = |change: Change| async {
-                match change {
-                    Change::Put { key, body } => {
-                        // As uploads and the inbox write: whole, by rename.
-                        let len = body.len() as u64;
-                        env.storage.put_whole(&key, body.into(), "application/geo+json").await.unwrap();
-                        env.queue.send(&notification(EventKind::Created, &key, len, None)).await.unwrap();
-                    }
-                    Change::Delete { key } => {
-                        std::fs::remove_file(env.objects().join(&key)).unwrap();
-                        env.queue.send(&notification(EventKind::Removed, &key, 0, None)).await.unwrap();
-                    }
-                }
-            };
-            let trial = race::run_trial(&*env.store, case, n, &large, &mut rng, Duration::from_millis(1500), apply);
-            trials.push(trial.await);
+    let workers = Workers::start(&env, 2);
+    let apply = |change: Change| async {
+        match change {
+            Change::Put { key, body } => {
+                // As uploads and the inbox write: whole, by rename.
+                let len = body.len() as u64;
+                env.storage.put_whole(&key, body.into(), "application/geo+json").await.unwrap();
+                env.queue.send(&notification(EventKind::Created, &key, len, None)).await.unwrap();
+            }
+            Change::Delete { key } => {
+                std::fs::remove_file(env.objects().join(&key)).unwrap();
+                env.queue.send(&notification(EventKind::Removed, &key, 0, None)).await.unwrap();
+            }
         }
-    }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !env.drained().await {
-        assert!(Instant::now() < deadline, "the queue did not drain: {:?}", env.queue.stats().await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop_tx.send(true).unwrap();
-    for w in workers {
-        w.await.unwrap().unwrap();
-    }
+    };
+    let trials = race::run_trials(&*env.store, Duration::from_millis(1500), apply).await;
+    workers.stop_once_drained(&env, Duration::from_secs(300)).await;
     race::assert_store_equals_storage(&*env.store, &trials).await;
     let jobs = env.jobs().await;
     assert!(jobs.iter().all(|j| j.status != JobStatus::Failed), "no job failed: {jobs:#?}");

@@ -80,16 +80,35 @@ pub struct Trial {
     pub expected: Option<u64>,
 }
 
+/// Runs every trial of every case, one after the other (each trial's changes race its own
+/// load, and the next trial starts while they are still being worked on). `apply` does each
+/// change to storage.
+pub async fn run_trials<F, Fut>(store: &dyn Store, window: Duration, apply: F) -> Vec<Trial>
+where
+    F: Fn(Change) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let large = crate::support::collection(large_features(), 0);
+    let mut rng = Rng::from_env();
+    let mut done = Vec::new();
+    for case in Case::ALL {
+        for n in 0..trials() {
+            done.push(run_trial(store, case, n, &large, &mut rng, window, &apply).await);
+        }
+    }
+    done
+}
+
 /// Runs one trial: writes the large version, waits until its load runs plus a random part of
-/// `window`, then makes the case's changes. `apply` does each change.
-pub async fn run_trial<F, Fut>(
+/// `window`, then makes the case's changes.
+async fn run_trial<F, Fut>(
     store: &dyn Store,
     case: Case,
     n: usize,
     large: &str,
     rng: &mut Rng,
     window: Duration,
-    apply: F,
+    apply: &F,
 ) -> Trial
 where
     F: Fn(Change) -> Fut,
