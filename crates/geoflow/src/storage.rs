@@ -382,6 +382,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn storage_errors_have_classes() {
+        let source = || Box::new(std::io::Error::other("x")) as Box<dyn std::error::Error + Send + Sync>;
+        let denied = object_store::Error::PermissionDenied { path: "k".into(), source: source() };
+        assert_eq!(error_class(&denied), ErrorClass::Internal);
+        let flaky = object_store::Error::Generic { store: "S3", source: source() };
+        assert_eq!(error_class(&flaky), ErrorClass::Unavailable);
+        let missing = object_store::Error::NotFound { path: "k".into(), source: source() };
+        assert_eq!(error_class(&missing), ErrorClass::NotFound);
+    }
+
+    #[test]
     fn spool_files_of_dead_processes_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let mut exited = std::process::Command::new("true").spawn().unwrap();

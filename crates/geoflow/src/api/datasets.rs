@@ -113,7 +113,7 @@ pub async fn delete_source(
         // in line with any load of the same key still in flight.
         match state.storage.store.delete(&ObjectPath::from(source.as_str())).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(Problem::unavailable("object storage", e)),
+            Err(e) => return Err(Problem::storage(e)),
         }
         let tag = JobTag { job: new.id.clone(), on_invalid: state.config.default_policy };
         state

@@ -79,6 +79,16 @@ impl Problem {
         )
     }
 
+    /// An object storage error, answered by its class: a refused permission or a bad path is
+    /// the deployment's fault (500), anything else may pass (503).
+    pub fn storage(e: object_store::Error) -> Problem {
+        if crate::storage::error_class(&e).is_transient() {
+            Problem::unavailable("object storage", e)
+        } else {
+            Problem::internal("object storage", e)
+        }
+    }
+
     /// A store error, answered by its class: 4xx only for the client's own fault.
     pub fn store(what: &str, e: StoreError) -> Problem {
         match e.class() {

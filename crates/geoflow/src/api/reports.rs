@@ -72,7 +72,7 @@ pub async fn report(
     let missing = || Problem::not_found(format!("no report for {date:?}: reports are named by UTC day, YYYY-MM-DD"));
     let day = reports::parse_date(&date).map_err(|_| missing())?;
     let key = reports::key(&state.storage, day);
-    let found = state.storage.get_whole(&key).await.map_err(|e| Problem::unavailable("object storage", e))?;
+    let found = state.storage.get_whole(&key).await.map_err(Problem::storage)?;
     let Some((body, meta)) = found else { return Err(missing()) };
     let etag = digest(&[&String::from_utf8_lossy(&body)]);
     let last_modified = meta.last_modified.to_rfc3339();

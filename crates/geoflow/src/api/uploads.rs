@@ -271,7 +271,7 @@ fn stored(e: PutStreamError, limit: u64) -> Problem {
         PutStreamError::TooLarge { .. } => too_large(limit),
         PutStreamError::Empty => Problem::bad_request("invalid-body", "the upload is empty"),
         PutStreamError::Body(reason) => Problem::bad_request("invalid-body", format!("reading the body: {reason}")),
-        PutStreamError::Storage(e) => Problem::unavailable("object storage", e),
+        PutStreamError::Storage(e) => Problem::storage(e),
     }
 }
 

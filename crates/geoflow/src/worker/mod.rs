@@ -415,7 +415,11 @@ impl Worker {
             Ok(Some(f)) => f,
             // Deleted between the two calls: the removal event follows; act on it now.
             Ok(None) => return self.remove(event).await,
-            Err(e) => return Outcome::transient(format!("{e:#}")),
+            Err(e) => match e.downcast_ref::<object_store::Error>() {
+                // Reading the object: its class decides (a refused permission is not retried).
+                Some(storage) => return Outcome::storage(format!("reading object {}", event.key), storage),
+                None => return Outcome::transient(format!("{e:#}")),
+            },
         };
         let mut request = IngestRequest::new(Input::Path(fetched.path.clone()), event.dataset.clone());
         request.source = Some(event.key.clone());
