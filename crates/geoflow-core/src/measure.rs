@@ -54,8 +54,10 @@ pub fn polygon_area(p: &Polygon<f64>) -> f64 {
     }
     if max.x - min.x > SMALL_AREA_DEG || max.y - min.y > SMALL_AREA_DEG {
         // GeographicLib's polygon area expects counter-clockwise shells and clockwise holes;
-        // RFC 7946 does not require a winding, so orient first.
-        return p.orient(Direction::Default).geodesic_area_unsigned();
+        // RFC 7946 does not require a winding, so orient first. A ring valid in the plane can
+        // leave its shell along long geodesic edges, so that its hole covers more of the
+        // ellipsoid than its shell: such a polygon covers nothing, as on the closed-form path.
+        return p.orient(Direction::Default).geodesic_area_unsigned().max(0.0);
     }
     let projection = EqualArea::centred_at((min.x + max.x) / 2.0, (min.y + max.y) / 2.0);
     let ring_area = |r: &LineString<f64>| {
