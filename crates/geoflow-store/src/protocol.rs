@@ -8,14 +8,20 @@
 //! the last change to a key reads storage after that change, and no other change to the key
 //! can commit after it without reading the same state: so the dataset ends equal to storage.
 //!
-//! Backends provide the I/O (the lock, the transaction, the rows); the decisions live here.
+//! Backends provide the I/O (the lock, the transaction, the rows) as a [`LoadSession`]; the
+//! sequence and every decision live here, in [`run_load`] and [`run_removal`]: when a load is
+//! a no-op, when it is superseded, how each ending is recorded, and which counts the catalog
+//! keeps.
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use geoflow_core::dataset::DatasetName;
+use geoflow_core::row::Row;
+use time::OffsetDateTime;
 
-use crate::{LoadPlan, StoreError};
+use crate::{Clock, LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
 /// What storage holds under a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,23 +87,242 @@ pub async fn check(
     }
 }
 
-/// [`check`] from a blocking thread of the runtime (the GeoPackage store's loads run there).
-pub fn check_blocking(
-    origin: Option<&Origin>,
-    judge: impl FnOnce(&ObjectState) -> Verdict,
-) -> Result<Verdict, StoreError> {
-    match origin {
-        None => Ok(Verdict::Current),
-        Some(probe) => {
-            let handle = tokio::runtime::Handle::try_current()
-                .map_err(|e| StoreError::Internal(format!("probing the object outside a runtime: {e}")))?;
-            Ok(judge(&handle.block_on(probe.state())?))
+/// Why a load ended without its rows, as the catalog records it.
+pub const INTERRUPTED: &str = "interrupted before commit";
+
+/// What [`LoadSession::prepare`] set up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Prepared {
+    /// The load's id in the history (its row is rewritten at commit).
+    pub load_id: i64,
+    /// The rows of the source's previous version, now deleted.
+    pub replaced_rows: u64,
+}
+
+/// A load about to commit, as the catalog records it.
+#[derive(Debug)]
+pub(crate) struct Committed<'a> {
+    pub load_id: i64,
+    pub started_at: OffsetDateTime,
+    pub finished_at: OffsetDateTime,
+    pub replaced_rows: u64,
+    /// The rows this load stored: the source's `feature_count` in the catalog.
+    pub stored_rows: u64,
+    pub result: &'a LoadResult,
+}
+
+/// The I/O one store provides for loads and removals of one dataset. A session holds one
+/// connection; [`run_load`] and [`run_removal`] decide what it does, and when.
+///
+/// The GeoPackage store's methods block: it runs the whole session on a blocking thread.
+#[allow(async_fn_in_trait)]
+pub(crate) trait LoadSession {
+    /// Starts a transaction and takes the dataset's lock: changes of one dataset take turns.
+    async fn begin(&mut self, dataset: &DatasetName) -> Result<(), StoreError>;
+    /// The content hash the catalog holds for the plan's source.
+    async fn catalogued_hash(&mut self, plan: &LoadPlan) -> Result<Option<String>, StoreError>;
+    /// Records that the source's unchanged content now comes from the plan's object version.
+    async fn keep_source(&mut self, plan: &LoadPlan) -> Result<(), StoreError>;
+    /// Fits the dataset table to the plan's schema, records the load as begun and deletes the
+    /// source's previous rows.
+    async fn prepare(&mut self, plan: &LoadPlan, started_at: OffsetDateTime) -> Result<Prepared, StoreError>;
+    async fn write(&mut self, rows: &[Row]) -> Result<(), StoreError>;
+    /// Completes the rows (and their indexes): how many were stored.
+    async fn finish_rows(&mut self, plan: &LoadPlan) -> Result<u64, StoreError>;
+    /// The catalog of a load about to commit: its source, its load record, its dataset.
+    async fn record_committed(&mut self, plan: &LoadPlan, load: &Committed<'_>) -> Result<(), StoreError>;
+    /// Records a load in the open transaction.
+    async fn record_load(
+        &mut self,
+        plan: &LoadPlan,
+        status: LoadStatus,
+        times: (OffsetDateTime, OffsetDateTime),
+        result: &LoadResult,
+    ) -> Result<i64, StoreError>;
+    async fn commit(&mut self) -> Result<(), StoreError>;
+    /// Rolls back, abandoning any rows in flight.
+    async fn rollback(&mut self) -> Result<(), StoreError>;
+    /// Records a load that changed nothing in a transaction of its own, once the session's
+    /// transaction is over. `after_failure`: a statement of that transaction failed, so its
+    /// connection may be out of step and is not to be trusted (a store ends it or replaces it).
+    async fn record_apart(
+        &mut self,
+        plan: &LoadPlan,
+        status: LoadStatus,
+        times: (OffsetDateTime, OffsetDateTime),
+        result: &LoadResult,
+        after_failure: bool,
+    ) -> Result<i64, StoreError>;
+    /// Deletes the source's catalog entry: whether there was one.
+    async fn forget_source(&mut self, dataset: &DatasetName, source: &str) -> Result<bool, StoreError>;
+    /// Deletes the source's rows: how many (`None` when the dataset has no table).
+    async fn delete_source_rows(&mut self, dataset: &DatasetName, source: &str) -> Result<Option<u64>, StoreError>;
+    /// Records a removal in the load history and the dataset's version.
+    async fn record_removal(
+        &mut self,
+        dataset: &DatasetName,
+        source: &str,
+        rows: u64,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+}
+
+/// How the sequence of a load ended, before its transaction does.
+enum End {
+    Commit(Prepared),
+    Unchanged,
+    /// The reader failed the source.
+    Abort(LoadResult),
+    /// The sender went away: the ingest was cancelled or crashed.
+    Closed,
+    Superseded(LoadResult),
+}
+
+/// Runs one load: in one transaction, the source's rows are replaced by those `rx` brings and
+/// committed on [`LoadMessage::Commit`]; anything else rolls back. Every ending is recorded
+/// in the load history.
+pub(crate) async fn run_load<S: LoadSession>(
+    s: &mut S,
+    plan: &LoadPlan,
+    clock: &dyn Clock,
+    mut rx: LoadReceiver,
+) -> Result<LoadOutcome, StoreError> {
+    let started_at = clock.now();
+    let table = plan.dataset.as_str().to_string();
+    let sequence = load_sequence(s, plan, clock, started_at, &mut rx).await;
+    // Dropping the receiver tells the sender at once that no more rows are needed.
+    drop(rx);
+    let failure = match sequence {
+        Ok(End::Commit(p)) => match s.commit().await {
+            Ok(()) => return Ok(LoadOutcome::Loaded { load_id: p.load_id, table, replaced_rows: p.replaced_rows }),
+            Err(e) => e,
+        },
+        Ok(End::Unchanged) => {
+            let times = (started_at, clock.now());
+            let load_id = s.record_load(plan, LoadStatus::Unchanged, times, &LoadResult::default()).await?;
+            s.commit().await?;
+            return Ok(LoadOutcome::Unchanged { load_id, table });
+        }
+        Ok(End::Abort(result)) => {
+            s.rollback().await?;
+            let load_id = s.record_apart(plan, LoadStatus::Failed, (started_at, clock.now()), &result, false).await?;
+            return Ok(LoadOutcome::Failed { load_id, table });
+        }
+        Ok(End::Superseded(result)) => {
+            s.rollback().await?;
+            let times = (started_at, clock.now());
+            let load_id = s.record_apart(plan, LoadStatus::Superseded, times, &result, false).await?;
+            let reason = result.error.unwrap_or_default();
+            return Ok(LoadOutcome::Superseded { load_id, table, reason });
+        }
+        Ok(End::Closed) => {
+            s.rollback().await?;
+            let result = LoadResult { error: Some(INTERRUPTED.into()), ..LoadResult::default() };
+            let load_id = s.record_apart(plan, LoadStatus::Failed, (started_at, clock.now()), &result, false).await?;
+            let error = StoreError::Interrupted { dataset: table, source_key: plan.source.clone() };
+            return Err(StoreError::Recorded { load_id, error: Box::new(error) });
+        }
+        Err(e) => e,
+    };
+    // Nothing was committed: record why, if the database lets us.
+    let result = LoadResult { error: Some(failure.to_string()), ..LoadResult::default() };
+    match s.record_apart(plan, LoadStatus::Failed, (started_at, clock.now()), &result, true).await {
+        Ok(load_id) => Err(StoreError::Recorded { load_id, error: Box::new(failure) }),
+        Err(record_error) => {
+            tracing::warn!(error = %record_error, "could not record the failed load");
+            Err(failure)
         }
     }
 }
 
-/// Why a load ended without its rows, as the catalog records it.
-pub const INTERRUPTED: &str = "interrupted before commit";
+async fn load_sequence<S: LoadSession>(
+    s: &mut S,
+    plan: &LoadPlan,
+    clock: &dyn Clock,
+    started_at: OffsetDateTime,
+    rx: &mut LoadReceiver,
+) -> Result<End, StoreError> {
+    s.begin(&plan.dataset).await?;
+    if s.catalogued_hash(plan).await?.as_deref() == Some(plan.version.content_hash.as_str()) {
+        // The content is there already, but a newer version of the object may be on its way.
+        if let Verdict::Superseded(why) = check(plan.origin.as_ref(), |now| judge_load(plan, now)).await? {
+            return Ok(End::Superseded(LoadResult { error: Some(why), ..LoadResult::default() }));
+        }
+        s.keep_source(plan).await?;
+        return Ok(End::Unchanged);
+    }
+
+    let prepared = s.prepare(plan, started_at).await?;
+    let result = loop {
+        match rx.recv().await {
+            Some(LoadMessage::Rows(batch)) => s.write(&batch).await?,
+            Some(LoadMessage::Commit(result)) => break result,
+            Some(LoadMessage::Abort(result)) => return Ok(End::Abort(result)),
+            None => return Ok(End::Closed),
+        }
+    };
+    let stored_rows = s.finish_rows(plan).await?;
+    if stored_rows != result.counts.features_loaded {
+        tracing::warn!(
+            dataset = %plan.dataset,
+            source = %plan.source,
+            stored_rows,
+            reported = result.counts.features_loaded,
+            "rows stored differ from the features the reader reports as loaded"
+        );
+    }
+    // Last, just before commit: the rows are of the version storage still holds.
+    if let Verdict::Superseded(why) = check(plan.origin.as_ref(), |now| judge_load(plan, now)).await? {
+        return Ok(End::Superseded(LoadResult { error: Some(why), ..result }));
+    }
+    let load = Committed {
+        load_id: prepared.load_id,
+        started_at,
+        finished_at: clock.now(),
+        replaced_rows: prepared.replaced_rows,
+        stored_rows,
+        result: &result,
+    };
+    s.record_committed(plan, &load).await?;
+    Ok(End::Commit(prepared))
+}
+
+/// Removes a source's rows and its catalog entry in one transaction, unless `origin` says the
+/// object exists again (then [`StoreError::Superseded`], and nothing changes).
+pub(crate) async fn run_removal<S: LoadSession>(
+    s: &mut S,
+    clock: &dyn Clock,
+    dataset: &DatasetName,
+    source: &str,
+    origin: Option<&Origin>,
+) -> Result<Removal, StoreError> {
+    s.begin(dataset).await?;
+    let removal = async {
+        if let Verdict::Superseded(reason) = check(origin, judge_removal).await? {
+            let (dataset, source_key) = (dataset.to_string(), source.to_string());
+            return Err(StoreError::Superseded { dataset, source_key, reason });
+        }
+        let catalogued = s.forget_source(dataset, source).await?;
+        let rows = s.delete_source_rows(dataset, source).await?;
+        if let Some(rows) = rows.filter(|&rows| catalogued || rows > 0) {
+            s.record_removal(dataset, source, rows, clock.now()).await?;
+        }
+        Ok(Removal { catalogued, rows: rows.unwrap_or(0) })
+    }
+    .await;
+    match removal {
+        Ok(removal) => {
+            s.commit().await?;
+            Ok(removal)
+        }
+        Err(e) => {
+            if let Err(rollback) = s.rollback().await {
+                tracing::debug!(error = %rollback, "rolling back a removal that failed");
+            }
+            Err(e)
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

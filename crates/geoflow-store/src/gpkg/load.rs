@@ -1,10 +1,10 @@
-//! One load: a single IMMEDIATE transaction that replaces a source's rows, committed on
-//! [`LoadMessage::Commit`] and rolled back on anything else.
+//! The GeoPackage store's I/O for the load protocol ([`crate::protocol`]): one IMMEDIATE
+//! transaction per load that replaces a source's rows.
 
 use std::path::Path;
 use std::time::Instant;
 
-use rusqlite::{params, Connection, OptionalExtension, Statement, Transaction, TransactionBehavior};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Statement, TransactionBehavior};
 use time::OffsetDateTime;
 
 use geoflow_core::dataset::DatasetName;
@@ -18,8 +18,8 @@ use super::rtree;
 use super::table::{self, quote};
 use super::{open_connection, to_rfc3339, Ctx};
 use crate::layout::Resolution;
-use crate::protocol::{self, judge_load, judge_removal, Origin, Verdict, INTERRUPTED};
-use crate::{Clock, LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
+use crate::protocol::{self, Committed, LoadSession, Origin, Prepared};
+use crate::{Clock, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
 /// How the R-tree is filled during a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,75 +33,24 @@ pub enum RtreeFill {
     Deferred,
 }
 
-/// Runs a whole load on the calling (blocking) thread.
+/// SQLite's SQLITE_MAX_COLUMN as built into the bundled library.
+const MAX_COLUMNS: usize = 2000;
+
+/// Runs a whole load on the calling (blocking) thread of the runtime.
 /// `max_entries`: R-tree entries held in memory at most (see [`rtree::MAX_ENTRIES_IN_MEMORY`]).
 pub fn run(
     path: &Path,
     clock: &dyn Clock,
     plan: LoadPlan,
-    mut rx: LoadReceiver,
+    rx: LoadReceiver,
     (fill, max_entries): (RtreeFill, usize),
 ) -> Result<LoadOutcome, StoreError> {
-    let started_at = clock.now();
-    let table_name = plan.dataset.as_str().to_string();
-    let mut conn = open_connection(path)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("starting the load transaction")?;
-
-    let error = match session(&tx, &plan, (started_at, clock), &mut rx, fill, max_entries) {
-        Ok(End::Commit { load_id, replaced_rows }) => match tx.commit() {
-            Ok(()) => return Ok(LoadOutcome::Loaded { load_id, table: table_name, replaced_rows }),
-            Err(e) => StoreError::db("committing the load", e),
-        },
-        Ok(End::Unchanged) => {
-            let load_id = catalog::insert_load(
-                &tx,
-                &plan,
-                LoadStatus::Unchanged,
-                (started_at, clock.now()),
-                &LoadResult::default(),
-            )?;
-            tx.commit().ctx("recording an unchanged load")?;
-            // Dropping the receiver tells the sender at once that no rows are needed.
-            return Ok(LoadOutcome::Unchanged { load_id, table: table_name });
-        }
-        Ok(End::Abort(result)) => {
-            tx.rollback().ctx("rolling back the load")?;
-            let load_id = record_failed(&mut conn, &plan, (started_at, clock.now()), &result)?;
-            return Ok(LoadOutcome::Failed { load_id, table: table_name });
-        }
-        Ok(End::Superseded(result)) => {
-            drop(rx);
-            tx.rollback().ctx("rolling back the load")?;
-            let times = (started_at, clock.now());
-            let load_id = record_load(&mut conn, &plan, LoadStatus::Superseded, times, &result)?;
-            let reason = result.error.unwrap_or_default();
-            return Ok(LoadOutcome::Superseded { load_id, table: table_name, reason });
-        }
-        Ok(End::Closed) => {
-            tx.rollback().ctx("rolling back the load")?;
-            let result = LoadResult { error: Some(INTERRUPTED.into()), ..LoadResult::default() };
-            let load_id = record_failed(&mut conn, &plan, (started_at, clock.now()), &result)?;
-            let error = StoreError::Interrupted { dataset: table_name, source_key: plan.source.clone() };
-            return Err(StoreError::Recorded { load_id, error: Box::new(error) });
-        }
-        Err(e) => {
-            drop(tx);
-            e
-        }
-    };
-    // Rolled back: record why, if the database lets us.
-    let result = LoadResult { error: Some(error.to_string()), ..LoadResult::default() };
-    match record_failed(&mut conn, &plan, (started_at, clock.now()), &result) {
-        Ok(load_id) => Err(StoreError::Recorded { load_id, error: Box::new(error) }),
-        Err(record_error) => {
-            tracing::warn!(error = %record_error, "could not record the failed load");
-            Err(error)
-        }
-    }
+    let mut session = GpkgSession::open(path, fill, max_entries)?;
+    runtime()?.block_on(protocol::run_load(&mut session, &plan, clock, rx))
 }
 
-/// Removes a source's rows and its catalog entry in one transaction, unless `origin` says the
-/// object exists again (then [`StoreError::Superseded`]).
+/// Removes a source's rows and its catalog entry (see [`protocol::run_removal`]), on the
+/// calling (blocking) thread of the runtime.
 pub fn remove_source(
     path: &Path,
     clock: &dyn Clock,
@@ -110,40 +59,15 @@ pub fn remove_source(
     origin: Option<&Origin>,
     fill: RtreeFill,
 ) -> Result<Removal, StoreError> {
-    let mut conn = open_connection(path)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("starting a transaction")?;
-    if let Verdict::Superseded(reason) = protocol::check_blocking(origin, judge_removal)? {
-        let (dataset, source_key) = (dataset.to_string(), source.to_string());
-        return Err(StoreError::Superseded { dataset, source_key, reason });
-    }
-    let had_source = tx
-        .execute(
-            "DELETE FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2",
-            params![dataset.as_str(), source],
-        )
-        .ctx("removing the source")?
-        > 0;
-    let mut removed = 0u64;
-    if let Some(layout) = table::read_layout(&tx, dataset.as_str())? {
-        let table = &layout.table;
-        removed = if fill == RtreeFill::Deferred {
-            table::suspend_rtree_triggers(&tx, table)?;
-            let mut changes = rtree::Changes::default();
-            let removed = delete_source_rows(&tx, table, source, Some(&mut changes))?;
-            rtree::apply(&tx, table, changes, rtree::MAX_ENTRIES_IN_MEMORY)?;
-            table::restore_rtree_triggers(&tx, table)?;
-            removed
-        } else {
-            delete_source_rows(&tx, table, source, None)?
-        };
-        if had_source || removed > 0 {
-            let at = clock.now();
-            catalog::record_removal(&tx, dataset, source, removed, at)?;
-            catalog::touch_dataset(&tx, dataset.as_str(), table, &to_rfc3339(at)?)?;
-        }
-    }
-    tx.commit().ctx("committing the removal")?;
-    Ok(Removal { catalogued: had_source, rows: removed })
+    let mut session = GpkgSession::open(path, fill, rtree::MAX_ENTRIES_IN_MEMORY)?;
+    runtime()?.block_on(protocol::run_removal(&mut session, clock, dataset, source, origin))
+}
+
+/// The runtime whose blocking thread this is: the protocol waits on it for rows and for the
+/// storage probe.
+fn runtime() -> Result<tokio::runtime::Handle, StoreError> {
+    tokio::runtime::Handle::try_current()
+        .map_err(|e| StoreError::Internal(format!("a GeoPackage load runs on a blocking thread of the runtime: {e}")))
 }
 
 /// Records a failed load in its own short transaction.
@@ -170,126 +94,237 @@ fn record_load(
     Ok(id)
 }
 
-enum End {
-    Commit {
-        load_id: i64,
-        replaced_rows: u64,
-    },
-    Unchanged,
-    Abort(LoadResult),
-    Closed,
-    /// Storage moved on while this load ran: roll back, record why.
-    Superseded(LoadResult),
-}
-
-fn session(
-    tx: &Transaction<'_>,
-    plan: &LoadPlan,
-    (started, clock): (OffsetDateTime, &dyn Clock),
-    rx: &mut LoadReceiver,
+/// One connection's part in a load or removal. Its methods block (the session runs on a
+/// blocking thread). The transaction is begun and ended by hand so that the session owns its
+/// connection; SQLite takes the write lock at `BEGIN IMMEDIATE`, which is the dataset's lock.
+struct GpkgSession {
+    conn: Connection,
     fill: RtreeFill,
     max_entries: usize,
-) -> Result<End, StoreError> {
-    let dataset = plan.dataset.as_str();
-    let current_hash: Option<String> = tx
-        .query_row(
-            "SELECT content_hash FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2",
-            params![dataset, plan.source],
-            |r| r.get(0),
-        )
-        .optional()
-        .ctx("reading the source catalog")?;
-    if current_hash.as_deref() == Some(plan.version.content_hash.as_str()) {
-        if let Verdict::Superseded(why) = protocol::check_blocking(plan.origin.as_ref(), |now| judge_load(plan, now))? {
-            return Ok(End::Superseded(LoadResult { error: Some(why), ..LoadResult::default() }));
+    rows: Option<Rows>,
+}
+
+/// The rows of a load in flight.
+struct Rows {
+    table: String,
+    source: String,
+    /// The insert statement and how the schema's fields bind to it.
+    insert: InsertShape,
+    load_id: i64,
+    /// RFC 3339, as the rows and catalog record it.
+    started_at: String,
+    /// R-tree changes pending, with the triggers suspended.
+    changes: Option<rtree::Changes>,
+    inserted: u64,
+    t0: Instant,
+    prepared: std::time::Duration,
+}
+
+impl GpkgSession {
+    fn open(path: &Path, fill: RtreeFill, max_entries: usize) -> Result<GpkgSession, StoreError> {
+        Ok(GpkgSession { conn: open_connection(path)?, fill, max_entries, rows: None })
+    }
+
+    fn rows(&mut self) -> Result<&mut Rows, StoreError> {
+        self.rows.as_mut().ok_or_else(|| StoreError::Internal("rows sent before the load was prepared".into()))
+    }
+
+    /// Ends the transaction, if one is open, without keeping anything.
+    fn end_transaction(&mut self) -> Result<(), StoreError> {
+        self.rows = None;
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK").ctx("rolling back")?;
         }
-        catalog::set_object_version(tx, plan)?;
-        return Ok(End::Unchanged);
+        Ok(())
     }
 
-    let t0 = Instant::now();
-    let started_at = &to_rfc3339(started)?;
-    let old = table::read_layout(tx, dataset)?;
-    let resolution = Resolution::new(dataset, old, &plan.schema);
-    // SQLite's SQLITE_MAX_COLUMN as built into the bundled library.
-    resolution.check_width(2000)?;
-    table::apply_resolution(&resolution, tx, dataset, started_at)?;
-    let table = resolution.new.table.clone();
-
-    // The row is rewritten at commit; its id is needed now for gf_load_id.
-    let load_id = catalog::insert_load(tx, plan, LoadStatus::Loaded, (started, started), &LoadResult::default())?;
-
-    let deferred = fill == RtreeFill::Deferred;
-    if deferred {
-        table::suspend_rtree_triggers(tx, &table)?;
+    fn remove_rows(&mut self, table: &str, source: &str) -> Result<u64, StoreError> {
+        if self.fill == RtreeFill::Trigger {
+            return delete_source_rows(&self.conn, table, source, None);
+        }
+        table::suspend_rtree_triggers(&self.conn, table)?;
+        let mut changes = rtree::Changes::default();
+        let removed = delete_source_rows(&self.conn, table, source, Some(&mut changes))?;
+        rtree::apply(&self.conn, table, changes, self.max_entries)?;
+        table::restore_rtree_triggers(&self.conn, table)?;
+        Ok(removed)
     }
-    let mut changes = rtree::Changes::default();
-    let replaced_rows = delete_source_rows(tx, &table, &plan.source, deferred.then_some(&mut changes))?;
-    let prepared = t0.elapsed();
+}
 
-    let mut inserter = Inserter::new(tx, &resolution, plan, load_id, started_at)?;
-    let result = loop {
-        match rx.blocking_recv() {
-            Some(LoadMessage::Rows(batch)) => {
-                for row in &batch {
-                    let entry = inserter.insert(row)?;
-                    if let (true, Some(e)) = (deferred, entry) {
-                        changes.inserted.push(e);
-                    }
-                }
-                if deferred && changes.inserted.len() >= max_entries {
-                    // Memory stays bounded on any load: apply what is pending and go on.
-                    rtree::apply(tx, &table, std::mem::take(&mut changes), max_entries)?;
-                }
+impl LoadSession for GpkgSession {
+    async fn begin(&mut self, _dataset: &DatasetName) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").ctx("starting the transaction")
+    }
+
+    async fn catalogued_hash(&mut self, plan: &LoadPlan) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT content_hash FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2",
+                params![plan.dataset.as_str(), plan.source],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx("reading the source catalog")
+    }
+
+    async fn keep_source(&mut self, plan: &LoadPlan) -> Result<(), StoreError> {
+        catalog::set_object_version(&self.conn, plan)
+    }
+
+    async fn prepare(&mut self, plan: &LoadPlan, started: OffsetDateTime) -> Result<Prepared, StoreError> {
+        let (tx, dataset) = (&self.conn, plan.dataset.as_str());
+        let t0 = Instant::now();
+        let started_at = to_rfc3339(started)?;
+        let old = table::read_layout(tx, dataset)?;
+        let resolution = Resolution::new(dataset, old, &plan.schema);
+        resolution.check_width(MAX_COLUMNS)?;
+        table::apply_resolution(&resolution, tx, dataset, &started_at)?;
+        let table = resolution.new.table.clone();
+
+        // The row is rewritten at commit; its id is needed now for gf_load_id.
+        let load_id = catalog::insert_load(tx, plan, LoadStatus::Loaded, (started, started), &LoadResult::default())?;
+
+        let mut changes = (self.fill == RtreeFill::Deferred).then(rtree::Changes::default);
+        if changes.is_some() {
+            table::suspend_rtree_triggers(tx, &table)?;
+        }
+        let replaced_rows = delete_source_rows(tx, &table, &plan.source, changes.as_mut())?;
+        let insert = InsertShape::new(&resolution);
+        self.rows = Some(Rows {
+            table,
+            source: plan.source.clone(),
+            insert,
+            load_id,
+            started_at,
+            changes,
+            inserted: 0,
+            t0,
+            prepared: t0.elapsed(),
+        });
+        Ok(Prepared { load_id, replaced_rows })
+    }
+
+    async fn write(&mut self, batch: &[Row]) -> Result<(), StoreError> {
+        let max_entries = self.max_entries;
+        let Some(rows) = self.rows.as_mut() else {
+            return Err(StoreError::Internal("rows sent before the load was prepared".into()));
+        };
+        let conn = &self.conn;
+        let mut inserter = Inserter::new(conn, &rows.insert, (&rows.source, rows.load_id, &rows.started_at))?;
+        for row in batch {
+            let entry = inserter.insert(row, rows.inserted + 1)?;
+            rows.inserted += 1;
+            if let (Some(changes), Some(e)) = (rows.changes.as_mut(), entry) {
+                changes.inserted.push(e);
             }
-            Some(LoadMessage::Commit(result)) => break result,
-            Some(LoadMessage::Abort(result)) => return Ok(End::Abort(result)),
-            None => return Ok(End::Closed),
         }
-    };
-    let inserted = inserter.inserted;
-    drop(inserter);
-    if deferred {
-        let t = Instant::now();
-        rtree::apply(tx, &table, changes, max_entries)?;
-        table::restore_rtree_triggers(tx, &table)?;
-        tracing::debug!(dataset, ms = t.elapsed().as_millis() as u64, "R-tree updated");
+        drop(inserter);
+        if let Some(changes) = rows.changes.as_mut().filter(|c| c.inserted.len() >= max_entries) {
+            // Memory stays bounded on any load: apply what is pending and go on.
+            rtree::apply(conn, &rows.table, std::mem::take(changes), max_entries)?;
+        }
+        Ok(())
     }
 
-    if inserted != result.counts.features_loaded {
-        tracing::warn!(
-            dataset,
+    async fn finish_rows(&mut self, plan: &LoadPlan) -> Result<u64, StoreError> {
+        let max_entries = self.max_entries;
+        let conn = &self.conn;
+        let Some(rows) = self.rows.as_mut() else {
+            return Err(StoreError::Internal("no rows to finish".into()));
+        };
+        if let Some(changes) = rows.changes.take() {
+            let t = Instant::now();
+            rtree::apply(conn, &rows.table, changes, max_entries)?;
+            table::restore_rtree_triggers(conn, &rows.table)?;
+            tracing::debug!(dataset = %plan.dataset, ms = t.elapsed().as_millis() as u64, "R-tree updated");
+        }
+        tracing::debug!(
+            dataset = %plan.dataset,
             source = %plan.source,
-            inserted,
-            reported = result.counts.features_loaded,
-            "rows stored differ from the features the reader reports as loaded"
+            inserted = rows.inserted,
+            prepare_ms = rows.prepared.as_millis() as u64,
+            total_ms = rows.t0.elapsed().as_millis() as u64,
+            "rows stored"
         );
+        Ok(rows.inserted)
     }
-    // Last, just before commit: the rows are of the version storage still holds.
-    if let Verdict::Superseded(why) = protocol::check_blocking(plan.origin.as_ref(), |now| judge_load(plan, now))? {
-        return Ok(End::Superseded(LoadResult { error: Some(why), ..result }));
+
+    async fn record_committed(&mut self, plan: &LoadPlan, load: &Committed<'_>) -> Result<(), StoreError> {
+        let rows = self.rows()?;
+        let (table, started_at) = (rows.table.clone(), rows.started_at.clone());
+        let conn = &self.conn;
+        catalog::upsert_source(conn, plan, load.stored_rows, load.load_id, &started_at)?;
+        let times = (load.started_at, load.finished_at);
+        catalog::finish_load(conn, load.load_id, LoadStatus::Loaded, times, load.result)?;
+        catalog::touch_dataset(conn, plan.dataset.as_str(), &table, &to_rfc3339(load.finished_at)?)
     }
-    let finished = clock.now();
-    catalog::upsert_source(tx, plan, inserted, load_id, started_at)?;
-    catalog::finish_load(tx, load_id, LoadStatus::Loaded, (started, finished), &result)?;
-    catalog::touch_dataset(tx, dataset, &table, &to_rfc3339(finished)?)?;
-    tracing::debug!(
-        dataset,
-        source = %plan.source,
-        inserted,
-        replaced_rows,
-        prepare_ms = prepared.as_millis() as u64,
-        total_ms = t0.elapsed().as_millis() as u64,
-        "load ready to commit"
-    );
-    Ok(End::Commit { load_id, replaced_rows })
+
+    async fn record_load(
+        &mut self,
+        plan: &LoadPlan,
+        status: LoadStatus,
+        times: (OffsetDateTime, OffsetDateTime),
+        result: &LoadResult,
+    ) -> Result<i64, StoreError> {
+        catalog::insert_load(&self.conn, plan, status, times, result)
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        self.rows = None;
+        self.conn.execute_batch("COMMIT").ctx("committing")
+    }
+
+    async fn rollback(&mut self) -> Result<(), StoreError> {
+        self.end_transaction()
+    }
+
+    async fn record_apart(
+        &mut self,
+        plan: &LoadPlan,
+        status: LoadStatus,
+        times: (OffsetDateTime, OffsetDateTime),
+        result: &LoadResult,
+        _after_failure: bool,
+    ) -> Result<i64, StoreError> {
+        // A failed statement leaves an SQLite connection usable: end its transaction.
+        self.end_transaction()?;
+        record_load(&mut self.conn, plan, status, times, result)
+    }
+
+    async fn forget_source(&mut self, dataset: &DatasetName, source: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .conn
+            .execute(
+                "DELETE FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2",
+                params![dataset.as_str(), source],
+            )
+            .ctx("removing the source")?;
+        Ok(deleted > 0)
+    }
+
+    async fn delete_source_rows(&mut self, dataset: &DatasetName, source: &str) -> Result<Option<u64>, StoreError> {
+        let Some(layout) = table::read_layout(&self.conn, dataset.as_str())? else { return Ok(None) };
+        self.remove_rows(&layout.table, source).map(Some)
+    }
+
+    async fn record_removal(
+        &mut self,
+        dataset: &DatasetName,
+        source: &str,
+        rows: u64,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let Some(layout) = table::read_layout(&self.conn, dataset.as_str())? else { return Ok(()) };
+        catalog::record_removal(&self.conn, dataset, source, rows, at)?;
+        catalog::touch_dataset(&self.conn, dataset.as_str(), &layout.table, &to_rfc3339(at)?)
+    }
 }
 
 /// Deletes the rows a source loaded before. With the R-tree triggers suspended (`changes`
 /// given), the fids whose R-tree entries must go are collected, and a source that holds
 /// every row of the table empties it in one step.
 fn delete_source_rows(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     table: &str,
     source: &str,
     changes: Option<&mut rtree::Changes>,
@@ -342,27 +377,18 @@ const P_MAX_X: usize = 13;
 const P_MAX_Y: usize = 14;
 const P_FIRST_PROPERTY: usize = 15;
 
-/// Inserts rows with one prepared statement; the per-load values are bound once.
-struct Inserter<'c> {
-    insert: Statement<'c>,
-    conn: &'c Connection,
+/// The insert statement of a load and where each schema field binds in it.
+struct InsertShape {
+    sql: String,
     id_type: FieldType,
     /// Per schema field: its statement parameter and the column type values convert to.
     fields: Vec<(usize, FieldType)>,
-    /// Per statement property parameter: the row number that last bound it.
-    bound_in: Vec<u64>,
-    blob: Vec<u8>,
-    inserted: u64,
+    /// Property parameters of the statement.
+    property_params: usize,
 }
 
-impl<'c> Inserter<'c> {
-    fn new(
-        tx: &'c Transaction<'_>,
-        resolution: &Resolution,
-        plan: &LoadPlan,
-        load_id: i64,
-        loaded_at: &str,
-    ) -> Result<Inserter<'c>, StoreError> {
+impl InsertShape {
+    fn new(resolution: &Resolution) -> InsertShape {
         let layout = &resolution.new;
         // Distinct columns of this load's fields, each one statement parameter.
         let mut params_of_column: Vec<Option<usize>> = vec![None; layout.columns.len()];
@@ -383,25 +409,35 @@ impl<'c> Inserter<'c> {
         }
         let placeholders: Vec<String> = (1..next).map(|i| format!("?{i}")).collect();
         let sql = format!("INSERT INTO {} ({column_list}) VALUES ({})", quote(&layout.table), placeholders.join(", "));
-        let mut insert = tx.prepare(&sql).ctx("preparing the insert")?;
-        insert.raw_bind_parameter(P_SOURCE, &plan.source).ctx("binding")?;
+        InsertShape { sql, id_type: layout.id_type, fields, property_params: next - P_FIRST_PROPERTY }
+    }
+}
+
+/// Inserts a batch of rows with the load's statement (prepared once per connection, from the
+/// statement cache); the per-load values are bound once per batch.
+struct Inserter<'c> {
+    insert: CachedStatement<'c>,
+    conn: &'c Connection,
+    shape: &'c InsertShape,
+    /// Per statement property parameter: the row number that last bound it.
+    bound_in: Vec<u64>,
+    blob: Vec<u8>,
+}
+
+impl<'c> Inserter<'c> {
+    fn new(conn: &'c Connection, shape: &'c InsertShape, load: (&str, i64, &str)) -> Result<Inserter<'c>, StoreError> {
+        let (source, load_id, loaded_at) = load;
+        let mut insert = conn.prepare_cached(&shape.sql).ctx("preparing the insert")?;
+        insert.raw_bind_parameter(P_SOURCE, source).ctx("binding")?;
         insert.raw_bind_parameter(P_LOAD_ID, load_id).ctx("binding")?;
         insert.raw_bind_parameter(P_LOADED_AT, loaded_at).ctx("binding")?;
-        Ok(Inserter {
-            insert,
-            conn: tx,
-            id_type: layout.id_type,
-            fields,
-            bound_in: vec![0; next - P_FIRST_PROPERTY],
-            blob: Vec::with_capacity(4096),
-            inserted: 0,
-        })
+        Ok(Inserter { insert, conn, shape, bound_in: vec![0; shape.property_params], blob: Vec::with_capacity(4096) })
     }
 
-    /// Inserts one row; returns its R-tree entry (none for empty and null geometries).
-    fn insert(&mut self, row: &Row) -> Result<Option<rtree::Entry>, StoreError> {
+    /// Inserts one row, the `stamp`th of the load; returns its R-tree entry (none for empty
+    /// and null geometries).
+    fn insert(&mut self, row: &Row, stamp: u64) -> Result<Option<rtree::Entry>, StoreError> {
         let s = &mut self.insert;
-        let stamp = self.inserted + 1;
         let bbox: Option<Bbox> = row.geometry.as_ref().and_then(|g| g.bbox);
         match &row.geometry {
             Some(g) => {
@@ -416,7 +452,7 @@ impl<'c> Inserter<'c> {
                 s.raw_bind_parameter(P_VERTICES, rusqlite::types::Null).ctx("binding")?;
             }
         }
-        bind_value(s, P_FEATURE_ID, &row.id, self.id_type)?;
+        bind_value(s, P_FEATURE_ID, &row.id, self.shape.id_type)?;
         s.raw_bind_parameter(P_INDEX, i64::try_from(row.index).unwrap_or(i64::MAX)).ctx("binding")?;
         s.raw_bind_parameter(P_AREA, row.measures.area_m2).ctx("binding")?;
         s.raw_bind_parameter(P_LENGTH, row.measures.length_m).ctx("binding")?;
@@ -425,12 +461,13 @@ impl<'c> Inserter<'c> {
         s.raw_bind_parameter(P_MAX_X, bbox.map(|b| b.max_x)).ctx("binding")?;
         s.raw_bind_parameter(P_MAX_Y, bbox.map(|b| b.max_y)).ctx("binding")?;
 
+        let fields = &self.shape.fields;
         for (field, value) in &row.properties {
-            let Some(&(p, ty)) = self.fields.get(*field) else {
+            let Some(&(p, ty)) = fields.get(*field) else {
                 return Err(StoreError::Internal(format!(
                     "row {} refers to property field {field}, but the schema has {} fields",
                     row.index,
-                    self.fields.len()
+                    fields.len()
                 )));
             };
             bind_value(s, p, value, ty)?;
@@ -442,8 +479,6 @@ impl<'c> Inserter<'c> {
             }
         }
         s.raw_execute().ctx("inserting a feature")?;
-
-        self.inserted = stamp;
         Ok(bbox.map(|b| rtree::Entry::new(self.conn.last_insert_rowid(), &b)))
     }
 }

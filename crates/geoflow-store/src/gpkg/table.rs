@@ -3,7 +3,7 @@
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{Value, ValueRef};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
@@ -154,7 +154,7 @@ pub fn needs_rebuild(r: &Resolution) -> bool {
 
 /// Brings the table to the new layout: creates it, or rebuilds it, or adds columns and
 /// converts values in place. Updates the catalog's column mapping and gpkg_data_columns.
-pub fn apply_resolution(r: &Resolution, tx: &Transaction<'_>, dataset: &str, now: &str) -> Result<(), StoreError> {
+pub fn apply_resolution(r: &Resolution, tx: &Connection, dataset: &str, now: &str) -> Result<(), StoreError> {
     let table = &r.new.table;
     match &r.old {
         None => create_dataset(tx, dataset, &r.new, now)?,
@@ -188,7 +188,7 @@ pub fn apply_resolution(r: &Resolution, tx: &Transaction<'_>, dataset: &str, now
     write_catalog(r, tx, dataset)
 }
 
-fn write_catalog(r: &Resolution, tx: &Transaction<'_>, dataset: &str) -> Result<(), StoreError> {
+fn write_catalog(r: &Resolution, tx: &Connection, dataset: &str) -> Result<(), StoreError> {
     let old_columns = r.old.as_ref().map_or(&[][..], |o| &o.columns[..]);
     let old_id = r.old.as_ref().map(|o| o.id_type);
     let table = &r.new.table;
@@ -214,7 +214,7 @@ fn write_catalog(r: &Resolution, tx: &Transaction<'_>, dataset: &str) -> Result<
 }
 
 fn upsert_data_column(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     table: &str,
     column: &str,
     title: &str,
@@ -255,7 +255,7 @@ fn fill_rtree_template(sql: &str, table: &str) -> String {
 }
 
 /// The index on `gf_source` and the R-tree triggers: what a table needs beside its rows.
-fn create_table_dependents(tx: &Transaction<'_>, table: &str) -> Result<(), StoreError> {
+fn create_table_dependents(tx: &Connection, table: &str) -> Result<(), StoreError> {
     let index =
         format!("CREATE INDEX {} ON {}(gf_source)", quote(&format!("{table}{SOURCE_INDEX_SUFFIX}")), quote(table));
     tx.execute_batch(&index).ctx("creating the source index")?;
@@ -267,7 +267,7 @@ fn create_table_dependents(tx: &Transaction<'_>, table: &str) -> Result<(), Stor
 
 /// Drops the R-tree insert and delete triggers, so that a load can maintain the R-tree
 /// itself ([`super::rtree`]).
-pub fn suspend_rtree_triggers(tx: &Transaction<'_>, table: &str) -> Result<(), StoreError> {
+pub fn suspend_rtree_triggers(tx: &Connection, table: &str) -> Result<(), StoreError> {
     let rtree = rtree_name(table);
     let sql = format!(
         "DROP TRIGGER {}; DROP TRIGGER {};",
@@ -278,12 +278,12 @@ pub fn suspend_rtree_triggers(tx: &Transaction<'_>, table: &str) -> Result<(), S
 }
 
 /// Recreates the triggers [`suspend_rtree_triggers`] dropped, exactly as they were.
-pub fn restore_rtree_triggers(tx: &Transaction<'_>, table: &str) -> Result<(), StoreError> {
+pub fn restore_rtree_triggers(tx: &Connection, table: &str) -> Result<(), StoreError> {
     tx.execute_batch(&fill_rtree_template(RTREE_INSERT_TRIGGER_SQL, table)).ctx("restoring the R-tree triggers")?;
     tx.execute_batch(&fill_rtree_template(RTREE_DELETE_TRIGGER_SQL, table)).ctx("restoring the R-tree triggers")
 }
 
-fn create_dataset(tx: &Transaction<'_>, dataset: &str, layout: &Layout, now: &str) -> Result<(), StoreError> {
+fn create_dataset(tx: &Connection, dataset: &str, layout: &Layout, now: &str) -> Result<(), StoreError> {
     let table = &layout.table;
     let exists: bool = tx
         .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE lower(name) = lower(?1))", [table], |r| r.get(0))
@@ -325,7 +325,7 @@ fn create_dataset(tx: &Transaction<'_>, dataset: &str, layout: &Layout, now: &st
 
 /// Rebuilds the table with new declared types, keeping every fid (so the R-tree stays valid)
 /// and converting each stored value losslessly with `gf_widen`.
-fn rebuild(tx: &Transaction<'_>, old: &Layout, new: &Layout) -> Result<(), StoreError> {
+fn rebuild(tx: &Connection, old: &Layout, new: &Layout) -> Result<(), StoreError> {
     let table = &old.table;
     let scratch = format!("geoflow_rebuild_{table}");
     tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&scratch))).ctx("rebuilding the table")?;

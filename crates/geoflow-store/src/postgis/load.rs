@@ -1,22 +1,25 @@
-//! One load: a single transaction that replaces a source's rows with a binary `COPY`,
-//! committed on [`LoadMessage::Commit`] and rolled back on anything else.
+//! The PostGIS store's I/O for the load protocol ([`crate::protocol`]): one transaction per
+//! load that replaces a source's rows with a binary `COPY`.
 
-use std::time::Instant;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use deadpool_postgres::Object;
 use futures_util::SinkExt;
 use time::OffsetDateTime;
-use tokio_postgres::{GenericClient, Transaction};
+use tokio_postgres::{CopyInSink, GenericClient};
 
 use geoflow_core::dataset::DatasetName;
+use geoflow_core::row::Row;
 
 use super::catalog;
 use super::copy::{pg_timestamp, RowEncoder, COPY_SYSTEM_COLUMNS};
 use super::table::{self, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
 use crate::layout::Resolution;
-use crate::protocol::{self, judge_load, judge_removal, Origin, Verdict, INTERRUPTED};
-use crate::{LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
+use crate::protocol::{self, Committed, LoadSession, Origin, Prepared};
+use crate::{LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
 /// Bytes of COPY data sent at a time.
 const SEND_BUFFER: usize = 1 << 20;
@@ -30,6 +33,25 @@ const LOAD_STATISTICS_TARGET: u32 = 10;
 /// Memory for building indexes after a bulk load, on the server.
 const INDEX_BUILD_MEMORY: &str = "256MB";
 
+/// PostgreSQL's MaxHeapAttributeNumber.
+const MAX_COLUMNS: usize = 1600;
+
+pub async fn run(store: &PostgisStore, plan: LoadPlan, rx: LoadReceiver) -> Result<LoadOutcome, StoreError> {
+    let mut session = PgSession::open(store).await?;
+    protocol::run_load(&mut session, &plan, &*store.clock, rx).await
+}
+
+/// Removes a source's rows and its catalog entry (see [`protocol::run_removal`]).
+pub async fn remove_source(
+    store: &PostgisStore,
+    dataset: &DatasetName,
+    source: &str,
+    origin: Option<&Origin>,
+) -> Result<Removal, StoreError> {
+    let mut session = PgSession::open(store).await?;
+    protocol::run_removal(&mut session, &*store.clock, dataset, source, origin).await
+}
+
 /// Serialises the loads (and removals) of one dataset across connections and processes.
 async fn lock_dataset(store: &PostgisStore, tx: &impl GenericClient, dataset: &str) -> Result<(), StoreError> {
     let key = format!("geoflow.dataset:{dataset}");
@@ -39,282 +61,306 @@ async fn lock_dataset(store: &PostgisStore, tx: &impl GenericClient, dataset: &s
     Ok(())
 }
 
-enum End {
-    Commit {
-        load_id: i64,
-        replaced_rows: u64,
-    },
-    Unchanged,
-    Abort(LoadResult),
-    Closed,
-    /// Storage moved on while this load ran: roll back, record why.
-    Superseded(LoadResult),
+/// One connection's part in a load or removal. The transaction is begun and ended by hand so
+/// that the session owns its connection; a session dropped inside a transaction closes the
+/// connection instead of pooling it.
+struct PgSession<'s> {
+    store: &'s PostgisStore,
+    /// `None` once closed after a failure, until a fresh one is taken.
+    client: Option<Object>,
+    in_transaction: bool,
+    /// Where the source's current rows are, read with its content hash (or its removal).
+    current_rows: Option<SourceRows>,
+    copy: Option<Copy>,
 }
 
-pub async fn run(store: &PostgisStore, plan: LoadPlan, mut rx: LoadReceiver) -> Result<LoadOutcome, StoreError> {
-    let started_at = store.now();
-    let table_name = plan.dataset.as_str().to_string();
-    let mut client = store.client().await?;
+/// A COPY in flight and what the load does after it.
+struct Copy {
+    sink: Pin<Box<CopyInSink<Bytes>>>,
+    buf: BytesMut,
+    encoder: RowEncoder,
+    table: String,
+    first_fid: i64,
+    /// The table was created by this load (keys and indexes come after the COPY).
+    created: bool,
+    /// The spatial index is built after the COPY.
+    build_index_after: bool,
+    t0: Instant,
+    prepared: Duration,
+    /// Rows copied and the fids they took, once the COPY is finished.
+    stored: Option<(u64, SourceRows)>,
+}
 
-    let failure = {
-        let tx = client.transaction().await.ctx(store, "starting the load transaction")?;
-        match session(store, &tx, &plan, started_at, &mut rx).await {
-            Ok(End::Commit { load_id, replaced_rows }) => match tx.commit().await {
-                Ok(()) => return Ok(LoadOutcome::Loaded { load_id, table: table_name, replaced_rows }),
-                Err(e) => Err(store.db_error("committing the load", &e)),
-            },
-            Ok(End::Unchanged) => {
-                // Dropping the receiver tells the sender at once that no rows are needed.
-                drop(rx);
-                let times = (started_at, store.now());
-                let load_id =
-                    catalog::insert_load(store, &*tx, &plan, LoadStatus::Unchanged, times, &LoadResult::default())
-                        .await?;
-                tx.commit().await.ctx(store, "recording an unchanged load")?;
-                return Ok(LoadOutcome::Unchanged { load_id, table: table_name });
-            }
-            Ok(End::Abort(result)) => {
-                tx.rollback().await.ctx(store, "rolling back the load")?;
-                Ok(result)
-            }
-            Ok(End::Superseded(result)) => {
-                drop(rx);
-                tx.rollback().await.ctx(store, "rolling back the load")?;
-                let times = (started_at, store.now());
-                let load_id =
-                    catalog::insert_load(store, &**client, &plan, LoadStatus::Superseded, times, &result).await?;
-                let reason = result.error.unwrap_or_default();
-                return Ok(LoadOutcome::Superseded { load_id, table: table_name, reason });
-            }
-            Ok(End::Closed) => {
-                tx.rollback().await.ctx(store, "rolling back the load")?;
-                let result = LoadResult { error: Some(INTERRUPTED.into()), ..LoadResult::default() };
-                let times = (started_at, store.now());
-                let load_id = catalog::insert_load(store, &**client, &plan, LoadStatus::Failed, times, &result).await?;
-                let error = StoreError::Interrupted { dataset: table_name, source_key: plan.source.clone() };
-                return Err(StoreError::Recorded { load_id, error: Box::new(error) });
-            }
-            Err(e) => {
-                // Dropping the transaction rolls it back.
-                drop(tx);
-                Err(e)
-            }
-        }
-    };
-    match failure {
-        Ok(result) => {
-            let times = (started_at, store.now());
-            let load_id = catalog::insert_load(store, &**client, &plan, LoadStatus::Failed, times, &result).await?;
-            Ok(LoadOutcome::Failed { load_id, table: table_name })
-        }
-        Err(error) => {
-            // Rolled back: record why, if the database lets us (on a connection that is
-            // surely usable).
-            let result = LoadResult { error: Some(error.to_string()), ..LoadResult::default() };
-            let times = (started_at, store.now());
-            // After a failed statement mid-protocol (a COPY refused at its start, say), the
-            // connection's state is not to be trusted: close it rather than pool it.
-            drop(deadpool_postgres::Object::take(client));
-            let recorded = match store.client().await {
-                Ok(c) => catalog::insert_load(store, &**c, &plan, LoadStatus::Failed, times, &result).await,
-                Err(e) => Err(e),
-            };
-            match recorded {
-                Ok(load_id) => Err(StoreError::Recorded { load_id, error: Box::new(error) }),
-                Err(record_error) => {
-                    tracing::warn!(error = %record_error, "could not record the failed load");
-                    Err(error)
-                }
-            }
+impl<'s> PgSession<'s> {
+    async fn open(store: &'s PostgisStore) -> Result<PgSession<'s>, StoreError> {
+        let client = store.client().await?;
+        Ok(PgSession { store, client: Some(client), in_transaction: false, current_rows: None, copy: None })
+    }
+
+    fn client(&self) -> Result<&tokio_postgres::Client, StoreError> {
+        self.client
+            .as_deref()
+            .map(|c| &**c)
+            .ok_or_else(|| StoreError::Internal("the load's connection is closed".into()))
+    }
+
+    /// Closes the connection: after a failed statement mid-protocol (a COPY refused at its
+    /// start, say) its state is not to be trusted, so it must not go back to the pool.
+    fn close(&mut self) {
+        self.copy = None;
+        self.in_transaction = false;
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
         }
     }
 }
 
-async fn session(
-    store: &PostgisStore,
-    tx: &Transaction<'_>,
-    plan: &LoadPlan,
-    started_at: OffsetDateTime,
-    rx: &mut LoadReceiver,
-) -> Result<End, StoreError> {
-    let dataset = plan.dataset.as_str();
-    lock_dataset(store, tx, dataset).await?;
-    let current: Option<(String, SourceRows)> = tx
-        .query_opt(
-            "SELECT content_hash, min_fid, max_fid FROM geoflow.sources WHERE dataset = $1 AND source_key = $2",
-            &[&dataset, &plan.source],
-        )
-        .await
-        .ctx(store, "reading the source catalog")?
-        .map(|r| (r.get(0), SourceRows::from_columns(r.get(1), r.get(2))));
-    if current.as_ref().map(|(hash, _)| hash.as_str()) == Some(plan.version.content_hash.as_str()) {
-        if let Verdict::Superseded(why) = protocol::check(plan.origin.as_ref(), |now| judge_load(plan, now)).await? {
-            return Ok(End::Superseded(LoadResult { error: Some(why), ..LoadResult::default() }));
+impl Drop for PgSession<'_> {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            self.close();
         }
-        catalog::set_object_version(store, tx, plan).await?;
-        return Ok(End::Unchanged);
+    }
+}
+
+impl LoadSession for PgSession<'_> {
+    async fn begin(&mut self, dataset: &DatasetName) -> Result<(), StoreError> {
+        let store = self.store;
+        self.client()?.batch_execute("BEGIN").await.ctx(store, "starting the transaction")?;
+        self.in_transaction = true;
+        lock_dataset(store, self.client()?, dataset.as_str()).await
     }
 
-    let t0 = Instant::now();
-    let old = table::read_layout(store, tx, dataset).await?;
-    let resolution = Resolution::new(dataset, old, &plan.schema);
-    // PostgreSQL's MaxHeapAttributeNumber.
-    resolution.check_width(1600)?;
-    let t = qualified(&resolution.new.table);
-    let was_empty = match &resolution.old {
-        None => true,
-        Some(_) => tx
-            .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {t})"), &[])
+    async fn catalogued_hash(&mut self, plan: &LoadPlan) -> Result<Option<String>, StoreError> {
+        let current: Option<(String, SourceRows)> = self
+            .client()?
+            .query_opt(
+                "SELECT content_hash, min_fid, max_fid FROM geoflow.sources WHERE dataset = $1 AND source_key = $2",
+                &[&plan.dataset.as_str(), &plan.source],
+            )
             .await
-            .ctx(store, "reading the dataset table")?
-            .get(0),
-    };
-    // Into an empty table, building the spatial index once after the COPY beats
-    // maintaining it row by row; a table created by this load gets its primary key and
-    // other index after the COPY too.
-    let build_index_after = was_empty && store.defer_spatial_index;
-    let created = table::apply_resolution(&resolution, store, tx, dataset, !build_index_after).await?;
-    if build_index_after && !created {
-        table::drop_spatial_index(store, tx, &resolution.new.table).await?;
+            .ctx(self.store, "reading the source catalog")?
+            .map(|r| (r.get(0), SourceRows::from_columns(r.get(1), r.get(2))));
+        self.current_rows = current.as_ref().map(|(_, rows)| *rows);
+        Ok(current.map(|(hash, _)| hash))
     }
 
-    // The row is rewritten at commit; its id is needed now for gf_load_id.
-    let load_id =
-        catalog::insert_load(store, tx, plan, LoadStatus::Loaded, (started_at, started_at), &LoadResult::default())
-            .await?;
-    let replaced_rows = match (was_empty, current) {
-        (false, Some((_, rows))) => delete_source_rows(store, tx, &resolution.new.table, &plan.source, rows).await?,
-        _ => 0,
-    };
-    let prepared = t0.elapsed();
+    async fn keep_source(&mut self, plan: &LoadPlan) -> Result<(), StoreError> {
+        catalog::set_object_version(self.store, self.client()?, plan).await
+    }
 
-    // The property columns this load writes, each once, in the COPY column list.
-    let layout = &resolution.new;
-    let mut slot_of_column: Vec<Option<usize>> = vec![None; layout.columns.len()];
-    let mut column_list: Vec<String> = COPY_SYSTEM_COLUMNS.iter().map(|c| quote_ident(c)).collect();
-    let mut slots = 0;
-    let mut fields = Vec::with_capacity(resolution.field_columns.len());
-    for &c in &resolution.field_columns {
-        let slot = *slot_of_column[c].get_or_insert_with(|| {
-            column_list.push(quote_ident(&layout.columns[c].name));
-            slots += 1;
-            slots - 1
+    async fn prepare(&mut self, plan: &LoadPlan, started_at: OffsetDateTime) -> Result<Prepared, StoreError> {
+        let (store, tx) = (self.store, self.client()?);
+        let dataset = plan.dataset.as_str();
+        let t0 = Instant::now();
+        let old = table::read_layout(store, tx, dataset).await?;
+        let resolution = Resolution::new(dataset, old, &plan.schema);
+        resolution.check_width(MAX_COLUMNS)?;
+        let t = qualified(&resolution.new.table);
+        let was_empty = match &resolution.old {
+            None => true,
+            Some(_) => tx
+                .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {t})"), &[])
+                .await
+                .ctx(store, "reading the dataset table")?
+                .get(0),
+        };
+        // Into an empty table, building the spatial index once after the COPY beats
+        // maintaining it row by row; a table created by this load gets its primary key and
+        // other index after the COPY too.
+        let build_index_after = was_empty && store.defer_spatial_index;
+        let created = table::apply_resolution(&resolution, store, tx, dataset, !build_index_after).await?;
+        if build_index_after && !created {
+            table::drop_spatial_index(store, tx, &resolution.new.table).await?;
+        }
+
+        // The row is rewritten at commit; its id is needed now for gf_load_id.
+        let times = (started_at, started_at);
+        let load_id = catalog::insert_load(store, tx, plan, LoadStatus::Loaded, times, &LoadResult::default()).await?;
+        let replaced_rows = match (was_empty, self.current_rows) {
+            (false, Some(rows)) => delete_source_rows(store, tx, &resolution.new.table, &plan.source, rows).await?,
+            _ => 0,
+        };
+        let prepared = t0.elapsed();
+
+        // The property columns this load writes, each once, in the COPY column list.
+        let layout = &resolution.new;
+        let mut slot_of_column: Vec<Option<usize>> = vec![None; layout.columns.len()];
+        let mut column_list: Vec<String> = COPY_SYSTEM_COLUMNS.iter().map(|c| quote_ident(c)).collect();
+        let mut slots = 0;
+        let mut fields = Vec::with_capacity(resolution.field_columns.len());
+        for &c in &resolution.field_columns {
+            let slot = *slot_of_column[c].get_or_insert_with(|| {
+                column_list.push(quote_ident(&layout.columns[c].name));
+                slots += 1;
+                slots - 1
+            });
+            fields.push((slot, layout.columns[c].ty));
+        }
+        let encoder = RowEncoder::new(fields, slots, layout.id_type, &plan.source, load_id, pg_timestamp(started_at));
+        // Every fid this COPY takes is above the sequence's last value now.
+        let first_fid = last_fid(store, tx, &layout.table).await? + 1;
+        let copy = format!("COPY {t} ({}) FROM STDIN (FORMAT binary)", column_list.join(", "));
+        let sink = Box::pin(tx.copy_in::<_, Bytes>(&copy).await.ctx(store, "starting the COPY")?);
+        let mut buf = BytesMut::with_capacity(SEND_BUFFER + (SEND_BUFFER >> 2));
+        RowEncoder::header(&mut buf);
+        self.copy = Some(Copy {
+            sink,
+            buf,
+            encoder,
+            table: layout.table.clone(),
+            first_fid,
+            created,
+            build_index_after,
+            t0,
+            prepared,
+            stored: None,
         });
-        fields.push((slot, layout.columns[c].ty));
+        Ok(Prepared { load_id, replaced_rows })
     }
-    let mut encoder = RowEncoder::new(fields, slots, layout.id_type, &plan.source, load_id, pg_timestamp(started_at));
-    // Every fid this COPY takes is above the sequence's last value now.
-    let first_fid = last_fid(store, tx, &layout.table).await? + 1;
-    let copy = format!("COPY {t} ({}) FROM STDIN (FORMAT binary)", column_list.join(", "));
-    let sink = tx.copy_in::<_, Bytes>(&copy).await.ctx(store, "starting the COPY")?;
-    futures_util::pin_mut!(sink);
-    let mut buf = BytesMut::with_capacity(SEND_BUFFER + (SEND_BUFFER >> 2));
-    RowEncoder::header(&mut buf);
-    let result = loop {
-        match rx.recv().await {
-            Some(LoadMessage::Rows(batch)) => {
-                for row in &batch {
-                    encoder.encode(&mut buf, row)?;
-                    if buf.len() >= SEND_BUFFER {
-                        sink.send(buf.split().freeze()).await.ctx(store, "copying rows")?;
-                    }
-                }
-            }
-            Some(LoadMessage::Commit(result)) => break result,
-            // Leaving drops the sink, which aborts the COPY; the caller rolls back.
-            Some(LoadMessage::Abort(result)) => return Ok(End::Abort(result)),
-            None => return Ok(End::Closed),
-        }
-    };
-    RowEncoder::trailer(&mut buf);
-    sink.send(buf.split().freeze()).await.ctx(store, "copying rows")?;
-    let copied = sink.as_mut().finish().await.ctx(store, "finishing the COPY")?;
-    let rows = SourceRows::Fids(first_fid, last_fid(store, tx, &layout.table).await?);
-    let copy_done = t0.elapsed();
 
-    if build_index_after {
-        // Index builds sort in memory when they can: 256 MB (for this transaction only) builds
-        // the spatial index of 1M rows about a fifth faster than the 64 MB default.
-        tx.batch_execute(&format!("SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"))
-            .await
-            .ctx(store, "sizing the index build")?;
+    async fn write(&mut self, rows: &[Row]) -> Result<(), StoreError> {
+        let store = self.store;
+        let copy = self.copy.as_mut().ok_or_else(|| StoreError::Internal("rows sent before the COPY".into()))?;
+        for row in rows {
+            copy.encoder.encode(&mut copy.buf, row)?;
+            if copy.buf.len() >= SEND_BUFFER {
+                copy.sink.send(copy.buf.split().freeze()).await.ctx(store, "copying rows")?;
+            }
+        }
+        Ok(())
     }
-    if created && build_index_after {
-        table::create_keys_and_indexes(store, tx, &layout.table).await?;
-    } else if build_index_after {
-        table::create_spatial_index(store, tx, &layout.table).await?;
-    }
-    if created || copied >= ANALYZE_AFTER {
-        tx.batch_execute(&format!("SET LOCAL default_statistics_target = {LOAD_STATISTICS_TARGET}; ANALYZE {t}"))
-            .await
-            .ctx(store, "analyzing the dataset table")?;
-    }
-    if copied != result.counts.features_loaded {
-        tracing::warn!(
-            dataset,
+
+    async fn finish_rows(&mut self, plan: &LoadPlan) -> Result<u64, StoreError> {
+        let store = self.store;
+        let client = self.client.as_deref().map(|c| &**c);
+        let (Some(tx), Some(copy)) = (client, self.copy.as_mut()) else {
+            return Err(StoreError::Internal("no COPY to finish".into()));
+        };
+        RowEncoder::trailer(&mut copy.buf);
+        copy.sink.send(copy.buf.split().freeze()).await.ctx(store, "copying rows")?;
+        let copied = copy.sink.as_mut().finish().await.ctx(store, "finishing the COPY")?;
+        let rows = SourceRows::Fids(copy.first_fid, last_fid(store, tx, &copy.table).await?);
+        copy.stored = Some((copied, rows));
+        let copy_done = copy.t0.elapsed();
+
+        let t = qualified(&copy.table);
+        if copy.build_index_after {
+            // Index builds sort in memory when they can: 256 MB (for this transaction only)
+            // builds the spatial index of 1M rows about a fifth faster than the 64 MB default.
+            tx.batch_execute(&format!("SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"))
+                .await
+                .ctx(store, "sizing the index build")?;
+            if copy.created {
+                table::create_keys_and_indexes(store, tx, &copy.table).await?;
+            } else {
+                table::create_spatial_index(store, tx, &copy.table).await?;
+            }
+        }
+        if copy.created || copied >= ANALYZE_AFTER {
+            tx.batch_execute(&format!("SET LOCAL default_statistics_target = {LOAD_STATISTICS_TARGET}; ANALYZE {t}"))
+                .await
+                .ctx(store, "analyzing the dataset table")?;
+        }
+        tracing::debug!(
+            dataset = %plan.dataset,
             source = %plan.source,
             copied,
-            reported = result.counts.features_loaded,
-            "rows stored differ from the features the reader reports as loaded"
+            prepare_ms = copy.prepared.as_millis() as u64,
+            copy_ms = (copy_done - copy.prepared).as_millis() as u64,
+            total_ms = copy.t0.elapsed().as_millis() as u64,
+            "rows stored"
         );
+        Ok(copied)
     }
-    // Last, just before commit: the rows are of the version storage still holds.
-    if let Verdict::Superseded(why) = protocol::check(plan.origin.as_ref(), |now| judge_load(plan, now)).await? {
-        return Ok(End::Superseded(LoadResult { error: Some(why), ..result }));
-    }
-    catalog::upsert_source(store, tx, plan, (copied, rows), encoder.bbox, load_id, started_at).await?;
-    let finished_at = store.now();
-    catalog::finish_load(store, tx, load_id, finished_at, &result, (replaced_rows, copied)).await?;
-    catalog::touch_dataset(store, tx, dataset, finished_at).await?;
-    tracing::debug!(
-        dataset,
-        source = %plan.source,
-        copied,
-        replaced_rows,
-        prepare_ms = prepared.as_millis() as u64,
-        copy_ms = (copy_done - prepared).as_millis() as u64,
-        total_ms = t0.elapsed().as_millis() as u64,
-        "load ready to commit"
-    );
-    Ok(End::Commit { load_id, replaced_rows })
-}
 
-/// Removes a source's rows and its catalog entry in one transaction, unless `origin` says the
-/// object exists again (then [`StoreError::Superseded`]).
-pub async fn remove_source(
-    store: &PostgisStore,
-    dataset: &DatasetName,
-    source: &str,
-    origin: Option<&Origin>,
-) -> Result<Removal, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await.ctx(store, "starting a transaction")?;
-    let name = dataset.as_str();
-    lock_dataset(store, &*tx, name).await?;
-    if let Verdict::Superseded(reason) = protocol::check(origin, judge_removal).await? {
-        return Err(StoreError::Superseded { dataset: name.to_string(), source_key: source.to_string(), reason });
+    async fn record_committed(&mut self, plan: &LoadPlan, load: &Committed<'_>) -> Result<(), StoreError> {
+        let (store, tx) = (self.store, self.client()?);
+        let copy = self.copy.as_ref().ok_or_else(|| StoreError::Internal("no COPY to record".into()))?;
+        let (_, fids) = copy.stored.ok_or_else(|| StoreError::Internal("the COPY is not finished".into()))?;
+        let rows = (load.stored_rows, fids);
+        catalog::upsert_source(store, tx, plan, rows, copy.encoder.bbox, load.load_id, load.started_at).await?;
+        let counts = (load.replaced_rows, load.stored_rows);
+        catalog::finish_load(store, tx, load.load_id, load.finished_at, load.result, counts).await?;
+        catalog::touch_dataset(store, tx, plan.dataset.as_str(), load.finished_at).await
     }
-    let catalogued: Option<SourceRows> = tx
-        .query_opt(
-            "DELETE FROM geoflow.sources WHERE dataset = $1 AND source_key = $2 RETURNING min_fid, max_fid",
-            &[&name, &source],
-        )
-        .await
-        .ctx(store, "removing the source")?
-        .map(|r| SourceRows::from_columns(r.get(0), r.get(1)));
-    let had_source = catalogued.is_some();
-    let mut removed = 0;
-    if let Some(layout) = table::read_layout(store, &*tx, name).await? {
-        let rows = catalogued.unwrap_or(SourceRows::Unrecorded);
-        removed = delete_source_rows(store, &*tx, &layout.table, source, rows).await?;
-        if had_source || removed > 0 {
-            let at = store.now();
-            catalog::record_removal(store, &*tx, dataset, source, removed, at).await?;
-            catalog::touch_dataset(store, &*tx, name, at).await?;
+
+    async fn record_load(
+        &mut self,
+        plan: &LoadPlan,
+        status: LoadStatus,
+        times: (OffsetDateTime, OffsetDateTime),
+        result: &LoadResult,
+    ) -> Result<i64, StoreError> {
+        catalog::insert_load(self.store, self.client()?, plan, status, times, result).await
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        let store = self.store;
+        self.client()?.batch_execute("COMMIT").await.ctx(store, "committing")?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    async fn rollback(&mut self) -> Result<(), StoreError> {
+        // Dropping the sink aborts a COPY in flight.
+        self.copy = None;
+        let store = self.store;
+        let rolled_back = self.client()?.batch_execute("ROLLBACK").await.ctx(store, "rolling back");
+        match rolled_back {
+            Ok(()) => self.in_transaction = false,
+            Err(_) => self.close(),
         }
+        rolled_back
     }
-    tx.commit().await.ctx(store, "committing the removal")?;
-    Ok(Removal { catalogued: had_source, rows: removed })
+
+    async fn record_apart(
+        &mut self,
+        plan: &LoadPlan,
+        status: LoadStatus,
+        times: (OffsetDateTime, OffsetDateTime),
+        result: &LoadResult,
+        after_failure: bool,
+    ) -> Result<i64, StoreError> {
+        if after_failure || self.client.is_none() {
+            // Closing the connection rolls its transaction back.
+            self.close();
+            self.client = Some(self.store.client().await?);
+        }
+        catalog::insert_load(self.store, self.client()?, plan, status, times, result).await
+    }
+
+    async fn forget_source(&mut self, dataset: &DatasetName, source: &str) -> Result<bool, StoreError> {
+        self.current_rows = self
+            .client()?
+            .query_opt(
+                "DELETE FROM geoflow.sources WHERE dataset = $1 AND source_key = $2 RETURNING min_fid, max_fid",
+                &[&dataset.as_str(), &source],
+            )
+            .await
+            .ctx(self.store, "removing the source")?
+            .map(|r| SourceRows::from_columns(r.get(0), r.get(1)));
+        Ok(self.current_rows.is_some())
+    }
+
+    async fn delete_source_rows(&mut self, dataset: &DatasetName, source: &str) -> Result<Option<u64>, StoreError> {
+        let (store, tx) = (self.store, self.client()?);
+        let Some(layout) = table::read_layout(store, tx, dataset.as_str()).await? else { return Ok(None) };
+        let rows = self.current_rows.unwrap_or(SourceRows::Unrecorded);
+        Ok(Some(delete_source_rows(store, tx, &layout.table, source, rows).await?))
+    }
+
+    async fn record_removal(
+        &mut self,
+        dataset: &DatasetName,
+        source: &str,
+        rows: u64,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (store, tx) = (self.store, self.client()?);
+        catalog::record_removal(store, tx, dataset, source, rows, at).await?;
+        catalog::touch_dataset(store, tx, dataset.as_str(), at).await
+    }
 }
 
 /// The catalog entry of a source, read under the dataset's lock: no load of the dataset is
