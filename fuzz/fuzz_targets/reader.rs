@@ -18,6 +18,7 @@ use geoflow_core::reader::{GeoJsonReader, RawFeature, ReaderOptions};
 use geoflow_core::report::{Action, Policy};
 use geoflow_core::row::{EncodedGeometry, GeometryKind, Row};
 use geoflow_core::schema::SchemaBuilder;
+use geoflow_core::wkb::{self, Header, Part, Reason, Visitor};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -119,60 +120,36 @@ fn check_measures(row: &Row) {
 }
 
 /// Little-endian ISO WKB of the stated kind and dimension, with finite ordinates, and
-/// nothing after it.
+/// nothing after it: checked as the WKB reader walks it.
 fn check_wkb(g: &EncodedGeometry) {
-    assert!(g.wkb.len() >= 5 && g.wkb[0] == 1, "WKB must start with a little-endian byte order mark");
-    let mut at = 0;
-    geometry(&g.wkb, &mut at, Some(g.kind.wkb_code()), g.has_z, 0);
-    assert_eq!(at, g.wkb.len(), "bytes after the WKB geometry");
+    let mut written = Written { kind: g.kind, has_z: g.has_z };
+    let len = wkb::walk(&g.wkb, &mut written).unwrap_or_else(|e| panic!("stored WKB: {e}"));
+    assert_eq!(len, g.wkb.len(), "bytes after the WKB geometry");
 }
 
-fn take<'a>(b: &'a [u8], at: &mut usize, n: usize) -> &'a [u8] {
-    let s = b.get(*at..*at + n).expect("WKB ends early");
-    *at += n;
-    s
+/// What the writer must have written.
+struct Written {
+    kind: GeometryKind,
+    has_z: bool,
 }
 
-fn u32_at(b: &[u8], at: &mut usize) -> u32 {
-    u32::from_le_bytes(take(b, at, 4).try_into().unwrap())
-}
-
-fn positions(b: &[u8], at: &mut usize, n: u32, z: bool) {
-    for _ in 0..n {
-        for _ in 0..if z { 3 } else { 2 } {
-            let v = f64::from_le_bytes(take(b, at, 8).try_into().unwrap());
-            assert!(v.is_finite(), "a stored geometry has a non-finite ordinate");
+impl Visitor for Written {
+    fn begin(&mut self, h: &Header, part: Part, _: u32) -> Result<(), Reason> {
+        assert!(part.depth <= 16, "WKB nested too deeply");
+        assert!(h.little_endian, "WKB byte order");
+        assert_eq!(h.code, h.kind.wkb_code() + if self.has_z { 1000 } else { 0 }, "WKB type code (ISO, Z as stated)");
+        let want = if part.parent.is_none() { Some(self.kind) } else { part.required_kind() };
+        if let Some(want) = want {
+            assert_eq!(h.kind, want, "WKB geometry type");
         }
+        Ok(())
     }
-}
 
-fn geometry(b: &[u8], at: &mut usize, want: Option<u32>, z: bool, depth: usize) {
-    assert!(depth <= 16, "WKB nested too deeply");
-    assert_eq!(take(b, at, 1), [1], "WKB byte order");
-    let code = u32_at(b, at);
-    assert_eq!((code / 1000 == 1, code / 1000 <= 1), (z, true), "WKB Z flag");
-    let base = code % 1000;
-    if let Some(want) = want {
-        assert_eq!(base, want, "WKB geometry type");
-    }
-    match base {
-        1 => positions(b, at, 1, z),
-        2 => {
-            let n = u32_at(b, at);
-            positions(b, at, n, z);
-        }
-        3 => {
-            for _ in 0..u32_at(b, at) {
-                let n = u32_at(b, at);
-                positions(b, at, n, z);
-            }
-        }
-        4..=7 => {
-            let part = [Some(1), Some(2), Some(3), None][(base - 4) as usize];
-            for _ in 0..u32_at(b, at) {
-                geometry(b, at, part, z, depth + 1);
-            }
-        }
-        other => panic!("unknown WKB geometry type {other}"),
+    fn position(&mut self, _: u32, x: f64, y: f64, z: Option<f64>) -> Result<(), Reason> {
+        assert!(
+            x.is_finite() && y.is_finite() && z.is_none_or(f64::is_finite),
+            "a stored geometry has a non-finite ordinate"
+        );
+        Ok(())
     }
 }

@@ -94,6 +94,20 @@ impl GeometryKind {
             GeometryKind::GeometryCollection => 7,
         }
     }
+
+    /// The kind of a WKB / OGC type code (without Z or M); `None` for any other code.
+    pub fn from_wkb_code(code: u32) -> Option<GeometryKind> {
+        Some(match code {
+            1 => GeometryKind::Point,
+            2 => GeometryKind::LineString,
+            3 => GeometryKind::Polygon,
+            4 => GeometryKind::MultiPoint,
+            5 => GeometryKind::MultiLineString,
+            6 => GeometryKind::MultiPolygon,
+            7 => GeometryKind::GeometryCollection,
+            _ => return None,
+        })
+    }
 }
 
 /// A geometry encoded as ISO WKB (little-endian; Z types are `code + 1000`), SRID 4326.

@@ -3,7 +3,8 @@
 //!
 //! Every input goes the whole way a load takes it: [`GeoJsonReader`] frames it (with the
 //! default limits and with small ones, in one read and in tiny reads), every framed feature is
-//! observed for the schema, and then processed under each of the three policies. Panics are
+//! observed for the schema, and then processed under each of the three policies. The WKB
+//! reader, which reads stored geometries back, gets arbitrary bytes and mutated WKB. Panics are
 //! caught per stage and reported with the input, also those that the core catches itself; a
 //! watchdog aborts with the input if one case runs far too long; a counting allocator bounds
 //! the memory of the large regression inputs.
@@ -39,6 +40,7 @@ use geoflow_core::report::{Action, Policy, ProblemCode};
 use geoflow_core::row::{EncodedGeometry, GeometryKind, Row};
 use geoflow_core::schema::{FieldType, SchemaBuilder};
 use geoflow_core::value::PropValue;
+use geoflow_core::wkb::{self, Header, Part, Reason, Visitor, MAX_DEPTH};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
@@ -358,82 +360,51 @@ fn frame<R: Read>(
 /// Checks an encoded geometry: well-formed little-endian ISO WKB of the stated kind, with
 /// finite ordinates. Errors name the first non-finite ordinate as `non-finite x|y|z`.
 fn check_wkb(g: &EncodedGeometry) -> Result<(), String> {
-    struct W<'a> {
-        b: &'a [u8],
-        i: usize,
+    /// What the writer must have written, checked as the reader walks it.
+    struct Written {
+        kind: GeometryKind,
+        has_z: bool,
+        problem: Option<String>,
     }
-    impl W<'_> {
-        fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
-            let s = self.b.get(self.i..self.i + N).ok_or_else(|| format!("WKB ends early at byte {}", self.i))?;
-            self.i += N;
-            Ok(s.try_into().expect("length checked"))
+    impl Written {
+        fn refuse(&mut self, problem: String) -> Result<(), Reason> {
+            self.problem = Some(problem);
+            Err(Reason::Refused("not as written"))
         }
-        fn u32(&mut self) -> Result<u32, String> {
-            Ok(u32::from_le_bytes(self.take::<4>()?))
-        }
-        fn count(&mut self, min_item: usize) -> Result<u32, String> {
-            let n = self.u32()?;
-            if (n as usize).saturating_mul(min_item) > self.b.len() - self.i {
-                return Err(format!("WKB count {n} at byte {} does not fit the remaining bytes", self.i - 4));
+    }
+    impl Visitor for Written {
+        fn begin(&mut self, h: &Header, part: Part, _: u32) -> Result<(), Reason> {
+            let iso = h.kind.wkb_code() + if self.has_z { 1000 } else { 0 };
+            let want = if part.parent.is_none() { Some(self.kind) } else { part.required_kind() };
+            if !h.little_endian {
+                self.refuse("WKB byte order 0, expected 1 (little-endian)".into())
+            } else if h.code != iso {
+                self.refuse(format!("WKB type {}: not the ISO code {iso} (has_z = {})", h.code, self.has_z))
+            } else if want.is_some_and(|w| w != h.kind) {
+                self.refuse(format!("WKB type {:?}, expected {want:?}", h.kind))
+            } else if part.depth > 16 {
+                self.refuse("WKB nested too deeply".into())
+            } else {
+                Ok(())
             }
-            Ok(n)
         }
-        fn pos(&mut self, z: bool) -> Result<(), String> {
-            for name in ["x", "y", "z"].iter().take(if z { 3 } else { 2 }) {
-                let v = f64::from_le_bytes(self.take::<8>()?);
-                if !v.is_finite() {
-                    return Err(format!("non-finite {name} ordinate ({v}) at byte {}", self.i - 8));
+        fn position(&mut self, _: u32, x: f64, y: f64, z: Option<f64>) -> Result<(), Reason> {
+            for (name, v) in [("x", Some(x)), ("y", Some(y)), ("z", z)] {
+                match v {
+                    Some(v) if !v.is_finite() => return self.refuse(format!("non-finite {name} ordinate ({v})")),
+                    _ => {}
                 }
             }
             Ok(())
         }
-        fn points(&mut self, z: bool) -> Result<(), String> {
-            let dims = if z { 24 } else { 16 };
-            for _ in 0..self.count(dims)? {
-                self.pos(z)?;
-            }
-            Ok(())
-        }
-        fn geometry(&mut self, want: Option<u32>, z: bool, depth: usize) -> Result<(), String> {
-            if depth > 16 {
-                return Err("WKB nested too deeply".into());
-            }
-            let [order] = self.take::<1>()?;
-            if order != 1 {
-                return Err(format!("WKB byte order {order} at byte {}, expected 1 (little-endian)", self.i - 1));
-            }
-            let code = self.u32()?;
-            let (base, has_z) = (code % 1000, code / 1000 == 1);
-            if code / 1000 > 1 || has_z != z {
-                return Err(format!("WKB type {code}: Z flag does not match has_z = {z}"));
-            }
-            if want.is_some_and(|w| w != base) {
-                return Err(format!("WKB type {base}, expected {want:?}"));
-            }
-            let min = if z { 24 } else { 16 };
-            match base {
-                1 => self.pos(z),
-                2 => self.points(z),
-                3 => (0..self.count(4)?).try_for_each(|_| self.points(z)),
-                4 => (0..self.count(5 + min)?).try_for_each(|_| self.geometry(Some(1), z, depth + 1)),
-                5 => (0..self.count(9)?).try_for_each(|_| self.geometry(Some(2), z, depth + 1)),
-                6 => (0..self.count(9)?).try_for_each(|_| self.geometry(Some(3), z, depth + 1)),
-                7 => (0..self.count(5)?).try_for_each(|_| self.geometry(None, z, depth + 1)),
-                other => Err(format!("unknown WKB geometry type {other}")),
-            }
-        }
     }
-    if g.wkb.len() < 5 || g.wkb[0] != 1 {
-        return Err(format!(
-            "WKB of {} bytes starting {:?}: expected at least 5 bytes, starting with 1",
-            g.wkb.len(),
-            g.wkb.first()
-        ));
-    }
-    let mut w = W { b: &g.wkb, i: 0 };
-    w.geometry(Some(g.kind.wkb_code()), g.has_z, 0)?;
-    if w.i != g.wkb.len() {
-        return Err(format!("{} bytes of WKB after the geometry", g.wkb.len() - w.i));
+    let mut written = Written { kind: g.kind, has_z: g.has_z, problem: None };
+    let len = wkb::walk(&g.wkb, &mut written).map_err(|e| match written.problem.take() {
+        Some(problem) => format!("{problem} at byte {}", e.offset),
+        None => format!("WKB: {e}"),
+    })?;
+    if len != g.wkb.len() {
+        return Err(format!("{} bytes of WKB after the geometry", g.wkb.len() - len));
     }
     if let Some(b) = g.bbox {
         if ![b.min_x, b.min_y, b.max_x, b.max_y].iter().all(|v| v.is_finite()) || b.min_x > b.max_x || b.min_y > b.max_y
@@ -686,6 +657,68 @@ fn value_paths(text: &str) -> Vec<Failure> {
                 all.iter().for_each(|t| drop(v.for_column(*t)));
             }) {
                 failures.push(f);
+            }
+        }
+    }
+    failures
+}
+
+/// Counts the reader's calls, to check what must hold of any walk.
+#[derive(Default)]
+struct Calls {
+    open: i64,
+    deepest: u32,
+    positions: usize,
+}
+
+impl Visitor for Calls {
+    fn begin(&mut self, _: &Header, part: Part, _: u32) -> Result<(), Reason> {
+        self.open += 1;
+        self.deepest = self.deepest.max(part.depth);
+        Ok(())
+    }
+    fn position(&mut self, _: u32, _: f64, _: f64, _: Option<f64>) -> Result<(), Reason> {
+        self.positions += 1;
+        Ok(())
+    }
+    fn end(&mut self, _: &Header, _: Part) -> Result<(), Reason> {
+        self.open -= 1;
+        Ok(())
+    }
+}
+
+/// Reads `input` as WKB. Besides panics: no geometry deeper than the limit; an error's offset
+/// within the input; a geometry read has its calls balanced, took no more bytes than there
+/// are (16 at least per position), and reads the same from exactly the bytes it took.
+fn wkb_paths(input: &[u8]) -> Vec<Failure> {
+    let stage = || "wkb::walk".to_string();
+    let invariant = |message: String| Failure::Invariant { stage: stage(), message };
+    let walked = guarded(stage, || {
+        let mut calls = Calls::default();
+        (wkb::walk(input, &mut calls), calls)
+    });
+    let (result, calls) = match walked {
+        Ok(walked) => walked,
+        Err(f) => return vec![f],
+    };
+    let mut failures = Vec::new();
+    if calls.deepest > MAX_DEPTH {
+        failures.push(invariant(format!("a geometry at depth {}", calls.deepest)));
+    }
+    match result {
+        Err(e) if e.offset > input.len() => failures.push(invariant(format!("{e}, past the {} bytes", input.len()))),
+        Err(_) => {}
+        Ok(len) => {
+            if len > input.len() || calls.open != 0 || calls.positions * 16 > len {
+                failures.push(invariant(format!(
+                    "{len} bytes read, {} left open, {} positions",
+                    calls.open, calls.positions
+                )));
+            }
+            match guarded(stage, || wkb::walk(&input[..len.min(input.len())], &mut Calls::default())) {
+                Ok(again) if again == Ok(len) => {}
+                Ok(again) => failures.push(invariant(format!("{len} bytes read, but {again:?} from just those"))),
+                Err(f) => failures.push(f),
             }
         }
     }
@@ -1454,6 +1487,102 @@ fn mutate(mut doc: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
     doc
 }
 
+/// The shape of a WKB geometry: positions per line string and ring, members per container.
+#[derive(Debug, Clone)]
+enum WkbShape {
+    Point,
+    LineString(usize),
+    Polygon(Vec<usize>),
+    /// A multi-geometry or collection (type code 4 to 7) and its members, of any kind.
+    Members(u32, Vec<WkbShape>),
+}
+
+fn wkb_shape() -> BoxedStrategy<WkbShape> {
+    let leaf = prop_oneof![
+        Just(WkbShape::Point),
+        (0usize..6).prop_map(WkbShape::LineString),
+        prop::collection::vec(0usize..6, 0..3).prop_map(WkbShape::Polygon),
+    ];
+    leaf.prop_recursive(5, 48, 4, |inner| {
+        (4u32..8, prop::collection::vec(inner, 0..4)).prop_map(|(code, members)| WkbShape::Members(code, members))
+    })
+    .boxed()
+}
+
+/// How a document writes its headers: byte order, dimensions (Z, M) as ISO codes or EWKB
+/// flags, and an EWKB SRID.
+#[derive(Debug, Clone, Copy)]
+struct WkbStyle {
+    little: bool,
+    z: bool,
+    m: bool,
+    ewkb: bool,
+    srid: Option<u32>,
+}
+
+fn write_wkb(out: &mut Vec<u8>, shape: &WkbShape, style: WkbStyle, ordinates: &mut impl Iterator<Item = f64>) {
+    let u32_bytes = |v: u32| if style.little { v.to_le_bytes() } else { v.to_be_bytes() };
+    let code = match shape {
+        WkbShape::Point => 1,
+        WkbShape::LineString(_) => 2,
+        WkbShape::Polygon(_) => 3,
+        WkbShape::Members(code, _) => *code,
+    };
+    let code = if style.ewkb {
+        code | if style.z { 0x8000_0000 } else { 0 }
+            | if style.m { 0x4000_0000 } else { 0 }
+            | if style.srid.is_some() { 0x2000_0000 } else { 0 }
+    } else {
+        code + 1000 * (u32::from(style.z) + 2 * u32::from(style.m))
+    };
+    out.push(u8::from(style.little));
+    out.extend_from_slice(&u32_bytes(code));
+    if let (true, Some(srid)) = (style.ewkb, style.srid) {
+        out.extend_from_slice(&u32_bytes(srid));
+    }
+    let dims = 2 + usize::from(style.z) + usize::from(style.m);
+    let mut positions = |out: &mut Vec<u8>, n: usize| {
+        for v in ordinates.by_ref().take(n * dims) {
+            out.extend_from_slice(&if style.little { v.to_le_bytes() } else { v.to_be_bytes() });
+        }
+    };
+    match shape {
+        WkbShape::Point => positions(out, 1),
+        WkbShape::LineString(n) => {
+            out.extend_from_slice(&u32_bytes(*n as u32));
+            positions(out, *n);
+        }
+        WkbShape::Polygon(rings) => {
+            out.extend_from_slice(&u32_bytes(rings.len() as u32));
+            for n in rings {
+                out.extend_from_slice(&u32_bytes(*n as u32));
+                positions(out, *n);
+            }
+        }
+        WkbShape::Members(_, members) => {
+            out.extend_from_slice(&u32_bytes(members.len() as u32));
+            for member in members {
+                write_wkb(out, member, style, ordinates);
+            }
+        }
+    }
+}
+
+/// Well-formed WKB of every type, in either byte order, with ISO codes or EWKB flags.
+fn wkb_document() -> BoxedStrategy<Vec<u8>> {
+    let style = (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), prop::option::of(any::<u32>()))
+        .prop_map(|(little, z, m, ewkb, srid)| WkbStyle { little, z, m, ewkb, srid });
+    let ordinates =
+        prop::collection::vec(prop_oneof![4 => -180.0f64..180.0, 1 => any::<f64>(), 1 => Just(f64::NAN)], 1..8);
+    (wkb_shape(), style, ordinates)
+        .prop_map(|(shape, style, ordinates)| {
+            let mut out = Vec::new();
+            write_wkb(&mut out, &shape, style, &mut ordinates.iter().copied().cycle());
+            out
+        })
+        .boxed()
+}
+
 /// A read size and whether reads are interrupted, for the trickled framing.
 fn trickle() -> impl Strategy<Value = (usize, bool)> {
     (prop_oneof![1usize..4, 4usize..64, Just(1 << 20)], prop::bool::weighted(0.2))
@@ -1529,6 +1658,69 @@ fn valid_json_values_through_the_feature_parser() {
         }
         tally.judge(&input.0, value_paths(text))
     });
+}
+
+#[test]
+fn wkb_arbitrary_bytes() {
+    // Mostly behind a real header, so that more than the header is read.
+    let codes: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 1002, 2003, 3007, 0x8000_0002, 0x6000_0003, 0x2000_0007];
+    let bytes = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..256),
+        (0u8..2, prop::sample::select(codes), prop::collection::vec(any::<u8>(), 0..256)).prop_map(
+            |(order, code, rest)| {
+                let code = if order == 1 { code.to_le_bytes() } else { code.to_be_bytes() };
+                [&[order][..], &code, &rest].concat()
+            }
+        ),
+    ]
+    .prop_map(Input);
+    run_property("wkb_arbitrary_bytes", 4096, bytes, |tally, input| tally.judge(&input.0, wkb_paths(&input.0)));
+}
+
+#[test]
+fn wkb_mutated_documents() {
+    let docs = (wkb_document(), prop::collection::vec(mutation(), 1..6));
+    run_property("wkb_mutated_documents", 4096, docs, |tally, (doc, mutations)| {
+        // Unmutated, the whole document is one geometry.
+        match wkb::walk(&doc, &mut Calls::default()) {
+            Ok(len) if len == doc.len() => {}
+            other => {
+                return Err(TestCaseError::fail(format!("{other:?} for the {} bytes of {}", doc.len(), show(&doc))))
+            }
+        }
+        let mutated = mutate(doc, &mutations);
+        tally.judge(&mutated, wkb_paths(&mutated))
+    });
+}
+
+/// The check of stored geometries refuses what the writer must not write.
+#[test]
+fn check_wkb_holds_the_writer_to_its_form() {
+    let point = |wkb: Vec<u8>, has_z| EncodedGeometry { kind: GeometryKind::Point, has_z, bbox: None, wkb };
+    let le = |code: u32, ords: &[f64]| {
+        let mut w = vec![1];
+        w.extend_from_slice(&code.to_le_bytes());
+        ords.iter().for_each(|v| w.extend_from_slice(&v.to_le_bytes()));
+        w
+    };
+    assert_eq!(check_wkb(&point(le(1, &[1.0, 2.0]), false)), Ok(()));
+    assert_eq!(check_wkb(&point(le(1001, &[1.0, 2.0, 3.0]), true)), Ok(()));
+    let mut be = vec![0];
+    be.extend_from_slice(&1u32.to_be_bytes());
+    be.extend_from_slice(&[0; 16]);
+    let refused = [
+        (point(be, false), "byte order"),
+        (point(le(1 | 0x8000_0000, &[1.0, 2.0, 3.0]), true), "not the ISO code"),
+        (point(le(1001, &[1.0, 2.0, 3.0]), false), "not the ISO code"),
+        (point(le(2, &[0.0]), false), "expected Some(Point)"),
+        (point(le(1, &[1.0, f64::NAN]), false), "non-finite y ordinate (NaN) at byte 5"),
+        (point(le(1, &[1.0, 2.0, 3.0]), false), "8 bytes of WKB after the geometry"),
+        (point(le(1, &[1.0]), false), "WKB: the input ends early at byte 13"),
+    ];
+    for (g, want) in refused {
+        let e = check_wkb(&g).unwrap_err();
+        assert!(e.contains(want), "{e}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,9 +20,10 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 use tokio::sync::{mpsc, oneshot};
 
 use geoflow_core::dataset::DatasetName;
-use geoflow_core::row::Bbox;
+use geoflow_core::row::{Bbox, GeometryKind};
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::{PropValue, F64_EXACT_INT};
+use geoflow_core::wkb::{self, Header, Part, Reason, Visitor, WkbError};
 
 use super::geometry::{parse_header, Envelope};
 use super::rtree::rtree_name;
@@ -37,9 +38,6 @@ const CHANNEL_CAPACITY: usize = 16;
 
 /// Idle read connections kept for reuse (more are opened when more requests read at once).
 const MAX_IDLE_READERS: usize = 8;
-
-/// Nesting deeper than this in a geometry collection is treated as corrupt.
-const MAX_WKB_DEPTH: u32 = 64;
 
 /// Idle read connections, so that a request does not pay for opening one and parsing the
 /// schema (a dataset table may have hundreds of columns).
@@ -584,6 +582,10 @@ impl<'a> FeatureWriter<'a> {
         }
     }
 
+    fn malformed(&self, fid: i64, e: WkbError) -> StoreError {
+        self.corrupt(fid, &format!("has a geometry that is not well-formed WKB ({e})"))
+    }
+
     /// The row (`fid, geom, properties…`) as one GeoJSON Feature.
     fn feature(&self, fid: i64, row: &Row<'_>) -> Result<String, StoreError> {
         const CONTEXT: &str = "reading a feature's columns";
@@ -595,9 +597,7 @@ impl<'a> FeatureWriter<'a> {
                 let wkb = parse_header(blob)
                     .ok_or_else(|| self.corrupt(fid, "has a geometry without a GeoPackage header"))?
                     .wkb;
-                WkbReader::new(wkb)
-                    .geojson(&mut out, 0)
-                    .ok_or_else(|| self.corrupt(fid, "has a geometry that is not well-formed WKB"))?;
+                write_geojson(wkb, &mut out).map_err(|e| self.malformed(fid, e))?;
             }
             _ => return Err(self.corrupt(fid, "has a geometry that is not a blob")),
         }
@@ -636,9 +636,7 @@ impl<'a> FeatureWriter<'a> {
                 return Ok(true);
             }
         }
-        let geometry = WkbReader::new(header.wkb)
-            .geometry(0)
-            .ok_or_else(|| self.corrupt(fid, "has a geometry that is not well-formed WKB"))?;
+        let geometry = to_geo(header.wkb).map_err(|e| self.malformed(fid, e))?;
         Ok(boxes.iter().any(|r| geometry.intersects(r)))
     }
 }
@@ -710,242 +708,183 @@ fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// The type and layout of one WKB geometry.
-pub(super) struct WkbHead {
-    pub(super) little: bool,
-    pub(super) kind: u32,
-    /// Ordinates per position (2 to 4).
-    pub(super) dims: usize,
-    pub(super) has_z: bool,
+/// Writes a WKB geometry as a GeoJSON geometry object.
+fn write_geojson(wkb: &[u8], out: &mut String) -> Result<(), WkbError> {
+    wkb::walk(wkb, &mut GeoJsonWriter { out, in_point: false }).map(drop)
 }
 
-/// Reads ISO WKB (XY, Z = +1000, M = +2000, ZM = +3000) and the EWKB flag bits, in either
-/// byte order, checking every count against the bytes left; `None` on malformed input.
-pub(super) struct WkbReader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// Writes GeoJSON as the WKB is read: coordinates exact (the shortest text that reads back as
+/// the same double), Z kept, M dropped (GeoJSON has none). Refuses what GeoJSON cannot say:
+/// non-finite coordinates, and members of a multi-geometry of another kind.
+struct GeoJsonWriter<'a> {
+    out: &'a mut String,
+    /// Whether the position at hand is a point's, where NaN ordinates mean `POINT EMPTY`.
+    in_point: bool,
 }
 
-impl<'a> WkbReader<'a> {
-    pub(super) fn new(buf: &'a [u8]) -> WkbReader<'a> {
-        WkbReader { buf, pos: 0 }
-    }
-
-    pub(super) fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let bytes = self.buf.get(self.pos..self.pos + N)?.try_into().ok()?;
-        self.pos += N;
-        Some(bytes)
-    }
-
-    pub(super) fn u32(&mut self, little: bool) -> Option<u32> {
-        let b = self.take::<4>()?;
-        Some(if little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
-    }
-
-    pub(super) fn f64(&mut self, little: bool) -> Option<f64> {
-        let b = self.take::<8>()?;
-        Some(if little { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) })
-    }
-
-    /// A count of items of at least `item_len` bytes each, checked against what is left.
-    pub(super) fn count(&mut self, little: bool, item_len: usize) -> Option<usize> {
-        let n = self.u32(little)? as usize;
-        (n.checked_mul(item_len)? <= self.buf.len() - self.pos).then_some(n)
-    }
-
-    pub(super) fn head(&mut self) -> Option<WkbHead> {
-        let little = match self.take::<1>()? {
-            [0] => false,
-            [1] => true,
-            _ => return None,
-        };
-        let code = self.u32(little)?;
-        let (ewkb_z, ewkb_m) = (code & 0x8000_0000 != 0, code & 0x4000_0000 != 0);
-        if code & 0x2000_0000 != 0 {
-            self.u32(little)?;
+impl Visitor for GeoJsonWriter<'_> {
+    fn begin(&mut self, h: &Header, part: Part, _: u32) -> Result<(), Reason> {
+        // A member of a multi-geometry is its coordinates only; any other is an object.
+        let member_of_multi = part.required_kind();
+        if let (Some(required), Some(parent)) = (member_of_multi, part.parent) {
+            if h.kind != required {
+                return Err(Reason::MemberKind { parent, member: h.kind });
+            }
         }
-        let iso = code & 0x0FFF_FFFF;
-        let (z, m) = match iso / 1000 {
-            0 => (ewkb_z, ewkb_m),
-            1 => (true, ewkb_m),
-            2 => (ewkb_z, true),
-            3 => (true, true),
-            _ => return None,
-        };
-        let kind = iso % 1000;
-        (1..=7).contains(&kind).then_some(WkbHead { little, kind, dims: 2 + usize::from(z) + usize::from(m), has_z: z })
+        if part.index > 0 {
+            self.out.push(',');
+        }
+        if member_of_multi.is_none() {
+            let _ = write!(self.out, r#"{{"type":"{}","#, h.kind.name());
+            self.out.push_str(if h.kind == GeometryKind::GeometryCollection {
+                r#""geometries":"#
+            } else {
+                r#""coordinates":"#
+            });
+        }
+        self.in_point = h.kind == GeometryKind::Point;
+        if !self.in_point {
+            self.out.push('[');
+        }
+        Ok(())
     }
 
-    /// One position `[x,y]` or `[x,y,z]` (M is left out: GeoJSON has none).
-    fn position(&mut self, out: &mut String, h: &WkbHead) -> Option<()> {
-        let x = self.f64(h.little)?;
-        let y = self.f64(h.little)?;
-        let z = if h.has_z { Some(self.f64(h.little)?) } else { None };
-        for _ in 2 + usize::from(h.has_z)..h.dims {
-            self.f64(h.little)?;
+    fn begin_ring(&mut self, index: u32, _: u32) -> Result<(), Reason> {
+        if index > 0 {
+            self.out.push(',');
+        }
+        self.out.push('[');
+        Ok(())
+    }
+
+    fn position(&mut self, index: u32, x: f64, y: f64, z: Option<f64>) -> Result<(), Reason> {
+        if self.in_point && x.is_nan() && y.is_nan() {
+            self.out.push_str("[]");
+            return Ok(());
         }
         if !(x.is_finite() && y.is_finite() && z.is_none_or(f64::is_finite)) {
-            return None;
+            return Err(Reason::NonFinite);
+        }
+        if index > 0 {
+            self.out.push(',');
         }
         let mut buf = ryu::Buffer::new();
-        out.push('[');
-        out.push_str(buf.format_finite(x));
-        out.push(',');
-        out.push_str(buf.format_finite(y));
+        self.out.push('[');
+        self.out.push_str(buf.format_finite(x));
+        self.out.push(',');
+        self.out.push_str(buf.format_finite(y));
         if let Some(z) = z {
-            out.push(',');
-            out.push_str(buf.format_finite(z));
+            self.out.push(',');
+            self.out.push_str(buf.format_finite(z));
         }
-        out.push(']');
-        Some(())
+        self.out.push(']');
+        Ok(())
     }
 
-    fn positions(&mut self, out: &mut String, h: &WkbHead) -> Option<()> {
-        let n = self.count(h.little, 8 * h.dims)?;
-        out.push('[');
-        for i in 0..n {
-            if i > 0 {
-                out.push(',');
+    fn end_ring(&mut self) -> Result<(), Reason> {
+        self.out.push(']');
+        Ok(())
+    }
+
+    fn end(&mut self, h: &Header, part: Part) -> Result<(), Reason> {
+        if h.kind != GeometryKind::Point {
+            self.out.push(']');
+        }
+        if part.required_kind().is_none() {
+            self.out.push('}');
+        }
+        Ok(())
+    }
+}
+
+/// The geometry in two dimensions, for the exact intersection test. Multi-geometries
+/// become collections: a collection intersects what one of its members intersects.
+fn to_geo(wkb: &[u8]) -> Result<geo::Geometry<f64>, WkbError> {
+    let mut builder = GeoBuilder::default();
+    wkb::walk(wkb, &mut builder)?;
+    Ok(builder.done.unwrap_or_else(|| geo::Geometry::GeometryCollection(geo::GeometryCollection::default())))
+}
+
+/// Builds a [`geo::Geometry`] as the WKB is read. Takes any member in any multi-geometry and
+/// any coordinates: the intersection test copes with what the loader never writes.
+#[derive(Default)]
+struct GeoBuilder {
+    /// The geometries begun and not yet ended, the innermost last.
+    open: Vec<Building>,
+    /// The positions of the line string or ring at hand.
+    coords: Vec<geo::Coord<f64>>,
+    done: Option<geo::Geometry<f64>>,
+}
+
+enum Building {
+    /// `None` while empty (NaN ordinates).
+    Point(Option<geo::Coord<f64>>),
+    LineString,
+    Polygon(Vec<geo::LineString<f64>>),
+    Collection(Vec<geo::Geometry<f64>>),
+}
+
+impl Visitor for GeoBuilder {
+    fn begin(&mut self, h: &Header, _: Part, len: u32) -> Result<(), Reason> {
+        // `len` fits the bytes left: the capacities are bounded by the input.
+        let len = len as usize;
+        self.open.push(match h.kind {
+            GeometryKind::Point => Building::Point(None),
+            GeometryKind::LineString => {
+                self.coords = Vec::with_capacity(len);
+                Building::LineString
             }
-            self.position(out, h)?;
-        }
-        out.push(']');
-        Some(())
+            GeometryKind::Polygon => Building::Polygon(Vec::with_capacity(len)),
+            _ => Building::Collection(Vec::with_capacity(len)),
+        });
+        Ok(())
     }
 
-    fn rings(&mut self, out: &mut String, h: &WkbHead) -> Option<()> {
-        let n = self.count(h.little, 4)?;
-        out.push('[');
-        for i in 0..n {
-            if i > 0 {
-                out.push(',');
-            }
-            self.positions(out, h)?;
-        }
-        out.push(']');
-        Some(())
+    fn begin_ring(&mut self, _: u32, len: u32) -> Result<(), Reason> {
+        self.coords = Vec::with_capacity(len as usize);
+        Ok(())
     }
 
-    /// A point's coordinates; `POINT EMPTY` (NaN ordinates) is `[]`.
-    fn point(&mut self, out: &mut String, h: &WkbHead) -> Option<()> {
-        let start = self.pos;
-        let (x, y) = (self.f64(h.little)?, self.f64(h.little)?);
-        if x.is_nan() && y.is_nan() {
-            self.take_ordinates(h.dims - 2, h.little)?;
-            out.push_str("[]");
-            return Some(());
-        }
-        self.pos = start;
-        self.position(out, h)
-    }
-
-    fn take_ordinates(&mut self, n: usize, little: bool) -> Option<()> {
-        for _ in 0..n {
-            self.f64(little)?;
-        }
-        Some(())
-    }
-
-    /// Writes the geometry as a GeoJSON geometry object.
-    fn geojson(&mut self, out: &mut String, depth: u32) -> Option<()> {
-        if depth > MAX_WKB_DEPTH {
-            return None;
-        }
-        let h = self.head()?;
-        const NAMES: [&str; 7] =
-            ["Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon", "GeometryCollection"];
-        let _ = write!(out, r#"{{"type":"{}","#, NAMES[h.kind as usize - 1]);
-        if h.kind == 7 {
-            out.push_str(r#""geometries":["#);
-            // The smallest member is a 5-byte header followed by at least a count.
-            let n = self.count(h.little, 9)?;
-            for i in 0..n {
-                if i > 0 {
-                    out.push(',');
-                }
-                self.geojson(out, depth + 1)?;
-            }
-            out.push_str("]}");
-            return Some(());
-        }
-        out.push_str(r#""coordinates":"#);
-        match h.kind {
-            1 => self.point(out, &h)?,
-            2 => self.positions(out, &h)?,
-            3 => self.rings(out, &h)?,
-            _ => {
-                let n = self.count(h.little, 9)?;
-                out.push('[');
-                for i in 0..n {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let member = self.head()?;
-                    // MultiPoint (4) holds points (1), and so on.
-                    if member.kind != h.kind - 3 {
-                        return None;
-                    }
-                    match member.kind {
-                        1 => self.point(out, &member)?,
-                        2 => self.positions(out, &member)?,
-                        _ => self.rings(out, &member)?,
-                    }
-                }
-                out.push(']');
-            }
-        }
-        out.push('}');
-        Some(())
-    }
-
-    fn coords(&mut self, h: &WkbHead) -> Option<Vec<geo::Coord<f64>>> {
-        let n = self.count(h.little, 8 * h.dims)?;
-        let mut coords = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (x, y) = (self.f64(h.little)?, self.f64(h.little)?);
-            self.take_ordinates(h.dims - 2, h.little)?;
-            coords.push(coord! { x: x, y: y });
-        }
-        Some(coords)
-    }
-
-    /// The geometry in two dimensions, for the exact intersection test. Multi-geometries
-    /// become collections: a collection intersects what one of its members intersects.
-    fn geometry(&mut self, depth: u32) -> Option<geo::Geometry<f64>> {
-        if depth > MAX_WKB_DEPTH {
-            return None;
-        }
-        let h = self.head()?;
-        Some(match h.kind {
-            1 => {
-                let (x, y) = (self.f64(h.little)?, self.f64(h.little)?);
-                self.take_ordinates(h.dims - 2, h.little)?;
-                if x.is_nan() || y.is_nan() {
-                    geo::Geometry::GeometryCollection(geo::GeometryCollection::default())
-                } else {
-                    geo::Geometry::Point(geo::Point::new(x, y))
+    fn position(&mut self, _: u32, x: f64, y: f64, _: Option<f64>) -> Result<(), Reason> {
+        match self.open.last_mut() {
+            Some(Building::Point(point)) => {
+                if !(x.is_nan() || y.is_nan()) {
+                    *point = Some(coord! { x: x, y: y });
                 }
             }
-            2 => geo::Geometry::LineString(geo::LineString::new(self.coords(&h)?)),
-            3 => {
-                let n = self.count(h.little, 4)?;
-                let mut rings = Vec::with_capacity(n);
-                for _ in 0..n {
-                    rings.push(geo::LineString::new(self.coords(&h)?));
-                }
+            _ => self.coords.push(coord! { x: x, y: y }),
+        }
+        Ok(())
+    }
+
+    fn end_ring(&mut self) -> Result<(), Reason> {
+        if let Some(Building::Polygon(rings)) = self.open.last_mut() {
+            rings.push(geo::LineString::new(std::mem::take(&mut self.coords)));
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, _: &Header, _: Part) -> Result<(), Reason> {
+        let geometry = match self.open.pop() {
+            Some(Building::Point(Some(c))) => geo::Geometry::Point(c.into()),
+            Some(Building::Point(None)) | None => geo::Geometry::GeometryCollection(geo::GeometryCollection::default()),
+            Some(Building::LineString) => {
+                geo::Geometry::LineString(geo::LineString::new(std::mem::take(&mut self.coords)))
+            }
+            Some(Building::Polygon(rings)) => {
                 let mut rings = rings.into_iter();
                 let exterior = rings.next().unwrap_or_else(|| geo::LineString::new(Vec::new()));
                 geo::Geometry::Polygon(geo::Polygon::new(exterior, rings.collect()))
             }
-            _ => {
-                let n = self.count(h.little, 9)?;
-                let mut members = Vec::with_capacity(n);
-                for _ in 0..n {
-                    members.push(self.geometry(depth + 1)?);
-                }
+            Some(Building::Collection(members)) => {
                 geo::Geometry::GeometryCollection(geo::GeometryCollection::new_from(members))
             }
-        })
+        };
+        match self.open.last_mut() {
+            Some(Building::Collection(members)) => members.push(geometry),
+            _ => self.done = Some(geometry),
+        }
+        Ok(())
     }
 }
 
@@ -955,7 +894,7 @@ mod tests {
 
     fn geojson(wkb: &[u8]) -> Option<String> {
         let mut out = String::new();
-        WkbReader::new(wkb).geojson(&mut out, 0).map(|()| out)
+        write_geojson(wkb, &mut out).ok().map(|()| out)
     }
 
     fn head(little: bool, code: u32) -> Vec<u8> {
@@ -1022,6 +961,55 @@ mod tests {
         let mut empty_point = head(true, 1);
         f(&mut empty_point, true, &[f64::NAN, f64::NAN]);
         assert_eq!(geojson(&empty_point).unwrap(), r#"{"type":"Point","coordinates":[]}"#);
+
+        // JSON has no NaN or infinity: only a point's NaN pair (empty) is written.
+        let mut half = head(true, 1);
+        f(&mut half, true, &[f64::NAN, 1.0]);
+        let mut inf_z = head(true, 1002);
+        n(&mut inf_z, true, 1);
+        f(&mut inf_z, true, &[0.0, 0.0, f64::INFINITY]);
+        for wkb in [half, inf_z] {
+            assert_eq!(write_geojson(&wkb, &mut String::new()).map_err(|e| e.reason), Err(Reason::NonFinite));
+        }
+    }
+
+    #[test]
+    fn wkb_becomes_a_geo_geometry() {
+        let mut p = head(true, 1);
+        f(&mut p, true, &[1.0, 0.5]);
+        assert_eq!(to_geo(&p).unwrap(), geo::Geometry::Point(geo::Point::new(1.0, 0.5)));
+        let mut empty = head(false, 1);
+        f(&mut empty, false, &[f64::NAN, f64::NAN]);
+        let none = geo::Geometry::GeometryCollection(geo::GeometryCollection::default());
+        assert_eq!(to_geo(&empty).unwrap(), none);
+
+        let mut poly = head(true, 1003);
+        n(&mut poly, true, 2);
+        n(&mut poly, true, 4);
+        f(&mut poly, true, &[0.0, 0.0, 9.0, 4.0, 0.0, 9.0, 0.0, 4.0, 9.0, 0.0, 0.0, 9.0]);
+        n(&mut poly, true, 0);
+        let square = geo::LineString::from(vec![(0.0, 0.0), (4.0, 0.0), (0.0, 4.0), (0.0, 0.0)]);
+        let polygon = geo::Geometry::Polygon(geo::Polygon::new(square.clone(), vec![geo::LineString::new(vec![])]));
+        assert_eq!(to_geo(&poly).unwrap(), polygon);
+
+        // Multi-geometries become collections, nested ones too.
+        let mut gc = head(true, 7);
+        n(&mut gc, true, 2);
+        let mut mpoly = head(true, 6);
+        n(&mut mpoly, true, 1);
+        mpoly.extend_from_slice(&poly);
+        gc.extend_from_slice(&mpoly);
+        gc.extend_from_slice(&p);
+        let want = geo::Geometry::GeometryCollection(geo::GeometryCollection::new_from(vec![
+            geo::Geometry::GeometryCollection(geo::GeometryCollection::new_from(vec![polygon])),
+            geo::Geometry::Point(geo::Point::new(1.0, 0.5)),
+        ]));
+        assert_eq!(to_geo(&gc).unwrap(), want);
+
+        let mut no_rings = head(true, 3);
+        n(&mut no_rings, true, 0);
+        let empty_polygon = geo::Polygon::new(geo::LineString::new(vec![]), vec![]);
+        assert_eq!(to_geo(&no_rings).unwrap(), geo::Geometry::Polygon(empty_polygon));
     }
 
     #[test]
@@ -1032,18 +1020,25 @@ mod tests {
         f(&mut poly, true, &[0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
         for cut in 0..poly.len() {
             assert!(geojson(&poly[..cut]).is_none(), "cut at {cut}");
-            assert!(WkbReader::new(&poly[..cut]).geometry(0).is_none(), "cut at {cut}");
+            assert!(to_geo(&poly[..cut]).is_err(), "cut at {cut}");
         }
         let mut mp = head(true, 4);
         n(&mut mp, true, 1);
         mp.extend_from_slice(&poly);
-        assert!(geojson(&mp).is_none(), "a multipoint holds points");
+        let polygon_in_multipoint =
+            Reason::MemberKind { parent: GeometryKind::MultiPoint, member: GeometryKind::Polygon };
+        assert_eq!(
+            write_geojson(&mp, &mut String::new()).map_err(|e| (e.offset, e.reason)),
+            Err((9, polygon_in_multipoint))
+        );
+        // The intersection test takes it.
+        assert!(to_geo(&mp).is_ok());
         for i in 0..mp.len() {
             for b in [0u8, 1, 0xff] {
                 let mut g = mp.clone();
                 g[i] = b;
                 let _ = geojson(&g);
-                let _ = WkbReader::new(&g).geometry(0);
+                let _ = to_geo(&g);
             }
         }
     }

@@ -1,11 +1,12 @@
-//! GeoPackage geometry blobs: encoding, header parsing, a bounds-checked WKB envelope
-//! scanner, and the `ST_*` SQL functions that the R-tree triggers call.
+//! GeoPackage geometry blobs: encoding, header parsing, the envelope of their WKB, and the
+//! `ST_*` SQL functions that the R-tree triggers call.
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
 use geoflow_core::row::EncodedGeometry;
+use geoflow_core::wkb::{self, Reason, Visitor, WkbError};
 
 /// The SRS every geometry is stored in (WGS 84 lon/lat).
 pub const SRS_ID: i32 = 4326;
@@ -14,9 +15,6 @@ pub const SRS_ID: i32 = 4326;
 const FLAGS_ENVELOPE_XY_LE: u8 = (1 << 1) | 1;
 /// Flags byte: little-endian header, empty geometry, no envelope.
 const FLAGS_EMPTY_LE: u8 = (1 << 4) | 1;
-
-/// Nesting deeper than this in a geometry collection is treated as corrupt.
-const MAX_WKB_DEPTH: u32 = 64;
 
 /// `[min_x, max_x, min_y, max_y]`, the order GeoPackage headers use.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -115,120 +113,21 @@ fn read_f64(b: &[u8], little: bool) -> f64 {
     }
 }
 
-/// The XY envelope of a WKB geometry: `Ok(None)` when it has no coordinates (empty),
-/// `Err(())` when the bytes are not a well-formed WKB geometry.
-///
-/// Reads ISO WKB (XY, Z = +1000, M = +2000, ZM = +3000) and the EWKB flag bits, in either
-/// byte order; every count is checked against the bytes left before it is used.
-pub fn wkb_envelope(wkb: &[u8]) -> Result<Option<Envelope>, ()> {
-    let mut reader = WkbReader { buf: wkb, pos: 0 };
-    let mut env = None;
-    reader.geometry(&mut env, 0)?;
-    Ok(env)
+/// The XY envelope of a WKB geometry: `Ok(None)` when it has no coordinates (empty), an
+/// error when the bytes are not a well-formed WKB geometry (see [`wkb::walk`]).
+pub fn wkb_envelope(wkb: &[u8]) -> Result<Option<Envelope>, WkbError> {
+    let mut extent = Extent(None);
+    wkb::walk(wkb, &mut extent)?;
+    Ok(extent.0)
 }
 
-struct WkbReader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
+/// The envelope of the positions so far; NaN positions (as in `POINT EMPTY`) are left out.
+struct Extent(Option<Envelope>);
 
-impl WkbReader<'_> {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn take(&mut self, n: usize) -> Result<&[u8], ()> {
-        if self.remaining() < n {
-            return Err(());
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn u8(&mut self) -> Result<u8, ()> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self, little: bool) -> Result<u32, ()> {
-        let a: [u8; 4] = self.take(4)?.try_into().map_err(|_| ())?;
-        Ok(if little { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) })
-    }
-
-    fn f64(&mut self, little: bool) -> Result<f64, ()> {
-        Ok(read_f64(self.take(8)?, little))
-    }
-
-    /// A count of items of at least `min_item_len` bytes each, checked against what is left.
-    fn count(&mut self, little: bool, min_item_len: usize) -> Result<usize, ()> {
-        let n = self.u32(little)? as usize;
-        match n.checked_mul(min_item_len) {
-            Some(len) if len <= self.remaining() => Ok(n),
-            _ => Err(()),
-        }
-    }
-
-    fn points(&mut self, n: usize, dims: usize, little: bool, env: &mut Option<Envelope>) -> Result<(), ()> {
-        for _ in 0..n {
-            let x = self.f64(little)?;
-            let y = self.f64(little)?;
-            for _ in 2..dims {
-                self.f64(little)?;
-            }
-            Envelope::expand(env, x, y);
-        }
+impl Visitor for Extent {
+    fn position(&mut self, _: u32, x: f64, y: f64, _: Option<f64>) -> Result<(), Reason> {
+        Envelope::expand(&mut self.0, x, y);
         Ok(())
-    }
-
-    fn geometry(&mut self, env: &mut Option<Envelope>, depth: u32) -> Result<(), ()> {
-        if depth > MAX_WKB_DEPTH {
-            return Err(());
-        }
-        let little = match self.u8()? {
-            0 => false,
-            1 => true,
-            _ => return Err(()),
-        };
-        let code = self.u32(little)?;
-        let (ewkb_z, ewkb_m, ewkb_srid) = (code & 0x8000_0000 != 0, code & 0x4000_0000 != 0, code & 0x2000_0000 != 0);
-        if ewkb_srid {
-            self.u32(little)?;
-        }
-        let iso = code & 0x0FFF_FFFF;
-        let (kind, modifier) = (iso % 1000, iso / 1000);
-        let (z, m) = match modifier {
-            0 => (ewkb_z, ewkb_m),
-            1 => (true, ewkb_m),
-            2 => (ewkb_z, true),
-            3 => (true, true),
-            _ => return Err(()),
-        };
-        let dims = 2 + usize::from(z) + usize::from(m);
-        let point_len = 8 * dims;
-        match kind {
-            1 => self.points(1, dims, little, env),
-            2 => {
-                let n = self.count(little, point_len)?;
-                self.points(n, dims, little, env)
-            }
-            3 => {
-                let rings = self.count(little, 4)?;
-                for _ in 0..rings {
-                    let n = self.count(little, point_len)?;
-                    self.points(n, dims, little, env)?;
-                }
-                Ok(())
-            }
-            4..=7 => {
-                // The smallest member is a 5-byte header followed by at least a count.
-                let n = self.count(little, 9)?;
-                for _ in 0..n {
-                    self.geometry(env, depth + 1)?;
-                }
-                Ok(())
-            }
-            _ => Err(()),
-        }
     }
 }
 
@@ -348,22 +247,22 @@ mod tests {
     fn corrupt_wkb_is_an_error_not_a_panic() {
         let poly = polygon(&[&[(0.0, 0.0), (4.0, 0.0), (4.0, 3.0), (0.0, 0.0)]]);
         for cut in 0..poly.len() {
-            assert_eq!(wkb_envelope(&poly[..cut]), Err(()), "cut at {cut}");
+            assert!(wkb_envelope(&poly[..cut]).is_err(), "cut at {cut}");
         }
         let mut huge = vec![1];
         huge.extend_from_slice(&2u32.to_le_bytes());
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(wkb_envelope(&huge), Err(()));
+        assert_eq!(wkb_envelope(&huge), Err(WkbError { offset: 5, reason: Reason::CountTooLarge(u32::MAX) }));
         let mut bad_type = le_point(0.0, 0.0);
         bad_type[1] = 99;
-        assert_eq!(wkb_envelope(&bad_type), Err(()));
-        assert_eq!(wkb_envelope(&[7, 1, 0, 0, 0]), Err(()));
+        assert_eq!(wkb_envelope(&bad_type), Err(WkbError { offset: 1, reason: Reason::TypeCode(99) }));
+        assert_eq!(wkb_envelope(&[7, 1, 0, 0, 0]), Err(WkbError { offset: 0, reason: Reason::ByteOrder(7) }));
         // Deeply nested collections stop at the depth limit.
         let mut nested = collection(7, &[]);
         for _ in 0..100 {
             nested = collection(7, &[nested]);
         }
-        assert_eq!(wkb_envelope(&nested), Err(()));
+        assert_eq!(wkb_envelope(&nested).map_err(|e| e.reason), Err(Reason::TooDeep));
         // Every prefix and every single-byte corruption of a valid blob is handled.
         let gc = collection(7, &[le_point(1.0, 2.0), poly]);
         for i in 0..gc.len() {

@@ -13,9 +13,11 @@ use geozero::mvt::{Message, Tile};
 use rusqlite::types::ValueRef;
 
 use geoflow_core::dataset::DatasetName;
+use geoflow_core::row::GeometryKind;
 use geoflow_core::schema::FieldType;
+use geoflow_core::wkb::{self, Header, Part, Reason, Visitor, WkbError};
 
-use super::features::{Readers, WkbHead, WkbReader};
+use super::features::Readers;
 use super::geometry::parse_header;
 use super::rtree::rtree_name;
 use super::table::{quote, read_layout};
@@ -23,9 +25,6 @@ use super::Ctx;
 use crate::layout::Layout;
 use crate::tiles::{to_mercator, Detail, TileId, BUFFER, DETAILS, EXTENT, TILE_BUDGET_BYTES};
 use crate::StoreError;
-
-/// Nesting deeper than this in a geometry collection is treated as corrupt.
-const MAX_WKB_DEPTH: u32 = 64;
 
 type Pt = (f64, f64);
 
@@ -58,55 +57,65 @@ impl Projection {
     }
 }
 
-/// Reads WKB (ISO or EWKB flags, either byte order) into a [`Shape`], projecting as it goes;
-/// `None` on malformed input.
-struct Wkb<'a> {
-    reader: WkbReader<'a>,
-    projection: Projection,
+/// The WKB geometry as a [`Shape`] in the tile's pixels.
+fn read_shape(wkb: &[u8], projection: Projection) -> Result<Shape, WkbError> {
+    let mut builder = ShapeBuilder { shape: Shape::default(), projection, in_point: false, part: Vec::new() };
+    wkb::walk(wkb, &mut builder)?;
+    Ok(builder.shape)
 }
 
-impl Wkb<'_> {
-    fn position(&mut self, little: bool, dims: usize) -> Option<Option<Pt>> {
-        let (x, y) = (self.reader.f64(little)?, self.reader.f64(little)?);
-        for _ in 2..dims {
-            self.reader.f64(little)?;
+/// Flattens the geometry into a [`Shape`] as the WKB is read, projecting each position;
+/// positions that are not finite are left out.
+struct ShapeBuilder {
+    shape: Shape,
+    projection: Projection,
+    /// Whether the position at hand is a point's.
+    in_point: bool,
+    /// The line string or ring at hand.
+    part: Vec<Pt>,
+}
+
+impl Visitor for ShapeBuilder {
+    fn begin(&mut self, h: &Header, _: Part, len: u32) -> Result<(), Reason> {
+        self.in_point = h.kind == GeometryKind::Point;
+        // `len` fits the bytes left: the capacities are bounded by the input.
+        match h.kind {
+            GeometryKind::LineString => self.part = Vec::with_capacity(len as usize),
+            GeometryKind::Polygon => self.shape.polygons.push(Vec::with_capacity(len as usize)),
+            _ => {}
         }
-        Some((x.is_finite() && y.is_finite()).then(|| self.projection.pixel(x, y)))
+        Ok(())
     }
 
-    fn positions(&mut self, little: bool, dims: usize) -> Option<Vec<Pt>> {
-        let n = self.reader.count(little, 8 * dims)?;
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.extend(self.position(little, dims)?);
-        }
-        Some(out)
+    fn begin_ring(&mut self, _: u32, len: u32) -> Result<(), Reason> {
+        self.part = Vec::with_capacity(len as usize);
+        Ok(())
     }
 
-    fn read(&mut self, shape: &mut Shape, depth: u32) -> Option<()> {
-        if depth > MAX_WKB_DEPTH {
-            return None;
-        }
-        let WkbHead { little, kind, dims, .. } = self.reader.head()?;
-        match kind {
-            1 => shape.points.extend(self.position(little, dims)?),
-            2 => shape.lines.push(self.positions(little, dims)?),
-            3 => {
-                let n = self.reader.count(little, 4)?;
-                let mut rings = Vec::with_capacity(n);
-                for _ in 0..n {
-                    rings.push(self.positions(little, dims)?);
-                }
-                shape.polygons.push(rings);
-            }
-            _ => {
-                let n = self.reader.count(little, 9)?;
-                for _ in 0..n {
-                    self.read(shape, depth + 1)?;
-                }
+    fn position(&mut self, _: u32, x: f64, y: f64, _: Option<f64>) -> Result<(), Reason> {
+        if x.is_finite() && y.is_finite() {
+            let p = self.projection.pixel(x, y);
+            if self.in_point {
+                self.shape.points.push(p);
+            } else {
+                self.part.push(p);
             }
         }
-        Some(())
+        Ok(())
+    }
+
+    fn end_ring(&mut self) -> Result<(), Reason> {
+        if let Some(rings) = self.shape.polygons.last_mut() {
+            rings.push(std::mem::take(&mut self.part));
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, h: &Header, _: Part) -> Result<(), Reason> {
+        if h.kind == GeometryKind::LineString {
+            self.shape.lines.push(std::mem::take(&mut self.part));
+        }
+        Ok(())
     }
 }
 
@@ -608,10 +617,8 @@ pub(crate) fn tile(
         if header.empty {
             continue;
         }
-        let mut shape = Shape::default();
-        Wkb { reader: WkbReader::new(header.wkb), projection }
-            .read(&mut shape, 0)
-            .ok_or_else(|| corrupt(fid, "has a geometry that is not well-formed WKB"))?;
+        let shape = read_shape(header.wkb, projection)
+            .map_err(|e| corrupt(fid, &format!("has a geometry that is not well-formed WKB ({e})")))?;
         let mut props = Vec::new();
         for (i, c) in layout.columns.iter().enumerate() {
             if let Some(p) = prop(c.ty, r.get_ref(i + 2).ctx(CONTEXT)?) {
@@ -636,6 +643,37 @@ pub(crate) fn tile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wkb_is_flattened_into_pixels() {
+        let mut wkb = vec![1];
+        let n = |w: &mut Vec<u8>, v: u32| w.extend_from_slice(&v.to_le_bytes());
+        let f = |w: &mut Vec<u8>, vs: &[f64]| vs.iter().for_each(|v| w.extend_from_slice(&v.to_le_bytes()));
+        n(&mut wkb, 7);
+        n(&mut wkb, 3);
+        // A point, a line string with a NaN position, a polygon of one ring (M read past).
+        wkb.push(1);
+        n(&mut wkb, 1);
+        f(&mut wkb, &[0.0, 0.0]);
+        wkb.push(1);
+        n(&mut wkb, 2);
+        n(&mut wkb, 3);
+        f(&mut wkb, &[0.0, 0.0, f64::NAN, 1.0, 1.0, 1.0]);
+        wkb.push(1);
+        n(&mut wkb, 2003);
+        n(&mut wkb, 1);
+        n(&mut wkb, 3);
+        f(&mut wkb, &[0.0, 0.0, 9.0, 1.0, 0.0, 9.0, 0.0, 1.0, 9.0]);
+        let projection = Projection::new(TileId::new(0, 0, 0).unwrap());
+        let shape = read_shape(&wkb, projection).unwrap();
+        assert_eq!(shape.points, vec![projection.pixel(0.0, 0.0)]);
+        assert_eq!(shape.lines, vec![vec![projection.pixel(0.0, 0.0), projection.pixel(1.0, 1.0)]]);
+        assert_eq!(shape.polygons.len(), 1);
+        assert_eq!(shape.polygons[0][0].len(), 3);
+        for cut in 0..wkb.len() {
+            assert!(read_shape(&wkb[..cut], projection).is_err(), "cut at {cut}");
+        }
+    }
 
     #[test]
     fn lines_are_cut_to_the_buffered_tile() {
