@@ -145,6 +145,8 @@ pub fn class_of_sqlstate(code: &str) -> ErrorClass {
         // Objects that should exist and match the catalog but do not: the table was altered
         // underneath geoflow.
         _ if code.starts_with("42") => ErrorClass::Internal,
+        // Other program limits (too many arguments, say): a statement of geoflow's own.
+        _ if code.starts_with("54") => ErrorClass::Internal,
         // Connection exceptions, operator intervention (shutdown, crash recovery), resources
         // (disk full, out of memory, too many connections), system errors.
         _ if ["08", "57", "53", "58"].iter().any(|c| code.starts_with(c)) => ErrorClass::Unavailable,
@@ -170,6 +172,7 @@ mod tests {
             ("53300", ErrorClass::Unavailable),
             ("22P05", ErrorClass::BadInput),
             ("54011", ErrorClass::BadInput),
+            ("54023", ErrorClass::Internal),
             ("42703", ErrorClass::Internal),
             ("42P01", ErrorClass::Internal),
             ("XX001", ErrorClass::Internal),

@@ -26,12 +26,26 @@ pub const SYSTEM_COLUMNS: [&str; 15] = [
     "gf_max_y",
 ];
 
-/// One property column of a dataset table.
+/// The JSON column that holds, under their original keys, the properties of a dataset beyond
+/// the columns its store's tables can have. It exists once a dataset has such a property.
+pub const OVERFLOW_COLUMN: &str = "gf_overflow";
+
+/// One property of a dataset table: a column of its own, or a member of [`OVERFLOW_COLUMN`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Column {
     pub key: String,
+    /// The column's name; [`OVERFLOW_COLUMN`] for an overflow property.
     pub name: String,
+    /// How values are stored: always JSON for an overflow property.
     pub ty: FieldType,
+    /// Stored in [`OVERFLOW_COLUMN`], as the member `key` of its object.
+    pub overflow: bool,
+}
+
+impl Column {
+    pub fn overflow(key: &str) -> Column {
+        Column { key: key.to_string(), name: OVERFLOW_COLUMN.to_string(), ty: FieldType::Json, overflow: true }
+    }
 }
 
 /// A dataset table as the catalog describes it.
@@ -62,20 +76,25 @@ pub struct Resolution {
 
 impl Resolution {
     /// Maps `schema` onto `old` (the current layout, if the table exists): known keys widen
-    /// their column type with [`FieldType::join`], new keys get new distinct column names.
-    pub fn new(table: &str, old: Option<Layout>, schema: &Schema) -> Resolution {
+    /// their column type with [`FieldType::join`], new keys get new distinct column names —
+    /// while the table stays within `max_columns` (the store's limit, system columns
+    /// included, with room for [`OVERFLOW_COLUMN`]); keys beyond go to that column. A key
+    /// keeps its place once it has one.
+    pub fn new(table: &str, old: Option<Layout>, schema: &Schema, max_columns: usize) -> Resolution {
         let mut new = old.clone().unwrap_or_else(|| Layout {
             table: table.to_string(),
             id_type: FieldType::Null,
             columns: Vec::new(),
         });
         new.id_type = new.id_type.join(schema.id_type);
-        let mut namer = ColumnNamer::new(SYSTEM_COLUMNS);
+        let mut namer = ColumnNamer::new(SYSTEM_COLUMNS.into_iter().chain([OVERFLOW_COLUMN]));
         let mut by_key: HashMap<String, usize> = HashMap::with_capacity(new.columns.len() + schema.fields.len());
         for (i, c) in new.columns.iter().enumerate() {
             namer.reserve(&c.name);
             by_key.insert(c.key.clone(), i);
         }
+        let room = max_columns.saturating_sub(SYSTEM_COLUMNS.len() + 1);
+        let mut own_columns = new.columns.iter().filter(|c| !c.overflow).count();
         let mut field_columns = Vec::with_capacity(schema.fields.len());
         for field in &schema.fields {
             let i = match by_key.get(&field.key) {
@@ -85,8 +104,18 @@ impl Resolution {
                     i
                 }
                 None => {
-                    let name = namer.name_for(&field.key);
-                    new.columns.push(Column { key: field.key.clone(), name, ty: field.ty });
+                    let column = if own_columns < room {
+                        own_columns += 1;
+                        Column {
+                            key: field.key.clone(),
+                            name: namer.name_for(&field.key),
+                            ty: field.ty,
+                            overflow: false,
+                        }
+                    } else {
+                        Column::overflow(&field.key)
+                    };
+                    new.columns.push(column);
                     by_key.insert(field.key.clone(), new.columns.len() - 1);
                     new.columns.len() - 1
                 }
@@ -96,19 +125,147 @@ impl Resolution {
         Resolution { old, new, field_columns }
     }
 
+    /// Whether this load gives the table its [`OVERFLOW_COLUMN`].
+    pub fn adds_overflow(&self) -> bool {
+        let has = |l: &Layout| l.columns.iter().any(|c| c.overflow);
+        has(&self.new) && !self.old.as_ref().is_some_and(has)
+    }
+
     /// Refuses a table wider than the store can create (`max_columns` in all, system columns
-    /// included): the dataset's properties are the input's, so this is bad input, reported
-    /// before anything is written rather than as the database's failure.
+    /// included) — possible only for a table made before properties could overflow, with a
+    /// property column named like the overflow column or no room left for it.
     pub fn check_width(&self, max_columns: usize) -> Result<(), StoreError> {
-        let columns = SYSTEM_COLUMNS.len() + self.new.columns.len();
-        if columns <= max_columns {
+        let own = self.new.columns.iter().filter(|c| !c.overflow).count();
+        let overflow = self.new.columns.len() > own;
+        let clash = overflow && self.new.columns.iter().any(|c| !c.overflow && c.name == OVERFLOW_COLUMN);
+        if SYSTEM_COLUMNS.len() + own + usize::from(overflow) <= max_columns && !clash {
             return Ok(());
         }
         Err(StoreError::Invalid(format!(
-            "dataset {} would have {} distinct property keys, more than the {} columns a table of this store holds",
+            "dataset {} has {own} property columns and cannot take the column {OVERFLOW_COLUMN} for its {} further \
+             property keys: load them into a new dataset",
             self.new.table,
-            self.new.columns.len(),
-            max_columns - SYSTEM_COLUMNS.len()
+            self.new.columns.len() - own
         )))
+    }
+}
+
+/// Where a load writes a schema field's values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldSlot {
+    /// A column of its own: its position among the statement's property columns, and its type.
+    Column(usize, FieldType),
+    /// A member of the row's [`OverflowObject`], under this key (as a JSON string).
+    Overflow(String),
+}
+
+/// The value of [`OVERFLOW_COLUMN`] in one row: a JSON object of the row's overflow
+/// properties under their original keys (null values left out).
+#[derive(Debug, Default)]
+pub struct OverflowObject {
+    text: String,
+}
+
+impl OverflowObject {
+    /// Starts a new row's object.
+    pub fn clear(&mut self) {
+        self.text.clear();
+    }
+
+    /// Adds a member; `key_json` is the key as a JSON string, `value_json` the value's JSON text.
+    pub fn push(&mut self, key_json: &str, value_json: &str) {
+        self.text.push(if self.text.is_empty() { '{' } else { ',' });
+        self.text.push_str(key_json);
+        self.text.push(':');
+        self.text.push_str(value_json);
+    }
+
+    /// The object's text, `None` when the row has no overflow value.
+    pub fn finish(&mut self) -> Option<&str> {
+        if self.text.is_empty() {
+            return None;
+        }
+        self.text.push('}');
+        Some(&self.text)
+    }
+}
+
+/// A key as a JSON string.
+pub fn json_key(key: &str) -> String {
+    serde_json::Value::String(key.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geoflow_core::schema::Field;
+
+    fn schema(keys: &[&str]) -> Schema {
+        let fields = keys.iter().map(|k| Field { key: k.to_string(), ty: FieldType::Integer }).collect();
+        Schema { fields, id_type: FieldType::Null }
+    }
+
+    /// A store of `own` property columns at most.
+    fn limit(own: usize) -> usize {
+        SYSTEM_COLUMNS.len() + 1 + own
+    }
+
+    #[test]
+    fn keys_beyond_the_store_limit_overflow_and_keep_their_place() {
+        let first = Resolution::new("t", None, &schema(&["a", "b", "c", "gf_overflow"]), limit(2));
+        let places: Vec<(&str, &str, bool)> =
+            first.new.columns.iter().map(|c| (c.key.as_str(), c.name.as_str(), c.overflow)).collect();
+        assert_eq!(
+            places,
+            [
+                ("a", "a", false),
+                ("b", "b", false),
+                ("c", OVERFLOW_COLUMN, true),
+                ("gf_overflow", OVERFLOW_COLUMN, true)
+            ]
+        );
+        assert!(first.new.columns[2..].iter().all(|c| c.ty == FieldType::Json));
+        assert!(first.adds_overflow());
+        first.check_width(limit(2)).unwrap();
+
+        // A later load with room to spare (a wider limit) keeps every key where it is.
+        let second = Resolution::new("t", Some(first.new.clone()), &schema(&["c", "d", "a"]), limit(3));
+        assert_eq!(second.field_columns, [2, 4, 0]);
+        assert_eq!((second.new.columns[4].name.as_str(), second.new.columns[4].overflow), ("d", false));
+        assert!(!second.adds_overflow());
+    }
+
+    #[test]
+    fn a_property_column_named_like_the_overflow_column_is_never_handed_out() {
+        let r = Resolution::new("t", None, &schema(&["gf_overflow"]), limit(5));
+        assert_ne!(r.new.columns[0].name, OVERFLOW_COLUMN);
+        assert!(!r.new.columns[0].overflow);
+    }
+
+    #[test]
+    fn an_old_table_without_room_for_the_overflow_column_refuses_more_keys() {
+        let full = Layout {
+            table: "t".into(),
+            id_type: FieldType::Null,
+            columns: vec![Column { key: "a".into(), name: "a".into(), ty: FieldType::Integer, overflow: false }],
+        };
+        // One property column fills a store of one column more than the system columns.
+        let r = Resolution::new("t", Some(full), &schema(&["b"]), SYSTEM_COLUMNS.len() + 1);
+        assert!(r.new.columns[1].overflow);
+        assert!(
+            matches!(r.check_width(SYSTEM_COLUMNS.len() + 1), Err(StoreError::Invalid(m)) if m.contains("gf_overflow"))
+        );
+    }
+
+    #[test]
+    fn the_overflow_object_leaves_out_rows_without_values() {
+        let mut o = OverflowObject::default();
+        assert_eq!(o.finish(), None);
+        o.clear();
+        o.push(&json_key("a\"b"), "1");
+        o.push(&json_key("c"), "[1,2]");
+        assert_eq!(o.finish(), Some(r#"{"a\"b":1,"c":[1,2]}"#));
+        o.clear();
+        assert_eq!(o.finish(), None);
     }
 }

@@ -25,7 +25,7 @@ use geoflow_store::report::{
 };
 use geoflow_store::{
     FeatureQuery, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan, LoadResult,
-    LoadedMeasures, ManualClock, NewJob, SourceVersion, Store, StoreError,
+    LoadedMeasures, ManualClock, NewJob, SourceVersion, Store, StoreError, TileId,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -190,6 +190,7 @@ async fn contract(store: Arc<dyn Store>) {
     assert_catalog_matches_table(s, "wide").await;
     object_versions(s).await;
     supersession(s).await;
+    overflow(s).await;
     source_listing(s).await;
     feature_reads(s).await;
     let jobs: Arc<dyn Jobs> = store.clone();
@@ -260,7 +261,7 @@ async fn geopackage_catalog_upgrades_from_version_2() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -296,7 +297,7 @@ async fn postgis_catalog_upgrades_from_version_1() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
 }
 
 #[test]
@@ -437,6 +438,83 @@ async fn supersession(s: &dyn Store) {
 }
 
 /// Listing a dataset's sources: loaded ones only, by key (bytewise) whatever the load order.
+/// More property keys than a table of either store can have columns for: those beyond are
+/// kept, under their original keys, in the dataset's overflow column, and read, filtered and
+/// tiled like the others.
+async fn overflow(s: &dyn Store) {
+    const KEYS: usize = 2_100;
+    let text = |v: &str| PropValue::Text(v.into());
+    let hostile = "it's \"x\" \\ '; DROP TABLE t; --";
+    let key = |i: usize| if i == 2_050 { hostile.to_string() } else { format!("k{i:04}") };
+    let keys: Vec<String> = (0..KEYS).map(key).collect();
+    let typed = |i: usize| match if i == KEYS - 1 { 2 } else { i % 4 } {
+        0 => FieldType::Integer,
+        1 => FieldType::Real,
+        2 => FieldType::Text,
+        _ => FieldType::Json,
+    };
+    let fields: Vec<(&str, FieldType)> = keys.iter().enumerate().map(|(i, k)| (k.as_str(), typed(i))).collect();
+    // The last key holds text, like every fourth.
+    let value = |i: usize| match if i == KEYS - 1 { 2 } else { i % 4 } {
+        0 => PropValue::Int(9_007_199_254_740_993 + i as i64),
+        1 => PropValue::Real(i as f64 + 0.5),
+        2 => text(&format!("v{i}'; --")),
+        _ => PropValue::Json(format!(r#"{{"n":[{i},1.50]}}"#)),
+    };
+    let full = row(0, 1.0, (0..KEYS).map(|i| (i, value(i))).collect());
+    let sparse = row(1, 2.0, vec![(KEYS - 1, value(KEYS - 1)), (3, value(3))]);
+    let outcome = commit(s, plan("many", "one", "m1", &fields), vec![full, sparse]).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { .. }), "{outcome:?}");
+
+    let info = s.dataset(&name("many")).await.unwrap().unwrap();
+    assert_eq!(info.columns.len(), KEYS, "every key is listed");
+    let overflowed: Vec<_> = info.columns.iter().filter(|c| c.column == "gf_overflow").collect();
+    assert!(!overflowed.is_empty() && overflowed.iter().all(|c| c.ty == FieldType::Json), "{overflowed:?}");
+    assert_eq!(info.columns.last().unwrap().key, key(KEYS - 1));
+
+    let features = read(s, "many", all()).await.unwrap();
+    assert_eq!(features.len(), 2);
+    let (properties, sparse) = (&features[0].1["properties"], &features[1].1["properties"]);
+    assert_eq!(properties.as_object().unwrap().len(), KEYS, "every feature names every key");
+    for i in [0, 1, 2, 3, 1_999, 2_000, 2_050, 2_051, KEYS - 1] {
+        let expected: serde_json::Value = serde_json::from_str(&value(i).to_json_text()).unwrap();
+        assert_eq!(properties[key(i).as_str()], expected, "key {}", key(i));
+    }
+    // Exact beyond doubles, and as written: the JSON text of the stored values.
+    let raw = s.features(&name("many"), &all()).await.unwrap().try_collect::<Vec<_>>().await.unwrap();
+    assert!(raw[0].json.contains(&format!("\"{}\":9007199254742993", key(2_000))), "{}", &raw[0].json[..200]);
+    assert_eq!(sparse[key(KEYS - 1).as_str()], serde_json::json!(format!("v{}'; --", KEYS - 1)));
+    assert_eq!(sparse[key(2_000).as_str()], serde_json::Value::Null);
+
+    // Filters on overflow keys: strings by their characters, numbers by their text.
+    let filtered = |key: String, value: String| FeatureQuery { properties: vec![(key, value)], ..all() };
+    let fids = |features: Vec<(i64, serde_json::Value)>| features.into_iter().map(|(f, _)| f).collect::<Vec<_>>();
+    let (first, second) = (features[0].0, features[1].0);
+    let last = format!("v{}'; --", KEYS - 1);
+    assert_eq!(fids(read(s, "many", filtered(key(KEYS - 1), last)).await.unwrap()), [first, second]);
+    assert_eq!(fids(read(s, "many", filtered(key(2_050), format!("v{}'; --", 2_050))).await.unwrap()), [first]);
+    assert_eq!(fids(read(s, "many", filtered(key(2_000), "9007199254742993".into())).await.unwrap()), [first]);
+    assert_eq!(fids(read(s, "many", filtered(key(2_000), "1".into())).await.unwrap()), Vec::<i64>::new());
+    assert!(matches!(read(s, "many", filtered("k9999".into(), "1".into())).await, Err(StoreError::Invalid(_))));
+
+    // Tiles carry overflow properties too (MVT keeps keys and string values as plain text).
+    let tile = s.tile(&name("many"), TileId::new(0, 0, 0).unwrap()).await.unwrap().unwrap();
+    let holds = |needle: &str| tile.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(holds(&key(KEYS - 1)) && holds(&format!("v{}'; --", KEYS - 1)), "the tile lacks an overflow property");
+
+    // A later source adds keys and widens types; the catalog still counts what the table holds.
+    let last_key = key(KEYS - 1);
+    let more = [(last_key.as_str(), FieldType::Integer), ("k9000", FieldType::Boolean), ("k0000", FieldType::Text)];
+    let row2 = row(0, 3.0, vec![(0, PropValue::Int(7)), (1, PropValue::Bool(true)), (2, text("x"))]);
+    commit(s, plan("many", "two", "m2", &more), vec![row2]).await;
+    let filtered_more = read(s, "many", filtered("k9000".into(), "true".into())).await.unwrap();
+    assert_eq!(filtered_more.len(), 1);
+    assert_eq!(filtered_more[0].1["properties"][key(KEYS - 1).as_str()], serde_json::json!(7));
+    assert_catalog_matches_table(s, "many").await;
+    assert_eq!(s.remove_source(&name("many"), "one", None).await.unwrap().rows, 2);
+    assert_catalog_matches_table(s, "many").await;
+}
+
 async fn source_listing(s: &dyn Store) {
     let ds = name("listed");
     commit(s, versioned("listed", "b.geojson", "lb-h1", "v9"), vec![row(0, 1.0, vec![])]).await;
@@ -781,9 +859,10 @@ async fn geopackage_readiness_follows_the_migrations() {
     store.check_ready().await.unwrap();
     let sql = |batch: &str| Connection::open(&path).unwrap().execute_batch(batch).unwrap();
 
-    // Steps 5 and 4 undone: the catalog of an earlier release (the wider status checks of
+    // Steps 6, 5 and 4 undone: the catalog of an earlier release (the wider status checks of
     // step 5 stay: step 5 rebuilds those tables again).
-    sql("DROP TABLE geoflow_removals;
+    sql("ALTER TABLE geoflow_columns DROP COLUMN overflow;
+         DROP TABLE geoflow_removals;
          DROP INDEX geoflow_loads_finished_at;
          DROP INDEX geoflow_jobs_finished_at;
          ALTER TABLE geoflow_loads DROP COLUMN duration_ms;
@@ -791,8 +870,8 @@ async fn geopackage_readiness_follows_the_migrations() {
          ALTER TABLE geoflow_loads DROP COLUMN geometry_types_json;
          ALTER TABLE geoflow_loads DROP COLUMN area_m2;
          ALTER TABLE geoflow_loads DROP COLUMN length_m;
-         DELETE FROM geoflow_migrations WHERE version IN (4, 5);");
-    behind_until_migrated(&store, 3, 5).await;
+         DELETE FROM geoflow_migrations WHERE version IN (4, 5, 6);");
+    behind_until_migrated(&store, 3, 6).await;
 
     // A step from a later release.
     sql("INSERT INTO geoflow_migrations VALUES (99, '2099-01-01T00:00:00.000Z')");
@@ -805,7 +884,7 @@ async fn geopackage_readiness_follows_the_migrations() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     std::fs::write(&path, b"").unwrap();
-    behind_until_migrated(&store, 0, 5).await;
+    behind_until_migrated(&store, 0, 6).await;
 
     // No file at all: the probe fails (transiently: a volume may not be mounted yet) and
     // creates nothing.
@@ -825,21 +904,24 @@ async fn postgis_readiness_follows_the_migrations() {
     let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
     tokio::spawn(connection);
 
-    // Steps 5, 4 and 3 undone: the catalog of an earlier release.
+    // Steps 6, 5, 4 and 3 undone: the catalog of an earlier release.
     client
         .batch_execute(
-            "ALTER TABLE geoflow.sources DROP COLUMN min_fid, DROP COLUMN max_fid;
+            "DROP INDEX geoflow.columns_dataset_column_name_key;
+             ALTER TABLE geoflow.columns DROP COLUMN overflow,
+               ADD CONSTRAINT columns_dataset_column_name_key UNIQUE (dataset, column_name);
+             ALTER TABLE geoflow.sources DROP COLUMN min_fid, DROP COLUMN max_fid;
              DROP TABLE geoflow.removals;
              DROP INDEX geoflow.loads_finished_at, geoflow.jobs_finished_at;
              ALTER TABLE geoflow.loads DROP COLUMN problem_counts, DROP COLUMN geometry_types, DROP COLUMN area_m2,
                DROP COLUMN length_m;
              ALTER TABLE geoflow.loads DROP CONSTRAINT loads_status_check,
                ADD CONSTRAINT loads_status_check CHECK (status IN ('loaded', 'unchanged', 'failed'));
-             DELETE FROM geoflow.migrations WHERE version IN (3, 4, 5);",
+             DELETE FROM geoflow.migrations WHERE version IN (3, 4, 5, 6);",
         )
         .await
         .unwrap();
-    behind_until_migrated(&store, 2, 5).await;
+    behind_until_migrated(&store, 2, 6).await;
 
     // A step from a later release.
     client.batch_execute("INSERT INTO geoflow.migrations (version) VALUES (99)").await.unwrap();
@@ -849,7 +931,7 @@ async fn postgis_readiness_follows_the_migrations() {
 
     // Nothing migrated: a database without the catalog schema.
     client.batch_execute("DROP SCHEMA geoflow CASCADE").await.unwrap();
-    behind_until_migrated(&store, 0, 5).await;
+    behind_until_migrated(&store, 0, 6).await;
 }
 
 /// The in-memory jobs catalog the API's tests use keeps the jobs contract of the stores.

@@ -27,7 +27,7 @@ use geoflow_core::wkb::{self, Header, Part, Reason, Visitor, WkbError};
 
 use super::geometry::{parse_header, Envelope};
 use super::rtree::rtree_name;
-use super::table::{quote, read_layout};
+use super::table::{column_expr, quote, read_layout, PropertyColumns, PropertyValue};
 use super::{to_rfc3339, Ctx, BUSY_TIMEOUT};
 use crate::layout::Layout;
 use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature};
@@ -96,6 +96,8 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
     conn.execute_batch("PRAGMA query_only = ON").map_err(open_error)?;
+    // Overflow properties are read through `gf_member`.
+    super::table::register_functions(&conn).map_err(open_error)?;
     Ok(conn)
 }
 
@@ -312,14 +314,9 @@ fn dataset_layout(conn: &Connection, dataset: &DatasetName) -> Result<Layout, St
         .ok_or_else(|| StoreError::NotFound { what: "dataset", id: dataset.as_str().to_string() })
 }
 
-/// `fid, geom` and the property columns in catalog order (what [`FeatureWriter`] reads).
+/// `fid, geom` and the properties (what [`FeatureWriter`] reads).
 fn select_list(layout: &Layout) -> String {
-    let mut list = String::from("fid, geom");
-    for c in &layout.columns {
-        list.push_str(", ");
-        list.push_str(&quote(&c.name));
-    }
-    list
+    format!("fid, geom{}", PropertyColumns::new(layout, 2).0)
 }
 
 /// The statement of a query, with every input value a bound parameter.
@@ -351,7 +348,7 @@ impl Select {
                 layout.columns.iter().find(|c| c.key == *key).ok_or_else(|| {
                     StoreError::Invalid(format!("dataset {:?} has no property {key:?}", layout.table))
                 })?;
-            let c = quote(&column.name);
+            let c = column_expr(column);
             match equality(column.ty, value) {
                 None => possible = false,
                 Some(Equality::Stored(v)) => {
@@ -556,8 +553,9 @@ fn loaded_edge(t: OffsetDateTime, lower: bool) -> Result<Edge, StoreError> {
 struct FeatureWriter<'a> {
     path: &'a Path,
     table: &'a str,
-    /// Per property column: `"key":` (escaped) and the column type.
+    /// Per property: `"key":` (escaped) and the column type.
     properties: Vec<(String, FieldType)>,
+    columns: PropertyColumns,
 }
 
 impl<'a> FeatureWriter<'a> {
@@ -572,7 +570,7 @@ impl<'a> FeatureWriter<'a> {
                 (key, c.ty)
             })
             .collect();
-        FeatureWriter { path, table: &layout.table, properties }
+        FeatureWriter { path, table: &layout.table, properties, columns: PropertyColumns::new(layout, 2).1 }
     }
 
     fn corrupt(&self, fid: i64, what: &str) -> StoreError {
@@ -602,16 +600,19 @@ impl<'a> FeatureWriter<'a> {
             _ => return Err(self.corrupt(fid, "has a geometry that is not a blob")),
         }
         out.push_str(r#","properties":{"#);
-        let mut first = true;
-        for (i, (key, ty)) in self.properties.iter().enumerate() {
-            let value = row.get_ref(i + 2).ctx(CONTEXT)?;
-            if !first {
+        self.columns.each(row, |i, value| {
+            let (key, ty) = &self.properties[i];
+            if i > 0 {
                 out.push(',');
             }
-            first = false;
             out.push_str(key);
-            write_value(&mut out, *ty, value);
-        }
+            match value {
+                PropertyValue::Stored(value) => write_value(&mut out, *ty, value),
+                PropertyValue::Member(Some(json)) => out.push_str(json.get()),
+                PropertyValue::Member(None) => out.push_str("null"),
+            }
+            Ok(())
+        })?;
         out.push_str("}}");
         Ok(out)
     }

@@ -17,7 +17,7 @@ use super::geometry;
 use super::rtree;
 use super::table::{self, quote};
 use super::{open_connection, to_rfc3339, Ctx};
-use crate::layout::Resolution;
+use crate::layout::{json_key, FieldSlot, OverflowObject, Resolution, OVERFLOW_COLUMN};
 use crate::protocol::{self, Committed, LoadSession, Origin, Prepared};
 use crate::{Clock, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
@@ -176,7 +176,7 @@ impl LoadSession for GpkgSession {
         let t0 = Instant::now();
         let started_at = to_rfc3339(started)?;
         let old = table::read_layout(tx, dataset)?;
-        let resolution = Resolution::new(dataset, old, &plan.schema);
+        let resolution = Resolution::new(dataset, old, &plan.schema, MAX_COLUMNS);
         resolution.check_width(MAX_COLUMNS)?;
         table::apply_resolution(&resolution, tx, dataset, &started_at)?;
         let table = resolution.new.table.clone();
@@ -381,8 +381,11 @@ const P_FIRST_PROPERTY: usize = 15;
 struct InsertShape {
     sql: String,
     id_type: FieldType,
-    /// Per schema field: its statement parameter and the column type values convert to.
-    fields: Vec<(usize, FieldType)>,
+    /// Per schema field: its statement parameter and the column type values convert to, or
+    /// its key in the overflow object.
+    fields: Vec<FieldSlot>,
+    /// The statement parameter of the overflow column, when the load writes it.
+    overflow_param: Option<usize>,
     /// Property parameters of the statement.
     property_params: usize,
 }
@@ -398,18 +401,26 @@ impl InsertShape {
         );
         let mut next = P_FIRST_PROPERTY;
         let mut fields = Vec::with_capacity(resolution.field_columns.len());
+        let mut overflow_param = None;
         for &c in &resolution.field_columns {
-            let p = *params_of_column[c].get_or_insert_with(|| {
+            let column = &layout.columns[c];
+            let mut next_param = |name: &str| {
                 column_list.push_str(", ");
-                column_list.push_str(&quote(&layout.columns[c].name));
+                column_list.push_str(&quote(name));
                 next += 1;
                 next - 1
-            });
-            fields.push((p, layout.columns[c].ty));
+            };
+            if column.overflow {
+                overflow_param.get_or_insert_with(|| next_param(OVERFLOW_COLUMN));
+                fields.push(FieldSlot::Overflow(json_key(&column.key)));
+            } else {
+                let p = *params_of_column[c].get_or_insert_with(|| next_param(&column.name));
+                fields.push(FieldSlot::Column(p, column.ty));
+            }
         }
         let placeholders: Vec<String> = (1..next).map(|i| format!("?{i}")).collect();
         let sql = format!("INSERT INTO {} ({column_list}) VALUES ({})", quote(&layout.table), placeholders.join(", "));
-        InsertShape { sql, id_type: layout.id_type, fields, property_params: next - P_FIRST_PROPERTY }
+        InsertShape { sql, id_type: layout.id_type, fields, overflow_param, property_params: next - P_FIRST_PROPERTY }
     }
 }
 
@@ -422,6 +433,7 @@ struct Inserter<'c> {
     /// Per statement property parameter: the row number that last bound it.
     bound_in: Vec<u64>,
     blob: Vec<u8>,
+    overflow: OverflowObject,
 }
 
 impl<'c> Inserter<'c> {
@@ -431,7 +443,14 @@ impl<'c> Inserter<'c> {
         insert.raw_bind_parameter(P_SOURCE, source).ctx("binding")?;
         insert.raw_bind_parameter(P_LOAD_ID, load_id).ctx("binding")?;
         insert.raw_bind_parameter(P_LOADED_AT, loaded_at).ctx("binding")?;
-        Ok(Inserter { insert, conn, shape, bound_in: vec![0; shape.property_params], blob: Vec::with_capacity(4096) })
+        Ok(Inserter {
+            insert,
+            conn,
+            shape,
+            bound_in: vec![0; shape.property_params],
+            blob: Vec::with_capacity(4096),
+            overflow: OverflowObject::default(),
+        })
     }
 
     /// Inserts one row, the `stamp`th of the load; returns its R-tree entry (none for empty
@@ -462,15 +481,28 @@ impl<'c> Inserter<'c> {
         s.raw_bind_parameter(P_MAX_Y, bbox.map(|b| b.max_y)).ctx("binding")?;
 
         let fields = &self.shape.fields;
+        self.overflow.clear();
         for (field, value) in &row.properties {
-            let Some(&(p, ty)) = fields.get(*field) else {
-                return Err(StoreError::Internal(format!(
-                    "row {} refers to property field {field}, but the schema has {} fields",
-                    row.index,
-                    fields.len()
-                )));
-            };
-            bind_value(s, p, value, ty)?;
+            match fields.get(*field) {
+                Some(&FieldSlot::Column(p, ty)) => {
+                    bind_value(s, p, value, ty)?;
+                    self.bound_in[p - P_FIRST_PROPERTY] = stamp;
+                }
+                Some(FieldSlot::Overflow(key)) if *value != PropValue::Null => {
+                    self.overflow.push(key, &value.to_json_text());
+                }
+                Some(FieldSlot::Overflow(_)) => {}
+                None => {
+                    return Err(StoreError::Internal(format!(
+                        "row {} refers to property field {field}, but the schema has {} fields",
+                        row.index,
+                        fields.len()
+                    )))
+                }
+            }
+        }
+        if let (Some(p), Some(object)) = (self.shape.overflow_param, self.overflow.finish()) {
+            s.raw_bind_parameter(p, object).ctx("binding the overflow properties")?;
             self.bound_in[p - P_FIRST_PROPERTY] = stamp;
         }
         for (i, b) in self.bound_in.iter().enumerate() {

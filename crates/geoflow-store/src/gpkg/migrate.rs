@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("sql/jobs.sql")),
     (4, include_str!("sql/reports.sql")),
     (5, include_str!("sql/superseded.sql")),
+    (6, include_str!("sql/overflow.sql")),
 ];
 
 /// The step a catalog of this build is at once migrated.

@@ -1,17 +1,21 @@
 //! Dataset feature tables: declared types, the key → column mapping, creation, lossless
 //! widening (in place or by rebuilding the table) and the R-tree index DDL.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
+use serde_json::value::RawValue;
 
 use super::geometry::SRS_ID;
 use super::rtree::rtree_name;
 use super::Ctx;
-use crate::layout::{parse_type, Column, Layout, Resolution};
+use crate::layout::{parse_type, Column, Layout, Resolution, OVERFLOW_COLUMN};
 use crate::StoreError;
 
 const FEATURE_TABLE_SQL: &str = include_str!("sql/feature_table.sql");
@@ -107,10 +111,113 @@ pub fn sql_value(v: PropValue) -> Value {
     }
 }
 
+/// Whether the table has the overflow column.
+pub fn has_overflow(layout: &Layout) -> bool {
+    layout.columns.iter().any(|c| c.overflow)
+}
+
+/// A property's stored value in SQL: its column, or its member of the overflow column as
+/// JSON text (`gf_member`).
+pub fn column_expr(c: &Column) -> String {
+    if c.overflow {
+        format!("gf_member({}, '{}')", quote(OVERFLOW_COLUMN), c.key.replace('\'', "''"))
+    } else {
+        quote(&c.name)
+    }
+}
+
+/// A stored property value of one row, as [`PropertyColumns::each`] hands it out.
+pub enum PropertyValue<'a> {
+    /// The value of the property's own column.
+    Stored(ValueRef<'a>),
+    /// The JSON text of its member of the overflow column; `None` when the row has none.
+    Member(Option<&'a RawValue>),
+}
+
+/// Where a select holds the properties of a layout: its own columns, then the overflow
+/// column once (a result set has at most as many columns as a table, so overflow properties
+/// are never selected one by one).
+pub struct PropertyColumns {
+    /// Per layout column: its position in the result, or its key in the overflow object.
+    slots: Vec<Result<usize, String>>,
+    overflow_at: Option<usize>,
+}
+
+impl PropertyColumns {
+    /// The select list (each item preceded by a comma) of `layout`'s properties, starting at
+    /// result position `first`.
+    pub fn new(layout: &Layout, first: usize) -> (String, PropertyColumns) {
+        let mut list = String::new();
+        let mut next = first;
+        let slots = layout
+            .columns
+            .iter()
+            .map(|c| {
+                if c.overflow {
+                    return Err(c.key.clone());
+                }
+                list.push_str(", ");
+                list.push_str(&quote(&c.name));
+                next += 1;
+                Ok(next - 1)
+            })
+            .collect();
+        let overflow_at = has_overflow(layout).then(|| {
+            list.push_str(", ");
+            list.push_str(&quote(OVERFLOW_COLUMN));
+            next
+        });
+        (list, PropertyColumns { slots, overflow_at })
+    }
+
+    /// Calls `f` with each layout column's index and value in the row, in layout order.
+    pub fn each(
+        &self,
+        row: &rusqlite::Row<'_>,
+        mut f: impl FnMut(usize, PropertyValue<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        const CONTEXT: &str = "reading a feature's properties";
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Incompatible {
+            location: "a feature table".into(),
+            reason: format!("a value of {OVERFLOW_COLUMN} is not a JSON object: {e}"),
+        };
+        let object = match self.overflow_at {
+            Some(at) => row.get_ref(at).ctx(CONTEXT)?.as_str_or_null().map_err(|e| corrupt(&e))?,
+            None => None,
+        };
+        let members: HashMap<Cow<'_, str>, &RawValue> = match object {
+            Some(text) => serde_json::from_str(text).map_err(|e| corrupt(&e))?,
+            None => HashMap::new(),
+        };
+        for (i, slot) in self.slots.iter().enumerate() {
+            let value = match slot {
+                Ok(at) => PropertyValue::Stored(row.get_ref(*at).ctx(CONTEXT)?),
+                Err(key) => PropertyValue::Member(members.get(key.as_str()).copied()),
+            };
+            f(i, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// The JSON text of member `key` of the JSON object `object`; `None` when it has none.
+fn json_member(object: &str, key: &str) -> Option<String> {
+    let members: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(object).ok()?;
+    members.get(key).map(|v| v.get().to_string())
+}
+
 /// Registers `gf_widen(value, old_type, new_type)`, the lossless conversion of a stored value
-/// to a wider column type, done in Rust with the core's rules (SQLite's own casts are lossy).
+/// to a wider column type, done in Rust with the core's rules (SQLite's own casts are lossy),
+/// and `gf_member(object, key)`, the JSON text of a member of a JSON object (SQLite's JSON
+/// paths cannot name every key, and its functions rewrite numbers).
 pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("gf_member", 2, flags, |ctx| {
+        let (Ok(Some(object)), Ok(key)) = (ctx.get::<Option<String>>(0), ctx.get::<String>(1)) else {
+            return Ok(None);
+        };
+        Ok(json_member(&object, &key))
+    })?;
     conn.create_scalar_function("gf_widen", 3, flags, |ctx| {
         let old = ctx.get::<i64>(1).ok().and_then(field_type_from_code);
         let new = ctx.get::<i64>(2).ok().and_then(field_type_from_code);
@@ -132,15 +239,19 @@ pub fn read_layout(conn: &Connection, dataset: &str) -> Result<Option<Layout>, S
     };
     let id_type = parse_type(&id_type)?;
     let mut stmt = conn
-        .prepare_cached("SELECT key, column_name, field_type FROM geoflow_columns WHERE dataset = ?1 ORDER BY ordinal")
+        .prepare_cached(
+            "SELECT key, column_name, field_type, overflow FROM geoflow_columns WHERE dataset = ?1 ORDER BY ordinal",
+        )
         .ctx("reading the column catalog")?;
     let rows = stmt
-        .query_map([dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        .query_map([dataset], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?))
+        })
         .ctx("reading the column catalog")?;
     let mut columns = Vec::new();
     for row in rows {
-        let (key, name, ty) = row.ctx("reading the column catalog")?;
-        columns.push(Column { key, name, ty: parse_type(&ty)? });
+        let (key, name, ty, overflow) = row.ctx("reading the column catalog")?;
+        columns.push(Column { key, name, ty: parse_type(&ty)?, overflow });
     }
     Ok(Some(Layout { table, id_type, columns }))
 }
@@ -149,7 +260,11 @@ pub fn read_layout(conn: &Connection, dataset: &str) -> Result<Option<Layout>, S
 pub fn needs_rebuild(r: &Resolution) -> bool {
     let Some(old) = &r.old else { return false };
     declared_type(old.id_type) != declared_type(r.new.id_type)
-        || old.columns.iter().zip(&r.new.columns).any(|(o, n)| declared_type(o.ty) != declared_type(n.ty))
+        || old
+            .columns
+            .iter()
+            .zip(&r.new.columns)
+            .any(|(o, n)| !o.overflow && declared_type(o.ty) != declared_type(n.ty))
 }
 
 /// Brings the table to the new layout: creates it, or rebuilds it, or adds columns and
@@ -160,15 +275,19 @@ pub fn apply_resolution(r: &Resolution, tx: &Connection, dataset: &str, now: &st
         None => create_dataset(tx, dataset, &r.new, now)?,
         Some(old) if needs_rebuild(r) => rebuild(tx, old, &r.new)?,
         Some(old) => {
-            for c in &r.new.columns[old.columns.len()..] {
+            for c in r.new.columns[old.columns.len()..].iter().filter(|c| !c.overflow) {
                 let sql = format!("ALTER TABLE {} ADD COLUMN {} {}", quote(table), quote(&c.name), declared_type(c.ty));
                 tx.execute_batch(&sql).ctx("adding a column")?;
+            }
+            if r.adds_overflow() {
+                let sql = format!("ALTER TABLE {} ADD COLUMN {} TEXT", quote(table), quote(OVERFLOW_COLUMN));
+                tx.execute_batch(&sql).ctx("adding the overflow column")?;
             }
             let mut conversions: Vec<(&str, FieldType, FieldType)> = Vec::new();
             if needs_conversion(old.id_type, r.new.id_type) {
                 conversions.push(("feature_id", old.id_type, r.new.id_type));
             }
-            for (o, n) in old.columns.iter().zip(&r.new.columns) {
+            for (o, n) in old.columns.iter().zip(&r.new.columns).filter(|(o, _)| !o.overflow) {
                 if needs_conversion(o.ty, n.ty) {
                     conversions.push((&n.name, o.ty, n.ty));
                 }
@@ -199,7 +318,8 @@ fn write_catalog(r: &Resolution, tx: &Connection, dataset: &str) -> Result<(), S
     }
     let mut upsert_column = tx
         .prepare_cached(
-            "INSERT INTO geoflow_columns (dataset, ordinal, key, column_name, field_type) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO geoflow_columns (dataset, ordinal, key, column_name, field_type, overflow)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (dataset, key) DO UPDATE SET field_type = excluded.field_type",
         )
         .ctx("recording columns")?;
@@ -207,8 +327,14 @@ fn write_catalog(r: &Resolution, tx: &Connection, dataset: &str) -> Result<(), S
         if old_columns.get(i) == Some(c) {
             continue;
         }
-        upsert_column.execute(params![dataset, i as i64, c.key, c.name, c.ty.name()]).ctx("recording columns")?;
-        upsert_data_column(tx, table, &c.name, &c.key, c.ty)?;
+        let row = params![dataset, i as i64, c.key, c.name, c.ty.name(), c.overflow];
+        upsert_column.execute(row).ctx("recording columns")?;
+        if !c.overflow {
+            upsert_data_column(tx, table, &c.name, &c.key, c.ty)?;
+        }
+    }
+    if r.adds_overflow() {
+        upsert_data_column(tx, table, OVERFLOW_COLUMN, OVERFLOW_COLUMN, FieldType::Json)?;
     }
     Ok(())
 }
@@ -233,11 +359,14 @@ fn upsert_data_column(
 
 fn create_table_sql(name: &str, layout: &Layout) -> String {
     let mut columns = String::new();
-    for c in &layout.columns {
+    for c in layout.columns.iter().filter(|c| !c.overflow) {
         columns.push_str(",\n  ");
         columns.push_str(&quote(&c.name));
         columns.push(' ');
         columns.push_str(declared_type(c.ty));
+    }
+    if has_overflow(layout) {
+        columns.push_str(&format!(",\n  {} TEXT", quote(OVERFLOW_COLUMN)));
     }
     FEATURE_TABLE_SQL
         .replace("{table}", &quote(name))
@@ -343,9 +472,13 @@ fn rebuild(tx: &Connection, old: &Layout, new: &Layout) -> Result<(), StoreError
         .iter()
         .map(|c| if *c == "feature_id" { widen(c, old.id_type, new.id_type) } else { quote(c) })
         .collect();
-    for (o, n) in old.columns.iter().zip(&new.columns) {
+    for (o, n) in old.columns.iter().zip(&new.columns).filter(|(o, _)| !o.overflow) {
         targets.push(quote(&n.name));
         sources.push(widen(&o.name, o.ty, n.ty));
+    }
+    if has_overflow(old) {
+        targets.push(quote(OVERFLOW_COLUMN));
+        sources.push(quote(OVERFLOW_COLUMN));
     }
     let copy = format!(
         "INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY fid",
@@ -410,7 +543,8 @@ mod tests {
             fields: fields.iter().map(|(k, t)| Field { key: k.to_string(), ty: *t }).collect(),
             id_type: FieldType::Null,
         };
-        let first = Resolution::new("t", None, &schema(&[("Name", FieldType::Text), ("fid", FieldType::Integer)]));
+        let first =
+            Resolution::new("t", None, &schema(&[("Name", FieldType::Text), ("fid", FieldType::Integer)]), 2000);
         assert!(!needs_rebuild(&first));
         let names: Vec<_> = first.new.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["name", "fid_2"]);
@@ -418,12 +552,13 @@ mod tests {
             "t",
             Some(first.new.clone()),
             &schema(&[("name", FieldType::Text), ("Name", FieldType::Integer)]),
+            2000,
         );
         assert_eq!(second.field_columns, vec![2, 0]);
         assert_eq!(second.new.columns[2].name, "name_2");
         assert_eq!(second.new.columns[0].ty, FieldType::Json);
         assert!(!needs_rebuild(&second), "TEXT stays TEXT");
-        let third = Resolution::new("t", Some(first.new), &schema(&[("fid", FieldType::Real)]));
+        let third = Resolution::new("t", Some(first.new), &schema(&[("fid", FieldType::Real)]), 2000);
         assert!(needs_rebuild(&third));
     }
 }

@@ -20,7 +20,7 @@ use geoflow_core::wkb::{self, Header, Part, Reason, Visitor, WkbError};
 use super::features::Readers;
 use super::geometry::parse_header;
 use super::rtree::rtree_name;
-use super::table::{quote, read_layout};
+use super::table::{quote, read_layout, PropertyColumns, PropertyValue};
 use super::Ctx;
 use crate::layout::Layout;
 use crate::tiles::{to_mercator, Detail, TileId, BUFFER, DETAILS, EXTENT, TILE_BUDGET_BYTES};
@@ -504,6 +504,23 @@ fn prop(ty: FieldType, v: ValueRef<'_>) -> Option<Prop> {
     })
 }
 
+/// The value of an overflow property, as PostGIS's `ST_AsMVT` spreads a jsonb object:
+/// strings, booleans, integral numbers as integers and others as doubles; nested values and
+/// nulls are left out.
+fn member_prop(json: &serde_json::value::RawValue) -> Option<Prop> {
+    Some(match serde_json::from_str::<serde_json::Value>(json.get()).ok()? {
+        serde_json::Value::String(s) => Prop::Str(s),
+        serde_json::Value::Bool(b) => Prop::Bool(b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Prop::Int(i),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Prop::Int(f as i64),
+            (None, Some(f)) => Prop::Double(f),
+            (None, None) => return None,
+        },
+        _ => return None,
+    })
+}
+
 /// A feature read from the table: its fid, shape and non-null properties by column index.
 struct Row {
     fid: i64,
@@ -591,11 +608,8 @@ pub(crate) fn tile(
     let snapshot = reader.conn()?.unchecked_transaction().ctx(CONTEXT)?;
     let Some(layout) = read_layout(&snapshot, dataset.as_str())? else { return Ok(None) };
     let [west, south, east, north] = tile.bounds_lonlat(f64::from(BUFFER));
-    let mut columns = String::from("fid, geom");
-    for c in &layout.columns {
-        columns.push_str(", ");
-        columns.push_str(&quote(&c.name));
-    }
+    let (properties, property_columns) = PropertyColumns::new(&layout, 2);
+    let columns = format!("fid, geom{properties}");
     let sql = format!(
         "SELECT {columns} FROM {} WHERE fid IN (SELECT id FROM {} WHERE minx <= ?1 AND maxx >= ?2 AND miny <= ?3 \
          AND maxy >= ?4) ORDER BY fid",
@@ -620,11 +634,14 @@ pub(crate) fn tile(
         let shape = read_shape(header.wkb, projection)
             .map_err(|e| corrupt(fid, &format!("has a geometry that is not well-formed WKB ({e})")))?;
         let mut props = Vec::new();
-        for (i, c) in layout.columns.iter().enumerate() {
-            if let Some(p) = prop(c.ty, r.get_ref(i + 2).ctx(CONTEXT)?) {
-                props.push((i, p));
-            }
-        }
+        property_columns.each(r, |i, value| {
+            let p = match value {
+                PropertyValue::Stored(v) => prop(layout.columns[i].ty, v),
+                PropertyValue::Member(json) => json.and_then(member_prop),
+            };
+            props.extend(p.map(|p| (i, p)));
+            Ok(())
+        })?;
         rows.push(Row { fid, shape, props });
     }
     let mut bytes = Vec::new();

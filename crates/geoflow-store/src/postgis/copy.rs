@@ -9,6 +9,7 @@ use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
 
+use crate::layout::{FieldSlot, OverflowObject};
 use crate::StoreError;
 
 /// SRID every geometry is stored with.
@@ -23,9 +24,10 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Encodes rows of one load into COPY binary format.
 pub struct RowEncoder {
-    /// The column type of each schema field's column, and the position of that column among
-    /// the COPY's property columns.
-    fields: Vec<(usize, FieldType)>,
+    fields: Vec<FieldSlot>,
+    /// The position of the overflow column among the property columns, when the COPY has it.
+    overflow_slot: Option<usize>,
+    overflow: OverflowObject,
     id_type: FieldType,
     property_columns: usize,
     source: String,
@@ -46,7 +48,7 @@ impl RowEncoder {
     /// `fields`: per schema field, the index of its COPY property column and that column's
     /// type. `loaded_at`: microseconds since 2000-01-01 UTC.
     pub fn new(
-        fields: Vec<(usize, FieldType)>,
+        (fields, overflow_slot): (Vec<FieldSlot>, Option<usize>),
         property_columns: usize,
         id_type: FieldType,
         source: &str,
@@ -55,6 +57,8 @@ impl RowEncoder {
     ) -> RowEncoder {
         RowEncoder {
             fields,
+            overflow_slot,
+            overflow: OverflowObject::default(),
             id_type,
             property_columns,
             source: source.to_string(),
@@ -80,16 +84,24 @@ impl RowEncoder {
     pub fn encode(&mut self, buf: &mut BytesMut, row: &Row) -> Result<(), StoreError> {
         // Resolve the property values first: a bad row leaves the buffer as it was.
         self.values.iter_mut().for_each(|v| *v = None);
-        for (n, (field, _)) in row.properties.iter().enumerate() {
-            let Some(&(column, ty)) = self.fields.get(*field) else {
-                return Err(StoreError::Internal(format!(
-                    "row {} refers to property field {field}, but the schema has {} fields",
-                    row.index,
-                    self.fields.len()
-                )));
-            };
-            self.values[column] = Some((ty, n));
+        self.overflow.clear();
+        for (n, (field, value)) in row.properties.iter().enumerate() {
+            match self.fields.get(*field) {
+                Some(&FieldSlot::Column(column, ty)) => self.values[column] = Some((ty, n)),
+                Some(FieldSlot::Overflow(key)) if *value != PropValue::Null => {
+                    self.overflow.push(key, &value.to_json_text());
+                }
+                Some(FieldSlot::Overflow(_)) => {}
+                None => {
+                    return Err(StoreError::Internal(format!(
+                        "row {} refers to property field {field}, but the schema has {} fields",
+                        row.index,
+                        self.fields.len()
+                    )))
+                }
+            }
         }
+        let overflow = self.overflow.finish();
 
         let count = COPY_SYSTEM_COLUMNS.len() + self.property_columns;
         buf.reserve(256 + row.geometry.as_ref().map_or(0, |g| g.wkb.len()));
@@ -122,9 +134,10 @@ impl RowEncoder {
         put_f64_opt(buf, bbox.map(|b| b.max_x));
         put_f64_opt(buf, bbox.map(|b| b.max_y));
         for slot in 0..self.property_columns {
-            match self.values[slot] {
-                Some((ty, n)) => put_value(buf, &row.properties[n].1, ty, row.index)?,
-                None => put_null(buf),
+            match (self.values[slot], overflow) {
+                (Some((ty, n)), _) => put_value(buf, &row.properties[n].1, ty, row.index)?,
+                (None, Some(object)) if self.overflow_slot == Some(slot) => put_jsonb(buf, object),
+                (None, _) => put_null(buf),
             }
         }
         self.rows += 1;

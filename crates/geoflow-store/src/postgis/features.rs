@@ -33,7 +33,7 @@ use geoflow_core::schema::FieldType;
 
 use super::table::{datetime_text, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
-use crate::layout::{parse_type, Column};
+use crate::layout::{parse_type, Column, OVERFLOW_COLUMN};
 use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature};
 
 const FEATURES_SQL: &str = include_str!("sql/features.sql");
@@ -72,7 +72,8 @@ impl Select {
         let mut members = Vec::with_capacity(table.columns.len());
         for c in &table.columns {
             let key = select.bind(Box::new(json_key(&c.key)), Type::TEXT);
-            members.push(format!("{key} || coalesce({}, 'null')", value_json(c)));
+            let column = column_expr(&mut select, c);
+            members.push(format!("{key} || coalesce({}, 'null')", value_json(&column, c.ty)));
         }
         select.sql = join_members(members);
         select
@@ -100,15 +101,24 @@ fn json_key(key: &str) -> String {
     out
 }
 
+/// A property's stored value: its column, or its member of the overflow column (jsonb).
+fn column_expr(select: &mut Select, c: &Column) -> String {
+    if c.overflow {
+        let key = select.bind(Box::new(c.key.clone()), Type::TEXT);
+        format!("({} -> {key})", quote_ident(OVERFLOW_COLUMN))
+    } else {
+        quote_ident(&c.name)
+    }
+}
+
 /// The JSON text of a column's value, NULL when the value is (the member then says `null`): dates and date-times as the
 /// text they were loaded from, doubles always with a point or an exponent (`1.0`, not `1`:
 /// readers that tell integers from reals must see a real), everything else as `to_json`
 /// writes it (exact for bigint and jsonb).
-fn value_json(c: &Column) -> String {
-    let column = quote_ident(&c.name);
-    match c.ty {
+fn value_json(column: &str, ty: FieldType) -> String {
+    match ty {
         FieldType::Date => format!("to_json(to_char({column}, 'YYYY-MM-DD'))::text"),
-        FieldType::DateTime => format!("to_json({})::text", datetime_text(&column)),
+        FieldType::DateTime => format!("to_json({})::text", datetime_text(column)),
         // Integral doubles below 1e15 print as plain digits; larger ones with an exponent,
         // NaN and infinities as strings.
         FieldType::Real => format!(
@@ -138,7 +148,7 @@ fn join_members(members: Vec<String>) -> String {
 /// text reads: values that cannot be the text of any value of the column bind NULL, which
 /// matches nothing.
 fn property_condition(select: &mut Select, c: &Column, value: &str) -> String {
-    let column = quote_ident(&c.name);
+    let column = column_expr(select, c);
     match c.ty {
         FieldType::Text | FieldType::Null => {
             format!("{column} = {}", select.bind(Box::new(value.to_string()), Type::TEXT))
@@ -404,8 +414,9 @@ pub(super) async fn table(store: &PostgisStore, client: &Object, dataset: &Datas
         let key: Option<String> = r.try_get(1).ctx(store, context)?;
         let name: Option<String> = r.try_get(2).ctx(store, context)?;
         let ty: Option<&str> = r.try_get(3).ctx(store, context)?;
+        let overflow: Option<bool> = r.try_get(4).ctx(store, context)?;
         if let (Some(key), Some(name), Some(ty)) = (key, name, ty) {
-            table.columns.push(Column { key, name, ty: parse_type(ty)? });
+            table.columns.push(Column { key, name, ty: parse_type(ty)?, overflow: overflow.unwrap_or(false) });
         }
     }
     Ok(table)
@@ -597,7 +608,7 @@ mod tests {
     use super::*;
 
     fn column(key: &str, ty: FieldType) -> Column {
-        Column { key: key.into(), name: key.to_ascii_lowercase(), ty }
+        Column { key: key.into(), name: key.to_ascii_lowercase(), ty, overflow: false }
     }
 
     #[test]

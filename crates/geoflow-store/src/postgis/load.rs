@@ -17,7 +17,7 @@ use super::catalog;
 use super::copy::{pg_timestamp, RowEncoder, COPY_SYSTEM_COLUMNS};
 use super::table::{self, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
-use crate::layout::Resolution;
+use crate::layout::{json_key, FieldSlot, Resolution, OVERFLOW_COLUMN};
 use crate::protocol::{self, Committed, LoadSession, Origin, Prepared};
 use crate::{LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
@@ -33,8 +33,13 @@ const LOAD_STATISTICS_TARGET: u32 = 10;
 /// Memory for building indexes after a bulk load, on the server.
 const INDEX_BUILD_MEMORY: &str = "256MB";
 
-/// PostgreSQL's MaxHeapAttributeNumber.
+/// PostgreSQL's MaxHeapAttributeNumber: no table has more columns.
 const MAX_COLUMNS: usize = 1600;
+/// The columns a dataset table is given at most; properties beyond go to the overflow column.
+/// A row must fit a page (8,160 bytes), and a property value may take 18 bytes of it (a
+/// TOAST pointer, or a double and its alignment): 400 property columns leave room for the
+/// system columns and the row header whatever the values.
+const OWN_COLUMNS: usize = crate::layout::SYSTEM_COLUMNS.len() + 1 + 400;
 
 pub async fn run(store: &PostgisStore, plan: LoadPlan, rx: LoadReceiver) -> Result<LoadOutcome, StoreError> {
     let mut session = PgSession::open(store).await?;
@@ -154,7 +159,7 @@ impl LoadSession for PgSession<'_> {
         let dataset = plan.dataset.as_str();
         let t0 = Instant::now();
         let old = table::read_layout(store, tx, dataset).await?;
-        let resolution = Resolution::new(dataset, old, &plan.schema);
+        let resolution = Resolution::new(dataset, old, &plan.schema, OWN_COLUMNS);
         resolution.check_width(MAX_COLUMNS)?;
         let t = qualified(&resolution.new.table);
         let was_empty = match &resolution.old {
@@ -189,14 +194,23 @@ impl LoadSession for PgSession<'_> {
         let mut column_list: Vec<String> = COPY_SYSTEM_COLUMNS.iter().map(|c| quote_ident(c)).collect();
         let mut slots = 0;
         let mut fields = Vec::with_capacity(resolution.field_columns.len());
+        let mut overflow_slot = None;
         for &c in &resolution.field_columns {
-            let slot = *slot_of_column[c].get_or_insert_with(|| {
-                column_list.push(quote_ident(&layout.columns[c].name));
+            let column = &layout.columns[c];
+            let mut next_slot = |name: &str| {
+                column_list.push(quote_ident(name));
                 slots += 1;
                 slots - 1
-            });
-            fields.push((slot, layout.columns[c].ty));
+            };
+            if column.overflow {
+                overflow_slot.get_or_insert_with(|| next_slot(OVERFLOW_COLUMN));
+                fields.push(FieldSlot::Overflow(json_key(&column.key)));
+            } else {
+                let slot = *slot_of_column[c].get_or_insert_with(|| next_slot(&column.name));
+                fields.push(FieldSlot::Column(slot, column.ty));
+            }
         }
+        let fields = (fields, overflow_slot);
         let encoder = RowEncoder::new(fields, slots, layout.id_type, &plan.source, load_id, pg_timestamp(started_at));
         // Every fid this COPY takes is above the sequence's last value now.
         let first_fid = last_fid(store, tx, &layout.table).await? + 1;

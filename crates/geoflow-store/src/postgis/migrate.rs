@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("sql/reports.sql")),
     (4, include_str!("sql/source_rows.sql")),
     (5, include_str!("sql/superseded.sql")),
+    (6, include_str!("sql/overflow.sql")),
 ];
 
 /// The step a catalog of this build is at once migrated.

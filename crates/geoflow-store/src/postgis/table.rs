@@ -5,7 +5,7 @@ use tokio_postgres::GenericClient;
 use geoflow_core::schema::FieldType;
 
 use super::{Ctx, PostgisStore, DATASET_SCHEMA};
-use crate::layout::{parse_type, Column, Layout, Resolution};
+use crate::layout::{parse_type, Column, Layout, Resolution, OVERFLOW_COLUMN};
 use crate::StoreError;
 
 const FEATURE_TABLE_SQL: &str = include_str!("sql/feature_table.sql");
@@ -90,14 +90,14 @@ pub async fn read_layout(
     let id_type = parse_type(row.get(1))?;
     let rows = client
         .query(
-            "SELECT key, column_name, field_type FROM geoflow.columns WHERE dataset = $1 ORDER BY ordinal",
+            "SELECT key, column_name, field_type, overflow FROM geoflow.columns WHERE dataset = $1 ORDER BY ordinal",
             &[&dataset],
         )
         .await
         .ctx(store, "reading the column catalog")?;
     let mut columns = Vec::with_capacity(rows.len());
     for r in rows {
-        columns.push(Column { key: r.get(0), name: r.get(1), ty: parse_type(r.get(2))? });
+        columns.push(Column { key: r.get(0), name: r.get(1), ty: parse_type(r.get(2))?, overflow: r.get(3) });
     }
     Ok(Some(Layout { table, id_type, columns }))
 }
@@ -121,13 +121,16 @@ pub async fn apply_resolution(
         }
         Some(old) => {
             let mut clauses = Vec::new();
-            for c in &r.new.columns[old.columns.len()..] {
+            for c in r.new.columns[old.columns.len()..].iter().filter(|c| !c.overflow) {
                 clauses.push(format!("ADD COLUMN {} {}", quote_ident(&c.name), pg_type(c.ty)));
+            }
+            if r.adds_overflow() {
+                clauses.push(format!("ADD COLUMN {} jsonb", quote_ident(OVERFLOW_COLUMN)));
             }
             if let Some(using) = conversion("feature_id", old.id_type, r.new.id_type) {
                 clauses.push(format!("ALTER COLUMN feature_id TYPE {} USING {using}", pg_type(r.new.id_type)));
             }
-            for (o, n) in old.columns.iter().zip(&r.new.columns) {
+            for (o, n) in old.columns.iter().zip(&r.new.columns).filter(|(o, _)| !o.overflow) {
                 if let Some(using) = conversion(&n.name, o.ty, n.ty) {
                     clauses.push(format!("ALTER COLUMN {} TYPE {} USING {using}", quote_ident(&n.name), pg_type(n.ty)));
                 }
@@ -159,7 +162,8 @@ async fn write_catalog(
     }
     let upsert = tx
         .prepare(
-            "INSERT INTO geoflow.columns (dataset, ordinal, key, column_name, field_type) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO geoflow.columns (dataset, ordinal, key, column_name, field_type, overflow)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (dataset, key) DO UPDATE SET field_type = excluded.field_type",
         )
         .await
@@ -169,7 +173,7 @@ async fn write_catalog(
             continue;
         }
         let ordinal = i as i32;
-        tx.execute(&upsert, &[&dataset, &ordinal, &c.key, &c.name, &c.ty.name()])
+        tx.execute(&upsert, &[&dataset, &ordinal, &c.key, &c.name, &c.ty.name(), &c.overflow])
             .await
             .ctx(store, "recording columns")?;
     }
@@ -201,11 +205,14 @@ async fn create_table(
         )));
     }
     let mut columns = String::new();
-    for c in &layout.columns {
+    for c in layout.columns.iter().filter(|c| !c.overflow) {
         columns.push_str(",\n  ");
         columns.push_str(&quote_ident(&c.name));
         columns.push(' ');
         columns.push_str(pg_type(c.ty));
+    }
+    if layout.columns.iter().any(|c| c.overflow) {
+        columns.push_str(&format!(",\n  {} jsonb", quote_ident(OVERFLOW_COLUMN)));
     }
     let sql = FEATURE_TABLE_SQL
         .replace("{table}", &qualified(&layout.table))

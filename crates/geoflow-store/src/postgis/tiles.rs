@@ -18,7 +18,7 @@ use geoflow_core::schema::FieldType;
 use super::features::{fill, prepare_cached, table, Table};
 use super::table::{datetime_text, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
-use crate::layout::Column;
+use crate::layout::{Column, OVERFLOW_COLUMN};
 use crate::tiles::{Detail, TileId, BUFFER, DETAILS, TILE_BUDGET_BYTES};
 use crate::StoreError;
 
@@ -58,21 +58,60 @@ fn coarser_rows(detail: &Detail, aliases: &str) -> String {
     }
 }
 
+/// How a tile's statement names the properties: the own columns by aliases (`p0`, `p1`, …,
+/// or with a longer prefix should an overflow key look like one), and the overflow column as
+/// one jsonb column, which `ST_AsMVT` spreads into properties under their own keys (strings,
+/// numbers and booleans; nested values and nulls are left out, as in every tile).
+struct TileColumns {
+    own: Vec<Column>,
+    overflow: bool,
+    prefix: String,
+}
+
+impl TileColumns {
+    fn new(columns: &[Column]) -> TileColumns {
+        let own: Vec<Column> = columns.iter().filter(|c| !c.overflow).cloned().collect();
+        let overflow_keys: Vec<&str> = columns.iter().filter(|c| c.overflow).map(|c| c.key.as_str()).collect();
+        let mut prefix = String::from("p");
+        while overflow_keys.iter().any(|k| Self::index_in(k, &prefix).is_some()) {
+            prefix.push('_');
+        }
+        TileColumns { own, overflow: !overflow_keys.is_empty(), prefix }
+    }
+
+    /// The own column an alias with `prefix` stands for.
+    fn index_in(key: &str, prefix: &str) -> Option<usize> {
+        let digits = key.strip_prefix(prefix)?;
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+    }
+}
+
 /// The statement of a tile of `table`.
-fn statement(table: &str, columns: &[Column]) -> String {
+fn statement(table: &str, columns: &TileColumns) -> String {
     let mut properties = String::new();
     let mut aliases = String::new();
     let mut s_aliases = String::new();
-    for (i, c) in columns.iter().enumerate() {
-        properties.push_str(&format!(", {} AS p{i}", value_expr(c)));
-        aliases.push_str(&format!(", c.p{i}"));
-        s_aliases.push_str(&format!(", s.p{i}"));
+    let p = &columns.prefix;
+    for (i, c) in columns.own.iter().enumerate() {
+        properties.push_str(&format!(", {} AS {p}{i}", value_expr(c)));
+        aliases.push_str(&format!(", c.{p}{i}"));
+        s_aliases.push_str(&format!(", s.{p}{i}"));
     }
-    let least_property_bytes = if columns.is_empty() {
+    if columns.overflow {
+        let o = quote_ident(OVERFLOW_COLUMN);
+        properties.push_str(&format!(", t.{o}"));
+        aliases.push_str(&format!(", c.{o}"));
+        s_aliases.push_str(&format!(", s.{o}"));
+    }
+    // A floor: overflow properties only add to it.
+    let least_property_bytes = if columns.own.is_empty() {
         "0".to_string()
     } else {
-        let values = (0..columns.len()).map(|i| format!("s.p{i}")).collect::<Vec<_>>().join(", ");
-        format!("2 * sum(num_nonnulls({values})) + 2 * count(*) FILTER (WHERE num_nonnulls({values}) > 0)")
+        // A function takes at most 100 arguments: count the non-nulls by groups.
+        let values: Vec<String> = (0..columns.own.len()).map(|i| format!("s.{p}{i}")).collect();
+        let nonnulls = values.chunks(100).map(|g| format!("num_nonnulls({})", g.join(", "))).collect::<Vec<_>>();
+        let nonnulls = nonnulls.join(" + ");
+        format!("2 * sum({nonnulls}) + 2 * count(*) FILTER (WHERE {nonnulls} > 0)")
     };
     let encode = |rows: String| format!("(SELECT ST_AsMVT(f, $10::text, 4096, 'geom', 'fid') FROM ({rows}) AS f)");
     let fitting = |mvt: String| format!("(SELECT m FROM {mvt} AS e(m) WHERE length(m) <= $11::integer)");
@@ -135,14 +174,15 @@ async fn encode(
     Ok(bytes.unwrap_or_default())
 }
 
-/// The tile with the aliased keys replaced by the original ones.
-fn with_original_keys(bytes: &[u8], columns: &[Column]) -> Result<Vec<u8>, StoreError> {
+/// The tile with the aliased keys replaced by the original ones (overflow keys are theirs).
+fn with_original_keys(bytes: &[u8], columns: &TileColumns, all: &[Column]) -> Result<Vec<u8>, StoreError> {
     let mut tile = Tile::decode(bytes).map_err(|e| StoreError::db("reading the tile PostGIS encoded", e))?;
     for layer in &mut tile.layers {
         for key in &mut layer.keys {
-            let column = key.strip_prefix('p').and_then(|i| i.parse::<usize>().ok()).and_then(|i| columns.get(i));
+            let column = TileColumns::index_in(key, &columns.prefix).and_then(|i| columns.own.get(i));
             match column {
                 Some(c) => c.key.clone_into(key),
+                None if all.iter().any(|c| c.overflow && c.key == *key) => {}
                 None => {
                     return Err(StoreError::db(
                         "reading the tile PostGIS encoded",
@@ -164,14 +204,15 @@ pub async fn tile(store: &PostgisStore, dataset: &DatasetName, tile: TileId) -> 
         Err(StoreError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let bytes = encode(store, &client, &statement(&name, &columns), dataset, tile).await?;
+    let tile_columns = TileColumns::new(&columns);
+    let bytes = encode(store, &client, &statement(&name, &tile_columns), dataset, tile).await?;
     if bytes.len() > TILE_BUDGET_BYTES {
         tracing::warn!(dataset = dataset.as_str(), %tile, bytes = bytes.len(), "tile over budget at the coarsest detail");
     }
     if bytes.is_empty() {
         return Ok(Some(bytes));
     }
-    with_original_keys(&bytes, &columns).map(Some)
+    with_original_keys(&bytes, &tile_columns, &columns).map(Some)
 }
 
 #[cfg(test)]
@@ -182,11 +223,11 @@ mod tests {
     fn keys_never_reach_the_statement() {
         let hostile = "it's \"x\"; DROP TABLE t; --";
         let columns = vec![
-            Column { key: hostile.into(), name: "it_s_x".into(), ty: FieldType::Text },
-            Column { key: "when".into(), name: "when".into(), ty: FieldType::DateTime },
-            Column { key: "{rows}".into(), name: "{rows}".into(), ty: FieldType::Json },
+            Column { key: hostile.into(), name: "it_s_x".into(), ty: FieldType::Text, overflow: false },
+            Column { key: "when".into(), name: "when".into(), ty: FieldType::DateTime, overflow: false },
+            Column { key: "{rows}".into(), name: "{rows}".into(), ty: FieldType::Json, overflow: false },
         ];
-        let sql = statement("my \"table\"", &columns);
+        let sql = statement("my \"table\"", &TileColumns::new(&columns));
         assert!(!sql.contains("DROP"), "{sql}");
         assert!(sql.contains(r#"FROM "datasets"."my ""table""" AS t"#), "{sql}");
         assert!(sql.contains(r#"t."it_s_x" AS p0"#) && sql.contains("AS p2") && sql.contains("c.p2"), "{sql}");
@@ -198,15 +239,15 @@ mod tests {
         assert_eq!(sql.matches("(SELECT bytes FROM property_floor)").count(), 2, "{sql}");
         assert_eq!(sql.matches("(SELECT least_bytes FROM stats)").count(), 3, "{sql}");
         assert!(sql.contains("sum(num_nonnulls(s.p0, s.p1, s.p2))"), "{sql}");
-        assert!(statement("t", &[]).contains("11 * count(*) + 0 AS least_bytes"));
+        assert!(statement("t", &TileColumns::new(&[])).contains("11 * count(*) + 0 AS least_bytes"));
     }
 
     #[test]
     fn aliased_keys_become_the_original_ones() {
         use geozero::mvt::tile::{Feature, Layer, Value};
         let columns = vec![
-            Column { key: "Name Ü".into(), name: "name_u".into(), ty: FieldType::Text },
-            Column { key: "pop".into(), name: "pop".into(), ty: FieldType::Integer },
+            Column { key: "Name Ü".into(), name: "name_u".into(), ty: FieldType::Text, overflow: false },
+            Column { key: "pop".into(), name: "pop".into(), ty: FieldType::Integer, overflow: false },
         ];
         let layer = Layer {
             version: 2,
@@ -217,11 +258,30 @@ mod tests {
             extent: Some(4096),
         };
         let bytes = Tile { layers: vec![layer] }.encode_to_vec();
-        let out = Tile::decode(&with_original_keys(&bytes, &columns).unwrap()[..]).unwrap();
+        let tile_columns = TileColumns::new(&columns);
+        let out = Tile::decode(&with_original_keys(&bytes, &tile_columns, &columns).unwrap()[..]).unwrap();
         assert_eq!(out.layers[0].keys, ["pop", "Name Ü"]);
         assert_eq!(out.layers[0].features[0].id, Some(3));
         let bad =
             Tile { layers: vec![Layer { keys: vec!["p9".into()], version: 2, name: "t".into(), ..Layer::default() }] };
-        assert!(with_original_keys(&bad.encode_to_vec(), &columns).is_err());
+        assert!(with_original_keys(&bad.encode_to_vec(), &tile_columns, &columns).is_err());
+    }
+
+    #[test]
+    fn overflow_keys_that_look_like_aliases_change_the_aliases() {
+        use geozero::mvt::tile::Layer;
+        let columns = vec![
+            Column { key: "a".into(), name: "a".into(), ty: FieldType::Text, overflow: false },
+            Column::overflow("p0"),
+            Column::overflow("p_"),
+        ];
+        let tile_columns = TileColumns::new(&columns);
+        assert_eq!(tile_columns.prefix, "p_");
+        let sql = statement("t", &tile_columns);
+        assert!(sql.contains(r#"t."a" AS p_0"#) && sql.contains(r#", t."gf_overflow""#), "{sql}");
+        let layer = Layer { keys: vec!["p0".into(), "p_0".into()], version: 2, name: "t".into(), ..Layer::default() };
+        let bytes = Tile { layers: vec![layer] }.encode_to_vec();
+        let out = Tile::decode(&with_original_keys(&bytes, &tile_columns, &columns).unwrap()[..]).unwrap();
+        assert_eq!(out.layers[0].keys, ["p0", "a"]);
     }
 }
