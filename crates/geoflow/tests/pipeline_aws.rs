@@ -336,6 +336,54 @@ async fn loads_during_a_database_outage_complete_when_it_returns() {
     assert_eq!(aws.messages(&aws.dlq_url).await, 0, "no message was dead-lettered by the outage");
 }
 
+/// A load cut off by an outage mid-way cannot record itself (the database is away): the next
+/// attempt records it, so the history holds every attempt with its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_load_cut_off_by_an_outage_is_in_the_history_with_its_error() {
+    let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
+    let aws = aws(moto).await;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    let (outage, through) = Outage::in_front_of(db.url()).await;
+    let worker = aws.worker(through.as_str());
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let key = "raw/roads/2026-12-07/cut.geojson";
+    aws.s3.put(&ObjectPath::from(key), support::collection(200_000, 1).into()).await.unwrap();
+    // Cut while the rows are on their way in.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let copying: i64 = client
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %' AND state = 'active'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if copying > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the load never reached its COPY");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    outage.down.send(true).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    outage.down.send(false).unwrap();
+
+    let job = wait_for_job(&store, "the job to finish", |j| j.source == key && j.status.is_final()).await;
+    worker.stop();
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
+    assert!(job.attempts >= 2, "the cut attempt counts: {job:#?}");
+    let loads = client
+        .query("SELECT status, error FROM geoflow.loads WHERE source_key = $1 ORDER BY id", &[&key])
+        .await
+        .unwrap();
+    let history: Vec<(String, Option<String>)> = loads.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(
+        history.iter().any(|(status, error)| status == "failed" && error.is_some()),
+        "the cut attempt is recorded with its error: {history:?}"
+    );
+    assert_eq!(history.last().map(|(status, _)| status.as_str()), Some("loaded"), "{history:?}");
+    assert_eq!(store.source(&DatasetName::new("roads").unwrap(), key).await.unwrap().unwrap().feature_count, 200_000);
+}
+
 async fn wait_for_job(store: &dyn Store, what: &str, done: impl Fn(&Job) -> bool) -> Job {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
