@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
+use geoflow_core::row::Row;
 use geoflow_core::schema::{ColumnNamer, FieldType, Schema};
+use geoflow_core::value::PropValue;
 
 use crate::StoreError;
 
@@ -157,6 +159,35 @@ pub enum FieldSlot {
     Column(usize, FieldType),
     /// A member of the row's [`OverflowObject`], under this key (as a JSON string).
     Overflow(String),
+}
+
+/// Sends each property of `row` where `fields` say: a column's to `column` (its position, its
+/// type, its index in `row.properties`), an overflow one into `overflow` (started afresh).
+pub fn route_properties(
+    fields: &[FieldSlot],
+    row: &Row,
+    overflow: &mut OverflowObject,
+    mut column: impl FnMut(usize, FieldType, usize) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    overflow.clear();
+    for (n, (field, value)) in row.properties.iter().enumerate() {
+        match fields.get(*field) {
+            Some(&FieldSlot::Column(at, ty)) => column(at, ty, n)?,
+            Some(FieldSlot::Overflow(key)) => {
+                if *value != PropValue::Null {
+                    overflow.push(key, &value.to_json_text());
+                }
+            }
+            None => {
+                return Err(StoreError::Internal(format!(
+                    "row {} refers to property field {field}, but the schema has {} fields",
+                    row.index,
+                    fields.len()
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The value of [`OVERFLOW_COLUMN`] in one row: a JSON object of the row's overflow

@@ -17,7 +17,7 @@ use super::geometry;
 use super::rtree;
 use super::table::{self, quote};
 use super::{open_connection, to_rfc3339, Ctx};
-use crate::layout::{json_key, FieldSlot, OverflowObject, Resolution, OVERFLOW_COLUMN};
+use crate::layout::{json_key, route_properties, FieldSlot, OverflowObject, Resolution, OVERFLOW_COLUMN};
 use crate::protocol::{self, Committed, LoadSession, Origin, Prepared};
 use crate::{Clock, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
@@ -480,27 +480,12 @@ impl<'c> Inserter<'c> {
         s.raw_bind_parameter(P_MAX_X, bbox.map(|b| b.max_x)).ctx("binding")?;
         s.raw_bind_parameter(P_MAX_Y, bbox.map(|b| b.max_y)).ctx("binding")?;
 
-        let fields = &self.shape.fields;
-        self.overflow.clear();
-        for (field, value) in &row.properties {
-            match fields.get(*field) {
-                Some(&FieldSlot::Column(p, ty)) => {
-                    bind_value(s, p, value, ty)?;
-                    self.bound_in[p - P_FIRST_PROPERTY] = stamp;
-                }
-                Some(FieldSlot::Overflow(key)) if *value != PropValue::Null => {
-                    self.overflow.push(key, &value.to_json_text());
-                }
-                Some(FieldSlot::Overflow(_)) => {}
-                None => {
-                    return Err(StoreError::Internal(format!(
-                        "row {} refers to property field {field}, but the schema has {} fields",
-                        row.index,
-                        fields.len()
-                    )))
-                }
-            }
-        }
+        let bound_in = &mut self.bound_in;
+        route_properties(&self.shape.fields, row, &mut self.overflow, |p, ty, n| {
+            bind_value(s, p, &row.properties[n].1, ty)?;
+            bound_in[p - P_FIRST_PROPERTY] = stamp;
+            Ok(())
+        })?;
         if let (Some(p), Some(object)) = (self.shape.overflow_param, self.overflow.finish()) {
             s.raw_bind_parameter(p, object).ctx("binding the overflow properties")?;
             self.bound_in[p - P_FIRST_PROPERTY] = stamp;

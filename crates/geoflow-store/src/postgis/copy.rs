@@ -9,7 +9,7 @@ use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
 
-use crate::layout::{FieldSlot, OverflowObject};
+use crate::layout::{route_properties, FieldSlot, OverflowObject};
 use crate::StoreError;
 
 /// SRID every geometry is stored with.
@@ -84,23 +84,11 @@ impl RowEncoder {
     pub fn encode(&mut self, buf: &mut BytesMut, row: &Row) -> Result<(), StoreError> {
         // Resolve the property values first: a bad row leaves the buffer as it was.
         self.values.iter_mut().for_each(|v| *v = None);
-        self.overflow.clear();
-        for (n, (field, value)) in row.properties.iter().enumerate() {
-            match self.fields.get(*field) {
-                Some(&FieldSlot::Column(column, ty)) => self.values[column] = Some((ty, n)),
-                Some(FieldSlot::Overflow(key)) if *value != PropValue::Null => {
-                    self.overflow.push(key, &value.to_json_text());
-                }
-                Some(FieldSlot::Overflow(_)) => {}
-                None => {
-                    return Err(StoreError::Internal(format!(
-                        "row {} refers to property field {field}, but the schema has {} fields",
-                        row.index,
-                        self.fields.len()
-                    )))
-                }
-            }
-        }
+        let values = &mut self.values;
+        route_properties(&self.fields, row, &mut self.overflow, |column, ty, n| {
+            values[column] = Some((ty, n));
+            Ok(())
+        })?;
         let overflow = self.overflow.finish();
 
         let count = COPY_SYSTEM_COLUMNS.len() + self.property_columns;
