@@ -102,6 +102,8 @@ struct GpkgSession {
     fill: RtreeFill,
     max_entries: usize,
     rows: Option<Rows>,
+    /// The table a removal deleted rows from.
+    removed_from: Option<String>,
 }
 
 /// The rows of a load in flight.
@@ -122,11 +124,7 @@ struct Rows {
 
 impl GpkgSession {
     fn open(path: &Path, fill: RtreeFill, max_entries: usize) -> Result<GpkgSession, StoreError> {
-        Ok(GpkgSession { conn: open_connection(path)?, fill, max_entries, rows: None })
-    }
-
-    fn rows(&mut self) -> Result<&mut Rows, StoreError> {
-        self.rows.as_mut().ok_or_else(|| StoreError::Internal("rows sent before the load was prepared".into()))
+        Ok(GpkgSession { conn: open_connection(path)?, fill, max_entries, rows: None, removed_from: None })
     }
 
     /// Ends the transaction, if one is open, without keeping anything.
@@ -250,13 +248,13 @@ impl LoadSession for GpkgSession {
     }
 
     async fn record_committed(&mut self, plan: &LoadPlan, load: &Committed<'_>) -> Result<(), StoreError> {
-        let rows = self.rows()?;
-        let (table, started_at) = (rows.table.clone(), rows.started_at.clone());
-        let conn = &self.conn;
-        catalog::upsert_source(conn, plan, load.stored_rows, load.load_id, &started_at)?;
+        let (conn, Some(rows)) = (&self.conn, self.rows.as_ref()) else {
+            return Err(StoreError::Internal("no rows to record".into()));
+        };
+        catalog::upsert_source(conn, plan, load.stored_rows, load.load_id, &rows.started_at)?;
         let times = (load.started_at, load.finished_at);
         catalog::finish_load(conn, load.load_id, LoadStatus::Loaded, times, load.result)?;
-        catalog::touch_dataset(conn, plan.dataset.as_str(), &table, &to_rfc3339(load.finished_at)?)
+        catalog::touch_dataset(conn, plan.dataset.as_str(), &rows.table, &to_rfc3339(load.finished_at)?)
     }
 
     async fn record_load(
@@ -304,7 +302,9 @@ impl LoadSession for GpkgSession {
 
     async fn delete_source_rows(&mut self, dataset: &DatasetName, source: &str) -> Result<Option<u64>, StoreError> {
         let Some(layout) = table::read_layout(&self.conn, dataset.as_str())? else { return Ok(None) };
-        self.remove_rows(&layout.table, source).map(Some)
+        let removed = self.remove_rows(&layout.table, source)?;
+        self.removed_from = Some(layout.table);
+        Ok(Some(removed))
     }
 
     async fn record_removal(
@@ -314,9 +314,11 @@ impl LoadSession for GpkgSession {
         rows: u64,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let Some(layout) = table::read_layout(&self.conn, dataset.as_str())? else { return Ok(()) };
+        let Some(table) = self.removed_from.as_deref() else {
+            return Err(StoreError::Internal("a removal recorded before its rows were deleted".into()));
+        };
         catalog::record_removal(&self.conn, dataset, source, rows, at)?;
-        catalog::touch_dataset(&self.conn, dataset.as_str(), &layout.table, &to_rfc3339(at)?)
+        catalog::touch_dataset(&self.conn, dataset.as_str(), table, &to_rfc3339(at)?)
     }
 }
 
