@@ -224,8 +224,6 @@ pub enum PutStreamError {
 const PART_BYTES: usize = 8 << 20;
 /// Parts uploaded at once: with [`PART_BYTES`], the memory an upload holds.
 const PARTS_IN_FLIGHT: usize = 2;
-/// Room past [`PART_BYTES`] for the body chunk that completes the first part.
-const FIRST_PART_SLACK: usize = 1 << 20;
 
 impl Storage {
     /// Writes a stream of bytes to `key` (replacing any object there) and returns the write's
@@ -267,35 +265,60 @@ impl Storage {
                 }
             }
         };
-        // Sized once: grown by doubling, the first part would briefly hold twice its size.
-        let mut first = BytesMut::with_capacity(PART_BYTES + FIRST_PART_SLACK);
-        while first.len() < PART_BYTES {
-            match next().await? {
-                Some(chunk) => first.extend_from_slice(&chunk),
-                None if first.is_empty() => return Err(PutStreamError::Empty),
-                None => {
-                    let opts = PutOptions { attributes, ..PutOptions::default() };
-                    let n = first.len() as u64;
-                    return Ok((self.store.put_opts(&location, first.freeze().into(), opts).await?, n));
-                }
-            }
-        }
-        let opts = PutMultipartOptions { attributes, ..PutMultipartOptions::default() };
-        let mut writer =
-            WriteMultipart::new_with_chunk_size(self.store.put_multipart_opts(&location, opts).await?, PART_BYTES);
-        writer.put(first.freeze());
+        // Each part is one exact buffer filled by copying: the body's chunks (slices of the
+        // connection's read buffers) are freed as soon as they are copied, so an upload holds
+        // the part being filled and the parts in flight, nothing more.
+        let new_part = || BytesMut::with_capacity(PART_BYTES);
+        let mut part = new_part();
+        let mut writer: Option<WriteMultipart> = None;
         let written = loop {
-            match next().await {
-                Ok(Some(chunk)) => {
-                    if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                        break Err(e.into());
-                    }
-                    writer.put(chunk);
-                }
+            let chunk = match next().await {
+                Ok(Some(chunk)) => chunk,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
+            };
+            let mut rest = &chunk[..];
+            let mut failed = None;
+            while !rest.is_empty() {
+                let take = rest.len().min(PART_BYTES - part.len());
+                part.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if part.len() < PART_BYTES {
+                    continue;
+                }
+                let upload = match writer.as_mut() {
+                    Some(upload) => upload,
+                    None => {
+                        let opts =
+                            PutMultipartOptions { attributes: std::mem::take(&mut attributes), ..Default::default() };
+                        let started = self.store.put_multipart_opts(&location, opts).await?;
+                        writer.insert(WriteMultipart::new_with_chunk_size(started, PART_BYTES))
+                    }
+                };
+                if let Err(e) = upload.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                    failed = Some(e.into());
+                    break;
+                }
+                upload.put(std::mem::replace(&mut part, new_part()).freeze());
+            }
+            if let Some(e) = failed {
+                break Err(e);
             }
         };
+        let Some(mut writer) = writer else {
+            // Smaller than one part: one plain write.
+            written?;
+            if part.is_empty() {
+                return Err(PutStreamError::Empty);
+            }
+            let opts = PutOptions { attributes, ..PutOptions::default() };
+            return Ok((self.store.put_opts(&location, part.freeze().into(), opts).await?, size));
+        };
+        let written = written.map(|()| {
+            if !part.is_empty() {
+                writer.put(part.freeze());
+            }
+        });
         match written {
             Ok(()) => Ok((writer.finish().await?, size)),
             Err(e) => {
@@ -390,6 +413,28 @@ mod tests {
         assert_eq!(error_class(&flaky), ErrorClass::Unavailable);
         let missing = object_store::Error::NotFound { path: "k".into(), source: source() };
         assert_eq!(error_class(&missing), ErrorClass::NotFound);
+    }
+
+    /// Bodies around the part size, cut into chunks that straddle part boundaries, are
+    /// stored byte for byte.
+    #[tokio::test]
+    async fn streamed_uploads_are_stored_whole_across_parts() {
+        let storage =
+            Storage { store: Arc::new(object_store::memory::InMemory::new()), local_root: None, prefix: String::new() };
+        for len in [1, PART_BYTES - 1, PART_BYTES, PART_BYTES + 1, 2 * PART_BYTES + 12_345] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let chunks = body.chunks(777_777).map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)));
+            let key = format!("raw/d/{len}");
+            let (_, size) = storage.put_stream(&key, futures_util::stream::iter(chunks), u64::MAX, &[]).await.unwrap();
+            assert_eq!(size, len as u64);
+            let stored = storage.store.get(&ObjectPath::from(key.as_str())).await.unwrap().bytes().await.unwrap();
+            assert!(stored == body, "a body of {len} bytes is stored as it was sent");
+        }
+        let none = futures_util::stream::iter(Vec::<Result<Bytes, std::io::Error>>::new());
+        assert!(matches!(storage.put_stream("raw/d/empty", none, 10, &[]).await, Err(PutStreamError::Empty)));
+        let big = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(vec![0u8; 11]))]);
+        assert!(matches!(storage.put_stream("raw/d/big", big, 10, &[]).await, Err(PutStreamError::TooLarge { .. })));
+        assert!(storage.store.head(&ObjectPath::from("raw/d/big")).await.is_err(), "nothing is left of a refused body");
     }
 
     #[test]
