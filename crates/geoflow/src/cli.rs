@@ -205,6 +205,11 @@ pub struct WorkArgs {
     /// Inbox folder watched for uploads when storage is a local folder.
     #[arg(long, env = "GEOFLOW_INBOX", default_value = "./geoflow-data/inbox")]
     pub inbox: PathBuf,
+    /// Seconds an inbox file's size and modification time must stay unchanged before it is
+    /// taken (names ending in .part or .tmp are never taken: rename a file into place when
+    /// it is whole).
+    #[arg(long, default_value = "5", env = "GEOFLOW_INBOX_SETTLE", value_parser = parse_seconds)]
+    pub inbox_settle: std::time::Duration,
     /// Folder where objects from remote storage are spooled while they load.
     #[arg(long, env = "GEOFLOW_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
@@ -250,6 +255,14 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
     s.parse()
 }
 
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{s:?} is not a number of seconds (such as 5 or 0.5)"))
+}
+
 fn parse_date(s: &str) -> Result<time::Date, String> {
     crate::reports::parse_date(s)
 }
@@ -272,6 +285,15 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_parse() {
+        assert_eq!(parse_seconds("5"), Ok(std::time::Duration::from_secs(5)));
+        assert_eq!(parse_seconds("0.25"), Ok(std::time::Duration::from_millis(250)));
+        for bad in ["-1", "soon", "", "NaN"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -169,7 +169,8 @@ async fn serve_http(listen: &str, app: axum::Router, stop: &Stop) -> anyhow::Res
 /// The worker with, for a local storage folder, its inbox watcher, until `stop`.
 async fn run_worker_until(backends: &Backends, work: &WorkArgs, stop: &Stop) -> anyhow::Result<()> {
     let inbox = backends.storage.local_root().map(|root| {
-        let inbox = Inbox::new(work.inbox.clone(), root.to_path_buf(), backends.queue.clone());
+        let inbox =
+            Inbox::new(work.inbox.clone(), root.to_path_buf(), backends.queue.clone()).with_settle(work.inbox_settle);
         tokio::spawn(inbox.run(Duration::from_secs(1), stop.wait()))
     });
     let worker = worker(backends, work);

@@ -50,6 +50,18 @@ where
     }
 }
 
+/// Runs `f` with its log lines (human format, `info` and above) captured: what they read, and
+/// what `f` returned.
+#[cfg(test)]
+pub(crate) fn capture<T>(f: impl FnOnce() -> T) -> (String, T) {
+    let out = tests::Captured::default();
+    let writer = out.clone();
+    let subscriber = subscriber(LogFormat::Human, EnvFilter::new("info"), move || writer.clone());
+    let value = tracing::subscriber::with_default(subscriber, f);
+    let bytes = out.0.lock().unwrap().clone();
+    (String::from_utf8(bytes).unwrap(), value)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -68,7 +80,7 @@ mod tests {
     }
 
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<u8>>>);
 
     impl Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -144,7 +144,8 @@ async fn inbox_uploads_load_exactly_once_with_two_workers_and_replays_change_not
     }
     // A file still being written is not taken.
     std::fs::write(inbox_dir.join("roads/partial.geojson.part"), "{").unwrap();
-    let mut inbox = Inbox::new(inbox_dir.clone(), env.objects().to_path_buf(), env.queue.clone());
+    let mut inbox =
+        Inbox::new(inbox_dir.clone(), env.objects().to_path_buf(), env.queue.clone()).with_settle(Duration::ZERO);
     assert!(inbox.scan().await.unwrap().is_empty(), "files are taken only once they are still");
     let keys = inbox.scan().await.unwrap();
     assert_eq!(keys.len(), 12);
