@@ -103,6 +103,39 @@ impl Schema {
     }
 }
 
+/// What a load may do to the types of a dataset's existing columns (`--schema-policy`).
+/// New keys get new columns under either policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum SchemaPolicy {
+    /// Widen a column's type to hold the new values ([`FieldType::join`]), and report it.
+    #[default]
+    Widen,
+    /// Reject a load that would change the type of an existing column.
+    Strict,
+}
+
+impl SchemaPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaPolicy::Widen => "widen",
+            SchemaPolicy::Strict => "strict",
+        }
+    }
+}
+
+impl std::str::FromStr for SchemaPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "widen" => Ok(SchemaPolicy::Widen),
+            "strict" => Ok(SchemaPolicy::Strict),
+            other => Err(format!("unknown schema policy {other:?}: use widen or strict")),
+        }
+    }
+}
+
 /// Builds a [`Schema`] one feature at a time.
 #[derive(Debug, Default)]
 pub struct SchemaBuilder {

@@ -80,6 +80,7 @@ async fn load(store: &Arc<dyn Store>, schema: &Schema, source: &str, hash: Strin
         schema: schema.clone(),
         policy: Policy::Skip,
         origin: None,
+        schema_policy: Default::default(),
     };
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let start = Instant::now();

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use geoflow_core::row::Row;
-use geoflow_core::schema::{ColumnNamer, FieldType, Schema};
+use geoflow_core::schema::{ColumnNamer, FieldType, Schema, SchemaPolicy};
 use geoflow_core::value::PropValue;
+use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 
@@ -152,6 +153,168 @@ impl Resolution {
     }
 }
 
+/// One change a load or removal made to a dataset table's layout, as the load summary, the
+/// load history and the daily report list it. An overflow property (a member of
+/// [`OVERFLOW_COLUMN`]) counts as a column: its `column` is [`OVERFLOW_COLUMN`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum SchemaChange {
+    /// A new property key got a column.
+    Added { column: String, key: String, to: FieldType },
+    /// A column's type widened to hold new values ([`FieldType::join`]).
+    Widened { column: String, key: String, from: FieldType, to: FieldType },
+    /// No row has a value in the column any more: it was dropped.
+    Dropped { column: String, key: String, from: FieldType },
+}
+
+impl SchemaChange {
+    fn dropped(c: &Column) -> SchemaChange {
+        SchemaChange::Dropped { column: c.name.clone(), key: c.key.clone(), from: c.ty }
+    }
+}
+
+impl Resolution {
+    /// What this load changes in the table's layout: the columns it adds (every column, for
+    /// the load that creates the table) and the types it widens, in column order.
+    pub fn changes(&self) -> Vec<SchemaChange> {
+        let old = self.old.as_ref().map_or(&[][..], |o| &o.columns[..]);
+        let mut changes = Vec::new();
+        for (i, c) in self.new.columns.iter().enumerate() {
+            let (column, key) = (c.name.clone(), c.key.clone());
+            match old.get(i) {
+                None => changes.push(SchemaChange::Added { column, key, to: c.ty }),
+                Some(o) if o.ty != c.ty => changes.push(SchemaChange::Widened { column, key, from: o.ty, to: c.ty }),
+                Some(_) => {}
+            }
+        }
+        changes
+    }
+}
+
+/// A column type that a load under [`SchemaPolicy::Strict`] may not change.
+#[derive(Debug, Clone)]
+struct Guarded {
+    /// The field of the load's schema whose values go to the column.
+    field: usize,
+    column: String,
+    key: String,
+    from: FieldType,
+    to: FieldType,
+}
+
+/// Holds a load under [`SchemaPolicy::Strict`] to the column types the table has: the first
+/// row with a value its column's type cannot hold rejects the load, naming the feature.
+#[derive(Debug, Clone, Default)]
+pub struct TypeGuard {
+    guarded: Vec<Guarded>,
+}
+
+impl TypeGuard {
+    /// The guard of a load of `schema` under `policy` that makes `changes`: nothing to guard
+    /// under [`SchemaPolicy::Widen`]. A column that so far held only nulls takes its first
+    /// type under either policy: no stored value changes.
+    pub fn new(policy: SchemaPolicy, schema: &Schema, changes: &[SchemaChange]) -> TypeGuard {
+        if policy == SchemaPolicy::Widen {
+            return TypeGuard::default();
+        }
+        let guarded = changes
+            .iter()
+            .filter_map(|change| match change {
+                SchemaChange::Widened { column, key, from, to } if *from != FieldType::Null => Some(Guarded {
+                    field: schema.index_of(key)?,
+                    column: column.clone(),
+                    key: key.clone(),
+                    from: *from,
+                    to: *to,
+                }),
+                _ => None,
+            })
+            .collect();
+        TypeGuard { guarded }
+    }
+
+    /// Rejects the load at the first row (in source order) with a value that does not fit its
+    /// column's type.
+    pub fn check(&self, rows: &[Row]) -> Result<(), StoreError> {
+        if self.guarded.is_empty() {
+            return Ok(());
+        }
+        for row in rows {
+            for (field, value) in &row.properties {
+                let Some(g) = self.guarded.iter().find(|g| g.field == *field) else { continue };
+                let ty = FieldType::of(value.kind());
+                if g.from.join(ty) != g.from {
+                    return Err(self.reject(g, &format!("feature {} has a {} value", row.index, ty.name())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rejects the load if a change remains guarded once every row passed [`TypeGuard::check`]:
+    /// the value that needs it is in a feature that was not stored (skipped as invalid).
+    pub fn finish(&self) -> Result<(), StoreError> {
+        match self.guarded.first() {
+            None => Ok(()),
+            Some(g) => Err(self.reject(g, "a feature that was not stored has a value of another type")),
+        }
+    }
+
+    fn reject(&self, g: &Guarded, which: &str) -> StoreError {
+        StoreError::Invalid(format!(
+            "schema policy strict: {which} for key {:?}, which would change column {:?} from {} to {}",
+            g.key,
+            g.column,
+            g.from.name(),
+            g.to.name()
+        ))
+    }
+}
+
+/// The property columns that may have lost their last value when rows left the table: those
+/// whose keys the rows coming in (`incoming`: a load's schema; `None` for a removal) do not
+/// have.
+pub fn drop_candidates(layout: &Layout, incoming: Option<&Schema>) -> Vec<Column> {
+    let kept = |c: &Column| incoming.is_some_and(|s| s.index_of(&c.key).is_some());
+    layout.columns.iter().filter(|c| !kept(c)).cloned().collect()
+}
+
+/// What dropping unused property columns does to a table and its catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDrop {
+    pub table: String,
+    /// Table columns to drop: own columns, and [`OVERFLOW_COLUMN`] when its last key goes.
+    pub columns: Vec<String>,
+    /// Keys to forget in the catalog.
+    pub keys: Vec<String>,
+    /// The keys that stay, in column order (the catalog numbers them afresh from 0).
+    pub remaining: Vec<String>,
+}
+
+impl Layout {
+    /// How to drop `unused` (columns of this layout) from the table and the catalog.
+    pub fn drop_columns(&self, unused: &[Column]) -> ColumnDrop {
+        let gone = |c: &Column| unused.iter().any(|u| u.key == c.key);
+        let mut columns: Vec<String> = unused.iter().filter(|c| !c.overflow).map(|c| c.name.clone()).collect();
+        let overflow_stays = self.columns.iter().any(|c| c.overflow && !gone(c));
+        if unused.iter().any(|c| c.overflow) && !overflow_stays {
+            columns.push(OVERFLOW_COLUMN.to_string());
+        }
+        ColumnDrop {
+            table: self.table.clone(),
+            columns,
+            keys: unused.iter().map(|c| c.key.clone()).collect(),
+            remaining: self.columns.iter().filter(|c| !gone(c)).map(|c| c.key.clone()).collect(),
+        }
+    }
+}
+
+/// The changes that dropping `unused` reports.
+pub fn dropped(unused: &[Column]) -> Vec<SchemaChange> {
+    unused.iter().map(SchemaChange::dropped).collect()
+}
+
 /// Where a load writes a schema field's values.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldSlot {
@@ -285,6 +448,100 @@ mod tests {
         assert!(r.new.columns[1].overflow);
         assert!(
             matches!(r.check_width(SYSTEM_COLUMNS.len() + 1), Err(StoreError::Invalid(m)) if m.contains("gf_overflow"))
+        );
+    }
+
+    fn typed(fields: &[(&str, FieldType)]) -> Schema {
+        let fields = fields.iter().map(|(k, ty)| Field { key: k.to_string(), ty: *ty }).collect();
+        Schema { fields, id_type: FieldType::Null }
+    }
+
+    fn row(index: u64, properties: Vec<(usize, PropValue)>) -> Row {
+        Row { index, id: PropValue::Null, geometry: None, measures: Default::default(), properties }
+    }
+
+    #[test]
+    fn changes_list_added_columns_and_widened_types() {
+        let first = Resolution::new("t", None, &typed(&[("pop", FieldType::Integer)]), limit(1));
+        assert_eq!(
+            first.changes(),
+            [SchemaChange::Added { column: "pop".into(), key: "pop".into(), to: FieldType::Integer }]
+        );
+        let schema = typed(&[("name", FieldType::Text), ("pop", FieldType::Text), ("x", FieldType::Real)]);
+        let second = Resolution::new("t", Some(first.new.clone()), &schema, limit(2));
+        assert_eq!(
+            second.changes(),
+            [
+                SchemaChange::Widened {
+                    column: "pop".into(),
+                    key: "pop".into(),
+                    from: FieldType::Integer,
+                    to: FieldType::Json
+                },
+                SchemaChange::Added { column: "name".into(), key: "name".into(), to: FieldType::Text },
+                SchemaChange::Added { column: OVERFLOW_COLUMN.into(), key: "x".into(), to: FieldType::Json },
+            ]
+        );
+        let json = serde_json::to_value(&second.changes()[0]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"change": "widened", "column": "pop", "key": "pop", "from": "integer", "to": "json"})
+        );
+        // The same schema again changes nothing.
+        assert!(Resolution::new("t", Some(second.new.clone()), &schema, limit(2)).changes().is_empty());
+    }
+
+    #[test]
+    fn a_strict_load_is_rejected_at_the_first_value_its_column_cannot_hold() {
+        let first =
+            Resolution::new("t", None, &typed(&[("a", FieldType::Text), ("pop", FieldType::Integer)]), limit(5));
+        let schema = typed(&[("pop", FieldType::Json), ("new", FieldType::Real)]);
+        let second = Resolution::new("t", Some(first.new.clone()), &schema, limit(5));
+        assert!(TypeGuard::new(SchemaPolicy::Widen, &schema, &second.changes()).finish().is_ok());
+
+        let guard = TypeGuard::new(SchemaPolicy::Strict, &schema, &second.changes());
+        // New columns are allowed; values that fit pass.
+        guard.check(&[row(0, vec![(0, PropValue::Int(3)), (1, PropValue::Real(1.5))])]).unwrap();
+        let err = guard
+            .check(&[row(1, vec![(0, PropValue::Null)]), row(2, vec![(0, PropValue::Text("many".into()))])])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+        let text = err.to_string();
+        for part in ["feature 2", "\"pop\"", "integer", "json", "text value"] {
+            assert!(text.contains(part), "{part} not in {text}");
+        }
+        // No row showed it: the feature was not stored, the load is rejected all the same.
+        assert!(guard.finish().is_err());
+
+        // A column that held only nulls takes its first type.
+        let nulls = Resolution::new("t", None, &typed(&[("n", FieldType::Null)]), limit(5));
+        let schema = typed(&[("n", FieldType::Integer)]);
+        let typed_now = Resolution::new("t", Some(nulls.new), &schema, limit(5));
+        assert_eq!(typed_now.changes().len(), 1);
+        assert!(TypeGuard::new(SchemaPolicy::Strict, &schema, &typed_now.changes()).finish().is_ok());
+    }
+
+    #[test]
+    fn dropping_the_last_overflow_key_drops_the_overflow_column() {
+        let r = Resolution::new("t", None, &schema(&["a", "b", "c", "d"]), limit(2));
+        let layout = r.new;
+        assert_eq!(drop_candidates(&layout, Some(&schema(&["a", "c"]))).len(), 2);
+        assert_eq!(drop_candidates(&layout, None).len(), 4);
+
+        let c = layout.columns[2].clone();
+        let one = layout.drop_columns(std::slice::from_ref(&c));
+        assert!(one.columns.is_empty(), "{one:?}");
+        assert_eq!(
+            (one.keys.clone(), one.remaining.clone()),
+            (vec!["c".to_string()], vec!["a".into(), "b".into(), "d".into()])
+        );
+
+        let both = layout.drop_columns(&[layout.columns[0].clone(), c, layout.columns[3].clone()]);
+        assert_eq!(both.columns, ["a", OVERFLOW_COLUMN]);
+        assert_eq!(both.remaining, ["b"]);
+        assert_eq!(
+            dropped(&layout.columns[..1]),
+            [SchemaChange::Dropped { column: "a".into(), key: "a".into(), from: FieldType::Integer }]
         );
     }
 

@@ -29,7 +29,8 @@ pub use features::{FeatureQuery, FeatureStream, StoredFeature};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Row};
-use geoflow_core::schema::{FieldType, Schema};
+use geoflow_core::schema::{FieldType, Schema, SchemaPolicy};
+pub use layout::SchemaChange;
 pub use tiles::TileId;
 
 /// Which content a source holds: identical content is never loaded twice.
@@ -58,6 +59,8 @@ pub struct LoadPlan {
     /// whether it still holds the version read ([`protocol`]). `None` for files loaded
     /// directly, which have no object to be superseded by.
     pub origin: Option<protocol::Origin>,
+    /// Whether the load may change the types of the dataset's existing columns.
+    pub schema_policy: SchemaPolicy,
 }
 
 /// The end state of a load, as the reader saw it.
@@ -77,6 +80,9 @@ pub struct LoadResult {
     /// What the loaded features are, for the daily reports.
     #[serde(default)]
     pub loaded: LoadedMeasures,
+    /// What the load changed in the dataset table's layout (set by the store as it commits).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_changes: Vec<SchemaChange>,
 }
 
 /// Totals over the features a load stores, recorded with the load so that a report on a past
@@ -119,7 +125,14 @@ pub enum LoadMessage {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum LoadOutcome {
     /// The source's rows were replaced.
-    Loaded { load_id: i64, table: String, replaced_rows: u64 },
+    Loaded {
+        load_id: i64,
+        table: String,
+        replaced_rows: u64,
+        /// What the load changed in the table's layout.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        schema_changes: Vec<SchemaChange>,
+    },
     /// The source already holds this content: nothing changed.
     Unchanged { load_id: i64, table: String },
     /// Rolled back; the previous rows of the source are untouched.
@@ -129,12 +142,15 @@ pub enum LoadOutcome {
 }
 
 /// What a removal removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Removal {
     /// Whether the catalog listed the source.
     pub catalogued: bool,
     /// Rows removed.
     pub rows: u64,
+    /// The columns dropped because no row has a value in them any more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_changes: Vec<SchemaChange>,
 }
 
 /// How a load ended, as the catalog records it.

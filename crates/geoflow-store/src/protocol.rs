@@ -21,6 +21,7 @@ use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Row;
 use time::OffsetDateTime;
 
+use crate::layout::{self, Column, ColumnDrop, Layout, SchemaChange, TypeGuard};
 use crate::{Clock, LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
 /// What storage holds under a key.
@@ -91,12 +92,14 @@ pub async fn check(
 pub const INTERRUPTED: &str = "interrupted before commit";
 
 /// What [`LoadSession::prepare`] set up.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Prepared {
     /// The load's id in the history (its row is rewritten at commit).
     pub load_id: i64,
     /// The rows of the source's previous version, now deleted.
     pub replaced_rows: u64,
+    /// What fitting the table to the plan's schema changed ([`crate::layout::Resolution::changes`]).
+    pub changes: Vec<SchemaChange>,
 }
 
 /// A load about to commit, as the catalog records it.
@@ -164,7 +167,15 @@ pub(crate) trait LoadSession {
         source: &str,
         rows: u64,
         at: OffsetDateTime,
+        changes: &[SchemaChange],
     ) -> Result<(), StoreError>;
+    /// The dataset table's layout as the open transaction sees it; `None` without a table.
+    async fn layout(&mut self, dataset: &DatasetName) -> Result<Option<Layout>, StoreError>;
+    /// Whether any row of the table has a value for the column (or, for an overflow column,
+    /// a member under its key).
+    async fn column_in_use(&mut self, layout: &Layout, column: &Column) -> Result<bool, StoreError>;
+    /// Drops columns from the table and forgets their keys in the catalog.
+    async fn drop_columns(&mut self, dataset: &DatasetName, drop: &ColumnDrop) -> Result<(), StoreError>;
 }
 
 /// How the sequence of a load ended, before its transaction does.
@@ -194,7 +205,10 @@ pub(crate) async fn run_load<S: LoadSession>(
     drop(rx);
     let failure = match sequence {
         Ok(End::Commit(p)) => match s.commit().await {
-            Ok(()) => return Ok(LoadOutcome::Loaded { load_id: p.load_id, table, replaced_rows: p.replaced_rows }),
+            Ok(()) => {
+                let (load_id, replaced_rows, schema_changes) = (p.load_id, p.replaced_rows, p.changes);
+                return Ok(LoadOutcome::Loaded { load_id, table, replaced_rows, schema_changes });
+            }
             Err(e) => e,
         },
         Ok(End::Unchanged) => {
@@ -252,15 +266,20 @@ async fn load_sequence<S: LoadSession>(
         return Ok(End::Unchanged);
     }
 
-    let prepared = s.prepare(plan, started_at).await?;
-    let result = loop {
+    let mut prepared = s.prepare(plan, started_at).await?;
+    let guard = TypeGuard::new(plan.schema_policy, &plan.schema, &prepared.changes);
+    let mut result = loop {
         match rx.recv().await {
-            Some(LoadMessage::Rows(batch)) => s.write(&batch).await?,
+            Some(LoadMessage::Rows(batch)) => {
+                guard.check(&batch)?;
+                s.write(&batch).await?
+            }
             Some(LoadMessage::Commit(result)) => break result,
             Some(LoadMessage::Abort(result)) => return Ok(End::Abort(result)),
             None => return Ok(End::Closed),
         }
     };
+    guard.finish()?;
     let stored_rows = s.finish_rows(plan).await?;
     if stored_rows != result.counts.features_loaded {
         tracing::warn!(
@@ -271,6 +290,10 @@ async fn load_sequence<S: LoadSession>(
             "rows stored differ from the features the reader reports as loaded"
         );
     }
+    if prepared.replaced_rows > 0 {
+        prepared.changes.extend(drop_unused_columns(s, &plan.dataset, Some(&plan.schema)).await?);
+    }
+    result.schema_changes = prepared.changes.clone();
     // Last, just before commit: the rows are of the version storage still holds.
     if let Verdict::Superseded(why) = check(plan.origin.as_ref(), |now| judge_load(plan, now)).await? {
         return Ok(End::Superseded(LoadResult { error: Some(why), ..result }));
@@ -304,10 +327,14 @@ pub(crate) async fn run_removal<S: LoadSession>(
         }
         let catalogued = s.forget_source(dataset, source).await?;
         let rows = s.delete_source_rows(dataset, source).await?;
-        if let Some(rows) = rows.filter(|&rows| catalogued || rows > 0) {
-            s.record_removal(dataset, source, rows, clock.now()).await?;
+        let mut schema_changes = Vec::new();
+        if rows.is_some_and(|rows| rows > 0) {
+            schema_changes = drop_unused_columns(s, dataset, None).await?;
         }
-        Ok(Removal { catalogued, rows: rows.unwrap_or(0) })
+        if let Some(rows) = rows.filter(|&rows| catalogued || rows > 0) {
+            s.record_removal(dataset, source, rows, clock.now(), &schema_changes).await?;
+        }
+        Ok(Removal { catalogued, rows: rows.unwrap_or(0), schema_changes })
     }
     .await;
     match removal {
@@ -322,6 +349,27 @@ pub(crate) async fn run_removal<S: LoadSession>(
             Err(e)
         }
     }
+}
+
+/// Drops the property columns no row has a value in any more, among those that rows leaving
+/// the table may have emptied ([`layout::drop_candidates`]; `incoming`: the schema of the
+/// rows a load brings in, `None` for a removal). Returns what was dropped.
+async fn drop_unused_columns<S: LoadSession>(
+    s: &mut S,
+    dataset: &DatasetName,
+    incoming: Option<&geoflow_core::schema::Schema>,
+) -> Result<Vec<SchemaChange>, StoreError> {
+    let Some(layout) = s.layout(dataset).await? else { return Ok(Vec::new()) };
+    let mut unused = Vec::new();
+    for column in layout::drop_candidates(&layout, incoming) {
+        if !s.column_in_use(&layout, &column).await? {
+            unused.push(column);
+        }
+    }
+    if !unused.is_empty() {
+        s.drop_columns(dataset, &layout.drop_columns(&unused)).await?;
+    }
+    Ok(layout::dropped(&unused))
 }
 
 #[cfg(test)]
@@ -340,6 +388,7 @@ mod tests {
             schema: Schema::default(),
             policy: Policy::Skip,
             origin: None,
+            schema_policy: Default::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use geoflow_core::dataset::DatasetName;
 use geoflow_core::geometry::{Geom, Pos};
 use geoflow_core::report::{LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Measures, Row};
-use geoflow_core::schema::{Field, FieldType, Schema};
+use geoflow_core::schema::{Field, FieldType, Schema, SchemaPolicy};
 use geoflow_core::value::PropValue;
 use geoflow_core::wkb;
 use geoflow_store::gpkg::GeoPackageStore;
@@ -25,7 +25,7 @@ use geoflow_store::report::{
 };
 use geoflow_store::{
     FeatureQuery, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan, LoadResult,
-    LoadedMeasures, ManualClock, NewJob, SourceVersion, Store, StoreError, TileId,
+    LoadedMeasures, ManualClock, NewJob, SchemaChange, SourceVersion, Store, StoreError, TileId,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -59,6 +59,7 @@ fn plan(dataset: &str, source: &str, hash: &str, fields: &[(&str, FieldType)]) -
         },
         policy: Policy::Skip,
         origin: None,
+        schema_policy: Default::default(),
     }
 }
 
@@ -191,6 +192,7 @@ async fn contract(store: Arc<dyn Store>) {
     object_versions(s).await;
     supersession(s).await;
     overflow(s).await;
+    schema_changes(s).await;
     source_listing(s).await;
     feature_reads(s).await;
     let jobs: Arc<dyn Jobs> = store.clone();
@@ -511,8 +513,121 @@ async fn overflow(s: &dyn Store) {
     assert_eq!(filtered_more.len(), 1);
     assert_eq!(filtered_more[0].1["properties"][key(KEYS - 1).as_str()], serde_json::json!(7));
     assert_catalog_matches_table(s, "many").await;
-    assert_eq!(s.remove_source(&name("many"), "one", None).await.unwrap().rows, 2);
+    let removal = s.remove_source(&name("many"), "one", None).await.unwrap();
+    assert_eq!(removal.rows, 2);
     assert_catalog_matches_table(s, "many").await;
+    // Every key but the three of source "two" lost its last value: own columns and overflow
+    // keys are dropped alike, and the overflow column with its last key.
+    assert_eq!(removal.schema_changes.len(), KEYS + 1 - 3, "{:?}", &removal.schema_changes[..3]);
+    assert!(removal.schema_changes.iter().all(|c| matches!(c, SchemaChange::Dropped { .. })));
+    let dropped_overflow = |k: &str| {
+        removal.schema_changes.contains(&SchemaChange::Dropped {
+            column: "gf_overflow".into(),
+            key: k.into(),
+            from: FieldType::Json,
+        })
+    };
+    assert!(dropped_overflow(hostile));
+    let info = s.dataset(&name("many")).await.unwrap().unwrap();
+    let keys: Vec<&str> = info.columns.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["k0000", last_key.as_str(), "k9000"]);
+    let features = read(s, "many", all()).await.unwrap();
+    assert_eq!(features[0].1["properties"], serde_json::json!({"k0000": "x", last_key.as_str(): 7, "k9000": true}));
+    // The table takes new keys again, in columns of their own.
+    let again = plan("many", "three", "m3", &[("k0001", FieldType::Real)]);
+    commit(s, again, vec![row(0, 4.0, vec![(0, PropValue::Real(0.5))])]).await;
+    assert_catalog_matches_table(s, "many").await;
+    let keys: Vec<String> =
+        s.dataset(&name("many")).await.unwrap().unwrap().columns.into_iter().map(|c| c.key).collect();
+    assert_eq!(keys, ["k0000", last_key.as_str(), "k9000", "k0001"]);
+}
+
+/// Every change a load or removal makes to a table's layout is reported; a strict load may add
+/// columns but not change a type; a column goes with the last row that has a value in it.
+async fn schema_changes(s: &dyn Store) {
+    let ds = "evolving";
+    let (int, text) = (PropValue::Int, |v: &str| PropValue::Text(v.into()));
+    let added = |k: &str, to: FieldType| SchemaChange::Added { column: k.into(), key: k.into(), to };
+    let loaded = |outcome: LoadOutcome| match outcome {
+        LoadOutcome::Loaded { schema_changes, .. } => schema_changes,
+        other => panic!("{other:?}"),
+    };
+    let columns = |info: Option<geoflow_store::DatasetInfo>| {
+        info.unwrap().columns.into_iter().map(|c| (c.key, c.ty)).collect::<Vec<_>>()
+    };
+
+    let one = plan(ds, "one", "e1", &[("pop", FieldType::Integer), ("name", FieldType::Text)]);
+    let changes = loaded(commit(s, one, vec![row(0, 1.0, vec![(0, int(5)), (1, text("a"))])]).await);
+    assert_eq!(changes, [added("pop", FieldType::Integer), added("name", FieldType::Text)]);
+
+    // Strict: a value of another type rejects the load, naming the feature; nothing changes.
+    let strict = |source: &str, hash: &str, fields: &[(&str, FieldType)]| LoadPlan {
+        schema_policy: SchemaPolicy::Strict,
+        ..plan(ds, source, hash, fields)
+    };
+    let fields = [("pop", FieldType::Text), ("extra", FieldType::Real)];
+    let rows = vec![
+        row(0, 2.0, vec![(0, int(3)), (1, PropValue::Real(1.5))]),
+        row(1, 3.0, vec![(0, PropValue::Null)]),
+        row(2, 4.0, vec![(0, text("many"))]),
+    ];
+    let err = load(s, strict("two", "e2", &fields), rows, Some(LoadMessage::Commit(result(3)))).await.unwrap_err();
+    assert_eq!(err.class(), geoflow_store::ErrorClass::BadInput, "{err}");
+    let message = err.to_string();
+    for part in ["feature 2", "\"pop\"", "integer", "json"] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+    assert!(err.recorded_load().is_some(), "the rejected load is in the history");
+    assert_eq!(
+        columns(s.dataset(&name(ds)).await.unwrap()),
+        [("pop".into(), FieldType::Integer), ("name".into(), FieldType::Text)]
+    );
+    assert_eq!(count(s, ds).await, 1);
+
+    // Strict allows new columns.
+    let fields = [("pop", FieldType::Integer), ("extra", FieldType::Real)];
+    let rows = vec![row(0, 2.0, vec![(0, int(3)), (1, PropValue::Real(1.5))])];
+    let changes = loaded(commit(s, strict("two", "e2b", &fields), rows).await);
+    assert_eq!(changes, [added("extra", FieldType::Real)]);
+
+    // Widen (the default): the type widens and the change is reported.
+    let three = plan(ds, "three", "e3", &[("pop", FieldType::Text), ("tmp", FieldType::Boolean)]);
+    let changes =
+        loaded(commit(s, three, vec![row(0, 5.0, vec![(0, text("many")), (1, PropValue::Bool(true))])]).await);
+    let widened = SchemaChange::Widened {
+        column: "pop".into(),
+        key: "pop".into(),
+        from: FieldType::Integer,
+        to: FieldType::Json,
+    };
+    assert_eq!(changes, [widened, added("tmp", FieldType::Boolean)]);
+
+    // A new version of a source without a key drops the column its old rows alone used.
+    let three = plan(ds, "three", "e3b", &[("pop", FieldType::Integer)]);
+    let changes = loaded(commit(s, three, vec![row(0, 5.0, vec![(0, int(8))])]).await);
+    assert_eq!(changes, [SchemaChange::Dropped { column: "tmp".into(), key: "tmp".into(), from: FieldType::Boolean }]);
+
+    // Removing the last source with a key drops its column.
+    let removal = s.remove_source(&name(ds), "two", None).await.unwrap();
+    assert_eq!(
+        removal.schema_changes,
+        [SchemaChange::Dropped { column: "extra".into(), key: "extra".into(), from: FieldType::Real }]
+    );
+    assert_eq!(
+        columns(s.dataset(&name(ds)).await.unwrap()),
+        [("pop".into(), FieldType::Json), ("name".into(), FieldType::Text)]
+    );
+    let features = read(s, ds, all()).await.unwrap();
+    assert!(features
+        .iter()
+        .all(|(_, f)| f["properties"].get("extra").is_none() && f["properties"].get("tmp").is_none()));
+    assert_catalog_matches_table(s, ds).await;
+
+    // A key comes back: a new column, reported as added.
+    let four = plan(ds, "four", "e4", &[("extra", FieldType::Text)]);
+    let changes = loaded(commit(s, four, vec![row(0, 6.0, vec![(0, text("back"))])]).await);
+    assert_eq!(changes, [added("extra", FieldType::Text)]);
+    assert_eq!(read(s, ds, all()).await.unwrap().last().unwrap().1["properties"]["extra"], "back");
 }
 
 async fn source_listing(s: &dyn Store) {

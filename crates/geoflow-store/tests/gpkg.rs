@@ -172,7 +172,7 @@ async fn two_sources_load_into_one_dataset() {
     assert_eq!(store.location(), path.display().to_string());
 
     let a = commit(&store, plan("roads", "a.geojson", "ha1", roads_schema()), roads_a()).await;
-    let LoadOutcome::Loaded { load_id: a_load, table, replaced_rows } = a else { panic!("{a:?}") };
+    let LoadOutcome::Loaded { load_id: a_load, table, replaced_rows, .. } = a else { panic!("{a:?}") };
     assert_eq!((table.as_str(), replaced_rows), ("roads", 0));
     let b = commit(&store, plan("roads", "b.geojson", "hb1", roads_schema()), roads_b()).await;
     assert!(matches!(b, LoadOutcome::Loaded { replaced_rows: 0, .. }), "{b:?}");

@@ -80,7 +80,7 @@ fn ogr_summary(url: &str, table: &str) -> Option<(u64, Option<[f64; 4]>)> {
 async fn two_sources_load_into_one_dataset() {
     let Some((db, store, client)) = setup().await else { return };
     let a = commit(&store, plan("roads", "a.geojson", "h-a", roads_schema()), roads_a()).await;
-    let LoadOutcome::Loaded { load_id: load_a, table, replaced_rows } = a else { panic!("{a:?}") };
+    let LoadOutcome::Loaded { load_id: load_a, table, replaced_rows, .. } = a else { panic!("{a:?}") };
     assert_eq!((table.as_str(), replaced_rows), ("roads", 0));
     let b = commit(&store, plan("roads", "b.geojson", "h-b", roads_schema()), roads_b()).await;
     assert!(matches!(b, LoadOutcome::Loaded { replaced_rows: 0, .. }), "{b:?}");
@@ -629,7 +629,7 @@ async fn migrations_are_idempotent_and_safe_to_race() {
         t.await.unwrap().unwrap();
     }
     store.migrate().await.unwrap();
-    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 6);
+    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 7);
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::report::Policy;
+use geoflow_core::schema::SchemaPolicy;
 
 use crate::config::{DEFAULT_DATABASE, DEFAULT_QUEUE};
 use crate::storage::DEFAULT_STORAGE;
@@ -213,6 +214,10 @@ pub struct WorkArgs {
     /// Folder where objects from remote storage are spooled while they load.
     #[arg(long, env = "GEOFLOW_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
+    /// What a load may do to the types of existing columns when its upload asks for nothing
+    /// else: widen them, or reject the load (strict). New columns are added either way.
+    #[arg(long, default_value = "widen", env = "GEOFLOW_SCHEMA_POLICY", value_parser = parse_schema_policy)]
+    pub schema_policy: SchemaPolicy,
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +235,10 @@ pub struct IngestArgs {
     /// What to do with invalid features: skip them, reject the whole source, or repair them.
     #[arg(long, default_value = "skip", env = "GEOFLOW_ON_INVALID", value_parser = parse_policy)]
     pub on_invalid: Policy,
+    /// What the load may do to the types of existing columns: widen them, or reject the load
+    /// (strict). New columns are added either way.
+    #[arg(long, default_value = "widen", env = "GEOFLOW_SCHEMA_POLICY", value_parser = parse_schema_policy)]
+    pub schema_policy: SchemaPolicy,
     /// Print one JSON summary object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -252,6 +261,10 @@ fn parse_dataset(s: &str) -> Result<DatasetName, String> {
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {
+    s.parse()
+}
+
+fn parse_schema_policy(s: &str) -> Result<SchemaPolicy, String> {
     s.parse()
 }
 

@@ -7,6 +7,7 @@
 
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::report::Policy;
+use geoflow_core::schema::SchemaPolicy;
 use serde::{Deserialize, Serialize};
 
 /// What happened to an object.
@@ -38,6 +39,9 @@ pub struct JobTag {
     /// The job the.tag answered with.
     pub job: String,
     pub on_invalid: Policy,
+    /// What the load may do to existing column types; the worker's default when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_policy: Option<SchemaPolicy>,
 }
 
 /// A message that cannot be turned into events. Retrying cannot fix it.
@@ -246,7 +250,7 @@ mod tests {
         let e = one(&body).unwrap();
         assert_eq!(e.key, "raw/roads/2026-01-01/a b+c%.geojson");
         assert_eq!(e.tag, None);
-        let tag = JobTag { job: "j1".into(), on_invalid: Policy::Reject };
+        let tag = JobTag { job: "j1".into(), on_invalid: Policy::Reject, schema_policy: Some(SchemaPolicy::Strict) };
         let e = one(&notification(EventKind::Created, "raw/roads/x.geojson", 7, Some(&tag))).unwrap();
         assert_eq!(e.tag, Some(tag));
     }

@@ -124,6 +124,7 @@ fn worker(backends: &Backends, work: &WorkArgs) -> Worker {
         grace: Duration::from_secs(work.grace_period),
         retry_delay: Duration::from_secs(work.retry_delay),
         policy: backends.policy,
+        schema_policy: work.schema_policy,
         spool_dir: work.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
         ..WorkerOptions::default()
     };
@@ -282,6 +283,7 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut req = IngestRequest::new(Input::from_arg(&args.path), args.dataset);
     req.source = args.source;
     req.policy = args.on_invalid;
+    req.schema_policy = args.schema_policy;
     req.reader = ReaderOptions { max_feature_bytes: args.max_feature_bytes, ..ReaderOptions::default() };
     req.max_issues = args.max_errors;
     if let Some(w) = args.workers {

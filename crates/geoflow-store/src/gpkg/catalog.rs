@@ -9,7 +9,7 @@ use geoflow_core::row::Bbox;
 use super::table::{quote, read_layout};
 use super::{to_rfc3339, Ctx};
 use crate::LoadStatus;
-use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SourceRecord, SourceVersion, StoreError};
+use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SchemaChange, SourceRecord, SourceVersion, StoreError};
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -64,12 +64,15 @@ pub fn record_removal(
     source: &str,
     rows: u64,
     at: OffsetDateTime,
+    changes: &[SchemaChange],
 ) -> Result<(), StoreError> {
     let at = to_rfc3339(at)?;
+    let changes = to_json(&changes)?;
     conn.prepare_cached(
-        "INSERT INTO geoflow_removals (dataset, source_key, removed_rows, removed_at) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO geoflow_removals (dataset, source_key, removed_rows, removed_at, schema_changes_json)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )
-    .and_then(|mut s| s.execute(params![dataset.as_str(), source, to_i64(rows), at]))
+    .and_then(|mut s| s.execute(params![dataset.as_str(), source, to_i64(rows), at, changes]))
     .ctx("recording the removal")?;
     Ok(())
 }
@@ -85,6 +88,7 @@ pub fn finish_load(
     let issues = to_json(&result.issues)?;
     let problems = to_json(&result.problem_counts)?;
     let geometry_types = to_json(&result.loaded.geometry_types)?;
+    let schema_changes = to_json(&result.schema_changes)?;
     let finished_text = to_rfc3339(finished_at)?;
     let c = &result.counts;
     let b = result.bbox;
@@ -92,7 +96,7 @@ pub fn finish_load(
         "UPDATE geoflow_loads SET status = ?2, finished_at = ?3, features_read = ?4, features_loaded = ?5, invalid = ?6,
            repaired = ?7, skipped = ?8, issue_total = ?9, issues_json = ?10, error = ?11,
            min_x = ?12, min_y = ?13, max_x = ?14, max_y = ?15, duration_ms = ?16, problem_counts_json = ?17,
-           geometry_types_json = ?18, area_m2 = ?19, length_m = ?20
+           geometry_types_json = ?18, area_m2 = ?19, length_m = ?20, schema_changes_json = ?21
          WHERE id = ?1",
     )
     .and_then(|mut s| {
@@ -117,6 +121,7 @@ pub fn finish_load(
             geometry_types,
             result.loaded.area_m2,
             result.loaded.length_m,
+            schema_changes,
         ])
     })
     .ctx("recording the load")?;

@@ -17,7 +17,10 @@ use super::geometry;
 use super::rtree;
 use super::table::{self, quote};
 use super::{open_connection, to_rfc3339, Ctx};
-use crate::layout::{json_key, route_properties, FieldSlot, OverflowObject, Resolution, OVERFLOW_COLUMN};
+use crate::layout::{
+    json_key, route_properties, Column, ColumnDrop, FieldSlot, Layout, OverflowObject, Resolution, SchemaChange,
+    OVERFLOW_COLUMN,
+};
 use crate::protocol::{self, Committed, LoadSession, Origin, Prepared};
 use crate::{Clock, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
@@ -176,6 +179,7 @@ impl LoadSession for GpkgSession {
         let old = table::read_layout(tx, dataset)?;
         let resolution = Resolution::new(dataset, old, &plan.schema, MAX_COLUMNS);
         resolution.check_width(MAX_COLUMNS)?;
+        let schema_changes = resolution.changes();
         table::apply_resolution(&resolution, tx, dataset, &started_at)?;
         let table = resolution.new.table.clone();
 
@@ -199,7 +203,7 @@ impl LoadSession for GpkgSession {
             t0,
             prepared: t0.elapsed(),
         });
-        Ok(Prepared { load_id, replaced_rows })
+        Ok(Prepared { load_id, replaced_rows, changes: schema_changes })
     }
 
     async fn write(&mut self, batch: &[Row]) -> Result<(), StoreError> {
@@ -313,12 +317,25 @@ impl LoadSession for GpkgSession {
         source: &str,
         rows: u64,
         at: OffsetDateTime,
+        changes: &[SchemaChange],
     ) -> Result<(), StoreError> {
         let Some(table) = self.removed_from.as_deref() else {
             return Err(StoreError::Internal("a removal recorded before its rows were deleted".into()));
         };
-        catalog::record_removal(&self.conn, dataset, source, rows, at)?;
+        catalog::record_removal(&self.conn, dataset, source, rows, at, changes)?;
         catalog::touch_dataset(&self.conn, dataset.as_str(), table, &to_rfc3339(at)?)
+    }
+
+    async fn layout(&mut self, dataset: &DatasetName) -> Result<Option<Layout>, StoreError> {
+        table::read_layout(&self.conn, dataset.as_str())
+    }
+
+    async fn column_in_use(&mut self, layout: &Layout, column: &Column) -> Result<bool, StoreError> {
+        table::column_in_use(&self.conn, layout, column)
+    }
+
+    async fn drop_columns(&mut self, dataset: &DatasetName, drop: &ColumnDrop) -> Result<(), StoreError> {
+        table::drop_columns(&self.conn, dataset.as_str(), drop)
     }
 }
 

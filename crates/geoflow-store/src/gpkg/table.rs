@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use super::geometry::SRS_ID;
 use super::rtree::rtree_name;
 use super::Ctx;
-use crate::layout::{parse_type, Column, Layout, Resolution, OVERFLOW_COLUMN};
+use crate::layout::{parse_type, Column, ColumnDrop, Layout, Resolution, OVERFLOW_COLUMN};
 use crate::StoreError;
 
 const FEATURE_TABLE_SQL: &str = include_str!("sql/feature_table.sql");
@@ -305,6 +305,51 @@ pub fn apply_resolution(r: &Resolution, tx: &Connection, dataset: &str, now: &st
         }
     }
     write_catalog(r, tx, dataset)
+}
+
+/// Whether any row has a value in `column` (for an overflow property, a member under its key
+/// in the overflow column).
+pub fn column_in_use(tx: &Connection, layout: &Layout, column: &Column) -> Result<bool, StoreError> {
+    let t = quote(&layout.table);
+    if column.overflow {
+        let o = quote(OVERFLOW_COLUMN);
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {t} WHERE {o} IS NOT NULL
+               AND EXISTS (SELECT 1 FROM json_each({t}.{o}) WHERE json_each.key = ?1))"
+        );
+        tx.query_row(&sql, [&column.key], |r| r.get(0)).ctx("looking for values in a column")
+    } else {
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE {} IS NOT NULL)", quote(&column.name));
+        tx.query_row(&sql, [], |r| r.get(0)).ctx("looking for values in a column")
+    }
+}
+
+/// Drops columns from the table, gpkg_data_columns and the catalog, numbering the remaining
+/// keys afresh in column order.
+pub fn drop_columns(tx: &Connection, dataset: &str, drop: &ColumnDrop) -> Result<(), StoreError> {
+    for column in &drop.columns {
+        let sql = format!("ALTER TABLE {} DROP COLUMN {}", quote(&drop.table), quote(column));
+        tx.execute_batch(&sql).ctx("dropping an unused column")?;
+        tx.execute(
+            "DELETE FROM gpkg_data_columns WHERE table_name = ?1 AND column_name = ?2",
+            params![drop.table, column],
+        )
+        .ctx("dropping an unused column")?;
+    }
+    for key in &drop.keys {
+        tx.execute("DELETE FROM geoflow_columns WHERE dataset = ?1 AND key = ?2", params![dataset, key])
+            .ctx("forgetting dropped columns")?;
+    }
+    // Out of the way first: ordinals are unique.
+    tx.execute("UPDATE geoflow_columns SET ordinal = -1 - ordinal WHERE dataset = ?1", [dataset])
+        .ctx("renumbering columns")?;
+    let mut renumber = tx
+        .prepare_cached("UPDATE geoflow_columns SET ordinal = ?3 WHERE dataset = ?1 AND key = ?2")
+        .ctx("renumbering columns")?;
+    for (i, key) in drop.remaining.iter().enumerate() {
+        renumber.execute(params![dataset, key, i as i64]).ctx("renumbering columns")?;
+    }
+    Ok(())
 }
 
 fn write_catalog(r: &Resolution, tx: &Connection, dataset: &str) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ use super::load::SourceRows;
 use super::{Ctx, PostgisStore};
 use crate::layout::parse_type;
 use crate::LoadStatus;
-use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SourceRecord, SourceVersion, StoreError};
+use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SchemaChange, SourceRecord, SourceVersion, StoreError};
 
 /// A timestamptz rendered as `YYYY-MM-DDTHH:MM:SS.SSSZ` (UTC), in SQL.
 pub const RFC3339: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
@@ -86,6 +86,7 @@ pub async fn finish_load(
     let issues = issues_json(result)?;
     let problems = to_json(&result.problem_counts)?;
     let geometry_types = to_json(&result.loaded.geometry_types)?;
+    let schema_changes = to_json(&result.schema_changes)?;
     let c = &result.counts;
     let [min_x, min_y, max_x, max_y] = bbox_parts(result.bbox);
     client
@@ -95,7 +96,8 @@ pub async fn finish_load(
                features_read = $2, features_loaded = $3, invalid = $4, repaired = $5, skipped = $6, issue_total = $7,
                issues = $8::text::jsonb, error = $9, min_x = $10, min_y = $11, max_x = $12, max_y = $13,
                replaced_rows = $14, stored_rows = $15, problem_counts = $17::text::jsonb,
-               geometry_types = $18::text::jsonb, area_m2 = $19, length_m = $20
+               geometry_types = $18::text::jsonb, area_m2 = $19, length_m = $20,
+               schema_changes = $21::text::jsonb
              WHERE id = $1",
             &[
                 &id,
@@ -118,6 +120,7 @@ pub async fn finish_load(
                 &geometry_types,
                 &result.loaded.area_m2,
                 &result.loaded.length_m,
+                &schema_changes,
             ],
         )
         .await
@@ -257,11 +260,14 @@ pub async fn record_removal(
     source: &str,
     rows: u64,
     at: OffsetDateTime,
+    changes: &[SchemaChange],
 ) -> Result<(), StoreError> {
+    let changes = to_json(&changes)?;
     client
         .execute(
-            "INSERT INTO geoflow.removals (dataset, source_key, removed_rows, removed_at) VALUES ($1, $2, $3, $4)",
-            &[&dataset.as_str(), &source, &to_i64(rows), &at],
+            "INSERT INTO geoflow.removals (dataset, source_key, removed_rows, removed_at, schema_changes)
+             VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+            &[&dataset.as_str(), &source, &to_i64(rows), &at, &changes],
         )
         .await
         .ctx(store, "recording the removal")?;

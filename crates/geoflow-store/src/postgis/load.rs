@@ -17,7 +17,7 @@ use super::catalog;
 use super::copy::{pg_timestamp, RowEncoder, COPY_SYSTEM_COLUMNS};
 use super::table::{self, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
-use crate::layout::{json_key, FieldSlot, Resolution, OVERFLOW_COLUMN};
+use crate::layout::{json_key, Column, ColumnDrop, FieldSlot, Layout, Resolution, SchemaChange, OVERFLOW_COLUMN};
 use crate::protocol::{self, Committed, LoadSession, Origin, Prepared};
 use crate::{LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
@@ -161,6 +161,7 @@ impl LoadSession for PgSession<'_> {
         let old = table::read_layout(store, tx, dataset).await?;
         let resolution = Resolution::new(dataset, old, &plan.schema, OWN_COLUMNS);
         resolution.check_width(MAX_COLUMNS)?;
+        let changes = resolution.changes();
         let t = qualified(&resolution.new.table);
         let was_empty = match &resolution.old {
             None => true,
@@ -230,7 +231,7 @@ impl LoadSession for PgSession<'_> {
             prepared,
             stored: None,
         });
-        Ok(Prepared { load_id, replaced_rows })
+        Ok(Prepared { load_id, replaced_rows, changes })
     }
 
     async fn write(&mut self, rows: &[Row]) -> Result<(), StoreError> {
@@ -370,10 +371,23 @@ impl LoadSession for PgSession<'_> {
         source: &str,
         rows: u64,
         at: OffsetDateTime,
+        changes: &[SchemaChange],
     ) -> Result<(), StoreError> {
         let (store, tx) = (self.store, self.client()?);
-        catalog::record_removal(store, tx, dataset, source, rows, at).await?;
+        catalog::record_removal(store, tx, dataset, source, rows, at, changes).await?;
         catalog::touch_dataset(store, tx, dataset.as_str(), at).await
+    }
+
+    async fn layout(&mut self, dataset: &DatasetName) -> Result<Option<Layout>, StoreError> {
+        table::read_layout(self.store, self.client()?, dataset.as_str()).await
+    }
+
+    async fn column_in_use(&mut self, layout: &Layout, column: &Column) -> Result<bool, StoreError> {
+        table::column_in_use(self.store, self.client()?, layout, column).await
+    }
+
+    async fn drop_columns(&mut self, dataset: &DatasetName, drop: &ColumnDrop) -> Result<(), StoreError> {
+        table::drop_columns(self.store, self.client()?, dataset.as_str(), drop).await
     }
 }
 

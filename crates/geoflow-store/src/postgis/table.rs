@@ -5,7 +5,7 @@ use tokio_postgres::GenericClient;
 use geoflow_core::schema::FieldType;
 
 use super::{Ctx, PostgisStore, DATASET_SCHEMA};
-use crate::layout::{parse_type, Column, Layout, Resolution, OVERFLOW_COLUMN};
+use crate::layout::{parse_type, Column, ColumnDrop, Layout, Resolution, OVERFLOW_COLUMN};
 use crate::StoreError;
 
 const FEATURE_TABLE_SQL: &str = include_str!("sql/feature_table.sql");
@@ -146,6 +146,56 @@ pub async fn apply_resolution(
     };
     write_catalog(r, store, tx, dataset).await?;
     Ok(created)
+}
+
+/// Whether any row has a value in `column` (for an overflow property, a member under its key
+/// in the overflow column).
+pub async fn column_in_use(
+    store: &PostgisStore,
+    tx: &impl GenericClient,
+    layout: &Layout,
+    column: &Column,
+) -> Result<bool, StoreError> {
+    let t = qualified(&layout.table);
+    let row = if column.overflow {
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE jsonb_exists({}, $1))", quote_ident(OVERFLOW_COLUMN));
+        tx.query_one(&sql, &[&column.key]).await
+    } else {
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE {} IS NOT NULL)", quote_ident(&column.name));
+        tx.query_one(&sql, &[]).await
+    };
+    Ok(row.ctx(store, "looking for values in a column")?.get(0))
+}
+
+/// Drops columns from the table and their keys from the catalog, numbering the remaining
+/// keys afresh in column order.
+pub async fn drop_columns(
+    store: &PostgisStore,
+    tx: &impl GenericClient,
+    dataset: &str,
+    drop: &ColumnDrop,
+) -> Result<(), StoreError> {
+    if !drop.columns.is_empty() {
+        let clauses: Vec<String> = drop.columns.iter().map(|c| format!("DROP COLUMN {}", quote_ident(c))).collect();
+        tx.batch_execute(&format!("ALTER TABLE {} {}", qualified(&drop.table), clauses.join(", ")))
+            .await
+            .ctx(store, "dropping unused columns")?;
+    }
+    tx.execute("DELETE FROM geoflow.columns WHERE dataset = $1 AND key = ANY($2)", &[&dataset, &drop.keys])
+        .await
+        .ctx(store, "forgetting dropped columns")?;
+    // Out of the way first: ordinals are unique.
+    tx.execute("UPDATE geoflow.columns SET ordinal = -1 - ordinal WHERE dataset = $1", &[&dataset])
+        .await
+        .ctx(store, "renumbering columns")?;
+    let renumber = tx
+        .prepare("UPDATE geoflow.columns SET ordinal = $3 WHERE dataset = $1 AND key = $2")
+        .await
+        .ctx(store, "renumbering columns")?;
+    for (i, key) in drop.remaining.iter().enumerate() {
+        tx.execute(&renumber, &[&dataset, key, &(i as i32)]).await.ctx(store, "renumbering columns")?;
+    }
+    Ok(())
 }
 
 async fn write_catalog(

@@ -95,6 +95,7 @@ pub fn plan(dataset: &str, source: &str, hash: &str, schema: Schema) -> LoadPlan
         schema,
         policy: Policy::Skip,
         origin: None,
+        schema_policy: Default::default(),
     }
 }
 
@@ -130,6 +131,7 @@ pub fn result_for(rows: &[Row]) -> LoadResult {
             rows.iter().for_each(|r| measures.add(r));
             measures
         },
+        schema_changes: Vec::new(),
     }
 }
 

@@ -12,6 +12,7 @@ use axum::Json;
 use futures_util::TryStreamExt;
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::report::Policy;
+use geoflow_core::schema::SchemaPolicy;
 use geoflow_store::{Job, JobAction, NewJob};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -45,6 +46,11 @@ pub struct UploadParams {
     /// `repair` them.
     #[param(value_type = Option<Policy>)]
     on_invalid: Option<String>,
+    /// What the load may do to the types of the dataset's existing columns: `widen` them, or
+    /// reject the load (`strict`). New columns are added either way. Default: the worker's
+    /// `GEOFLOW_SCHEMA_POLICY`.
+    #[param(value_type = Option<SchemaPolicy>)]
+    schema_policy: Option<String>,
 }
 
 /// A multipart upload: the first part with a file name is the GeoJSON.
@@ -99,6 +105,13 @@ pub async fn upload(
             p.parse::<Policy>().map_err(|e| Problem::bad_request("invalid-parameter", format!("on_invalid: {e}")))?
         }
         None => state.config.default_policy,
+    };
+    let schema_policy = match &params.schema_policy {
+        Some(p) => Some(
+            p.parse::<SchemaPolicy>()
+                .map_err(|e| Problem::bad_request("invalid-parameter", format!("schema_policy: {e}")))?,
+        ),
+        None => None,
     };
     let kind = body_kind(&headers)?;
     let limit = state.config.max_upload_bytes;
@@ -164,7 +177,7 @@ pub async fn upload(
 
     // Queued before the job is recorded: should this process die in between, the worker
     // records the job itself, and a retry with the same Idempotency-Key finds it.
-    let tag = JobTag { job: job_id.clone(), on_invalid: policy };
+    let tag = JobTag { job: job_id.clone(), on_invalid: policy, schema_policy };
     let message = notification(EventKind::Created, &key, size, Some(&tag));
     state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
     let new = NewJob { id: job_id, dataset, source: key, action: JobAction::Load, object_version };

@@ -21,9 +21,9 @@ use geoflow_core::process::{observe_schema, Processed, Processor};
 use geoflow_core::reader::{GeoJsonReader, RawFeature, ReadError, ReaderOptions};
 use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy};
 use geoflow_core::row::{Bbox, Row};
-use geoflow_core::schema::{Schema, SchemaBuilder};
+use geoflow_core::schema::{Schema, SchemaBuilder, SchemaPolicy};
 use geoflow_store::protocol::Origin;
-use geoflow_store::{ErrorClass, LoadMessage, LoadOutcome, LoadPlan, LoadResult, SourceVersion, Store};
+use geoflow_store::{ErrorClass, LoadMessage, LoadOutcome, LoadPlan, LoadResult, SchemaChange, SourceVersion, Store};
 
 pub use input::{Fingerprint, Input, Rereadable};
 
@@ -39,6 +39,8 @@ pub struct IngestRequest {
     /// The object in storage, asked before commit whether it still holds `object_version`.
     pub origin: Option<Origin>,
     pub policy: Policy,
+    /// What the load may do to the types of the dataset's existing columns.
+    pub schema_policy: SchemaPolicy,
     pub reader: ReaderOptions,
     /// Threads that parse and encode features.
     pub workers: usize,
@@ -55,6 +57,7 @@ impl IngestRequest {
             object_version: None,
             origin: None,
             policy: Policy::Skip,
+            schema_policy: SchemaPolicy::Widen,
             reader: ReaderOptions::default(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_issues: 100,
@@ -104,6 +107,9 @@ pub struct IngestSummary {
     pub bytes: u64,
     pub bbox: Option<Bbox>,
     pub replaced_rows: u64,
+    /// What the load changed in the dataset table's layout: columns added, types widened,
+    /// columns dropped because no row has a value in them any more.
+    pub schema_changes: Vec<SchemaChange>,
     pub duration_ms: u64,
 }
 
@@ -128,6 +134,7 @@ impl IngestSummary {
             bytes: 0,
             bbox: None,
             replaced_rows: 0,
+            schema_changes: Vec::new(),
             duration_ms: 0,
         }
     }
@@ -195,6 +202,7 @@ pub async fn ingest(
         schema: Schema::default(),
         policy: req.policy,
         origin: req.origin.clone(),
+        schema_policy: req.schema_policy,
     };
     let scanned_fingerprint = match scanned {
         Ok(scan) => {
@@ -238,10 +246,11 @@ pub async fn ingest(
     summary.absorb(&fed.result);
     summary.status = fed.status;
     match outcome {
-        Ok(LoadOutcome::Loaded { load_id, table, replaced_rows }) => {
+        Ok(LoadOutcome::Loaded { load_id, table, replaced_rows, schema_changes }) => {
             summary.load_id = Some(load_id);
             summary.table = Some(table);
             summary.replaced_rows = replaced_rows;
+            summary.schema_changes = schema_changes;
         }
         Ok(LoadOutcome::Unchanged { load_id, table }) => {
             // The store found this content already loaded and stopped reading rows.

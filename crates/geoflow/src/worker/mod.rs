@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::report::{LoadCounts, Policy};
+use geoflow_core::schema::SchemaPolicy;
 use geoflow_queue::{Delivery, Queue, Receipt, MAX_BATCH};
 use geoflow_store::protocol::Origin;
 use geoflow_store::{
@@ -58,6 +59,8 @@ pub struct WorkerOptions {
     /// receives, so they never push a message towards the dead-letter queue.
     pub retry_in_place: Duration,
     pub policy: Policy,
+    /// The schema policy of loads whose event asks for none.
+    pub schema_policy: SchemaPolicy,
     /// Where remote objects are spooled while they load.
     pub spool_dir: PathBuf,
     /// Parsing threads per load.
@@ -75,6 +78,7 @@ impl Default for WorkerOptions {
             max_retry_delay: Duration::from_secs(900),
             retry_in_place: Duration::from_secs(120),
             policy: Policy::Skip,
+            schema_policy: SchemaPolicy::Widen,
             spool_dir: std::env::temp_dir(),
             parse_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
@@ -427,6 +431,8 @@ impl Worker {
         request.object_version = object_version(&fetched.meta);
         request.origin = Some(Arc::new(StoredObject::new(self.storage.clone(), event.key.clone())));
         request.policy = event.tag.as_ref().map_or(self.options.policy, |tag| tag.on_invalid);
+        request.schema_policy =
+            event.tag.as_ref().and_then(|tag| tag.schema_policy).unwrap_or(self.options.schema_policy);
         request.workers = self.options.parse_threads;
         let request_plan = (request.object_version.clone(), request.policy);
         let summary = match ingest(self.store.clone(), request, Arc::new(Progress::default())).await {
@@ -459,7 +465,7 @@ impl Worker {
     async fn remove(&self, event: &ObjectEvent) -> Outcome {
         let origin: Origin = Arc::new(StoredObject::new(self.storage.clone(), event.key.clone()));
         match self.store.remove_source(&event.dataset, &event.key, Some(&origin)).await {
-            Ok(Removal { catalogued: false, rows: 0 }) => Outcome::Done {
+            Ok(Removal { catalogued: false, rows: 0, .. }) => Outcome::Done {
                 status: JobStatus::SkippedDuplicate,
                 load_id: None,
                 error: None,
@@ -469,7 +475,7 @@ impl Worker {
                 status: JobStatus::Succeeded,
                 load_id: None,
                 error: None,
-                result: json!({ "removed_rows": removal.rows }),
+                result: json!({ "removed_rows": removal.rows, "schema_changes": removal.schema_changes }),
             },
             Err(e) => Outcome::store("removing the source", e),
         }
@@ -537,6 +543,7 @@ fn unrecorded(summary: &IngestSummary, (object_version, policy): &(Option<String
         schema: Default::default(),
         policy: *policy,
         origin: None,
+        schema_policy: Default::default(),
     };
     let counts = LoadCounts {
         features_read: summary.features_read,
