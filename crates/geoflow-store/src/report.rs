@@ -13,6 +13,8 @@ use time::OffsetDateTime;
 
 use geoflow_core::row::Bbox;
 
+use crate::layout::SchemaChange;
+
 /// Failed jobs a report lists at most (`failed_jobs_total` counts them all).
 pub const MAX_FAILED_JOBS: usize = 1000;
 
@@ -106,6 +108,22 @@ pub struct DatasetActivity {
     #[serde(flatten)]
     pub activity: Activity,
     pub end_of_day: DatasetState,
+    /// What the window's loads and removals changed in the dataset table's layout, in the
+    /// order they committed.
+    #[serde(default)]
+    pub schema_changes: Vec<ReportedChange>,
+}
+
+/// A change to a dataset table's layout, with the load or removal that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportedChange {
+    /// The source loaded or removed.
+    pub source: String,
+    /// When the load or removal committed, RFC 3339 UTC.
+    pub at: String,
+    #[serde(flatten)]
+    pub change: SchemaChange,
 }
 
 /// A job that failed in the window.
@@ -163,6 +181,8 @@ pub(crate) struct ActivityRows {
     pub states: Vec<(String, u64, u64)>,
     pub failed_jobs: Vec<FailedJob>,
     pub failed_jobs_total: u64,
+    /// `(dataset, source, at, changes as a JSON array)`, in commit order.
+    pub schema_changes: Vec<(String, String, String, String)>,
 }
 
 pub(crate) fn non_negative(n: i64) -> u64 {
@@ -217,6 +237,13 @@ impl ActivityRows {
             entry(&mut datasets, &name).activity.sources_removed += n;
             totals.sources_removed += n;
         }
+        for (name, source, at, changes) in self.schema_changes {
+            // Written by this build from the same type: a value it cannot read is left out.
+            let changes: Vec<SchemaChange> = serde_json::from_str(&changes).unwrap_or_default();
+            let reported =
+                changes.into_iter().map(|change| ReportedChange { source: source.clone(), at: at.clone(), change });
+            entry(&mut datasets, &name).schema_changes.extend(reported);
+        }
         let mut end_of_day = CatalogState::default();
         let mut held: BTreeSet<String> = BTreeSet::new();
         for (name, sources, features) in self.states {
@@ -231,8 +258,10 @@ impl ActivityRows {
         // A dataset all of whose sources went before the window, and which saw nothing in
         // it, is not part of the day.
         let quiet = Activity::default();
-        let datasets =
-            datasets.into_values().filter(|d| held.contains(&d.dataset) || d.activity != quiet).collect::<Vec<_>>();
+        let datasets = datasets
+            .into_values()
+            .filter(|d| held.contains(&d.dataset) || d.activity != quiet || !d.schema_changes.is_empty())
+            .collect::<Vec<_>>();
         WindowActivity {
             totals,
             end_of_day,

@@ -628,6 +628,38 @@ async fn schema_changes(s: &dyn Store) {
     let changes = loaded(commit(s, four, vec![row(0, 6.0, vec![(0, text("back"))])]).await);
     assert_eq!(changes, [added("extra", FieldType::Text)]);
     assert_eq!(read(s, ds, all()).await.unwrap().last().unwrap().1["properties"]["extra"], "back");
+
+    // The load history keeps every change, and the day's report lists them in commit order.
+    let now = OffsetDateTime::now_utc();
+    let day = Window { start: now - time::Duration::DAY, end: now + time::Duration::DAY };
+    let activity = s.activity(day).await.unwrap();
+    let evolving = activity.datasets.iter().find(|d| d.dataset == ds).expect("the dataset is in the report");
+    let reported: Vec<(&str, &str, &str)> = evolving
+        .schema_changes
+        .iter()
+        .map(|r| {
+            let (kind, key) = match &r.change {
+                SchemaChange::Added { key, .. } => ("added", key),
+                SchemaChange::Widened { key, .. } => ("widened", key),
+                SchemaChange::Dropped { key, .. } => ("dropped", key),
+            };
+            (r.source.as_str(), kind, key.as_str())
+        })
+        .collect();
+    assert_eq!(
+        reported,
+        [
+            ("one", "added", "pop"),
+            ("one", "added", "name"),
+            ("two", "added", "extra"),
+            ("three", "widened", "pop"),
+            ("three", "added", "tmp"),
+            ("three", "dropped", "tmp"),
+            ("two", "dropped", "extra"),
+            ("four", "added", "extra"),
+        ]
+    );
+    assert!(evolving.schema_changes.iter().all(|r| r.at.ends_with('Z')), "{:?}", evolving.schema_changes);
 }
 
 async fn source_listing(s: &dyn Store) {
@@ -1371,7 +1403,12 @@ fn expected_report() -> WindowActivity {
         duration_ms: durations(2000, 4000, 4000),
     };
     let state = |sources, feature_count| DatasetState { sources, feature_count };
-    let dataset = |name: &str, activity, end_of_day| DatasetActivity { dataset: name.into(), activity, end_of_day };
+    let dataset = |name: &str, activity, end_of_day| DatasetActivity {
+        dataset: name.into(),
+        activity,
+        end_of_day,
+        schema_changes: Vec::new(),
+    };
     WindowActivity {
         totals,
         end_of_day: CatalogState { datasets: 3, sources: 3, feature_count: 7 },

@@ -125,6 +125,42 @@ async fn the_validation_policy_comes_from_the_query() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_policy_comes_from_the_query_and_changes_are_in_the_job_result() {
+    let app = spawn_app(with_token()).await;
+    let with_pop = |pop: &str| {
+        format!(
+            r#"{{"type":"FeatureCollection","features":[
+            {{"type":"Feature","properties":{{"pop":1}},"geometry":{{"type":"Point","coordinates":[1,2]}}}},
+            {{"type":"Feature","properties":{{"pop":{pop}}},"geometry":{{"type":"Point","coordinates":[3,4]}}}}]}}"#
+        )
+    };
+    let up = app.upload("/v1/datasets/towns/uploads?name=a.geojson", "application/json", with_pop("2")).await;
+    let job = app.finished(up.body["id"].as_str().unwrap()).await;
+    assert_eq!(
+        job["result"]["schema_changes"],
+        serde_json::json!([{"change": "added", "column": "pop", "key": "pop", "to": "integer"}]),
+        "{job}"
+    );
+
+    let strict = "/v1/datasets/towns/uploads?name=b.geojson&schema_policy=strict";
+    let up = app.upload(strict, "application/json", with_pop(r#""many""#)).await;
+    let job = app.finished(up.body["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["attempts"], 1, "a rejected load is not retried: {job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("feature 1") && error.contains("\"pop\""), "{error}");
+
+    let up = app.upload("/v1/datasets/towns/uploads?name=b.geojson", "application/json", with_pop(r#""many""#)).await;
+    let job = app.finished(up.body["id"].as_str().unwrap()).await;
+    assert_eq!(job["result"]["schema_changes"][0]["change"], "widened", "{job}");
+    assert_problem(
+        &app.upload("/v1/datasets/towns/uploads?schema_policy=loose", "application/json", with_pop("2")).await,
+        400,
+        "invalid-parameter",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_need_a_token_and_reads_can_be_private() {
     let app = spawn_app(with_token()).await;
     let url = app.url("/v1/datasets/roads/uploads");

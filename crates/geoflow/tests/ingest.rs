@@ -386,3 +386,62 @@ fn legacy_crs_is_transformed_or_rejected_never_mislabelled() {
         "{error}"
     );
 }
+
+fn with_properties(features: &[Value]) -> String {
+    let features: Vec<Value> = features
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [i as f64, 1.0]}, "properties": p})
+        })
+        .collect();
+    json!({"type": "FeatureCollection", "features": features}).to_string()
+}
+
+#[test]
+fn the_summary_lists_every_schema_change_and_strict_rejects_a_type_change() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("s.gpkg");
+    let a = write(tmp.path(), "a.geojson", &with_properties(&[json!({"pop": 5, "name": "x"})]));
+    let first = ingest(&gpkg, &a, "towns", &[]);
+    assert_eq!(
+        first.summary["schema_changes"],
+        json!([
+            {"change": "added", "column": "name", "key": "name", "to": "text"},
+            {"change": "added", "column": "pop", "key": "pop", "to": "integer"},
+        ]),
+        "{}",
+        first.summary
+    );
+
+    // One string in the integer column: strict rejects it, naming the column and the feature.
+    let b = write(tmp.path(), "b.geojson", &with_properties(&[json!({"pop": 1}), json!({"pop": "many", "area": 2.5})]));
+    let strict = ingest(&gpkg, &b, "towns", &["--schema-policy", "strict"]);
+    assert_eq!((strict.code, status(&strict)), (3, "rejected"), "{}", strict.summary);
+    let error = strict.summary["error"].as_str().unwrap();
+    for part in ["feature 1", "\"pop\"", "integer", "json"] {
+        assert!(error.contains(part), "{part} not in {error}");
+    }
+    assert_eq!(count_rows(&gpkg, "towns"), 1);
+
+    // Widened by default, and reported with the new column.
+    let widened = ingest(&gpkg, &b, "towns", &[]);
+    assert_eq!(status(&widened), "loaded");
+    assert_eq!(
+        widened.summary["schema_changes"],
+        json!([
+            {"change": "widened", "column": "pop", "key": "pop", "from": "integer", "to": "json"},
+            {"change": "added", "column": "area", "key": "area", "to": "real"},
+        ])
+    );
+
+    // A new version of b without "area": no row has a value there any more, so it goes.
+    write(tmp.path(), "b.geojson", &with_properties(&[json!({"pop": 2})]));
+    let replaced = ingest(&gpkg, &b, "towns", &[]);
+    assert_eq!(
+        replaced.summary["schema_changes"],
+        json!([{"change": "dropped", "column": "area", "key": "area", "from": "real"}])
+    );
+    let again = ingest(&gpkg, &a, "towns", &[]);
+    assert_eq!((status(&again), &again.summary["schema_changes"]), ("unchanged", &json!([])));
+}

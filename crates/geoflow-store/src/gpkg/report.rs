@@ -103,6 +103,20 @@ pub fn activity(conn: &Connection, window: Window) -> Result<WindowActivity, Sto
     )?;
     let states =
         rows(conn, STATE_SQL, params![end], |r| Ok((r.get(0)?, non_negative(r.get(1)?), non_negative(r.get(2)?))))?;
+    let schema_changes = rows(
+        conn,
+        "SELECT dataset, source_key, at, changes FROM (
+           SELECT dataset, source_key, finished_at AS at, schema_changes_json AS changes, 0 AS kind, id
+           FROM geoflow_loads
+           WHERE status = 'loaded' AND finished_at >= ?1 AND finished_at < ?2 AND schema_changes_json <> '[]'
+           UNION ALL
+           SELECT dataset, source_key, removed_at, schema_changes_json, 1, id FROM geoflow_removals
+           WHERE removed_at >= ?1 AND removed_at < ?2 AND schema_changes_json <> '[]'
+         )
+         ORDER BY at, kind, id",
+        params![start, end],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
     let failed = rows(
         conn,
         &format!(
@@ -131,6 +145,7 @@ pub fn activity(conn: &Connection, window: Window) -> Result<WindowActivity, Sto
         skipped_jobs,
         removals,
         states,
+        schema_changes,
         failed_jobs_total: failed.first().map_or(0, |(_, total)| *total),
         failed_jobs: failed.into_iter().map(|(job, _)| job).collect(),
     }

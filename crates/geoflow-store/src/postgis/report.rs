@@ -51,6 +51,23 @@ pub async fn activity(store: &PostgisStore, window: Window) -> Result<WindowActi
     )
     .await?;
     let states = query(store, &client, include_str!("sql/report_state.sql"), &[end]).await?;
+    let schema_changes = query(
+        store,
+        &client,
+        &format!(
+            "SELECT dataset, source_key, to_char(at AT TIME ZONE 'UTC', {RFC3339}), changes::text FROM (
+               SELECT dataset, source_key, finished_at AS at, schema_changes AS changes, 0 AS kind, id
+               FROM geoflow.loads
+               WHERE status = 'loaded' AND finished_at >= $1 AND finished_at < $2 AND schema_changes <> '[]'
+               UNION ALL
+               SELECT dataset, source_key, removed_at, schema_changes, 1, id FROM geoflow.removals
+               WHERE removed_at >= $1 AND removed_at < $2 AND schema_changes <> '[]'
+             ) c
+             ORDER BY at, kind, id"
+        ),
+        &[start, end],
+    )
+    .await?;
     let failed = query(
         store,
         &client,
@@ -78,6 +95,7 @@ pub async fn activity(store: &PostgisStore, window: Window) -> Result<WindowActi
         skipped_jobs: pairs(skipped_jobs),
         removals: pairs(removals),
         states: states.iter().map(|r| (r.get(0), non_negative(r.get(1)), non_negative(r.get(2)))).collect(),
+        schema_changes: schema_changes.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect(),
         failed_jobs_total: failed.first().map_or(0, |r| non_negative(r.get(5))),
         failed_jobs: failed
             .iter()
