@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorClass, StoreError};
 pub use features::{FeatureQuery, FeatureStream, StoredFeature};
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema};
@@ -58,6 +58,14 @@ pub struct LoadPlan {
     /// whether it still holds the version read ([`protocol`]). `None` for files loaded
     /// directly, which have no object to be superseded by.
     pub origin: Option<protocol::Origin>,
+    /// The mode a dataset created by this load gets; an existing dataset keeps its own.
+    pub mode: DatasetMode,
+    /// When storage last modified the object: in a dataset in [`DatasetMode::Replace`], an
+    /// object older than the one it holds changes nothing. `None` for files loaded directly,
+    /// which count as modified when they load.
+    pub modified: Option<OffsetDateTime>,
+    /// Load even when the source already holds this content under the same settings.
+    pub force: bool,
 }
 
 /// The end state of a load, as the reader saw it.
@@ -169,6 +177,10 @@ pub struct SourceRecord {
     pub load_id: i64,
     /// RFC 3339 UTC.
     pub loaded_at: String,
+    /// What, besides the content, decided the stored rows (policy, mode): the same content
+    /// loaded again under other settings is loaded, not skipped. `None` if not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
 }
 
 /// One property column of a dataset table.
@@ -192,6 +204,8 @@ pub struct DatasetInfo {
     pub bbox: Option<Bbox>,
     pub sources: u64,
     pub columns: Vec<ColumnInfo>,
+    /// How a new object changes the dataset.
+    pub mode: DatasetMode,
     /// Bumped by every load that changes the dataset (for cache validators).
     pub version: i64,
     pub updated_at: String,
@@ -493,6 +507,11 @@ pub trait Loads: Send + Sync {
         source: &str,
         origin: Option<&protocol::Origin>,
     ) -> Result<Removal, StoreError>;
+
+    /// Sets how new objects change a dataset, under the dataset's lock (between loads); its
+    /// rows stay as they are until the next object arrives. `None` when there is no such
+    /// dataset.
+    async fn set_mode(&self, dataset: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError>;
 }
 
 /// The jobs catalog: one unit of work per event, with its status history.

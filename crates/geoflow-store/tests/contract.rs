@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::geometry::{Geom, Pos};
 use geoflow_core::report::{LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Measures, Row};
@@ -59,6 +59,9 @@ fn plan(dataset: &str, source: &str, hash: &str, fields: &[(&str, FieldType)]) -
         },
         policy: Policy::Skip,
         origin: None,
+        mode: DatasetMode::Append,
+        modified: None,
+        force: false,
     }
 }
 
@@ -190,6 +193,8 @@ async fn contract(store: Arc<dyn Store>) {
     assert_catalog_matches_table(s, "wide").await;
     object_versions(s).await;
     supersession(s).await;
+    replace_mode(s).await;
+    mode_changes(s).await;
     overflow(s).await;
     source_listing(s).await;
     feature_reads(s).await;
@@ -261,7 +266,7 @@ async fn geopackage_catalog_upgrades_from_version_2() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -297,7 +302,7 @@ async fn postgis_catalog_upgrades_from_version_1() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
 }
 
 #[test]
@@ -435,6 +440,91 @@ async fn supersession(s: &dyn Store) {
     // Nothing stored and nothing to remove: the removal says so.
     let nothing = s.remove_source(&ds, key, Some(&origin)).await.unwrap();
     assert_eq!((nothing.catalogued, nothing.rows), (false, 0));
+}
+
+/// `plan` of an object in a dataset in replace mode, modified at second `at`.
+fn replacing(dataset: &str, source: &str, hash: &str, at: i64) -> LoadPlan {
+    let mut p = plan(dataset, source, hash, &[]);
+    p.mode = DatasetMode::Replace;
+    p.modified = Some(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_700_000_000 + at));
+    p
+}
+
+fn points(n: u64) -> Vec<Row> {
+    (0..n).map(|i| row(i, i as f64, vec![])).collect()
+}
+
+async fn source_keys(s: &dyn Store, dataset: &str) -> Vec<String> {
+    s.sources(&name(dataset)).await.unwrap().into_iter().map(|r| r.source).collect()
+}
+
+/// In replace mode the dataset is its newest object, whatever order the loads come in.
+async fn replace_mode(s: &dyn Store) {
+    let (a, b) = ("raw/layer/2026-01-01/a.geojson", "raw/layer/2026-01-02/b.geojson");
+    assert!(matches!(commit(s, replacing("layer", a, "l-a", 10), points(3)).await, LoadOutcome::Loaded { .. }));
+    assert_eq!(s.dataset(&name("layer")).await.unwrap().unwrap().mode, DatasetMode::Replace);
+
+    // A newer object replaces the whole dataset; the one before leaves it, as a removal.
+    let outcome = commit(s, replacing("layer", b, "l-b", 20), points(2)).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 0, .. }), "{outcome:?}");
+    assert_eq!((count(s, "layer").await, source_keys(s, "layer").await), (2, vec![b.to_string()]));
+    assert_catalog_matches_table(s, "layer").await;
+
+    // A late event of the older object (changed content, even) changes nothing.
+    let late = commit(s, replacing("layer", a, "l-a2", 10), points(5)).await;
+    assert!(matches!(&late, LoadOutcome::Superseded { reason, .. } if reason.contains(b)), "{late:?}");
+    assert_eq!((count(s, "layer").await, source_keys(s, "layer").await), (2, vec![b.to_string()]));
+
+    // The same object again is a no-op, unless forced or loaded under other settings.
+    assert!(matches!(commit(s, replacing("layer", b, "l-b", 20), points(2)).await, LoadOutcome::Unchanged { .. }));
+    let forced = LoadPlan { force: true, ..replacing("layer", b, "l-b", 20) };
+    assert!(matches!(commit(s, forced, points(2)).await, LoadOutcome::Loaded { replaced_rows: 2, .. }));
+    let repaired = LoadPlan { policy: Policy::Repair, ..replacing("layer", b, "l-b", 20) };
+    assert!(matches!(commit(s, repaired.clone(), points(2)).await, LoadOutcome::Loaded { replaced_rows: 2, .. }));
+    assert!(matches!(commit(s, repaired, points(2)).await, LoadOutcome::Unchanged { .. }));
+    let record = s.source(&name("layer"), b).await.unwrap().unwrap();
+    assert_eq!(record.settings.as_deref(), Some("policy=repair;mode=replace"));
+
+    // Within one second the key decides, the same way in every store.
+    let c = "raw/layer/2026-01-02/c.geojson";
+    assert!(matches!(commit(s, replacing("layer", c, "l-c", 20), points(4)).await, LoadOutcome::Loaded { .. }));
+    let earlier_key = commit(s, replacing("layer", "raw/layer/2026-01-02/0.geojson", "l-0", 20), points(1)).await;
+    assert!(matches!(earlier_key, LoadOutcome::Superseded { .. }), "{earlier_key:?}");
+    assert_eq!(count(s, "layer").await, 4);
+
+    // A file loaded directly is as new as its load.
+    let direct = LoadPlan { modified: None, ..replacing("layer", "roads.geojson", "l-d", 0) };
+    assert!(matches!(commit(s, direct, points(1)).await, LoadOutcome::Loaded { .. }));
+    assert_eq!(source_keys(s, "layer").await, vec!["roads.geojson".to_string()]);
+
+    // Removing an object the dataset does not hold changes nothing; removing the one it
+    // holds empties it.
+    let other = s.remove_source(&name("layer"), c, None).await.unwrap();
+    assert_eq!((other.catalogued, other.rows, count(s, "layer").await), (false, 0, 1));
+    let held = s.remove_source(&name("layer"), "roads.geojson", None).await.unwrap();
+    assert_eq!((held.catalogued, held.rows, count(s, "layer").await), (true, 1, 0));
+    assert_catalog_matches_table(s, "layer").await;
+}
+
+/// A dataset's mode is kept in the catalog and can change; the next object follows it.
+async fn mode_changes(s: &dyn Store) {
+    let keys = ["raw/mixed/2026-01-01/a.geojson", "raw/mixed/2026-01-01/b.geojson"];
+    for (n, key) in keys.iter().enumerate() {
+        let p = plan("mixed", key, &format!("m-{n}"), &[]);
+        assert!(matches!(commit(s, p, points(2)).await, LoadOutcome::Loaded { .. }));
+    }
+    assert_eq!(count(s, "mixed").await, 4, "append mode: each object is a source");
+    assert!(s.set_mode(&name("nothing_here"), DatasetMode::Replace).await.unwrap().is_none());
+    let info = s.set_mode(&name("mixed"), DatasetMode::Replace).await.unwrap().unwrap();
+    assert_eq!((info.mode, info.feature_count), (DatasetMode::Replace, 4), "rows stay until the next object");
+
+    // A plan asking for another mode does not change an existing dataset's; the same content
+    // under the new mode is loaded, and replaces every source.
+    let same = plan("mixed", keys[0], "m-0", &[]);
+    let outcome = commit(s, same, points(2)).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 2, .. }), "{outcome:?}");
+    assert_eq!((count(s, "mixed").await, source_keys(s, "mixed").await), (2, vec![keys[0].to_string()]));
+    assert_catalog_matches_table(s, "mixed").await;
 }
 
 /// Listing a dataset's sources: loaded ones only, by key (bytewise) whatever the load order.
@@ -859,9 +949,12 @@ async fn geopackage_readiness_follows_the_migrations() {
     store.check_ready().await.unwrap();
     let sql = |batch: &str| Connection::open(&path).unwrap().execute_batch(batch).unwrap();
 
-    // Steps 6, 5 and 4 undone: the catalog of an earlier release (the wider status checks of
-    // step 5 stay: step 5 rebuilds those tables again).
-    sql("ALTER TABLE geoflow_columns DROP COLUMN overflow;
+    // Steps 7, 6, 5 and 4 undone: the catalog of an earlier release (the wider status checks
+    // of step 5 stay: step 5 rebuilds those tables again).
+    sql("ALTER TABLE geoflow_datasets DROP COLUMN mode;
+         ALTER TABLE geoflow_sources DROP COLUMN settings;
+         ALTER TABLE geoflow_sources DROP COLUMN modified;
+         ALTER TABLE geoflow_columns DROP COLUMN overflow;
          DROP TABLE geoflow_removals;
          DROP INDEX geoflow_loads_finished_at;
          DROP INDEX geoflow_jobs_finished_at;
@@ -870,8 +963,8 @@ async fn geopackage_readiness_follows_the_migrations() {
          ALTER TABLE geoflow_loads DROP COLUMN geometry_types_json;
          ALTER TABLE geoflow_loads DROP COLUMN area_m2;
          ALTER TABLE geoflow_loads DROP COLUMN length_m;
-         DELETE FROM geoflow_migrations WHERE version IN (4, 5, 6);");
-    behind_until_migrated(&store, 3, 6).await;
+         DELETE FROM geoflow_migrations WHERE version IN (4, 5, 6, 7);");
+    behind_until_migrated(&store, 3, 7).await;
 
     // A step from a later release.
     sql("INSERT INTO geoflow_migrations VALUES (99, '2099-01-01T00:00:00.000Z')");
@@ -884,7 +977,7 @@ async fn geopackage_readiness_follows_the_migrations() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     std::fs::write(&path, b"").unwrap();
-    behind_until_migrated(&store, 0, 6).await;
+    behind_until_migrated(&store, 0, 7).await;
 
     // No file at all: the probe fails (transiently: a volume may not be mounted yet) and
     // creates nothing.
@@ -904,10 +997,12 @@ async fn postgis_readiness_follows_the_migrations() {
     let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
     tokio::spawn(connection);
 
-    // Steps 6, 5, 4 and 3 undone: the catalog of an earlier release.
+    // Steps 7, 6, 5, 4 and 3 undone: the catalog of an earlier release.
     client
         .batch_execute(
-            "DROP INDEX geoflow.columns_dataset_column_name_key;
+            "ALTER TABLE geoflow.datasets DROP COLUMN mode;
+             ALTER TABLE geoflow.sources DROP COLUMN settings, DROP COLUMN modified;
+             DROP INDEX geoflow.columns_dataset_column_name_key;
              ALTER TABLE geoflow.columns DROP COLUMN overflow,
                ADD CONSTRAINT columns_dataset_column_name_key UNIQUE (dataset, column_name);
              ALTER TABLE geoflow.sources DROP COLUMN min_fid, DROP COLUMN max_fid;
@@ -917,11 +1012,11 @@ async fn postgis_readiness_follows_the_migrations() {
                DROP COLUMN length_m;
              ALTER TABLE geoflow.loads DROP CONSTRAINT loads_status_check,
                ADD CONSTRAINT loads_status_check CHECK (status IN ('loaded', 'unchanged', 'failed'));
-             DELETE FROM geoflow.migrations WHERE version IN (3, 4, 5, 6);",
+             DELETE FROM geoflow.migrations WHERE version IN (3, 4, 5, 6, 7);",
         )
         .await
         .unwrap();
-    behind_until_migrated(&store, 2, 6).await;
+    behind_until_migrated(&store, 2, 7).await;
 
     // A step from a later release.
     client.batch_execute("INSERT INTO geoflow.migrations (version) VALUES (99)").await.unwrap();
@@ -931,7 +1026,7 @@ async fn postgis_readiness_follows_the_migrations() {
 
     // Nothing migrated: a database without the catalog schema.
     client.batch_execute("DROP SCHEMA geoflow CASCADE").await.unwrap();
-    behind_until_migrated(&store, 0, 6).await;
+    behind_until_migrated(&store, 0, 7).await;
 }
 
 /// The in-memory jobs catalog the API's tests use keeps the jobs contract of the stores.

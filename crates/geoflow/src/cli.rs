@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::report::Policy;
 
 use crate::config::{DEFAULT_DATABASE, DEFAULT_QUEUE};
@@ -103,6 +103,10 @@ pub struct BackendArgs {
     /// them, reject the whole source, or repair them.
     #[arg(long, default_value = "skip", env = "GEOFLOW_ON_INVALID", value_parser = parse_policy)]
     pub on_invalid: Policy,
+    /// How new objects change a dataset they create (one that exists keeps its mode): replace
+    /// (the dataset is its newest object) or append (each object is a source of its own).
+    #[arg(long = "mode", default_value = "replace", env = "GEOFLOW_DATASET_MODE", value_parser = parse_mode)]
+    pub mode: DatasetMode,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +229,14 @@ pub struct IngestArgs {
     /// What to do with invalid features: skip them, reject the whole source, or repair them.
     #[arg(long, default_value = "skip", env = "GEOFLOW_ON_INVALID", value_parser = parse_policy)]
     pub on_invalid: Policy,
+    /// How the load changes the dataset, if it creates it (one that exists keeps its mode):
+    /// replace (the dataset is this file's content) or append (the file is a source of its own,
+    /// beside the others).
+    #[arg(long, default_value = "replace", env = "GEOFLOW_DATASET_MODE", value_parser = parse_mode)]
+    pub mode: DatasetMode,
+    /// Load even if the source already holds this content under the same settings.
+    #[arg(long)]
+    pub force: bool,
     /// Print one JSON summary object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -247,6 +259,10 @@ fn parse_dataset(s: &str) -> Result<DatasetName, String> {
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {
+    s.parse()
+}
+
+fn parse_mode(s: &str) -> Result<DatasetMode, String> {
     s.parse()
 }
 

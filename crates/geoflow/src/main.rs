@@ -16,6 +16,7 @@ use geoflow::storage::{Storage, StorageUrl};
 use geoflow::telemetry;
 use geoflow::worker::inbox::Inbox;
 use geoflow::worker::{Worker, WorkerOptions};
+use geoflow_core::dataset::DatasetMode;
 use geoflow_core::reader::ReaderOptions;
 use geoflow_core::report::Policy;
 use geoflow_queue::Queue;
@@ -84,6 +85,7 @@ struct Backends {
     queue: Arc<dyn Queue>,
     visibility: Duration,
     policy: Policy,
+    mode: DatasetMode,
 }
 
 async fn open_backends(args: &BackendArgs) -> anyhow::Result<Backends> {
@@ -91,7 +93,7 @@ async fn open_backends(args: &BackendArgs) -> anyhow::Result<Backends> {
     let storage = StorageUrl::parse(&args.storage)?.open()?;
     let visibility = Duration::from_secs(args.visibility_timeout.max(1));
     let queue = QueueUrl::parse(&args.queue)?.open(visibility, args.max_receive_count.max(1)).await?;
-    Ok(Backends { store, storage, queue, visibility, policy: args.on_invalid })
+    Ok(Backends { store, storage, queue, visibility, policy: args.on_invalid, mode: args.mode })
 }
 
 fn api_config(http: &HttpArgs, listen: &str, policy: Policy) -> anyhow::Result<ApiConfig> {
@@ -124,6 +126,7 @@ fn worker(backends: &Backends, work: &WorkArgs) -> Worker {
         grace: Duration::from_secs(work.grace_period),
         retry_delay: Duration::from_secs(work.retry_delay),
         policy: backends.policy,
+        mode: backends.mode,
         spool_dir: work.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
         ..WorkerOptions::default()
     };
@@ -281,6 +284,8 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut req = IngestRequest::new(Input::from_arg(&args.path), args.dataset);
     req.source = args.source;
     req.policy = args.on_invalid;
+    req.mode = args.mode;
+    req.force = args.force;
     req.reader = ReaderOptions { max_feature_bytes: args.max_feature_bytes, ..ReaderOptions::default() };
     req.max_issues = args.max_errors;
     if let Some(w) = args.workers {

@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("sql/reports.sql")),
     (5, include_str!("sql/superseded.sql")),
     (6, include_str!("sql/overflow.sql")),
+    (7, include_str!("sql/modes.sql")),
 ];
 
 /// The step a catalog of this build is at once migrated.

@@ -33,7 +33,7 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 
 use crate::prelude::*;
 use crate::protocol::Origin;
@@ -217,6 +217,26 @@ impl Loads for GeoPackageStore {
             load::remove_source(path, &*clock, &dataset, &source, origin.as_ref(), fill)
         })
         .await
+    }
+
+    async fn set_mode(&self, dataset: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError> {
+        let name = dataset.clone();
+        let found = self
+            .blocking("setting a dataset's mode", move |path| {
+                // The write lock: between loads of the dataset.
+                let mut conn = open_connection(path)?;
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .ctx("starting a transaction")?;
+                let found = catalog::set_mode(&tx, &name, mode)?;
+                tx.commit().ctx("setting the dataset's mode")?;
+                Ok(found)
+            })
+            .await?;
+        if !found {
+            return Ok(None);
+        }
+        self.dataset(dataset).await
     }
 }
 

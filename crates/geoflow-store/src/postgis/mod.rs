@@ -24,7 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 
 use crate::prelude::*;
 use crate::protocol::Origin;
@@ -224,6 +224,13 @@ impl Loads for PostgisStore {
         origin: Option<&Origin>,
     ) -> Result<Removal, StoreError> {
         load::remove_source(self, dataset, source, origin).await
+    }
+
+    async fn set_mode(&self, dataset: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError> {
+        if !load::set_mode(self, dataset, mode).await? {
+            return Ok(None);
+        }
+        self.dataset(dataset).await
     }
 }
 

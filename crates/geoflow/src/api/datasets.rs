@@ -1,14 +1,14 @@
-//! `GET /v1/datasets`, `GET /v1/datasets/{dataset}` and
+//! `GET /v1/datasets`, `GET` and `PATCH /v1/datasets/{dataset}`, and
 //! `DELETE /v1/datasets/{dataset}/sources/{source}`.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_store::{DatasetInfo, Job, JobAction, JobQuery, JobStatus, JobUpdate, NewJob, SourceRecord};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -72,6 +72,53 @@ pub async fn dataset(State(state): State<AppState>, Path(name): Path<String>) ->
     Ok(Json(DatasetDetail { dataset, sources, last_job }))
 }
 
+/// What `PATCH /v1/datasets/{dataset}` changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetChange {
+    /// How new objects change the dataset from now on; its rows stay as they are until the
+    /// next object arrives.
+    pub mode: Option<DatasetMode>,
+}
+
+#[utoipa::path(
+    patch,
+    path = "/v1/datasets/{dataset}",
+    tag = "datasets",
+    params(("dataset" = String, Path, description = "Dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$")),
+    request_body(content = DatasetChange, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The dataset as it now is", body = DatasetInfo),
+        (status = 400, description = "A bad parameter or body", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "A bearer token is needed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such dataset", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn change_dataset(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<DatasetInfo>, Problem> {
+    let unknown = || Problem::not_found(format!("no dataset {name:?}"));
+    let Ok(dataset) = DatasetName::new(&name) else { return Err(unknown()) };
+    let change: DatasetChange = serde_json::from_slice(&body).map_err(|e| {
+        Problem::bad_request(
+            "invalid-body",
+            format!("the body must be a JSON object such as {{\"mode\": \"replace\"}}: {e}"),
+        )
+    })?;
+    let db = |e| Problem::store("database", e);
+    let info = match change.mode {
+        Some(mode) => state.loads.set_mode(&dataset, mode).await.map_err(db)?,
+        None => state.catalog.dataset(&dataset).await.map_err(db)?,
+    };
+    let info = info.ok_or_else(unknown)?;
+    tracing::info!(dataset = %info.name, mode = %info.mode, "dataset changed");
+    Ok(Json(info))
+}
+
 #[utoipa::path(
     delete,
     path = "/v1/datasets/{dataset}/sources/{source}",
@@ -115,7 +162,7 @@ pub async fn delete_source(
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Problem::storage(e)),
         }
-        let tag = JobTag { job: new.id.clone(), on_invalid: state.config.default_policy };
+        let tag = JobTag { job: new.id.clone(), on_invalid: state.config.default_policy, mode: None, force: false };
         state
             .queue
             .send(&notification(EventKind::Removed, &source, 0, Some(&tag)))

@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Sender};
 use serde::Serialize;
+use time::OffsetDateTime;
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::process::{observe_schema, Processed, Processor};
 use geoflow_core::reader::{GeoJsonReader, RawFeature, ReadError, ReaderOptions};
 use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy};
@@ -39,6 +40,12 @@ pub struct IngestRequest {
     /// The object in storage, asked before commit whether it still holds `object_version`.
     pub origin: Option<Origin>,
     pub policy: Policy,
+    /// The mode a dataset created by this load gets; an existing dataset keeps its own.
+    pub mode: DatasetMode,
+    /// When storage last modified the object (`None` for a file loaded directly).
+    pub modified: Option<OffsetDateTime>,
+    /// Load even if the source already holds this content under the same settings.
+    pub force: bool,
     pub reader: ReaderOptions,
     /// Threads that parse and encode features.
     pub workers: usize,
@@ -55,6 +62,9 @@ impl IngestRequest {
             object_version: None,
             origin: None,
             policy: Policy::Skip,
+            mode: DatasetMode::default(),
+            modified: None,
+            force: false,
             reader: ReaderOptions::default(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_issues: 100,
@@ -195,6 +205,9 @@ pub async fn ingest(
         schema: Schema::default(),
         policy: req.policy,
         origin: req.origin.clone(),
+        mode: req.mode,
+        modified: req.modified,
+        force: req.force,
     };
     let scanned_fingerprint = match scanned {
         Ok(scan) => {
