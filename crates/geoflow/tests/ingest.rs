@@ -147,20 +147,47 @@ fn geojsonhint_corpus_gets_a_clean_load_or_a_clear_error() {
     }
 }
 
+/// By default a dataset is its newest file: the same data under another name replaces it,
+/// identical content is a no-op unless forced or loaded under another policy.
+#[test]
+fn a_dataset_is_its_newest_file_by_default() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("s.gpkg");
+    let today = write(tmp.path(), "roads-today.geojson", &points(&[(1.0, 1.0), (2.0, 2.0)]));
+    let tomorrow = write(tmp.path(), "roads-tomorrow.geojson", &points(&[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]));
+    assert_eq!(status(&ingest(&gpkg, &today, "roads", &[])), "loaded");
+    let replaced = ingest(&gpkg, &tomorrow, "roads", &[]);
+    assert_eq!(status(&replaced), "loaded");
+    assert_eq!(count_rows(&gpkg, "roads"), 3, "replaced, not added: {}", replaced.summary);
+
+    let again = ingest(&gpkg, &tomorrow, "roads", &[]);
+    assert_eq!(status(&again), "unchanged");
+    let forced = ingest(&gpkg, &tomorrow, "roads", &["--force"]);
+    assert_eq!((status(&forced), forced.summary["replaced_rows"].clone()), ("loaded", json!(3)));
+    let repaired = ingest(&gpkg, &tomorrow, "roads", &["--on-invalid", "repair"]);
+    assert_eq!(status(&repaired), "loaded", "another policy loads the same content again");
+    assert_eq!(count_rows(&gpkg, "roads"), 3);
+
+    // A dataset keeps the mode it was created with.
+    let appended = ingest(&gpkg, &today, "roads", &["--mode", "append"]);
+    assert_eq!(status(&appended), "loaded");
+    assert_eq!(count_rows(&gpkg, "roads"), 2, "still replace: {}", appended.summary);
+}
+
 #[test]
 fn identical_content_is_a_no_op_and_a_new_version_replaces_only_its_source() {
     let tmp = scratch();
     let gpkg = tmp.path().join("s.gpkg");
     let a = write(tmp.path(), "a.geojson", &points(&[(1.0, 1.0), (2.0, 2.0)]));
     let b = write(tmp.path(), "b.geojson", &points(&[(5.0, 5.0)]));
-    assert_eq!(status(&ingest(&gpkg, &a, "pts", &[])), "loaded");
-    assert_eq!(status(&ingest(&gpkg, &b, "pts", &[])), "loaded");
-    let again = ingest(&gpkg, &a, "pts", &[]);
+    assert_eq!(status(&ingest(&gpkg, &a, "pts", &["--mode", "append"])), "loaded");
+    assert_eq!(status(&ingest(&gpkg, &b, "pts", &["--mode", "append"])), "loaded");
+    let again = ingest(&gpkg, &a, "pts", &["--mode", "append"]);
     assert_eq!((again.code, status(&again)), (0, "unchanged"));
     assert_eq!(count_rows(&gpkg, "pts"), 3);
     // A newer version of a.geojson: its rows are replaced, b's are untouched.
     write(tmp.path(), "a.geojson", &points(&[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]));
-    let newer = ingest(&gpkg, &a, "pts", &[]);
+    let newer = ingest(&gpkg, &a, "pts", &["--mode", "append"]);
     assert_eq!(status(&newer), "loaded");
     assert_eq!(newer.summary["replaced_rows"], json!(2));
     assert_eq!(count_rows(&gpkg, "pts"), 4);
@@ -173,7 +200,7 @@ fn identical_content_is_a_no_op_and_a_new_version_replaces_only_its_source() {
     // A truncated file fails as a whole: nothing half-written.
     let text = points(&[(7.0, 7.0), (8.0, 8.0)]);
     write(tmp.path(), "a.geojson", &text[..text.len() - 10]);
-    let truncated = ingest(&gpkg, &a, "pts", &[]);
+    let truncated = ingest(&gpkg, &a, "pts", &["--mode", "append"]);
     assert_eq!((truncated.code, status(&truncated)), (3, "rejected"));
     assert!(truncated.summary["error"].as_str().unwrap().contains("truncated"), "{}", truncated.summary);
     assert_eq!(count_rows(&gpkg, "pts"), 4);

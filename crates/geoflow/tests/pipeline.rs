@@ -13,7 +13,7 @@ use geoflow::events::{notification, EventKind};
 use geoflow::storage::{Storage, StorageUrl};
 use geoflow::worker::inbox::Inbox;
 use geoflow::worker::{Worker, WorkerOptions};
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_queue::{EmbeddedOptions, EmbeddedQueue, Queue};
 use geoflow_store::gpkg::GeoPackageStore;
 use geoflow_store::{Job, JobQuery, JobStatus, Store};
@@ -42,7 +42,13 @@ impl Embedded {
         Embedded { dir, store, storage, queue }
     }
 
+    /// A worker whose events create datasets in append mode, as most tests here load several
+    /// objects into one dataset.
     fn worker(&self) -> Worker {
+        self.worker_in(DatasetMode::Append)
+    }
+
+    fn worker_in(&self, mode: DatasetMode) -> Worker {
         Worker {
             queue: self.queue.clone(),
             store: self.store.clone(),
@@ -53,6 +59,7 @@ impl Embedded {
                 retry_delay: Duration::from_millis(100),
                 spool_dir: self.dir.path().to_path_buf(),
                 parse_threads: 1,
+                mode,
                 ..WorkerOptions::default()
             },
         }
@@ -207,6 +214,86 @@ async fn bad_objects_fail_their_job_with_a_reason_and_are_acknowledged() {
     assert!(truncated.error.as_deref().unwrap().contains("end of input"), "{truncated:#?}");
     let stats = env.queue.stats().await.unwrap();
     assert_eq!((stats.visible, stats.invisible, stats.dead_letters), (0, 0, 0));
+}
+
+/// Writes an object modified at `modified` seconds after an arbitrary origin, without announcing it.
+fn write_object(env: &Embedded, key: &str, text: &str, modified: u64) -> String {
+    let path = env.objects().join(key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_750_000_000 + modified);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(at).unwrap();
+    notification(EventKind::Created, key, text.len() as u64, None)
+}
+
+/// In replace mode the dataset is its newest object whatever order the events come in,
+/// duplicated or late; removing it brings back the newest object left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replace_mode_follows_the_newest_object_whatever_the_event_order() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    let worker = env.worker_in(DatasetMode::Replace);
+    let (old, new) = ("raw/roads/2026-01-01/roads.geojson", "raw/roads/2026-01-02/roads.geojson");
+    let old_event = write_object(&env, old, &support::collection(30, 1), 100);
+    let new_event = write_object(&env, new, &support::collection(12, 2), 200);
+    // The newer object's event first, then the older one's, then both again.
+    for event in [&new_event, &old_event, &new_event, &old_event] {
+        env.queue.send(event).await.unwrap();
+        while worker.try_execute_task(Duration::from_millis(200)).await.unwrap() > 0 {}
+    }
+    let sources = env.store.sources(&DatasetName::new("roads").unwrap()).await.unwrap();
+    assert_eq!(sources.iter().map(|s| (s.source.as_str(), s.feature_count)).collect::<Vec<_>>(), [(new, 12)]);
+    let info = env.store.dataset(&DatasetName::new("roads").unwrap()).await.unwrap().unwrap();
+    assert_eq!((info.mode, info.feature_count), (DatasetMode::Replace, 12));
+    let jobs = env.jobs().await;
+    let of = |key: &str| jobs.iter().filter(|j| j.source == key).map(|j| j.status).collect::<Vec<_>>();
+    assert!(of(old).iter().all(|s| *s == JobStatus::Superseded), "the older object changes nothing: {jobs:#?}");
+    assert!(of(new).contains(&JobStatus::Succeeded) && of(new).contains(&JobStatus::SkippedDuplicate), "{jobs:#?}");
+
+    // The object the dataset holds is deleted: the newest one left takes its place.
+    std::fs::remove_file(env.objects().join(new)).unwrap();
+    env.queue.send(&notification(EventKind::Removed, new, 0, None)).await.unwrap();
+    while worker.try_execute_task(Duration::from_millis(300)).await.unwrap() > 0 {}
+    assert_eq!((env.rows_of("roads", new).await, env.rows_of("roads", old).await), (None, Some(30)));
+    // And when none is left, the dataset is empty.
+    std::fs::remove_file(env.objects().join(old)).unwrap();
+    env.queue.send(&notification(EventKind::Removed, old, 0, None)).await.unwrap();
+    while worker.try_execute_task(Duration::from_millis(300)).await.unwrap() > 0 {}
+    let info = env.store.dataset(&DatasetName::new("roads").unwrap()).await.unwrap().unwrap();
+    assert_eq!((info.feature_count, info.sources), (0, 0));
+    let stats = env.queue.stats().await.unwrap();
+    assert_eq!((stats.visible, stats.invisible, stats.dead_letters), (0, 0, 0));
+}
+
+/// A replace load cut off mid-way (its task dropped, as a crash or a cancelled shutdown does)
+/// leaves the previous content whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replace_cut_off_mid_load_leaves_the_previous_content() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    let worker = env.worker_in(DatasetMode::Replace);
+    env.queue.send(&write_object(&env, "raw/roads/a.geojson", &support::collection(40, 1), 100)).await.unwrap();
+    while worker.try_execute_task(Duration::from_millis(200)).await.unwrap() > 0 {}
+    assert_eq!(env.rows_of("roads", "raw/roads/a.geojson").await, Some(40));
+
+    env.queue.send(&write_object(&env, "raw/roads/b.geojson", &support::collection(200_000, 2), 200)).await.unwrap();
+    let loading = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.try_execute_task(Duration::from_millis(200)).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env.jobs().await.iter().any(|j| j.source == "raw/roads/b.geojson" && j.status == JobStatus::Running) {
+        assert!(Instant::now() < deadline, "the load never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    loading.abort();
+    let _ = loading.await;
+    let roads = DatasetName::new("roads").unwrap();
+    let info = env.store.dataset(&roads).await.unwrap().unwrap();
+    assert_eq!((info.feature_count, env.rows_of("roads", "raw/roads/a.geojson").await), (40, Some(40)));
+    let everything = geoflow_store::FeatureQuery { limit: usize::MAX, ..Default::default() };
+    let stored = env.store.features(&roads, &everything).await.unwrap();
+    let stored = futures_util::TryStreamExt::try_collect::<Vec<_>>(stored).await.unwrap();
+    assert_eq!(stored.len(), 40, "the table holds the previous rows, whole");
 }
 
 #[tokio::test]
