@@ -289,6 +289,9 @@ async fn dropping_a_dataset_removes_its_table_and_catalog_and_optionally_its_obj
     assert_problem(&delete("/v1/datasets/roads?objects=maybe", true).await, 400, "invalid-parameter");
     assert_eq!(app.get("/v1/datasets/roads").await.status, 200, "refused requests change nothing");
 
+    let before = app.http.get(app.url("/collections/roads/items")).send().await.unwrap();
+    let old_etag = before.headers()["etag"].to_str().unwrap().to_string();
+
     // Without objects=true the objects stay in storage.
     let dropped = delete("/v1/datasets/roads", true).await;
     assert_eq!(dropped.status, 204, "{}", dropped.body);
@@ -320,6 +323,15 @@ async fn dropping_a_dataset_removes_its_table_and_catalog_and_optionally_its_obj
         (Some(4), Some(1))
     );
     assert_eq!(app.get("/collections/roads/items").await.body["features"].as_array().unwrap().len(), 4);
+    // At the version the dropped dataset had, a cached copy of it is still not current.
+    let up = app
+        .upload("/v1/datasets/roads/uploads?name=d.geojson", "application/geo+json", support::collection(1, 3))
+        .await;
+    assert_eq!(app.finished(up.body["id"].as_str().unwrap()).await["status"], "succeeded");
+    assert_eq!(app.get("/v1/datasets/roads").await.body["dataset"]["version"], 2);
+    let revalidated =
+        app.http.get(app.url("/collections/roads/items")).header("if-none-match", &old_etag).send().await.unwrap();
+    assert_eq!(revalidated.status(), 200, "the old dataset's ETag does not match the new one's");
 
     // With objects=true, the dataset and its objects go together; other datasets stay.
     assert_eq!(delete("/v1/datasets/parks?objects=true", true).await.status, 204);
