@@ -145,6 +145,15 @@ pub struct Removal {
     pub rows: u64,
 }
 
+/// What dropping a dataset removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetDrop {
+    /// Sources the dataset held: each is recorded in the load history as removed.
+    pub sources: u64,
+    /// Rows those sources held.
+    pub rows: u64,
+}
+
 /// How a load ended, as the catalog records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -512,6 +521,14 @@ pub trait Loads: Send + Sync {
     /// rows stay as they are until the next object arrives. `None` when there is no such
     /// dataset.
     async fn set_mode(&self, dataset: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError>;
+
+    /// Drops a dataset: its table and its catalog entries (the dataset, its columns and its
+    /// sources), in one transaction under the dataset's lock, so that a load or removal of it
+    /// runs wholly before or wholly after. Every source it held is recorded in the load history
+    /// as removed, as [`Loads::remove_source`] records one, so that reports of the day add up.
+    /// `None` when there is no such dataset. A load that waited for the lock then finds no
+    /// dataset and creates it anew, as a first load does.
+    async fn drop_dataset(&self, dataset: &DatasetName) -> Result<Option<DatasetDrop>, StoreError>;
 }
 
 /// The jobs catalog: one unit of work per event, with its status history.

@@ -24,8 +24,8 @@ use geoflow_store::report::{
     WindowActivity,
 };
 use geoflow_store::{
-    FeatureQuery, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan, LoadResult,
-    LoadedMeasures, ManualClock, NewJob, SourceVersion, Store, StoreError, TileId,
+    ErrorClass, FeatureQuery, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan,
+    LoadResult, LoadedMeasures, ManualClock, NewJob, SourceVersion, Store, StoreError, TileId,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -197,6 +197,7 @@ async fn contract(store: Arc<dyn Store>) {
     mode_changes(s).await;
     overflow(s).await;
     source_listing(s).await;
+    dropping(s).await;
     feature_reads(s).await;
     let jobs: Arc<dyn Jobs> = store.clone();
     jobs_contract(&jobs).await;
@@ -634,6 +635,71 @@ async fn source_listing(s: &dyn Store) {
     let left: Vec<String> = s.sources(&ds).await.unwrap().into_iter().map(|r| r.source).collect();
     assert_eq!(left, ["Z.geojson", "b.geojson"]);
     assert!(s.sources(&name("listed_none")).await.unwrap().is_empty(), "an unknown dataset has no sources");
+}
+
+/// Dropping a dataset takes its table and catalog entries, records each source as removed,
+/// waits for a load in progress, and leaves the name free for a later load.
+async fn dropping(s: &dyn Store) {
+    let ds = name("dropped");
+    commit(
+        s,
+        plan("dropped", "a", "da-h1", &[("name", FieldType::Text)]),
+        vec![row(0, 1.0, vec![]), row(1, 2.0, vec![])],
+    )
+    .await;
+    commit(s, plan("dropped", "b", "db-h1", &[]), vec![row(0, 3.0, vec![])]).await;
+    let today = OffsetDateTime::now_utc().date();
+    let removed_before = s.activity(window(today)).await.unwrap().totals.sources_removed;
+
+    let dropped = s.drop_dataset(&ds).await.unwrap();
+    assert_eq!(dropped, Some(geoflow_store::DatasetDrop { sources: 2, rows: 3 }));
+    assert_eq!(s.dataset(&ds).await.unwrap(), None);
+    assert!(s.datasets().await.unwrap().iter().all(|d| d.name != ds));
+    assert!(s.sources(&ds).await.unwrap().is_empty());
+    assert!(s.source(&ds, "a").await.unwrap().is_none());
+    let reads = read(s, "dropped", all()).await;
+    assert!(matches!(reads.as_ref().map_err(StoreError::root), Err(StoreError::NotFound { .. })), "{reads:?}");
+    assert!(matches!(s.feature(&ds, 1).await.map_err(|e| e.class()), Err(ErrorClass::NotFound)));
+    assert_eq!(s.tile(&ds, TileId::new(0, 0, 0).unwrap()).await.unwrap(), None);
+    assert_eq!(s.drop_dataset(&ds).await.unwrap(), None, "nothing left to drop");
+    assert_eq!(s.drop_dataset(&name("never_there")).await.unwrap(), None);
+    // The day's report sees both sources leave, and no dataset holding them at its end.
+    let report = s.activity(window(today)).await.unwrap();
+    assert_eq!(report.totals.sources_removed, removed_before + 2);
+    let state = report.datasets.iter().find(|d| d.dataset == "dropped").expect("the dataset had activity today");
+    assert_eq!((state.end_of_day.sources, state.end_of_day.feature_count), (0, 0));
+    assert!(s.datasets().await.unwrap().iter().any(|d| d.name.as_str() == "roads"), "other datasets stay");
+
+    // A load of the same name starts the dataset afresh, with the columns of its own schema.
+    commit(
+        s,
+        plan("dropped", "c", "dc-h1", &[("other", FieldType::Integer)]),
+        vec![row(0, 4.0, vec![(0, PropValue::Int(1))])],
+    )
+    .await;
+    let again = s.dataset(&ds).await.unwrap().expect("recreated");
+    assert_eq!((again.feature_count, again.sources), (1, 1));
+    let keys: Vec<&str> = again.columns.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["other"]);
+    assert_eq!(read(s, "dropped", all()).await.unwrap().len(), 1);
+    assert_catalog_matches_table(s, "dropped").await;
+
+    // A drop waits for a load in progress (the dataset's lock) and then drops what it stored.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let loading = s.load(plan("dropped", "d", "dd-h1", &[]), rx);
+    let feeding = async {
+        tx.send(LoadMessage::Rows(vec![row(0, 5.0, vec![])])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send(LoadMessage::Commit(result(1))).await.unwrap();
+    };
+    let dropping = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.drop_dataset(&ds).await
+    };
+    let (loaded, (), dropped) = tokio::join!(loading, feeding, dropping);
+    assert!(matches!(loaded, Ok(LoadOutcome::Loaded { .. })), "{loaded:?}");
+    assert_eq!(dropped.unwrap(), Some(geoflow_store::DatasetDrop { sources: 2, rows: 2 }), "the load came first");
+    assert_eq!(s.dataset(&ds).await.unwrap(), None);
 }
 
 async fn dataset_version(s: &dyn Store, dataset: &str) -> i64 {

@@ -163,6 +163,23 @@ impl Storage {
         Ok(newest)
     }
 
+    /// Deletes every object under the folder `relative`, at any depth, and returns the keys it
+    /// deleted (in no set order). An object that is already gone is no error.
+    pub async fn delete_under(&self, relative: &str) -> Result<Vec<String>, object_store::Error> {
+        let folder = ObjectPath::from(self.key(relative));
+        let listed = self.store.list(Some(&folder)).map(|meta| meta.map(|m| m.location)).boxed();
+        let mut deletions = self.store.delete_stream(listed);
+        let mut deleted = Vec::new();
+        while let Some(done) = deletions.next().await {
+            match done {
+                Ok(location) => deleted.push(location.to_string()),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+
     /// The object's metadata, or `None` when it does not exist (any more).
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, object_store::Error> {
         match self.store.head(&ObjectPath::from(key)).await {

@@ -413,3 +413,139 @@ fn legacy_crs_is_transformed_or_rejected_never_mislabelled() {
         "{error}"
     );
 }
+
+/// Runs `geoflow <args…> --database <gpkg>`: (exit code, stdout, stderr).
+fn run(gpkg: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = geoflow().args(args).arg("--database").arg(gpkg).output().expect("geoflow runs");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(!stderr.contains("panicked"), "geoflow panicked: {stderr}");
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn direct_loads_are_jobs_with_their_report() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("jobs.gpkg");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample.geojson");
+    assert_eq!(ingest(&gpkg, &sample, "sample", &[]).code, 0);
+    let bad = write(tmp.path(), "bad.geojson", r#"{"type":"FeatureCollection","features":[{"type":"Feature""#);
+    assert_ne!(ingest(&gpkg, &bad, "sample", &["--source", "broken"]).code, 0);
+    assert_eq!(ingest(&gpkg, &sample, "sample", &[]).code, 0, "the same content again");
+
+    let (code, stdout, stderr) = run(&gpkg, &["jobs", "list", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let jobs = json_of(&stdout);
+    let jobs = jobs.as_array().unwrap();
+    let seen: Vec<(&str, &str, &str)> = jobs
+        .iter()
+        .map(|j| (j["status"].as_str().unwrap(), j["source"].as_str().unwrap(), j["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("skipped-duplicate", "sample.geojson", "load"),
+            ("failed", "broken", "load"),
+            ("succeeded", "sample.geojson", "load")
+        ],
+        "newest first"
+    );
+    let first = &jobs[2];
+    assert_eq!(first["attempts"], 1);
+    assert!(first["load_id"].is_i64() && first["finished_at"].is_string(), "{first}");
+    // The job's result is the load's report, as `ingest --json` prints it.
+    assert_eq!(first["result"]["features_loaded"], 8);
+    assert_eq!(first["result"]["errors"][0]["id"], "bad-bowtie");
+    assert!(jobs[1]["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", jobs[1]);
+
+    let (code, stdout, _) = run(&gpkg, &["jobs", "list", "--status", "failed", "--dataset", "sample", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(json_of(&stdout).as_array().map(Vec::len), Some(1));
+    let (_, stdout, _) = run(&gpkg, &["jobs", "list", "--limit", "1"]);
+    assert_eq!(stdout.lines().count(), 2, "a header and one job: {stdout}");
+    assert!(stdout.contains("skipped-duplicate"), "{stdout}");
+
+    let id = first["id"].as_str().unwrap();
+    let (code, stdout, _) = run(&gpkg, &["jobs", "show", id, "--json"]);
+    assert_eq!((code, &json_of(&stdout)["result"]["skipped"]), (0, &json!(2)));
+    let (code, stdout, _) = run(&gpkg, &["jobs", "show", id]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("succeeded") && stdout.contains("feature 8 (id bad-bowtie)"), "{stdout}");
+    let (code, _, stderr) = run(&gpkg, &["jobs", "show", "no-such-job"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no job"), "{stderr}");
+}
+
+#[test]
+fn datasets_and_sources_are_listed_and_removed_from_the_command_line() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("cli.gpkg");
+    let a = write(tmp.path(), "a.geojson", &points(&[(1.0, 1.0), (2.0, 2.0)]));
+    let b = write(tmp.path(), "b.geojson", &points(&[(3.0, 3.0)]));
+    for (file, dataset) in [(&a, "roads"), (&b, "roads"), (&a, "parks")] {
+        assert_eq!(ingest(&gpkg, file, dataset, &["--no-progress"]).code, 0);
+    }
+
+    // Bare `datasets` lists, as `datasets list` does.
+    let (code, bare, _) = run(&gpkg, &["datasets"]);
+    assert_eq!(code, 0);
+    assert_eq!(run(&gpkg, &["datasets", "list"]).1, bare);
+    assert!(bare.contains("roads") && bare.contains("parks"), "{bare}");
+    let (_, listed, _) = run(&gpkg, &["datasets", "list", "--json"]);
+    assert_eq!(json_of(&listed).as_array().map(Vec::len), Some(2));
+
+    let (code, stdout, _) = run(&gpkg, &["sources", "list", "roads", "--json"]);
+    assert_eq!(code, 0);
+    let sources: Vec<(String, u64)> = json_of(&stdout)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["source"].as_str().unwrap().to_string(), s["feature_count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sources, [("a.geojson".to_string(), 2), ("b.geojson".to_string(), 1)]);
+    let (_, table, _) = run(&gpkg, &["sources", "list", "roads"]);
+    assert!(table.lines().nth(1).is_some_and(|l| l.starts_with("a.geojson")), "{table}");
+    assert_eq!(run(&gpkg, &["sources", "list", "nosuch"]).0, 1);
+
+    let (code, _, stderr) = run(&gpkg, &["sources", "rm", "roads", "a.geojson"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(count_rows(&gpkg, "roads"), 1);
+    let (code, _, stderr) = run(&gpkg, &["sources", "rm", "roads", "a.geojson"]);
+    assert_eq!(code, 1, "already gone");
+    assert!(stderr.contains("no source"), "{stderr}");
+
+    let (code, _, stderr) = run(&gpkg, &["datasets", "drop", "roads"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("1 sources, 1 features"), "{stderr}");
+    let (_, listed, _) = run(&gpkg, &["datasets", "--json"]);
+    let names: Vec<Value> = json_of(&listed).as_array().unwrap().iter().map(|d| d["name"].clone()).collect();
+    assert_eq!(names, [json!("parks")]);
+    let conn = rusqlite::Connection::open(&gpkg).unwrap();
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name IN ('roads', 'rtree_roads_geom')", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tables, 0);
+    let (code, _, stderr) = run(&gpkg, &["datasets", "drop", "roads"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no dataset"), "{stderr}");
+    assert_ne!(run(&gpkg, &["datasets", "drop", "Not-A-Name"]).0, 0);
+
+    // With --objects, the dataset's objects under raw/<dataset>/ go too, and no others.
+    let objects = tmp.path().join("objects");
+    for key in ["raw/parks/2026-12-01/a.geojson", "raw/parks/2026-12-02/x/b.geojson", "raw/parkside/c.geojson"] {
+        std::fs::create_dir_all(objects.join(key).parent().unwrap()).unwrap();
+        std::fs::write(objects.join(key), "{}").unwrap();
+    }
+    let storage = objects.to_str().unwrap();
+    let (code, _, stderr) = run(&gpkg, &["datasets", "drop", "parks", "--objects", "--storage", storage]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("deleted 2 objects"), "{stderr}");
+    assert!(!objects.join("raw/parks/2026-12-01/a.geojson").exists());
+    assert!(objects.join("raw/parkside/c.geojson").exists());
+    let (_, listed, _) = run(&gpkg, &["datasets", "--json"]);
+    assert_eq!(json_of(&listed), json!([]));
+}

@@ -16,7 +16,11 @@ use geoflow::worker::{Worker, WorkerOptions};
 use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_queue::{EmbeddedOptions, EmbeddedQueue, Queue};
 use geoflow_store::gpkg::GeoPackageStore;
-use geoflow_store::{Job, JobQuery, JobStatus, Store};
+use geoflow_store::protocol::Origin;
+use geoflow_store::{
+    DatasetDrop, DatasetInfo, Job, JobQuery, JobStatus, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, Removal,
+    SourceRecord, Store, StoreError,
+};
 
 struct Embedded {
     dir: tempfile::TempDir,
@@ -544,4 +548,117 @@ async fn a_load_committed_before_its_worker_died_finishes_its_job_as_succeeded()
     assert_eq!((job.status, job.attempts, job.load_id), (JobStatus::Succeeded, 2, summary.load_id), "{job:#?}");
     assert_eq!(job.result.as_ref().unwrap()["features_loaded"], 10, "{job:#?}");
     assert_eq!(env.rows_of("roads", key).await, Some(10));
+}
+
+#[tokio::test]
+async fn a_dropped_dataset_stays_dropped_through_its_objects_removal_events() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    let late = env.put("raw/lakes/a.geojson", &support::collection(6, 1)).await;
+    env.put("raw/lakes/b.geojson", &support::collection(4, 2)).await;
+    env.put("raw/rivers/r.geojson", &support::collection(3, 3)).await;
+    drain(&env, 1).await;
+    let lakes = DatasetName::new("lakes").unwrap();
+
+    let dropped = geoflow::lifecycle::drop_dataset(&*env.store, &*env.store, Some(&env.storage), &lakes).await.unwrap();
+    assert_eq!(dropped.dataset.map(|d| (d.sources, d.rows)), Some((2, 10)));
+    assert_eq!(dropped.objects, Some(2));
+    assert!(!env.objects().join("raw/lakes").join("a.geojson").exists());
+    assert!(env.objects().join("raw/rivers/r.geojson").exists(), "other datasets' objects stay");
+
+    // What a bucket sends after the deletions, and a creation event delivered late: no-ops.
+    for key in ["raw/lakes/a.geojson", "raw/lakes/b.geojson"] {
+        env.queue.send(&notification(EventKind::Removed, key, 0, None)).await.unwrap();
+    }
+    env.queue.send(&late).await.unwrap();
+    drain(&env, 1).await;
+    assert_eq!(env.store.dataset(&lakes).await.unwrap(), None);
+    let jobs = env.jobs().await;
+    let after: Vec<(JobStatus, &str)> = jobs[..3].iter().map(|j| (j.status, j.source.as_str())).collect();
+    assert!(after.iter().all(|(status, _)| *status == JobStatus::SkippedDuplicate), "{after:?}");
+
+    // Without its objects deleted, a later event for one of them creates the dataset anew.
+    env.put("raw/lakes/c.geojson", &support::collection(2, 4)).await;
+    drain(&env, 1).await;
+    let dropped = geoflow::lifecycle::drop_dataset(&*env.store, &*env.store, None, &lakes).await.unwrap();
+    assert_eq!((dropped.dataset.map(|d| d.rows), dropped.objects), (Some(2), None));
+    assert_eq!(env.store.dataset(&lakes).await.unwrap(), None);
+    env.queue.send(&notification(EventKind::Created, "raw/lakes/c.geojson", 0, None)).await.unwrap();
+    drain(&env, 1).await;
+    assert_eq!(env.store.dataset(&lakes).await.unwrap().map(|d| d.feature_count), Some(2));
+    assert_eq!(env.rows_of("rivers", "raw/rivers/r.geojson").await, Some(3));
+}
+
+/// The store, with a load of `key` that commits right after each drop: what a worker whose
+/// load waited for the dataset's lock does while the drop runs.
+struct LoadAfterDrop {
+    store: Arc<dyn Store>,
+    worker: Worker,
+    key: String,
+}
+
+#[async_trait::async_trait]
+impl geoflow_store::Catalog for LoadAfterDrop {
+    fn location(&self) -> String {
+        self.store.location()
+    }
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.store.migrate().await
+    }
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        self.store.check_ready().await
+    }
+    async fn source(&self, d: &DatasetName, s: &str) -> Result<Option<SourceRecord>, StoreError> {
+        self.store.source(d, s).await
+    }
+    async fn sources(&self, d: &DatasetName) -> Result<Vec<SourceRecord>, StoreError> {
+        self.store.sources(d).await
+    }
+    async fn settled_source(&self, d: &DatasetName, s: &str) -> Result<Option<SourceRecord>, StoreError> {
+        self.store.settled_source(d, s).await
+    }
+    async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
+        self.store.datasets().await
+    }
+    async fn dataset(&self, d: &DatasetName) -> Result<Option<DatasetInfo>, StoreError> {
+        self.store.dataset(d).await
+    }
+}
+
+#[async_trait::async_trait]
+impl geoflow_store::Loads for LoadAfterDrop {
+    async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError> {
+        self.store.load(plan, rows).await
+    }
+    async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError> {
+        self.store.record_failure(plan, result).await
+    }
+    async fn remove_source(&self, d: &DatasetName, s: &str, o: Option<&Origin>) -> Result<Removal, StoreError> {
+        self.store.remove_source(d, s, o).await
+    }
+    async fn drop_dataset(&self, d: &DatasetName) -> Result<Option<DatasetDrop>, StoreError> {
+        let dropped = self.store.drop_dataset(d).await?;
+        self.worker.queue.send(&notification(EventKind::Created, &self.key, 0, None)).await.unwrap();
+        assert_eq!(self.worker.try_execute_task(Duration::from_secs(5)).await.unwrap(), 1);
+        Ok(dropped)
+    }
+    async fn set_mode(&self, d: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError> {
+        self.store.set_mode(d, mode).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_waited_for_the_drop_is_undone_with_its_deleted_object() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    env.put("raw/lakes/a.geojson", &support::collection(6, 1)).await;
+    drain(&env, 1).await;
+    let lakes = DatasetName::new("lakes").unwrap();
+    let racing = LoadAfterDrop { store: env.store.clone(), worker: env.worker(), key: "raw/lakes/a.geojson".into() };
+
+    let dropped = geoflow::lifecycle::drop_dataset(&racing, &racing, Some(&env.storage), &lakes).await.unwrap();
+    assert_eq!((dropped.dataset.map(|d| d.rows), dropped.objects), (Some(6), Some(1)));
+    // The load brought the dataset back from the object; the object's deletion took it out
+    // again, as its removal event would have (a local folder sends none).
+    let left = env.store.dataset(&lakes).await.unwrap().expect("the racing load recreated the dataset");
+    assert_eq!((left.sources, left.feature_count), (0, 0));
+    assert!(env.store.sources(&lakes).await.unwrap().is_empty());
 }

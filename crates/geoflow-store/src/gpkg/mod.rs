@@ -16,6 +16,7 @@ mod catalog;
 mod features;
 mod geometry;
 mod jobs;
+mod lifecycle;
 mod load;
 mod migrate;
 mod report;
@@ -39,8 +40,8 @@ use crate::prelude::*;
 use crate::protocol::Origin;
 use crate::report::{Window, WindowActivity};
 use crate::{
-    Clock, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
-    LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
+    Clock, DatasetDrop, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan,
+    LoadReceiver, LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
 };
 
 pub use load::RtreeFill;
@@ -237,6 +238,11 @@ impl Loads for GeoPackageStore {
             return Ok(None);
         }
         self.dataset(dataset).await
+    }
+
+    async fn drop_dataset(&self, dataset: &DatasetName) -> Result<Option<DatasetDrop>, StoreError> {
+        let (dataset, clock) = (dataset.clone(), Arc::clone(&self.clock));
+        self.blocking("dropping a dataset", move |path| lifecycle::drop_dataset(path, &*clock, &dataset)).await
     }
 }
 

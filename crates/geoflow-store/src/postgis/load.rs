@@ -58,7 +58,11 @@ pub async fn remove_source(
 }
 
 /// Serialises the loads (and removals) of one dataset across connections and processes.
-async fn lock_dataset(store: &PostgisStore, tx: &impl GenericClient, dataset: &str) -> Result<(), StoreError> {
+pub(super) async fn lock_dataset(
+    store: &PostgisStore,
+    tx: &impl GenericClient,
+    dataset: &str,
+) -> Result<(), StoreError> {
     let key = format!("geoflow.dataset:{dataset}");
     tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key])
         .await

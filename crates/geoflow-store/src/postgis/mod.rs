@@ -13,6 +13,7 @@ mod connection;
 mod copy;
 mod features;
 mod jobs;
+mod lifecycle;
 mod load;
 mod migrate;
 mod report;
@@ -30,8 +31,8 @@ use crate::prelude::*;
 use crate::protocol::Origin;
 use crate::report::{Window, WindowActivity};
 use crate::{
-    Clock, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
-    LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
+    Clock, DatasetDrop, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan,
+    LoadReceiver, LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
 };
 
 pub use connection::{redact, SslMode};
@@ -231,6 +232,10 @@ impl Loads for PostgisStore {
             return Ok(None);
         }
         self.dataset(dataset).await
+    }
+
+    async fn drop_dataset(&self, dataset: &DatasetName) -> Result<Option<DatasetDrop>, StoreError> {
+        lifecycle::drop_dataset(self, dataset).await
     }
 }
 

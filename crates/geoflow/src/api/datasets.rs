@@ -1,7 +1,8 @@
-//! `GET /v1/datasets`, `GET` and `PATCH /v1/datasets/{dataset}`, and
+//! `GET /v1/datasets`, `GET`, `PATCH` and `DELETE /v1/datasets/{dataset}`, and
 //! `DELETE /v1/datasets/{dataset}/sources/{source}`.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use geoflow_core::dataset::{DatasetMode, DatasetName};
@@ -10,12 +11,13 @@ use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::problem::{Problem, ProblemBody};
 use super::uploads::accepted;
 use super::AppState;
 use crate::events::{dataset_of, notification, EventKind, JobTag};
+use crate::lifecycle::{self, DropError};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DatasetList {
@@ -117,6 +119,59 @@ pub async fn change_dataset(
     let info = info.ok_or_else(unknown)?;
     tracing::info!(dataset = %info.name, mode = %info.mode, "dataset changed");
     Ok(Json(info))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DropParams {
+    /// Also delete the dataset's objects in storage (every key under `raw/<dataset>/`), so
+    /// that nothing loads them again. Without it they stay: a later event for one of them
+    /// loads it into a new dataset of the same name.
+    #[serde(default)]
+    objects: bool,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/datasets/{dataset}",
+    tag = "datasets",
+    params(
+        ("dataset" = String, Path, description = "Dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"),
+        DropParams,
+    ),
+    responses(
+        (status = 204, description = "The dataset is dropped: its table, its sources and columns in the catalog (and, with objects=true, its objects in storage). Its loads and jobs stay in the history."),
+        (status = 400, description = "A bad dataset name or parameter", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "A bearer token is needed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such dataset (and, with objects=true, no object of it either)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Storage or database unavailable; retry", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn drop_dataset(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<DropParams>,
+) -> Result<StatusCode, Problem> {
+    let dataset =
+        DatasetName::new(&name).map_err(|e| Problem::bad_request("invalid-dataset", format!("dataset: {e}")))?;
+    let storage = params.objects.then_some(&state.storage);
+    let dropped = match lifecycle::drop_dataset(&*state.catalog, &*state.loads, storage, &dataset).await {
+        Ok(dropped) => dropped,
+        Err(DropError::Store(e)) => return Err(Problem::store("database", e)),
+        Err(DropError::Storage(e)) => return Err(Problem::storage(e)),
+    };
+    if !dropped.found() {
+        return Err(Problem::not_found(format!("no dataset {name:?}")));
+    }
+    tracing::info!(
+        %dataset,
+        sources = dropped.dataset.map_or(0, |d| d.sources),
+        rows = dropped.dataset.map_or(0, |d| d.rows),
+        objects = dropped.objects.unwrap_or(0),
+        "dataset dropped"
+    );
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(

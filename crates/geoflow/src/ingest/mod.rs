@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Sender};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use geoflow_core::dataset::{DatasetMode, DatasetName};
@@ -70,10 +70,15 @@ impl IngestRequest {
             max_issues: 100,
         }
     }
+
+    /// The source key the load replaces: the one given, else the file name.
+    pub fn source_key(&self) -> String {
+        self.source.clone().unwrap_or_else(|| self.input.default_source())
+    }
 }
 
 /// How a load ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// The source's rows were replaced (some features may have been skipped).
@@ -90,8 +95,9 @@ pub enum Status {
     Superseded,
 }
 
-/// The outcome of one ingest, as printed by `geoflow ingest --json`.
-#[derive(Debug, Clone, Serialize)]
+/// The outcome of one ingest, as printed by `geoflow ingest --json` and kept as the result of
+/// its job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestSummary {
     pub dataset: String,
     pub table: Option<String>,
@@ -174,7 +180,7 @@ pub async fn ingest(
     progress: Arc<Progress>,
 ) -> anyhow::Result<IngestSummary> {
     let started = Instant::now();
-    let source = req.source.clone().unwrap_or_else(|| req.input.default_source());
+    let source = req.source_key();
     let mut summary = IngestSummary::new(&req, &source);
 
     let input = req.input.clone();

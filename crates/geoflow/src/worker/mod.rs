@@ -467,24 +467,20 @@ impl Worker {
         if summary.status == Status::Loaded {
             crate::metrics::features_loaded(&summary.dataset, summary.features_loaded);
         }
-        let result = serde_json::to_value(&summary).unwrap_or_default();
-        let status = match summary.status {
-            Status::Loaded => JobStatus::Succeeded,
-            Status::Unchanged => JobStatus::SkippedDuplicate,
-            Status::Superseded => JobStatus::Superseded,
-            Status::Rejected => JobStatus::Failed,
-            Status::Failed if summary.error_class.is_none_or(ErrorClass::is_transient) => {
-                // Without a load id, the store could not record the rolled-back load: the
-                // next attempt does.
-                let unrecorded_load = summary.load_id.is_none().then(|| Box::new(unrecorded(&summary, &request_plan)));
-                let reason = summary.error.unwrap_or_else(|| "the load failed".into());
-                return Outcome::Transient(Retrying { reason, unrecorded_load });
-            }
-            Status::Failed => JobStatus::Failed,
-        };
-        // A superseded load is no error: its reason is in the summary.
-        let error = if status == JobStatus::Superseded { None } else { summary.error };
-        Outcome::Done { status, load_id: summary.load_id, error, result }
+        if summary.status == Status::Failed && summary.error_class.is_none_or(ErrorClass::is_transient) {
+            // Without a load id, the store could not record the rolled-back load: the next
+            // attempt does.
+            let unrecorded_load = summary.load_id.is_none().then(|| Box::new(unrecorded(&summary, &request_plan)));
+            let reason = summary.error.unwrap_or_else(|| "the load failed".into());
+            return Outcome::Transient(Retrying { reason, unrecorded_load });
+        }
+        let end = crate::jobs::finished_load(&summary);
+        Outcome::Done {
+            status: end.status.unwrap_or(JobStatus::Failed),
+            load_id: end.load_id,
+            error: end.error.flatten(),
+            result: end.result.unwrap_or_default(),
+        }
     }
 
     async fn remove(&self, event: &ObjectEvent) -> Outcome {
