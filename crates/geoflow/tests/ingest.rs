@@ -487,7 +487,7 @@ fn datasets_and_sources_are_listed_and_removed_from_the_command_line() {
     let a = write(tmp.path(), "a.geojson", &points(&[(1.0, 1.0), (2.0, 2.0)]));
     let b = write(tmp.path(), "b.geojson", &points(&[(3.0, 3.0)]));
     for (file, dataset) in [(&a, "roads"), (&b, "roads"), (&a, "parks")] {
-        assert_eq!(ingest(&gpkg, file, dataset, &["--no-progress"]).code, 0);
+        assert_eq!(ingest(&gpkg, file, dataset, &["--no-progress", "--mode", "append"]).code, 0);
     }
 
     // Bare `datasets` lists, as `datasets list` does.
