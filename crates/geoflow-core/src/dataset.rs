@@ -73,6 +73,46 @@ impl std::str::FromStr for DatasetName {
     }
 }
 
+/// How a new object changes its dataset (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum DatasetMode {
+    /// The dataset is its newest object: each new object replaces the whole content.
+    #[default]
+    Replace,
+    /// Each object is a source of the dataset: an object replaces its own rows only, and its
+    /// removal removes them.
+    Append,
+}
+
+impl DatasetMode {
+    pub const ALL: [DatasetMode; 2] = [DatasetMode::Replace, DatasetMode::Append];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetMode::Replace => "replace",
+            DatasetMode::Append => "append",
+        }
+    }
+}
+
+impl fmt::Display for DatasetMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DatasetMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DatasetMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown dataset mode {s:?}: use replace or append"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

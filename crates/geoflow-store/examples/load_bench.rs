@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::report::{LoadCounts, Policy};
 use geoflow_core::row::{Bbox, EncodedGeometry, GeometryKind, Measures, Row};
 use geoflow_core::schema::{Field, FieldType, Schema};
@@ -81,6 +81,9 @@ async fn load(store: &Arc<dyn Store>, schema: &Schema, source: &str, hash: Strin
         policy: Policy::Skip,
         origin: None,
         schema_policy: Default::default(),
+        mode: DatasetMode::Append,
+        modified: None,
+        force: false,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let start = Instant::now();

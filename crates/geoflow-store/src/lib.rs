@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorClass, StoreError};
 pub use features::{FeatureQuery, FeatureStream, StoredFeature};
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema, SchemaPolicy};
@@ -61,6 +61,14 @@ pub struct LoadPlan {
     pub origin: Option<protocol::Origin>,
     /// Whether the load may change the types of the dataset's existing columns.
     pub schema_policy: SchemaPolicy,
+    /// The mode a dataset created by this load gets; an existing dataset keeps its own.
+    pub mode: DatasetMode,
+    /// When storage last modified the object: in a dataset in [`DatasetMode::Replace`], an
+    /// object older than the one it holds changes nothing. `None` for files loaded directly,
+    /// which count as modified when they load.
+    pub modified: Option<OffsetDateTime>,
+    /// Load even when the source already holds this content under the same settings.
+    pub force: bool,
 }
 
 /// The end state of a load, as the reader saw it.
@@ -153,6 +161,15 @@ pub struct Removal {
     pub schema_changes: Vec<SchemaChange>,
 }
 
+/// What dropping a dataset removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetDrop {
+    /// Sources the dataset held: each is recorded in the load history as removed.
+    pub sources: u64,
+    /// Rows those sources held.
+    pub rows: u64,
+}
+
 /// How a load ended, as the catalog records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -185,6 +202,10 @@ pub struct SourceRecord {
     pub load_id: i64,
     /// RFC 3339 UTC.
     pub loaded_at: String,
+    /// What, besides the content, decided the stored rows (policy, mode): the same content
+    /// loaded again under other settings is loaded, not skipped. `None` if not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
 }
 
 /// One property column of a dataset table.
@@ -208,6 +229,8 @@ pub struct DatasetInfo {
     pub bbox: Option<Bbox>,
     pub sources: u64,
     pub columns: Vec<ColumnInfo>,
+    /// How a new object changes the dataset.
+    pub mode: DatasetMode,
     /// Bumped by every load that changes the dataset (for cache validators).
     pub version: i64,
     pub updated_at: String,
@@ -509,6 +532,19 @@ pub trait Loads: Send + Sync {
         source: &str,
         origin: Option<&protocol::Origin>,
     ) -> Result<Removal, StoreError>;
+
+    /// Sets how new objects change a dataset, under the dataset's lock (between loads); its
+    /// rows stay as they are until the next object arrives. `None` when there is no such
+    /// dataset.
+    async fn set_mode(&self, dataset: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError>;
+
+    /// Drops a dataset: its table and its catalog entries (the dataset, its columns and its
+    /// sources), in one transaction under the dataset's lock, so that a load or removal of it
+    /// runs wholly before or wholly after. Every source it held is recorded in the load history
+    /// as removed, as [`Loads::remove_source`] records one, so that reports of the day add up.
+    /// `None` when there is no such dataset. A load that waited for the lock then finds no
+    /// dataset and creates it anew, as a first load does.
+    async fn drop_dataset(&self, dataset: &DatasetName) -> Result<Option<DatasetDrop>, StoreError>;
 }
 
 /// The jobs catalog: one unit of work per event, with its status history.

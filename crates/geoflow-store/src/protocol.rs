@@ -17,7 +17,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::report::Policy;
 use geoflow_core::row::Row;
 use time::OffsetDateTime;
 
@@ -88,6 +89,52 @@ pub async fn check(
     }
 }
 
+/// What, besides its content, decides the rows a load stores: loading the same content again
+/// under other settings is a load, not a no-op. As the catalog records it with each source.
+pub fn load_settings(policy: Policy, mode: DatasetMode) -> String {
+    format!("policy={};mode={}", policy.as_str(), mode.as_str())
+}
+
+/// Where an object stands among the objects of a dataset in [`DatasetMode::Replace`]: by when
+/// storage last modified it, then by key. Storage orders the versions of one key itself
+/// ([`ObjectProbe`]); this orders different keys.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectOrder {
+    pub modified: OffsetDateTime,
+    pub key: String,
+}
+
+/// A load of `plan` into a dataset in [`DatasetMode::Replace`] that holds `newest` changes
+/// nothing if `newest` is a newer object (of another key: the probe judges versions of one).
+pub fn judge_replacement(plan: &LoadPlan, started_at: OffsetDateTime, newest: Option<&ObjectOrder>) -> Verdict {
+    let Some(newest) = newest.filter(|n| n.key != plan.source) else { return Verdict::Current };
+    let this = ObjectOrder { modified: plan.modified.unwrap_or(started_at), key: plan.source.clone() };
+    if this < *newest {
+        let at = newest.modified.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        return Verdict::Superseded(format!(
+            "the dataset holds a newer object, {} (modified {at}): in replace mode the newest object wins",
+            newest.key
+        ));
+    }
+    Verdict::Current
+}
+
+/// Which rows a load replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowScope {
+    /// The rows of its own source ([`DatasetMode::Append`]).
+    Source,
+    /// Every row of the dataset, and every other source leaves it ([`DatasetMode::Replace`]).
+    Dataset,
+}
+
+/// What the catalog holds for a source, to decide whether loading it again is a no-op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Catalogued {
+    pub content_hash: String,
+    pub settings: Option<String>,
+}
+
 /// Why a load ended without its rows, as the catalog records it.
 pub const INTERRUPTED: &str = "interrupted before commit";
 
@@ -112,6 +159,8 @@ pub(crate) struct Committed<'a> {
     /// The rows this load stored: the source's `feature_count` in the catalog.
     pub stored_rows: u64,
     pub result: &'a LoadResult,
+    /// [`load_settings`] of the load, recorded with the source.
+    pub settings: &'a str,
 }
 
 /// The I/O one store provides for loads and removals of one dataset. A session holds one
@@ -122,13 +171,25 @@ pub(crate) struct Committed<'a> {
 pub(crate) trait LoadSession {
     /// Starts a transaction and takes the dataset's lock: changes of one dataset take turns.
     async fn begin(&mut self, dataset: &DatasetName) -> Result<(), StoreError>;
-    /// The content hash the catalog holds for the plan's source.
-    async fn catalogued_hash(&mut self, plan: &LoadPlan) -> Result<Option<String>, StoreError>;
+    /// The dataset's mode; `None` when the dataset does not exist yet.
+    async fn dataset_mode(&mut self, dataset: &DatasetName) -> Result<Option<DatasetMode>, StoreError>;
+    /// The newest object among the dataset's sources (a source loaded before objects were
+    /// ordered counts as modified when it loaded).
+    async fn newest_source(&mut self, dataset: &DatasetName) -> Result<Option<ObjectOrder>, StoreError>;
+    /// What the catalog holds for the plan's source.
+    async fn catalogued(&mut self, plan: &LoadPlan) -> Result<Option<Catalogued>, StoreError>;
     /// Records that the source's unchanged content now comes from the plan's object version.
     async fn keep_source(&mut self, plan: &LoadPlan) -> Result<(), StoreError>;
-    /// Fits the dataset table to the plan's schema, records the load as begun and deletes the
-    /// source's previous rows.
-    async fn prepare(&mut self, plan: &LoadPlan, started_at: OffsetDateTime) -> Result<Prepared, StoreError>;
+    /// Fits the dataset table to the plan's schema (creating the dataset in `mode` if need
+    /// be), records the load as begun and deletes the rows it replaces: the source's, or with
+    /// [`RowScope::Dataset`] every row, the dataset's other sources leaving the catalog.
+    async fn prepare(
+        &mut self,
+        plan: &LoadPlan,
+        started_at: OffsetDateTime,
+        mode: DatasetMode,
+        scope: RowScope,
+    ) -> Result<Prepared, StoreError>;
     async fn write(&mut self, rows: &[Row]) -> Result<(), StoreError>;
     /// Completes the rows (and their indexes): how many were stored.
     async fn finish_rows(&mut self, plan: &LoadPlan) -> Result<u64, StoreError>;
@@ -257,7 +318,17 @@ async fn load_sequence<S: LoadSession>(
     rx: &mut LoadReceiver,
 ) -> Result<End, StoreError> {
     s.begin(&plan.dataset).await?;
-    if s.catalogued_hash(plan).await?.as_deref() == Some(plan.version.content_hash.as_str()) {
+    let mode = s.dataset_mode(&plan.dataset).await?.unwrap_or(plan.mode);
+    if mode == DatasetMode::Replace {
+        // Before any row is read: a late event of an older object costs nothing.
+        let newest = s.newest_source(&plan.dataset).await?;
+        if let Verdict::Superseded(why) = judge_replacement(plan, started_at, newest.as_ref()) {
+            return Ok(End::Superseded(LoadResult { error: Some(why), ..LoadResult::default() }));
+        }
+    }
+    let settings = load_settings(plan.policy, mode);
+    let unchanged = Catalogued { content_hash: plan.version.content_hash.clone(), settings: Some(settings.clone()) };
+    if !plan.force && s.catalogued(plan).await?.as_ref() == Some(&unchanged) {
         // The content is there already, but a newer version of the object may be on its way.
         if let Verdict::Superseded(why) = check(plan.origin.as_ref(), |now| judge_load(plan, now)).await? {
             return Ok(End::Superseded(LoadResult { error: Some(why), ..LoadResult::default() }));
@@ -266,7 +337,11 @@ async fn load_sequence<S: LoadSession>(
         return Ok(End::Unchanged);
     }
 
-    let mut prepared = s.prepare(plan, started_at).await?;
+    let scope = match mode {
+        DatasetMode::Replace => RowScope::Dataset,
+        DatasetMode::Append => RowScope::Source,
+    };
+    let mut prepared = s.prepare(plan, started_at, mode, scope).await?;
     let guard = TypeGuard::new(plan.schema_policy, &plan.schema, &prepared.changes);
     let mut result = loop {
         match rx.recv().await {
@@ -305,6 +380,7 @@ async fn load_sequence<S: LoadSession>(
         replaced_rows: prepared.replaced_rows,
         stored_rows,
         result: &result,
+        settings: &settings,
     };
     s.record_committed(plan, &load).await?;
     Ok(End::Commit(prepared))
@@ -376,8 +452,6 @@ async fn drop_unused_columns<S: LoadSession>(
 mod tests {
     use super::*;
     use crate::SourceVersion;
-    use geoflow_core::dataset::DatasetName;
-    use geoflow_core::report::Policy;
     use geoflow_core::schema::Schema;
 
     fn plan(version: Option<&str>) -> LoadPlan {
@@ -389,6 +463,9 @@ mod tests {
             policy: Policy::Skip,
             origin: None,
             schema_policy: Default::default(),
+            mode: DatasetMode::Replace,
+            modified: None,
+            force: false,
         }
     }
 
@@ -403,6 +480,31 @@ mod tests {
         assert!(
             matches!(judge_load(&plan(Some("v1")), &ObjectState::Absent), Verdict::Superseded(r) if r.contains("deleted"))
         );
+    }
+
+    #[test]
+    fn in_replace_mode_an_older_object_changes_nothing() {
+        let at = |s: i64| OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);
+        let newest = |key: &str, s| ObjectOrder { modified: at(s), key: key.into() };
+        let mut p = plan(Some("v1"));
+        p.modified = Some(at(100));
+        assert_eq!(judge_replacement(&p, at(500), None), Verdict::Current);
+        assert_eq!(judge_replacement(&p, at(500), Some(&newest("raw/roads/0.geojson", 99))), Verdict::Current);
+        assert!(matches!(
+            judge_replacement(&p, at(500), Some(&newest("raw/roads/b.geojson", 101))),
+            Verdict::Superseded(r) if r.contains("raw/roads/b.geojson")
+        ));
+        // The same second: the key decides, the same way everywhere.
+        assert_eq!(judge_replacement(&p, at(500), Some(&newest("raw/roads/0.geojson", 100))), Verdict::Current);
+        assert!(matches!(
+            judge_replacement(&p, at(500), Some(&newest("raw/roads/b.geojson", 100))),
+            Verdict::Superseded(_)
+        ));
+        // Versions of one key are storage's to order.
+        assert_eq!(judge_replacement(&p, at(500), Some(&newest("raw/roads/a.geojson", 900))), Verdict::Current);
+        // A file loaded directly counts as modified when it loads.
+        p.modified = None;
+        assert_eq!(judge_replacement(&p, at(500), Some(&newest("raw/roads/b.geojson", 400))), Verdict::Current);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::geometry::{Geom, Pos};
 use geoflow_core::report::{LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Measures, Row};
@@ -24,8 +24,8 @@ use geoflow_store::report::{
     WindowActivity,
 };
 use geoflow_store::{
-    FeatureQuery, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan, LoadResult,
-    LoadedMeasures, ManualClock, NewJob, SchemaChange, SourceVersion, Store, StoreError, TileId,
+    ErrorClass, FeatureQuery, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan,
+    LoadResult, LoadedMeasures, ManualClock, NewJob, SchemaChange, SourceVersion, Store, StoreError, TileId,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -60,6 +60,9 @@ fn plan(dataset: &str, source: &str, hash: &str, fields: &[(&str, FieldType)]) -
         policy: Policy::Skip,
         origin: None,
         schema_policy: Default::default(),
+        mode: DatasetMode::Append,
+        modified: None,
+        force: false,
     }
 }
 
@@ -191,9 +194,12 @@ async fn contract(store: Arc<dyn Store>) {
     assert_catalog_matches_table(s, "wide").await;
     object_versions(s).await;
     supersession(s).await;
+    replace_mode(s).await;
+    mode_changes(s).await;
     overflow(s).await;
     schema_changes(s).await;
     source_listing(s).await;
+    dropping(s).await;
     feature_reads(s).await;
     let jobs: Arc<dyn Jobs> = store.clone();
     jobs_contract(&jobs).await;
@@ -263,7 +269,7 @@ async fn geopackage_catalog_upgrades_from_version_2() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -299,7 +305,7 @@ async fn postgis_catalog_upgrades_from_version_1() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
 }
 
 #[test]
@@ -437,6 +443,91 @@ async fn supersession(s: &dyn Store) {
     // Nothing stored and nothing to remove: the removal says so.
     let nothing = s.remove_source(&ds, key, Some(&origin)).await.unwrap();
     assert_eq!((nothing.catalogued, nothing.rows), (false, 0));
+}
+
+/// `plan` of an object in a dataset in replace mode, modified at second `at`.
+fn replacing(dataset: &str, source: &str, hash: &str, at: i64) -> LoadPlan {
+    let mut p = plan(dataset, source, hash, &[]);
+    p.mode = DatasetMode::Replace;
+    p.modified = Some(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_700_000_000 + at));
+    p
+}
+
+fn points(n: u64) -> Vec<Row> {
+    (0..n).map(|i| row(i, i as f64, vec![])).collect()
+}
+
+async fn source_keys(s: &dyn Store, dataset: &str) -> Vec<String> {
+    s.sources(&name(dataset)).await.unwrap().into_iter().map(|r| r.source).collect()
+}
+
+/// In replace mode the dataset is its newest object, whatever order the loads come in.
+async fn replace_mode(s: &dyn Store) {
+    let (a, b) = ("raw/layer/2026-01-01/a.geojson", "raw/layer/2026-01-02/b.geojson");
+    assert!(matches!(commit(s, replacing("layer", a, "l-a", 10), points(3)).await, LoadOutcome::Loaded { .. }));
+    assert_eq!(s.dataset(&name("layer")).await.unwrap().unwrap().mode, DatasetMode::Replace);
+
+    // A newer object replaces the whole dataset; the one before leaves it, as a removal.
+    let outcome = commit(s, replacing("layer", b, "l-b", 20), points(2)).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 0, .. }), "{outcome:?}");
+    assert_eq!((count(s, "layer").await, source_keys(s, "layer").await), (2, vec![b.to_string()]));
+    assert_catalog_matches_table(s, "layer").await;
+
+    // A late event of the older object (changed content, even) changes nothing.
+    let late = commit(s, replacing("layer", a, "l-a2", 10), points(5)).await;
+    assert!(matches!(&late, LoadOutcome::Superseded { reason, .. } if reason.contains(b)), "{late:?}");
+    assert_eq!((count(s, "layer").await, source_keys(s, "layer").await), (2, vec![b.to_string()]));
+
+    // The same object again is a no-op, unless forced or loaded under other settings.
+    assert!(matches!(commit(s, replacing("layer", b, "l-b", 20), points(2)).await, LoadOutcome::Unchanged { .. }));
+    let forced = LoadPlan { force: true, ..replacing("layer", b, "l-b", 20) };
+    assert!(matches!(commit(s, forced, points(2)).await, LoadOutcome::Loaded { replaced_rows: 2, .. }));
+    let repaired = LoadPlan { policy: Policy::Repair, ..replacing("layer", b, "l-b", 20) };
+    assert!(matches!(commit(s, repaired.clone(), points(2)).await, LoadOutcome::Loaded { replaced_rows: 2, .. }));
+    assert!(matches!(commit(s, repaired, points(2)).await, LoadOutcome::Unchanged { .. }));
+    let record = s.source(&name("layer"), b).await.unwrap().unwrap();
+    assert_eq!(record.settings.as_deref(), Some("policy=repair;mode=replace"));
+
+    // Within one second the key decides, the same way in every store.
+    let c = "raw/layer/2026-01-02/c.geojson";
+    assert!(matches!(commit(s, replacing("layer", c, "l-c", 20), points(4)).await, LoadOutcome::Loaded { .. }));
+    let earlier_key = commit(s, replacing("layer", "raw/layer/2026-01-02/0.geojson", "l-0", 20), points(1)).await;
+    assert!(matches!(earlier_key, LoadOutcome::Superseded { .. }), "{earlier_key:?}");
+    assert_eq!(count(s, "layer").await, 4);
+
+    // A file loaded directly is as new as its load.
+    let direct = LoadPlan { modified: None, ..replacing("layer", "roads.geojson", "l-d", 0) };
+    assert!(matches!(commit(s, direct, points(1)).await, LoadOutcome::Loaded { .. }));
+    assert_eq!(source_keys(s, "layer").await, vec!["roads.geojson".to_string()]);
+
+    // Removing an object the dataset does not hold changes nothing; removing the one it
+    // holds empties it.
+    let other = s.remove_source(&name("layer"), c, None).await.unwrap();
+    assert_eq!((other.catalogued, other.rows, count(s, "layer").await), (false, 0, 1));
+    let held = s.remove_source(&name("layer"), "roads.geojson", None).await.unwrap();
+    assert_eq!((held.catalogued, held.rows, count(s, "layer").await), (true, 1, 0));
+    assert_catalog_matches_table(s, "layer").await;
+}
+
+/// A dataset's mode is kept in the catalog and can change; the next object follows it.
+async fn mode_changes(s: &dyn Store) {
+    let keys = ["raw/mixed/2026-01-01/a.geojson", "raw/mixed/2026-01-01/b.geojson"];
+    for (n, key) in keys.iter().enumerate() {
+        let p = plan("mixed", key, &format!("m-{n}"), &[]);
+        assert!(matches!(commit(s, p, points(2)).await, LoadOutcome::Loaded { .. }));
+    }
+    assert_eq!(count(s, "mixed").await, 4, "append mode: each object is a source");
+    assert!(s.set_mode(&name("nothing_here"), DatasetMode::Replace).await.unwrap().is_none());
+    let info = s.set_mode(&name("mixed"), DatasetMode::Replace).await.unwrap().unwrap();
+    assert_eq!((info.mode, info.feature_count), (DatasetMode::Replace, 4), "rows stay until the next object");
+
+    // A plan asking for another mode does not change an existing dataset's; the same content
+    // under the new mode is loaded, and replaces every source.
+    let same = plan("mixed", keys[0], "m-0", &[]);
+    let outcome = commit(s, same, points(2)).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 2, .. }), "{outcome:?}");
+    assert_eq!((count(s, "mixed").await, source_keys(s, "mixed").await), (2, vec![keys[0].to_string()]));
+    assert_catalog_matches_table(s, "mixed").await;
 }
 
 /// Listing a dataset's sources: loaded ones only, by key (bytewise) whatever the load order.
@@ -691,6 +782,71 @@ async fn source_listing(s: &dyn Store) {
     let left: Vec<String> = s.sources(&ds).await.unwrap().into_iter().map(|r| r.source).collect();
     assert_eq!(left, ["Z.geojson", "b.geojson"]);
     assert!(s.sources(&name("listed_none")).await.unwrap().is_empty(), "an unknown dataset has no sources");
+}
+
+/// Dropping a dataset takes its table and catalog entries, records each source as removed,
+/// waits for a load in progress, and leaves the name free for a later load.
+async fn dropping(s: &dyn Store) {
+    let ds = name("dropped");
+    commit(
+        s,
+        plan("dropped", "a", "da-h1", &[("name", FieldType::Text)]),
+        vec![row(0, 1.0, vec![]), row(1, 2.0, vec![])],
+    )
+    .await;
+    commit(s, plan("dropped", "b", "db-h1", &[]), vec![row(0, 3.0, vec![])]).await;
+    let today = OffsetDateTime::now_utc().date();
+    let removed_before = s.activity(window(today)).await.unwrap().totals.sources_removed;
+
+    let dropped = s.drop_dataset(&ds).await.unwrap();
+    assert_eq!(dropped, Some(geoflow_store::DatasetDrop { sources: 2, rows: 3 }));
+    assert_eq!(s.dataset(&ds).await.unwrap(), None);
+    assert!(s.datasets().await.unwrap().iter().all(|d| d.name != ds));
+    assert!(s.sources(&ds).await.unwrap().is_empty());
+    assert!(s.source(&ds, "a").await.unwrap().is_none());
+    let reads = read(s, "dropped", all()).await;
+    assert!(matches!(reads.as_ref().map_err(StoreError::root), Err(StoreError::NotFound { .. })), "{reads:?}");
+    assert!(matches!(s.feature(&ds, 1).await.map_err(|e| e.class()), Err(ErrorClass::NotFound)));
+    assert_eq!(s.tile(&ds, TileId::new(0, 0, 0).unwrap()).await.unwrap(), None);
+    assert_eq!(s.drop_dataset(&ds).await.unwrap(), None, "nothing left to drop");
+    assert_eq!(s.drop_dataset(&name("never_there")).await.unwrap(), None);
+    // The day's report sees both sources leave, and no dataset holding them at its end.
+    let report = s.activity(window(today)).await.unwrap();
+    assert_eq!(report.totals.sources_removed, removed_before + 2);
+    let state = report.datasets.iter().find(|d| d.dataset == "dropped").expect("the dataset had activity today");
+    assert_eq!((state.end_of_day.sources, state.end_of_day.feature_count), (0, 0));
+    assert!(s.datasets().await.unwrap().iter().any(|d| d.name.as_str() == "roads"), "other datasets stay");
+
+    // A load of the same name starts the dataset afresh, with the columns of its own schema.
+    commit(
+        s,
+        plan("dropped", "c", "dc-h1", &[("other", FieldType::Integer)]),
+        vec![row(0, 4.0, vec![(0, PropValue::Int(1))])],
+    )
+    .await;
+    let again = s.dataset(&ds).await.unwrap().expect("recreated");
+    assert_eq!((again.feature_count, again.sources), (1, 1));
+    let keys: Vec<&str> = again.columns.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["other"]);
+    assert_eq!(read(s, "dropped", all()).await.unwrap().len(), 1);
+    assert_catalog_matches_table(s, "dropped").await;
+
+    // A drop waits for a load in progress (the dataset's lock) and then drops what it stored.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let loading = s.load(plan("dropped", "d", "dd-h1", &[]), rx);
+    let feeding = async {
+        tx.send(LoadMessage::Rows(vec![row(0, 5.0, vec![])])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send(LoadMessage::Commit(result(1))).await.unwrap();
+    };
+    let dropping = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.drop_dataset(&ds).await
+    };
+    let (loaded, (), dropped) = tokio::join!(loading, feeding, dropping);
+    assert!(matches!(loaded, Ok(LoadOutcome::Loaded { .. })), "{loaded:?}");
+    assert_eq!(dropped.unwrap(), Some(geoflow_store::DatasetDrop { sources: 2, rows: 2 }), "the load came first");
+    assert_eq!(s.dataset(&ds).await.unwrap(), None);
 }
 
 async fn dataset_version(s: &dyn Store, dataset: &str) -> i64 {
@@ -1006,9 +1162,13 @@ async fn geopackage_readiness_follows_the_migrations() {
     store.check_ready().await.unwrap();
     let sql = |batch: &str| Connection::open(&path).unwrap().execute_batch(batch).unwrap();
 
-    // Steps 6, 5 and 4 undone: the catalog of an earlier release (the wider status checks of
-    // step 5 stay: step 5 rebuilds those tables again).
-    sql("ALTER TABLE geoflow_columns DROP COLUMN overflow;
+    // Steps 8, 7, 6, 5 and 4 undone: the catalog of an earlier release (the wider status checks
+    // of step 5 stay: step 5 rebuilds those tables again).
+    sql("ALTER TABLE geoflow_loads DROP COLUMN schema_changes_json;
+         ALTER TABLE geoflow_datasets DROP COLUMN mode;
+         ALTER TABLE geoflow_sources DROP COLUMN settings;
+         ALTER TABLE geoflow_sources DROP COLUMN modified;
+         ALTER TABLE geoflow_columns DROP COLUMN overflow;
          DROP TABLE geoflow_removals;
          DROP INDEX geoflow_loads_finished_at;
          DROP INDEX geoflow_jobs_finished_at;
@@ -1017,8 +1177,8 @@ async fn geopackage_readiness_follows_the_migrations() {
          ALTER TABLE geoflow_loads DROP COLUMN geometry_types_json;
          ALTER TABLE geoflow_loads DROP COLUMN area_m2;
          ALTER TABLE geoflow_loads DROP COLUMN length_m;
-         DELETE FROM geoflow_migrations WHERE version IN (4, 5, 6);");
-    behind_until_migrated(&store, 3, 6).await;
+         DELETE FROM geoflow_migrations WHERE version IN (4, 5, 6, 7, 8);");
+    behind_until_migrated(&store, 3, 8).await;
 
     // A step from a later release.
     sql("INSERT INTO geoflow_migrations VALUES (99, '2099-01-01T00:00:00.000Z')");
@@ -1031,7 +1191,7 @@ async fn geopackage_readiness_follows_the_migrations() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     std::fs::write(&path, b"").unwrap();
-    behind_until_migrated(&store, 0, 6).await;
+    behind_until_migrated(&store, 0, 8).await;
 
     // No file at all: the probe fails (transiently: a volume may not be mounted yet) and
     // creates nothing.
@@ -1051,10 +1211,13 @@ async fn postgis_readiness_follows_the_migrations() {
     let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
     tokio::spawn(connection);
 
-    // Steps 6, 5, 4 and 3 undone: the catalog of an earlier release.
+    // Steps 8, 7, 6, 5, 4 and 3 undone: the catalog of an earlier release.
     client
         .batch_execute(
-            "DROP INDEX geoflow.columns_dataset_column_name_key;
+            "ALTER TABLE geoflow.loads DROP COLUMN schema_changes;
+             ALTER TABLE geoflow.datasets DROP COLUMN mode;
+             ALTER TABLE geoflow.sources DROP COLUMN settings, DROP COLUMN modified;
+             DROP INDEX geoflow.columns_dataset_column_name_key;
              ALTER TABLE geoflow.columns DROP COLUMN overflow,
                ADD CONSTRAINT columns_dataset_column_name_key UNIQUE (dataset, column_name);
              ALTER TABLE geoflow.sources DROP COLUMN min_fid, DROP COLUMN max_fid;
@@ -1064,11 +1227,11 @@ async fn postgis_readiness_follows_the_migrations() {
                DROP COLUMN length_m;
              ALTER TABLE geoflow.loads DROP CONSTRAINT loads_status_check,
                ADD CONSTRAINT loads_status_check CHECK (status IN ('loaded', 'unchanged', 'failed'));
-             DELETE FROM geoflow.migrations WHERE version IN (3, 4, 5, 6);",
+             DELETE FROM geoflow.migrations WHERE version IN (3, 4, 5, 6, 7, 8);",
         )
         .await
         .unwrap();
-    behind_until_migrated(&store, 2, 6).await;
+    behind_until_migrated(&store, 2, 8).await;
 
     // A step from a later release.
     client.batch_execute("INSERT INTO geoflow.migrations (version) VALUES (99)").await.unwrap();
@@ -1078,7 +1241,7 @@ async fn postgis_readiness_follows_the_migrations() {
 
     // Nothing migrated: a database without the catalog schema.
     client.batch_execute("DROP SCHEMA geoflow CASCADE").await.unwrap();
-    behind_until_migrated(&store, 0, 6).await;
+    behind_until_migrated(&store, 0, 8).await;
 }
 
 /// The in-memory jobs catalog the API's tests use keeps the jobs contract of the stores.

@@ -323,6 +323,43 @@ async fn two_sources_load_into_one_dataset() {
 }
 
 #[tokio::test]
+async fn a_dropped_dataset_leaves_nothing_of_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    commit(&store, plan("roads", "a.geojson", "ha1", roads_schema()), roads_a()).await;
+    commit(&store, plan("rivers", "r.geojson", "hr1", roads_schema()), roads_b()).await;
+    let dropped = store.drop_dataset(&DatasetName::new("roads").unwrap()).await.unwrap();
+    assert_eq!(dropped.map(|d| (d.sources, d.rows)), Some((1, 3)));
+
+    let conn = read(&path);
+    for sql in [
+        "SELECT count(*) FROM sqlite_master WHERE tbl_name IN ('roads', 'rtree_roads_geom') OR name LIKE 'rtree_roads_geom%'",
+        "SELECT count(*) FROM gpkg_contents WHERE table_name = 'roads'",
+        "SELECT count(*) FROM gpkg_geometry_columns WHERE table_name = 'roads'",
+        "SELECT count(*) FROM gpkg_extensions WHERE table_name = 'roads'",
+        "SELECT count(*) FROM gpkg_data_columns WHERE table_name = 'roads'",
+        "SELECT count(*) FROM geoflow_datasets WHERE name = 'roads'",
+        "SELECT count(*) FROM geoflow_columns WHERE dataset = 'roads'",
+        "SELECT count(*) FROM geoflow_sources WHERE dataset = 'roads'",
+    ] {
+        assert_eq!(count(&conn, sql), 0, "{sql}");
+    }
+    assert_eq!(count(&conn, "SELECT count(*) FROM geoflow_removals WHERE dataset = 'roads' AND removed_rows = 3"), 1);
+    assert_eq!(count(&conn, "SELECT count(*) FROM rivers"), 2, "other datasets stay");
+    if let Some((stdout, _)) = ogrinfo(&path, &["-q"]) {
+        assert!(!stdout.contains("roads") && stdout.contains("rivers"), "{stdout}");
+    }
+    validate_gpkg(&path);
+
+    // The name is free again: a load creates the table and its registrations afresh.
+    commit(&store, plan("roads", "b.geojson", "hb1", roads_schema()), roads_b()).await;
+    let conn = read(&path);
+    assert_eq!(count(&conn, "SELECT count(*) FROM roads"), 2);
+    assert_rtree_consistent(&conn, "roads");
+    validate_gpkg(&path);
+}
+
+#[tokio::test]
 async fn reloading_the_same_content_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, path) = new_store(dir.path());
@@ -818,7 +855,7 @@ async fn migrations_are_idempotent_and_safe_to_race() {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     let conn = read(&path);
-    assert_eq!(count(&conn, "SELECT count(*) FROM geoflow_migrations"), 7);
+    assert_eq!(count(&conn, "SELECT count(*) FROM geoflow_migrations"), 8);
     assert_eq!(count(&conn, "SELECT count(*) FROM gpkg_extensions WHERE extension_name = 'gpkg_schema'"), 2);
     assert_eq!(count(&conn, "SELECT count(*) FROM gpkg_spatial_ref_sys"), 3);
     assert!(store.datasets().await.unwrap().is_empty());

@@ -179,6 +179,30 @@ async fn two_sources_load_into_one_dataset() {
 }
 
 #[tokio::test]
+async fn a_dropped_dataset_leaves_no_table_and_no_catalog_rows() {
+    let Some((_db, store, client)) = setup().await else { return };
+    commit(&store, plan("roads", "a.geojson", "ha1", roads_schema()), roads_a()).await;
+    commit(&store, plan("roads", "b.geojson", "hb1", roads_schema()), roads_b()).await;
+    let dropped = store.drop_dataset(&DatasetName::new("roads").unwrap()).await.unwrap();
+    assert_eq!(dropped.map(|d| (d.sources, d.rows)), Some((2, 5)));
+    for sql in [
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'datasets'",
+        "SELECT count(*) FROM geoflow.datasets",
+        "SELECT count(*) FROM geoflow.columns",
+        "SELECT count(*) FROM geoflow.sources",
+    ] {
+        assert_eq!(count(&client, sql).await, 0, "{sql}");
+    }
+    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.removals WHERE dataset = 'roads'").await, 2);
+    assert_eq!(
+        count(&client, "SELECT sum(removed_rows)::bigint FROM geoflow.removals WHERE dataset = 'roads'").await,
+        5
+    );
+    commit(&store, plan("roads", "b.geojson", "hb1", roads_schema()), roads_b()).await;
+    assert_eq!(count(&client, "SELECT count(*) FROM datasets.roads").await, 2);
+}
+
+#[tokio::test]
 async fn reloading_the_same_content_changes_nothing() {
     let Some((_db, store, client)) = setup().await else { return };
     commit(&store, plan("roads", "a.geojson", "h-a", roads_schema()), roads_a()).await;
@@ -629,7 +653,7 @@ async fn migrations_are_idempotent_and_safe_to_race() {
         t.await.unwrap().unwrap();
     }
     store.migrate().await.unwrap();
-    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 7);
+    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 8);
 }
 
 #[test]

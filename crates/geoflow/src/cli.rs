@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::report::Policy;
 use geoflow_core::schema::SchemaPolicy;
+use geoflow_store::JobStatus;
 
 use crate::config::{DEFAULT_DATABASE, DEFAULT_QUEUE};
 use crate::storage::DEFAULT_STORAGE;
@@ -60,14 +61,118 @@ pub enum Command {
     /// (reprocessing) gives the same numbers; it replaces the earlier report in one write, and
     /// a run that fails leaves it untouched.
     Report(ReportArgs),
-    /// List datasets with their feature counts, extents and columns.
-    Datasets {
+    /// List datasets (the default) or drop one.
+    Datasets(DatasetsArgs),
+    /// List the sources of a dataset or remove one.
+    Sources {
+        #[command(subcommand)]
+        command: SourcesCommand,
+    },
+    /// List jobs (uploads, storage events and direct loads) or show one with its report.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+}
+
+/// `geoflow datasets`: bare, it lists them.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DatasetsArgs {
+    #[command(subcommand)]
+    pub command: Option<DatasetsCommand>,
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// List datasets with their feature counts, sources and extents.
+    List(ListArgs),
+    /// Drop a dataset: its table, its sources and columns in the catalog (its loads and jobs
+    /// stay in the history), in one transaction that waits for a load of it in progress.
+    ///
+    /// Its objects in storage stay unless `--objects` is given: an event for one of them
+    /// loads it into a new dataset of the same name.
+    Drop(DropArgs),
+}
+
+/// Where a listing reads from and how it prints.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DropArgs {
+    /// The dataset to drop.
+    #[arg(value_parser = parse_dataset)]
+    pub dataset: DatasetName,
+    /// Also delete the dataset's objects in storage (every key under `raw/<dataset>/`), after
+    /// the dataset is dropped.
+    #[arg(long)]
+    pub objects: bool,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Object storage (read with `--objects` only): `s3://bucket[/prefix]` or a folder.
+    #[arg(long = "storage", env = "GEOFLOW_STORAGE_URL", default_value = DEFAULT_STORAGE)]
+    pub storage: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourcesCommand {
+    /// List the loaded sources of a dataset: key, features, content hash, object version.
+    List {
+        #[arg(value_parser = parse_dataset)]
+        dataset: DatasetName,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Remove one source's rows and its catalog entry, in one transaction.
+    ///
+    /// Its object in storage, if it has one, stays: an event for it loads it again (the API's
+    /// DELETE /v1/datasets/{dataset}/sources/{source} deletes the object too).
+    Rm {
+        #[arg(value_parser = parse_dataset)]
+        dataset: DatasetName,
+        /// The source key, as `sources list` prints it.
+        source: String,
         #[command(flatten)]
         db: DatabaseArgs,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List(JobsListArgs),
+    /// Show one job with its result: the validation report of a load.
+    Show {
+        /// The job's id.
+        id: String,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JobsListArgs {
+    /// Only the jobs of this dataset.
+    #[arg(long, value_parser = parse_dataset)]
+    pub dataset: Option<DatasetName>,
+    /// Only jobs with this status: queued, running, succeeded, failed, skipped-duplicate or
+    /// superseded.
+    #[arg(long, value_parser = parse_job_status)]
+    pub status: Option<JobStatus>,
+    /// At most this many jobs (at most 1000).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub list: ListArgs,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +209,10 @@ pub struct BackendArgs {
     /// them, reject the whole source, or repair them.
     #[arg(long, default_value = "skip", env = "GEOFLOW_ON_INVALID", value_parser = parse_policy)]
     pub on_invalid: Policy,
+    /// How new objects change a dataset they create (one that exists keeps its mode): replace
+    /// (the dataset is its newest object) or append (each object is a source of its own).
+    #[arg(long = "mode", default_value = "replace", env = "GEOFLOW_DATASET_MODE", value_parser = parse_mode)]
+    pub mode: DatasetMode,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +348,14 @@ pub struct IngestArgs {
     /// (strict). New columns are added either way.
     #[arg(long, default_value = "widen", env = "GEOFLOW_SCHEMA_POLICY", value_parser = parse_schema_policy)]
     pub schema_policy: SchemaPolicy,
+    /// How the load changes the dataset, if it creates it (one that exists keeps its mode):
+    /// replace (the dataset is this file's content) or append (the file is a source of its own,
+    /// beside the others).
+    #[arg(long, default_value = "replace", env = "GEOFLOW_DATASET_MODE", value_parser = parse_mode)]
+    pub mode: DatasetMode,
+    /// Load even if the source already holds this content under the same settings.
+    #[arg(long)]
+    pub force: bool,
     /// Print one JSON summary object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -260,6 +377,12 @@ fn parse_dataset(s: &str) -> Result<DatasetName, String> {
     DatasetName::new(s).map_err(|e| e.to_string())
 }
 
+fn parse_job_status(s: &str) -> Result<JobStatus, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        format!("{s:?} is not a job status: queued, running, succeeded, failed, skipped-duplicate or superseded")
+    })
+}
+
 fn parse_policy(s: &str) -> Result<Policy, String> {
     s.parse()
 }
@@ -274,6 +397,10 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
         .ok()
         .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
         .ok_or_else(|| format!("{s:?} is not a number of seconds (such as 5 or 0.5)"))
+}
+
+fn parse_mode(s: &str) -> Result<DatasetMode, String> {
+    s.parse()
 }
 
 fn parse_date(s: &str) -> Result<time::Date, String> {
@@ -307,6 +434,26 @@ mod tests {
         for bad in ["-1", "soon", "", "NaN"] {
             assert!(parse_seconds(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn bare_datasets_lists_and_subcommands_take_their_own_arguments() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        let Command::Datasets(d) = parse(&["geoflow", "datasets", "--json"]).unwrap().command else { panic!() };
+        assert!(d.command.is_none() && d.list.json);
+        let Command::Datasets(d) = parse(&["geoflow", "datasets", "drop", "roads", "--objects"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert!(matches!(d.command, Some(DatasetsCommand::Drop(DropArgs { objects: true, .. }))));
+        assert!(parse(&["geoflow", "datasets", "drop", "Bad-Name"]).is_err());
+        let Command::Jobs { command: JobsCommand::List(j) } =
+            parse(&["geoflow", "jobs", "list", "--status", "skipped-duplicate", "--limit", "5"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!((j.status, j.limit), (Some(JobStatus::SkippedDuplicate), 5));
+        assert!(parse(&["geoflow", "jobs", "list", "--status", "done"]).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! uploads and its inbox, so there is one parser. Keys arrive form-URL-encoded (`+` is a
 //! space). The dataset is read from the key: `[prefix/]raw/<dataset>/…`.
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::report::Policy;
 use geoflow_core::schema::SchemaPolicy;
 use serde::{Deserialize, Serialize};
@@ -36,12 +36,18 @@ pub struct ObjectEvent {
 /// have none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobTag {
-    /// The job the.tag answered with.
+    /// The job the upload answered with.
     pub job: String,
     pub on_invalid: Policy,
     /// What the load may do to existing column types; the worker's default when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_policy: Option<SchemaPolicy>,
+    /// The mode asked for a dataset the upload creates; `None`: the worker's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<DatasetMode>,
+    /// Load even if the source already holds this content under the same settings.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// A message that cannot be turned into events. Retrying cannot fix it.
@@ -250,7 +256,7 @@ mod tests {
         let e = one(&body).unwrap();
         assert_eq!(e.key, "raw/roads/2026-01-01/a b+c%.geojson");
         assert_eq!(e.tag, None);
-        let tag = JobTag { job: "j1".into(), on_invalid: Policy::Reject, schema_policy: Some(SchemaPolicy::Strict) };
+        let tag = JobTag { job: "j1".into(), on_invalid: Policy::Reject, mode: None, force: false, schema_policy: Some(SchemaPolicy::Strict) };
         let e = one(&notification(EventKind::Created, "raw/roads/x.geojson", 7, Some(&tag))).unwrap();
         assert_eq!(e.tag, Some(tag));
     }

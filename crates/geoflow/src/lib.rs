@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod ingest;
+pub mod jobs;
+pub mod lifecycle;
 pub mod metrics;
 pub mod reports;
 pub mod storage;

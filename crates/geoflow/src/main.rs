@@ -7,19 +7,21 @@ use std::time::Duration;
 use clap::Parser;
 use geoflow::api::{self, ApiConfig, AppState, Tokens};
 use geoflow::cli::{
-    ApiArgs, BackendArgs, Cli, Command, HttpArgs, IngestArgs, ReportArgs, ReportTime, ServeArgs, WorkArgs, WorkerArgs,
+    ApiArgs, BackendArgs, Cli, Command, DatasetsArgs, DatasetsCommand, DropArgs, HttpArgs, IngestArgs, JobsCommand,
+    ReportArgs, ReportTime, ServeArgs, SourcesCommand, WorkArgs, WorkerArgs,
 };
 use geoflow::config::{DatabaseUrl, QueueUrl};
-use geoflow::ingest::{ingest, IngestRequest, IngestSummary, Input, Progress, Status};
-use geoflow::reports;
+use geoflow::ingest::{IngestRequest, IngestSummary, Input, Progress, Status};
 use geoflow::storage::{Storage, StorageUrl};
 use geoflow::telemetry;
 use geoflow::worker::inbox::Inbox;
 use geoflow::worker::{Worker, WorkerOptions};
+use geoflow::{jobs, lifecycle, reports};
+use geoflow_core::dataset::DatasetMode;
 use geoflow_core::reader::ReaderOptions;
 use geoflow_core::report::Policy;
 use geoflow_queue::Queue;
-use geoflow_store::Store;
+use geoflow_store::{Job, JobQuery, Store};
 
 /// Loads allocate and free small buffers at a high rate on every thread; mimalloc's per-thread
 /// heaps take about a tenth of a load's CPU time that the system allocator spends.
@@ -59,22 +61,156 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report(args) => run_report(args).await,
-        Command::Datasets { db, json } => {
+        Command::Datasets(args) => run_datasets(args).await,
+        Command::Sources { command } => run_sources(command).await,
+        Command::Jobs { command } => run_jobs(command).await,
+    }
+}
+
+async fn run_datasets(args: DatasetsArgs) -> anyhow::Result<ExitCode> {
+    let list = match args.command {
+        None => args.list,
+        Some(DatasetsCommand::List(list)) => list,
+        Some(DatasetsCommand::Drop(drop)) => return run_drop(drop).await,
+    };
+    let store = DatabaseUrl::parse(&list.db.url)?.open().await?;
+    let datasets = store.datasets().await?;
+    if list.json {
+        println!("{}", serde_json::to_string_pretty(&datasets)?);
+    } else {
+        println!("{:<32} {:>12} {:>8}  extent", "dataset", "features", "sources");
+        for d in datasets {
+            let extent = d.bbox.map_or("-".to_string(), |b| format!("{} {} {} {}", b.min_x, b.min_y, b.max_x, b.max_y));
+            println!("{:<32} {:>12} {:>8}  {extent}", d.name.as_str(), d.feature_count, d.sources);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_drop(args: DropArgs) -> anyhow::Result<ExitCode> {
+    let store = DatabaseUrl::parse(&args.db.url)?.open().await?;
+    let storage = if args.objects { Some(StorageUrl::parse(&args.storage)?.open()?) } else { None };
+    let dropped = lifecycle::drop_dataset(&*store, &*store, storage.as_ref(), &args.dataset).await?;
+    if !dropped.found() {
+        eprintln!("error: no dataset {:?}", args.dataset.as_str());
+        return Ok(ExitCode::FAILURE);
+    }
+    match dropped.dataset {
+        Some(d) => eprintln!("dropped dataset {}: {} sources, {} features", args.dataset, d.sources, d.rows),
+        None => eprintln!("no dataset {} in the catalog", args.dataset),
+    }
+    if let Some(n) = dropped.objects {
+        eprintln!("deleted {n} objects under {}/", lifecycle::objects_folder(&args.dataset));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_sources(command: SourcesCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SourcesCommand::List { dataset, list } => {
+            let store = DatabaseUrl::parse(&list.db.url)?.open().await?;
+            let sources = store.sources(&dataset).await?;
+            if list.json {
+                println!("{}", serde_json::to_string_pretty(&sources)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if sources.is_empty() && store.dataset(&dataset).await?.is_none() {
+                eprintln!("error: no dataset {:?}", dataset.as_str());
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("{:<56} {:>10} {:<24}  {:<12} version", "source", "features", "loaded at", "content");
+            for s in sources {
+                let hash = s.version.content_hash.get(..12).unwrap_or(&s.version.content_hash);
+                let version = s.version.object_version.as_deref().unwrap_or("-");
+                println!("{:<56} {:>10} {:<24}  {hash:<12} {version}", s.source, s.feature_count, s.loaded_at);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SourcesCommand::Rm { dataset, source, db } => {
             let store = DatabaseUrl::parse(&db.url)?.open().await?;
-            let datasets = store.datasets().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&datasets)?);
+            let removal = store.remove_source(&dataset, &source, None).await?;
+            if !removal.catalogued && removal.rows == 0 {
+                eprintln!("error: dataset {:?} has no source {source:?}", dataset.as_str());
+                return Ok(ExitCode::FAILURE);
+            }
+            eprintln!("removed source {source} from {dataset}: {} features", removal.rows);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run_jobs(command: JobsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        JobsCommand::List(args) => {
+            let store = DatabaseUrl::parse(&args.list.db.url)?.open().await?;
+            let query = JobQuery {
+                dataset: args.dataset,
+                status: args.status,
+                limit: args.limit.max(1),
+                ..JobQuery::default()
+            };
+            let jobs = store.jobs(&query).await?;
+            if args.list.json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<36} {:<17} {:<6} {:<24} {:<24} source", "job", "status", "action", "dataset", "created at");
+            for j in jobs {
+                println!(
+                    "{:<36} {:<17} {:<6} {:<24} {:<24} {}",
+                    j.id,
+                    j.status.as_str(),
+                    j.action.as_str(),
+                    j.dataset.as_str(),
+                    j.created_at,
+                    j.source
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Show { id, list } => {
+            let store = DatabaseUrl::parse(&list.db.url)?.open().await?;
+            let Some(job) = store.job(&id).await? else {
+                eprintln!("error: no job {id:?}");
+                return Ok(ExitCode::FAILURE);
+            };
+            if list.json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
             } else {
-                println!("{:<32} {:>12} {:>8}  extent", "dataset", "features", "sources");
-                for d in datasets {
-                    let extent =
-                        d.bbox.map_or("-".to_string(), |b| format!("{} {} {} {}", b.min_x, b.min_y, b.max_x, b.max_y));
-                    println!("{:<32} {:>12} {:>8}  {extent}", d.name.as_str(), d.feature_count, d.sources);
-                }
+                print_job(&job)?;
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_job(job: &Job) -> anyhow::Result<()> {
+    println!("job       {}", job.id);
+    println!("status    {} (attempts: {})", job.status.as_str(), job.attempts);
+    println!("action    {} {} → {}", job.action.as_str(), job.source, job.dataset);
+    if let Some(version) = &job.object_version {
+        println!("version   {version}");
+    }
+    println!("created   {}", job.created_at);
+    if let Some(t) = &job.started_at {
+        println!("started   {t}");
+    }
+    if let Some(t) = &job.finished_at {
+        println!("finished  {t}");
+    }
+    if let Some(load) = job.load_id {
+        println!("load      {load}");
+    }
+    if let Some(error) = &job.error {
+        println!("error     {error}");
+    }
+    match job.result.as_ref().map(|r| serde_json::from_value::<IngestSummary>(r.clone())) {
+        // The report of a load, as `geoflow ingest` prints it.
+        Some(Ok(summary)) => print_summary(&summary),
+        Some(Err(_)) => println!("result    {}", serde_json::to_string_pretty(job.result.as_ref().unwrap())?),
+        None => {}
+    }
+    Ok(())
 }
 
 /// The store, object storage and queue the services work with.
@@ -84,6 +220,7 @@ struct Backends {
     queue: Arc<dyn Queue>,
     visibility: Duration,
     policy: Policy,
+    mode: DatasetMode,
 }
 
 async fn open_backends(args: &BackendArgs) -> anyhow::Result<Backends> {
@@ -91,7 +228,7 @@ async fn open_backends(args: &BackendArgs) -> anyhow::Result<Backends> {
     let storage = StorageUrl::parse(&args.storage)?.open()?;
     let visibility = Duration::from_secs(args.visibility_timeout.max(1));
     let queue = QueueUrl::parse(&args.queue)?.open(visibility, args.max_receive_count.max(1)).await?;
-    Ok(Backends { store, storage, queue, visibility, policy: args.on_invalid })
+    Ok(Backends { store, storage, queue, visibility, policy: args.on_invalid, mode: args.mode })
 }
 
 fn api_config(http: &HttpArgs, listen: &str, policy: Policy) -> anyhow::Result<ApiConfig> {
@@ -125,6 +262,7 @@ fn worker(backends: &Backends, work: &WorkArgs) -> Worker {
         retry_delay: Duration::from_secs(work.retry_delay),
         policy: backends.policy,
         schema_policy: work.schema_policy,
+        mode: backends.mode,
         spool_dir: work.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
         ..WorkerOptions::default()
     };
@@ -284,6 +422,8 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     req.source = args.source;
     req.policy = args.on_invalid;
     req.schema_policy = args.schema_policy;
+    req.mode = args.mode;
+    req.force = args.force;
     req.reader = ReaderOptions { max_feature_bytes: args.max_feature_bytes, ..ReaderOptions::default() };
     req.max_issues = args.max_errors;
     if let Some(w) = args.workers {
@@ -292,7 +432,9 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let progress = Arc::new(Progress::default());
     let bar = (!args.no_progress && !args.json && std::io::stderr().is_terminal())
         .then(|| spawn_progress_bar(progress.clone()));
-    let summary = ingest(store, req, progress).await?;
+    // Recorded as a job, so that it is listed with the jobs of uploads and events.
+    let job_id = uuid::Uuid::new_v4().to_string();
+    let (job, summary) = jobs::ingest_as_job(store, job_id, req, progress).await?;
     if let Some((bar, task)) = bar {
         task.abort();
         bar.finish_and_clear();
@@ -301,6 +443,7 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         print_summary(&summary);
+        println!("job {} ({}): geoflow jobs show {}", job.id, job.status.as_str(), job.id);
     }
     Ok(match summary.status {
         Status::Loaded | Status::Unchanged | Status::Superseded => ExitCode::SUCCESS,

@@ -148,6 +148,38 @@ impl Storage {
         Ok(listed.objects.into_iter().map(|o| o.location.to_string()).collect())
     }
 
+    /// The newest object under the folder `relative` and any depth below, by when storage last
+    /// modified it, then by key (the order a dataset in replace mode follows).
+    pub async fn newest_object(&self, relative: &str) -> Result<Option<ObjectMeta>, object_store::Error> {
+        let folder = ObjectPath::from(self.key(relative));
+        let mut listed = self.store.list(Some(&folder));
+        let mut newest: Option<ObjectMeta> = None;
+        while let Some(meta) = listed.next().await.transpose()? {
+            let order = |m: &ObjectMeta| (m.last_modified, m.location.to_string());
+            if newest.as_ref().is_none_or(|n| order(&meta) > order(n)) {
+                newest = Some(meta);
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Deletes every object under the folder `relative`, at any depth, and returns the keys it
+    /// deleted (in no set order). An object that is already gone is no error.
+    pub async fn delete_under(&self, relative: &str) -> Result<Vec<String>, object_store::Error> {
+        let folder = ObjectPath::from(self.key(relative));
+        let listed = self.store.list(Some(&folder)).map(|meta| meta.map(|m| m.location)).boxed();
+        let mut deletions = self.store.delete_stream(listed);
+        let mut deleted = Vec::new();
+        while let Some(done) = deletions.next().await {
+            match done {
+                Ok(location) => deleted.push(location.to_string()),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+
     /// The object's metadata, or `None` when it does not exist (any more).
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, object_store::Error> {
         match self.store.head(&ObjectPath::from(key)).await {
@@ -335,6 +367,13 @@ impl Storage {
 /// versions, else its ETag.
 pub fn object_version(meta: &ObjectMeta) -> Option<String> {
     meta.version.clone().or_else(|| meta.e_tag.clone())
+}
+
+/// When storage last modified the object.
+pub fn object_modified(meta: &ObjectMeta) -> Option<time::OffsetDateTime> {
+    let nanos = i128::from(meta.last_modified.timestamp()) * 1_000_000_000
+        + i128::from(meta.last_modified.timestamp_subsec_nanos());
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
 }
 
 /// Whose fault a storage error is: a refused or missing permission, a bad path or an

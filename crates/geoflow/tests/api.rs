@@ -297,6 +297,119 @@ async fn deleting_a_source_removes_its_object_and_rows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_dataset_removes_its_table_and_catalog_and_optionally_its_objects() {
+    let app = spawn_app(with_token()).await;
+    let objects = app.dir.path().join("objects");
+    let mut keys = Vec::new();
+    for (dataset, name, n) in [("roads", "a.geojson", 5), ("roads", "b.geojson", 3), ("parks", "p.geojson", 2)] {
+        let up = app
+            .upload(
+                &format!("/v1/datasets/{dataset}/uploads?name={name}"),
+                "application/geo+json",
+                support::collection(n, 1),
+            )
+            .await;
+        assert_eq!(app.finished(up.body["id"].as_str().unwrap()).await["status"], "succeeded");
+        keys.push(up.body["source"].as_str().unwrap().to_string());
+    }
+    let delete = |path: &str, token: bool| {
+        let request = app.http.delete(app.url(path));
+        let request = if token { request.bearer_auth(TOKEN) } else { request };
+        async move { reply(request.send().await.unwrap()).await }
+    };
+
+    assert_problem(&delete("/v1/datasets/roads", false).await, 401, "unauthorized");
+    assert_problem(&delete("/v1/datasets/Bad-Name", true).await, 400, "invalid-dataset");
+    assert_problem(&delete("/v1/datasets/nosuch", true).await, 404, "not-found");
+    assert_problem(&delete("/v1/datasets/nosuch?objects=true", true).await, 404, "not-found");
+    assert_problem(&delete("/v1/datasets/roads?objects=maybe", true).await, 400, "invalid-parameter");
+    assert_eq!(app.get("/v1/datasets/roads").await.status, 200, "refused requests change nothing");
+
+    let before = app.http.get(app.url("/collections/roads/items")).send().await.unwrap();
+    let old_etag = before.headers()["etag"].to_str().unwrap().to_string();
+
+    // Without objects=true the objects stay in storage.
+    let dropped = delete("/v1/datasets/roads", true).await;
+    assert_eq!(dropped.status, 204, "{}", dropped.body);
+    assert_problem(&app.get("/v1/datasets/roads").await, 404, "not-found");
+    assert_problem(&app.get("/collections/roads").await, 404, "not-found");
+    assert_problem(&app.get("/collections/roads/items").await, 404, "not-found");
+    assert_problem(&app.get("/collections/roads/items/1").await, 404, "not-found");
+    let names: Vec<Value> =
+        app.get("/v1/datasets").await.body["datasets"].as_array().unwrap().iter().map(|d| d["name"].clone()).collect();
+    assert_eq!(names, [Value::from("parks")]);
+    assert!(objects.join(&keys[0]).is_file() && objects.join(&keys[1]).is_file());
+    assert_problem(&delete("/v1/datasets/roads", true).await, 404, "not-found");
+    let jobs = app.get("/v1/jobs?dataset=roads").await;
+    assert_eq!(jobs.body["jobs"].as_array().unwrap().len(), 2, "the jobs stay in the history");
+
+    // Its objects are still there: deleting them (the dataset is gone) is a 204, once.
+    assert_eq!(delete("/v1/datasets/roads?objects=true", true).await.status, 204);
+    assert!(!objects.join(&keys[0]).exists() && !objects.join(&keys[1]).exists());
+    assert_problem(&delete("/v1/datasets/roads?objects=true", true).await, 404, "not-found");
+
+    // A later upload creates the dataset anew.
+    let up = app
+        .upload("/v1/datasets/roads/uploads?name=c.geojson", "application/geo+json", support::collection(4, 2))
+        .await;
+    assert_eq!(app.finished(up.body["id"].as_str().unwrap()).await["status"], "succeeded");
+    let roads = app.get("/v1/datasets/roads").await;
+    assert_eq!(
+        (roads.body["dataset"]["feature_count"].as_u64(), roads.body["sources"].as_array().map(Vec::len)),
+        (Some(4), Some(1))
+    );
+    assert_eq!(app.get("/collections/roads/items").await.body["features"].as_array().unwrap().len(), 4);
+    // At the version the dropped dataset had, a cached copy of it is still not current.
+    let up = app
+        .upload("/v1/datasets/roads/uploads?name=d.geojson", "application/geo+json", support::collection(1, 3))
+        .await;
+    assert_eq!(app.finished(up.body["id"].as_str().unwrap()).await["status"], "succeeded");
+    assert_eq!(app.get("/v1/datasets/roads").await.body["dataset"]["version"], 2);
+    let revalidated =
+        app.http.get(app.url("/collections/roads/items")).header("if-none-match", &old_etag).send().await.unwrap();
+    assert_eq!(revalidated.status(), 200, "the old dataset's ETag does not match the new one's");
+
+    // With objects=true, the dataset and its objects go together; other datasets stay.
+    assert_eq!(delete("/v1/datasets/parks?objects=true", true).await.status, 204);
+    assert!(!objects.join(&keys[2]).exists());
+    assert_problem(&app.get("/v1/datasets/parks").await, 404, "not-found");
+    assert_eq!(app.get("/v1/datasets/roads").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_line_load_is_a_job_with_its_report() {
+    let app = spawn_app(ApiConfig::default()).await;
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample.geojson");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_geoflow"))
+        .args(["ingest", "--dataset", "sample", "--no-progress", "--database"])
+        .arg(app.dir.path().join("geoflow.gpkg"))
+        .arg(&sample)
+        .env("GEOFLOW_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("geoflow jobs show"), "the summary names its job: {stdout}");
+
+    let jobs = app.get("/v1/jobs?dataset=sample").await;
+    let listed = jobs.body["jobs"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{}", jobs.body);
+    let job = &listed[0];
+    assert_eq!(
+        (&job["action"], &job["status"], &job["source"]),
+        (&Value::from("load"), &Value::from("succeeded"), &Value::from("sample.geojson"))
+    );
+    assert!(stdout.contains(job["id"].as_str().unwrap()), "{stdout}");
+    let one = app.get(&format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await;
+    assert_eq!(one.status, 200);
+    let report = &one.body["result"];
+    assert_eq!((report["features_read"].as_u64(), report["features_loaded"].as_u64()), (Some(10), Some(8)));
+    assert_eq!(report["errors"][0]["id"], "bad-bowtie");
+    assert_eq!(app.get("/v1/datasets/sample").await.body["last_job"]["id"], job["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_listed_with_filters_and_cursors() {
     let app = spawn_app(ApiConfig::default()).await;
     for i in 0..5 {
@@ -343,6 +456,8 @@ async fn the_openapi_document_describes_every_route() {
     ] {
         assert!(doc.body["paths"][path].is_object(), "{path} is documented");
     }
+    assert!(doc.body["paths"]["/v1/datasets/{dataset}"]["get"].is_object(), "reading a dataset is documented");
+    assert!(doc.body["paths"]["/v1/datasets/{dataset}"]["delete"]["responses"]["204"].is_object(), "and dropping it");
     assert_eq!(doc.body["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let page = app.http.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(page.status(), 200);

@@ -1,8 +1,8 @@
 //! The configuration reference, `docs/configuration.md`, against the code.
 //!
 //! The reference's settings tables (those whose header starts with `| Environment variable |`)
-//! have one row per setting and group of commands. This test walks the clap command tree and
-//! fails when
+//! have one row per setting and group of commands (a nested command named as it is typed:
+//! `datasets drop`). This test walks the clap command tree and fails when
 //! - an environment variable or flag of a command is not documented for that command,
 //! - a row names an environment variable, flag or command that does not exist,
 //! - a documented default differs from clap's,
@@ -122,35 +122,42 @@ fn clap_args() -> (Vec<Arg>, BTreeSet<String>) {
     let mut args = Vec::new();
     let mut commands = BTreeSet::new();
     for sub in root.get_subcommands() {
-        let command = sub.get_name().to_string();
-        commands.insert(command.clone());
-        for a in sub.get_arguments() {
-            let id = a.get_id().as_str();
-            if id == "help" || id == "version" {
-                continue;
-            }
-            let flag = match a.get_long() {
-                Some(long) => Some(format!("--{long}")),
-                None if a.is_positional() => {
-                    let name = a.get_value_names().and_then(|v| v.first().map(|n| n.to_string()));
-                    Some(format!("<{}>", name.unwrap_or_else(|| id.to_uppercase())))
-                }
-                None => None,
-            };
-            let defaults: Vec<String> =
-                a.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
-            args.push(Arg {
-                command: command.clone(),
-                env: a.get_env().map(|e| e.to_string_lossy().into_owned()),
-                flag,
-                default: (!defaults.is_empty()).then(|| defaults.join(",")),
-            });
-        }
+        walk_command(sub, sub.get_name().to_string(), &mut args, &mut commands);
     }
     (args, commands)
 }
 
-/// Environment variables read by name in the sources (not the test kit, which only tests use).
+/// The arguments of `command` (named `name`, such as `datasets drop` for a nested one) and of
+/// its subcommands.
+fn walk_command(command: &clap::Command, name: String, args: &mut Vec<Arg>, commands: &mut BTreeSet<String>) {
+    commands.insert(name.clone());
+    for a in command.get_arguments() {
+        let id = a.get_id().as_str();
+        if id == "help" || id == "version" {
+            continue;
+        }
+        let flag = match a.get_long() {
+            Some(long) => Some(format!("--{long}")),
+            None if a.is_positional() => {
+                let value = a.get_value_names().and_then(|v| v.first().map(|n| n.to_string()));
+                Some(format!("<{}>", value.unwrap_or_else(|| id.to_uppercase())))
+            }
+            None => None,
+        };
+        let defaults: Vec<String> = a.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+        args.push(Arg {
+            command: name.clone(),
+            env: a.get_env().map(|e| e.to_string_lossy().into_owned()),
+            flag,
+            default: (!defaults.is_empty()).then(|| defaults.join(",")),
+        });
+    }
+    // clap's own `help` subcommand of a command with subcommands is not a setting.
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        walk_command(sub, format!("{name} {}", sub.get_name()), args, commands);
+    }
+}
+
 fn env_reads_in_code() -> BTreeMap<String, String> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap() {

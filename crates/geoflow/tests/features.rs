@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use geoflow::api::ApiConfig;
 use geoflow::ingest::{ingest, IngestRequest, Input, Progress};
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::report::Policy;
 use geoflow_store::postgis::PostgisStore;
 use geoflow_store::Store;
@@ -24,6 +24,8 @@ use support::app::{assert_problem, spawn_app, spawn_app_on, with_token, App, TOK
 async fn load(store: &Arc<dyn Store>, file: &Path, dataset: &str, source: &str) {
     let mut request = IngestRequest::new(Input::Path(file.to_path_buf()), DatasetName::new(dataset).unwrap());
     request.source = Some(source.into());
+    // Several files make one dataset here.
+    request.mode = DatasetMode::Append;
     request.policy = Policy::Repair;
     let summary = ingest(store.clone(), request, Arc::new(Progress::default())).await.unwrap();
     assert!(summary.features_loaded > 0, "{summary:?}");

@@ -147,20 +147,47 @@ fn geojsonhint_corpus_gets_a_clean_load_or_a_clear_error() {
     }
 }
 
+/// By default a dataset is its newest file: the same data under another name replaces it,
+/// identical content is a no-op unless forced or loaded under another policy.
+#[test]
+fn a_dataset_is_its_newest_file_by_default() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("s.gpkg");
+    let today = write(tmp.path(), "roads-today.geojson", &points(&[(1.0, 1.0), (2.0, 2.0)]));
+    let tomorrow = write(tmp.path(), "roads-tomorrow.geojson", &points(&[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]));
+    assert_eq!(status(&ingest(&gpkg, &today, "roads", &[])), "loaded");
+    let replaced = ingest(&gpkg, &tomorrow, "roads", &[]);
+    assert_eq!(status(&replaced), "loaded");
+    assert_eq!(count_rows(&gpkg, "roads"), 3, "replaced, not added: {}", replaced.summary);
+
+    let again = ingest(&gpkg, &tomorrow, "roads", &[]);
+    assert_eq!(status(&again), "unchanged");
+    let forced = ingest(&gpkg, &tomorrow, "roads", &["--force"]);
+    assert_eq!((status(&forced), forced.summary["replaced_rows"].clone()), ("loaded", json!(3)));
+    let repaired = ingest(&gpkg, &tomorrow, "roads", &["--on-invalid", "repair"]);
+    assert_eq!(status(&repaired), "loaded", "another policy loads the same content again");
+    assert_eq!(count_rows(&gpkg, "roads"), 3);
+
+    // A dataset keeps the mode it was created with.
+    let appended = ingest(&gpkg, &today, "roads", &["--mode", "append"]);
+    assert_eq!(status(&appended), "loaded");
+    assert_eq!(count_rows(&gpkg, "roads"), 2, "still replace: {}", appended.summary);
+}
+
 #[test]
 fn identical_content_is_a_no_op_and_a_new_version_replaces_only_its_source() {
     let tmp = scratch();
     let gpkg = tmp.path().join("s.gpkg");
     let a = write(tmp.path(), "a.geojson", &points(&[(1.0, 1.0), (2.0, 2.0)]));
     let b = write(tmp.path(), "b.geojson", &points(&[(5.0, 5.0)]));
-    assert_eq!(status(&ingest(&gpkg, &a, "pts", &[])), "loaded");
-    assert_eq!(status(&ingest(&gpkg, &b, "pts", &[])), "loaded");
-    let again = ingest(&gpkg, &a, "pts", &[]);
+    assert_eq!(status(&ingest(&gpkg, &a, "pts", &["--mode", "append"])), "loaded");
+    assert_eq!(status(&ingest(&gpkg, &b, "pts", &["--mode", "append"])), "loaded");
+    let again = ingest(&gpkg, &a, "pts", &["--mode", "append"]);
     assert_eq!((again.code, status(&again)), (0, "unchanged"));
     assert_eq!(count_rows(&gpkg, "pts"), 3);
     // A newer version of a.geojson: its rows are replaced, b's are untouched.
     write(tmp.path(), "a.geojson", &points(&[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]));
-    let newer = ingest(&gpkg, &a, "pts", &[]);
+    let newer = ingest(&gpkg, &a, "pts", &["--mode", "append"]);
     assert_eq!(status(&newer), "loaded");
     assert_eq!(newer.summary["replaced_rows"], json!(2));
     assert_eq!(count_rows(&gpkg, "pts"), 4);
@@ -173,7 +200,7 @@ fn identical_content_is_a_no_op_and_a_new_version_replaces_only_its_source() {
     // A truncated file fails as a whole: nothing half-written.
     let text = points(&[(7.0, 7.0), (8.0, 8.0)]);
     write(tmp.path(), "a.geojson", &text[..text.len() - 10]);
-    let truncated = ingest(&gpkg, &a, "pts", &[]);
+    let truncated = ingest(&gpkg, &a, "pts", &["--mode", "append"]);
     assert_eq!((truncated.code, status(&truncated)), (3, "rejected"));
     assert!(truncated.summary["error"].as_str().unwrap().contains("truncated"), "{}", truncated.summary);
     assert_eq!(count_rows(&gpkg, "pts"), 4);
@@ -403,7 +430,7 @@ fn the_summary_lists_every_schema_change_and_strict_rejects_a_type_change() {
     let tmp = scratch();
     let gpkg = tmp.path().join("s.gpkg");
     let a = write(tmp.path(), "a.geojson", &with_properties(&[json!({"pop": 5, "name": "x"})]));
-    let first = ingest(&gpkg, &a, "towns", &[]);
+    let first = ingest(&gpkg, &a, "towns", &["--mode", "append"]);
     assert_eq!(
         first.summary["schema_changes"],
         json!([
@@ -416,7 +443,7 @@ fn the_summary_lists_every_schema_change_and_strict_rejects_a_type_change() {
 
     // One string in the integer column: strict rejects it, naming the column and the feature.
     let b = write(tmp.path(), "b.geojson", &with_properties(&[json!({"pop": 1}), json!({"pop": "many", "area": 2.5})]));
-    let strict = ingest(&gpkg, &b, "towns", &["--schema-policy", "strict"]);
+    let strict = ingest(&gpkg, &b, "towns", &["--schema-policy", "strict", "--mode", "append"]);
     assert_eq!((strict.code, status(&strict)), (3, "rejected"), "{}", strict.summary);
     let error = strict.summary["error"].as_str().unwrap();
     for part in ["feature 1", "\"pop\"", "integer", "json"] {
@@ -425,7 +452,7 @@ fn the_summary_lists_every_schema_change_and_strict_rejects_a_type_change() {
     assert_eq!(count_rows(&gpkg, "towns"), 1);
 
     // Widened by default, and reported with the new column.
-    let widened = ingest(&gpkg, &b, "towns", &[]);
+    let widened = ingest(&gpkg, &b, "towns", &["--mode", "append"]);
     assert_eq!(status(&widened), "loaded");
     assert_eq!(
         widened.summary["schema_changes"],
@@ -437,11 +464,147 @@ fn the_summary_lists_every_schema_change_and_strict_rejects_a_type_change() {
 
     // A new version of b without "area": no row has a value there any more, so it goes.
     write(tmp.path(), "b.geojson", &with_properties(&[json!({"pop": 2})]));
-    let replaced = ingest(&gpkg, &b, "towns", &[]);
+    let replaced = ingest(&gpkg, &b, "towns", &["--mode", "append"]);
     assert_eq!(
         replaced.summary["schema_changes"],
         json!([{"change": "dropped", "column": "area", "key": "area", "from": "real"}])
     );
-    let again = ingest(&gpkg, &a, "towns", &[]);
+    let again = ingest(&gpkg, &a, "towns", &["--mode", "append"]);
     assert_eq!((status(&again), &again.summary["schema_changes"]), ("unchanged", &json!([])));
+}
+
+/// Runs `geoflow <args…> --database <gpkg>`: (exit code, stdout, stderr).
+fn run(gpkg: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = geoflow().args(args).arg("--database").arg(gpkg).output().expect("geoflow runs");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(!stderr.contains("panicked"), "geoflow panicked: {stderr}");
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn direct_loads_are_jobs_with_their_report() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("jobs.gpkg");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample.geojson");
+    assert_eq!(ingest(&gpkg, &sample, "sample", &[]).code, 0);
+    let bad = write(tmp.path(), "bad.geojson", r#"{"type":"FeatureCollection","features":[{"type":"Feature""#);
+    assert_ne!(ingest(&gpkg, &bad, "sample", &["--source", "broken"]).code, 0);
+    assert_eq!(ingest(&gpkg, &sample, "sample", &[]).code, 0, "the same content again");
+
+    let (code, stdout, stderr) = run(&gpkg, &["jobs", "list", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let jobs = json_of(&stdout);
+    let jobs = jobs.as_array().unwrap();
+    let seen: Vec<(&str, &str, &str)> = jobs
+        .iter()
+        .map(|j| (j["status"].as_str().unwrap(), j["source"].as_str().unwrap(), j["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("skipped-duplicate", "sample.geojson", "load"),
+            ("failed", "broken", "load"),
+            ("succeeded", "sample.geojson", "load")
+        ],
+        "newest first"
+    );
+    let first = &jobs[2];
+    assert_eq!(first["attempts"], 1);
+    assert!(first["load_id"].is_i64() && first["finished_at"].is_string(), "{first}");
+    // The job's result is the load's report, as `ingest --json` prints it.
+    assert_eq!(first["result"]["features_loaded"], 8);
+    assert_eq!(first["result"]["errors"][0]["id"], "bad-bowtie");
+    assert!(jobs[1]["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", jobs[1]);
+
+    let (code, stdout, _) = run(&gpkg, &["jobs", "list", "--status", "failed", "--dataset", "sample", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(json_of(&stdout).as_array().map(Vec::len), Some(1));
+    let (_, stdout, _) = run(&gpkg, &["jobs", "list", "--limit", "1"]);
+    assert_eq!(stdout.lines().count(), 2, "a header and one job: {stdout}");
+    assert!(stdout.contains("skipped-duplicate"), "{stdout}");
+
+    let id = first["id"].as_str().unwrap();
+    let (code, stdout, _) = run(&gpkg, &["jobs", "show", id, "--json"]);
+    assert_eq!((code, &json_of(&stdout)["result"]["skipped"]), (0, &json!(2)));
+    let (code, stdout, _) = run(&gpkg, &["jobs", "show", id]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("succeeded") && stdout.contains("feature 8 (id bad-bowtie)"), "{stdout}");
+    let (code, _, stderr) = run(&gpkg, &["jobs", "show", "no-such-job"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no job"), "{stderr}");
+}
+
+#[test]
+fn datasets_and_sources_are_listed_and_removed_from_the_command_line() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("cli.gpkg");
+    let a = write(tmp.path(), "a.geojson", &points(&[(1.0, 1.0), (2.0, 2.0)]));
+    let b = write(tmp.path(), "b.geojson", &points(&[(3.0, 3.0)]));
+    for (file, dataset) in [(&a, "roads"), (&b, "roads"), (&a, "parks")] {
+        assert_eq!(ingest(&gpkg, file, dataset, &["--no-progress", "--mode", "append"]).code, 0);
+    }
+
+    // Bare `datasets` lists, as `datasets list` does.
+    let (code, bare, _) = run(&gpkg, &["datasets"]);
+    assert_eq!(code, 0);
+    assert_eq!(run(&gpkg, &["datasets", "list"]).1, bare);
+    assert!(bare.contains("roads") && bare.contains("parks"), "{bare}");
+    let (_, listed, _) = run(&gpkg, &["datasets", "list", "--json"]);
+    assert_eq!(json_of(&listed).as_array().map(Vec::len), Some(2));
+
+    let (code, stdout, _) = run(&gpkg, &["sources", "list", "roads", "--json"]);
+    assert_eq!(code, 0);
+    let sources: Vec<(String, u64)> = json_of(&stdout)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["source"].as_str().unwrap().to_string(), s["feature_count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sources, [("a.geojson".to_string(), 2), ("b.geojson".to_string(), 1)]);
+    let (_, table, _) = run(&gpkg, &["sources", "list", "roads"]);
+    assert!(table.lines().nth(1).is_some_and(|l| l.starts_with("a.geojson")), "{table}");
+    assert_eq!(run(&gpkg, &["sources", "list", "nosuch"]).0, 1);
+
+    let (code, _, stderr) = run(&gpkg, &["sources", "rm", "roads", "a.geojson"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(count_rows(&gpkg, "roads"), 1);
+    let (code, _, stderr) = run(&gpkg, &["sources", "rm", "roads", "a.geojson"]);
+    assert_eq!(code, 1, "already gone");
+    assert!(stderr.contains("no source"), "{stderr}");
+
+    let (code, _, stderr) = run(&gpkg, &["datasets", "drop", "roads"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("1 sources, 1 features"), "{stderr}");
+    let (_, listed, _) = run(&gpkg, &["datasets", "--json"]);
+    let names: Vec<Value> = json_of(&listed).as_array().unwrap().iter().map(|d| d["name"].clone()).collect();
+    assert_eq!(names, [json!("parks")]);
+    let conn = rusqlite::Connection::open(&gpkg).unwrap();
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name IN ('roads', 'rtree_roads_geom')", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tables, 0);
+    let (code, _, stderr) = run(&gpkg, &["datasets", "drop", "roads"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no dataset"), "{stderr}");
+    assert_ne!(run(&gpkg, &["datasets", "drop", "Not-A-Name"]).0, 0);
+
+    // With --objects, the dataset's objects under raw/<dataset>/ go too, and no others.
+    let objects = tmp.path().join("objects");
+    for key in ["raw/parks/2026-12-01/a.geojson", "raw/parks/2026-12-02/x/b.geojson", "raw/parkside/c.geojson"] {
+        std::fs::create_dir_all(objects.join(key).parent().unwrap()).unwrap();
+        std::fs::write(objects.join(key), "{}").unwrap();
+    }
+    let storage = objects.to_str().unwrap();
+    let (code, _, stderr) = run(&gpkg, &["datasets", "drop", "parks", "--objects", "--storage", storage]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("deleted 2 objects"), "{stderr}");
+    assert!(!objects.join("raw/parks/2026-12-01/a.geojson").exists());
+    assert!(objects.join("raw/parkside/c.geojson").exists());
+    let (_, listed, _) = run(&gpkg, &["datasets", "--json"]);
+    assert_eq!(json_of(&listed), json!([]));
 }

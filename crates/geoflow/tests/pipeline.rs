@@ -13,10 +13,14 @@ use geoflow::events::{notification, EventKind};
 use geoflow::storage::{Storage, StorageUrl};
 use geoflow::worker::inbox::Inbox;
 use geoflow::worker::{Worker, WorkerOptions};
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_queue::{EmbeddedOptions, EmbeddedQueue, Queue};
 use geoflow_store::gpkg::GeoPackageStore;
-use geoflow_store::{Job, JobQuery, JobStatus, Store};
+use geoflow_store::protocol::Origin;
+use geoflow_store::{
+    DatasetDrop, DatasetInfo, Job, JobQuery, JobStatus, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, Removal,
+    SourceRecord, Store, StoreError,
+};
 
 struct Embedded {
     dir: tempfile::TempDir,
@@ -42,7 +46,13 @@ impl Embedded {
         Embedded { dir, store, storage, queue }
     }
 
+    /// A worker whose events create datasets in append mode, as most tests here load several
+    /// objects into one dataset.
     fn worker(&self) -> Worker {
+        self.worker_in(DatasetMode::Append)
+    }
+
+    fn worker_in(&self, mode: DatasetMode) -> Worker {
         Worker {
             queue: self.queue.clone(),
             store: self.store.clone(),
@@ -53,6 +63,7 @@ impl Embedded {
                 retry_delay: Duration::from_millis(100),
                 spool_dir: self.dir.path().to_path_buf(),
                 parse_threads: 1,
+                mode,
                 ..WorkerOptions::default()
             },
         }
@@ -208,6 +219,86 @@ async fn bad_objects_fail_their_job_with_a_reason_and_are_acknowledged() {
     assert!(truncated.error.as_deref().unwrap().contains("end of input"), "{truncated:#?}");
     let stats = env.queue.stats().await.unwrap();
     assert_eq!((stats.visible, stats.invisible, stats.dead_letters), (0, 0, 0));
+}
+
+/// Writes an object modified at `modified` seconds after an arbitrary origin, without announcing it.
+fn write_object(env: &Embedded, key: &str, text: &str, modified: u64) -> String {
+    let path = env.objects().join(key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_750_000_000 + modified);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(at).unwrap();
+    notification(EventKind::Created, key, text.len() as u64, None)
+}
+
+/// In replace mode the dataset is its newest object whatever order the events come in,
+/// duplicated or late; removing it brings back the newest object left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replace_mode_follows_the_newest_object_whatever_the_event_order() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    let worker = env.worker_in(DatasetMode::Replace);
+    let (old, new) = ("raw/roads/2026-01-01/roads.geojson", "raw/roads/2026-01-02/roads.geojson");
+    let old_event = write_object(&env, old, &support::collection(30, 1), 100);
+    let new_event = write_object(&env, new, &support::collection(12, 2), 200);
+    // The newer object's event first, then the older one's, then both again.
+    for event in [&new_event, &old_event, &new_event, &old_event] {
+        env.queue.send(event).await.unwrap();
+        while worker.try_execute_task(Duration::from_millis(200)).await.unwrap() > 0 {}
+    }
+    let sources = env.store.sources(&DatasetName::new("roads").unwrap()).await.unwrap();
+    assert_eq!(sources.iter().map(|s| (s.source.as_str(), s.feature_count)).collect::<Vec<_>>(), [(new, 12)]);
+    let info = env.store.dataset(&DatasetName::new("roads").unwrap()).await.unwrap().unwrap();
+    assert_eq!((info.mode, info.feature_count), (DatasetMode::Replace, 12));
+    let jobs = env.jobs().await;
+    let of = |key: &str| jobs.iter().filter(|j| j.source == key).map(|j| j.status).collect::<Vec<_>>();
+    assert!(of(old).iter().all(|s| *s == JobStatus::Superseded), "the older object changes nothing: {jobs:#?}");
+    assert!(of(new).contains(&JobStatus::Succeeded) && of(new).contains(&JobStatus::SkippedDuplicate), "{jobs:#?}");
+
+    // The object the dataset holds is deleted: the newest one left takes its place.
+    std::fs::remove_file(env.objects().join(new)).unwrap();
+    env.queue.send(&notification(EventKind::Removed, new, 0, None)).await.unwrap();
+    while worker.try_execute_task(Duration::from_millis(300)).await.unwrap() > 0 {}
+    assert_eq!((env.rows_of("roads", new).await, env.rows_of("roads", old).await), (None, Some(30)));
+    // And when none is left, the dataset is empty.
+    std::fs::remove_file(env.objects().join(old)).unwrap();
+    env.queue.send(&notification(EventKind::Removed, old, 0, None)).await.unwrap();
+    while worker.try_execute_task(Duration::from_millis(300)).await.unwrap() > 0 {}
+    let info = env.store.dataset(&DatasetName::new("roads").unwrap()).await.unwrap().unwrap();
+    assert_eq!((info.feature_count, info.sources), (0, 0));
+    let stats = env.queue.stats().await.unwrap();
+    assert_eq!((stats.visible, stats.invisible, stats.dead_letters), (0, 0, 0));
+}
+
+/// A replace load cut off mid-way (its task dropped, as a crash or a cancelled shutdown does)
+/// leaves the previous content whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replace_cut_off_mid_load_leaves_the_previous_content() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    let worker = env.worker_in(DatasetMode::Replace);
+    env.queue.send(&write_object(&env, "raw/roads/a.geojson", &support::collection(40, 1), 100)).await.unwrap();
+    while worker.try_execute_task(Duration::from_millis(200)).await.unwrap() > 0 {}
+    assert_eq!(env.rows_of("roads", "raw/roads/a.geojson").await, Some(40));
+
+    env.queue.send(&write_object(&env, "raw/roads/b.geojson", &support::collection(200_000, 2), 200)).await.unwrap();
+    let loading = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.try_execute_task(Duration::from_millis(200)).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env.jobs().await.iter().any(|j| j.source == "raw/roads/b.geojson" && j.status == JobStatus::Running) {
+        assert!(Instant::now() < deadline, "the load never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    loading.abort();
+    let _ = loading.await;
+    let roads = DatasetName::new("roads").unwrap();
+    let info = env.store.dataset(&roads).await.unwrap().unwrap();
+    assert_eq!((info.feature_count, env.rows_of("roads", "raw/roads/a.geojson").await), (40, Some(40)));
+    let everything = geoflow_store::FeatureQuery { limit: usize::MAX, ..Default::default() };
+    let stored = env.store.features(&roads, &everything).await.unwrap();
+    let stored = futures_util::TryStreamExt::try_collect::<Vec<_>>(stored).await.unwrap();
+    assert_eq!(stored.len(), 40, "the table holds the previous rows, whole");
 }
 
 #[tokio::test]
@@ -451,11 +542,124 @@ async fn a_load_committed_before_its_worker_died_finishes_its_job_as_succeeded()
     assert_eq!(summary.status, Status::Loaded);
 
     // Its message comes back.
-    let tag = JobTag { job: "j-crashed".into(), on_invalid: Policy::Skip, schema_policy: None };
+    let tag = JobTag { job: "j-crashed".into(), on_invalid: Policy::Skip, schema_policy: None, mode: None, force: false };
     env.queue.send(&notification(EventKind::Created, key, body.len() as u64, Some(&tag))).await.unwrap();
     drain(&env, 1).await;
     let job = env.store.job("j-crashed").await.unwrap().unwrap();
     assert_eq!((job.status, job.attempts, job.load_id), (JobStatus::Succeeded, 2, summary.load_id), "{job:#?}");
     assert_eq!(job.result.as_ref().unwrap()["features_loaded"], 10, "{job:#?}");
     assert_eq!(env.rows_of("roads", key).await, Some(10));
+}
+
+#[tokio::test]
+async fn a_dropped_dataset_stays_dropped_through_its_objects_removal_events() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    let late = env.put("raw/lakes/a.geojson", &support::collection(6, 1)).await;
+    env.put("raw/lakes/b.geojson", &support::collection(4, 2)).await;
+    env.put("raw/rivers/r.geojson", &support::collection(3, 3)).await;
+    drain(&env, 1).await;
+    let lakes = DatasetName::new("lakes").unwrap();
+
+    let dropped = geoflow::lifecycle::drop_dataset(&*env.store, &*env.store, Some(&env.storage), &lakes).await.unwrap();
+    assert_eq!(dropped.dataset.map(|d| (d.sources, d.rows)), Some((2, 10)));
+    assert_eq!(dropped.objects, Some(2));
+    assert!(!env.objects().join("raw/lakes").join("a.geojson").exists());
+    assert!(env.objects().join("raw/rivers/r.geojson").exists(), "other datasets' objects stay");
+
+    // What a bucket sends after the deletions, and a creation event delivered late: no-ops.
+    for key in ["raw/lakes/a.geojson", "raw/lakes/b.geojson"] {
+        env.queue.send(&notification(EventKind::Removed, key, 0, None)).await.unwrap();
+    }
+    env.queue.send(&late).await.unwrap();
+    drain(&env, 1).await;
+    assert_eq!(env.store.dataset(&lakes).await.unwrap(), None);
+    let jobs = env.jobs().await;
+    let after: Vec<(JobStatus, &str)> = jobs[..3].iter().map(|j| (j.status, j.source.as_str())).collect();
+    assert!(after.iter().all(|(status, _)| *status == JobStatus::SkippedDuplicate), "{after:?}");
+
+    // Without its objects deleted, a later event for one of them creates the dataset anew.
+    env.put("raw/lakes/c.geojson", &support::collection(2, 4)).await;
+    drain(&env, 1).await;
+    let dropped = geoflow::lifecycle::drop_dataset(&*env.store, &*env.store, None, &lakes).await.unwrap();
+    assert_eq!((dropped.dataset.map(|d| d.rows), dropped.objects), (Some(2), None));
+    assert_eq!(env.store.dataset(&lakes).await.unwrap(), None);
+    env.queue.send(&notification(EventKind::Created, "raw/lakes/c.geojson", 0, None)).await.unwrap();
+    drain(&env, 1).await;
+    assert_eq!(env.store.dataset(&lakes).await.unwrap().map(|d| d.feature_count), Some(2));
+    assert_eq!(env.rows_of("rivers", "raw/rivers/r.geojson").await, Some(3));
+}
+
+/// The store, with a load of `key` that commits right after each drop: what a worker whose
+/// load waited for the dataset's lock does while the drop runs.
+struct LoadAfterDrop {
+    store: Arc<dyn Store>,
+    worker: Worker,
+    key: String,
+}
+
+#[async_trait::async_trait]
+impl geoflow_store::Catalog for LoadAfterDrop {
+    fn location(&self) -> String {
+        self.store.location()
+    }
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.store.migrate().await
+    }
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        self.store.check_ready().await
+    }
+    async fn source(&self, d: &DatasetName, s: &str) -> Result<Option<SourceRecord>, StoreError> {
+        self.store.source(d, s).await
+    }
+    async fn sources(&self, d: &DatasetName) -> Result<Vec<SourceRecord>, StoreError> {
+        self.store.sources(d).await
+    }
+    async fn settled_source(&self, d: &DatasetName, s: &str) -> Result<Option<SourceRecord>, StoreError> {
+        self.store.settled_source(d, s).await
+    }
+    async fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
+        self.store.datasets().await
+    }
+    async fn dataset(&self, d: &DatasetName) -> Result<Option<DatasetInfo>, StoreError> {
+        self.store.dataset(d).await
+    }
+}
+
+#[async_trait::async_trait]
+impl geoflow_store::Loads for LoadAfterDrop {
+    async fn load(&self, plan: LoadPlan, rows: LoadReceiver) -> Result<LoadOutcome, StoreError> {
+        self.store.load(plan, rows).await
+    }
+    async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError> {
+        self.store.record_failure(plan, result).await
+    }
+    async fn remove_source(&self, d: &DatasetName, s: &str, o: Option<&Origin>) -> Result<Removal, StoreError> {
+        self.store.remove_source(d, s, o).await
+    }
+    async fn drop_dataset(&self, d: &DatasetName) -> Result<Option<DatasetDrop>, StoreError> {
+        let dropped = self.store.drop_dataset(d).await?;
+        self.worker.queue.send(&notification(EventKind::Created, &self.key, 0, None)).await.unwrap();
+        assert_eq!(self.worker.try_execute_task(Duration::from_secs(5)).await.unwrap(), 1);
+        Ok(dropped)
+    }
+    async fn set_mode(&self, d: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError> {
+        self.store.set_mode(d, mode).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_waited_for_the_drop_is_undone_with_its_deleted_object() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    env.put("raw/lakes/a.geojson", &support::collection(6, 1)).await;
+    drain(&env, 1).await;
+    let lakes = DatasetName::new("lakes").unwrap();
+    let racing = LoadAfterDrop { store: env.store.clone(), worker: env.worker(), key: "raw/lakes/a.geojson".into() };
+
+    let dropped = geoflow::lifecycle::drop_dataset(&racing, &racing, Some(&env.storage), &lakes).await.unwrap();
+    assert_eq!((dropped.dataset.map(|d| d.rows), dropped.objects), (Some(6), Some(1)));
+    // The load brought the dataset back from the object; the object's deletion took it out
+    // again, as its removal event would have (a local folder sends none).
+    let left = env.store.dataset(&lakes).await.unwrap().expect("the racing load recreated the dataset");
+    assert_eq!((left.sources, left.feature_count), (0, 0));
+    assert!(env.store.sources(&lakes).await.unwrap().is_empty());
 }

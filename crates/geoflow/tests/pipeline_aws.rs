@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use geoflow::events::EventKind;
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_store::postgis::PostgisStore;
 use geoflow_store::{Job, JobQuery, JobStatus, Store};
 use geoflow_testkit::{moto_server, postgis_database, unique_name, MotoServer};
@@ -118,6 +118,8 @@ impl Aws {
             .env("GEOFLOW_QUEUE_URL", &self.queue_url)
             .env("GEOFLOW_RETRY_DELAY", "1")
             .env("GEOFLOW_VISIBILITY_TIMEOUT", self.visibility_s.to_string())
+            // Most tests here load several objects into one dataset.
+            .env("GEOFLOW_DATASET_MODE", "append")
             .env("AWS_ENDPOINT_URL", self.moto.endpoint_url())
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -191,6 +193,55 @@ async fn wait_for_jobs(store: &dyn Store, finished: usize) -> Vec<Job> {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// In replace mode, on S3 and SQS: the dataset is the newest object (S3's last-modified, then
+/// the key), whatever order events arrive in and however often; deleting it brings back the
+/// newest object left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replace_mode_on_s3_follows_the_newest_object_whatever_the_event_order() {
+    let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
+    let aws = aws(moto).await;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    let roads = DatasetName::new("roads").unwrap();
+    let (old, new) = ("raw/roads/2026-12-01/roads.geojson", "raw/roads/2026-12-02/roads.geojson");
+    aws.s3.put(&ObjectPath::from(old), support::collection(30, 1).into()).await.unwrap();
+    // S3 keeps last-modified times to the second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    aws.s3.put(&ObjectPath::from(new), support::collection(12, 2).into()).await.unwrap();
+    let mut worker = aws.command("worker", db.url());
+    let _workers = [
+        Running(Some(worker.env("GEOFLOW_DATASET_MODE", "replace").spawn().unwrap())),
+        Running(Some(worker.spawn().unwrap())),
+    ];
+    wait_for_jobs(&store, 2).await;
+    let held = || async {
+        let sources = store.sources(&roads).await.unwrap();
+        sources.into_iter().map(|s| (s.source, s.feature_count)).collect::<Vec<_>>()
+    };
+    assert_eq!(held().await, [(new.to_string(), 12)]);
+    assert_eq!(store.dataset(&roads).await.unwrap().unwrap().mode, DatasetMode::Replace);
+
+    // The older object's event delivered again after the newer one's, and the newer one's
+    // duplicated: nothing changes.
+    aws.replay(EventKind::Created, old).await;
+    aws.replay(EventKind::Created, new).await;
+    let jobs = wait_for_jobs(&store, 4).await;
+    assert_eq!(held().await, [(new.to_string(), 12)], "{jobs:#?}");
+    let late = jobs.iter().filter(|j| j.source == old).map(|j| j.status).collect::<Vec<_>>();
+    assert!(late.contains(&JobStatus::Superseded), "{jobs:#?}");
+
+    // The object the dataset holds is deleted: the newest one left loads in its place.
+    aws.s3.delete(&ObjectPath::from(new)).await.unwrap();
+    // moto sends no event for a delete marker (S3 sends ObjectRemoved:DeleteMarkerCreated).
+    aws.replay(EventKind::Removed, new).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while held().await != [(old.to_string(), 30)] {
+        assert!(Instant::now() < deadline, "{:#?}", wait_for_jobs(&store, 0).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(store.dataset(&roads).await.unwrap().unwrap().feature_count, 30);
+    assert_eq!(aws.messages(&aws.dlq_url).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

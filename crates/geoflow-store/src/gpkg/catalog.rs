@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use time::OffsetDateTime;
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::row::Bbox;
 
 use super::table::{quote, read_layout};
@@ -129,7 +129,7 @@ pub fn finish_load(
 }
 
 /// The columns [`record_of`] reads, after which `source_key` may follow.
-const SOURCE_COLUMNS: &str = "content_hash, bytes, feature_count, load_id, loaded_at, object_version";
+const SOURCE_COLUMNS: &str = "content_hash, bytes, feature_count, load_id, loaded_at, object_version, settings";
 
 fn record_of(dataset: &DatasetName, source: String, r: &rusqlite::Row<'_>) -> rusqlite::Result<SourceRecord> {
     Ok(SourceRecord {
@@ -143,6 +143,7 @@ fn record_of(dataset: &DatasetName, source: String, r: &rusqlite::Row<'_>) -> ru
         feature_count: r.get::<_, i64>(2)?.max(0) as u64,
         load_id: r.get(3)?,
         loaded_at: r.get(4)?,
+        settings: r.get(6)?,
     })
 }
 
@@ -164,7 +165,7 @@ pub fn source_records(conn: &Connection, dataset: &DatasetName) -> Result<Vec<So
         "SELECT {SOURCE_COLUMNS}, source_key FROM geoflow_sources WHERE dataset = ?1 ORDER BY source_key"
     ))
     .and_then(|mut s| {
-        s.query_map(params![dataset.as_str()], |r| record_of(dataset, r.get(6)?, r))?.collect::<Result<Vec<_>, _>>()
+        s.query_map(params![dataset.as_str()], |r| record_of(dataset, r.get(7)?, r))?.collect::<Result<Vec<_>, _>>()
     })
     .ctx("listing the sources of a dataset")
 }
@@ -173,16 +174,16 @@ pub fn upsert_source(
     conn: &Connection,
     plan: &LoadPlan,
     feature_count: u64,
-    load_id: i64,
-    loaded_at: &str,
+    (load_id, loaded_at, settings): (i64, &str, &str),
 ) -> Result<(), StoreError> {
+    let modified = plan.modified.map(super::to_rfc3339).transpose()?;
     conn.prepare_cached(
         "INSERT INTO geoflow_sources (dataset, source_key, content_hash, bytes, feature_count, load_id, loaded_at,
-           object_version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+           object_version, settings, modified)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (dataset, source_key) DO UPDATE SET content_hash = excluded.content_hash, bytes = excluded.bytes,
            feature_count = excluded.feature_count, load_id = excluded.load_id, loaded_at = excluded.loaded_at,
-           object_version = excluded.object_version",
+           object_version = excluded.object_version, settings = excluded.settings, modified = excluded.modified",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -194,6 +195,8 @@ pub fn upsert_source(
             load_id,
             loaded_at,
             plan.version.object_version,
+            settings,
+            modified,
         ])
     })
     .ctx("recording the source")?;
@@ -204,11 +207,12 @@ pub fn upsert_source(
 /// event for that version is recognised without reading the object. Rows, load id and dataset
 /// version stay as they are: the content did not change.
 pub fn set_object_version(conn: &Connection, plan: &LoadPlan) -> Result<(), StoreError> {
+    let modified = plan.modified.map(super::to_rfc3339).transpose()?;
     conn.prepare_cached(
-        "UPDATE geoflow_sources SET object_version = ?3
-         WHERE dataset = ?1 AND source_key = ?2 AND object_version IS NOT ?3",
+        "UPDATE geoflow_sources SET object_version = ?3, modified = coalesce(?4, modified)
+         WHERE dataset = ?1 AND source_key = ?2 AND (object_version IS NOT ?3 OR modified IS NOT coalesce(?4, modified))",
     )
-    .and_then(|mut s| s.execute(params![plan.dataset.as_str(), plan.source, plan.version.object_version]))
+    .and_then(|mut s| s.execute(params![plan.dataset.as_str(), plan.source, plan.version.object_version, modified]))
     .ctx("recording the source's object version")?;
     Ok(())
 }
@@ -240,6 +244,19 @@ pub fn table_extent(conn: &Connection, table: &str) -> Result<Option<Bbox>, Stor
     })
 }
 
+/// A dataset mode as the catalog spells it.
+pub fn parse_mode(mode: &str) -> Result<DatasetMode, StoreError> {
+    mode.parse().map_err(|reason| StoreError::Incompatible { location: "catalog".into(), reason })
+}
+
+/// Sets a dataset's mode; `false` when there is no such dataset.
+pub fn set_mode(conn: &Connection, dataset: &DatasetName, mode: DatasetMode) -> Result<bool, StoreError> {
+    let updated = conn
+        .execute("UPDATE geoflow_datasets SET mode = ?2 WHERE name = ?1", params![dataset.as_str(), mode.as_str()])
+        .ctx("setting the dataset's mode")?;
+    Ok(updated > 0)
+}
+
 /// Every dataset, or only `name`. Feature counts come from the sources' counts, so that
 /// listing never scans a dataset table.
 pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<DatasetInfo>, StoreError> {
@@ -247,7 +264,7 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
         .prepare_cached(
             "SELECT d.name, d.version, d.updated_at, c.min_x, c.min_y, c.max_x, c.max_y,
                (SELECT count(*) FROM geoflow_sources s WHERE s.dataset = d.name),
-               (SELECT coalesce(sum(feature_count), 0) FROM geoflow_sources s WHERE s.dataset = d.name)
+               (SELECT coalesce(sum(feature_count), 0) FROM geoflow_sources s WHERE s.dataset = d.name), d.mode
              FROM geoflow_datasets d LEFT JOIN gpkg_contents c ON c.table_name = d.table_name
              WHERE ?1 IS NULL OR d.name = ?1
              ORDER BY d.name",
@@ -260,13 +277,14 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
                 _ => None,
             };
             let counts = (r.get::<_, i64>(7)?, r.get::<_, i64>(8)?);
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, extent, counts))
+            let named = (r.get::<_, String>(0)?, r.get::<_, String>(9)?);
+            Ok((named, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, extent, counts))
         })
         .ctx("listing datasets")?
         .collect::<Result<Vec<_>, _>>()
         .ctx("listing datasets")?;
     let mut out = Vec::with_capacity(rows.len());
-    for (name, version, updated_at, bbox, (sources, feature_count)) in rows {
+    for ((name, mode), version, updated_at, bbox, (sources, feature_count)) in rows {
         let dataset = DatasetName::new(&name)
             .map_err(|e| StoreError::Incompatible { location: "catalog".into(), reason: e.to_string() })?;
         let Some(layout) = read_layout(conn, &name)? else {
@@ -279,6 +297,7 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
             bbox,
             sources: sources.max(0) as u64,
             columns: layout.columns.into_iter().map(|c| ColumnInfo { key: c.key, column: c.name, ty: c.ty }).collect(),
+            mode: parse_mode(&mode)?,
             version,
             updated_at,
         });

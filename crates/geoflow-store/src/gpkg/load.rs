@@ -7,7 +7,7 @@ use std::time::Instant;
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Statement, TransactionBehavior};
 use time::OffsetDateTime;
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
@@ -21,7 +21,7 @@ use crate::layout::{
     json_key, route_properties, Column, ColumnDrop, FieldSlot, Layout, OverflowObject, Resolution, SchemaChange,
     OVERFLOW_COLUMN,
 };
-use crate::protocol::{self, Committed, LoadSession, Origin, Prepared};
+use crate::protocol::{self, Catalogued, Committed, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
 use crate::{Clock, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
 /// How the R-tree is filled during a load.
@@ -157,12 +157,44 @@ impl LoadSession for GpkgSession {
         self.conn.execute_batch("BEGIN IMMEDIATE").ctx("starting the transaction")
     }
 
-    async fn catalogued_hash(&mut self, plan: &LoadPlan) -> Result<Option<String>, StoreError> {
+    async fn dataset_mode(&mut self, dataset: &DatasetName) -> Result<Option<DatasetMode>, StoreError> {
+        let mode: Option<String> = self
+            .conn
+            .query_row("SELECT mode FROM geoflow_datasets WHERE name = ?1", [dataset.as_str()], |r| r.get(0))
+            .optional()
+            .ctx("reading the dataset's mode")?;
+        mode.as_deref().map(catalog::parse_mode).transpose()
+    }
+
+    async fn newest_source(&mut self, dataset: &DatasetName) -> Result<Option<ObjectOrder>, StoreError> {
+        // Catalog times are fixed-width RFC 3339 UTC text: they sort as the times do.
+        let newest: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT source_key, coalesce(modified, loaded_at) AS at FROM geoflow_sources WHERE dataset = ?1
+                 ORDER BY at DESC, source_key DESC LIMIT 1",
+                [dataset.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .ctx("reading the dataset's newest source")?;
+        newest
+            .map(|(key, at)| {
+                let modified =
+                    OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).map_err(|e| {
+                        StoreError::Incompatible { location: "catalog".into(), reason: format!("{at:?}: {e}") }
+                    })?;
+                Ok(ObjectOrder { modified, key })
+            })
+            .transpose()
+    }
+
+    async fn catalogued(&mut self, plan: &LoadPlan) -> Result<Option<Catalogued>, StoreError> {
         self.conn
             .query_row(
-                "SELECT content_hash FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2",
+                "SELECT content_hash, settings FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2",
                 params![plan.dataset.as_str(), plan.source],
-                |r| r.get(0),
+                |r| Ok(Catalogued { content_hash: r.get(0)?, settings: r.get(1)? }),
             )
             .optional()
             .ctx("reading the source catalog")
@@ -172,7 +204,13 @@ impl LoadSession for GpkgSession {
         catalog::set_object_version(&self.conn, plan)
     }
 
-    async fn prepare(&mut self, plan: &LoadPlan, started: OffsetDateTime) -> Result<Prepared, StoreError> {
+    async fn prepare(
+        &mut self,
+        plan: &LoadPlan,
+        started: OffsetDateTime,
+        mode: DatasetMode,
+        scope: RowScope,
+    ) -> Result<Prepared, StoreError> {
         let (tx, dataset) = (&self.conn, plan.dataset.as_str());
         let t0 = Instant::now();
         let started_at = to_rfc3339(started)?;
@@ -180,7 +218,7 @@ impl LoadSession for GpkgSession {
         let resolution = Resolution::new(dataset, old, &plan.schema, MAX_COLUMNS);
         resolution.check_width(MAX_COLUMNS)?;
         let schema_changes = resolution.changes();
-        table::apply_resolution(&resolution, tx, dataset, &started_at)?;
+        table::apply_resolution(&resolution, tx, (dataset, mode), &started_at)?;
         let table = resolution.new.table.clone();
 
         // The row is rewritten at commit; its id is needed now for gf_load_id.
@@ -190,7 +228,26 @@ impl LoadSession for GpkgSession {
         if changes.is_some() {
             table::suspend_rtree_triggers(tx, &table)?;
         }
-        let replaced_rows = delete_source_rows(tx, &table, &plan.source, changes.as_mut())?;
+        let replaced_rows = match scope {
+            RowScope::Source => delete_source_rows(tx, &table, &plan.source, changes.as_mut())?,
+            RowScope::Dataset => {
+                // The other sources leave the dataset, each recorded as a removal; the rest of
+                // the rows deleted were this source's.
+                let others: Vec<(String, i64)> = tx
+                    .prepare("DELETE FROM geoflow_sources WHERE dataset = ?1 AND source_key <> ?2 RETURNING source_key, feature_count")
+                    .and_then(|mut s| {
+                        s.query_map(params![dataset, plan.source], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+                    })
+                    .ctx("removing the dataset's other sources")?;
+                let mut others_rows = 0u64;
+                for (key, rows) in others {
+                    let rows = rows.max(0) as u64;
+                    others_rows += rows;
+                    catalog::record_removal(tx, &plan.dataset, &key, rows, started)?;
+                }
+                delete_all_rows(tx, &table, changes.as_mut())?.saturating_sub(others_rows)
+            }
+        };
         let insert = InsertShape::new(&resolution);
         self.rows = Some(Rows {
             table,
@@ -255,7 +312,7 @@ impl LoadSession for GpkgSession {
         let (conn, Some(rows)) = (&self.conn, self.rows.as_ref()) else {
             return Err(StoreError::Internal("no rows to record".into()));
         };
-        catalog::upsert_source(conn, plan, load.stored_rows, load.load_id, &rows.started_at)?;
+        catalog::upsert_source(conn, plan, load.stored_rows, (load.load_id, &rows.started_at, load.settings))?;
         let times = (load.started_at, load.finished_at);
         catalog::finish_load(conn, load.load_id, LoadStatus::Loaded, times, load.result)?;
         catalog::touch_dataset(conn, plan.dataset.as_str(), &rows.table, &to_rfc3339(load.finished_at)?)
@@ -377,6 +434,16 @@ fn delete_source_rows(
         }
     }
     Ok(n)
+}
+
+/// Deletes every row of the table. With the R-tree triggers suspended (`changes` given), the
+/// R-tree is cleared in one step with them.
+fn delete_all_rows(tx: &Connection, table: &str, changes: Option<&mut rtree::Changes>) -> Result<u64, StoreError> {
+    let n = tx.execute(&format!("DELETE FROM {}", quote(table)), []).ctx("emptying the dataset")?;
+    if let Some(changes) = changes {
+        changes.cleared = true;
+    }
+    Ok(n as u64)
 }
 
 /// Parameter positions of the insert statement.

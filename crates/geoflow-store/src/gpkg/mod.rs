@@ -16,6 +16,7 @@ mod catalog;
 mod features;
 mod geometry;
 mod jobs;
+mod lifecycle;
 mod load;
 mod migrate;
 mod report;
@@ -33,14 +34,14 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 
 use crate::prelude::*;
 use crate::protocol::Origin;
 use crate::report::{Window, WindowActivity};
 use crate::{
-    Clock, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
-    LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
+    Clock, DatasetDrop, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan,
+    LoadReceiver, LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
 };
 
 pub use load::RtreeFill;
@@ -217,6 +218,31 @@ impl Loads for GeoPackageStore {
             load::remove_source(path, &*clock, &dataset, &source, origin.as_ref(), fill)
         })
         .await
+    }
+
+    async fn set_mode(&self, dataset: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError> {
+        let name = dataset.clone();
+        let found = self
+            .blocking("setting a dataset's mode", move |path| {
+                // The write lock: between loads of the dataset.
+                let mut conn = open_connection(path)?;
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .ctx("starting a transaction")?;
+                let found = catalog::set_mode(&tx, &name, mode)?;
+                tx.commit().ctx("setting the dataset's mode")?;
+                Ok(found)
+            })
+            .await?;
+        if !found {
+            return Ok(None);
+        }
+        self.dataset(dataset).await
+    }
+
+    async fn drop_dataset(&self, dataset: &DatasetName) -> Result<Option<DatasetDrop>, StoreError> {
+        let (dataset, clock) = (dataset.clone(), Arc::clone(&self.clock));
+        self.blocking("dropping a dataset", move |path| lifecycle::drop_dataset(path, &*clock, &dataset)).await
     }
 }
 

@@ -8,6 +8,7 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use geoflow_core::dataset::DatasetMode;
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
 use serde_json::value::RawValue;
@@ -269,10 +270,15 @@ pub fn needs_rebuild(r: &Resolution) -> bool {
 
 /// Brings the table to the new layout: creates it, or rebuilds it, or adds columns and
 /// converts values in place. Updates the catalog's column mapping and gpkg_data_columns.
-pub fn apply_resolution(r: &Resolution, tx: &Connection, dataset: &str, now: &str) -> Result<(), StoreError> {
+pub fn apply_resolution(
+    r: &Resolution,
+    tx: &Connection,
+    (dataset, mode): (&str, DatasetMode),
+    now: &str,
+) -> Result<(), StoreError> {
     let table = &r.new.table;
     match &r.old {
-        None => create_dataset(tx, dataset, &r.new, now)?,
+        None => create_dataset(tx, (dataset, mode), &r.new, now)?,
         Some(old) if needs_rebuild(r) => rebuild(tx, old, &r.new)?,
         Some(old) => {
             for c in r.new.columns[old.columns.len()..].iter().filter(|c| !c.overflow) {
@@ -457,7 +463,12 @@ pub fn restore_rtree_triggers(tx: &Connection, table: &str) -> Result<(), StoreE
     tx.execute_batch(&fill_rtree_template(RTREE_DELETE_TRIGGER_SQL, table)).ctx("restoring the R-tree triggers")
 }
 
-fn create_dataset(tx: &Connection, dataset: &str, layout: &Layout, now: &str) -> Result<(), StoreError> {
+fn create_dataset(
+    tx: &Connection,
+    (dataset, mode): (&str, DatasetMode),
+    layout: &Layout,
+    now: &str,
+) -> Result<(), StoreError> {
     let table = &layout.table;
     let exists: bool = tx
         .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE lower(name) = lower(?1))", [table], |r| r.get(0))
@@ -489,9 +500,9 @@ fn create_dataset(tx: &Connection, dataset: &str, layout: &Layout, now: &str) ->
     )
     .ctx("registering the spatial index")?;
     tx.execute(
-        "INSERT INTO geoflow_datasets (name, table_name, id_type, version, created_at, updated_at)
-         VALUES (?1, ?2, 'null', 0, ?3, ?3)",
-        params![dataset, table, now],
+        "INSERT INTO geoflow_datasets (name, table_name, id_type, version, created_at, updated_at, mode)
+         VALUES (?1, ?2, 'null', 0, ?3, ?3, ?4)",
+        params![dataset, table, now, mode.as_str()],
     )
     .ctx("registering the dataset")?;
     Ok(())

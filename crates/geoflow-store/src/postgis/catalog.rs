@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use tokio_postgres::{GenericClient, Row};
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::row::Bbox;
 
 use deadpool_postgres::Object;
@@ -131,7 +131,8 @@ pub async fn finish_load(
 /// The columns [`record_of`] reads, after which `source_key` may follow.
 fn source_columns() -> String {
     format!(
-        "content_hash, bytes, feature_count, load_id, to_char(loaded_at AT TIME ZONE 'UTC', {RFC3339}), object_version"
+        "content_hash, bytes, feature_count, load_id, to_char(loaded_at AT TIME ZONE 'UTC', {RFC3339}), object_version,
+         settings"
     )
 }
 
@@ -147,6 +148,7 @@ fn record_of(dataset: &DatasetName, source: String, r: &Row) -> SourceRecord {
         feature_count: r.get::<_, i64>(2).max(0) as u64,
         load_id: r.get(3),
         loaded_at: r.get(4),
+        settings: r.get(6),
     }
 }
 
@@ -183,7 +185,7 @@ pub async fn source_records(
         )
         .await
         .ctx(store, "listing the sources of a dataset")?;
-    Ok(rows.iter().map(|r| record_of(dataset, r.get(6), r)).collect())
+    Ok(rows.iter().map(|r| record_of(dataset, r.get(7), r)).collect())
 }
 
 /// Records the source's new version, rows and extent.
@@ -193,8 +195,7 @@ pub async fn upsert_source(
     plan: &LoadPlan,
     (rows, fids): (u64, SourceRows),
     bbox: Option<Bbox>,
-    load_id: i64,
-    loaded_at: OffsetDateTime,
+    (load_id, loaded_at, settings): (i64, OffsetDateTime, &str),
 ) -> Result<(), StoreError> {
     let [min_x, min_y, max_x, max_y] = bbox_parts(bbox);
     let (min_fid, max_fid) = match fids {
@@ -204,13 +205,14 @@ pub async fn upsert_source(
     client
         .execute(
             "INSERT INTO geoflow.sources (dataset, source_key, content_hash, bytes, feature_count,
-               min_x, min_y, max_x, max_y, load_id, loaded_at, object_version, min_fid, max_fid)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+               min_x, min_y, max_x, max_y, load_id, loaded_at, object_version, min_fid, max_fid, settings, modified)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              ON CONFLICT (dataset, source_key) DO UPDATE SET content_hash = excluded.content_hash,
                bytes = excluded.bytes, feature_count = excluded.feature_count, min_x = excluded.min_x,
                min_y = excluded.min_y, max_x = excluded.max_x, max_y = excluded.max_y,
                load_id = excluded.load_id, loaded_at = excluded.loaded_at, object_version = excluded.object_version,
-               min_fid = excluded.min_fid, max_fid = excluded.max_fid",
+               min_fid = excluded.min_fid, max_fid = excluded.max_fid, settings = excluded.settings,
+               modified = excluded.modified",
             &[
                 &plan.dataset.as_str(),
                 &plan.source,
@@ -226,6 +228,8 @@ pub async fn upsert_source(
                 &plan.version.object_version,
                 &min_fid,
                 &max_fid,
+                &settings,
+                &plan.modified,
             ],
         )
         .await
@@ -243,9 +247,10 @@ pub async fn set_object_version(
 ) -> Result<(), StoreError> {
     client
         .execute(
-            "UPDATE geoflow.sources SET object_version = $3
-             WHERE dataset = $1 AND source_key = $2 AND object_version IS DISTINCT FROM $3",
-            &[&plan.dataset.as_str(), &plan.source, &plan.version.object_version],
+            "UPDATE geoflow.sources SET object_version = $3, modified = coalesce($4, modified)
+             WHERE dataset = $1 AND source_key = $2
+               AND (object_version IS DISTINCT FROM $3 OR modified IS DISTINCT FROM coalesce($4, modified))",
+            &[&plan.dataset.as_str(), &plan.source, &plan.version.object_version, &plan.modified],
         )
         .await
         .ctx(store, "recording the source's object version")?;
@@ -330,7 +335,27 @@ fn dataset_of(store: &PostgisStore, r: &Row) -> Result<DatasetInfo, StoreError> 
         bbox: bbox_of([r.get(4), r.get(5), r.get(6), r.get(7)]),
         sources: r.get::<_, i64>(9).max(0) as u64,
         columns,
+        mode: parse_mode(store, r.get(13))?,
         version: r.get(1),
         updated_at: r.get(2),
     })
+}
+
+/// A dataset mode as the catalog spells it.
+pub fn parse_mode(store: &PostgisStore, mode: &str) -> Result<DatasetMode, StoreError> {
+    mode.parse().map_err(|reason| StoreError::Incompatible { location: store.location.clone(), reason })
+}
+
+/// Sets a dataset's mode; `false` when there is no such dataset.
+pub async fn set_mode(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    dataset: &DatasetName,
+    mode: DatasetMode,
+) -> Result<bool, StoreError> {
+    let updated = client
+        .execute("UPDATE geoflow.datasets SET mode = $2 WHERE name = $1", &[&dataset.as_str(), &mode.as_str()])
+        .await
+        .ctx(store, "setting the dataset's mode")?;
+    Ok(updated > 0)
 }

@@ -10,7 +10,7 @@ use futures_util::SinkExt;
 use time::OffsetDateTime;
 use tokio_postgres::{CopyInSink, GenericClient};
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::row::Row;
 
 use super::catalog;
@@ -18,7 +18,7 @@ use super::copy::{pg_timestamp, RowEncoder, COPY_SYSTEM_COLUMNS};
 use super::table::{self, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
 use crate::layout::{json_key, Column, ColumnDrop, FieldSlot, Layout, Resolution, SchemaChange, OVERFLOW_COLUMN};
-use crate::protocol::{self, Committed, LoadSession, Origin, Prepared};
+use crate::protocol::{self, Catalogued, Committed, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
 use crate::{LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
 /// Bytes of COPY data sent at a time.
@@ -58,7 +58,11 @@ pub async fn remove_source(
 }
 
 /// Serialises the loads (and removals) of one dataset across connections and processes.
-async fn lock_dataset(store: &PostgisStore, tx: &impl GenericClient, dataset: &str) -> Result<(), StoreError> {
+pub(super) async fn lock_dataset(
+    store: &PostgisStore,
+    tx: &impl GenericClient,
+    dataset: &str,
+) -> Result<(), StoreError> {
     let key = format!("geoflow.dataset:{dataset}");
     tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key])
         .await
@@ -136,25 +140,58 @@ impl LoadSession for PgSession<'_> {
         lock_dataset(store, self.client()?, dataset.as_str()).await
     }
 
-    async fn catalogued_hash(&mut self, plan: &LoadPlan) -> Result<Option<String>, StoreError> {
-        let current: Option<(String, SourceRows)> = self
+    async fn dataset_mode(&mut self, dataset: &DatasetName) -> Result<Option<DatasetMode>, StoreError> {
+        let mode: Option<String> = self
+            .client()?
+            .query_opt("SELECT mode FROM geoflow.datasets WHERE name = $1", &[&dataset.as_str()])
+            .await
+            .ctx(self.store, "reading the dataset's mode")?
+            .map(|r| r.get(0));
+        mode.map(|m| catalog::parse_mode(self.store, &m)).transpose()
+    }
+
+    async fn newest_source(&mut self, dataset: &DatasetName) -> Result<Option<ObjectOrder>, StoreError> {
+        let newest = self
             .client()?
             .query_opt(
-                "SELECT content_hash, min_fid, max_fid FROM geoflow.sources WHERE dataset = $1 AND source_key = $2",
+                "SELECT source_key, coalesce(modified, loaded_at) AS at FROM geoflow.sources WHERE dataset = $1
+                 ORDER BY at DESC, source_key COLLATE \"C\" DESC LIMIT 1",
+                &[&dataset.as_str()],
+            )
+            .await
+            .ctx(self.store, "reading the dataset's newest source")?;
+        Ok(newest.map(|r| ObjectOrder { key: r.get(0), modified: r.get(1) }))
+    }
+
+    async fn catalogued(&mut self, plan: &LoadPlan) -> Result<Option<Catalogued>, StoreError> {
+        let current: Option<(Catalogued, SourceRows)> = self
+            .client()?
+            .query_opt(
+                "SELECT content_hash, settings, min_fid, max_fid FROM geoflow.sources
+                 WHERE dataset = $1 AND source_key = $2",
                 &[&plan.dataset.as_str(), &plan.source],
             )
             .await
             .ctx(self.store, "reading the source catalog")?
-            .map(|r| (r.get(0), SourceRows::from_columns(r.get(1), r.get(2))));
+            .map(|r| {
+                let catalogued = Catalogued { content_hash: r.get(0), settings: r.get(1) };
+                (catalogued, SourceRows::from_columns(r.get(2), r.get(3)))
+            });
         self.current_rows = current.as_ref().map(|(_, rows)| *rows);
-        Ok(current.map(|(hash, _)| hash))
+        Ok(current.map(|(catalogued, _)| catalogued))
     }
 
     async fn keep_source(&mut self, plan: &LoadPlan) -> Result<(), StoreError> {
         catalog::set_object_version(self.store, self.client()?, plan).await
     }
 
-    async fn prepare(&mut self, plan: &LoadPlan, started_at: OffsetDateTime) -> Result<Prepared, StoreError> {
+    async fn prepare(
+        &mut self,
+        plan: &LoadPlan,
+        started_at: OffsetDateTime,
+        mode: DatasetMode,
+        scope: RowScope,
+    ) -> Result<Prepared, StoreError> {
         let (store, tx) = (self.store, self.client()?);
         let dataset = plan.dataset.as_str();
         let t0 = Instant::now();
@@ -175,7 +212,7 @@ impl LoadSession for PgSession<'_> {
         // maintaining it row by row; a table created by this load gets its primary key and
         // other index after the COPY too.
         let build_index_after = was_empty && store.defer_spatial_index;
-        let created = table::apply_resolution(&resolution, store, tx, dataset, !build_index_after).await?;
+        let created = table::apply_resolution(&resolution, store, tx, dataset, mode, !build_index_after).await?;
         if build_index_after && !created {
             table::drop_spatial_index(store, tx, &resolution.new.table).await?;
         }
@@ -183,9 +220,33 @@ impl LoadSession for PgSession<'_> {
         // The row is rewritten at commit; its id is needed now for gf_load_id.
         let times = (started_at, started_at);
         let load_id = catalog::insert_load(store, tx, plan, LoadStatus::Loaded, times, &LoadResult::default()).await?;
-        let replaced_rows = match (was_empty, self.current_rows) {
-            (false, Some(rows)) => delete_source_rows(store, tx, &resolution.new.table, &plan.source, rows).await?,
-            _ => 0,
+        let replaced_rows = match (was_empty, scope, self.current_rows) {
+            (true, _, _) => 0,
+            (false, RowScope::Dataset, _) => {
+                // The other sources leave the dataset, each recorded as a removal; the rest of
+                // the rows deleted were this source's.
+                let others = tx
+                    .query(
+                        "DELETE FROM geoflow.sources WHERE dataset = $1 AND source_key <> $2
+                         RETURNING source_key, feature_count",
+                        &[&dataset, &plan.source],
+                    )
+                    .await
+                    .ctx(store, "removing the dataset's other sources")?;
+                let mut others_rows = 0u64;
+                for other in &others {
+                    let (key, rows): (String, i64) = (other.get(0), other.get(1));
+                    let rows = rows.max(0) as u64;
+                    others_rows += rows;
+                    catalog::record_removal(store, tx, &plan.dataset, &key, rows, started_at).await?;
+                }
+                let deleted = tx.execute(&format!("DELETE FROM {t}"), &[]).await.ctx(store, "emptying the dataset")?;
+                deleted.saturating_sub(others_rows)
+            }
+            (false, RowScope::Source, Some(rows)) => {
+                delete_source_rows(store, tx, &resolution.new.table, &plan.source, rows).await?
+            }
+            (false, RowScope::Source, None) => 0,
         };
         let prepared = t0.elapsed();
 
@@ -294,7 +355,8 @@ impl LoadSession for PgSession<'_> {
         let copy = self.copy.as_ref().ok_or_else(|| StoreError::Internal("no COPY to record".into()))?;
         let (_, fids) = copy.stored.ok_or_else(|| StoreError::Internal("the COPY is not finished".into()))?;
         let rows = (load.stored_rows, fids);
-        catalog::upsert_source(store, tx, plan, rows, copy.encoder.bbox, load.load_id, load.started_at).await?;
+        let recorded = (load.load_id, load.started_at, load.settings);
+        catalog::upsert_source(store, tx, plan, rows, copy.encoder.bbox, recorded).await?;
         let counts = (load.replaced_rows, load.stored_rows);
         catalog::finish_load(store, tx, load.load_id, load.finished_at, load.result, counts).await?;
         catalog::touch_dataset(store, tx, plan.dataset.as_str(), load.finished_at).await
@@ -404,6 +466,16 @@ pub async fn settled_source(
     let record = catalog::source_record(store, &*tx, dataset, source).await?;
     tx.commit().await.ctx(store, "reading the source catalog")?;
     Ok(record)
+}
+
+/// Sets a dataset's mode under its lock, between loads: `false` when there is no such dataset.
+pub async fn set_mode(store: &PostgisStore, dataset: &DatasetName, mode: DatasetMode) -> Result<bool, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.ctx(store, "starting a transaction")?;
+    lock_dataset(store, &*tx, dataset.as_str()).await?;
+    let found = catalog::set_mode(store, &*tx, dataset, mode).await?;
+    tx.commit().await.ctx(store, "setting the dataset's mode")?;
+    Ok(found)
 }
 
 /// Where a source's rows are in its dataset table.

@@ -24,7 +24,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("sql/source_rows.sql")),
     (5, include_str!("sql/superseded.sql")),
     (6, include_str!("sql/overflow.sql")),
-    (7, include_str!("sql/schema_changes.sql")),
+    (7, include_str!("sql/modes.sql")),
+    (8, include_str!("sql/schema_changes.sql")),
 ];
 
 /// The step a catalog of this build is at once migrated.

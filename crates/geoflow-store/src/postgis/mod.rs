@@ -13,6 +13,7 @@ mod connection;
 mod copy;
 mod features;
 mod jobs;
+mod lifecycle;
 mod load;
 mod migrate;
 mod report;
@@ -24,14 +25,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 
 use crate::prelude::*;
 use crate::protocol::Origin;
 use crate::report::{Window, WindowActivity};
 use crate::{
-    Clock, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan, LoadReceiver,
-    LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
+    Clock, DatasetDrop, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan,
+    LoadReceiver, LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
 };
 
 pub use connection::{redact, SslMode};
@@ -224,6 +225,17 @@ impl Loads for PostgisStore {
         origin: Option<&Origin>,
     ) -> Result<Removal, StoreError> {
         load::remove_source(self, dataset, source, origin).await
+    }
+
+    async fn set_mode(&self, dataset: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError> {
+        if !load::set_mode(self, dataset, mode).await? {
+            return Ok(None);
+        }
+        self.dataset(dataset).await
+    }
+
+    async fn drop_dataset(&self, dataset: &DatasetName) -> Result<Option<DatasetDrop>, StoreError> {
+        lifecycle::drop_dataset(self, dataset).await
     }
 }
 

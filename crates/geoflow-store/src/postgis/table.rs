@@ -2,6 +2,7 @@
 
 use tokio_postgres::GenericClient;
 
+use geoflow_core::dataset::DatasetMode;
 use geoflow_core::schema::FieldType;
 
 use super::{Ctx, PostgisStore, DATASET_SCHEMA};
@@ -111,12 +112,13 @@ pub async fn apply_resolution(
     store: &PostgisStore,
     tx: &impl GenericClient,
     dataset: &str,
+    mode: DatasetMode,
     with_indexes: bool,
 ) -> Result<bool, StoreError> {
     let table = qualified(&r.new.table);
     let created = match &r.old {
         None => {
-            create_table(store, tx, dataset, &r.new, with_indexes).await?;
+            create_table(store, tx, (dataset, mode), &r.new, with_indexes).await?;
             true
         }
         Some(old) => {
@@ -233,7 +235,7 @@ async fn write_catalog(
 async fn create_table(
     store: &PostgisStore,
     tx: &impl GenericClient,
-    dataset: &str,
+    (dataset, mode): (&str, DatasetMode),
     layout: &Layout,
     with_indexes: bool,
 ) -> Result<(), StoreError> {
@@ -274,8 +276,8 @@ async fn create_table(
         create_keys_and_indexes(store, tx, &layout.table).await?;
     }
     tx.execute(
-        "INSERT INTO geoflow.datasets (name, table_name, id_type) VALUES ($1, $2, 'null')",
-        &[&dataset, &layout.table],
+        "INSERT INTO geoflow.datasets (name, table_name, id_type, mode) VALUES ($1, $2, 'null', $3)",
+        &[&dataset, &layout.table, &mode.as_str()],
     )
     .await
     .ctx(store, "registering the dataset")?;

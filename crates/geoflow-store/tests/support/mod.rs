@@ -1,7 +1,7 @@
 //! Builders shared by the store tests: geometries as ISO WKB, plans, rows and loads.
 #![allow(dead_code)]
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, EncodedGeometry, GeometryKind, Measures, Row};
 use geoflow_core::schema::{Field, FieldType, Schema};
@@ -96,6 +96,9 @@ pub fn plan(dataset: &str, source: &str, hash: &str, schema: Schema) -> LoadPlan
         policy: Policy::Skip,
         origin: None,
         schema_policy: Default::default(),
+        mode: DatasetMode::Append,
+        modified: None,
+        force: false,
     }
 }
 

@@ -1,21 +1,23 @@
-//! `GET /v1/datasets`, `GET /v1/datasets/{dataset}` and
+//! `GET /v1/datasets`, `GET`, `PATCH` and `DELETE /v1/datasets/{dataset}`, and
 //! `DELETE /v1/datasets/{dataset}/sources/{source}`.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_store::{DatasetInfo, Job, JobAction, JobQuery, JobStatus, JobUpdate, NewJob, SourceRecord};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::problem::{Problem, ProblemBody};
 use super::uploads::accepted;
 use super::AppState;
 use crate::events::{dataset_of, notification, EventKind, JobTag};
+use crate::lifecycle::{self, DropError};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DatasetList {
@@ -72,6 +74,106 @@ pub async fn dataset(State(state): State<AppState>, Path(name): Path<String>) ->
     Ok(Json(DatasetDetail { dataset, sources, last_job }))
 }
 
+/// What `PATCH /v1/datasets/{dataset}` changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetChange {
+    /// How new objects change the dataset from now on; its rows stay as they are until the
+    /// next object arrives.
+    pub mode: Option<DatasetMode>,
+}
+
+#[utoipa::path(
+    patch,
+    path = "/v1/datasets/{dataset}",
+    tag = "datasets",
+    params(("dataset" = String, Path, description = "Dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$")),
+    request_body(content = DatasetChange, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The dataset as it now is", body = DatasetInfo),
+        (status = 400, description = "A bad parameter or body", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "A bearer token is needed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such dataset", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn change_dataset(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<DatasetInfo>, Problem> {
+    let unknown = || Problem::not_found(format!("no dataset {name:?}"));
+    let Ok(dataset) = DatasetName::new(&name) else { return Err(unknown()) };
+    let change: DatasetChange = serde_json::from_slice(&body).map_err(|e| {
+        Problem::bad_request(
+            "invalid-body",
+            format!("the body must be a JSON object such as {{\"mode\": \"replace\"}}: {e}"),
+        )
+    })?;
+    let db = |e| Problem::store("database", e);
+    let info = match change.mode {
+        Some(mode) => state.loads.set_mode(&dataset, mode).await.map_err(db)?,
+        None => state.catalog.dataset(&dataset).await.map_err(db)?,
+    };
+    let info = info.ok_or_else(unknown)?;
+    tracing::info!(dataset = %info.name, mode = %info.mode, "dataset changed");
+    Ok(Json(info))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DropParams {
+    /// Also delete the dataset's objects in storage (every key under `raw/<dataset>/`), so
+    /// that nothing loads them again. Without it they stay: a later event for one of them
+    /// loads it into a new dataset of the same name.
+    #[serde(default)]
+    objects: bool,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/datasets/{dataset}",
+    tag = "datasets",
+    params(
+        ("dataset" = String, Path, description = "Dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"),
+        DropParams,
+    ),
+    responses(
+        (status = 204, description = "The dataset is dropped: its table, its sources and columns in the catalog (and, with objects=true, its objects in storage). Its loads and jobs stay in the history."),
+        (status = 400, description = "A bad dataset name or parameter", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "A bearer token is needed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such dataset (and, with objects=true, no object of it either)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Storage or database unavailable; retry", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn drop_dataset(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<DropParams>,
+) -> Result<StatusCode, Problem> {
+    let dataset =
+        DatasetName::new(&name).map_err(|e| Problem::bad_request("invalid-dataset", format!("dataset: {e}")))?;
+    let storage = params.objects.then_some(&state.storage);
+    let dropped = match lifecycle::drop_dataset(&*state.catalog, &*state.loads, storage, &dataset).await {
+        Ok(dropped) => dropped,
+        Err(DropError::Store(e)) => return Err(Problem::store("database", e)),
+        Err(DropError::Storage(e)) => return Err(Problem::storage(e)),
+    };
+    if !dropped.found() {
+        return Err(Problem::not_found(format!("no dataset {name:?}")));
+    }
+    tracing::info!(
+        %dataset,
+        sources = dropped.dataset.map_or(0, |d| d.sources),
+        rows = dropped.dataset.map_or(0, |d| d.rows),
+        objects = dropped.objects.unwrap_or(0),
+        "dataset dropped"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(
     delete,
     path = "/v1/datasets/{dataset}/sources/{source}",
@@ -115,7 +217,7 @@ pub async fn delete_source(
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Problem::storage(e)),
         }
-        let tag = JobTag { job: new.id.clone(), on_invalid: state.config.default_policy, schema_policy: None };
+        let tag = JobTag { job: new.id.clone(), on_invalid: state.config.default_policy, mode: None, force: false, schema_policy: None };
         state
             .queue
             .send(&notification(EventKind::Removed, &source, 0, Some(&tag)))

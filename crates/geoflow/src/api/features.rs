@@ -127,6 +127,12 @@ pub(super) fn http_date(rfc3339: &str) -> Option<String> {
     t.format(&format).ok()
 }
 
+/// What a dataset's validators derive from: its version, and when it last changed. The version
+/// alone repeats when a dropped dataset is created anew (it starts again at 0), the time does not.
+pub(super) fn state_of(d: &DatasetInfo) -> String {
+    format!("{}@{}", d.version, d.updated_at)
+}
+
 /// A short hex digest of the parts, for ETags.
 pub(super) fn digest(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
@@ -214,7 +220,7 @@ pub async fn schema(
 ) -> Result<Response, Problem> {
     let d = dataset(&state, &id).await?;
     let base = base_url(&headers);
-    let etag = digest(&[d.name.as_str(), &d.version.to_string(), "schema", &base]);
+    let etag = digest(&[d.name.as_str(), &state_of(&d), "schema", &base]);
     let response = json_response(SCHEMA_JSON, &feature_schema(&base, &d));
     Ok(validated(&headers, etag, Some(&d.updated_at), response))
 }
@@ -332,7 +338,7 @@ pub async fn collections(
     let format = Format::negotiate(p.f.as_deref(), &headers)?;
     let base = base_url(&headers);
     let all = datasets(&state).await?;
-    let versions: Vec<String> = all.iter().map(|d| format!("{}:{}", d.name.as_str(), d.version)).collect();
+    let versions: Vec<String> = all.iter().map(|d| format!("{}:{}", d.name.as_str(), state_of(d))).collect();
     let mut parts: Vec<&str> = versions.iter().map(String::as_str).collect();
     parts.extend([format.name(), base.as_str()]);
     let etag = digest(&parts);
@@ -388,7 +394,7 @@ pub async fn collection_info(
     let d = dataset(&state, &id).await?;
     let base = base_url(&headers);
     let body = collection(&base, &d);
-    let etag = digest(&[d.name.as_str(), &d.version.to_string(), format.name(), &base]);
+    let etag = digest(&[d.name.as_str(), &state_of(&d), format.name(), &base]);
     let response = match format {
         Format::Json => json_response("application/json", &body),
         Format::Html => {
@@ -595,7 +601,7 @@ pub async fn items(
     key.sort();
     let etag = digest(&[
         d.name.as_str(),
-        &d.version.to_string(),
+        &state_of(&d),
         request.format.name(),
         &base,
         &key.join("&"),

@@ -175,6 +175,8 @@ pub fn router(state: AppState) -> Router {
     let writes = OpenApiRouter::new()
         .routes(routes!(uploads::upload))
         .routes(routes!(datasets::delete_source))
+        .routes(routes!(datasets::change_dataset))
+        .routes(routes!(datasets::drop_dataset))
         .route_layer(from_fn_with_state(state.clone(), auth::require_write));
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(reads)

@@ -17,7 +17,7 @@ use geoflow_store::tiles::{TileId, MAX_LATITUDE, MAX_ZOOM};
 use geoflow_store::DatasetInfo;
 use serde_json::{json, Value};
 
-use super::features::{base_url, dataset, digest, http_date, link, validated};
+use super::features::{base_url, dataset, digest, http_date, link, state_of, validated};
 use super::problem::{Problem, ProblemBody};
 use super::AppState;
 
@@ -53,7 +53,7 @@ fn with_validators(mut response: Response, etag: &str, updated_at: &str, vary: &
 
 /// A JSON document with its validator; `304` when the client holds it.
 fn json_document(headers: &HeaderMap, d: &DatasetInfo, what: &str, base: &str, body: &Value) -> Response {
-    let etag = digest(&[d.name.as_str(), &d.version.to_string(), what, base]);
+    let etag = digest(&[d.name.as_str(), &state_of(d), what, base]);
     let response = ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     validated(headers, etag, Some(&d.updated_at), response)
 }
@@ -298,7 +298,7 @@ pub async fn tile(
 ) -> Result<Response, Problem> {
     let tile = tile_id(&z, &x, &y)?;
     let d = dataset(&state, &id).await?;
-    let tag = digest(&[d.name.as_str(), &d.version.to_string(), &tile.to_string()]);
+    let tag = digest(&[d.name.as_str(), &state_of(&d), &tile.to_string()]);
     let (plain_tag, gzip_tag) = (format!("\"{tag}\""), format!("\"{tag}-gzip\""));
     let gzipped = accepts_gzip(&headers);
     let etag = if gzipped { &gzip_tag } else { &plain_tag };

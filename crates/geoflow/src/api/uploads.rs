@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::TryStreamExt;
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::report::Policy;
 use geoflow_core::schema::SchemaPolicy;
 use geoflow_store::{Job, JobAction, NewJob};
@@ -51,6 +51,14 @@ pub struct UploadParams {
     /// `GEOFLOW_SCHEMA_POLICY`.
     #[param(value_type = Option<SchemaPolicy>)]
     schema_policy: Option<String>,
+    /// How new objects change the dataset, for a dataset this upload creates: `replace` (the
+    /// dataset is its newest upload), `append` (each file name is a source of its own). An
+    /// existing dataset keeps its mode (change it with `PATCH /v1/datasets/{dataset}`): asking
+    /// for another one is a conflict. Default: the service's setting (`replace`).
+    #[param(value_type = Option<DatasetMode>)]
+    mode: Option<String>,
+    /// Load even if the source already holds this content under the same settings.
+    force: Option<bool>,
 }
 
 /// A multipart upload: the first part with a file name is the GeoJSON.
@@ -85,6 +93,7 @@ pub struct UploadForm {
             headers(("Location" = String, description = "The job's URL"))),
         (status = 400, description = "Bad dataset name, file name, option or body", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "A bearer token is needed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The dataset exists in another mode than the one asked for", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the upload limit", body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "Not a GeoJSON or multipart body", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "Storage, queue or database unavailable; retry", body = ProblemBody, content_type = "application/problem+json"),
@@ -113,6 +122,26 @@ pub async fn upload(
         ),
         None => None,
     };
+    let mode = match &params.mode {
+        Some(m) => Some(
+            m.parse::<DatasetMode>().map_err(|e| Problem::bad_request("invalid-parameter", format!("mode: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(asked) = mode {
+        let existing = state.catalog.dataset(&dataset).await.map_err(|e| Problem::store("database", e))?;
+        if let Some(existing) = existing.filter(|d| d.mode != asked) {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "mode-conflict",
+                format!(
+                    "dataset {dataset} is in {} mode, not {asked}: change its mode with PATCH /v1/datasets/{dataset} \
+                     first, or upload without a mode",
+                    existing.mode
+                ),
+            ));
+        }
+    }
     let kind = body_kind(&headers)?;
     let limit = state.config.max_upload_bytes;
     if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
@@ -177,7 +206,13 @@ pub async fn upload(
 
     // Queued before the job is recorded: should this process die in between, the worker
     // records the job itself, and a retry with the same Idempotency-Key finds it.
-    let tag = JobTag { job: job_id.clone(), on_invalid: policy, schema_policy };
+    let tag = JobTag {
+        job: job_id.clone(),
+        on_invalid: policy,
+        schema_policy,
+        mode,
+        force: params.force.unwrap_or(false),
+    };
     let message = notification(EventKind::Created, &key, size, Some(&tag));
     state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
     let new = NewJob { id: job_id, dataset, source: key, action: JobAction::Load, object_version };

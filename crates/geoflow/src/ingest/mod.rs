@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Sender};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::process::{observe_schema, Processed, Processor};
 use geoflow_core::reader::{GeoJsonReader, RawFeature, ReadError, ReaderOptions};
 use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy};
@@ -41,6 +42,12 @@ pub struct IngestRequest {
     pub policy: Policy,
     /// What the load may do to the types of the dataset's existing columns.
     pub schema_policy: SchemaPolicy,
+    /// The mode a dataset created by this load gets; an existing dataset keeps its own.
+    pub mode: DatasetMode,
+    /// When storage last modified the object (`None` for a file loaded directly).
+    pub modified: Option<OffsetDateTime>,
+    /// Load even if the source already holds this content under the same settings.
+    pub force: bool,
     pub reader: ReaderOptions,
     /// Threads that parse and encode features.
     pub workers: usize,
@@ -58,15 +65,23 @@ impl IngestRequest {
             origin: None,
             policy: Policy::Skip,
             schema_policy: SchemaPolicy::Widen,
+            mode: DatasetMode::default(),
+            modified: None,
+            force: false,
             reader: ReaderOptions::default(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_issues: 100,
         }
     }
+
+    /// The source key the load replaces: the one given, else the file name.
+    pub fn source_key(&self) -> String {
+        self.source.clone().unwrap_or_else(|| self.input.default_source())
+    }
 }
 
 /// How a load ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// The source's rows were replaced (some features may have been skipped).
@@ -83,8 +98,9 @@ pub enum Status {
     Superseded,
 }
 
-/// The outcome of one ingest, as printed by `geoflow ingest --json`.
-#[derive(Debug, Clone, Serialize)]
+/// The outcome of one ingest, as printed by `geoflow ingest --json` and kept as the result of
+/// its job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestSummary {
     pub dataset: String,
     pub table: Option<String>,
@@ -171,7 +187,7 @@ pub async fn ingest(
     progress: Arc<Progress>,
 ) -> anyhow::Result<IngestSummary> {
     let started = Instant::now();
-    let source = req.source.clone().unwrap_or_else(|| req.input.default_source());
+    let source = req.source_key();
     let mut summary = IngestSummary::new(&req, &source);
 
     let input = req.input.clone();
@@ -203,6 +219,9 @@ pub async fn ingest(
         policy: req.policy,
         origin: req.origin.clone(),
         schema_policy: req.schema_policy,
+        mode: req.mode,
+        modified: req.modified,
+        force: req.force,
     };
     let scanned_fingerprint = match scanned {
         Ok(scan) => {

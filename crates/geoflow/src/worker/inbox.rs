@@ -88,7 +88,10 @@ impl Inbox {
             let from = path.clone();
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                 std::fs::create_dir_all(target.parent().expect("a key has folders"))?;
-                std::fs::rename(&from, &target)
+                std::fs::rename(&from, &target)?;
+                // Stamped as S3 stamps an upload: when it arrived, not when it was written
+                // (what orders the objects of a dataset in replace mode).
+                std::fs::File::options().write(true).open(&target)?.set_modified(SystemTime::now())
             })
             .await?
             .with_context(|| format!("moving {} into the object folder", path.display()))?;

@@ -20,11 +20,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use geoflow_core::dataset::DatasetName;
+use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::report::{LoadCounts, Policy};
 use geoflow_core::schema::SchemaPolicy;
 use geoflow_queue::{Delivery, Queue, Receipt, MAX_BATCH};
-use geoflow_store::protocol::Origin;
+use geoflow_store::protocol::{load_settings, Origin};
 use geoflow_store::{
     ErrorClass, Job, JobAction, JobStatus, JobUpdate, LoadPlan, LoadResult, NewJob, Removal, SourceRecord,
     SourceVersion, Store, StoreError,
@@ -36,7 +36,7 @@ use tracing::Instrument;
 
 use crate::events::{self, EventKind, ObjectEvent};
 use crate::ingest::{ingest, IngestRequest, IngestSummary, Input, Progress, Status};
-use crate::storage::{object_version, Storage, StoredObject};
+use crate::storage::{object_modified, object_version, Storage, StoredObject};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -61,6 +61,9 @@ pub struct WorkerOptions {
     pub policy: Policy,
     /// The schema policy of loads whose event asks for none.
     pub schema_policy: SchemaPolicy,
+    /// The mode of datasets created by events that ask for none (bucket notifications, the
+    /// inbox).
+    pub mode: DatasetMode,
     /// Where remote objects are spooled while they load.
     pub spool_dir: PathBuf,
     /// Parsing threads per load.
@@ -79,6 +82,7 @@ impl Default for WorkerOptions {
             retry_in_place: Duration::from_secs(120),
             policy: Policy::Skip,
             schema_policy: SchemaPolicy::Widen,
+            mode: DatasetMode::default(),
             spool_dir: std::env::temp_dir(),
             parse_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
@@ -400,18 +404,42 @@ impl Worker {
         if event.kind == EventKind::Removed {
             tracing::info!("the object exists again: loading it instead of removing it");
         }
-        if let Some(version) = object_version(&meta) {
+        let force = event.tag.as_ref().is_some_and(|tag| tag.force);
+        if let Some(version) = object_version(&meta).filter(|_| !force) {
             // Read under the dataset's lock: "already loaded" then cannot be undone by a load
             // of an older version that is about to commit.
             match self.store.settled_source(&event.dataset, &event.key).await {
                 Ok(Some(loaded)) if loaded.version.object_version.as_deref() == Some(version.as_str()) => {
-                    return already_loaded(job, &loaded, &version);
+                    match self.settings_of(event).await {
+                        Ok(settings) if loaded.settings.as_deref() == Some(settings.as_str()) => {
+                            return already_loaded(job, &loaded, &version);
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Outcome::store("reading the catalog", e),
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => return Outcome::store("reading the catalog", e),
             }
         }
         self.load(event).await
+    }
+
+    /// The settings a load of the event's object would be recorded with.
+    async fn settings_of(&self, event: &ObjectEvent) -> Result<String, StoreError> {
+        let mode = match self.store.dataset(&event.dataset).await? {
+            Some(dataset) => dataset.mode,
+            None => self.mode_asked(event),
+        };
+        Ok(load_settings(self.policy_asked(event), mode))
+    }
+
+    fn policy_asked(&self, event: &ObjectEvent) -> Policy {
+        event.tag.as_ref().map_or(self.options.policy, |tag| tag.on_invalid)
+    }
+
+    fn mode_asked(&self, event: &ObjectEvent) -> DatasetMode {
+        event.tag.as_ref().and_then(|tag| tag.mode).unwrap_or(self.options.mode)
     }
 
     async fn load(&self, event: &ObjectEvent) -> Outcome {
@@ -430,7 +458,10 @@ impl Worker {
         // The version of the bytes read, which the load must still find in storage to commit.
         request.object_version = object_version(&fetched.meta);
         request.origin = Some(Arc::new(StoredObject::new(self.storage.clone(), event.key.clone())));
-        request.policy = event.tag.as_ref().map_or(self.options.policy, |tag| tag.on_invalid);
+        request.modified = object_modified(&fetched.meta);
+        request.policy = self.policy_asked(event);
+        request.mode = self.mode_asked(event);
+        request.force = event.tag.as_ref().is_some_and(|tag| tag.force);
         request.schema_policy =
             event.tag.as_ref().and_then(|tag| tag.schema_policy).unwrap_or(self.options.schema_policy);
         request.workers = self.options.parse_threads;
@@ -442,24 +473,20 @@ impl Worker {
         if summary.status == Status::Loaded {
             crate::metrics::features_loaded(&summary.dataset, summary.features_loaded);
         }
-        let result = serde_json::to_value(&summary).unwrap_or_default();
-        let status = match summary.status {
-            Status::Loaded => JobStatus::Succeeded,
-            Status::Unchanged => JobStatus::SkippedDuplicate,
-            Status::Superseded => JobStatus::Superseded,
-            Status::Rejected => JobStatus::Failed,
-            Status::Failed if summary.error_class.is_none_or(ErrorClass::is_transient) => {
-                // Without a load id, the store could not record the rolled-back load: the
-                // next attempt does.
-                let unrecorded_load = summary.load_id.is_none().then(|| Box::new(unrecorded(&summary, &request_plan)));
-                let reason = summary.error.unwrap_or_else(|| "the load failed".into());
-                return Outcome::Transient(Retrying { reason, unrecorded_load });
-            }
-            Status::Failed => JobStatus::Failed,
-        };
-        // A superseded load is no error: its reason is in the summary.
-        let error = if status == JobStatus::Superseded { None } else { summary.error };
-        Outcome::Done { status, load_id: summary.load_id, error, result }
+        if summary.status == Status::Failed && summary.error_class.is_none_or(ErrorClass::is_transient) {
+            // Without a load id, the store could not record the rolled-back load: the next
+            // attempt does.
+            let unrecorded_load = summary.load_id.is_none().then(|| Box::new(unrecorded(&summary, &request_plan)));
+            let reason = summary.error.unwrap_or_else(|| "the load failed".into());
+            return Outcome::Transient(Retrying { reason, unrecorded_load });
+        }
+        let end = crate::jobs::finished_load(&summary);
+        Outcome::Done {
+            status: end.status.unwrap_or(JobStatus::Failed),
+            load_id: end.load_id,
+            error: end.error.flatten(),
+            result: end.result.unwrap_or_default(),
+        }
     }
 
     async fn remove(&self, event: &ObjectEvent) -> Outcome {
@@ -471,14 +498,45 @@ impl Worker {
                 error: None,
                 result: json!({ "reason": "the object is gone and no rows of it are stored" }),
             },
-            Ok(removal) => Outcome::Done {
-                status: JobStatus::Succeeded,
-                load_id: None,
-                error: None,
-                result: json!({ "removed_rows": removal.rows, "schema_changes": removal.schema_changes }),
-            },
+            Ok(removal) => {
+                if let Err(outcome) = self.fall_back_to_newest(event).await {
+                    return outcome;
+                }
+                Outcome::Done {
+                    status: JobStatus::Succeeded,
+                    load_id: None,
+                    error: None,
+                    result: json!({ "removed_rows": removal.rows, "schema_changes": removal.schema_changes }),
+                }
+            }
             Err(e) => Outcome::store("removing the source", e),
         }
+    }
+
+    /// A dataset in replace mode is its newest object: when the object it held is removed,
+    /// the newest one left under the dataset's folder (if any) is announced to load in its
+    /// place. Its load orders itself against any newer object like every other.
+    async fn fall_back_to_newest(&self, event: &ObjectEvent) -> Result<(), Outcome> {
+        let mode = match self.store.dataset(&event.dataset).await {
+            Ok(dataset) => dataset.map(|d| d.mode),
+            Err(e) => return Err(Outcome::store("reading the catalog", e)),
+        };
+        if mode != Some(DatasetMode::Replace) {
+            return Ok(());
+        }
+        let folder = format!("raw/{}/", event.dataset);
+        let newest = match self.storage.newest_object(&folder).await {
+            Ok(newest) => newest,
+            Err(e) => return Err(Outcome::storage(format!("listing {folder}"), &e)),
+        };
+        let Some(newest) = newest else { return Ok(()) };
+        let key = newest.location.to_string();
+        let message = events::notification(EventKind::Created, &key, newest.size, None);
+        if let Err(e) = self.queue.send(&message).await {
+            return Err(Outcome::transient(format!("announcing {key}: {e}")));
+        }
+        tracing::info!(%key, "the dataset's object was removed: the newest one left loads in its place");
+        Ok(())
     }
 }
 
@@ -544,6 +602,9 @@ fn unrecorded(summary: &IngestSummary, (object_version, policy): &(Option<String
         policy: *policy,
         origin: None,
         schema_policy: Default::default(),
+        mode: DatasetMode::default(),
+        modified: None,
+        force: false,
     };
     let counts = LoadCounts {
         features_read: summary.features_read,
