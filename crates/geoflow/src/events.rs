@@ -256,7 +256,13 @@ mod tests {
         let e = one(&body).unwrap();
         assert_eq!(e.key, "raw/roads/2026-01-01/a b+c%.geojson");
         assert_eq!(e.tag, None);
-        let tag = JobTag { job: "j1".into(), on_invalid: Policy::Reject, mode: None, force: false, schema_policy: Some(SchemaPolicy::Strict) };
+        let tag = JobTag {
+            job: "j1".into(),
+            on_invalid: Policy::Reject,
+            mode: None,
+            force: false,
+            schema_policy: Some(SchemaPolicy::Strict),
+        };
         let e = one(&notification(EventKind::Created, "raw/roads/x.geojson", 7, Some(&tag))).unwrap();
         assert_eq!(e.tag, Some(tag));
     }

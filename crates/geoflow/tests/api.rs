@@ -10,7 +10,7 @@ use std::time::Duration;
 use geoflow::api::ApiConfig;
 use geoflow_core::dataset::DatasetName;
 use geoflow_store::{JobAction, NewJob};
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::app::{assert_problem, reply, spawn_app, spawn_app_with_jobs, with_token, Reply, TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -294,6 +294,69 @@ async fn deleting_a_source_removes_its_object_and_rows() {
     .await;
     assert_eq!((deleted.status, &deleted.body["status"]), (200, &Value::from("succeeded")), "{}", deleted.body);
     assert_eq!(deleted.body["result"]["removed_rows"], 4);
+}
+
+/// Uploads create a dataset in the mode they ask for (replace by default); asking another mode
+/// of an existing dataset is a conflict; `PATCH` changes it, and is a write that needs a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataset_modes_are_set_by_uploads_and_changed_by_patch() {
+    let app = spawn_app(with_token()).await;
+    let load = |query: String, n: usize, seed: usize| {
+        let app = &app;
+        async move {
+            let up = app.upload(&query, "application/geo+json", support::collection(n, seed)).await;
+            assert_eq!(up.status, 202, "{query}: {}", up.body);
+            app.finished(up.body["id"].as_str().unwrap()).await
+        }
+    };
+    let dataset = |name: &'static str| {
+        let app = &app;
+        async move { app.get(&format!("/v1/datasets/{name}")).await.body }
+    };
+
+    // Two uploads under different names: the dataset is the newest one.
+    assert_eq!(load("/v1/datasets/roads/uploads?name=a.geojson".into(), 5, 1).await["status"], "succeeded");
+    assert_eq!(load("/v1/datasets/roads/uploads?name=b.geojson".into(), 3, 2).await["status"], "succeeded");
+    let roads = dataset("roads").await;
+    assert_eq!((&roads["dataset"]["mode"], &roads["dataset"]["feature_count"]), (&json!("replace"), &json!(3)));
+    assert_eq!(roads["sources"].as_array().unwrap().len(), 1, "{roads}");
+    // The same file again changes nothing, unless forced.
+    let again = load("/v1/datasets/roads/uploads?name=b.geojson".into(), 3, 2).await;
+    assert_eq!(again["status"], "skipped-duplicate", "{again}");
+    let forced = load("/v1/datasets/roads/uploads?name=b.geojson&force=true".into(), 3, 2).await;
+    assert_eq!((&forced["status"], &forced["result"]["replaced_rows"]), (&json!("succeeded"), &json!(3)));
+
+    // Another mode than the dataset's is refused before anything is stored.
+    let body = support::collection(1, 3);
+    let conflict = app.upload("/v1/datasets/roads/uploads?mode=append", "application/geo+json", body.clone()).await;
+    assert_problem(&conflict, 409, "mode-conflict");
+    let bad = app.upload("/v1/datasets/roads/uploads?mode=sideways", "application/geo+json", body).await;
+    assert_problem(&bad, 400, "invalid-parameter");
+    assert_eq!(dataset("roads").await["dataset"]["feature_count"], 3);
+
+    // A dataset created in append mode keeps every file.
+    for (name, n) in [("p1", 2), ("p2", 4)] {
+        let job = load(format!("/v1/datasets/parks/uploads?name={name}.geojson&mode=append"), n, n).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    let parks = dataset("parks").await;
+    assert_eq!((&parks["dataset"]["mode"], &parks["dataset"]["feature_count"]), (&json!("append"), &json!(6)));
+
+    // PATCH changes the mode; the next file follows it.
+    let patch = |path: &str, body: &str, token: bool| {
+        let request = app.http.patch(app.url(path)).header("content-type", "application/json").body(body.to_string());
+        let request = if token { request.bearer_auth(TOKEN) } else { request };
+        async move { reply(request.send().await.unwrap()).await }
+    };
+    assert_problem(&patch("/v1/datasets/parks", r#"{"mode":"replace"}"#, false).await, 401, "unauthorized");
+    assert_problem(&patch("/v1/datasets/nosuch", r#"{"mode":"replace"}"#, true).await, 404, "not-found");
+    assert_problem(&patch("/v1/datasets/parks", r#"{"mode":"sideways"}"#, true).await, 400, "invalid-body");
+    assert_problem(&patch("/v1/datasets/parks", r#"{"colour":"red"}"#, true).await, 400, "invalid-body");
+    let changed = patch("/v1/datasets/parks", r#"{"mode":"replace"}"#, true).await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!((&changed.body["mode"], &changed.body["feature_count"]), (&json!("replace"), &json!(6)));
+    assert_eq!(load("/v1/datasets/parks/uploads?name=p3.geojson".into(), 1, 9).await["status"], "succeeded");
+    assert_eq!(dataset("parks").await["dataset"]["feature_count"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ pub fn drop_dataset(path: &Path, clock: &dyn Clock, dataset: &DatasetName) -> Re
     let mut rows = 0u64;
     for (source, n) in &sources {
         let n = (*n).max(0) as u64;
-        catalog::record_removal(&tx, dataset, source, n, at)?;
+        catalog::record_removal(&tx, dataset, source, n, at, &[])?;
         rows += n;
     }
     let table = &layout.table;

@@ -243,7 +243,7 @@ impl LoadSession for GpkgSession {
                 for (key, rows) in others {
                     let rows = rows.max(0) as u64;
                     others_rows += rows;
-                    catalog::record_removal(tx, &plan.dataset, &key, rows, started)?;
+                    catalog::record_removal(tx, &plan.dataset, &key, rows, started, &[])?;
                 }
                 delete_all_rows(tx, &table, changes.as_mut())?.saturating_sub(others_rows)
             }

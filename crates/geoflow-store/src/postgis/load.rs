@@ -238,7 +238,7 @@ impl LoadSession for PgSession<'_> {
                     let (key, rows): (String, i64) = (other.get(0), other.get(1));
                     let rows = rows.max(0) as u64;
                     others_rows += rows;
-                    catalog::record_removal(store, tx, &plan.dataset, &key, rows, started_at).await?;
+                    catalog::record_removal(store, tx, &plan.dataset, &key, rows, started_at, &[]).await?;
                 }
                 let deleted = tx.execute(&format!("DELETE FROM {t}"), &[]).await.ctx(store, "emptying the dataset")?;
                 deleted.saturating_sub(others_rows)

@@ -217,7 +217,13 @@ pub async fn delete_source(
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Problem::storage(e)),
         }
-        let tag = JobTag { job: new.id.clone(), on_invalid: state.config.default_policy, mode: None, force: false, schema_policy: None };
+        let tag = JobTag {
+            job: new.id.clone(),
+            on_invalid: state.config.default_policy,
+            mode: None,
+            force: false,
+            schema_policy: None,
+        };
         state
             .queue
             .send(&notification(EventKind::Removed, &source, 0, Some(&tag)))

@@ -206,13 +206,8 @@ pub async fn upload(
 
     // Queued before the job is recorded: should this process die in between, the worker
     // records the job itself, and a retry with the same Idempotency-Key finds it.
-    let tag = JobTag {
-        job: job_id.clone(),
-        on_invalid: policy,
-        schema_policy,
-        mode,
-        force: params.force.unwrap_or(false),
-    };
+    let tag =
+        JobTag { job: job_id.clone(), on_invalid: policy, schema_policy, mode, force: params.force.unwrap_or(false) };
     let message = notification(EventKind::Created, &key, size, Some(&tag));
     state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
     let new = NewJob { id: job_id, dataset, source: key, action: JobAction::Load, object_version };
