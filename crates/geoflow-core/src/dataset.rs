@@ -14,15 +14,15 @@ pub struct DatasetName(String);
 /// Table names the stores use themselves, or that SQLite, GeoPackage and PostgreSQL keep for
 /// their own tables and indexes: a dataset's table must never collide with one of them.
 pub const RESERVED_PREFIXES: [&str; 5] = ["geoflow_", "gpkg_", "sqlite_", "rtree_", "pg_"];
-/// The suffix of an index name the GeoPackage store gives each table (indexes share the table
-/// namespace in SQLite).
-pub const RESERVED_SUFFIX: &str = "_gf_source";
+/// The suffixes of the index names the stores give a table (indexes share the table
+/// namespace in SQLite and in a PostgreSQL schema).
+pub const RESERVED_SUFFIXES: [&str; 2] = ["_gf_source", "_gf_key"];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InvalidDatasetName {
     #[error("invalid dataset name {0:?}: use 1 to 63 characters a-z, 0-9 and _, starting with a letter")]
     Malformed(String),
-    #[error("dataset name {0:?} is reserved: names may not start with geoflow_, gpkg_, sqlite_, rtree_ or pg_, nor end with _gf_source")]
+    #[error("dataset name {0:?} is reserved: names may not start with geoflow_, gpkg_, sqlite_, rtree_ or pg_, nor end with _gf_source or _gf_key")]
     Reserved(String),
 }
 
@@ -36,7 +36,7 @@ impl DatasetName {
         if !ok {
             return Err(InvalidDatasetName::Malformed(name.to_string()));
         }
-        if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) || name.ends_with(RESERVED_SUFFIX) {
+        if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s)) {
             return Err(InvalidDatasetName::Reserved(name.to_string()));
         }
         Ok(DatasetName(name.to_string()))
@@ -84,15 +84,20 @@ pub enum DatasetMode {
     /// Each object is a source of the dataset: an object replaces its own rows only, and its
     /// removal removes them.
     Append,
+    /// Features are keyed ([`FeatureKey`]): an object inserts the features of new keys and
+    /// replaces those of keys the dataset holds, the newest object winning each key. Deleting
+    /// an object changes no feature.
+    Upsert,
 }
 
 impl DatasetMode {
-    pub const ALL: [DatasetMode; 2] = [DatasetMode::Replace, DatasetMode::Append];
+    pub const ALL: [DatasetMode; 3] = [DatasetMode::Replace, DatasetMode::Append, DatasetMode::Upsert];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DatasetMode::Replace => "replace",
             DatasetMode::Append => "append",
+            DatasetMode::Upsert => "upsert",
         }
     }
 }
@@ -109,7 +114,48 @@ impl std::str::FromStr for DatasetMode {
         DatasetMode::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("unknown dataset mode {s:?}: use replace or append"))
+            .ok_or_else(|| format!("unknown dataset mode {s:?}: use replace, append or upsert"))
+    }
+}
+
+/// What identifies a feature across the objects of a dataset in [`DatasetMode::Upsert`]
+/// (`--key`): the GeoJSON Feature `id`, or the value of a named property.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum FeatureKey {
+    #[default]
+    FeatureId,
+    Property(String),
+}
+
+impl FeatureKey {
+    /// The key a `--key` value names: a property, or with no value the Feature `id`.
+    pub fn from_property(property: Option<String>) -> FeatureKey {
+        property.map_or(FeatureKey::FeatureId, FeatureKey::Property)
+    }
+
+    /// The property named, `None` for the Feature `id`: as the catalog and the API keep it.
+    pub fn property(&self) -> Option<&str> {
+        match self {
+            FeatureKey::FeatureId => None,
+            FeatureKey::Property(name) => Some(name),
+        }
+    }
+
+    /// As settings compare it: `id`, or `property:<name>`.
+    pub fn setting(&self) -> String {
+        match self {
+            FeatureKey::FeatureId => "id".into(),
+            FeatureKey::Property(name) => format!("property:{name}"),
+        }
+    }
+}
+
+impl fmt::Display for FeatureKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FeatureKey::FeatureId => f.write_str("the Feature id"),
+            FeatureKey::Property(name) => write!(f, "property {name:?}"),
+        }
     }
 }
 
@@ -126,7 +172,7 @@ mod tests {
             assert!(matches!(DatasetName::new(bad), Err(InvalidDatasetName::Malformed(_))), "{bad}");
         }
         for reserved in
-            ["geoflow_jobs", "gpkg_contents", "sqlite_master", "rtree_x_geom", "pg_class", "roads_gf_source"]
+            ["geoflow_jobs", "gpkg_contents", "sqlite_master", "rtree_x_geom", "pg_class", "roads_gf_source", "roads_gf_key"]
         {
             let err = DatasetName::new(reserved).unwrap_err();
             assert!(matches!(err, InvalidDatasetName::Reserved(_)), "{reserved}");

@@ -1,5 +1,6 @@
 //! One feature from raw text to a stored row or a report line, under a validation policy.
 
+use crate::dataset::FeatureKey;
 use crate::feature::{parse_feature, Parts};
 use crate::reader::RawFeature;
 use crate::repair::repair;
@@ -8,7 +9,7 @@ use crate::row::Row;
 use crate::schema::{Schema, SchemaBuilder};
 use crate::storable::{self, storable_key};
 use crate::validate::{ogc_problems, to_geo};
-use crate::value::display_id;
+use crate::value::{display_id, PropValue};
 use crate::{measure, wkb};
 
 /// The fate of one feature.
@@ -27,12 +28,53 @@ pub struct Processor {
     /// Column of each key; keys are hashed for every property of every feature, so with a
     /// fast hasher (still randomly seeded: the keys are untrusted).
     fields: foldhash::HashMap<String, usize>,
+    /// In a keyed dataset, what each row must have a value for.
+    key: Option<KeyField>,
+}
+
+/// Where a row's key is: its Feature `id`, or a property (`None`: no feature has it).
+#[derive(Debug, Clone)]
+enum KeyField {
+    FeatureId,
+    Property { name: String, field: Option<usize> },
 }
 
 impl Processor {
     pub fn new(schema: &Schema, policy: Policy) -> Processor {
         let fields = schema.fields.iter().enumerate().map(|(i, f)| (f.key.clone(), i)).collect();
-        Processor { policy, fields }
+        Processor { policy, fields, key: None }
+    }
+
+    /// Rows must have a value for `key` (a dataset in upsert mode): a feature without one is
+    /// invalid ([`ProblemCode::MissingKey`]), and no repair gives it one.
+    pub fn keyed_by(mut self, key: &FeatureKey) -> Processor {
+        self.key = Some(match key {
+            FeatureKey::FeatureId => KeyField::FeatureId,
+            FeatureKey::Property(name) => {
+                KeyField::Property { name: name.clone(), field: self.fields.get(name.as_str()).copied() }
+            }
+        });
+        self
+    }
+
+    /// Why `row` has no usable key, if it has none.
+    fn missing_key(&self, row: &Row) -> Option<Problem> {
+        let (value, what) = match self.key.as_ref()? {
+            KeyField::FeatureId => (Some(&row.id), "the Feature id".to_string()),
+            KeyField::Property { name, field } => {
+                let value = field.and_then(|f| row.properties.iter().find(|(i, _)| *i == f)).map(|(_, v)| v);
+                (value, format!("property {name:?}"))
+            }
+        };
+        let lacks = match value {
+            None | Some(PropValue::Null) => "has no value",
+            Some(PropValue::Bool(_)) => "is a boolean",
+            Some(PropValue::Json(j)) if j.starts_with('{') => "is an object",
+            Some(PropValue::Json(j)) if j.starts_with('[') => "is an array",
+            Some(_) => return None,
+        };
+        let message = format!("the dataset is keyed by {what}, which {lacks} in this feature: a key is a string or a number");
+        Some(Problem::new(ProblemCode::MissingKey, message))
     }
 
     pub fn process(&self, raw: &RawFeature) -> Processed {
@@ -119,6 +161,10 @@ impl Processor {
         }
         let row =
             Row { index: raw.index, id: parsed.id, geometry: geometry.as_ref().map(wkb::encode), measures, properties };
+        if let Some(problem) = self.missing_key(&row) {
+            let id = display_id(&row.id);
+            return Processed::Invalid(self.issue(raw.index, id, &[problem], self.refusal(), None));
+        }
         Processed::Row(row, repaired)
     }
 
@@ -179,6 +225,45 @@ mod tests {
         {"type":"Feature","id":"b","properties":{"name":"bowtie"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,1],[1,0],[0,1],[0,0]]]}},
         {"type":"Feature","properties":{"name":"far"},"geometry":{"type":"Point","coordinates":[500,2]}}
     ]}"#;
+
+    #[test]
+    fn a_keyed_dataset_refuses_features_without_a_key() {
+        let input = r#"{"type":"FeatureCollection","features":[
+            {"type":"Feature","id":1,"properties":{"code":"a"},"geometry":null},
+            {"type":"Feature","properties":{"code":"b"},"geometry":null},
+            {"type":"Feature","id":3,"properties":{"code":null},"geometry":null},
+            {"type":"Feature","id":4,"properties":{"code":{"x":1}},"geometry":null},
+            {"type":"Feature","id":5,"properties":{"code":17},"geometry":null}
+        ]}"#;
+        let raws: Vec<RawFeature> =
+            GeoJsonReader::new(input.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
+        let mut schema = SchemaBuilder::default();
+        raws.iter().for_each(|r| observe_schema(r, &mut schema));
+        let schema = schema.finish();
+        let verdicts = |key: FeatureKey, policy| -> Vec<Option<Action>> {
+            let p = Processor::new(&schema, policy).keyed_by(&key);
+            raws.iter()
+                .map(|r| match p.process(r) {
+                    Processed::Row(..) => None,
+                    Processed::Invalid(issue) => {
+                        assert_eq!(issue.code, ProblemCode::MissingKey, "{issue:?}");
+                        assert!(issue.reason.contains("keyed by"), "{}", issue.reason);
+                        Some(issue.action)
+                    }
+                })
+                .collect()
+        };
+        let skipped = Some(Action::Skipped);
+        assert_eq!(verdicts(FeatureKey::FeatureId, Policy::Skip), [None, skipped, None, None, None]);
+        assert_eq!(
+            verdicts(FeatureKey::Property("code".into()), Policy::Repair),
+            [None, None, skipped, skipped, None],
+            "no repair gives a feature a key"
+        );
+        assert_eq!(verdicts(FeatureKey::Property("code".into()), Policy::Reject)[2], Some(Action::Rejected));
+        let none = verdicts(FeatureKey::Property("absent".into()), Policy::Skip);
+        assert!(none.iter().all(|v| *v == skipped), "{none:?}");
+    }
 
     #[test]
     fn skip_reports_each_invalid_feature() {

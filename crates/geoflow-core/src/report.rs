@@ -64,6 +64,9 @@ pub enum ProblemCode {
     /// A property key or value holding text no store keeps as given: a NUL character or an
     /// unpaired UTF-16 surrogate escape.
     UnstorableText,
+    /// In a dataset keyed by a Feature `id` or a property ([`crate::dataset::FeatureKey`]), a
+    /// feature without a key: none, null, or an object, array or boolean.
+    MissingKey,
 }
 
 impl ProblemCode {
@@ -97,6 +100,7 @@ impl ProblemCode {
             ProblemCode::InvalidGeometry => "invalid-geometry",
             ProblemCode::UnsupportedCrs => "unsupported-crs",
             ProblemCode::UnstorableText => "unstorable-text",
+            ProblemCode::MissingKey => "missing-key",
         }
     }
 

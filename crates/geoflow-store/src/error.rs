@@ -72,6 +72,10 @@ pub enum StoreError {
     /// Storage holds a newer state of the object than the one this change reflects.
     #[error("{dataset}/{source_key} was superseded: {reason}")]
     Superseded { dataset: String, source_key: String, reason: String },
+    /// What the dataset asks of a load's rows changed while they were read (its upsert key):
+    /// read them again.
+    #[error("{dataset}: {reason}; load it again")]
+    SettingsChanged { dataset: String, reason: String },
     /// A broken invariant of geoflow or of the stored data: nobody's request is at fault.
     #[error("{0}")]
     Internal(String),
@@ -114,7 +118,9 @@ impl StoreError {
     pub fn class(&self) -> ErrorClass {
         match self {
             StoreError::Recorded { error, .. } => error.class(),
-            StoreError::Open { .. } | StoreError::Interrupted { .. } => ErrorClass::Unavailable,
+            StoreError::Open { .. } | StoreError::Interrupted { .. } | StoreError::SettingsChanged { .. } => {
+                ErrorClass::Unavailable
+            }
             // A catalog at another step than this build's: only migrating (or upgrading) helps.
             StoreError::Incompatible { .. } => ErrorClass::Internal,
             StoreError::Database { class, .. } => *class,

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorClass, StoreError};
 pub use features::{FeatureQuery, FeatureStream, StoredFeature};
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema, SchemaPolicy};
@@ -63,6 +63,10 @@ pub struct LoadPlan {
     pub schema_policy: SchemaPolicy,
     /// The mode a dataset created by this load gets; an existing dataset keeps its own.
     pub mode: DatasetMode,
+    /// In [`DatasetMode::Upsert`], what keys the features (the reader refused features
+    /// without one). The dataset's key, if it exists: a load whose rows were read for another
+    /// fails, to be read again ([`StoreError::SettingsChanged`]).
+    pub key: FeatureKey,
     /// When storage last modified the object: in a dataset in [`DatasetMode::Replace`], an
     /// object older than the one it holds changes nothing. `None` for files loaded directly,
     /// which count as modified when they load.
@@ -140,6 +144,10 @@ pub enum LoadOutcome {
         /// What the load changed in the table's layout.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         schema_changes: Vec<SchemaChange>,
+        /// In upsert mode, the features not stored: a newer object holds their key, or a later
+        /// feature of the same object has it.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        superseded_features: u64,
     },
     /// The source already holds this content: nothing changed.
     Unchanged { load_id: i64, table: String },
@@ -159,6 +167,25 @@ pub struct Removal {
     /// The columns dropped because no row has a value in them any more.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schema_changes: Vec<SchemaChange>,
+    /// The dataset's mode (`None` when there is no such dataset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<DatasetMode>,
+    /// In upsert mode, the rows the deleted object's source keeps ([`RemovalCause`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kept_rows: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Why a source is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalCause {
+    /// Its object was deleted from storage.
+    ObjectDeleted,
+    /// Someone asked (`geoflow sources rm`, the API).
+    Request,
 }
 
 /// What dropping a dataset removed.
@@ -231,6 +258,9 @@ pub struct DatasetInfo {
     pub columns: Vec<ColumnInfo>,
     /// How a new object changes the dataset.
     pub mode: DatasetMode,
+    /// In upsert mode, the property that keys the features; none: the Feature `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_property: Option<String>,
     /// Bumped by every load that changes the dataset (for cache validators).
     pub version: i64,
     pub updated_at: String,
@@ -523,20 +553,28 @@ pub trait Loads: Send + Sync {
     /// Records a load that failed before any row was sent.
     async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError>;
 
-    /// Removes a source's rows and its catalog entry in one transaction (the object was
-    /// deleted). With an `origin`, asks it under the dataset's lock whether the object is
-    /// still gone, and removes nothing if not ([`StoreError::Superseded`]).
+    /// Removes a source's rows and its catalog entry in one transaction. With an `origin`,
+    /// asks it under the dataset's lock whether the object is still gone, and removes nothing
+    /// if not ([`StoreError::Superseded`]). In [`DatasetMode::Upsert`] the deletion of an
+    /// object ([`RemovalCause::ObjectDeleted`]) changes nothing; a request removes the rows
+    /// the source still holds.
     async fn remove_source(
         &self,
         dataset: &DatasetName,
         source: &str,
         origin: Option<&protocol::Origin>,
+        cause: RemovalCause,
     ) -> Result<Removal, StoreError>;
 
     /// Sets how new objects change a dataset, under the dataset's lock (between loads); its
     /// rows stay as they are until the next object arrives. `None` when there is no such
     /// dataset.
-    async fn set_mode(&self, dataset: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError>;
+    async fn set_mode(
+        &self,
+        dataset: &DatasetName,
+        mode: DatasetMode,
+        key: &FeatureKey,
+    ) -> Result<Option<DatasetInfo>, StoreError>;
 
     /// Drops a dataset: its table and its catalog entries (the dataset, its columns and its
     /// sources), in one transaction under the dataset's lock, so that a load or removal of it

@@ -17,13 +17,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::report::Policy;
 use geoflow_core::row::Row;
 use time::OffsetDateTime;
 
 use crate::layout::{self, Column, ColumnDrop, Layout, SchemaChange, TypeGuard};
-use crate::{Clock, LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
+use crate::{
+    Clock, LoadMessage, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, RemovalCause, StoreError,
+};
 
 /// What storage holds under a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +93,24 @@ pub async fn check(
 
 /// What, besides its content, decides the rows a load stores: loading the same content again
 /// under other settings is a load, not a no-op. As the catalog records it with each source.
-pub fn load_settings(policy: Policy, mode: DatasetMode) -> String {
-    format!("policy={};mode={}", policy.as_str(), mode.as_str())
+pub fn load_settings(policy: Policy, mode: DatasetMode, key: &FeatureKey) -> String {
+    match mode {
+        DatasetMode::Upsert => format!("policy={};mode=upsert;key={}", policy.as_str(), key.setting()),
+        _ => format!("policy={};mode={}", policy.as_str(), mode.as_str()),
+    }
+}
+
+/// Whether rows prepared for `plan` (keyed by `plan.key` if its mode is upsert) fit a dataset
+/// whose catalog says `mode` and `key`: rows of an upsert load have their key checked by the
+/// reader, so a dataset keyed otherwise needs the load read again.
+pub fn check_keying(plan: &LoadPlan, mode: DatasetMode, key: &FeatureKey) -> Result<(), StoreError> {
+    if mode != DatasetMode::Upsert || (plan.mode == DatasetMode::Upsert && plan.key == *key) {
+        return Ok(());
+    }
+    Err(StoreError::SettingsChanged {
+        dataset: plan.dataset.to_string(),
+        reason: format!("the dataset became keyed by {key} while this load read its features"),
+    })
 }
 
 /// Where an object stands among the objects of a dataset in [`DatasetMode::Replace`]: by when
@@ -126,6 +144,19 @@ pub(crate) enum RowScope {
     Source,
     /// Every row of the dataset, and every other source leaves it ([`DatasetMode::Replace`]).
     Dataset,
+    /// None up front: once its rows are in, [`LoadSession::resolve_keys`] settles each key
+    /// ([`DatasetMode::Upsert`]).
+    Keys,
+}
+
+impl RowScope {
+    fn of(mode: DatasetMode) -> RowScope {
+        match mode {
+            DatasetMode::Replace => RowScope::Dataset,
+            DatasetMode::Append => RowScope::Source,
+            DatasetMode::Upsert => RowScope::Keys,
+        }
+    }
 }
 
 /// What the catalog holds for a source, to decide whether loading it again is a no-op.
@@ -133,6 +164,18 @@ pub(crate) enum RowScope {
 pub(crate) struct Catalogued {
     pub content_hash: String,
     pub settings: Option<String>,
+    /// The rows the source holds.
+    pub rows: u64,
+}
+
+/// How [`LoadSession::resolve_keys`] settled the keys of a load's rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct KeyedRows {
+    /// Rows of this load that were not kept: a later feature of the load has the same key, or
+    /// a newer object holds it.
+    pub superseded: u64,
+    /// The rows of other loads this load's rows replaced, by the source that held them.
+    pub displaced: Vec<(String, u64)>,
 }
 
 /// Why a load ended without its rows, as the catalog records it.
@@ -147,6 +190,8 @@ pub(crate) struct Prepared {
     pub replaced_rows: u64,
     /// What fitting the table to the plan's schema changed ([`crate::layout::Resolution::changes`]).
     pub changes: Vec<SchemaChange>,
+    /// The load's rows not kept ([`KeyedRows::superseded`]), known once they are in.
+    pub superseded: u64,
 }
 
 /// A load about to commit, as the catalog records it.
@@ -156,8 +201,11 @@ pub(crate) struct Committed<'a> {
     pub started_at: OffsetDateTime,
     pub finished_at: OffsetDateTime,
     pub replaced_rows: u64,
-    /// The rows this load stored: the source's `feature_count` in the catalog.
+    /// The rows this load stored.
     pub stored_rows: u64,
+    /// The rows the source holds now: its `feature_count` in the catalog (in upsert mode, its
+    /// earlier rows of keys this load did not bring stay its own).
+    pub source_rows: u64,
     pub result: &'a LoadResult,
     /// [`load_settings`] of the load, recorded with the source.
     pub settings: &'a str,
@@ -171,8 +219,9 @@ pub(crate) struct Committed<'a> {
 pub(crate) trait LoadSession {
     /// Starts a transaction and takes the dataset's lock: changes of one dataset take turns.
     async fn begin(&mut self, dataset: &DatasetName) -> Result<(), StoreError>;
-    /// The dataset's mode; `None` when the dataset does not exist yet.
-    async fn dataset_mode(&mut self, dataset: &DatasetName) -> Result<Option<DatasetMode>, StoreError>;
+    /// The dataset's mode, with its key (which only upsert mode uses); `None` when the dataset
+    /// does not exist yet.
+    async fn dataset_mode(&mut self, dataset: &DatasetName) -> Result<Option<(DatasetMode, FeatureKey)>, StoreError>;
     /// The newest object among the dataset's sources (a source loaded before objects were
     /// ordered counts as modified when it loaded).
     async fn newest_source(&mut self, dataset: &DatasetName) -> Result<Option<ObjectOrder>, StoreError>;
@@ -181,8 +230,9 @@ pub(crate) trait LoadSession {
     /// Records that the source's unchanged content now comes from the plan's object version.
     async fn keep_source(&mut self, plan: &LoadPlan) -> Result<(), StoreError>;
     /// Fits the dataset table to the plan's schema (creating the dataset in `mode` if need
-    /// be), records the load as begun and deletes the rows it replaces: the source's, or with
-    /// [`RowScope::Dataset`] every row, the dataset's other sources leaving the catalog.
+    /// be), records the load as begun and deletes the rows it replaces: the source's, with
+    /// [`RowScope::Dataset`] every row (then [`LoadSession::forget_other_sources`]), with
+    /// [`RowScope::Keys`] none (the key is indexed for [`LoadSession::resolve_keys`]).
     async fn prepare(
         &mut self,
         plan: &LoadPlan,
@@ -190,9 +240,19 @@ pub(crate) trait LoadSession {
         mode: DatasetMode,
         scope: RowScope,
     ) -> Result<Prepared, StoreError>;
+    /// Deletes the catalog entries of the dataset's sources other than the plan's: their
+    /// keys and the rows each held.
+    async fn forget_other_sources(&mut self, plan: &LoadPlan) -> Result<Vec<(String, u64)>, StoreError>;
     async fn write(&mut self, rows: &[Row]) -> Result<(), StoreError>;
     /// Completes the rows (and their indexes): how many were stored.
     async fn finish_rows(&mut self, plan: &LoadPlan) -> Result<u64, StoreError>;
+    /// In a dataset keyed by `key`, leaves one row per key among this load's rows and the
+    /// table's: of this load's rows of one key, the last feature's; between it and the rows
+    /// of other loads, the row of the newest object by [`ObjectOrder`] (`this` is the load's
+    /// own; a row of the plan's source is always older, storage ordering versions of a key).
+    async fn resolve_keys(&mut self, plan: &LoadPlan, key: &FeatureKey, this: &ObjectOrder) -> Result<KeyedRows, StoreError>;
+    /// Takes `rows` off the catalogued row counts of these sources (their rows were replaced).
+    async fn release_rows(&mut self, dataset: &DatasetName, displaced: &[(String, u64)]) -> Result<(), StoreError>;
     /// The catalog of a load about to commit: its source, its load record, its dataset.
     async fn record_committed(&mut self, plan: &LoadPlan, load: &Committed<'_>) -> Result<(), StoreError>;
     /// Records a load in the open transaction.
@@ -217,6 +277,8 @@ pub(crate) trait LoadSession {
         result: &LoadResult,
         after_failure: bool,
     ) -> Result<i64, StoreError>;
+    /// The rows the catalog counts for a source; `None` when it is not catalogued.
+    async fn catalogued_rows(&mut self, dataset: &DatasetName, source: &str) -> Result<Option<u64>, StoreError>;
     /// Deletes the source's catalog entry: whether there was one.
     async fn forget_source(&mut self, dataset: &DatasetName, source: &str) -> Result<bool, StoreError>;
     /// Deletes the source's rows: how many (`None` when the dataset has no table).
@@ -268,7 +330,8 @@ pub(crate) async fn run_load<S: LoadSession>(
         Ok(End::Commit(p)) => match s.commit().await {
             Ok(()) => {
                 let (load_id, replaced_rows, schema_changes) = (p.load_id, p.replaced_rows, p.changes);
-                return Ok(LoadOutcome::Loaded { load_id, table, replaced_rows, schema_changes });
+                let superseded_features = p.superseded;
+                return Ok(LoadOutcome::Loaded { load_id, table, replaced_rows, schema_changes, superseded_features });
             }
             Err(e) => e,
         },
@@ -318,7 +381,8 @@ async fn load_sequence<S: LoadSession>(
     rx: &mut LoadReceiver,
 ) -> Result<End, StoreError> {
     s.begin(&plan.dataset).await?;
-    let mode = s.dataset_mode(&plan.dataset).await?.unwrap_or(plan.mode);
+    let (mode, key) = s.dataset_mode(&plan.dataset).await?.unwrap_or_else(|| (plan.mode, plan.key.clone()));
+    check_keying(plan, mode, &key)?;
     if mode == DatasetMode::Replace {
         // Before any row is read: a late event of an older object costs nothing.
         let newest = s.newest_source(&plan.dataset).await?;
@@ -326,9 +390,12 @@ async fn load_sequence<S: LoadSession>(
             return Ok(End::Superseded(LoadResult { error: Some(why), ..LoadResult::default() }));
         }
     }
-    let settings = load_settings(plan.policy, mode);
-    let unchanged = Catalogued { content_hash: plan.version.content_hash.clone(), settings: Some(settings.clone()) };
-    if !plan.force && s.catalogued(plan).await?.as_ref() == Some(&unchanged) {
+    let settings = load_settings(plan.policy, mode, &key);
+    let catalogued = s.catalogued(plan).await?;
+    let unchanged = catalogued.as_ref().is_some_and(|c| {
+        c.content_hash == plan.version.content_hash && c.settings.as_deref() == Some(settings.as_str())
+    });
+    if !plan.force && unchanged {
         // The content is there already, but a newer version of the object may be on its way.
         if let Verdict::Superseded(why) = check(plan.origin.as_ref(), |now| judge_load(plan, now)).await? {
             return Ok(End::Superseded(LoadResult { error: Some(why), ..LoadResult::default() }));
@@ -337,11 +404,16 @@ async fn load_sequence<S: LoadSession>(
         return Ok(End::Unchanged);
     }
 
-    let scope = match mode {
-        DatasetMode::Replace => RowScope::Dataset,
-        DatasetMode::Append => RowScope::Source,
-    };
+    let scope = RowScope::of(mode);
     let mut prepared = s.prepare(plan, started_at, mode, scope).await?;
+    if scope == RowScope::Dataset {
+        // The other sources leave the dataset, each recorded as a removal; the rest of the
+        // rows deleted were this source's.
+        for (other, rows) in s.forget_other_sources(plan).await? {
+            s.record_removal(&plan.dataset, &other, rows, started_at, &[]).await?;
+            prepared.replaced_rows = prepared.replaced_rows.saturating_sub(rows);
+        }
+    }
     let guard = TypeGuard::new(plan.schema_policy, &plan.schema, &prepared.changes);
     let mut result = loop {
         match rx.recv().await {
@@ -355,8 +427,22 @@ async fn load_sequence<S: LoadSession>(
         }
     };
     guard.finish()?;
-    let stored_rows = s.finish_rows(plan).await?;
-    if stored_rows != result.counts.features_loaded {
+    let mut stored_rows = s.finish_rows(plan).await?;
+    let mut source_rows = stored_rows;
+    let mut superseded_rows = 0;
+    if scope == RowScope::Keys {
+        let this = ObjectOrder { modified: plan.modified.unwrap_or(started_at), key: plan.source.clone() };
+        let keyed = s.resolve_keys(plan, &key, &this).await?;
+        stored_rows -= keyed.superseded;
+        superseded_rows = keyed.superseded;
+        prepared.superseded = keyed.superseded;
+        let own = keyed.displaced.iter().filter(|(source, _)| *source == plan.source).map(|(_, n)| n).sum::<u64>();
+        source_rows = catalogued.map_or(0, |c| c.rows).saturating_sub(own) + stored_rows;
+        prepared.replaced_rows = keyed.displaced.iter().map(|(_, n)| n).sum();
+        let others: Vec<_> = keyed.displaced.into_iter().filter(|(source, _)| *source != plan.source).collect();
+        s.release_rows(&plan.dataset, &others).await?;
+    }
+    if stored_rows + superseded_rows != result.counts.features_loaded {
         tracing::warn!(
             dataset = %plan.dataset,
             source = %plan.source,
@@ -379,6 +465,7 @@ async fn load_sequence<S: LoadSession>(
         finished_at: clock.now(),
         replaced_rows: prepared.replaced_rows,
         stored_rows,
+        source_rows,
         result: &result,
         settings: &settings,
     };
@@ -394,12 +481,20 @@ pub(crate) async fn run_removal<S: LoadSession>(
     dataset: &DatasetName,
     source: &str,
     origin: Option<&Origin>,
+    cause: RemovalCause,
 ) -> Result<Removal, StoreError> {
     s.begin(dataset).await?;
     let removal = async {
         if let Verdict::Superseded(reason) = check(origin, judge_removal).await? {
             let (dataset, source_key) = (dataset.to_string(), source.to_string());
             return Err(StoreError::Superseded { dataset, source_key, reason });
+        }
+        let mode = s.dataset_mode(dataset).await?.map(|(mode, _)| mode);
+        if mode == Some(DatasetMode::Upsert) && cause == RemovalCause::ObjectDeleted {
+            // The dataset is what its objects brought, key by key: the features stay, and so
+            // does the source, whose order still decides its keys against late objects.
+            let catalogued = s.catalogued_rows(dataset, source).await?;
+            return Ok(Removal { catalogued: catalogued.is_some(), rows: 0, schema_changes: Vec::new(), mode, kept_rows: catalogued.unwrap_or(0) });
         }
         let catalogued = s.forget_source(dataset, source).await?;
         let rows = s.delete_source_rows(dataset, source).await?;
@@ -410,7 +505,7 @@ pub(crate) async fn run_removal<S: LoadSession>(
         if let Some(rows) = rows.filter(|&rows| catalogued || rows > 0) {
             s.record_removal(dataset, source, rows, clock.now(), &schema_changes).await?;
         }
-        Ok(Removal { catalogued, rows: rows.unwrap_or(0), schema_changes })
+        Ok(Removal { catalogued, rows: rows.unwrap_or(0), schema_changes, mode, kept_rows: 0 })
     }
     .await;
     match removal {

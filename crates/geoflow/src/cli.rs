@@ -210,9 +210,14 @@ pub struct BackendArgs {
     #[arg(long, default_value = "skip", env = "GEOFLOW_ON_INVALID", value_parser = parse_policy)]
     pub on_invalid: Policy,
     /// How new objects change a dataset they create (one that exists keeps its mode): replace
-    /// (the dataset is its newest object) or append (each object is a source of its own).
+    /// (the dataset is its newest object), append (each object is a source of its own) or
+    /// upsert (features keyed by --key, the newest object winning each key).
     #[arg(long = "mode", default_value = "replace", env = "GEOFLOW_DATASET_MODE", value_parser = parse_mode)]
     pub mode: DatasetMode,
+    /// In upsert mode, the property that keys the features of a dataset the object creates;
+    /// without it, the GeoJSON Feature `id`.
+    #[arg(long = "key", env = "GEOFLOW_UPSERT_KEY", value_name = "PROPERTY")]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -349,10 +354,15 @@ pub struct IngestArgs {
     #[arg(long, default_value = "widen", env = "GEOFLOW_SCHEMA_POLICY", value_parser = parse_schema_policy)]
     pub schema_policy: SchemaPolicy,
     /// How the load changes the dataset, if it creates it (one that exists keeps its mode):
-    /// replace (the dataset is this file's content) or append (the file is a source of its own,
-    /// beside the others).
+    /// replace (the dataset is this file's content), append (the file is a source of its own,
+    /// beside the others) or upsert (features keyed by --key: new keys are added, the keys the
+    /// dataset holds replaced, the newest file winning each key).
     #[arg(long, default_value = "replace", env = "GEOFLOW_DATASET_MODE", value_parser = parse_mode)]
     pub mode: DatasetMode,
+    /// In upsert mode, the property that keys the features (if the load creates the dataset);
+    /// without it, the GeoJSON Feature `id`. A feature without a key is invalid.
+    #[arg(long, env = "GEOFLOW_UPSERT_KEY", value_name = "PROPERTY")]
+    pub key: Option<String>,
     /// Load even if the source already holds this content under the same settings.
     #[arg(long)]
     pub force: bool,

@@ -45,6 +45,10 @@ pub struct JobTag {
     /// The mode asked for a dataset the upload creates; `None`: the worker's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<DatasetMode>,
+    /// In upsert mode, the property that keys the features of a dataset the upload creates
+    /// (`None`: the worker's default, and without one the Feature `id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Load even if the source already holds this content under the same settings.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
@@ -260,6 +264,7 @@ mod tests {
             job: "j1".into(),
             on_invalid: Policy::Reject,
             mode: None,
+            key: None,
             force: false,
             schema_policy: Some(SchemaPolicy::Strict),
         };

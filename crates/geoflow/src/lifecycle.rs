@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use geoflow_core::dataset::DatasetName;
 use geoflow_store::protocol::Origin;
-use geoflow_store::{Catalog, DatasetDrop, ErrorClass, Loads, StoreError};
+use geoflow_store::{Catalog, DatasetDrop, ErrorClass, Loads, RemovalCause, StoreError};
 
 use crate::storage::{Storage, StoredObject};
 
@@ -78,7 +78,7 @@ async fn remove_loaded_again(
     let deleted: HashSet<&str> = deleted.iter().map(String::as_str).collect();
     for source in catalog.sources(dataset).await?.into_iter().filter(|s| deleted.contains(s.source.as_str())) {
         let origin: Origin = Arc::new(StoredObject::new(storage.clone(), source.source.clone()));
-        match loads.remove_source(dataset, &source.source, Some(&origin)).await {
+        match loads.remove_source(dataset, &source.source, Some(&origin), RemovalCause::Request).await {
             Ok(_) => {}
             // Written again meanwhile: its own event loads it.
             Err(e) if e.class() == ErrorClass::Superseded => {}

@@ -17,11 +17,11 @@ use geoflow::telemetry;
 use geoflow::worker::inbox::Inbox;
 use geoflow::worker::{Worker, WorkerOptions};
 use geoflow::{jobs, lifecycle, reports};
-use geoflow_core::dataset::DatasetMode;
+use geoflow_core::dataset::{DatasetMode, FeatureKey};
 use geoflow_core::reader::ReaderOptions;
 use geoflow_core::report::Policy;
 use geoflow_queue::Queue;
-use geoflow_store::{Job, JobQuery, Store};
+use geoflow_store::{Job, JobQuery, RemovalCause, Store};
 
 /// Loads allocate and free small buffers at a high rate on every thread; mimalloc's per-thread
 /// heaps take about a tenth of a load's CPU time that the system allocator spends.
@@ -128,7 +128,7 @@ async fn run_sources(command: SourcesCommand) -> anyhow::Result<ExitCode> {
         }
         SourcesCommand::Rm { dataset, source, db } => {
             let store = DatabaseUrl::parse(&db.url)?.open().await?;
-            let removal = store.remove_source(&dataset, &source, None).await?;
+            let removal = store.remove_source(&dataset, &source, None, RemovalCause::Request).await?;
             if !removal.catalogued && removal.rows == 0 {
                 eprintln!("error: dataset {:?} has no source {source:?}", dataset.as_str());
                 return Ok(ExitCode::FAILURE);
@@ -221,6 +221,7 @@ struct Backends {
     visibility: Duration,
     policy: Policy,
     mode: DatasetMode,
+    key: FeatureKey,
 }
 
 async fn open_backends(args: &BackendArgs) -> anyhow::Result<Backends> {
@@ -228,7 +229,8 @@ async fn open_backends(args: &BackendArgs) -> anyhow::Result<Backends> {
     let storage = StorageUrl::parse(&args.storage)?.open()?;
     let visibility = Duration::from_secs(args.visibility_timeout.max(1));
     let queue = QueueUrl::parse(&args.queue)?.open(visibility, args.max_receive_count.max(1)).await?;
-    Ok(Backends { store, storage, queue, visibility, policy: args.on_invalid, mode: args.mode })
+    let key = FeatureKey::from_property(args.key.clone());
+    Ok(Backends { store, storage, queue, visibility, policy: args.on_invalid, mode: args.mode, key })
 }
 
 fn api_config(http: &HttpArgs, listen: &str, policy: Policy) -> anyhow::Result<ApiConfig> {
@@ -263,6 +265,7 @@ fn worker(backends: &Backends, work: &WorkArgs) -> Worker {
         policy: backends.policy,
         schema_policy: work.schema_policy,
         mode: backends.mode,
+        key: backends.key.clone(),
         spool_dir: work.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
         ..WorkerOptions::default()
     };
@@ -423,6 +426,7 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     req.policy = args.on_invalid;
     req.schema_policy = args.schema_policy;
     req.mode = args.mode;
+    req.key = FeatureKey::from_property(args.key);
     req.force = args.force;
     req.reader = ReaderOptions { max_feature_bytes: args.max_feature_bytes, ..ReaderOptions::default() };
     req.max_issues = args.max_errors;

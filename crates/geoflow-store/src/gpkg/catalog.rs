@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use time::OffsetDateTime;
 
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::row::Bbox;
 
 use super::table::{quote, read_layout};
@@ -249,12 +249,29 @@ pub fn parse_mode(mode: &str) -> Result<DatasetMode, StoreError> {
     mode.parse().map_err(|reason| StoreError::Incompatible { location: "catalog".into(), reason })
 }
 
-/// Sets a dataset's mode; `false` when there is no such dataset.
-pub fn set_mode(conn: &Connection, dataset: &DatasetName, mode: DatasetMode) -> Result<bool, StoreError> {
-    let updated = conn
-        .execute("UPDATE geoflow_datasets SET mode = ?2 WHERE name = ?1", params![dataset.as_str(), mode.as_str()])
-        .ctx("setting the dataset's mode")?;
-    Ok(updated > 0)
+/// Sets a dataset's mode (and key); `false` when there is no such dataset.
+pub fn set_mode(conn: &Connection, dataset: &DatasetName, mode: DatasetMode, key: &FeatureKey) -> Result<bool, StoreError> {
+    let key_property = (mode == DatasetMode::Upsert).then(|| key.property()).flatten();
+    let before: Option<(String, Option<String>, String)> = conn
+        .query_row(
+            "SELECT mode, key_property, table_name FROM geoflow_datasets WHERE name = ?1",
+            [dataset.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .ctx("reading the dataset's mode")?;
+    let Some((old_mode, old_key, table)) = before else { return Ok(false) };
+    conn.execute(
+        "UPDATE geoflow_datasets SET mode = ?2, key_property = ?3 WHERE name = ?1",
+        params![dataset.as_str(), mode.as_str(), key_property],
+    )
+    .ctx("setting the dataset's mode")?;
+    if old_mode != DatasetMode::Upsert.as_str() || old_key.as_deref() != key_property {
+        // The index of another key would only slow loads down; an upsert load indexes its own.
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {}", quote(&super::load::key_index_name(&table))))
+            .ctx("dropping the index of the dataset's former key")?;
+    }
+    Ok(true)
 }
 
 /// Every dataset, or only `name`. Feature counts come from the sources' counts, so that
@@ -264,7 +281,8 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
         .prepare_cached(
             "SELECT d.name, d.version, d.updated_at, c.min_x, c.min_y, c.max_x, c.max_y,
                (SELECT count(*) FROM geoflow_sources s WHERE s.dataset = d.name),
-               (SELECT coalesce(sum(feature_count), 0) FROM geoflow_sources s WHERE s.dataset = d.name), d.mode
+               (SELECT coalesce(sum(feature_count), 0) FROM geoflow_sources s WHERE s.dataset = d.name), d.mode,
+               d.key_property
              FROM geoflow_datasets d LEFT JOIN gpkg_contents c ON c.table_name = d.table_name
              WHERE ?1 IS NULL OR d.name = ?1
              ORDER BY d.name",
@@ -277,14 +295,14 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
                 _ => None,
             };
             let counts = (r.get::<_, i64>(7)?, r.get::<_, i64>(8)?);
-            let named = (r.get::<_, String>(0)?, r.get::<_, String>(9)?);
+            let named = (r.get::<_, String>(0)?, (r.get::<_, String>(9)?, r.get::<_, Option<String>>(10)?));
             Ok((named, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, extent, counts))
         })
         .ctx("listing datasets")?
         .collect::<Result<Vec<_>, _>>()
         .ctx("listing datasets")?;
     let mut out = Vec::with_capacity(rows.len());
-    for ((name, mode), version, updated_at, bbox, (sources, feature_count)) in rows {
+    for ((name, (mode, key_property)), version, updated_at, bbox, (sources, feature_count)) in rows {
         let dataset = DatasetName::new(&name)
             .map_err(|e| StoreError::Incompatible { location: "catalog".into(), reason: e.to_string() })?;
         let Some(layout) = read_layout(conn, &name)? else {
@@ -298,6 +316,7 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
             sources: sources.max(0) as u64,
             columns: layout.columns.into_iter().map(|c| ColumnInfo { key: c.key, column: c.name, ty: c.ty }).collect(),
             mode: parse_mode(&mode)?,
+            key_property,
             version,
             updated_at,
         });

@@ -7,7 +7,7 @@ use std::time::Instant;
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Statement, TransactionBehavior};
 use time::OffsetDateTime;
 
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
@@ -21,8 +21,8 @@ use crate::layout::{
     json_key, route_properties, Column, ColumnDrop, FieldSlot, Layout, OverflowObject, Resolution, SchemaChange,
     OVERFLOW_COLUMN,
 };
-use crate::protocol::{self, Catalogued, Committed, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
-use crate::{Clock, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
+use crate::protocol::{self, Catalogued, Committed, KeyedRows, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
+use crate::{Clock, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, RemovalCause, StoreError};
 
 /// How the R-tree is filled during a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +57,13 @@ pub fn run(
 pub fn remove_source(
     path: &Path,
     clock: &dyn Clock,
-    dataset: &DatasetName,
-    source: &str,
+    (dataset, source): (&DatasetName, &str),
     origin: Option<&Origin>,
+    cause: RemovalCause,
     fill: RtreeFill,
 ) -> Result<Removal, StoreError> {
     let mut session = GpkgSession::open(path, fill, rtree::MAX_ENTRIES_IN_MEMORY)?;
-    runtime()?.block_on(protocol::run_removal(&mut session, clock, dataset, source, origin))
+    runtime()?.block_on(protocol::run_removal(&mut session, clock, dataset, source, origin, cause))
 }
 
 /// The runtime whose blocking thread this is: the protocol waits on it for rows and for the
@@ -112,6 +112,8 @@ struct GpkgSession {
 /// The rows of a load in flight.
 struct Rows {
     table: String,
+    /// The fid of the load's first row: its rows are those from there on.
+    first_fid: i64,
     source: String,
     /// The insert statement and how the schema's fields bind to it.
     insert: InsertShape,
@@ -157,13 +159,15 @@ impl LoadSession for GpkgSession {
         self.conn.execute_batch("BEGIN IMMEDIATE").ctx("starting the transaction")
     }
 
-    async fn dataset_mode(&mut self, dataset: &DatasetName) -> Result<Option<DatasetMode>, StoreError> {
-        let mode: Option<String> = self
+    async fn dataset_mode(&mut self, dataset: &DatasetName) -> Result<Option<(DatasetMode, FeatureKey)>, StoreError> {
+        let mode: Option<(String, Option<String>)> = self
             .conn
-            .query_row("SELECT mode FROM geoflow_datasets WHERE name = ?1", [dataset.as_str()], |r| r.get(0))
+            .query_row("SELECT mode, key_property FROM geoflow_datasets WHERE name = ?1", [dataset.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .ctx("reading the dataset's mode")?;
-        mode.as_deref().map(catalog::parse_mode).transpose()
+        mode.map(|(m, key)| Ok((catalog::parse_mode(&m)?, FeatureKey::from_property(key)))).transpose()
     }
 
     async fn newest_source(&mut self, dataset: &DatasetName) -> Result<Option<ObjectOrder>, StoreError> {
@@ -192,9 +196,12 @@ impl LoadSession for GpkgSession {
     async fn catalogued(&mut self, plan: &LoadPlan) -> Result<Option<Catalogued>, StoreError> {
         self.conn
             .query_row(
-                "SELECT content_hash, settings FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2",
+                "SELECT content_hash, settings, feature_count FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2",
                 params![plan.dataset.as_str(), plan.source],
-                |r| Ok(Catalogued { content_hash: r.get(0)?, settings: r.get(1)? }),
+                |r| {
+                    let rows = r.get::<_, i64>(2)?.max(0) as u64;
+                    Ok(Catalogued { content_hash: r.get(0)?, settings: r.get(1)?, rows })
+                },
             )
             .optional()
             .ctx("reading the source catalog")
@@ -218,6 +225,7 @@ impl LoadSession for GpkgSession {
         let resolution = Resolution::new(dataset, old, &plan.schema, MAX_COLUMNS);
         resolution.check_width(MAX_COLUMNS)?;
         let schema_changes = resolution.changes();
+        let created = resolution.old.is_none();
         table::apply_resolution(&resolution, tx, (dataset, mode), &started_at)?;
         let table = resolution.new.table.clone();
 
@@ -230,27 +238,20 @@ impl LoadSession for GpkgSession {
         }
         let replaced_rows = match scope {
             RowScope::Source => delete_source_rows(tx, &table, &plan.source, changes.as_mut())?,
-            RowScope::Dataset => {
-                // The other sources leave the dataset, each recorded as a removal; the rest of
-                // the rows deleted were this source's.
-                let others: Vec<(String, i64)> = tx
-                    .prepare("DELETE FROM geoflow_sources WHERE dataset = ?1 AND source_key <> ?2 RETURNING source_key, feature_count")
-                    .and_then(|mut s| {
-                        s.query_map(params![dataset, plan.source], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
-                    })
-                    .ctx("removing the dataset's other sources")?;
-                let mut others_rows = 0u64;
-                for (key, rows) in others {
-                    let rows = rows.max(0) as u64;
-                    others_rows += rows;
-                    catalog::record_removal(tx, &plan.dataset, &key, rows, started, &[])?;
-                }
-                delete_all_rows(tx, &table, changes.as_mut())?.saturating_sub(others_rows)
-            }
+            RowScope::Dataset => delete_all_rows(tx, &table, changes.as_mut())?,
+            RowScope::Keys => 0,
         };
+        if created && mode == DatasetMode::Upsert {
+            catalog::set_mode(tx, &plan.dataset, mode, &plan.key)?;
+        }
+        // The load's rows take fids above every row's now.
+        let first_fid: i64 = tx
+            .query_row(&format!("SELECT coalesce(max(fid), 0) + 1 FROM {}", quote(&table)), [], |r| r.get(0))
+            .ctx("reading the table's last fid")?;
         let insert = InsertShape::new(&resolution);
         self.rows = Some(Rows {
             table,
+            first_fid,
             source: plan.source.clone(),
             insert,
             load_id,
@@ -260,7 +261,21 @@ impl LoadSession for GpkgSession {
             t0,
             prepared: t0.elapsed(),
         });
-        Ok(Prepared { load_id, replaced_rows, changes: schema_changes })
+        Ok(Prepared { load_id, replaced_rows, changes: schema_changes, superseded: 0 })
+    }
+
+    async fn forget_other_sources(&mut self, plan: &LoadPlan) -> Result<Vec<(String, u64)>, StoreError> {
+        self.conn
+            .prepare(
+                "DELETE FROM geoflow_sources WHERE dataset = ?1 AND source_key <> ?2 RETURNING source_key, feature_count",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![plan.dataset.as_str(), plan.source], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })?
+                .collect()
+            })
+            .ctx("removing the dataset's other sources")
     }
 
     async fn write(&mut self, batch: &[Row]) -> Result<(), StoreError> {
@@ -308,11 +323,129 @@ impl LoadSession for GpkgSession {
         Ok(rows.inserted)
     }
 
+    async fn resolve_keys(
+        &mut self,
+        plan: &LoadPlan,
+        key: &FeatureKey,
+        this: &ObjectOrder,
+    ) -> Result<KeyedRows, StoreError> {
+        let (conn, Some(rows)) = (&self.conn, self.rows.as_ref()) else {
+            return Err(StoreError::Internal("no rows to key".into()));
+        };
+        let Some(layout) = table::read_layout(conn, plan.dataset.as_str())? else { return Ok(KeyedRows::default()) };
+        // No feature of the load has the key property when it has no column: then the load
+        // stored no row.
+        let (of, indexed): (Box<dyn Fn(&str) -> String>, bool) = match key {
+            FeatureKey::FeatureId => (Box::new(|row| format!("{row}.feature_id")), true),
+            FeatureKey::Property(name) => match layout.columns.iter().find(|c| &c.key == name) {
+                None => return Ok(KeyedRows::default()),
+                // A member of the overflow column is read by a function of geoflow's own
+                // connections, which no index may use (other programs write the file too).
+                Some(c) if c.overflow => {
+                    let member = c.key.replace('\'', "''");
+                    (Box::new(move |row| format!("gf_member({row}.{}, '{member}')", quote(OVERFLOW_COLUMN))), false)
+                }
+                Some(c) => {
+                    let column = quote(&c.name);
+                    (Box::new(move |row| format!("{row}.{column}")), true)
+                }
+            },
+        };
+        let t = quote(&layout.table);
+        if indexed {
+            let column = of("x");
+            let column = column.trim_start_matches("x.");
+            let index = quote(&key_index_name(&layout.table));
+            conn.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {index} ON {t} ({column})"))
+                .ctx("indexing the dataset's key")?;
+        }
+        let (k_m, k_o) = (of("m"), of("o"));
+        let mut deleted_fids = Vec::new();
+        let mut delete = |sql: &str, params: &[&dyn rusqlite::ToSql], what: &str| -> Result<Vec<String>, StoreError> {
+            let mut stmt = conn.prepare(sql).ctx(what)?;
+            let mut found = stmt.query(params).ctx(what)?;
+            let mut sources = Vec::new();
+            while let Some(r) = found.next().ctx(what)? {
+                if r.get::<_, bool>(1).ctx(what)? {
+                    deleted_fids.push(r.get::<_, i64>(0).ctx(what)?);
+                }
+                sources.push(r.get(2).ctx(what)?);
+            }
+            Ok(sources)
+        };
+        // Of the load's rows of one key, the last feature's stays.
+        let duplicates = delete(
+            &format!(
+                "DELETE FROM {t} WHERE fid IN (
+                   SELECT fid FROM (
+                     SELECT m.fid, row_number() OVER (PARTITION BY {k_m} ORDER BY m.gf_feature_index DESC) AS n
+                     FROM {t} m WHERE m.fid >= ?1)
+                   WHERE n > 1)
+                 RETURNING fid, geom IS NOT NULL, gf_source"
+            ),
+            &[&rows.first_fid],
+            "keeping the last feature of each key",
+        )?;
+        // A row of the load whose key a newer object's row holds leaves. Catalog times are
+        // fixed-width RFC 3339 UTC text: they sort as the times do.
+        let older = delete(
+            &format!(
+                "DELETE FROM {t} AS m WHERE m.fid >= ?1 AND EXISTS (
+                   SELECT 1 FROM {t} o JOIN geoflow_sources s ON s.dataset = ?2 AND s.source_key = o.gf_source
+                   WHERE {k_o} = {k_m} AND o.fid < ?1 AND o.gf_source <> ?3
+                     AND (coalesce(s.modified, s.loaded_at) > ?4
+                          OR (coalesce(s.modified, s.loaded_at) = ?4 AND s.source_key > ?3)))
+                 RETURNING fid, geom IS NOT NULL, gf_source"
+            ),
+            &[&rows.first_fid, &plan.dataset.as_str(), &plan.source, &to_rfc3339(this.modified)?],
+            "keeping the newest object's row of each key",
+        )?;
+        // The rows the load's rows now hold the keys of leave, by the source that held them.
+        let gone = delete(
+            &format!(
+                "DELETE FROM {t} AS o WHERE o.fid < ?1 AND EXISTS (SELECT 1 FROM {t} m WHERE m.fid >= ?1 AND {k_m} = {k_o})
+                 RETURNING fid, geom IS NOT NULL, gf_source"
+            ),
+            &[&rows.first_fid],
+            "replacing the rows of the load's keys",
+        )?;
+        let mut displaced: Vec<(String, u64)> = Vec::new();
+        for source in gone {
+            match displaced.iter_mut().find(|(s, _)| *s == source) {
+                Some((_, n)) => *n += 1,
+                None => displaced.push((source, 1)),
+            }
+        }
+        let rows = self.rows.as_mut().ok_or_else(|| StoreError::Internal("no rows to key".into()))?;
+        if let Some(changes) = rows.changes.as_mut() {
+            // The entries of the load's own rows that left may still be pending, or applied
+            // already (a large load applies them as it goes): both are taken back.
+            let left: std::collections::HashSet<i64> = deleted_fids.iter().copied().collect();
+            changes.inserted.retain(|e| !left.contains(&e.id));
+            changes.deleted.extend(deleted_fids);
+        }
+        Ok(KeyedRows { superseded: (duplicates.len() + older.len()) as u64, displaced })
+    }
+
+    async fn release_rows(&mut self, dataset: &DatasetName, displaced: &[(String, u64)]) -> Result<(), StoreError> {
+        let mut update = self
+            .conn
+            .prepare_cached(
+                "UPDATE geoflow_sources SET feature_count = max(feature_count - ?3, 0) WHERE dataset = ?1 AND source_key = ?2",
+            )
+            .ctx("counting the rows each source holds")?;
+        for (source, rows) in displaced {
+            let rows = i64::try_from(*rows).unwrap_or(i64::MAX);
+            update.execute(params![dataset.as_str(), source, rows]).ctx("counting the rows each source holds")?;
+        }
+        Ok(())
+    }
+
     async fn record_committed(&mut self, plan: &LoadPlan, load: &Committed<'_>) -> Result<(), StoreError> {
         let (conn, Some(rows)) = (&self.conn, self.rows.as_ref()) else {
             return Err(StoreError::Internal("no rows to record".into()));
         };
-        catalog::upsert_source(conn, plan, load.stored_rows, (load.load_id, &rows.started_at, load.settings))?;
+        catalog::upsert_source(conn, plan, load.source_rows, (load.load_id, &rows.started_at, load.settings))?;
         let times = (load.started_at, load.finished_at);
         catalog::finish_load(conn, load.load_id, LoadStatus::Loaded, times, load.result)?;
         catalog::touch_dataset(conn, plan.dataset.as_str(), &rows.table, &to_rfc3339(load.finished_at)?)
@@ -348,6 +481,17 @@ impl LoadSession for GpkgSession {
         // A failed statement leaves an SQLite connection usable: end its transaction.
         self.end_transaction()?;
         record_load(&mut self.conn, plan, status, times, result)
+    }
+
+    async fn catalogued_rows(&mut self, dataset: &DatasetName, source: &str) -> Result<Option<u64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT feature_count FROM geoflow_sources WHERE dataset = ?1 AND source_key = ?2",
+                params![dataset.as_str(), source],
+                |r| Ok(r.get::<_, i64>(0)?.max(0) as u64),
+            )
+            .optional()
+            .ctx("reading the source catalog")
     }
 
     async fn forget_source(&mut self, dataset: &DatasetName, source: &str) -> Result<bool, StoreError> {
@@ -444,6 +588,12 @@ fn delete_all_rows(tx: &Connection, table: &str, changes: Option<&mut rtree::Cha
         changes.cleared = true;
     }
     Ok(n as u64)
+}
+
+/// The name of a table's key index: no dataset's table takes it, as no dataset name ends in
+/// `_gf_key` ([`geoflow_core::dataset::RESERVED_SUFFIXES`]).
+pub(super) fn key_index_name(table: &str) -> String {
+    format!("{table}{}", geoflow_core::dataset::RESERVED_SUFFIXES[1])
 }
 
 /// Parameter positions of the insert statement.

@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("sql/overflow.sql")),
     (7, include_str!("sql/modes.sql")),
     (8, include_str!("sql/schema_changes.sql")),
+    (9, include_str!("sql/upsert.sql")),
 ];
 
 /// The step a catalog of this build is at once migrated.

@@ -34,14 +34,14 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 
 use crate::prelude::*;
 use crate::protocol::Origin;
 use crate::report::{Window, WindowActivity};
 use crate::{
     Clock, DatasetDrop, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan,
-    LoadReceiver, LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
+    LoadReceiver, LoadResult, NewJob, Removal, RemovalCause, SourceRecord, StoreError, StoredFeature, SystemClock,
 };
 
 pub use load::RtreeFill;
@@ -211,17 +211,23 @@ impl Loads for GeoPackageStore {
         dataset: &DatasetName,
         source: &str,
         origin: Option<&Origin>,
+        cause: RemovalCause,
     ) -> Result<Removal, StoreError> {
         let (dataset, source, origin) = (dataset.clone(), source.to_string(), origin.cloned());
         let (fill, clock) = (self.rtree_fill, Arc::clone(&self.clock));
         self.blocking("removing a source", move |path| {
-            load::remove_source(path, &*clock, &dataset, &source, origin.as_ref(), fill)
+            load::remove_source(path, &*clock, (&dataset, &source), origin.as_ref(), cause, fill)
         })
         .await
     }
 
-    async fn set_mode(&self, dataset: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError> {
-        let name = dataset.clone();
+    async fn set_mode(
+        &self,
+        dataset: &DatasetName,
+        mode: DatasetMode,
+        key: &FeatureKey,
+    ) -> Result<Option<DatasetInfo>, StoreError> {
+        let (name, key) = (dataset.clone(), key.clone());
         let found = self
             .blocking("setting a dataset's mode", move |path| {
                 // The write lock: between loads of the dataset.
@@ -229,7 +235,7 @@ impl Loads for GeoPackageStore {
                 let tx = conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .ctx("starting a transaction")?;
-                let found = catalog::set_mode(&tx, &name, mode)?;
+                let found = catalog::set_mode(&tx, &name, mode, &key)?;
                 tx.commit().ctx("setting the dataset's mode")?;
                 Ok(found)
             })

@@ -30,7 +30,7 @@ pub const JSON_MIME_TYPE: &str = "application/json";
 
 /// Suffix of the per-table source index (indexes share the table namespace); dataset names
 /// ending with it are refused by [`DatasetName`](geoflow_core::dataset::DatasetName).
-const SOURCE_INDEX_SUFFIX: &str = geoflow_core::dataset::RESERVED_SUFFIX;
+const SOURCE_INDEX_SUFFIX: &str = geoflow_core::dataset::RESERVED_SUFFIXES[0];
 
 /// `"name"`, with embedded quotes doubled.
 pub fn quote(name: &str) -> String {

@@ -3,12 +3,13 @@
 use time::OffsetDateTime;
 use tokio_postgres::{GenericClient, Row};
 
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::row::Bbox;
 
 use deadpool_postgres::Object;
 
 use super::load::SourceRows;
+use super::table::quote_ident;
 use super::{Ctx, PostgisStore};
 use crate::layout::parse_type;
 use crate::LoadStatus;
@@ -336,6 +337,7 @@ fn dataset_of(store: &PostgisStore, r: &Row) -> Result<DatasetInfo, StoreError> 
         sources: r.get::<_, i64>(9).max(0) as u64,
         columns,
         mode: parse_mode(store, r.get(13))?,
+        key_property: r.get(14),
         version: r.get(1),
         updated_at: r.get(2),
     })
@@ -352,10 +354,27 @@ pub async fn set_mode(
     client: &impl GenericClient,
     dataset: &DatasetName,
     mode: DatasetMode,
+    key: &FeatureKey,
 ) -> Result<bool, StoreError> {
+    let key_property = (mode == DatasetMode::Upsert).then(|| key.property()).flatten();
     let updated = client
-        .execute("UPDATE geoflow.datasets SET mode = $2 WHERE name = $1", &[&dataset.as_str(), &mode.as_str()])
+        .query_opt(
+            "UPDATE geoflow.datasets d SET mode = $2, key_property = $3 FROM geoflow.datasets old
+             WHERE d.name = $1 AND old.name = d.name
+             RETURNING old.mode = 'upsert' AND old.key_property IS NOT DISTINCT FROM $3, d.table_name",
+            &[&dataset.as_str(), &mode.as_str(), &key_property],
+        )
         .await
         .ctx(store, "setting the dataset's mode")?;
-    Ok(updated > 0)
+    let Some(updated) = updated else { return Ok(false) };
+    let (same_key, table): (bool, String) = (updated.get(0), updated.get(1));
+    if !same_key {
+        // The index of another key would only slow loads down; an upsert load indexes its own.
+        let index = quote_ident(&super::load::key_index_name(&table));
+        client
+            .batch_execute(&format!("DROP INDEX IF EXISTS {}.{index}", quote_ident(super::DATASET_SCHEMA)))
+            .await
+            .ctx(store, "dropping the index of the dataset's former key")?;
+    }
+    Ok(true)
 }

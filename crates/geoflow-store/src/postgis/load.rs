@@ -10,7 +10,7 @@ use futures_util::SinkExt;
 use time::OffsetDateTime;
 use tokio_postgres::{CopyInSink, GenericClient};
 
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::row::Row;
 
 use super::catalog;
@@ -18,8 +18,8 @@ use super::copy::{pg_timestamp, RowEncoder, COPY_SYSTEM_COLUMNS};
 use super::table::{self, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
 use crate::layout::{json_key, Column, ColumnDrop, FieldSlot, Layout, Resolution, SchemaChange, OVERFLOW_COLUMN};
-use crate::protocol::{self, Catalogued, Committed, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
-use crate::{LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
+use crate::protocol::{self, Catalogued, Committed, KeyedRows, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
+use crate::{LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, RemovalCause, StoreError};
 
 /// Bytes of COPY data sent at a time.
 const SEND_BUFFER: usize = 1 << 20;
@@ -52,9 +52,10 @@ pub async fn remove_source(
     dataset: &DatasetName,
     source: &str,
     origin: Option<&Origin>,
+    cause: RemovalCause,
 ) -> Result<Removal, StoreError> {
     let mut session = PgSession::open(store).await?;
-    protocol::run_removal(&mut session, &*store.clock, dataset, source, origin).await
+    protocol::run_removal(&mut session, &*store.clock, dataset, source, origin, cause).await
 }
 
 /// Serialises the loads (and removals) of one dataset across connections and processes.
@@ -80,6 +81,8 @@ struct PgSession<'s> {
     in_transaction: bool,
     /// Where the source's current rows are, read with its content hash (or its removal).
     current_rows: Option<SourceRows>,
+    /// In upsert mode, the source's earlier rows stay where no row of the load replaces them.
+    keeps_earlier_rows: bool,
     copy: Option<Copy>,
 }
 
@@ -103,7 +106,14 @@ struct Copy {
 impl<'s> PgSession<'s> {
     async fn open(store: &'s PostgisStore) -> Result<PgSession<'s>, StoreError> {
         let client = store.client().await?;
-        Ok(PgSession { store, client: Some(client), in_transaction: false, current_rows: None, copy: None })
+        Ok(PgSession {
+            store,
+            client: Some(client),
+            in_transaction: false,
+            current_rows: None,
+            keeps_earlier_rows: false,
+            copy: None,
+        })
     }
 
     fn client(&self) -> Result<&tokio_postgres::Client, StoreError> {
@@ -140,14 +150,14 @@ impl LoadSession for PgSession<'_> {
         lock_dataset(store, self.client()?, dataset.as_str()).await
     }
 
-    async fn dataset_mode(&mut self, dataset: &DatasetName) -> Result<Option<DatasetMode>, StoreError> {
-        let mode: Option<String> = self
+    async fn dataset_mode(&mut self, dataset: &DatasetName) -> Result<Option<(DatasetMode, FeatureKey)>, StoreError> {
+        let mode: Option<(String, Option<String>)> = self
             .client()?
-            .query_opt("SELECT mode FROM geoflow.datasets WHERE name = $1", &[&dataset.as_str()])
+            .query_opt("SELECT mode, key_property FROM geoflow.datasets WHERE name = $1", &[&dataset.as_str()])
             .await
             .ctx(self.store, "reading the dataset's mode")?
-            .map(|r| r.get(0));
-        mode.map(|m| catalog::parse_mode(self.store, &m)).transpose()
+            .map(|r| (r.get(0), r.get(1)));
+        mode.map(|(m, key)| Ok((catalog::parse_mode(self.store, &m)?, FeatureKey::from_property(key)))).transpose()
     }
 
     async fn newest_source(&mut self, dataset: &DatasetName) -> Result<Option<ObjectOrder>, StoreError> {
@@ -167,14 +177,15 @@ impl LoadSession for PgSession<'_> {
         let current: Option<(Catalogued, SourceRows)> = self
             .client()?
             .query_opt(
-                "SELECT content_hash, settings, min_fid, max_fid FROM geoflow.sources
+                "SELECT content_hash, settings, min_fid, max_fid, feature_count FROM geoflow.sources
                  WHERE dataset = $1 AND source_key = $2",
                 &[&plan.dataset.as_str(), &plan.source],
             )
             .await
             .ctx(self.store, "reading the source catalog")?
             .map(|r| {
-                let catalogued = Catalogued { content_hash: r.get(0), settings: r.get(1) };
+                let rows = r.get::<_, i64>(4).max(0) as u64;
+                let catalogued = Catalogued { content_hash: r.get(0), settings: r.get(1), rows };
                 (catalogued, SourceRows::from_columns(r.get(2), r.get(3)))
             });
         self.current_rows = current.as_ref().map(|(_, rows)| *rows);
@@ -192,6 +203,7 @@ impl LoadSession for PgSession<'_> {
         mode: DatasetMode,
         scope: RowScope,
     ) -> Result<Prepared, StoreError> {
+        self.keeps_earlier_rows = scope == RowScope::Keys && self.current_rows.is_some();
         let (store, tx) = (self.store, self.client()?);
         let dataset = plan.dataset.as_str();
         let t0 = Instant::now();
@@ -216,6 +228,9 @@ impl LoadSession for PgSession<'_> {
         if build_index_after && !created {
             table::drop_spatial_index(store, tx, &resolution.new.table).await?;
         }
+        if created && mode == DatasetMode::Upsert {
+            catalog::set_mode(store, tx, &plan.dataset, mode, &plan.key).await?;
+        }
 
         // The row is rewritten at commit; its id is needed now for gf_load_id.
         let times = (started_at, started_at);
@@ -223,26 +238,9 @@ impl LoadSession for PgSession<'_> {
         let replaced_rows = match (was_empty, scope, self.current_rows) {
             (true, _, _) => 0,
             (false, RowScope::Dataset, _) => {
-                // The other sources leave the dataset, each recorded as a removal; the rest of
-                // the rows deleted were this source's.
-                let others = tx
-                    .query(
-                        "DELETE FROM geoflow.sources WHERE dataset = $1 AND source_key <> $2
-                         RETURNING source_key, feature_count",
-                        &[&dataset, &plan.source],
-                    )
-                    .await
-                    .ctx(store, "removing the dataset's other sources")?;
-                let mut others_rows = 0u64;
-                for other in &others {
-                    let (key, rows): (String, i64) = (other.get(0), other.get(1));
-                    let rows = rows.max(0) as u64;
-                    others_rows += rows;
-                    catalog::record_removal(store, tx, &plan.dataset, &key, rows, started_at, &[]).await?;
-                }
-                let deleted = tx.execute(&format!("DELETE FROM {t}"), &[]).await.ctx(store, "emptying the dataset")?;
-                deleted.saturating_sub(others_rows)
+                tx.execute(&format!("DELETE FROM {t}"), &[]).await.ctx(store, "emptying the dataset")?
             }
+            (false, RowScope::Keys, _) => 0,
             (false, RowScope::Source, Some(rows)) => {
                 delete_source_rows(store, tx, &resolution.new.table, &plan.source, rows).await?
             }
@@ -292,7 +290,19 @@ impl LoadSession for PgSession<'_> {
             prepared,
             stored: None,
         });
-        Ok(Prepared { load_id, replaced_rows, changes })
+        Ok(Prepared { load_id, replaced_rows, changes, superseded: 0 })
+    }
+
+    async fn forget_other_sources(&mut self, plan: &LoadPlan) -> Result<Vec<(String, u64)>, StoreError> {
+        let others = self
+            .client()?
+            .query(
+                "DELETE FROM geoflow.sources WHERE dataset = $1 AND source_key <> $2 RETURNING source_key, feature_count",
+                &[&plan.dataset.as_str(), &plan.source],
+            )
+            .await
+            .ctx(self.store, "removing the dataset's other sources")?;
+        Ok(others.iter().map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64)).collect())
     }
 
     async fn write(&mut self, rows: &[Row]) -> Result<(), StoreError> {
@@ -350,11 +360,99 @@ impl LoadSession for PgSession<'_> {
         Ok(copied)
     }
 
+    async fn resolve_keys(
+        &mut self,
+        plan: &LoadPlan,
+        key: &FeatureKey,
+        this: &ObjectOrder,
+    ) -> Result<KeyedRows, StoreError> {
+        let (store, tx) = (self.store, self.client()?);
+        let copy = self.copy.as_ref().ok_or_else(|| StoreError::Internal("no COPY to key".into()))?;
+        let Some((_, SourceRows::Fids(first, last))) = copy.stored else {
+            return Err(StoreError::Internal("the COPY is not finished".into()));
+        };
+        let Some(layout) = table::read_layout(store, tx, plan.dataset.as_str()).await? else {
+            return Ok(KeyedRows::default());
+        };
+        // No feature of the load has the key property when it has no column: then the load
+        // stored no row.
+        let Some(key) = KeyColumn::find(&layout, key) else { return Ok(KeyedRows::default()) };
+        key.ensure_index(store, tx, &layout.table).await?;
+        let t = qualified(&layout.table);
+        let (k_m, k_o) = (key.of("m"), key.of("o"));
+        // Of the load's rows of one key, the last feature's stays.
+        let duplicates = tx
+            .execute(
+                &format!(
+                    "DELETE FROM {t} d USING (
+                       SELECT fid, row_number() OVER (PARTITION BY {k} ORDER BY gf_feature_index DESC) AS n
+                       FROM {t} m WHERE fid BETWEEN $1 AND $2) r
+                     WHERE d.fid = r.fid AND r.n > 1",
+                    k = key.of("m")
+                ),
+                &[&first, &last],
+            )
+            .await
+            .ctx(store, "keeping the last feature of each key")?;
+        // A row of the load whose key a newer object's row holds leaves.
+        let older = tx
+            .execute(
+                &format!(
+                    "DELETE FROM {t} m WHERE m.fid BETWEEN $1 AND $2 AND EXISTS (
+                       SELECT 1 FROM {t} o JOIN geoflow.sources s ON s.dataset = $3 AND s.source_key = o.gf_source
+                       WHERE {k_o} = {k_m} AND o.fid NOT BETWEEN $1 AND $2 AND o.gf_source <> $4
+                         AND (coalesce(s.modified, s.loaded_at) > $5
+                              OR (coalesce(s.modified, s.loaded_at) = $5 AND s.source_key COLLATE \"C\" > $4 COLLATE \"C\")))"
+                ),
+                &[&first, &last, &plan.dataset.as_str(), &plan.source, &this.modified],
+            )
+            .await
+            .ctx(store, "keeping the newest object's row of each key")?;
+        // The rows the load's rows now hold the keys of leave, by the source that held them.
+        let displaced = tx
+            .query(
+                &format!(
+                    "WITH gone AS (
+                       DELETE FROM {t} o USING {t} m
+                       WHERE m.fid BETWEEN $1 AND $2 AND o.fid NOT BETWEEN $1 AND $2 AND {k_o} = {k_m}
+                       RETURNING o.gf_source)
+                     SELECT gf_source, count(*) FROM gone GROUP BY gf_source"
+                ),
+                &[&first, &last],
+            )
+            .await
+            .ctx(store, "replacing the rows of the load's keys")?;
+        let displaced = displaced.iter().map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64)).collect();
+        Ok(KeyedRows { superseded: duplicates + older, displaced })
+    }
+
+    async fn release_rows(&mut self, dataset: &DatasetName, displaced: &[(String, u64)]) -> Result<(), StoreError> {
+        let (store, tx) = (self.store, self.client()?);
+        for (source, rows) in displaced {
+            tx.execute(
+                "UPDATE geoflow.sources SET feature_count = greatest(feature_count - $3, 0)
+                 WHERE dataset = $1 AND source_key = $2",
+                &[&dataset.as_str(), source, &(*rows as i64)],
+            )
+            .await
+            .ctx(store, "counting the rows each source holds")?;
+        }
+        Ok(())
+    }
+
     async fn record_committed(&mut self, plan: &LoadPlan, load: &Committed<'_>) -> Result<(), StoreError> {
         let (store, tx) = (self.store, self.client()?);
         let copy = self.copy.as_ref().ok_or_else(|| StoreError::Internal("no COPY to record".into()))?;
         let (_, fids) = copy.stored.ok_or_else(|| StoreError::Internal("the COPY is not finished".into()))?;
-        let rows = (load.stored_rows, fids);
+        // Earlier rows of the source that stay lie below this load's fids.
+        let fids = match (self.keeps_earlier_rows, self.current_rows, fids) {
+            (false, _, fids) => fids,
+            (true, Some(SourceRows::Fids(earlier, _)), SourceRows::Fids(first, last)) => {
+                SourceRows::Fids(earlier.min(first), last)
+            }
+            (true, _, _) => SourceRows::Unrecorded,
+        };
+        let rows = (load.source_rows, fids);
         let recorded = (load.load_id, load.started_at, load.settings);
         catalog::upsert_source(store, tx, plan, rows, copy.encoder.bbox, recorded).await?;
         let counts = (load.replaced_rows, load.stored_rows);
@@ -405,6 +503,18 @@ impl LoadSession for PgSession<'_> {
             self.client = Some(self.store.client().await?);
         }
         catalog::insert_load(self.store, self.client()?, plan, status, times, result).await
+    }
+
+    async fn catalogued_rows(&mut self, dataset: &DatasetName, source: &str) -> Result<Option<u64>, StoreError> {
+        let rows = self
+            .client()?
+            .query_opt(
+                "SELECT feature_count FROM geoflow.sources WHERE dataset = $1 AND source_key = $2",
+                &[&dataset.as_str(), &source],
+            )
+            .await
+            .ctx(self.store, "reading the source catalog")?;
+        Ok(rows.map(|r| r.get::<_, i64>(0).max(0) as u64))
     }
 
     async fn forget_source(&mut self, dataset: &DatasetName, source: &str) -> Result<bool, StoreError> {
@@ -469,13 +579,72 @@ pub async fn settled_source(
 }
 
 /// Sets a dataset's mode under its lock, between loads: `false` when there is no such dataset.
-pub async fn set_mode(store: &PostgisStore, dataset: &DatasetName, mode: DatasetMode) -> Result<bool, StoreError> {
+pub async fn set_mode(
+    store: &PostgisStore,
+    dataset: &DatasetName,
+    mode: DatasetMode,
+    key: &FeatureKey,
+) -> Result<bool, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.ctx(store, "starting a transaction")?;
     lock_dataset(store, &*tx, dataset.as_str()).await?;
-    let found = catalog::set_mode(store, &*tx, dataset, mode).await?;
+    let found = catalog::set_mode(store, &*tx, dataset, mode, key).await?;
     tx.commit().await.ctx(store, "setting the dataset's mode")?;
     Ok(found)
+}
+
+/// Where a row's key is stored.
+enum KeyColumn {
+    /// A column (quoted).
+    Column(String),
+    /// A member of the overflow column (its key as an SQL literal).
+    Member(String),
+}
+
+impl KeyColumn {
+    fn find(layout: &Layout, key: &FeatureKey) -> Option<KeyColumn> {
+        match key {
+            FeatureKey::FeatureId => Some(KeyColumn::Column("feature_id".into())),
+            FeatureKey::Property(name) => layout.columns.iter().find(|c| &c.key == name).map(|c| {
+                if c.overflow {
+                    KeyColumn::Member(format!("'{}'", c.key.replace('\'', "''")))
+                } else {
+                    KeyColumn::Column(quote_ident(&c.name))
+                }
+            }),
+        }
+    }
+
+    /// The key of the row named `row`.
+    fn of(&self, row: &str) -> String {
+        match self {
+            KeyColumn::Column(column) => format!("{row}.{column}"),
+            KeyColumn::Member(member) => format!("({row}.{} -> {member})", quote_ident(OVERFLOW_COLUMN)),
+        }
+    }
+
+    /// Indexes the key, once: each key of a load is looked up among the table's rows.
+    async fn ensure_index(&self, store: &PostgisStore, tx: &impl GenericClient, table: &str) -> Result<(), StoreError> {
+        let expr = match self {
+            KeyColumn::Column(column) => column.clone(),
+            KeyColumn::Member(member) => format!("({} -> {member})", quote_ident(OVERFLOW_COLUMN)),
+        };
+        let sql = format!("CREATE INDEX IF NOT EXISTS {} ON {} (({expr}))", quote_ident(&key_index_name(table)), qualified(table));
+        tx.batch_execute(&sql).await.ctx(store, "indexing the dataset's key")
+    }
+}
+
+/// The name of a table's key index: no dataset's table takes it, as no dataset name ends in
+/// `_gf_key` ([`geoflow_core::dataset::RESERVED_SUFFIXES`]), and a long table name is cut to
+/// leave room for the suffix with a hash (FNV-1a) of the whole name.
+pub(super) fn key_index_name(table: &str) -> String {
+    const SUFFIX: &str = "_gf_key";
+    if table.len() + SUFFIX.len() <= 63 {
+        return format!("{table}{SUFFIX}");
+    }
+    let hash = table.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let cut = table.char_indices().nth(40).map_or(table.len(), |(i, _)| i);
+    format!("{}_{hash:08x}{SUFFIX}", &table[..cut])
 }
 
 /// Where a source's rows are in its dataset table.

@@ -25,14 +25,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 
 use crate::prelude::*;
 use crate::protocol::Origin;
 use crate::report::{Window, WindowActivity};
 use crate::{
     Clock, DatasetDrop, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan,
-    LoadReceiver, LoadResult, NewJob, Removal, SourceRecord, StoreError, StoredFeature, SystemClock,
+    LoadReceiver, LoadResult, NewJob, Removal, RemovalCause, SourceRecord, StoreError, StoredFeature, SystemClock,
 };
 
 pub use connection::{redact, SslMode};
@@ -223,12 +223,18 @@ impl Loads for PostgisStore {
         dataset: &DatasetName,
         source: &str,
         origin: Option<&Origin>,
+        cause: RemovalCause,
     ) -> Result<Removal, StoreError> {
-        load::remove_source(self, dataset, source, origin).await
+        load::remove_source(self, dataset, source, origin, cause).await
     }
 
-    async fn set_mode(&self, dataset: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError> {
-        if !load::set_mode(self, dataset, mode).await? {
+    async fn set_mode(
+        &self,
+        dataset: &DatasetName,
+        mode: DatasetMode,
+        key: &FeatureKey,
+    ) -> Result<Option<DatasetInfo>, StoreError> {
+        if !load::set_mode(self, dataset, mode, key).await? {
             return Ok(None);
         }
         self.dataset(dataset).await

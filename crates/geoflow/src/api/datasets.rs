@@ -5,8 +5,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use geoflow_core::dataset::{DatasetMode, DatasetName};
-use geoflow_store::{DatasetInfo, Job, JobAction, JobQuery, JobStatus, JobUpdate, NewJob, SourceRecord};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
+use geoflow_store::{DatasetInfo, Job, JobAction, JobQuery, JobStatus, JobUpdate, NewJob, RemovalCause, SourceRecord};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,9 @@ pub struct DatasetChange {
     /// How new objects change the dataset from now on; its rows stay as they are until the
     /// next object arrives.
     pub mode: Option<DatasetMode>,
+    /// With `"mode": "upsert"`, the property that keys the features; without it, the GeoJSON
+    /// Feature `id`.
+    pub key: Option<String>,
 }
 
 #[utoipa::path(
@@ -112,9 +115,15 @@ pub async fn change_dataset(
         )
     })?;
     let db = |e| Problem::store("database", e);
-    let info = match change.mode {
-        Some(mode) => state.loads.set_mode(&dataset, mode).await.map_err(db)?,
-        None => state.catalog.dataset(&dataset).await.map_err(db)?,
+    let info = match (change.mode, change.key) {
+        (Some(DatasetMode::Upsert), key) => {
+            state.loads.set_mode(&dataset, DatasetMode::Upsert, &FeatureKey::from_property(key)).await.map_err(db)?
+        }
+        (Some(mode), None) => state.loads.set_mode(&dataset, mode, &FeatureKey::FeatureId).await.map_err(db)?,
+        (_, Some(_)) => {
+            return Err(Problem::bad_request("invalid-body", "a key is given with \"mode\": \"upsert\", which it keys"));
+        }
+        (None, None) => state.catalog.dataset(&dataset).await.map_err(db)?,
     };
     let info = info.ok_or_else(unknown)?;
     tracing::info!(dataset = %info.name, mode = %info.mode, "dataset changed");
@@ -221,6 +230,7 @@ pub async fn delete_source(
             job: new.id.clone(),
             on_invalid: state.config.default_policy,
             mode: None,
+            key: None,
             force: false,
             schema_policy: None,
         };
@@ -238,7 +248,7 @@ pub async fn delete_source(
     state.jobs.upsert_job(&new).await.map_err(db)?;
     let running = JobUpdate { status: Some(JobStatus::Running), ..JobUpdate::default() };
     state.jobs.update_job(&new.id, running).await.map_err(db)?;
-    let removed = state.loads.remove_source(&dataset, &source, None).await.map_err(db)?.rows;
+    let removed = state.loads.remove_source(&dataset, &source, None, RemovalCause::Request).await.map_err(db)?.rows;
     let done = JobUpdate {
         status: Some(JobStatus::Succeeded),
         result: Some(json!({ "removed_rows": removed })),

@@ -10,10 +10,10 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::TryStreamExt;
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::report::Policy;
 use geoflow_core::schema::SchemaPolicy;
-use geoflow_store::{Job, JobAction, NewJob};
+use geoflow_store::{DatasetInfo, Job, JobAction, NewJob};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -52,13 +52,26 @@ pub struct UploadParams {
     #[param(value_type = Option<SchemaPolicy>)]
     schema_policy: Option<String>,
     /// How new objects change the dataset, for a dataset this upload creates: `replace` (the
-    /// dataset is its newest upload), `append` (each file name is a source of its own). An
+    /// dataset is its newest upload), `append` (each file name is a source of its own),
+    /// `upsert` (features keyed by `key`, the newest upload winning each key). An
     /// existing dataset keeps its mode (change it with `PATCH /v1/datasets/{dataset}`): asking
     /// for another one is a conflict. Default: the service's setting (`replace`).
     #[param(value_type = Option<DatasetMode>)]
     mode: Option<String>,
+    /// With `mode=upsert`, the property that keys the features of a dataset this upload
+    /// creates; without it, the GeoJSON Feature `id`. A feature without a key is invalid.
+    key: Option<String>,
     /// Load even if the source already holds this content under the same settings.
     force: Option<bool>,
+}
+
+/// An optional query parameter of a type parsed from its text: 400 naming the parameter when it
+/// does not parse.
+fn parameter<T: std::str::FromStr<Err = String>>(name: &str, value: &Option<String>) -> Result<Option<T>, Problem> {
+    value
+        .as_deref()
+        .map(|v| v.parse::<T>().map_err(|e| Problem::bad_request("invalid-parameter", format!("{name}: {e}"))))
+        .transpose()
 }
 
 /// A multipart upload: the first part with a file name is the GeoJSON.
@@ -109,35 +122,32 @@ pub async fn upload(
 ) -> Result<Response, Problem> {
     let dataset =
         DatasetName::new(&dataset).map_err(|e| Problem::bad_request("invalid-dataset", format!("dataset: {e}")))?;
-    let policy = match &params.on_invalid {
-        Some(p) => {
-            p.parse::<Policy>().map_err(|e| Problem::bad_request("invalid-parameter", format!("on_invalid: {e}")))?
-        }
-        None => state.config.default_policy,
-    };
-    let schema_policy = match &params.schema_policy {
-        Some(p) => Some(
-            p.parse::<SchemaPolicy>()
-                .map_err(|e| Problem::bad_request("invalid-parameter", format!("schema_policy: {e}")))?,
-        ),
-        None => None,
-    };
-    let mode = match &params.mode {
-        Some(m) => Some(
-            m.parse::<DatasetMode>().map_err(|e| Problem::bad_request("invalid-parameter", format!("mode: {e}")))?,
-        ),
-        None => None,
-    };
+    let policy = parameter::<Policy>("on_invalid", &params.on_invalid)?.unwrap_or(state.config.default_policy);
+    let schema_policy = parameter::<SchemaPolicy>("schema_policy", &params.schema_policy)?;
+    let mode = parameter::<DatasetMode>("mode", &params.mode)?;
+    if params.key.is_some() && mode != Some(DatasetMode::Upsert) {
+        return Err(Problem::bad_request("invalid-parameter", "key: a key is given with mode=upsert, which it keys"));
+    }
     if let Some(asked) = mode {
+        let asked_key = FeatureKey::from_property(params.key.clone());
         let existing = state.catalog.dataset(&dataset).await.map_err(|e| Problem::store("database", e))?;
-        if let Some(existing) = existing.filter(|d| d.mode != asked) {
+        let differs = |d: &DatasetInfo| {
+            d.mode != asked || (asked == DatasetMode::Upsert && d.key_property.as_deref() != asked_key.property())
+        };
+        if let Some(existing) = existing.filter(differs) {
+            let keyed = |mode: DatasetMode, key: Option<&str>| match (mode, key) {
+                (DatasetMode::Upsert, Some(property)) => format!("upsert mode keyed by property {property:?}"),
+                (DatasetMode::Upsert, None) => "upsert mode keyed by the Feature id".to_string(),
+                (mode, _) => format!("{mode} mode"),
+            };
             return Err(Problem::new(
                 StatusCode::CONFLICT,
                 "mode-conflict",
                 format!(
-                    "dataset {dataset} is in {} mode, not {asked}: change its mode with PATCH /v1/datasets/{dataset} \
+                    "dataset {dataset} is in {}, not {}: change its mode with PATCH /v1/datasets/{dataset} \
                      first, or upload without a mode",
-                    existing.mode
+                    keyed(existing.mode, existing.key_property.as_deref()),
+                    keyed(asked, asked_key.property()),
                 ),
             ));
         }
@@ -206,8 +216,8 @@ pub async fn upload(
 
     // Queued before the job is recorded: should this process die in between, the worker
     // records the job itself, and a retry with the same Idempotency-Key finds it.
-    let tag =
-        JobTag { job: job_id.clone(), on_invalid: policy, schema_policy, mode, force: params.force.unwrap_or(false) };
+    let force = params.force.unwrap_or(false);
+    let tag = JobTag { job: job_id.clone(), on_invalid: policy, schema_policy, mode, key: params.key, force };
     let message = notification(EventKind::Created, &key, size, Some(&tag));
     state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
     let new = NewJob { id: job_id, dataset, source: key, action: JobAction::Load, object_version };

@@ -17,7 +17,7 @@ use crossbeam_channel::{bounded, Sender};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::process::{observe_schema, Processed, Processor};
 use geoflow_core::reader::{GeoJsonReader, RawFeature, ReadError, ReaderOptions};
 use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy};
@@ -44,6 +44,8 @@ pub struct IngestRequest {
     pub schema_policy: SchemaPolicy,
     /// The mode a dataset created by this load gets; an existing dataset keeps its own.
     pub mode: DatasetMode,
+    /// What keys the features in upsert mode, if the load creates the dataset.
+    pub key: FeatureKey,
     /// When storage last modified the object (`None` for a file loaded directly).
     pub modified: Option<OffsetDateTime>,
     /// Load even if the source already holds this content under the same settings.
@@ -66,6 +68,7 @@ impl IngestRequest {
             policy: Policy::Skip,
             schema_policy: SchemaPolicy::Widen,
             mode: DatasetMode::default(),
+            key: FeatureKey::FeatureId,
             modified: None,
             force: false,
             reader: ReaderOptions::default(),
@@ -123,10 +126,18 @@ pub struct IngestSummary {
     pub bytes: u64,
     pub bbox: Option<Bbox>,
     pub replaced_rows: u64,
+    /// In upsert mode, the features read but not stored: a newer object holds their key, or a
+    /// later feature of the file has it (`features_loaded` counts those stored).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub superseded_features: u64,
     /// What the load changed in the dataset table's layout: columns added, types widened,
     /// columns dropped because no row has a value in them any more.
     pub schema_changes: Vec<SchemaChange>,
     pub duration_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl IngestSummary {
@@ -150,6 +161,7 @@ impl IngestSummary {
             bytes: 0,
             bbox: None,
             replaced_rows: 0,
+            superseded_features: 0,
             schema_changes: Vec::new(),
             duration_ms: 0,
         }
@@ -207,6 +219,12 @@ pub async fn ingest(
     progress.pass.store(1, Ordering::Relaxed);
     let (d, opts, workers, counter) = (data.clone(), req.reader, req.workers, progress.bytes.clone());
     let scanned = tokio::task::spawn_blocking(move || schema_pass(&d, opts, workers, &counter)).await?;
+    // An existing dataset's mode and key are the ones its rows are read for (the store checks
+    // them again under the dataset's lock); a failure to read them is the store's to report.
+    let (mode, key) = match store.dataset(&req.dataset).await {
+        Ok(Some(dataset)) => (dataset.mode, FeatureKey::from_property(dataset.key_property)),
+        _ => (req.mode, req.key.clone()),
+    };
     let mut plan = LoadPlan {
         dataset: req.dataset.clone(),
         source: source.clone(),
@@ -219,7 +237,8 @@ pub async fn ingest(
         policy: req.policy,
         origin: req.origin.clone(),
         schema_policy: req.schema_policy,
-        mode: req.mode,
+        mode,
+        key,
         modified: req.modified,
         force: req.force,
     };
@@ -255,7 +274,8 @@ pub async fn ingest(
         let (store, plan) = (store.clone(), plan.clone());
         tokio::spawn(async move { store.load(plan, rx).await })
     };
-    let (d, req2, progress2, expected) = (data.clone(), req.clone(), progress.clone(), scanned_fingerprint);
+    let (d, mut req2, progress2, expected) = (data.clone(), req.clone(), progress.clone(), scanned_fingerprint);
+    (req2.mode, req2.key) = (plan.mode, plan.key.clone());
     let schema = plan.schema.clone();
     let source2 = source.clone();
     let fed =
@@ -265,10 +285,12 @@ pub async fn ingest(
     summary.absorb(&fed.result);
     summary.status = fed.status;
     match outcome {
-        Ok(LoadOutcome::Loaded { load_id, table, replaced_rows, schema_changes }) => {
+        Ok(LoadOutcome::Loaded { load_id, table, replaced_rows, schema_changes, superseded_features }) => {
             summary.load_id = Some(load_id);
             summary.table = Some(table);
             summary.replaced_rows = replaced_rows;
+            summary.superseded_features = superseded_features;
+            summary.features_loaded = summary.features_loaded.saturating_sub(superseded_features);
             summary.schema_changes = schema_changes;
         }
         Ok(LoadOutcome::Unchanged { load_id, table }) => {
@@ -473,7 +495,10 @@ fn load_pass(
     progress: &Progress,
     tx: tokio::sync::mpsc::Sender<LoadMessage>,
 ) -> Fed {
-    let processor = Processor::new(schema, req.policy);
+    let processor = match req.mode {
+        DatasetMode::Upsert => Processor::new(schema, req.policy).keyed_by(&req.key),
+        _ => Processor::new(schema, req.policy),
+    };
     let mut fed = Fed { status: Status::Loaded, class: ErrorClass::BadInput, result: LoadResult::default() };
     let framed = in_parallel(
         data,

@@ -20,14 +20,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::report::{LoadCounts, Policy};
 use geoflow_core::schema::SchemaPolicy;
 use geoflow_queue::{Delivery, Queue, Receipt, MAX_BATCH};
 use geoflow_store::protocol::{load_settings, Origin};
 use geoflow_store::{
-    ErrorClass, Job, JobAction, JobStatus, JobUpdate, LoadPlan, LoadResult, NewJob, Removal, SourceRecord,
-    SourceVersion, Store, StoreError,
+    ErrorClass, Job, JobAction, JobStatus, JobUpdate, LoadPlan, LoadResult, NewJob, Removal, RemovalCause,
+    SourceRecord, SourceVersion, Store, StoreError,
 };
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -64,6 +64,8 @@ pub struct WorkerOptions {
     /// The mode of datasets created by events that ask for none (bucket notifications, the
     /// inbox).
     pub mode: DatasetMode,
+    /// In upsert mode, what keys the features of datasets created by events that name no key.
+    pub key: FeatureKey,
     /// Where remote objects are spooled while they load.
     pub spool_dir: PathBuf,
     /// Parsing threads per load.
@@ -83,6 +85,7 @@ impl Default for WorkerOptions {
             policy: Policy::Skip,
             schema_policy: SchemaPolicy::Widen,
             mode: DatasetMode::default(),
+            key: FeatureKey::FeatureId,
             spool_dir: std::env::temp_dir(),
             parse_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
@@ -427,11 +430,18 @@ impl Worker {
 
     /// The settings a load of the event's object would be recorded with.
     async fn settings_of(&self, event: &ObjectEvent) -> Result<String, StoreError> {
-        let mode = match self.store.dataset(&event.dataset).await? {
-            Some(dataset) => dataset.mode,
-            None => self.mode_asked(event),
+        let (mode, key) = match self.store.dataset(&event.dataset).await? {
+            Some(dataset) => (dataset.mode, FeatureKey::from_property(dataset.key_property)),
+            None => (self.mode_asked(event), self.key_asked(event)),
         };
-        Ok(load_settings(self.policy_asked(event), mode))
+        Ok(load_settings(self.policy_asked(event), mode, &key))
+    }
+
+    fn key_asked(&self, event: &ObjectEvent) -> FeatureKey {
+        match event.tag.as_ref().and_then(|tag| tag.key.clone()) {
+            Some(property) => FeatureKey::Property(property),
+            None => self.options.key.clone(),
+        }
     }
 
     fn policy_asked(&self, event: &ObjectEvent) -> Policy {
@@ -461,6 +471,7 @@ impl Worker {
         request.modified = object_modified(&fetched.meta);
         request.policy = self.policy_asked(event);
         request.mode = self.mode_asked(event);
+        request.key = self.key_asked(event);
         request.force = event.tag.as_ref().is_some_and(|tag| tag.force);
         request.schema_policy =
             event.tag.as_ref().and_then(|tag| tag.schema_policy).unwrap_or(self.options.schema_policy);
@@ -491,16 +502,31 @@ impl Worker {
 
     async fn remove(&self, event: &ObjectEvent) -> Outcome {
         let origin: Origin = Arc::new(StoredObject::new(self.storage.clone(), event.key.clone()));
-        match self.store.remove_source(&event.dataset, &event.key, Some(&origin)).await {
+        // A removal the API was asked for carries its job's tag: it removes the source's rows
+        // in every mode. Storage's own deletions leave an upsert dataset's features.
+        let cause = if event.tag.is_some() { RemovalCause::Request } else { RemovalCause::ObjectDeleted };
+        match self.store.remove_source(&event.dataset, &event.key, Some(&origin), cause).await {
             Ok(Removal { catalogued: false, rows: 0, .. }) => Outcome::Done {
                 status: JobStatus::SkippedDuplicate,
                 load_id: None,
                 error: None,
                 result: json!({ "reason": "the object is gone and no rows of it are stored" }),
             },
+            Ok(Removal { mode: Some(DatasetMode::Upsert), kept_rows, .. }) => Outcome::Done {
+                status: JobStatus::Succeeded,
+                load_id: None,
+                error: None,
+                result: json!({
+                    "removed_rows": 0,
+                    "kept_rows": kept_rows,
+                    "reason": "the dataset is in upsert mode: the features an object brought stay when it is deleted",
+                }),
+            },
             Ok(removal) => {
-                if let Err(outcome) = self.fall_back_to_newest(event).await {
-                    return outcome;
+                if removal.mode == Some(DatasetMode::Replace) {
+                    if let Err(outcome) = self.fall_back_to_newest(event).await {
+                        return outcome;
+                    }
                 }
                 Outcome::Done {
                     status: JobStatus::Succeeded,
@@ -517,13 +543,6 @@ impl Worker {
     /// the newest one left under the dataset's folder (if any) is announced to load in its
     /// place. Its load orders itself against any newer object like every other.
     async fn fall_back_to_newest(&self, event: &ObjectEvent) -> Result<(), Outcome> {
-        let mode = match self.store.dataset(&event.dataset).await {
-            Ok(dataset) => dataset.map(|d| d.mode),
-            Err(e) => return Err(Outcome::store("reading the catalog", e)),
-        };
-        if mode != Some(DatasetMode::Replace) {
-            return Ok(());
-        }
         let folder = format!("raw/{}/", event.dataset);
         let newest = match self.storage.newest_object(&folder).await {
             Ok(newest) => newest,
@@ -603,6 +622,7 @@ fn unrecorded(summary: &IngestSummary, (object_version, policy): &(Option<String
         origin: None,
         schema_policy: Default::default(),
         mode: DatasetMode::default(),
+        key: FeatureKey::FeatureId,
         modified: None,
         force: false,
     };

@@ -1,0 +1,5 @@
+-- Upsert mode: features keyed by their Feature id or by a named property (key_property; NULL
+-- for the Feature id), the newest object winning each key.
+ALTER TABLE geoflow.datasets DROP CONSTRAINT IF EXISTS datasets_mode_check;
+ALTER TABLE geoflow.datasets ADD CONSTRAINT datasets_mode_check CHECK (mode IN ('replace', 'append', 'upsert'));
+ALTER TABLE geoflow.datasets ADD COLUMN IF NOT EXISTS key_property text;
