@@ -36,7 +36,8 @@ impl DatasetName {
         if !ok {
             return Err(InvalidDatasetName::Malformed(name.to_string()));
         }
-        if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s))
+        {
             return Err(InvalidDatasetName::Reserved(name.to_string()));
         }
         Ok(DatasetName(name.to_string()))
@@ -171,9 +172,15 @@ mod tests {
         for bad in ["", "1a", "Roads", "a-b", "a b", "_a", &"a".repeat(64), "a;drop"] {
             assert!(matches!(DatasetName::new(bad), Err(InvalidDatasetName::Malformed(_))), "{bad}");
         }
-        for reserved in
-            ["geoflow_jobs", "gpkg_contents", "sqlite_master", "rtree_x_geom", "pg_class", "roads_gf_source", "roads_gf_key"]
-        {
+        for reserved in [
+            "geoflow_jobs",
+            "gpkg_contents",
+            "sqlite_master",
+            "rtree_x_geom",
+            "pg_class",
+            "roads_gf_source",
+            "roads_gf_key",
+        ] {
             let err = DatasetName::new(reserved).unwrap_err();
             assert!(matches!(err, InvalidDatasetName::Reserved(_)), "{reserved}");
             assert!(err.to_string().contains("reserved"), "{err}");

@@ -73,7 +73,8 @@ impl Processor {
             Some(PropValue::Json(j)) if j.starts_with('[') => "is an array",
             Some(_) => return None,
         };
-        let message = format!("the dataset is keyed by {what}, which {lacks} in this feature: a key is a string or a number");
+        let message =
+            format!("the dataset is keyed by {what}, which {lacks} in this feature: a key is a string or a number");
         Some(Problem::new(ProblemCode::MissingKey, message))
     }
 

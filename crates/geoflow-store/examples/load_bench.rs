@@ -82,6 +82,7 @@ async fn load(store: &Arc<dyn Store>, schema: &Schema, source: &str, hash: Strin
         origin: None,
         schema_policy: Default::default(),
         mode: DatasetMode::Append,
+        key: geoflow_core::dataset::FeatureKey::FeatureId,
         modified: None,
         force: false,
     };

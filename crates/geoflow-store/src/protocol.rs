@@ -206,6 +206,9 @@ pub(crate) struct Committed<'a> {
     /// The rows the source holds now: its `feature_count` in the catalog (in upsert mode, its
     /// earlier rows of keys this load did not bring stay its own).
     pub source_rows: u64,
+    /// The source's rows are not only this load's (upsert mode): a store that keeps an extent
+    /// per source takes it from the rows.
+    pub keyed: bool,
     pub result: &'a LoadResult,
     /// [`load_settings`] of the load, recorded with the source.
     pub settings: &'a str,
@@ -231,7 +234,7 @@ pub(crate) trait LoadSession {
     async fn keep_source(&mut self, plan: &LoadPlan) -> Result<(), StoreError>;
     /// Fits the dataset table to the plan's schema (creating the dataset in `mode` if need
     /// be), records the load as begun and deletes the rows it replaces: the source's, with
-    /// [`RowScope::Dataset`] every row (then [`LoadSession::forget_other_sources`]), with
+    /// [`RowScope::Dataset`] every row (after [`LoadSession::forget_other_sources`]), with
     /// [`RowScope::Keys`] none (the key is indexed for [`LoadSession::resolve_keys`]).
     async fn prepare(
         &mut self,
@@ -240,9 +243,14 @@ pub(crate) trait LoadSession {
         mode: DatasetMode,
         scope: RowScope,
     ) -> Result<Prepared, StoreError>;
-    /// Deletes the catalog entries of the dataset's sources other than the plan's: their
+    /// Deletes the catalog entries of the dataset's sources other than the plan's, before
+    /// [`LoadSession::prepare`], recording each in the load history as removed `at`: their
     /// keys and the rows each held.
-    async fn forget_other_sources(&mut self, plan: &LoadPlan) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn forget_other_sources(
+        &mut self,
+        plan: &LoadPlan,
+        at: OffsetDateTime,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
     async fn write(&mut self, rows: &[Row]) -> Result<(), StoreError>;
     /// Completes the rows (and their indexes): how many were stored.
     async fn finish_rows(&mut self, plan: &LoadPlan) -> Result<u64, StoreError>;
@@ -250,8 +258,14 @@ pub(crate) trait LoadSession {
     /// table's: of this load's rows of one key, the last feature's; between it and the rows
     /// of other loads, the row of the newest object by [`ObjectOrder`] (`this` is the load's
     /// own; a row of the plan's source is always older, storage ordering versions of a key).
-    async fn resolve_keys(&mut self, plan: &LoadPlan, key: &FeatureKey, this: &ObjectOrder) -> Result<KeyedRows, StoreError>;
-    /// Takes `rows` off the catalogued row counts of these sources (their rows were replaced).
+    async fn resolve_keys(
+        &mut self,
+        plan: &LoadPlan,
+        key: &FeatureKey,
+        this: &ObjectOrder,
+    ) -> Result<KeyedRows, StoreError>;
+    /// Takes `rows` off what the catalog holds of these sources, their rows having been
+    /// replaced: their counts, and the extents a store keeps per source.
     async fn release_rows(&mut self, dataset: &DatasetName, displaced: &[(String, u64)]) -> Result<(), StoreError>;
     /// The catalog of a load about to commit: its source, its load record, its dataset.
     async fn record_committed(&mut self, plan: &LoadPlan, load: &Committed<'_>) -> Result<(), StoreError>;
@@ -405,15 +419,14 @@ async fn load_sequence<S: LoadSession>(
     }
 
     let scope = RowScope::of(mode);
-    let mut prepared = s.prepare(plan, started_at, mode, scope).await?;
+    let mut others_rows = 0;
     if scope == RowScope::Dataset {
-        // The other sources leave the dataset, each recorded as a removal; the rest of the
-        // rows deleted were this source's.
-        for (other, rows) in s.forget_other_sources(plan).await? {
-            s.record_removal(&plan.dataset, &other, rows, started_at, &[]).await?;
-            prepared.replaced_rows = prepared.replaced_rows.saturating_sub(rows);
-        }
+        // The other sources leave the dataset, each recorded as a removal; of the rows the
+        // load deletes, the rest are this source's.
+        others_rows = s.forget_other_sources(plan, started_at).await?.iter().map(|(_, rows)| rows).sum();
     }
+    let mut prepared = s.prepare(plan, started_at, mode, scope).await?;
+    prepared.replaced_rows = prepared.replaced_rows.saturating_sub(others_rows);
     let guard = TypeGuard::new(plan.schema_policy, &plan.schema, &prepared.changes);
     let mut result = loop {
         match rx.recv().await {
@@ -466,6 +479,7 @@ async fn load_sequence<S: LoadSession>(
         replaced_rows: prepared.replaced_rows,
         stored_rows,
         source_rows,
+        keyed: scope == RowScope::Keys,
         result: &result,
         settings: &settings,
     };
@@ -494,7 +508,13 @@ pub(crate) async fn run_removal<S: LoadSession>(
             // The dataset is what its objects brought, key by key: the features stay, and so
             // does the source, whose order still decides its keys against late objects.
             let catalogued = s.catalogued_rows(dataset, source).await?;
-            return Ok(Removal { catalogued: catalogued.is_some(), rows: 0, schema_changes: Vec::new(), mode, kept_rows: catalogued.unwrap_or(0) });
+            return Ok(Removal {
+                catalogued: catalogued.is_some(),
+                rows: 0,
+                schema_changes: Vec::new(),
+                mode,
+                kept_rows: catalogued.unwrap_or(0),
+            });
         }
         let catalogued = s.forget_source(dataset, source).await?;
         let rows = s.delete_source_rows(dataset, source).await?;
@@ -559,6 +579,7 @@ mod tests {
             origin: None,
             schema_policy: Default::default(),
             mode: DatasetMode::Replace,
+            key: geoflow_core::dataset::FeatureKey::FeatureId,
             modified: None,
             force: false,
         }

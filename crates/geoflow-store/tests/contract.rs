@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::geometry::{Geom, Pos};
 use geoflow_core::report::{LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Measures, Row};
@@ -25,7 +25,8 @@ use geoflow_store::report::{
 };
 use geoflow_store::{
     ErrorClass, FeatureQuery, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan,
-    LoadResult, LoadedMeasures, ManualClock, NewJob, SchemaChange, SourceVersion, Store, StoreError, TileId,
+    LoadResult, LoadedMeasures, ManualClock, NewJob, RemovalCause, SchemaChange, SourceVersion, Store, StoreError,
+    TileId,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -61,6 +62,7 @@ fn plan(dataset: &str, source: &str, hash: &str, fields: &[(&str, FieldType)]) -
         origin: None,
         schema_policy: Default::default(),
         mode: DatasetMode::Append,
+        key: FeatureKey::FeatureId,
         modified: None,
         force: false,
     }
@@ -179,7 +181,7 @@ async fn contract(store: Arc<dyn Store>) {
     // Rows without geometry, and removing a source.
     commit(s, plan("wide", "three", "w3", &[]), vec![Row { geometry: None, ..row(0, 0.0, vec![]) }]).await;
     assert_eq!(count(s, "wide").await, 3);
-    assert_eq!(s.remove_source(&name("wide"), "one", None).await.unwrap().rows, 1);
+    assert_eq!(s.remove_source(&name("wide"), "one", None, RemovalCause::Request).await.unwrap().rows, 1);
     assert_eq!(count(s, "wide").await, 2);
     assert!(s.source(&name("wide"), "one").await.unwrap().is_none());
 
@@ -195,6 +197,7 @@ async fn contract(store: Arc<dyn Store>) {
     object_versions(s).await;
     supersession(s).await;
     replace_mode(s).await;
+    upsert_mode(s).await;
     mode_changes(s).await;
     overflow(s).await;
     schema_changes(s).await;
@@ -427,13 +430,13 @@ async fn supersession(s: &dyn Store) {
     assert_eq!(settled, s.source(&ds, key).await.unwrap().unwrap(), "read under the lock, the same record");
 
     // A removal while the object exists removes nothing.
-    let err = s.remove_source(&ds, key, Some(&origin)).await.unwrap_err();
+    let err = s.remove_source(&ds, key, Some(&origin), RemovalCause::ObjectDeleted).await.unwrap_err();
     assert!(matches!(err, StoreError::Superseded { .. }) && !err.is_transient(), "{err:?}");
     assert_eq!(count(s, "raced").await, 2);
 
     // Deleted: the removal commits, and a late load of the deleted version is superseded.
     object.set(ObjectState::Absent);
-    let removal = s.remove_source(&ds, key, Some(&origin)).await.unwrap();
+    let removal = s.remove_source(&ds, key, Some(&origin), RemovalCause::ObjectDeleted).await.unwrap();
     assert_eq!((removal.catalogued, removal.rows), (true, 2));
     let late = commit(s, from("r-h3", "v2"), rows(4)).await;
     assert!(matches!(&late, LoadOutcome::Superseded { reason, .. } if reason.contains("deleted")), "{late:?}");
@@ -441,7 +444,7 @@ async fn supersession(s: &dyn Store) {
     assert_catalog_matches_table(s, "raced").await;
 
     // Nothing stored and nothing to remove: the removal says so.
-    let nothing = s.remove_source(&ds, key, Some(&origin)).await.unwrap();
+    let nothing = s.remove_source(&ds, key, Some(&origin), RemovalCause::ObjectDeleted).await.unwrap();
     assert_eq!((nothing.catalogued, nothing.rows), (false, 0));
 }
 
@@ -502,11 +505,148 @@ async fn replace_mode(s: &dyn Store) {
 
     // Removing an object the dataset does not hold changes nothing; removing the one it
     // holds empties it.
-    let other = s.remove_source(&name("layer"), c, None).await.unwrap();
+    let other = s.remove_source(&name("layer"), c, None, RemovalCause::Request).await.unwrap();
     assert_eq!((other.catalogued, other.rows, count(s, "layer").await), (false, 0, 1));
-    let held = s.remove_source(&name("layer"), "roads.geojson", None).await.unwrap();
+    let held = s.remove_source(&name("layer"), "roads.geojson", None, RemovalCause::Request).await.unwrap();
     assert_eq!((held.catalogued, held.rows, count(s, "layer").await), (true, 1, 0));
     assert_catalog_matches_table(s, "layer").await;
+}
+
+/// `plan` of an object in a dataset in upsert mode keyed by `key`, modified at second `at`.
+fn upserting(dataset: &str, source: &str, hash: &str, at: i64, key: &FeatureKey) -> LoadPlan {
+    let mut p = replacing(dataset, source, hash, at);
+    p.schema.fields = vec![Field { key: "code".into(), ty: FieldType::Text }];
+    (p.mode, p.key) = (DatasetMode::Upsert, key.clone());
+    p
+}
+
+/// The features of an upsert load: (id, code, x), the code as property 0.
+fn keyed_rows(features: &[(i64, &str, f64)]) -> Vec<Row> {
+    let rows = features.iter().enumerate().map(|(index, &(id, code, x))| {
+        let mut r = row(index as u64, x, vec![(0, PropValue::Text(code.into()))]);
+        r.id = PropValue::Int(id);
+        r
+    });
+    rows.collect()
+}
+
+/// The dataset's features as (code, x), sorted (reads give the row's fid as the id).
+async fn codes(s: &dyn Store, dataset: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = read(s, dataset, all())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, f)| {
+            let code = f["properties"]["code"].as_str().unwrap().to_string();
+            (code, f["geometry"]["coordinates"][0].as_f64().unwrap())
+        })
+        .collect();
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out
+}
+
+fn expected(features: &[(&str, f64)]) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = features.iter().map(|&(c, x)| (c.to_string(), x)).collect();
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out
+}
+
+async fn feature_counts(s: &dyn Store, dataset: &str) -> Vec<(String, u64)> {
+    s.sources(&name(dataset)).await.unwrap().into_iter().map(|r| (r.source, r.feature_count)).collect()
+}
+
+/// In upsert mode each key holds the feature of the newest object that has it, whatever order
+/// the loads come in; deleting an object leaves its features.
+async fn upsert_mode(s: &dyn Store) {
+    let (id, ds) = (FeatureKey::FeatureId, "parcels");
+    let (a, b, c, d) =
+        ("raw/parcels/a.geojson", "raw/parcels/b.geojson", "raw/parcels/c.geojson", "raw/parcels/d.geojson");
+    let outcome =
+        commit(s, upserting(ds, a, "u-a", 10, &id), keyed_rows(&[(1, "a", 1.0), (2, "a", 2.0), (3, "a", 3.0)])).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 0, superseded_features: 0, .. }), "{outcome:?}");
+    let info = s.dataset(&name(ds)).await.unwrap().unwrap();
+    assert_eq!((info.mode, info.key_property), (DatasetMode::Upsert, None));
+
+    // A newer object inserts its new keys and replaces the ones the dataset holds.
+    let outcome = commit(s, upserting(ds, b, "u-b", 20, &id), keyed_rows(&[(3, "b", 30.0), (4, "b", 40.0)])).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 1, superseded_features: 0, .. }), "{outcome:?}");
+    // An object older than b but newer than a, arriving late: it wins a's keys, not b's.
+    let outcome =
+        commit(s, upserting(ds, c, "u-c", 15, &id), keyed_rows(&[(2, "c", 20.0), (3, "c", 3.5), (5, "c", 50.0)])).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 1, superseded_features: 1, .. }), "{outcome:?}");
+    // The last feature of a key within one object wins.
+    let outcome = commit(s, upserting(ds, d, "u-d", 30, &id), keyed_rows(&[(6, "d1", 6.0), (6, "d2", 6.5)])).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 0, superseded_features: 1, .. }), "{outcome:?}");
+    let want = expected(&[("a", 1.0), ("c", 20.0), ("b", 30.0), ("b", 40.0), ("c", 50.0), ("d2", 6.5)]);
+    assert_eq!(codes(s, ds).await, want);
+    let counts = vec![(a.to_string(), 1), (b.to_string(), 2), (c.to_string(), 2), (d.to_string(), 1)];
+    assert_eq!(feature_counts(s, ds).await, counts);
+    assert_catalog_matches_table(s, ds).await;
+    // The spatial index holds the rows that stay, and only those.
+    let window = Bbox { min_x: 5.0, min_y: 0.0, max_x: 35.0, max_y: 20.0 };
+    let found = read(s, ds, FeatureQuery { bbox: Some(window), ..all() }).await.unwrap();
+    let mut xs: Vec<f64> = found.iter().map(|(_, f)| f["geometry"]["coordinates"][0].as_f64().unwrap()).collect();
+    xs.sort_by(f64::total_cmp);
+    assert_eq!(xs, vec![6.5, 20.0, 30.0]);
+
+    // The same object again is a no-op; a new version of an object replaces the keys it has
+    // (even those a newer object took: its own versions are storage's to order), and its
+    // earlier features of keys it no longer has stay.
+    let again = commit(s, upserting(ds, c, "u-c", 15, &id), keyed_rows(&[(2, "c", 20.0)])).await;
+    assert!(matches!(again, LoadOutcome::Unchanged { .. }), "{again:?}");
+    let outcome = commit(s, upserting(ds, a, "u-a2", 40, &id), keyed_rows(&[(1, "a2", 1.5), (2, "a2", 2.5)])).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 2, superseded_features: 0, .. }), "{outcome:?}");
+    let record = s.source(&name(ds), a).await.unwrap().unwrap();
+    assert_eq!(record.settings.as_deref(), Some("policy=skip;mode=upsert;key=id"));
+    let want = expected(&[("a2", 1.5), ("a2", 2.5), ("b", 30.0), ("b", 40.0), ("c", 50.0), ("d2", 6.5)]);
+    assert_eq!(codes(s, ds).await, want);
+    assert_catalog_matches_table(s, ds).await;
+
+    // Deleting an object leaves its features and its source; an operator's removal of a
+    // source removes the features it holds.
+    let kept = s.remove_source(&name(ds), b, None, RemovalCause::ObjectDeleted).await.unwrap();
+    assert_eq!((kept.catalogued, kept.rows, kept.kept_rows, kept.mode), (true, 0, 2, Some(DatasetMode::Upsert)));
+    assert_eq!(count(s, ds).await, 6);
+    let removed = s.remove_source(&name(ds), b, None, RemovalCause::Request).await.unwrap();
+    assert_eq!((removed.catalogued, removed.rows), (true, 2));
+    assert_eq!(codes(s, ds).await, expected(&[("a2", 1.5), ("a2", 2.5), ("c", 50.0), ("d2", 6.5)]));
+    assert_catalog_matches_table(s, ds).await;
+
+    // Keyed by a property: the key of each feature is its code.
+    let code = FeatureKey::Property("code".into());
+    let (m1, m2) = ("raw/meters/1.geojson", "raw/meters/2.geojson");
+    commit(s, upserting("meters", m1, "m-1", 10, &code), keyed_rows(&[(1, "x", 1.0), (2, "y", 2.0)])).await;
+    let outcome =
+        commit(s, upserting("meters", m2, "m-2", 20, &code), keyed_rows(&[(7, "y", 7.0), (8, "z", 8.0)])).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 1, .. }), "{outcome:?}");
+    assert_eq!(codes(s, "meters").await, expected(&[("x", 1.0), ("y", 7.0), ("z", 8.0)]));
+    assert_eq!(s.dataset(&name("meters")).await.unwrap().unwrap().key_property.as_deref(), Some("code"));
+
+    // Rows read for another key than the dataset's are read again.
+    let err = load(
+        s,
+        upserting("meters", m2, "m-3", 30, &id),
+        keyed_rows(&[(9, "w", 9.0)]),
+        Some(LoadMessage::Commit(result(1))),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err.root(), StoreError::SettingsChanged { .. }) && err.is_transient(), "{err:?}");
+    assert_eq!(count(s, "meters").await, 3);
+
+    // An append dataset turned upsert: the next object replaces every row of its keys.
+    for (n, key) in ["raw/stock/1.geojson", "raw/stock/2.geojson"].into_iter().enumerate() {
+        let p = LoadPlan { mode: DatasetMode::Append, ..upserting("stock", key, &format!("s-{n}"), 10, &code) };
+        commit(s, p, keyed_rows(&[(1, "same", n as f64)])).await;
+    }
+    assert_eq!(count(s, "stock").await, 2);
+    let info = s.set_mode(&name("stock"), DatasetMode::Upsert, &code).await.unwrap().unwrap();
+    assert_eq!((info.mode, info.key_property.as_deref()), (DatasetMode::Upsert, Some("code")));
+    let outcome =
+        commit(s, upserting("stock", "raw/stock/3.geojson", "s-3", 20, &code), keyed_rows(&[(1, "same", 3.0)])).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 2, .. }), "{outcome:?}");
+    assert_eq!(count(s, "stock").await, 1);
+    assert_catalog_matches_table(s, "stock").await;
 }
 
 /// A dataset's mode is kept in the catalog and can change; the next object follows it.
@@ -517,8 +657,8 @@ async fn mode_changes(s: &dyn Store) {
         assert!(matches!(commit(s, p, points(2)).await, LoadOutcome::Loaded { .. }));
     }
     assert_eq!(count(s, "mixed").await, 4, "append mode: each object is a source");
-    assert!(s.set_mode(&name("nothing_here"), DatasetMode::Replace).await.unwrap().is_none());
-    let info = s.set_mode(&name("mixed"), DatasetMode::Replace).await.unwrap().unwrap();
+    assert!(s.set_mode(&name("nothing_here"), DatasetMode::Replace, &FeatureKey::FeatureId).await.unwrap().is_none());
+    let info = s.set_mode(&name("mixed"), DatasetMode::Replace, &FeatureKey::FeatureId).await.unwrap().unwrap();
     assert_eq!((info.mode, info.feature_count), (DatasetMode::Replace, 4), "rows stay until the next object");
 
     // A plan asking for another mode does not change an existing dataset's; the same content
@@ -604,7 +744,7 @@ async fn overflow(s: &dyn Store) {
     assert_eq!(filtered_more.len(), 1);
     assert_eq!(filtered_more[0].1["properties"][key(KEYS - 1).as_str()], serde_json::json!(7));
     assert_catalog_matches_table(s, "many").await;
-    let removal = s.remove_source(&name("many"), "one", None).await.unwrap();
+    let removal = s.remove_source(&name("many"), "one", None, RemovalCause::Request).await.unwrap();
     assert_eq!(removal.rows, 2);
     assert_catalog_matches_table(s, "many").await;
     // Every key but the three of source "two" lost its last value: own columns and overflow
@@ -699,7 +839,7 @@ async fn schema_changes(s: &dyn Store) {
     assert_eq!(changes, [SchemaChange::Dropped { column: "tmp".into(), key: "tmp".into(), from: FieldType::Boolean }]);
 
     // Removing the last source with a key drops its column.
-    let removal = s.remove_source(&name(ds), "two", None).await.unwrap();
+    let removal = s.remove_source(&name(ds), "two", None, RemovalCause::Request).await.unwrap();
     assert_eq!(
         removal.schema_changes,
         [SchemaChange::Dropped { column: "extra".into(), key: "extra".into(), from: FieldType::Real }]
@@ -778,7 +918,7 @@ async fn source_listing(s: &dyn Store) {
         assert_eq!(s.source(&ds, &rec.source).await.unwrap().as_ref(), Some(rec), "as source() reads it");
     }
 
-    assert_eq!(s.remove_source(&ds, "a.geojson", None).await.unwrap().rows, 2);
+    assert_eq!(s.remove_source(&ds, "a.geojson", None, RemovalCause::Request).await.unwrap().rows, 2);
     let left: Vec<String> = s.sources(&ds).await.unwrap().into_iter().map(|r| r.source).collect();
     assert_eq!(left, ["Z.geojson", "b.geojson"]);
     assert!(s.sources(&name("listed_none")).await.unwrap().is_empty(), "an unknown dataset has no sources");
@@ -1497,7 +1637,7 @@ async fn report_activity(s: &dyn Store, clock: &ManualClock) {
     let y = reported((4, 4, 0, 0, 0), &[], &[("LineString", 4)], (0.0, 12.25), [-10.0, -10.0, -9.0, -9.0]);
     send(sized(plan("rivers", "y", "h-y", &[]), 70), 4, y).await;
     at(d, time!(12:00), 0);
-    assert_eq!(s.remove_source(&name("roads"), "b", None).await.unwrap().rows, 3);
+    assert_eq!(s.remove_source(&name("roads"), "b", None, RemovalCause::Request).await.unwrap().rows, 3);
     at(d, time!(13:00), 0);
     s.upsert_job(&new_job("j1", "roads", "b")).await.unwrap();
     s.update_job("j1", status(JobStatus::Running)).await.unwrap();

@@ -421,7 +421,11 @@ async fn a_new_version_replaces_only_its_source() {
     assert_eq!(store.datasets().await.unwrap()[0].version, 3);
 
     // Removing a source.
-    let removed = store.remove_source(&DatasetName::new("roads").unwrap(), "b.geojson", None).await.unwrap().rows;
+    let removed = store
+        .remove_source(&DatasetName::new("roads").unwrap(), "b.geojson", None, geoflow_store::RemovalCause::Request)
+        .await
+        .unwrap()
+        .rows;
     assert_eq!(removed, 2);
     assert_eq!(count(&conn, "SELECT count(*) FROM roads"), 1);
     assert!(store.source(&DatasetName::new("roads").unwrap(), "b.geojson").await.unwrap().is_none());
@@ -432,9 +436,30 @@ async fn a_new_version_replaces_only_its_source() {
         .unwrap();
     assert_eq!(extent, (50.0, 60.0, 50.0, 60.0));
     assert_rtree_consistent(&conn, "roads");
-    assert_eq!(store.remove_source(&DatasetName::new("roads").unwrap(), "b.geojson", None).await.unwrap().rows, 0);
-    assert_eq!(store.remove_source(&DatasetName::new("nothing").unwrap(), "x", None).await.unwrap().rows, 0);
-    assert_eq!(store.remove_source(&DatasetName::new("roads").unwrap(), "a.geojson", None).await.unwrap().rows, 1);
+    assert_eq!(
+        store
+            .remove_source(&DatasetName::new("roads").unwrap(), "b.geojson", None, geoflow_store::RemovalCause::Request)
+            .await
+            .unwrap()
+            .rows,
+        0
+    );
+    assert_eq!(
+        store
+            .remove_source(&DatasetName::new("nothing").unwrap(), "x", None, geoflow_store::RemovalCause::Request)
+            .await
+            .unwrap()
+            .rows,
+        0
+    );
+    assert_eq!(
+        store
+            .remove_source(&DatasetName::new("roads").unwrap(), "a.geojson", None, geoflow_store::RemovalCause::Request)
+            .await
+            .unwrap()
+            .rows,
+        1
+    );
     let empty: (Option<f64>, Option<f64>) =
         conn.query_row("SELECT min_x, max_y FROM gpkg_contents", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!(empty, (None, None));
@@ -829,7 +854,15 @@ async fn deferred_rtree_matches_the_triggers() {
         }
     }
     for (store, path) in &stores {
-        store.remove_source(&DatasetName::new("grid").unwrap(), "other.geojson", None).await.unwrap();
+        store
+            .remove_source(
+                &DatasetName::new("grid").unwrap(),
+                "other.geojson",
+                None,
+                geoflow_store::RemovalCause::Request,
+            )
+            .await
+            .unwrap();
         assert_rtree_consistent(&read(path), "grid");
     }
     for (_, path) in &stores[1..] {

@@ -169,12 +169,38 @@ async fn two_sources_load_into_one_dataset() {
     }
 
     // Removing a source removes its rows and updates the catalog.
-    assert_eq!(store.remove_source(&DatasetName::new("roads").unwrap(), "b.geojson", None).await.unwrap().rows, 2);
+    assert_eq!(
+        store
+            .remove_source(&DatasetName::new("roads").unwrap(), "b.geojson", None, geoflow_store::RemovalCause::Request)
+            .await
+            .unwrap()
+            .rows,
+        2
+    );
     let d = &store.datasets().await.unwrap()[0];
     assert_eq!((d.feature_count, d.sources, d.version), (3, 1, 3));
     assert_eq!(d.bbox, Some(Bbox { min_x: 1.0, min_y: 2.0, max_x: 3.0, max_y: 4.0 }));
-    assert_eq!(store.remove_source(&DatasetName::new("roads").unwrap(), "b.geojson", None).await.unwrap().rows, 0);
-    assert_eq!(store.remove_source(&DatasetName::new("nothing").unwrap(), "b.geojson", None).await.unwrap().rows, 0);
+    assert_eq!(
+        store
+            .remove_source(&DatasetName::new("roads").unwrap(), "b.geojson", None, geoflow_store::RemovalCause::Request)
+            .await
+            .unwrap()
+            .rows,
+        0
+    );
+    assert_eq!(
+        store
+            .remove_source(
+                &DatasetName::new("nothing").unwrap(),
+                "b.geojson",
+                None,
+                geoflow_store::RemovalCause::Request
+            )
+            .await
+            .unwrap()
+            .rows,
+        0
+    );
     assert_eq!(store.datasets().await.unwrap()[0].version, 3);
 }
 
@@ -283,9 +309,18 @@ async fn sources_are_replaced_and_removed_by_their_fid_ranges() {
     assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 2, .. }), "{outcome:?}");
     assert_eq!(ranges().await[1], Some("b.geojson 7-8".into()));
     let name = DatasetName::new("roads").unwrap();
-    assert_eq!(store.remove_source(&name, "c.geojson", None).await.unwrap().rows, 1);
-    assert_eq!(store.remove_source(&name, "a.geojson", None).await.unwrap().rows, 1);
-    assert_eq!(store.remove_source(&name, "b.geojson", None).await.unwrap().rows, 2);
+    assert_eq!(
+        store.remove_source(&name, "c.geojson", None, geoflow_store::RemovalCause::Request).await.unwrap().rows,
+        1
+    );
+    assert_eq!(
+        store.remove_source(&name, "a.geojson", None, geoflow_store::RemovalCause::Request).await.unwrap().rows,
+        1
+    );
+    assert_eq!(
+        store.remove_source(&name, "b.geojson", None, geoflow_store::RemovalCause::Request).await.unwrap().rows,
+        2
+    );
     assert_eq!(count(&client, "SELECT count(*) FROM datasets.roads").await, 0);
 }
 
@@ -789,7 +824,10 @@ async fn indexes_are_the_same_however_a_load_fills_them() {
 
     // A table emptied by removing its only source is refilled with the index rebuilt.
     let name = DatasetName::new("deferred").unwrap();
-    assert_eq!(store.remove_source(&name, "a.geojson", None).await.unwrap().rows, 3);
+    assert_eq!(
+        store.remove_source(&name, "a.geojson", None, geoflow_store::RemovalCause::Request).await.unwrap().rows,
+        3
+    );
     assert_eq!(store.datasets().await.unwrap()[0].feature_count, 0);
     commit(&store, plan("deferred", "b.geojson", "h2", roads_schema()), roads_b()).await;
     assert_eq!(index_defs("deferred").await, expected);
@@ -951,7 +989,19 @@ async fn features_with_150_properties_read_back_as_loaded() {
     assert_eq!(one.json, features[0].1);
 
     // A table without rows reads as no features.
-    assert_eq!(store.remove_source(&DatasetName::new("wide150").unwrap(), "w.geojson", None).await.unwrap().rows, 3);
+    assert_eq!(
+        store
+            .remove_source(
+                &DatasetName::new("wide150").unwrap(),
+                "w.geojson",
+                None,
+                geoflow_store::RemovalCause::Request
+            )
+            .await
+            .unwrap()
+            .rows,
+        3
+    );
     assert!(read_features(&store, "wide150", all).await.is_empty());
 }
 

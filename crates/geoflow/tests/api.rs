@@ -357,6 +357,44 @@ async fn dataset_modes_are_set_by_uploads_and_changed_by_patch() {
     assert_eq!((&changed.body["mode"], &changed.body["feature_count"]), (&json!("replace"), &json!(6)));
     assert_eq!(load("/v1/datasets/parks/uploads?name=p3.geojson".into(), 1, 9).await["status"], "succeeded");
     assert_eq!(dataset("parks").await["dataset"]["feature_count"], 1);
+
+    // Upsert mode keyed by a property: each upload adds new codes and replaces known ones.
+    let upsert = |query: &str, codes: std::ops::Range<usize>, name: &str| {
+        let (app, query, body) = (&app, query.to_string(), support::coded(codes, name));
+        async move {
+            let up = app.upload(&query, "application/geo+json", body).await;
+            assert_eq!(up.status, 202, "{query}: {}", up.body);
+            app.finished(up.body["id"].as_str().unwrap()).await
+        }
+    };
+    let first = upsert("/v1/datasets/meters/uploads?name=m1.geojson&mode=upsert&key=code", 0..5, "one").await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let second = upsert("/v1/datasets/meters/uploads?name=m2.geojson", 3..8, "two").await;
+    assert_eq!((&second["status"], &second["result"]["replaced_rows"]), (&json!("succeeded"), &json!(2)), "{second}");
+    let meters = dataset("meters").await;
+    let info = &meters["dataset"];
+    assert_eq!(
+        (&info["mode"], &info["key_property"], &info["feature_count"]),
+        (&json!("upsert"), &json!("code"), &json!(8))
+    );
+    // Another key than the dataset's is a conflict; a key without upsert mode is refused.
+    let body = support::coded(0..1, "x");
+    let other_key =
+        app.upload("/v1/datasets/meters/uploads?mode=upsert&key=name", "application/geo+json", body.clone()).await;
+    assert_problem(&other_key, 409, "mode-conflict");
+    let by_id = app.upload("/v1/datasets/meters/uploads?mode=upsert", "application/geo+json", body.clone()).await;
+    assert_problem(&by_id, 409, "mode-conflict");
+    let stray = app.upload("/v1/datasets/meters/uploads?key=code", "application/geo+json", body).await;
+    assert_problem(&stray, 400, "invalid-parameter");
+    assert_problem(&patch("/v1/datasets/parks", r#"{"key":"code"}"#, true).await, 400, "invalid-body");
+    assert_problem(&patch("/v1/datasets/parks", r#"{"mode":"append","key":"code"}"#, true).await, 400, "invalid-body");
+    let keyed = patch("/v1/datasets/parks", r#"{"mode":"upsert","key":"name"}"#, true).await;
+    assert_eq!(
+        (&keyed.body["mode"], &keyed.body["key_property"]),
+        (&json!("upsert"), &json!("name")),
+        "{}",
+        keyed.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

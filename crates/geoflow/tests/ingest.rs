@@ -174,6 +174,40 @@ fn a_dataset_is_its_newest_file_by_default() {
     assert_eq!(count_rows(&gpkg, "roads"), 2, "still replace: {}", appended.summary);
 }
 
+/// In upsert mode keyed by the Feature id, a file adds its new ids and replaces the known
+/// ones; a feature without an id is reported under the invalid-feature policy.
+#[test]
+fn upsert_by_feature_id_adds_and_replaces_features() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("s.gpkg");
+    let feature = |id: Option<u32>, x: f64| {
+        let id = id.map_or(String::new(), |id| format!(r#""id":{id},"#));
+        format!(
+            r#"{{"type":"Feature",{id}"properties":{{"x":{x}}},"geometry":{{"type":"Point","coordinates":[{x},0]}}}}"#
+        )
+    };
+    let collection =
+        |features: &[String]| format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(","));
+    let monday = write(tmp.path(), "monday.geojson", &collection(&[feature(Some(1), 1.0), feature(Some(2), 2.0)]));
+    let tuesday = write(
+        tmp.path(),
+        "tuesday.geojson",
+        &collection(&[feature(Some(2), 20.0), feature(None, 9.0), feature(Some(3), 30.0)]),
+    );
+    assert_eq!(status(&ingest(&gpkg, &monday, "stations", &["--mode", "upsert"])), "loaded");
+    let update = ingest(&gpkg, &tuesday, "stations", &[]);
+    assert_eq!(status(&update), "loaded", "{}", update.summary);
+    assert_eq!((update.summary["replaced_rows"].clone(), update.summary["skipped"].clone()), (json!(1), json!(1)));
+    assert_eq!(update.summary["errors"][0]["code"], "missing-key", "{}", update.summary);
+    assert_eq!(update.summary["errors"][0]["index"], 1, "{}", update.summary);
+    assert_eq!(count_rows(&gpkg, "stations"), 3);
+    // Under reject, the feature without a key fails the file, which changes nothing.
+    let rejected = ingest(&gpkg, &tuesday, "stations", &["--on-invalid", "reject", "--force"]);
+    assert_eq!((rejected.code, status(&rejected)), (3, "rejected"), "{}", rejected.summary);
+    assert!(rejected.summary["error"].as_str().unwrap().contains("feature 1"), "{}", rejected.summary);
+    assert_eq!(count_rows(&gpkg, "stations"), 3);
+}
+
 #[test]
 fn identical_content_is_a_no_op_and_a_new_version_replaces_only_its_source() {
     let tmp = scratch();

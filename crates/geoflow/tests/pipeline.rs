@@ -13,7 +13,7 @@ use geoflow::events::{notification, EventKind};
 use geoflow::storage::{Storage, StorageUrl};
 use geoflow::worker::inbox::Inbox;
 use geoflow::worker::{Worker, WorkerOptions};
-use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_queue::{EmbeddedOptions, EmbeddedQueue, Queue};
 use geoflow_store::gpkg::GeoPackageStore;
 use geoflow_store::protocol::Origin;
@@ -265,6 +265,73 @@ async fn replace_mode_follows_the_newest_object_whatever_the_event_order() {
     while worker.try_execute_task(Duration::from_millis(300)).await.unwrap() > 0 {}
     let info = env.store.dataset(&DatasetName::new("roads").unwrap()).await.unwrap().unwrap();
     assert_eq!((info.feature_count, info.sources), (0, 0));
+    let stats = env.queue.stats().await.unwrap();
+    assert_eq!((stats.visible, stats.invisible, stats.dead_letters), (0, 0, 0));
+}
+
+/// The `name` of each stored feature of a dataset keyed by `code`, by code.
+async fn names_by_code(env: &Embedded, dataset: &str) -> std::collections::BTreeMap<String, String> {
+    let everything = geoflow_store::FeatureQuery { limit: usize::MAX, ..Default::default() };
+    let stored = env.store.features(&DatasetName::new(dataset).unwrap(), &everything).await.unwrap();
+    let stored = futures_util::TryStreamExt::try_collect::<Vec<_>>(stored).await.unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for feature in stored {
+        let f: serde_json::Value = serde_json::from_str(&feature.json).unwrap();
+        let code = f["properties"]["code"].as_str().unwrap().to_string();
+        assert!(
+            out.insert(code.clone(), f["properties"]["name"].as_str().unwrap().to_string()).is_none(),
+            "{code} twice"
+        );
+    }
+    out
+}
+
+/// In upsert mode each key holds the newest object's feature whatever order the events come
+/// in, duplicated or late; a feature without a key is reported; deleting an object keeps its
+/// features.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upsert_mode_keeps_the_newest_feature_of_each_key_whatever_the_event_order() {
+    let env = Embedded::new(Duration::from_secs(5), 3).await;
+    let mut worker = env.worker_in(DatasetMode::Upsert);
+    worker.options.key = FeatureKey::Property("code".into());
+    let (old, new) = ("raw/meters/2026-01-01/meters.geojson", "raw/meters/2026-01-02/meters.geojson");
+    let unkeyed = r#"{"type":"Feature","properties":{"name":"old"},"geometry":{"type":"Point","coordinates":[1,1]}}"#;
+    let coded = support::coded(0..30, "old");
+    let old_text = format!("{},{unkeyed}]}}", coded.strip_suffix("]}").unwrap());
+    let old_event = write_object(&env, old, &old_text, 100);
+    let new_event = write_object(&env, new, &support::coded(20..40, "new"), 200);
+    // The newer object's event first, then the older one's, then both again.
+    for event in [&new_event, &old_event, &new_event, &old_event] {
+        env.queue.send(event).await.unwrap();
+        while worker.try_execute_task(Duration::from_millis(200)).await.unwrap() > 0 {}
+    }
+    let names = names_by_code(&env, "meters").await;
+    assert_eq!(names.len(), 40);
+    for i in 0..40 {
+        assert_eq!(names[&format!("code-{i}")], if i < 20 { "old" } else { "new" }, "code-{i}");
+    }
+    let info = env.store.dataset(&DatasetName::new("meters").unwrap()).await.unwrap().unwrap();
+    assert_eq!((info.mode, info.key_property.as_deref(), info.feature_count), (DatasetMode::Upsert, Some("code"), 40));
+    let jobs = env.jobs().await;
+    let loaded = jobs.iter().find(|j| j.source == old && j.status == JobStatus::Succeeded).expect("old loaded");
+    let result = loaded.result.as_ref().unwrap();
+    assert_eq!((result["features_loaded"].as_u64(), result["superseded_features"].as_u64()), (Some(20), Some(10)));
+    assert_eq!(result["errors"][0]["code"], "missing-key", "{result}");
+    assert_eq!(result["errors"][0]["index"], 30, "{result}");
+    let of = |key: &str| jobs.iter().filter(|j| j.source == key).map(|j| j.status).collect::<Vec<_>>();
+    let mut new_jobs = of(new);
+    new_jobs.sort_by_key(|s| s.as_str());
+    assert_eq!(new_jobs, [JobStatus::SkippedDuplicate, JobStatus::Succeeded], "{jobs:#?}");
+
+    // Deleting an object keeps the features it brought.
+    std::fs::remove_file(env.objects().join(new)).unwrap();
+    env.queue.send(&notification(EventKind::Removed, new, 0, None)).await.unwrap();
+    while worker.try_execute_task(Duration::from_millis(300)).await.unwrap() > 0 {}
+    assert_eq!(names_by_code(&env, "meters").await, names);
+    let jobs = env.jobs().await;
+    let removal = jobs.iter().find(|j| j.source == new && j.action == geoflow_store::JobAction::Remove).unwrap();
+    assert_eq!(removal.status, JobStatus::Succeeded, "{removal:#?}");
+    assert_eq!(removal.result.as_ref().unwrap()["kept_rows"], 20, "{removal:#?}");
     let stats = env.queue.stats().await.unwrap();
     assert_eq!((stats.visible, stats.invisible, stats.dead_letters), (0, 0, 0));
 }
@@ -542,8 +609,14 @@ async fn a_load_committed_before_its_worker_died_finishes_its_job_as_succeeded()
     assert_eq!(summary.status, Status::Loaded);
 
     // Its message comes back.
-    let tag =
-        JobTag { job: "j-crashed".into(), on_invalid: Policy::Skip, schema_policy: None, mode: None, force: false };
+    let tag = JobTag {
+        job: "j-crashed".into(),
+        on_invalid: Policy::Skip,
+        schema_policy: None,
+        mode: None,
+        key: None,
+        force: false,
+    };
     env.queue.send(&notification(EventKind::Created, key, body.len() as u64, Some(&tag))).await.unwrap();
     drain(&env, 1).await;
     let job = env.store.job("j-crashed").await.unwrap().unwrap();
@@ -634,8 +707,14 @@ impl geoflow_store::Loads for LoadAfterDrop {
     async fn record_failure(&self, plan: &LoadPlan, result: &LoadResult) -> Result<i64, StoreError> {
         self.store.record_failure(plan, result).await
     }
-    async fn remove_source(&self, d: &DatasetName, s: &str, o: Option<&Origin>) -> Result<Removal, StoreError> {
-        self.store.remove_source(d, s, o).await
+    async fn remove_source(
+        &self,
+        d: &DatasetName,
+        s: &str,
+        o: Option<&Origin>,
+        cause: geoflow_store::RemovalCause,
+    ) -> Result<Removal, StoreError> {
+        self.store.remove_source(d, s, o, cause).await
     }
     async fn drop_dataset(&self, d: &DatasetName) -> Result<Option<DatasetDrop>, StoreError> {
         let dropped = self.store.drop_dataset(d).await?;
@@ -643,8 +722,13 @@ impl geoflow_store::Loads for LoadAfterDrop {
         assert_eq!(self.worker.try_execute_task(Duration::from_secs(5)).await.unwrap(), 1);
         Ok(dropped)
     }
-    async fn set_mode(&self, d: &DatasetName, mode: DatasetMode) -> Result<Option<DatasetInfo>, StoreError> {
-        self.store.set_mode(d, mode).await
+    async fn set_mode(
+        &self,
+        d: &DatasetName,
+        mode: DatasetMode,
+        key: &geoflow_core::dataset::FeatureKey,
+    ) -> Result<Option<DatasetInfo>, StoreError> {
+        self.store.set_mode(d, mode, key).await
     }
 }
 

@@ -244,6 +244,114 @@ async fn replace_mode_on_s3_follows_the_newest_object_whatever_the_event_order()
     assert_eq!(aws.messages(&aws.dlq_url).await, 0);
 }
 
+/// The `name` of the stored feature of each code.
+async fn names_by_code(store: &PostgisStore, dataset: &DatasetName) -> std::collections::BTreeMap<String, String> {
+    let everything = geoflow_store::FeatureQuery { limit: usize::MAX, ..Default::default() };
+    let stored = store.features(dataset, &everything).await.unwrap();
+    let stored = futures_util::TryStreamExt::try_collect::<Vec<_>>(stored).await.unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for feature in stored {
+        let f: serde_json::Value = serde_json::from_str(&feature.json).unwrap();
+        let code = f["properties"]["code"].as_str().unwrap().to_string();
+        assert!(
+            out.insert(code.clone(), f["properties"]["name"].as_str().unwrap().to_string()).is_none(),
+            "{code} twice"
+        );
+    }
+    out
+}
+
+/// In upsert mode, on S3 and SQS with two workers: each key holds the newest object's feature
+/// whatever order events arrive in; a worker killed mid-load leaves the previous content, and
+/// the load is done again; deleting an object keeps its features.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upsert_mode_on_s3_keeps_the_newest_feature_of_each_key_through_reorders_and_kills() {
+    let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
+    let aws = aws_with(moto, 2, 10).await;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    let meters = DatasetName::new("meters").unwrap();
+    let (old, new, big) =
+        ("raw/meters/2026-12-01/m.geojson", "raw/meters/2026-12-02/m.geojson", "raw/meters/2026-12-03/m.geojson");
+    aws.s3.put(&ObjectPath::from(old), support::coded(0..30, "old").into()).await.unwrap();
+    // S3 keeps last-modified times to the second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    aws.s3.put(&ObjectPath::from(new), support::coded(20..40, "new").into()).await.unwrap();
+    let upserting = |aws: &Aws| {
+        let mut worker = aws.command("worker", db.url());
+        worker.env("GEOFLOW_DATASET_MODE", "upsert").env("GEOFLOW_UPSERT_KEY", "code");
+        Running(Some(worker.spawn().unwrap()))
+    };
+    let workers = [upserting(&aws), upserting(&aws)];
+    wait_for_jobs(&store, 2).await;
+    // The older object's event again after the newer one's, the newer one's duplicated.
+    aws.replay(EventKind::Created, old).await;
+    aws.replay(EventKind::Created, new).await;
+    let jobs = wait_for_jobs(&store, 4).await;
+    let expected: std::collections::BTreeMap<String, String> =
+        (0..40).map(|i| (format!("code-{i}"), if i < 20 { "old" } else { "new" }.to_string())).collect();
+    assert_eq!(names_by_code(&store, &meters).await, expected, "{jobs:#?}");
+    let info = store.dataset(&meters).await.unwrap().unwrap();
+    assert_eq!((info.mode, info.key_property.as_deref(), info.feature_count), (DatasetMode::Upsert, Some("code"), 40));
+    workers.into_iter().for_each(Running::stop);
+
+    // A worker killed mid-load of a newer object: the previous content stays, whole.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    aws.s3.put(&ObjectPath::from(big), support::coded(0..200_000, "big").into()).await.unwrap();
+    let first = upserting(&aws);
+    wait_for_job(&store, "the load to start", |j| j.source == big && j.status == JobStatus::Running).await;
+    first.kill();
+    assert_eq!(names_by_code(&store, &meters).await, expected, "no partial rows");
+    let second = upserting(&aws);
+    let job = wait_for_job(&store, "the reload", |j| j.source == big && j.status.is_final()).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
+    let names = names_by_code(&store, &meters).await;
+    assert_eq!((names.len(), names.values().all(|n| n == "big")), (200_000, true));
+
+    // Deleting an object keeps the features it brought.
+    aws.s3.delete(&ObjectPath::from(big)).await.unwrap();
+    aws.replay(EventKind::Removed, big).await;
+    let removal = wait_for_job(&store, "the removal", |j| {
+        j.source == big && j.action == geoflow_store::JobAction::Remove && j.status.is_final()
+    })
+    .await;
+    second.stop();
+    assert_eq!(removal.result.as_ref().unwrap()["kept_rows"], 200_000, "{removal:#?}");
+    assert_eq!(store.dataset(&meters).await.unwrap().unwrap().feature_count, 200_000);
+    assert_eq!(aws.messages(&aws.dlq_url).await, 0);
+}
+
+/// In replace mode, a worker killed mid-load of a newer object leaves the dataset's previous
+/// content; the load is done again once the message comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replace_killed_mid_load_on_s3_leaves_the_previous_content() {
+    let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
+    let aws = aws_with(moto, 2, 10).await;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    let roads = DatasetName::new("roads").unwrap();
+    let (small, big) = ("raw/roads/2026-12-01/roads.geojson", "raw/roads/2026-12-02/roads.geojson");
+    let replacing = |aws: &Aws| {
+        Running(Some(aws.command("worker", db.url()).env("GEOFLOW_DATASET_MODE", "replace").spawn().unwrap()))
+    };
+    aws.s3.put(&ObjectPath::from(small), support::collection(40, 1).into()).await.unwrap();
+    let first = replacing(&aws);
+    wait_for_jobs(&store, 1).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    aws.s3.put(&ObjectPath::from(big), support::collection(200_000, 2).into()).await.unwrap();
+    wait_for_job(&store, "the load to start", |j| j.source == big && j.status == JobStatus::Running).await;
+    first.kill();
+    let held = || async {
+        let sources = store.sources(&roads).await.unwrap();
+        sources.into_iter().map(|s| (s.source, s.feature_count)).collect::<Vec<_>>()
+    };
+    assert_eq!(held().await, [(small.to_string(), 40)]);
+    assert_eq!(store.dataset(&roads).await.unwrap().unwrap().feature_count, 40);
+    let second = replacing(&aws);
+    let job = wait_for_job(&store, "the reload", |j| j.source == big && j.status.is_final()).await;
+    second.stop();
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
+    assert_eq!(held().await, [(big.to_string(), 200_000)]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_events_through_sqs_load_every_object_exactly_once_with_two_workers() {
     let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };

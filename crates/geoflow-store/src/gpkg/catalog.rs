@@ -250,7 +250,12 @@ pub fn parse_mode(mode: &str) -> Result<DatasetMode, StoreError> {
 }
 
 /// Sets a dataset's mode (and key); `false` when there is no such dataset.
-pub fn set_mode(conn: &Connection, dataset: &DatasetName, mode: DatasetMode, key: &FeatureKey) -> Result<bool, StoreError> {
+pub fn set_mode(
+    conn: &Connection,
+    dataset: &DatasetName,
+    mode: DatasetMode,
+    key: &FeatureKey,
+) -> Result<bool, StoreError> {
     let key_property = (mode == DatasetMode::Upsert).then(|| key.property()).flatten();
     let before: Option<(String, Option<String>, String)> = conn
         .query_row(

@@ -264,8 +264,13 @@ impl LoadSession for GpkgSession {
         Ok(Prepared { load_id, replaced_rows, changes: schema_changes, superseded: 0 })
     }
 
-    async fn forget_other_sources(&mut self, plan: &LoadPlan) -> Result<Vec<(String, u64)>, StoreError> {
-        self.conn
+    async fn forget_other_sources(
+        &mut self,
+        plan: &LoadPlan,
+        at: OffsetDateTime,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let others: Vec<(String, u64)> = self
+            .conn
             .prepare(
                 "DELETE FROM geoflow_sources WHERE dataset = ?1 AND source_key <> ?2 RETURNING source_key, feature_count",
             )
@@ -275,7 +280,11 @@ impl LoadSession for GpkgSession {
                 })?
                 .collect()
             })
-            .ctx("removing the dataset's other sources")
+            .ctx("removing the dataset's other sources")?;
+        for (other, rows) in &others {
+            catalog::record_removal(&self.conn, &plan.dataset, other, *rows, at, &[])?;
+        }
+        Ok(others)
     }
 
     async fn write(&mut self, batch: &[Row]) -> Result<(), StoreError> {

@@ -293,16 +293,24 @@ impl LoadSession for PgSession<'_> {
         Ok(Prepared { load_id, replaced_rows, changes, superseded: 0 })
     }
 
-    async fn forget_other_sources(&mut self, plan: &LoadPlan) -> Result<Vec<(String, u64)>, StoreError> {
-        let others = self
-            .client()?
+    async fn forget_other_sources(
+        &mut self,
+        plan: &LoadPlan,
+        at: OffsetDateTime,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let (store, tx) = (self.store, self.client()?);
+        let others = tx
             .query(
                 "DELETE FROM geoflow.sources WHERE dataset = $1 AND source_key <> $2 RETURNING source_key, feature_count",
                 &[&plan.dataset.as_str(), &plan.source],
             )
             .await
-            .ctx(self.store, "removing the dataset's other sources")?;
-        Ok(others.iter().map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64)).collect())
+            .ctx(store, "removing the dataset's other sources")?;
+        let others: Vec<(String, u64)> = others.iter().map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64)).collect();
+        for (other, rows) in &others {
+            catalog::record_removal(store, tx, &plan.dataset, other, *rows, at, &[]).await?;
+        }
+        Ok(others)
     }
 
     async fn write(&mut self, rows: &[Row]) -> Result<(), StoreError> {
@@ -427,17 +435,8 @@ impl LoadSession for PgSession<'_> {
     }
 
     async fn release_rows(&mut self, dataset: &DatasetName, displaced: &[(String, u64)]) -> Result<(), StoreError> {
-        let (store, tx) = (self.store, self.client()?);
-        for (source, rows) in displaced {
-            tx.execute(
-                "UPDATE geoflow.sources SET feature_count = greatest(feature_count - $3, 0)
-                 WHERE dataset = $1 AND source_key = $2",
-                &[&dataset.as_str(), source, &(*rows as i64)],
-            )
-            .await
-            .ctx(store, "counting the rows each source holds")?;
-        }
-        Ok(())
+        let sources: Vec<&str> = displaced.iter().map(|(source, _)| source.as_str()).collect();
+        recount_sources(self.store, self.client()?, dataset, &sources).await
     }
 
     async fn record_committed(&mut self, plan: &LoadPlan, load: &Committed<'_>) -> Result<(), StoreError> {
@@ -455,6 +454,9 @@ impl LoadSession for PgSession<'_> {
         let rows = (load.source_rows, fids);
         let recorded = (load.load_id, load.started_at, load.settings);
         catalog::upsert_source(store, tx, plan, rows, copy.encoder.bbox, recorded).await?;
+        if load.keyed {
+            recount_sources(store, tx, &plan.dataset, &[plan.source.as_str()]).await?;
+        }
         let counts = (load.replaced_rows, load.stored_rows);
         catalog::finish_load(store, tx, load.load_id, load.finished_at, load.result, counts).await?;
         catalog::touch_dataset(store, tx, plan.dataset.as_str(), load.finished_at).await
@@ -593,6 +595,34 @@ pub async fn set_mode(
     Ok(found)
 }
 
+/// Sets the catalogued count and extent of these sources to those of their rows.
+async fn recount_sources(
+    store: &PostgisStore,
+    tx: &impl GenericClient,
+    dataset: &DatasetName,
+    sources: &[&str],
+) -> Result<(), StoreError> {
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let Some(layout) = table::read_layout(store, tx, dataset.as_str()).await? else { return Ok(()) };
+    tx.execute(
+        &format!(
+            "UPDATE geoflow.sources s SET feature_count = r.n, min_x = r.min_x, min_y = r.min_y, max_x = r.max_x,
+               max_y = r.max_y
+             FROM (SELECT k.key, count(t.fid) AS n, min(t.gf_min_x) AS min_x, min(t.gf_min_y) AS min_y,
+                     max(t.gf_max_x) AS max_x, max(t.gf_max_y) AS max_y
+                   FROM unnest($2::text[]) AS k(key) LEFT JOIN {} t ON t.gf_source = k.key GROUP BY k.key) r
+             WHERE s.dataset = $1 AND s.source_key = r.key",
+            qualified(&layout.table)
+        ),
+        &[&dataset.as_str(), &sources],
+    )
+    .await
+    .ctx(store, "counting the rows each source holds")?;
+    Ok(())
+}
+
 /// Where a row's key is stored.
 enum KeyColumn {
     /// A column (quoted).
@@ -629,7 +659,11 @@ impl KeyColumn {
             KeyColumn::Column(column) => column.clone(),
             KeyColumn::Member(member) => format!("({} -> {member})", quote_ident(OVERFLOW_COLUMN)),
         };
-        let sql = format!("CREATE INDEX IF NOT EXISTS {} ON {} (({expr}))", quote_ident(&key_index_name(table)), qualified(table));
+        let sql = format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (({expr}))",
+            quote_ident(&key_index_name(table)),
+            qualified(table)
+        );
         tx.batch_execute(&sql).await.ctx(store, "indexing the dataset's key")
     }
 }

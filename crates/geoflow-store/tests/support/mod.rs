@@ -97,6 +97,7 @@ pub fn plan(dataset: &str, source: &str, hash: &str, schema: Schema) -> LoadPlan
         origin: None,
         schema_policy: Default::default(),
         mode: DatasetMode::Append,
+        key: geoflow_core::dataset::FeatureKey::FeatureId,
         modified: None,
         force: false,
     }

@@ -121,7 +121,10 @@ pub async fn change_dataset(
         }
         (Some(mode), None) => state.loads.set_mode(&dataset, mode, &FeatureKey::FeatureId).await.map_err(db)?,
         (_, Some(_)) => {
-            return Err(Problem::bad_request("invalid-body", "a key is given with \"mode\": \"upsert\", which it keys"));
+            return Err(Problem::bad_request(
+                "invalid-body",
+                "a key is given with \"mode\": \"upsert\", which it keys",
+            ));
         }
         (None, None) => state.catalog.dataset(&dataset).await.map_err(db)?,
     };

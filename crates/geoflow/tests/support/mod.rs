@@ -135,6 +135,21 @@ pub fn scratch() -> tempfile::TempDir {
 
 /// A FeatureCollection of `n` points whose coordinates and properties depend on `seed`, with
 /// hostile property values (quotes, SQL) among them.
+/// A FeatureCollection of points keyed by a `code` property: `code-{i}` for each `i` of
+/// `codes`, each named `name`.
+#[allow(dead_code)]
+pub fn coded(codes: std::ops::Range<usize>, name: &str) -> String {
+    let features: Vec<String> = codes
+        .map(|i| {
+            let (x, y) = ((i % 360) as f64 - 179.5, (i % 170) as f64 - 85.0);
+            format!(
+                r#"{{"type":"Feature","properties":{{"code":"code-{i}","name":"{name}"}},"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(",\n"))
+}
+
 pub fn collection(n: usize, seed: usize) -> String {
     let features: Vec<String> = (0..n)
         .map(|i| {
