@@ -188,15 +188,24 @@ impl Resolution {
                 Some(_) => {}
             }
         }
+        if let Some(old) = self.old.as_ref().filter(|o| o.id_type != self.new.id_type) {
+            let (column, key) = (FEATURE_ID_COLUMN.to_string(), FEATURE_ID_KEY.to_string());
+            changes.push(SchemaChange::Widened { column, key, from: old.id_type, to: self.new.id_type });
+        }
         changes
     }
 }
 
+/// The column of the Feature `id` member, reported under the key [`FEATURE_ID_KEY`].
+pub const FEATURE_ID_COLUMN: &str = "feature_id";
+pub const FEATURE_ID_KEY: &str = "id";
+
 /// A column type that a load under [`SchemaPolicy::Strict`] may not change.
 #[derive(Debug, Clone)]
 struct Guarded {
-    /// The field of the load's schema whose values go to the column.
-    field: usize,
+    /// The field of the load's schema whose values go to the column; `None` for the Feature
+    /// `id` ([`FEATURE_ID_COLUMN`], which no property column is named).
+    field: Option<usize>,
     column: String,
     key: String,
     from: FieldType,
@@ -222,7 +231,10 @@ impl TypeGuard {
             .iter()
             .filter_map(|change| match change {
                 SchemaChange::Widened { column, key, from, to } if *from != FieldType::Null => Some(Guarded {
-                    field: schema.index_of(key)?,
+                    field: match column.as_str() {
+                        FEATURE_ID_COLUMN => None,
+                        _ => Some(schema.index_of(key)?),
+                    },
                     column: column.clone(),
                     key: key.clone(),
                     from: *from,
@@ -241,8 +253,9 @@ impl TypeGuard {
             return Ok(());
         }
         for row in rows {
-            for (field, value) in &row.properties {
-                let Some(g) = self.guarded.iter().find(|g| g.field == *field) else { continue };
+            let id = std::iter::once((None, &row.id));
+            for (field, value) in id.chain(row.properties.iter().map(|(field, value)| (Some(*field), value))) {
+                let Some(g) = self.guarded.iter().find(|g| g.field == field) else { continue };
                 let ty = FieldType::of(value.kind());
                 if g.from.join(ty) != g.from {
                     return Err(self.reject(g, &format!("feature {} has a {} value", row.index, ty.name())));
@@ -519,6 +532,29 @@ mod tests {
         let typed_now = Resolution::new("t", Some(nulls.new), &schema, limit(5));
         assert_eq!(typed_now.changes().len(), 1);
         assert!(TypeGuard::new(SchemaPolicy::Strict, &schema, &typed_now.changes()).finish().is_ok());
+    }
+
+    #[test]
+    fn a_feature_id_type_change_is_reported_and_guarded() {
+        let with_id = |ty| Schema { id_type: ty, ..typed(&[("id", FieldType::Integer)]) };
+        let first = Resolution::new("t", None, &with_id(FieldType::Integer), limit(5));
+        let second = Resolution::new("t", Some(first.new.clone()), &with_id(FieldType::Text), limit(5));
+        let widened = SchemaChange::Widened {
+            column: FEATURE_ID_COLUMN.into(),
+            key: FEATURE_ID_KEY.into(),
+            from: FieldType::Integer,
+            to: FieldType::Json,
+        };
+        assert_eq!(second.changes(), [widened]);
+        // Under strict, the first feature whose id the column cannot hold rejects the load; the
+        // property that happens to be named "id" is not the Feature id.
+        let guard = TypeGuard::new(SchemaPolicy::Strict, &with_id(FieldType::Text), &second.changes());
+        let mut keyed = row(0, vec![(0, PropValue::Int(1))]);
+        keyed.id = PropValue::Int(7);
+        guard.check(&[keyed.clone()]).unwrap();
+        keyed.id = PropValue::Text("a7".into());
+        let err = guard.check(&[keyed]).unwrap_err().to_string();
+        assert!(err.contains("feature 0") && err.contains("feature_id"), "{err}");
     }
 
     #[test]

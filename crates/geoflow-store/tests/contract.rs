@@ -272,7 +272,7 @@ async fn geopackage_catalog_upgrades_from_version_2() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -308,7 +308,7 @@ async fn postgis_catalog_upgrades_from_version_1() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
 }
 
 #[test]
@@ -1302,9 +1302,10 @@ async fn geopackage_readiness_follows_the_migrations() {
     store.check_ready().await.unwrap();
     let sql = |batch: &str| Connection::open(&path).unwrap().execute_batch(batch).unwrap();
 
-    // Steps 8, 7, 6, 5 and 4 undone: the catalog of an earlier release (the wider status checks
-    // of step 5 stay: step 5 rebuilds those tables again).
-    sql("ALTER TABLE geoflow_loads DROP COLUMN schema_changes_json;
+    // Steps 9, 8, 7, 6, 5 and 4 undone: the catalog of an earlier release (the wider checks of
+    // steps 5 and 9 stay: they rebuild those tables again).
+    sql("ALTER TABLE geoflow_datasets DROP COLUMN key_property;
+         ALTER TABLE geoflow_loads DROP COLUMN schema_changes_json;
          ALTER TABLE geoflow_datasets DROP COLUMN mode;
          ALTER TABLE geoflow_sources DROP COLUMN settings;
          ALTER TABLE geoflow_sources DROP COLUMN modified;
@@ -1317,8 +1318,8 @@ async fn geopackage_readiness_follows_the_migrations() {
          ALTER TABLE geoflow_loads DROP COLUMN geometry_types_json;
          ALTER TABLE geoflow_loads DROP COLUMN area_m2;
          ALTER TABLE geoflow_loads DROP COLUMN length_m;
-         DELETE FROM geoflow_migrations WHERE version IN (4, 5, 6, 7, 8);");
-    behind_until_migrated(&store, 3, 8).await;
+         DELETE FROM geoflow_migrations WHERE version IN (4, 5, 6, 7, 8, 9);");
+    behind_until_migrated(&store, 3, 9).await;
 
     // A step from a later release.
     sql("INSERT INTO geoflow_migrations VALUES (99, '2099-01-01T00:00:00.000Z')");
@@ -1331,7 +1332,7 @@ async fn geopackage_readiness_follows_the_migrations() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     std::fs::write(&path, b"").unwrap();
-    behind_until_migrated(&store, 0, 8).await;
+    behind_until_migrated(&store, 0, 9).await;
 
     // No file at all: the probe fails (transiently: a volume may not be mounted yet) and
     // creates nothing.
@@ -1351,10 +1352,11 @@ async fn postgis_readiness_follows_the_migrations() {
     let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
     tokio::spawn(connection);
 
-    // Steps 8, 7, 6, 5, 4 and 3 undone: the catalog of an earlier release.
+    // Steps 9, 8, 7, 6, 5, 4 and 3 undone: the catalog of an earlier release.
     client
         .batch_execute(
-            "ALTER TABLE geoflow.loads DROP COLUMN schema_changes;
+            "ALTER TABLE geoflow.datasets DROP COLUMN key_property;
+             ALTER TABLE geoflow.loads DROP COLUMN schema_changes;
              ALTER TABLE geoflow.datasets DROP COLUMN mode;
              ALTER TABLE geoflow.sources DROP COLUMN settings, DROP COLUMN modified;
              DROP INDEX geoflow.columns_dataset_column_name_key;
@@ -1367,11 +1369,11 @@ async fn postgis_readiness_follows_the_migrations() {
                DROP COLUMN length_m;
              ALTER TABLE geoflow.loads DROP CONSTRAINT loads_status_check,
                ADD CONSTRAINT loads_status_check CHECK (status IN ('loaded', 'unchanged', 'failed'));
-             DELETE FROM geoflow.migrations WHERE version IN (3, 4, 5, 6, 7, 8);",
+             DELETE FROM geoflow.migrations WHERE version IN (3, 4, 5, 6, 7, 8, 9);",
         )
         .await
         .unwrap();
-    behind_until_migrated(&store, 2, 8).await;
+    behind_until_migrated(&store, 2, 9).await;
 
     // A step from a later release.
     client.batch_execute("INSERT INTO geoflow.migrations (version) VALUES (99)").await.unwrap();
@@ -1381,7 +1383,7 @@ async fn postgis_readiness_follows_the_migrations() {
 
     // Nothing migrated: a database without the catalog schema.
     client.batch_execute("DROP SCHEMA geoflow CASCADE").await.unwrap();
-    behind_until_migrated(&store, 0, 8).await;
+    behind_until_migrated(&store, 0, 9).await;
 }
 
 /// The in-memory jobs catalog the API's tests use keeps the jobs contract of the stores.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use geoflow_store::{Job, JobAction, JobStatus, JobUpdate, NewJob, Store};
+use geoflow_store::{Job, JobAction, JobStatus, JobUpdate, Jobs, Loads, NewJob, RemovalCause, Store, StoreError};
 
 use crate::ingest::{ingest, IngestRequest, IngestSummary, Progress, Status};
 
@@ -29,6 +29,31 @@ pub fn finished_load(summary: &IngestSummary) -> JobUpdate {
         error: Some(error),
         result: Some(serde_json::to_value(summary).unwrap_or_default()),
     }
+}
+
+/// The removal of a source that no storage event brings (asked through the API or the CLI)
+/// recorded as the job `new`: it runs while the rows go, and ends with how many went, or with
+/// the error.
+pub async fn remove_as_job(jobs: &dyn Jobs, loads: &dyn Loads, new: &NewJob) -> Result<Job, StoreError> {
+    jobs.upsert_job(new).await?;
+    let running = JobUpdate { status: Some(JobStatus::Running), ..JobUpdate::default() };
+    jobs.update_job(&new.id, running).await?;
+    let done = match loads.remove_source(&new.dataset, &new.source, None, RemovalCause::Request).await {
+        Ok(removal) => JobUpdate {
+            status: Some(JobStatus::Succeeded),
+            result: Some(serde_json::json!({ "removed_rows": removal.rows, "schema_changes": removal.schema_changes })),
+            ..JobUpdate::default()
+        },
+        Err(e) => {
+            let failed =
+                JobUpdate { status: Some(JobStatus::Failed), error: Some(Some(e.to_string())), ..JobUpdate::default() };
+            if let Err(record) = jobs.update_job(&new.id, failed).await {
+                tracing::warn!(job = %new.id, error = %record, "could not record the failed removal");
+            }
+            return Err(e);
+        }
+    };
+    jobs.update_job(&new.id, done).await
 }
 
 /// A direct load (of a file or stdin) recorded as a job `job_id`, so that it is listed with

@@ -21,7 +21,7 @@ use geoflow_core::dataset::{DatasetMode, FeatureKey};
 use geoflow_core::reader::ReaderOptions;
 use geoflow_core::report::Policy;
 use geoflow_queue::Queue;
-use geoflow_store::{Job, JobQuery, RemovalCause, Store};
+use geoflow_store::{Job, JobAction, JobQuery, NewJob, Store};
 
 /// Loads allocate and free small buffers at a high rate on every thread; mimalloc's per-thread
 /// heaps take about a tenth of a load's CPU time that the system allocator spends.
@@ -128,12 +128,21 @@ async fn run_sources(command: SourcesCommand) -> anyhow::Result<ExitCode> {
         }
         SourcesCommand::Rm { dataset, source, db } => {
             let store = DatabaseUrl::parse(&db.url)?.open().await?;
-            let removal = store.remove_source(&dataset, &source, None, RemovalCause::Request).await?;
-            if !removal.catalogued && removal.rows == 0 {
+            if store.source(&dataset, &source).await?.is_none() {
                 eprintln!("error: dataset {:?} has no source {source:?}", dataset.as_str());
                 return Ok(ExitCode::FAILURE);
             }
-            eprintln!("removed source {source} from {dataset}: {} features", removal.rows);
+            // Recorded as a job, so that it is listed with the jobs of uploads and events.
+            let new = NewJob {
+                id: uuid::Uuid::new_v4().to_string(),
+                dataset: dataset.clone(),
+                source: source.clone(),
+                action: JobAction::Remove,
+                object_version: None,
+            };
+            let job = jobs::remove_as_job(&*store, &*store, &new).await?;
+            let removed = job.result.as_ref().and_then(|r| r["removed_rows"].as_u64()).unwrap_or(0);
+            eprintln!("removed source {source} from {dataset}: {removed} features (job {})", job.id);
             Ok(ExitCode::SUCCESS)
         }
     }

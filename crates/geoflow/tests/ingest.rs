@@ -607,6 +607,11 @@ fn datasets_and_sources_are_listed_and_removed_from_the_command_line() {
     let (code, _, stderr) = run(&gpkg, &["sources", "rm", "roads", "a.geojson"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(count_rows(&gpkg, "roads"), 1);
+    // The removal is a job, listed with the loads.
+    let (_, jobs, _) = run(&gpkg, &["jobs", "list", "--dataset", "roads", "--json"]);
+    let removal = json_of(&jobs).as_array().unwrap().iter().find(|j| j["action"] == "remove").cloned();
+    let removal = removal.unwrap_or_else(|| panic!("no removal job: {jobs}"));
+    assert_eq!((&removal["status"], &removal["result"]["removed_rows"]), (&json!("succeeded"), &json!(2)), "{removal}");
     let (code, _, stderr) = run(&gpkg, &["sources", "rm", "roads", "a.geojson"]);
     assert_eq!(code, 1, "already gone");
     assert!(stderr.contains("no source"), "{stderr}");

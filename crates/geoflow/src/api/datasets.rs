@@ -6,11 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
-use geoflow_store::{DatasetInfo, Job, JobAction, JobQuery, JobStatus, JobUpdate, NewJob, RemovalCause, SourceRecord};
+use geoflow_store::{DatasetInfo, Job, JobAction, JobQuery, NewJob, SourceRecord};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::problem::{Problem, ProblemBody};
@@ -248,16 +247,7 @@ pub async fn delete_source(
     }
     // Loaded from outside object storage (`geoflow ingest` of a local file): nothing else
     // can bring it back, so its rows go now.
-    state.jobs.upsert_job(&new).await.map_err(db)?;
-    let running = JobUpdate { status: Some(JobStatus::Running), ..JobUpdate::default() };
-    state.jobs.update_job(&new.id, running).await.map_err(db)?;
-    let removed = state.loads.remove_source(&dataset, &source, None, RemovalCause::Request).await.map_err(db)?.rows;
-    let done = JobUpdate {
-        status: Some(JobStatus::Succeeded),
-        result: Some(json!({ "removed_rows": removed })),
-        ..JobUpdate::default()
-    };
-    let job = state.jobs.update_job(&new.id, done).await.map_err(db)?;
-    tracing::info!(job = %job.id, dataset = %job.dataset, key = %job.source, removed, "source removed");
+    let job = crate::jobs::remove_as_job(&*state.jobs, &*state.loads, &new).await.map_err(db)?;
+    tracing::info!(job = %job.id, dataset = %job.dataset, key = %job.source, "source removed");
     Ok(Json(job).into_response())
 }
