@@ -344,31 +344,14 @@ impl LoadSession for GpkgSession {
         let Some(layout) = table::read_layout(conn, plan.dataset.as_str())? else { return Ok(KeyedRows::default()) };
         // No feature of the load has the key property when it has no column: then the load
         // stored no row.
-        let (of, indexed): (Box<dyn Fn(&str) -> String>, bool) = match key {
-            FeatureKey::FeatureId => (Box::new(|row| format!("{row}.feature_id")), true),
-            FeatureKey::Property(name) => match layout.columns.iter().find(|c| &c.key == name) {
-                None => return Ok(KeyedRows::default()),
-                // A member of the overflow column is read by a function of geoflow's own
-                // connections, which no index may use (other programs write the file too).
-                Some(c) if c.overflow => {
-                    let member = c.key.replace('\'', "''");
-                    (Box::new(move |row| format!("gf_member({row}.{}, '{member}')", quote(OVERFLOW_COLUMN))), false)
-                }
-                Some(c) => {
-                    let column = quote(&c.name);
-                    (Box::new(move |row| format!("{row}.{column}")), true)
-                }
-            },
-        };
+        let Some(key) = KeyColumn::find(&layout, key) else { return Ok(KeyedRows::default()) };
         let t = quote(&layout.table);
-        if indexed {
-            let column = of("x");
-            let column = column.trim_start_matches("x.");
+        if let KeyColumn::Column(column) = &key {
             let index = quote(&key_index_name(&layout.table));
             conn.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {index} ON {t} ({column})"))
                 .ctx("indexing the dataset's key")?;
         }
-        let (k_m, k_o) = (of("m"), of("o"));
+        let (k_m, k_o) = (key.of("m"), key.of("o"));
         let mut deleted_fids = Vec::new();
         let mut delete = |sql: &str, params: &[&dyn rusqlite::ToSql], what: &str| -> Result<Vec<String>, StoreError> {
             let mut stmt = conn.prepare(sql).ctx(what)?;
@@ -597,6 +580,36 @@ fn delete_all_rows(tx: &Connection, table: &str, changes: Option<&mut rtree::Cha
         changes.cleared = true;
     }
     Ok(n as u64)
+}
+
+/// Where a row's key is stored.
+enum KeyColumn {
+    /// A column (quoted), indexed.
+    Column(String),
+    /// A member of the overflow column (its key, as an SQL string's content). It is read by a
+    /// function of geoflow's own connections, which no index may use: other programs write the
+    /// file too.
+    Member(String),
+}
+
+impl KeyColumn {
+    fn find(layout: &Layout, key: &FeatureKey) -> Option<KeyColumn> {
+        match key {
+            FeatureKey::FeatureId => Some(KeyColumn::Column("feature_id".into())),
+            FeatureKey::Property(name) => layout.columns.iter().find(|c| &c.key == name).map(|c| match c.overflow {
+                true => KeyColumn::Member(c.key.replace('\'', "''")),
+                false => KeyColumn::Column(quote(&c.name)),
+            }),
+        }
+    }
+
+    /// The key of the row named `row`.
+    fn of(&self, row: &str) -> String {
+        match self {
+            KeyColumn::Column(column) => format!("{row}.{column}"),
+            KeyColumn::Member(member) => format!("gf_member({row}.{}, '{member}')", quote(OVERFLOW_COLUMN)),
+        }
+    }
 }
 
 /// The name of a table's key index: no dataset's table takes it, as no dataset name ends in
