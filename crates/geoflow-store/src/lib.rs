@@ -273,6 +273,8 @@ pub struct DatasetInfo {
 pub enum JobAction {
     Load,
     Remove,
+    /// A dataset dropped (its source is `*`: every one).
+    Drop,
 }
 
 impl JobAction {
@@ -280,11 +282,12 @@ impl JobAction {
         match self {
             JobAction::Load => "load",
             JobAction::Remove => "remove",
+            JobAction::Drop => "drop",
         }
     }
 
     pub(crate) fn parse(s: &str) -> Option<JobAction> {
-        [JobAction::Load, JobAction::Remove].into_iter().find(|a| a.as_str() == s)
+        [JobAction::Load, JobAction::Remove, JobAction::Drop].into_iter().find(|a| a.as_str() == s)
     }
 }
 

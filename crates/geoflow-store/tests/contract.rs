@@ -326,6 +326,7 @@ fn job_statuses_read_as_they_serialise() {
         assert_eq!(st.is_final(), !matches!(st, JobStatus::Queued | JobStatus::Running));
     }
     assert_eq!(serde_json::to_value(JobAction::Remove).unwrap(), serde_json::json!("remove"));
+    assert_eq!(serde_json::to_value(JobAction::Drop).unwrap(), serde_json::json!("drop"));
     let limit = |limit| JobQuery { limit, ..JobQuery::default() }.effective_limit();
     assert_eq!((limit(0), limit(1), limit(1000), limit(5000)), (100, 1, 1000, 1000));
 }
@@ -1020,6 +1021,8 @@ async fn jobs_contract(store: &Arc<dyn Jobs>) {
     assert_eq!((&first.started_at, &first.finished_at), (&None, &None));
     assert_eq!(first.object_version.as_deref(), Some("etag-1"));
     assert_eq!(first.created_at, first.updated_at);
+    let drop = NewJob { action: JobAction::Drop, ..new_job("job-drop", "gone", "*") };
+    assert_eq!(s.upsert_job(&drop).await.unwrap().action, JobAction::Drop);
     let mut other = new_job("job-1", "roads", "elsewhere");
     other.action = JobAction::Remove;
     other.object_version = None;

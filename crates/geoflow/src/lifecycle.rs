@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use geoflow_core::dataset::DatasetName;
 use geoflow_store::protocol::Origin;
-use geoflow_store::{Catalog, DatasetDrop, ErrorClass, Loads, RemovalCause, StoreError};
+use geoflow_store::{
+    Catalog, DatasetDrop, ErrorClass, JobAction, JobStatus, JobUpdate, Jobs, Loads, NewJob, RemovalCause, StoreError,
+};
 
 use crate::storage::{Storage, StoredObject};
 
@@ -46,6 +48,51 @@ pub enum DropError {
 /// The folder of a dataset's objects under the storage's prefix.
 pub fn objects_folder(dataset: &DatasetName) -> String {
     format!("raw/{dataset}")
+}
+
+/// The key a drop's job names as its source: every source of the dataset.
+pub const EVERY_SOURCE: &str = "*";
+
+/// Drops `dataset` as [`drop_dataset`] does, recorded as a job (action `drop`) when there was
+/// anything to drop, or when the drop failed: listed with the loads and removals.
+pub async fn drop_dataset_as_job(
+    store: (&dyn Catalog, &dyn Loads, &dyn Jobs),
+    storage: Option<&Storage>,
+    dataset: &DatasetName,
+) -> Result<Dropped, DropError> {
+    let (catalog, loads, jobs) = store;
+    let dropped = drop_dataset(catalog, loads, storage, dataset).await;
+    let end = match &dropped {
+        Ok(d) if !d.found() => return dropped,
+        Ok(d) => JobUpdate {
+            status: Some(JobStatus::Succeeded),
+            result: Some(serde_json::json!({
+                "sources": d.dataset.map_or(0, |d| d.sources),
+                "removed_rows": d.dataset.map_or(0, |d| d.rows),
+                "deleted_objects": d.objects,
+            })),
+            ..JobUpdate::default()
+        },
+        Err(e) => {
+            JobUpdate { status: Some(JobStatus::Failed), error: Some(Some(e.to_string())), ..JobUpdate::default() }
+        }
+    };
+    let new = NewJob {
+        id: uuid::Uuid::new_v4().to_string(),
+        dataset: dataset.clone(),
+        source: EVERY_SOURCE.into(),
+        action: JobAction::Drop,
+        object_version: None,
+    };
+    let recorded = async {
+        jobs.upsert_job(&new).await?;
+        jobs.update_job(&new.id, end).await
+    };
+    if let Err(e) = recorded.await {
+        // The drop is done (or failed) either way: only its record is missing.
+        tracing::warn!(%dataset, error = %e, "could not record the dataset's drop as a job");
+    }
+    dropped
 }
 
 /// Drops `dataset` from the store and, with `storage`, deletes its objects (every key under

@@ -90,7 +90,7 @@ async fn run_datasets(args: DatasetsArgs) -> anyhow::Result<ExitCode> {
 async fn run_drop(args: DropArgs) -> anyhow::Result<ExitCode> {
     let store = DatabaseUrl::parse(&args.db.url)?.open().await?;
     let storage = if args.objects { Some(StorageUrl::parse(&args.storage)?.open()?) } else { None };
-    let dropped = lifecycle::drop_dataset(&*store, &*store, storage.as_ref(), &args.dataset).await?;
+    let dropped = lifecycle::drop_dataset_as_job((&*store, &*store, &*store), storage.as_ref(), &args.dataset).await?;
     if !dropped.found() {
         eprintln!("error: no dataset {:?}", args.dataset.as_str());
         return Ok(ExitCode::FAILURE);

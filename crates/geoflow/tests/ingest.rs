@@ -619,6 +619,11 @@ fn datasets_and_sources_are_listed_and_removed_from_the_command_line() {
     let (code, _, stderr) = run(&gpkg, &["datasets", "drop", "roads"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("1 sources, 1 features"), "{stderr}");
+    let (_, jobs, _) = run(&gpkg, &["jobs", "list", "--dataset", "roads", "--json"]);
+    let dropped = json_of(&jobs).as_array().unwrap().iter().find(|j| j["action"] == "drop").cloned();
+    let dropped = dropped.unwrap_or_else(|| panic!("no drop job: {jobs}"));
+    assert_eq!((&dropped["status"], &dropped["source"]), (&json!("succeeded"), &json!("*")), "{dropped}");
+    assert_eq!((&dropped["result"]["sources"], &dropped["result"]["removed_rows"]), (&json!(1), &json!(1)));
     let (_, listed, _) = run(&gpkg, &["datasets", "--json"]);
     let names: Vec<Value> = json_of(&listed).as_array().unwrap().iter().map(|d| d["name"].clone()).collect();
     assert_eq!(names, [json!("parks")]);

@@ -167,7 +167,8 @@ pub async fn drop_dataset(
     let dataset =
         DatasetName::new(&name).map_err(|e| Problem::bad_request("invalid-dataset", format!("dataset: {e}")))?;
     let storage = params.objects.then_some(&state.storage);
-    let dropped = match lifecycle::drop_dataset(&*state.catalog, &*state.loads, storage, &dataset).await {
+    let store = (&*state.catalog, &*state.loads, &*state.jobs);
+    let dropped = match lifecycle::drop_dataset_as_job(store, storage, &dataset).await {
         Ok(dropped) => dropped,
         Err(DropError::Store(e)) => return Err(Problem::store("database", e)),
         Err(DropError::Storage(e)) => return Err(Problem::storage(e)),

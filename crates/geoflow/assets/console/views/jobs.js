@@ -287,7 +287,7 @@ async function detail(root, id) {
       return !e.notFound && !e.unauthorized;
     }
     body.replaceChildren(
-      pageHeader(h("span", {}, `${job.action === "remove" ? "Removal" : "Load"} of `, baseName(job.source)), null, badge(job.status)),
+      pageHeader(h("span", {}, ...jobTitle(job)), null, badge(job.status)),
       h(
         "dl",
         { class: "meta wide" },
@@ -309,4 +309,10 @@ async function detail(root, id) {
   };
   const stop = poll(tick);
   return stop;
+}
+
+// "Load of roads.geojson", "Removal of …", "Drop of dataset roads".
+function jobTitle(job) {
+  if (job.action === "drop") return ["Drop of dataset ", job.dataset];
+  return [`${job.action === "remove" ? "Removal" : "Load"} of `, baseName(job.source)];
 }
