@@ -64,6 +64,8 @@ pub enum ProblemCode {
     /// A property key or value holding text no store keeps as given: a NUL character or an
     /// unpaired UTF-16 surrogate escape.
     UnstorableText,
+    /// A geometry of another kind than the dataset's requested geometry type.
+    GeometryType,
 }
 
 impl ProblemCode {
@@ -97,6 +99,7 @@ impl ProblemCode {
             ProblemCode::InvalidGeometry => "invalid-geometry",
             ProblemCode::UnsupportedCrs => "unsupported-crs",
             ProblemCode::UnstorableText => "unstorable-text",
+            ProblemCode::GeometryType => "geometry-type",
         }
     }
 
