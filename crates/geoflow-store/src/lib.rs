@@ -27,6 +27,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorClass, StoreError};
 pub use features::{FeatureQuery, FeatureStream, StoredFeature};
 use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema, SchemaPolicy};
@@ -61,6 +62,8 @@ pub struct LoadPlan {
     pub origin: Option<protocol::Origin>,
     /// Whether the load may change the types of the dataset's existing columns.
     pub schema_policy: SchemaPolicy,
+    /// The geometry type asked for the dataset's geometry column.
+    pub geometry_type: GeometryType,
     /// The mode a dataset created by this load gets; an existing dataset keeps its own.
     pub mode: DatasetMode,
     /// When storage last modified the object: in a dataset in [`DatasetMode::Replace`], an
@@ -231,6 +234,10 @@ pub struct DatasetInfo {
     pub columns: Vec<ColumnInfo>,
     /// How a new object changes the dataset.
     pub mode: DatasetMode,
+    /// The type of its geometry column: `MultiPolygon`, `PointZ`, `Geometry` (any kind), or
+    /// `Geometry (2D and 3D)`.
+    #[serde(default)]
+    pub geometry_type: String,
     /// Bumped by every load that changes the dataset (for cache validators).
     pub version: i64,
     pub updated_at: String,

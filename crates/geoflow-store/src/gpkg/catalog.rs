@@ -298,6 +298,7 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
             sources: sources.max(0) as u64,
             columns: layout.columns.into_iter().map(|c| ColumnInfo { key: c.key, column: c.name, ty: c.ty }).collect(),
             mode: parse_mode(&mode)?,
+            geometry_type: layout.geometry.to_string(),
             version,
             updated_at,
         });

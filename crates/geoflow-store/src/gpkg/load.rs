@@ -18,9 +18,10 @@ use super::rtree;
 use super::table::{self, quote};
 use super::{open_connection, to_rfc3339, Ctx};
 use crate::layout::{
-    json_key, route_properties, Column, ColumnDrop, FieldSlot, Layout, OverflowObject, Resolution, SchemaChange,
-    OVERFLOW_COLUMN,
+    json_key, route_properties, Column, ColumnDrop, FieldSlot, GeometryRequest, Layout, OverflowObject, Resolution,
+    SchemaChange, OVERFLOW_COLUMN,
 };
+use geoflow_core::geometry_type::GeometryColumn;
 use crate::protocol::{self, Catalogued, Committed, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
 use crate::{Clock, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
 
@@ -215,7 +216,8 @@ impl LoadSession for GpkgSession {
         let t0 = Instant::now();
         let started_at = to_rfc3339(started)?;
         let old = table::read_layout(tx, dataset)?;
-        let resolution = Resolution::new(dataset, old, &plan.schema, MAX_COLUMNS);
+        let request = GeometryRequest::new(plan.geometry_type, plan.policy);
+        let resolution = Resolution::new(dataset, old, &plan.schema, request, MAX_COLUMNS);
         resolution.check_width(MAX_COLUMNS)?;
         let schema_changes = resolution.changes();
         table::apply_resolution(&resolution, tx, (dataset, mode), &started_at)?;
@@ -249,6 +251,8 @@ impl LoadSession for GpkgSession {
             }
         };
         let insert = InsertShape::new(&resolution);
+        let geometry = resolution.new.geometry;
+        let old_geometry = resolution.old.as_ref().map(|o| o.geometry);
         self.rows = Some(Rows {
             table,
             source: plan.source.clone(),
@@ -260,7 +264,14 @@ impl LoadSession for GpkgSession {
             t0,
             prepared: t0.elapsed(),
         });
-        Ok(Prepared { load_id, replaced_rows, changes: schema_changes })
+        Ok(Prepared { load_id, replaced_rows, changes: schema_changes, geometry, old_geometry })
+    }
+
+    async fn widen_geometry(&mut self, to: GeometryColumn) -> Result<(), StoreError> {
+        let Some(rows) = self.rows.as_ref() else {
+            return Err(StoreError::Internal("no load to widen the geometry column of".into()));
+        };
+        table::set_geometry_type(&self.conn, &rows.table, to)
     }
 
     async fn write(&mut self, batch: &[Row]) -> Result<(), StoreError> {
