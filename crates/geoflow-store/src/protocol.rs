@@ -102,6 +102,11 @@ fn current_settings(recorded: Option<String>) -> Option<String> {
     recorded.map(|s| if s.contains(";geometry=") { s } else { format!("{s};geometry=auto") })
 }
 
+/// Whether settings recorded with a source (`None` before settings were recorded) are `now`.
+pub fn same_settings(recorded: Option<&str>, now: &str) -> bool {
+    current_settings(recorded.map(str::to_string)).as_deref() == Some(now)
+}
+
 /// Where an object stands among the objects of a dataset in [`DatasetMode::Replace`]: by when
 /// storage last modified it, then by key. Storage orders the versions of one key itself
 /// ([`ObjectProbe`]); this orders different keys.

@@ -262,6 +262,7 @@ fn worker(backends: &Backends, work: &WorkArgs) -> Worker {
         retry_delay: Duration::from_secs(work.retry_delay),
         policy: backends.policy,
         schema_policy: work.schema_policy,
+        geometry_type: work.geometry_type,
         mode: backends.mode,
         spool_dir: work.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
         ..WorkerOptions::default()
@@ -422,6 +423,7 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     req.source = args.source;
     req.policy = args.on_invalid;
     req.schema_policy = args.schema_policy;
+    req.geometry_type = args.geometry_type;
     req.mode = args.mode;
     req.force = args.force;
     req.reader = ReaderOptions { max_feature_bytes: args.max_feature_bytes, ..ReaderOptions::default() };

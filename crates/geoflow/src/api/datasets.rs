@@ -223,6 +223,7 @@ pub async fn delete_source(
             mode: None,
             force: false,
             schema_policy: None,
+            geometry_type: None,
         };
         state
             .queue

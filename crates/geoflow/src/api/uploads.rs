@@ -12,6 +12,7 @@ use axum::Json;
 use futures_util::TryStreamExt;
 use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::report::Policy;
+use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::schema::SchemaPolicy;
 use geoflow_store::{Job, JobAction, NewJob};
 use serde::Deserialize;
@@ -51,6 +52,14 @@ pub struct UploadParams {
     /// `GEOFLOW_SCHEMA_POLICY`.
     #[param(value_type = Option<SchemaPolicy>)]
     schema_policy: Option<String>,
+    /// The geometry column's type for a dataset this upload creates: `auto` (the data's one
+    /// geometry type; a single type and its Multi type together become the Multi type),
+    /// `promote-multi`, `any` (a generic column), or a type (`point`, `linestring`, `polygon`,
+    /// `multipoint`, `multilinestring`, `multipolygon`, `geometrycollection`). An existing typed
+    /// column widens to a generic one when a load does not fit it. Default: the worker's
+    /// `GEOFLOW_GEOMETRY_TYPE`.
+    #[param(value_type = Option<String>, example = "auto")]
+    geometry_type: Option<String>,
     /// How new objects change the dataset, for a dataset this upload creates: `replace` (the
     /// dataset is its newest upload), `append` (each file name is a source of its own). An
     /// existing dataset keeps its mode (change it with `PATCH /v1/datasets/{dataset}`): asking
@@ -119,6 +128,13 @@ pub async fn upload(
         Some(p) => Some(
             p.parse::<SchemaPolicy>()
                 .map_err(|e| Problem::bad_request("invalid-parameter", format!("schema_policy: {e}")))?,
+        ),
+        None => None,
+    };
+    let geometry_type = match &params.geometry_type {
+        Some(t) => Some(
+            t.parse::<GeometryType>()
+                .map_err(|e| Problem::bad_request("invalid-parameter", format!("geometry_type: {e}")))?,
         ),
         None => None,
     };
@@ -206,8 +222,14 @@ pub async fn upload(
 
     // Queued before the job is recorded: should this process die in between, the worker
     // records the job itself, and a retry with the same Idempotency-Key finds it.
-    let tag =
-        JobTag { job: job_id.clone(), on_invalid: policy, schema_policy, mode, force: params.force.unwrap_or(false) };
+    let tag = JobTag {
+        job: job_id.clone(),
+        on_invalid: policy,
+        schema_policy,
+        geometry_type,
+        mode,
+        force: params.force.unwrap_or(false),
+    };
     let message = notification(EventKind::Created, &key, size, Some(&tag));
     state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
     let new = NewJob { id: job_id, dataset, source: key, action: JobAction::Load, object_version };

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::process::{observe_schema, Processed, Processor};
 use geoflow_core::reader::{GeoJsonReader, RawFeature, ReadError, ReaderOptions};
 use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy};
@@ -42,6 +43,8 @@ pub struct IngestRequest {
     pub policy: Policy,
     /// What the load may do to the types of the dataset's existing columns.
     pub schema_policy: SchemaPolicy,
+    /// The type asked for the dataset's geometry column.
+    pub geometry_type: GeometryType,
     /// The mode a dataset created by this load gets; an existing dataset keeps its own.
     pub mode: DatasetMode,
     /// When storage last modified the object (`None` for a file loaded directly).
@@ -65,6 +68,7 @@ impl IngestRequest {
             origin: None,
             policy: Policy::Skip,
             schema_policy: SchemaPolicy::Widen,
+            geometry_type: GeometryType::Auto,
             mode: DatasetMode::default(),
             modified: None,
             force: false,
@@ -219,6 +223,7 @@ pub async fn ingest(
         policy: req.policy,
         origin: req.origin.clone(),
         schema_policy: req.schema_policy,
+        geometry_type: req.geometry_type,
         mode: req.mode,
         modified: req.modified,
         force: req.force,
@@ -473,7 +478,7 @@ fn load_pass(
     progress: &Progress,
     tx: tokio::sync::mpsc::Sender<LoadMessage>,
 ) -> Fed {
-    let processor = Processor::new(schema, req.policy);
+    let processor = Processor::new(schema, req.policy).with_geometry_type(req.geometry_type);
     let mut fed = Fed { status: Status::Loaded, class: ErrorClass::BadInput, result: LoadResult::default() };
     let framed = in_parallel(
         data,
