@@ -1,0 +1,34 @@
+"""Opens vector layers with QGIS, headless, as a user opening them in QGIS Desktop would.
+
+Reads a JSON list of {"name", "provider", "uri"} on stdin and prints one JSON object per
+layer on stdout: {"name", "valid", "type", "count", "error"}, where "type" is QGIS's display
+string of the layer's WKB type (QgsWkbTypes.displayString), as QGIS shows it in its layer
+properties. Run with QT_QPA_PLATFORM=offscreen.
+"""
+
+import json
+import sys
+
+from qgis.core import QgsApplication, QgsVectorLayer, QgsWkbTypes
+
+
+def main():
+    layers = json.load(sys.stdin)
+    app = QgsApplication([], False)
+    app.initQgis()
+    try:
+        for spec in layers:
+            layer = QgsVectorLayer(spec["uri"], spec["name"], spec["provider"])
+            result = {"name": spec["name"], "valid": layer.isValid()}
+            if layer.isValid():
+                result["type"] = QgsWkbTypes.displayString(layer.wkbType())
+                result["count"] = layer.featureCount()
+            else:
+                result["error"] = layer.error().summary() if layer.error() else ""
+            print(json.dumps(result), flush=True)
+    finally:
+        app.exitQgis()
+
+
+if __name__ == "__main__":
+    main()

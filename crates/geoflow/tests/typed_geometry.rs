@@ -1,0 +1,215 @@
+//! Typed geometry columns as GIS clients see them: the Natural Earth files loaded by
+//! `geoflow ingest` into a GeoPackage and into PostGIS open in GDAL (`ogrinfo`) and in QGIS
+//! (headless, through its `ogr` and `postgres` providers) as one layer of the type the data
+//! has — Polygon and MultiPolygon together as MultiPolygon.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use geoflow_testkit::{postgis_database, skip};
+use serde_json::Value;
+use support::{geoflow, have_tool, shared_dir};
+
+fn natural_earth() -> Option<Vec<PathBuf>> {
+    let dir = shared_dir()?.join("data/naturalearth");
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.retain(|f| f.extension().is_some_and(|e| e == "geojson"));
+    files.sort();
+    Some(files)
+}
+
+fn dataset_of(file: &Path) -> String {
+    file.file_stem().unwrap().to_str().unwrap().to_string()
+}
+
+/// The geometry type `auto` gives a file: its one type, a single type and its Multi type
+/// together as the Multi type, anything else generic (`None`).
+fn expected_type(file: &Path) -> Option<&'static str> {
+    let collection: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let kinds: BTreeSet<String> = collection["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["geometry"]["type"].as_str().map(String::from))
+        .collect();
+    let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
+    let multi = |single: &str| match single {
+        "Point" => "MultiPoint",
+        "LineString" => "MultiLineString",
+        "Polygon" => "MultiPolygon",
+        other => other,
+    };
+    let all = ["Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon"];
+    match kinds.as_slice() {
+        [one] => all.into_iter().find(|k| k == one),
+        [a, b] if multi(a) == *b || multi(b) == *a => all.into_iter().find(|k| *k == multi(a).max(multi(b))),
+        _ => None,
+    }
+}
+
+/// How `ogrinfo` names a geometry type ("Multi Polygon").
+fn ogr_name(kind: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in kind.chars().enumerate() {
+        if i > 0 && c.is_ascii_uppercase() {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Loads `file` with `geoflow ingest … --json` into `database`; the features loaded.
+fn ingest(database: &str, file: &Path, dataset: &str) -> u64 {
+    let out = geoflow()
+        .arg("ingest")
+        .arg(file)
+        .args(["--dataset", dataset, "--json", "--no-progress", "--database", database])
+        .output()
+        .expect("geoflow runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ingest {}: {stderr}", file.display());
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("one JSON summary");
+    assert_eq!(summary["status"], "loaded", "{summary}");
+    assert!(summary["schema_changes"].as_array().unwrap().iter().all(|c| c["change"] != "geometry_widened"));
+    summary["features_loaded"].as_u64().unwrap()
+}
+
+/// The `Geometry:` line of `ogrinfo -so` for a layer.
+fn ogr_geometry(source: &str, layer: &str) -> String {
+    let out = Command::new("ogrinfo").args(["-ro", "-so", source, layer]).output().expect("ogrinfo runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ogrinfo {source} {layer}: {}", String::from_utf8_lossy(&out.stderr));
+    let line = text.lines().find_map(|l| l.strip_prefix("Geometry: ")).unwrap_or_else(|| panic!("{text}"));
+    line.trim().to_string()
+}
+
+/// The QGIS python bindings, where installed.
+fn qgis_python() -> Option<&'static str> {
+    let python = "/usr/bin/python3";
+    let found = Command::new(python)
+        .args(["-c", "import qgis.core"])
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        Some(python)
+    } else {
+        skip("QGIS's python bindings (python3-qgis) are not installed")
+    }
+}
+
+/// Opens layers (`(name, provider, uri)`) in QGIS; each layer's validity, type and count.
+fn qgis_layers(python: &str, layers: &[(String, &str, String)]) -> BTreeMap<String, Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/qgis_layers.py");
+    let specs: Vec<Value> = layers
+        .iter()
+        .map(|(name, provider, uri)| serde_json::json!({"name": name, "provider": provider, "uri": uri}))
+        .collect();
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(python)
+        .arg(&script)
+        .env("QT_QPA_PLATFORM", "offscreen")
+        // QGIS writes its settings and caches under the home folder.
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().unwrap().write_all(serde_json::to_string(&specs).unwrap().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "QGIS: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["name"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+fn check_qgis(found: &BTreeMap<String, Value>, name: &str, kind: &str, count: u64) {
+    let layer = found.get(name).unwrap_or_else(|| panic!("QGIS did not report {name}: {found:?}"));
+    assert_eq!(layer["valid"], true, "QGIS could not open {name}: {layer}");
+    assert_eq!(layer["type"], kind, "{name}: {layer}");
+    assert_eq!(layer["count"], count, "{name}: {layer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn natural_earth_layers_are_typed_in_gdal_and_qgis() {
+    let Some(files) = natural_earth() else { return };
+    if !have_tool("ogrinfo") {
+        return;
+    }
+    let python = qgis_python();
+    let dir = tempfile::tempdir().unwrap();
+    let gpkg = dir.path().join("naturalearth.gpkg");
+    let gpkg_url = gpkg.to_str().unwrap().to_string();
+    let db = postgis_database().await;
+
+    // What each file should become, and how many features each store holds.
+    let mut layers: Vec<(String, &'static str, u64)> = Vec::new();
+    for file in &files {
+        let dataset = dataset_of(file);
+        let Some(kind) = expected_type(file) else { continue };
+        let loaded = ingest(&gpkg_url, file, &dataset);
+        if let Some(db) = &db {
+            assert_eq!(ingest(db.url(), file, &dataset), loaded, "both stores load the same features");
+        }
+        layers.push((dataset, kind, loaded));
+    }
+    assert!(layers.iter().any(|(_, k, _)| *k == "MultiPolygon"), "the countries are MultiPolygons: {layers:?}");
+    assert!(layers.iter().any(|(_, k, _)| *k == "Point"), "{layers:?}");
+
+    let pg_source = db.as_ref().map(|db| format!("PG:{}", db.url()));
+    for (dataset, kind, _) in &layers {
+        assert_eq!(ogr_geometry(&gpkg_url, dataset), ogr_name(kind), "GeoPackage layer {dataset}");
+        if let Some(pg) = &pg_source {
+            assert_eq!(ogr_geometry(pg, &format!("datasets.{dataset}")), ogr_name(kind), "PostGIS table {dataset}");
+        }
+    }
+
+    let Some(python) = python else { return };
+    let mut specs: Vec<(String, &str, String)> = Vec::new();
+    for (dataset, _, _) in &layers {
+        specs.push((format!("gpkg:{dataset}"), "ogr", format!("{gpkg_url}|layername={dataset}")));
+    }
+    if let Some(db) = &db {
+        let config: tokio_postgres::Config = db.url().parse().unwrap();
+        let host = match &config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        };
+        let mut conn = format!(
+            "dbname='{}' host='{host}' port={} user='{}'",
+            config.get_dbname().unwrap(),
+            config.get_ports().first().copied().unwrap_or(5432),
+            config.get_user().unwrap(),
+        );
+        if let Some(password) = config.get_password() {
+            conn.push_str(&format!(" password='{}'", String::from_utf8_lossy(password)));
+        }
+        for (dataset, _, _) in &layers {
+            // No type in the URI: QGIS reads it from the column, as when a user adds the table.
+            let uri = format!("{conn} key='fid' table=\"datasets\".\"{dataset}\" (geom)");
+            specs.push((format!("postgis:{dataset}"), "postgres", uri));
+        }
+    }
+    let found = qgis_layers(python, &specs);
+    for (dataset, kind, count) in &layers {
+        check_qgis(&found, &format!("gpkg:{dataset}"), kind, *count);
+        if db.is_some() {
+            check_qgis(&found, &format!("postgis:{dataset}"), kind, *count);
+        }
+    }
+}
