@@ -37,12 +37,14 @@ fn expected_type(file: &Path) -> Option<&'static str> {
         .filter_map(|f| f["geometry"]["type"].as_str().map(String::from))
         .collect();
     let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
-    let multi = |single: &str| match single {
-        "Point" => "MultiPoint",
-        "LineString" => "MultiLineString",
-        "Polygon" => "MultiPolygon",
-        other => other,
-    };
+    fn multi(single: &str) -> &str {
+        match single {
+            "Point" => "MultiPoint",
+            "LineString" => "MultiLineString",
+            "Polygon" => "MultiPolygon",
+            other => other,
+        }
+    }
     let all = ["Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon"];
     match kinds.as_slice() {
         [one] => all.into_iter().find(|k| k == one),
@@ -86,6 +88,25 @@ fn ogr_geometry(source: &str, layer: &str) -> String {
     assert!(out.status.success(), "ogrinfo {source} {layer}: {}", String::from_utf8_lossy(&out.stderr));
     let line = text.lines().find_map(|l| l.strip_prefix("Geometry: ")).unwrap_or_else(|| panic!("{text}"));
     line.trim().to_string()
+}
+
+/// A `postgres://` URL as libpq's `key=value` connection string, which GDAL and QGIS take.
+fn libpq_conninfo(url: &str) -> String {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let mut conn = format!(
+        "dbname='{}' host='{host}' port={} user='{}'",
+        config.get_dbname().unwrap(),
+        config.get_ports().first().copied().unwrap_or(5432),
+        config.get_user().unwrap(),
+    );
+    if let Some(password) = config.get_password() {
+        conn.push_str(&format!(" password='{}'", String::from_utf8_lossy(password)));
+    }
+    conn
 }
 
 /// The QGIS python bindings, where installed.
@@ -171,7 +192,8 @@ async fn natural_earth_layers_are_typed_in_gdal_and_qgis() {
     assert!(layers.iter().any(|(_, k, _)| *k == "MultiPolygon"), "the countries are MultiPolygons: {layers:?}");
     assert!(layers.iter().any(|(_, k, _)| *k == "Point"), "{layers:?}");
 
-    let pg_source = db.as_ref().map(|db| format!("PG:{}", db.url()));
+    let conn = db.as_ref().map(|db| libpq_conninfo(db.url()));
+    let pg_source = conn.as_ref().map(|c| format!("PG:{c}"));
     for (dataset, kind, _) in &layers {
         assert_eq!(ogr_geometry(&gpkg_url, dataset), ogr_name(kind), "GeoPackage layer {dataset}");
         if let Some(pg) = &pg_source {
@@ -184,21 +206,7 @@ async fn natural_earth_layers_are_typed_in_gdal_and_qgis() {
     for (dataset, _, _) in &layers {
         specs.push((format!("gpkg:{dataset}"), "ogr", format!("{gpkg_url}|layername={dataset}")));
     }
-    if let Some(db) = &db {
-        let config: tokio_postgres::Config = db.url().parse().unwrap();
-        let host = match &config.get_hosts()[0] {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        };
-        let mut conn = format!(
-            "dbname='{}' host='{host}' port={} user='{}'",
-            config.get_dbname().unwrap(),
-            config.get_ports().first().copied().unwrap_or(5432),
-            config.get_user().unwrap(),
-        );
-        if let Some(password) = config.get_password() {
-            conn.push_str(&format!(" password='{}'", String::from_utf8_lossy(password)));
-        }
+    if let Some(conn) = &conn {
         for (dataset, _, _) in &layers {
             // No type in the URI: QGIS reads it from the column, as when a user adds the table.
             let uri = format!("{conn} key='fid' table=\"datasets\".\"{dataset}\" (geom)");
