@@ -221,3 +221,99 @@ async fn natural_earth_layers_are_typed_in_gdal_and_qgis() {
         }
     }
 }
+
+fn feature_collection(geometries: &[&str]) -> String {
+    let features: Vec<String> = geometries
+        .iter()
+        .enumerate()
+        .map(|(i, g)| format!(r#"{{"type":"Feature","id":"f{i}","properties":{{"n":{i}}},"geometry":{g}}}"#))
+        .collect();
+    format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(","))
+}
+
+const SQUARE: &str = r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1],[0,0]]]}"#;
+const BOWTIE: &str = r#"{"type":"Polygon","coordinates":[[[0,0],[2,2],[2,0],[0,2],[0,0]]]}"#;
+const POINT: &str = r#"{"type":"Point","coordinates":[1,2]}"#;
+
+/// `gpkg_geometry_columns` of a layer: (geometry_type_name, z).
+fn registered(gpkg: &Path, layer: &str) -> (String, i64) {
+    let conn = rusqlite::Connection::open(gpkg).unwrap();
+    conn.query_row(
+        "SELECT geometry_type_name, z FROM gpkg_geometry_columns WHERE table_name = ?1",
+        [layer],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_command_line_options_decide_the_type_and_repairs_fit_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let gpkg = dir.path().join("t.gpkg");
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+
+    // A polygon layer with a bowtie, repaired into two polygons: typed MultiPolygon up front,
+    // so the repair fits without widening the column.
+    let polygons = write("polygons.geojson", feature_collection(&[SQUARE, BOWTIE, SQUARE]));
+    let repaired = support::ingest(&gpkg, &polygons, "parcels", &["--on-invalid", "repair"]);
+    assert_eq!(repaired.code, 0, "{}", repaired.stderr);
+    assert_eq!((repaired.summary["features_loaded"].as_u64(), repaired.summary["repaired"].as_u64()), (Some(3), Some(1)));
+    let widened = |summary: &Value| {
+        summary["schema_changes"].as_array().unwrap().iter().filter(|c| c["change"] == "geometry_widened").count()
+    };
+    assert_eq!(widened(&repaired.summary), 0, "{}", repaired.summary);
+    assert_eq!(registered(&gpkg, "parcels"), ("MULTIPOLYGON".to_string(), 0));
+    // Skipping instead leaves a polygon layer.
+    let skipped = support::ingest(&gpkg, &polygons, "plain", &[]);
+    assert_eq!(skipped.summary["features_loaded"], 2);
+    assert_eq!(registered(&gpkg, "plain"), ("POLYGON".to_string(), 0));
+
+    // A requested type: other types are invalid features under the policy.
+    let mixed = write("mixed.geojson", feature_collection(&[SQUARE, POINT, "null"]));
+    let typed = support::ingest(&gpkg, &mixed, "multi", &["--geometry-type", "multipolygon"]);
+    assert_eq!(typed.code, 0, "{}", typed.stderr);
+    assert_eq!(typed.summary["features_loaded"], 2);
+    assert_eq!(typed.summary["errors"][0]["code"], "geometry-type", "{}", typed.summary);
+    assert_eq!(typed.summary["errors"][0]["index"], 1);
+    assert_eq!(registered(&gpkg, "multi"), ("MULTIPOLYGON".to_string(), 0));
+    let rejected = support::ingest(&gpkg, &mixed, "multi", &["--geometry-type", "polygon", "--on-invalid", "reject"]);
+    assert_eq!(rejected.code, 3, "{}", rejected.summary);
+
+    // The same file under another geometry type loads again (the setting is part of the no-op
+    // check), and `any` widens the column, as a reported change.
+    let again = support::ingest(&gpkg, &mixed, "multi", &["--geometry-type", "multipolygon"]);
+    assert_eq!(again.summary["status"], "unchanged");
+    let any = support::ingest(&gpkg, &mixed, "multi", &["--geometry-type", "any"]);
+    assert_eq!(any.summary["status"], "loaded", "{}", any.summary);
+    assert_eq!(
+        any.summary["schema_changes"][0],
+        serde_json::json!({"change": "geometry_widened", "column": "geom", "from": "MultiPolygon", "to": "Geometry"})
+    );
+    assert_eq!(registered(&gpkg, "multi"), ("GEOMETRY".to_string(), 0));
+    let bad = geoflow()
+        .arg("ingest")
+        .arg(&mixed)
+        .args(["--dataset", "multi", "--geometry-type", "polygonz", "--database"])
+        .arg(&gpkg)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("multipolygon"), "the error lists the types");
+
+    // Strict: a file that does not fit the column is rejected, naming the feature.
+    let points = write("points.geojson", feature_collection(&[POINT]));
+    let strict = support::ingest(&gpkg, &points, "plain", &["--schema-policy", "strict"]);
+    assert_eq!(strict.code, 3, "{}", strict.summary);
+    assert!(strict.summary["error"].as_str().unwrap().contains("feature 0 has a Point geometry"), "{}", strict.summary);
+    assert_eq!(registered(&gpkg, "plain"), ("POLYGON".to_string(), 0));
+
+    if have_tool("ogrinfo") {
+        let (count, _, text) = support::ogr_layer(&gpkg, Some("parcels"));
+        assert_eq!(count, 3);
+        assert!(text.contains("Geometry: Multi Polygon"), "{text}");
+    }
+}
