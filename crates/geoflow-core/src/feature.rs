@@ -946,7 +946,10 @@ mod tests {
         use GeometryKind::*;
         let f = |g: &str| format!(r#"{{"type":"Feature","properties":{{"a":1}},"geometry":{g}}}"#);
         assert_eq!(shape(&f(r#"{"type":"Point","coordinates":[1,2]}"#)), Some((Point, Some(false))));
-        assert_eq!(shape(&f(r#"{ "type" : "Polygon", "coordinates" : [ [ [1, 2, 3], [4,5,6]]]}"#)), Some((Polygon, Some(true))));
+        assert_eq!(
+            shape(&f(r#"{ "type" : "Polygon", "coordinates" : [ [ [1, 2, 3], [4,5,6]]]}"#)),
+            Some((Polygon, Some(true)))
+        );
         // Members in another order, empty parts first, a bbox in between.
         assert_eq!(
             shape(&f(r#"{"coordinates":[[],[[[1.5,-2e3]]]],"bbox":[0,0,1,1],"type":"MultiPolygon"}"#)),

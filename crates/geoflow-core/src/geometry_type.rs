@@ -481,7 +481,10 @@ mod tests {
         let request = GeometryType::Exactly(MultiPolygon);
         let mixed = GeometryKinds::of(&[Point, Polygon], false);
         assert_eq!(request.stored_kinds(mixed, false), polygons);
-        assert_eq!(GeometryColumn::decide(request.stored_kinds(mixed, false), request), col(Some(MultiPolygon), Dim::Xy));
+        assert_eq!(
+            GeometryColumn::decide(request.stored_kinds(mixed, false), request),
+            col(Some(MultiPolygon), Dim::Xy)
+        );
         assert!(!GeometryType::Exactly(Polygon).accepts(MultiPolygon));
         // Under repair a polygon may come out a MultiPolygon: the column is ready for it.
         let repaired = GeometryType::Auto.stored_kinds(polygons, true);

@@ -10,8 +10,8 @@ use futures_util::TryStreamExt;
 use geoflow_core::dataset::{DatasetMode, DatasetName};
 use geoflow_core::geometry::{Geom, Pos};
 use geoflow_core::geometry_type::{GeometryKinds, GeometryType};
-use geoflow_core::row::GeometryKind;
 use geoflow_core::report::{LoadCounts, Policy, ProblemCode};
+use geoflow_core::row::GeometryKind;
 use geoflow_core::row::{Bbox, Measures, Row};
 use geoflow_core::schema::{Field, FieldType, Schema, SchemaPolicy};
 use geoflow_core::value::PropValue;
@@ -818,7 +818,8 @@ async fn geometry_types(s: &dyn Store) {
     assert_eq!(count(s, ds).await, 4);
     // Strict loads that fit go in, promoted.
     let strict = LoadPlan { schema_policy: SchemaPolicy::Strict, ..typed_plan(ds, "two", "g2b", &[Polygon]) };
-    let LoadOutcome::Loaded { schema_changes, .. } = commit(s, strict, vec![shaped(0, Geom::Polygon(square(6.0)))]).await
+    let LoadOutcome::Loaded { schema_changes, .. } =
+        commit(s, strict, vec![shaped(0, Geom::Polygon(square(6.0)))]).await
     else {
         panic!("a polygon fits a MultiPolygon column")
     };
@@ -847,7 +848,8 @@ async fn geometry_types(s: &dyn Store) {
     )
     .await;
     let LoadOutcome::Loaded { schema_changes, .. } = outcome else { panic!("{outcome:?}") };
-    let widened = SchemaChange::GeometryWidened { column: "geom".into(), from: "Polygon".into(), to: "Geometry".into() };
+    let widened =
+        SchemaChange::GeometryWidened { column: "geom".into(), from: "Polygon".into(), to: "Geometry".into() };
     assert_eq!(schema_changes, [widened]);
     assert_eq!(geometry_type(s, ds).await, "Geometry");
     assert_eq!(stored_types(s, ds).await, ["Polygon", "MultiPolygon"]);

@@ -1413,7 +1413,8 @@ async fn typed_geometry_columns_stay_valid_geopackages_as_they_widen() {
     }
 
     // A later load of points widens the column (and its declared type) to GEOMETRY.
-    let outcome = commit(&store, typed("b", "h2", &[Point]), vec![row(0, PropValue::Null, Some(point(5.0, 5.0)), vec![])]).await;
+    let outcome =
+        commit(&store, typed("b", "h2", &[Point]), vec![row(0, PropValue::Null, Some(point(5.0, 5.0)), vec![])]).await;
     let LoadOutcome::Loaded { schema_changes, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(schema_changes.len(), 1, "{schema_changes:?}");
     assert_eq!(geometry_registration(&reader, "parcels"), ("GEOMETRY".into(), 0, "GEOMETRY".into()));

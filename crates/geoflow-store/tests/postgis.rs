@@ -1095,10 +1095,8 @@ async fn typed_geometry_columns_widen_keeping_their_index_and_srid_check() {
         p.schema.geometry = GeometryKinds::of(kinds, false);
         p
     };
-    let rows = vec![
-        row(0, PropValue::Null, Some(square(0.0, 0.0, 1.0)), vec![]),
-        row(1, PropValue::Null, None, vec![]),
-    ];
+    let rows =
+        vec![row(0, PropValue::Null, Some(square(0.0, 0.0, 1.0)), vec![]), row(1, PropValue::Null, None, vec![])];
     commit(&store, typed("parcels", "a", "h1", &[Polygon, MultiPolygon]), rows).await;
     assert_eq!(geometry_column(&client, "parcels").await, ("MULTIPOLYGON".into(), 2, 4326));
     let types = texts(&client, "SELECT ST_GeometryType(geom) FROM datasets.parcels ORDER BY fid").await;

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use geoflow_core::dataset::{DatasetMode, DatasetName};
-use geoflow_core::report::Policy;
 use geoflow_core::geometry_type::GeometryType;
+use geoflow_core::report::Policy;
 use geoflow_core::schema::SchemaPolicy;
 use geoflow_store::JobStatus;
 

@@ -6,8 +6,8 @@
 //! space). The dataset is read from the key: `[prefix/]raw/<dataset>/…`.
 
 use geoflow_core::dataset::{DatasetMode, DatasetName};
-use geoflow_core::report::Policy;
 use geoflow_core::geometry_type::GeometryType;
+use geoflow_core::report::Policy;
 use geoflow_core::schema::SchemaPolicy;
 use serde::{Deserialize, Serialize};
 

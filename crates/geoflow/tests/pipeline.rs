@@ -542,15 +542,14 @@ async fn a_load_committed_before_its_worker_died_finishes_its_job_as_succeeded()
     assert_eq!(summary.status, Status::Loaded);
 
     // Its message comes back.
-    let tag =
-        JobTag {
-            job: "j-crashed".into(),
-            on_invalid: Policy::Skip,
-            schema_policy: None,
-            geometry_type: None,
-            mode: None,
-            force: false,
-        };
+    let tag = JobTag {
+        job: "j-crashed".into(),
+        on_invalid: Policy::Skip,
+        schema_policy: None,
+        geometry_type: None,
+        mode: None,
+        force: false,
+    };
     env.queue.send(&notification(EventKind::Created, key, body.len() as u64, Some(&tag))).await.unwrap();
     drain(&env, 1).await;
     let job = env.store.job("j-crashed").await.unwrap().unwrap();

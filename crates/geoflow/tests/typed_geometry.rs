@@ -238,11 +238,9 @@ const POINT: &str = r#"{"type":"Point","coordinates":[1,2]}"#;
 /// `gpkg_geometry_columns` of a layer: (geometry_type_name, z).
 fn registered(gpkg: &Path, layer: &str) -> (String, i64) {
     let conn = rusqlite::Connection::open(gpkg).unwrap();
-    conn.query_row(
-        "SELECT geometry_type_name, z FROM gpkg_geometry_columns WHERE table_name = ?1",
-        [layer],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
+    conn.query_row("SELECT geometry_type_name, z FROM gpkg_geometry_columns WHERE table_name = ?1", [layer], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
     .unwrap()
 }
 
@@ -261,7 +259,10 @@ fn the_command_line_options_decide_the_type_and_repairs_fit_it() {
     let polygons = write("polygons.geojson", feature_collection(&[SQUARE, BOWTIE, SQUARE]));
     let repaired = support::ingest(&gpkg, &polygons, "parcels", &["--on-invalid", "repair"]);
     assert_eq!(repaired.code, 0, "{}", repaired.stderr);
-    assert_eq!((repaired.summary["features_loaded"].as_u64(), repaired.summary["repaired"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(
+        (repaired.summary["features_loaded"].as_u64(), repaired.summary["repaired"].as_u64()),
+        (Some(3), Some(1))
+    );
     let widened = |summary: &Value| {
         summary["schema_changes"].as_array().unwrap().iter().filter(|c| c["change"] == "geometry_widened").count()
     };

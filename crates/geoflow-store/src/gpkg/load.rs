@@ -21,9 +21,9 @@ use crate::layout::{
     json_key, route_properties, Column, ColumnDrop, FieldSlot, GeometryRequest, Layout, OverflowObject, Resolution,
     SchemaChange, OVERFLOW_COLUMN,
 };
-use geoflow_core::geometry_type::GeometryColumn;
 use crate::protocol::{self, Catalogued, Committed, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
 use crate::{Clock, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
+use geoflow_core::geometry_type::GeometryColumn;
 
 /// How the R-tree is filled during a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

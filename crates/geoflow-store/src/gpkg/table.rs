@@ -316,7 +316,8 @@ pub fn set_geometry_type(tx: &Connection, table: &str, to: GeometryColumn) -> Re
     }
     let version: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0)).ctx("reading the schema version")?;
     tx.execute_batch("PRAGMA writable_schema = ON").ctx("retyping the geometry column")?;
-    let updated = tx.execute("UPDATE sqlite_master SET sql = ?2 WHERE type = 'table' AND name = ?1", params![table, declared]);
+    let updated =
+        tx.execute("UPDATE sqlite_master SET sql = ?2 WHERE type = 'table' AND name = ?1", params![table, declared]);
     tx.execute_batch(&format!("PRAGMA writable_schema = OFF; PRAGMA schema_version = {}", version + 1))
         .ctx("retyping the geometry column")?;
     updated.ctx("retyping the geometry column")?;
@@ -683,8 +684,13 @@ mod tests {
             id_type: FieldType::Null,
             ..Default::default()
         };
-        let first =
-            Resolution::new("t", None, &schema(&[("Name", FieldType::Text), ("fid", FieldType::Integer)]), Default::default(), 2000);
+        let first = Resolution::new(
+            "t",
+            None,
+            &schema(&[("Name", FieldType::Text), ("fid", FieldType::Integer)]),
+            Default::default(),
+            2000,
+        );
         assert!(!needs_rebuild(&first));
         let names: Vec<_> = first.new.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["name", "fid_2"]);
@@ -699,7 +705,8 @@ mod tests {
         assert_eq!(second.new.columns[2].name, "name_2");
         assert_eq!(second.new.columns[0].ty, FieldType::Json);
         assert!(!needs_rebuild(&second), "TEXT stays TEXT");
-        let third = Resolution::new("t", Some(first.new), &schema(&[("fid", FieldType::Real)]), Default::default(), 2000);
+        let third =
+            Resolution::new("t", Some(first.new), &schema(&[("fid", FieldType::Real)]), Default::default(), 2000);
         assert!(needs_rebuild(&third));
     }
 }

@@ -336,7 +336,8 @@ fn dataset_of(store: &PostgisStore, r: &Row) -> Result<DatasetInfo, StoreError> 
         sources: r.get::<_, i64>(9).max(0) as u64,
         columns,
         mode: parse_mode(store, r.get(13))?,
-        geometry_type: super::table::parse_pg_geometry_type(r.get::<_, Option<&str>>(14).unwrap_or("geometry")).to_string(),
+        geometry_type: super::table::parse_pg_geometry_type(r.get::<_, Option<&str>>(14).unwrap_or("geometry"))
+            .to_string(),
         version: r.get(1),
         updated_at: r.get(2),
     })

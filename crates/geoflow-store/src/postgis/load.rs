@@ -20,9 +20,9 @@ use super::{Ctx, PostgisStore};
 use crate::layout::{
     json_key, Column, ColumnDrop, FieldSlot, GeometryRequest, Layout, Resolution, SchemaChange, OVERFLOW_COLUMN,
 };
-use geoflow_core::geometry_type::GeometryColumn;
 use crate::protocol::{self, Catalogued, Committed, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
 use crate::{LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, StoreError};
+use geoflow_core::geometry_type::GeometryColumn;
 
 /// Bytes of COPY data sent at a time.
 const SEND_BUFFER: usize = 1 << 20;

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use geoflow_core::dataset::{DatasetMode, DatasetName};
-use geoflow_core::report::{LoadCounts, Policy};
 use geoflow_core::geometry_type::GeometryType;
+use geoflow_core::report::{LoadCounts, Policy};
 use geoflow_core::schema::SchemaPolicy;
 use geoflow_queue::{Delivery, Queue, Receipt, MAX_BATCH};
 use geoflow_store::protocol::{load_settings, same_settings, Origin};
