@@ -78,10 +78,11 @@ async fn run_datasets(args: DatasetsArgs) -> anyhow::Result<ExitCode> {
     if list.json {
         println!("{}", serde_json::to_string_pretty(&datasets)?);
     } else {
-        println!("{:<32} {:>12} {:>8}  extent", "dataset", "features", "sources");
+        println!("{:<32} {:>12} {:>8}  {:<20}  extent", "dataset", "features", "sources", "geometry");
         for d in datasets {
             let extent = d.bbox.map_or("-".to_string(), |b| format!("{} {} {} {}", b.min_x, b.min_y, b.max_x, b.max_y));
-            println!("{:<32} {:>12} {:>8}  {extent}", d.name.as_str(), d.feature_count, d.sources);
+            let geometry = &d.geometry_type;
+            println!("{:<32} {:>12} {:>8}  {geometry:<20}  {extent}", d.name.as_str(), d.feature_count, d.sources);
         }
     }
     Ok(ExitCode::SUCCESS)
