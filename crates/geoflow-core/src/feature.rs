@@ -185,12 +185,30 @@ fn members_and_plain_geometry(text: &str, transform: CrsTransform) -> Option<(Me
 
 /// The id and properties of a feature text; members are cut out by brackets only.
 fn skim(text: &[u8], on_property: &mut impl FnMut(&str, PropValue)) -> PropValue {
+    skim_feature(text, on_property).0
+}
+
+/// The kind of a geometry and whether it has Z (`None` when that is not known: an empty
+/// geometry, or an unusual one), as the schema pass reads it.
+pub type GeometryShape = (GeometryKind, Option<bool>);
+
+/// The id, properties and geometry shape of a feature text (or of a bare geometry), for the
+/// schema pass: members are cut out by brackets only, and of the geometry only its `type` and
+/// its first position are read ([`geometry_shape`]). Nothing is checked: the load pass does.
+pub fn skim_feature(text: &[u8], on_property: &mut impl FnMut(&str, PropValue)) -> (PropValue, Option<GeometryShape>) {
     let mut id = PropValue::Null;
-    let Some((members, _)) = std::str::from_utf8(text).ok().and_then(|t| strict_members(t, None).ok()) else {
-        return id;
+    let mut shape = None;
+    let Ok(text) = std::str::from_utf8(text) else { return (id, shape) };
+    let Ok((members, _)) = strict_members(text, None) else {
+        return (id, shape);
     };
     for (key, value) in members {
         match (key.as_ref(), value.as_bytes().first()) {
+            ("type", Some(b'"')) if GeometryKind::from_name(value.trim_matches('"')).is_some() => {
+                // A bare geometry.
+                shape = geometry_shape(text, 0);
+            }
+            ("geometry", Some(b'{')) => shape = geometry_shape(value, 0),
             ("id", Some(b'"' | b'-' | b'0'..=b'9')) => id = PropValue::from_raw_json(value),
             ("properties", Some(b'{')) => {
                 if let Ok(props) = object_members(value) {
@@ -202,7 +220,94 @@ fn skim(text: &[u8], on_property: &mut impl FnMut(&str, PropValue)) -> PropValue
             _ => {}
         }
     }
-    id
+    (id, shape)
+}
+
+fn skip_ws(t: &[u8], mut i: usize) -> usize {
+    while matches!(t.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The kind and dimension of the geometry object `text` starts with, reading as little of it
+/// as it can: its `type`, and the first position of its `coordinates` (or of its first member,
+/// for a collection). Members before those are skipped by their brackets. `None` when the
+/// object is not a geometry this can read; the load pass reports why.
+fn geometry_shape(text: &str, depth: usize) -> Option<GeometryShape> {
+    let t = text.as_bytes();
+    let mut i = skip_ws(t, 0);
+    if t.get(i) != Some(&b'{') || depth > MAX_COLLECTION_DEPTH {
+        return None;
+    }
+    i = skip_ws(t, i + 1);
+    let (mut kind, mut has_z, mut dim_read) = (None, None, false);
+    while t.get(i) == Some(&b'"') {
+        let key_end = skip_value(t, i)?;
+        let key = &t[i + 1..key_end - 1];
+        i = skip_ws(t, key_end);
+        if t.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(t, i + 1);
+        match key {
+            b"type" => {
+                let end = skip_value(t, i)?;
+                kind = Some(GeometryKind::from_name(text.get(i + 1..end.checked_sub(1)?)?)?);
+                i = end;
+            }
+            b"coordinates" | b"geometries" if !dim_read => {
+                has_z = if key == b"coordinates" {
+                    first_position_has_z(&t[i..])
+                } else {
+                    // The first member of the collection.
+                    let first = skip_ws(t, i + 1);
+                    geometry_shape(text.get(first..)?, depth + 1).and_then(|(_, z)| z)
+                };
+                dim_read = true;
+                if kind.is_some() {
+                    break;
+                }
+                i = skip_value(t, i)?;
+            }
+            _ => i = skip_value(t, i)?,
+        }
+        if kind.is_some() && dim_read {
+            break;
+        }
+        i = skip_ws(t, i);
+        match t.get(i) {
+            Some(b',') => i = skip_ws(t, i + 1),
+            _ => break,
+        }
+    }
+    Some((kind?, has_z))
+}
+
+/// Whether the first position of a `coordinates` array has a third number: `None` when it
+/// has no position (or it is not readable).
+fn first_position_has_z(t: &[u8]) -> Option<bool> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    // Down to the first number, past empty arrays.
+    loop {
+        match *t.get(i)? {
+            b'[' => depth += 1,
+            b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return None;
+                }
+            }
+            b'-' | b'0'..=b'9' => break,
+            b',' | b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => return None,
+        }
+        i += 1;
+    }
+    let end = i + memchr::memchr(b']', &t[i..])?;
+    let numbers = 1 + memchr::memchr_iter(b',', &t[i..end]).count();
+    Some(numbers == 3)
 }
 
 /// The members of a JSON object, its syntax checked: the object's own structure here, the
@@ -833,5 +938,37 @@ mod tests {
             r#"{"type":"Feature","crs":{"type":"name","properties":{"name":"EPSG:27700"}},"properties":{},"geometry":null}"#,
         );
         assert_eq!(codes(&f), vec![ProblemCode::UnsupportedCrs]);
+    }
+
+    #[test]
+    fn the_schema_pass_reads_the_geometry_type_and_first_position() {
+        let shape = |text: &str| skim_feature(text.as_bytes(), &mut |_, _| {}).1;
+        use GeometryKind::*;
+        let f = |g: &str| format!(r#"{{"type":"Feature","properties":{{"a":1}},"geometry":{g}}}"#);
+        assert_eq!(shape(&f(r#"{"type":"Point","coordinates":[1,2]}"#)), Some((Point, Some(false))));
+        assert_eq!(
+            shape(&f(r#"{ "type" : "Polygon", "coordinates" : [ [ [1, 2, 3], [4,5,6]]]}"#)),
+            Some((Polygon, Some(true)))
+        );
+        // Members in another order, empty parts first, a bbox in between.
+        assert_eq!(
+            shape(&f(r#"{"coordinates":[[],[[[1.5,-2e3]]]],"bbox":[0,0,1,1],"type":"MultiPolygon"}"#)),
+            Some((MultiPolygon, Some(false)))
+        );
+        assert_eq!(shape(&f(r#"{"type":"LineString","coordinates":[]}"#)), Some((LineString, None)));
+        assert_eq!(
+            shape(&f(r#"{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[1,2,3]}]}"#)),
+            Some((GeometryCollection, Some(true)))
+        );
+        assert_eq!(shape(&f("null")), None);
+        assert_eq!(shape(&f(r#"{"type":"Curve","coordinates":[1,2]}"#)), None);
+        // A bare geometry.
+        assert_eq!(shape(r#"{"type":"MultiPoint","coordinates":[[1,2]]}"#), Some((MultiPoint, Some(false))));
+        // Broken text reads as nothing, never panics.
+        for cut in 0..60 {
+            let text = f(r#"{"type":"Polygon","coordinates":[[[1,2],[3,4]]]}"#);
+            let _ = shape(&text[..cut.min(text.len())]);
+            let _ = geometry_shape(&r#"{"type":"Polygon","coordinates":[[[1,2],[3,4]]]}"#[..cut.min(48)], 0);
+        }
     }
 }

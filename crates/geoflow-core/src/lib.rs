@@ -5,6 +5,7 @@ pub mod crs;
 pub mod dataset;
 pub mod feature;
 pub mod geometry;
+pub mod geometry_type;
 pub mod measure;
 pub mod process;
 pub mod reader;

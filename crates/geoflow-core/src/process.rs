@@ -1,7 +1,8 @@
 //! One feature from raw text to a stored row or a report line, under a validation policy.
 
 use crate::dataset::FeatureKey;
-use crate::feature::{parse_feature, Parts};
+use crate::feature::{parse_feature, skim_feature, Parts};
+use crate::geometry_type::GeometryType;
 use crate::reader::RawFeature;
 use crate::repair::repair;
 use crate::report::{Action, FeatureIssue, Policy, Problem, ProblemCode};
@@ -25,6 +26,8 @@ pub enum Processed {
 #[derive(Debug, Clone)]
 pub struct Processor {
     policy: Policy,
+    /// The geometry type asked for: features of a kind it does not take are invalid.
+    geometry_type: GeometryType,
     /// Column of each key; keys are hashed for every property of every feature, so with a
     /// fast hasher (still randomly seeded: the keys are untrusted).
     fields: foldhash::HashMap<String, usize>,
@@ -42,7 +45,14 @@ enum KeyField {
 impl Processor {
     pub fn new(schema: &Schema, policy: Policy) -> Processor {
         let fields = schema.fields.iter().enumerate().map(|(i, f)| (f.key.clone(), i)).collect();
-        Processor { policy, fields, key: None }
+        Processor { policy, geometry_type: GeometryType::Auto, fields, key: None }
+    }
+
+    /// Under [`GeometryType::Exactly`], features of other kinds are invalid (except the single
+    /// kind of a requested Multi kind).
+    pub fn with_geometry_type(mut self, geometry_type: GeometryType) -> Processor {
+        self.geometry_type = geometry_type;
+        self
     }
 
     /// Rows must have a value for `key` (a dataset in upsert mode): a feature without one is
@@ -146,6 +156,21 @@ impl Processor {
                 }
             }
         }
+        if let Some(g) = geometry.as_ref().filter(|g| !self.geometry_type.accepts(g.kind())) {
+            let problem = Problem::new(
+                ProblemCode::GeometryType,
+                format!(
+                    "the geometry is a {}, and the dataset's geometry type is {}",
+                    g.kind().name(),
+                    self.geometry_type
+                ),
+            );
+            let (action, note) = match self.policy {
+                Policy::Repair => (Action::Skipped, Some("a geometry of another type cannot be repaired")),
+                _ => (self.refusal(), None),
+            };
+            return Processed::Invalid(self.issue(raw.index, id, &[problem], action, note));
+        }
         let measures = match (&geometry, &geo) {
             (Some(g), Some(as_geo)) => measure::measures(g, as_geo),
             _ => Default::default(),
@@ -199,11 +224,14 @@ pub fn observe_schema(raw: &RawFeature, schema: &mut SchemaBuilder) {
     if raw.fault.is_some() {
         return;
     }
-    let parsed = parse_feature(&raw.bytes, raw.transform, Parts::PropertiesOnly, |key, value| {
+    let (id, shape) = skim_feature(&raw.bytes, &mut |key, value| {
         // Under the name the load pass stores it by (see [`crate::storable`]).
         schema.observe(&storable_key(key), storable::storable_value(value).kind())
     });
-    schema.observe_id(parsed.id.kind());
+    schema.observe_id(id.kind());
+    if let Some((kind, has_z)) = shape {
+        schema.observe_geometry(kind, has_z);
+    }
 }
 
 #[cfg(test)]
@@ -330,5 +358,38 @@ mod tests {
     fn reject_marks_invalid_features_rejected() {
         let out = run(MIXED, Policy::Reject);
         assert!(matches!(&out[1], Processed::Invalid(i) if i.action == Action::Rejected));
+    }
+
+    #[test]
+    fn a_requested_geometry_type_refuses_other_kinds_but_takes_single_parts_of_multi() {
+        let input = r#"{"type":"FeatureCollection","features":[
+            {"type":"Feature","properties":{},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}},
+            {"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]}},
+            {"type":"Feature","properties":{},"geometry":null}
+        ]}"#;
+        let raws: Vec<RawFeature> =
+            GeoJsonReader::new(input.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
+        let mut schema = SchemaBuilder::default();
+        raws.iter().for_each(|r| observe_schema(r, &mut schema));
+        let schema = schema.finish();
+        assert_eq!(
+            schema.geometry,
+            crate::geometry_type::GeometryKinds::of(
+                &[crate::row::GeometryKind::Polygon, crate::row::GeometryKind::Point],
+                false
+            )
+        );
+        let request = GeometryType::Exactly(crate::row::GeometryKind::MultiPolygon);
+        for policy in [Policy::Skip, Policy::Repair, Policy::Reject] {
+            let p = Processor::new(&schema, policy).with_geometry_type(request);
+            let out: Vec<Processed> = raws.iter().map(|r| p.process(r)).collect();
+            assert!(matches!(&out[0], Processed::Row(..)), "{:?}", out[0]);
+            let Processed::Invalid(issue) = &out[1] else { panic!("{:?}", out[1]) };
+            assert_eq!(issue.code, ProblemCode::GeometryType);
+            assert!(issue.reason.contains("Point") && issue.reason.contains("multipolygon"), "{}", issue.reason);
+            let expected = if policy == Policy::Reject { Action::Rejected } else { Action::Skipped };
+            assert_eq!(issue.action, expected);
+            assert!(matches!(&out[2], Processed::Row(r, None) if r.geometry.is_none()));
+        }
     }
 }

@@ -67,6 +67,8 @@ pub enum ProblemCode {
     /// In a dataset keyed by a Feature `id` or a property ([`crate::dataset::FeatureKey`]), a
     /// feature without a key: none, null, or an object, array or boolean.
     MissingKey,
+    /// A geometry of another kind than the dataset's requested geometry type.
+    GeometryType,
 }
 
 impl ProblemCode {
@@ -101,6 +103,7 @@ impl ProblemCode {
             ProblemCode::UnsupportedCrs => "unsupported-crs",
             ProblemCode::UnstorableText => "unstorable-text",
             ProblemCode::MissingKey => "missing-key",
+            ProblemCode::GeometryType => "geometry-type",
         }
     }
 

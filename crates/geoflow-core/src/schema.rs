@@ -4,6 +4,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::geometry_type::GeometryKinds;
+use crate::row::GeometryKind;
 use crate::value::ValueKind;
 
 /// The type of a property column. Widening ([`FieldType::join`]) never loses a value:
@@ -95,6 +97,9 @@ pub struct Schema {
     pub fields: Vec<Field>,
     /// The type the feature `id` member needs (`Null` when no feature has one).
     pub id_type: FieldType,
+    /// The kinds of the geometries, and their dimensions.
+    #[serde(default)]
+    pub geometry: GeometryKinds,
 }
 
 impl Schema {
@@ -165,12 +170,18 @@ impl SchemaBuilder {
         self.schema.id_type = self.schema.id_type.join(FieldType::of(kind));
     }
 
+    /// Records a geometry's kind and whether it has Z (`None`: not known, e.g. empty).
+    pub fn observe_geometry(&mut self, kind: GeometryKind, has_z: Option<bool>) {
+        self.schema.geometry.observe(kind, has_z);
+    }
+
     /// Adds what another builder saw after what this one saw (keys keep their first-seen order).
     pub fn merge(&mut self, other: SchemaBuilder) {
         for f in other.schema.fields {
             self.observe_type(&f.key, f.ty);
         }
         self.schema.id_type = self.schema.id_type.join(other.schema.id_type);
+        self.schema.geometry.merge(other.schema.geometry);
     }
 
     /// Field index of `key`, if seen.

@@ -81,6 +81,7 @@ async fn load(store: &Arc<dyn Store>, schema: &Schema, source: &str, hash: Strin
         policy: Policy::Skip,
         origin: None,
         schema_policy: Default::default(),
+        geometry_type: Default::default(),
         mode: DatasetMode::Append,
         key: geoflow_core::dataset::FeatureKey::FeatureId,
         modified: None,
@@ -137,6 +138,7 @@ async fn main() {
         .map(|(k, ty)| Field { key: k.into(), ty })
         .collect(),
         id_type: FieldType::Integer,
+        ..Default::default()
     };
     println!("{} {}", store.location(), option.unwrap_or("default"));
     for round in 0..2 {

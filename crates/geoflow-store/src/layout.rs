@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use geoflow_core::geometry_type::{Fit, GeometryColumn, GeometryType};
+use geoflow_core::report::Policy;
 use geoflow_core::row::Row;
 use geoflow_core::schema::{ColumnNamer, FieldType, Schema, SchemaPolicy};
 use geoflow_core::value::PropValue;
@@ -33,6 +35,9 @@ pub const SYSTEM_COLUMNS: [&str; 15] = [
 /// the columns its store's tables can have. It exists once a dataset has such a property.
 pub const OVERFLOW_COLUMN: &str = "gf_overflow";
 
+/// The geometry column of every dataset table.
+pub const GEOMETRY_COLUMN: &str = "geom";
+
 /// One property of a dataset table: a column of its own, or a member of [`OVERFLOW_COLUMN`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Column {
@@ -56,6 +61,8 @@ impl Column {
 pub struct Layout {
     pub table: String,
     pub id_type: FieldType,
+    /// The type of the geometry column ([`GEOMETRY_COLUMN`]).
+    pub geometry: GeometryColumn,
     /// In ordinal order (the table's column order).
     pub columns: Vec<Column>,
 }
@@ -66,6 +73,20 @@ pub fn parse_type(name: &str) -> Result<FieldType, StoreError> {
         location: "catalog".into(),
         reason: format!("unknown field type {name:?} in the catalog"),
     })
+}
+
+/// The geometry type a load asks for, and whether its invalid features are repaired (a
+/// repaired polygon may come out a MultiPolygon).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GeometryRequest {
+    pub ty: GeometryType,
+    pub repair: bool,
+}
+
+impl GeometryRequest {
+    pub fn new(ty: GeometryType, policy: Policy) -> GeometryRequest {
+        GeometryRequest { ty, repair: policy == Policy::Repair }
+    }
 }
 
 /// How a load's schema maps onto the dataset table, and what the table needs first.
@@ -83,13 +104,27 @@ impl Resolution {
     /// while the table stays within `max_columns` (the store's limit, system columns
     /// included, with room for [`OVERFLOW_COLUMN`]); keys beyond go to that column. A key
     /// keeps its place once it has one.
-    pub fn new(table: &str, old: Option<Layout>, schema: &Schema, max_columns: usize) -> Resolution {
+    ///
+    /// The geometry column of a new table gets the type the load's geometry kinds and its
+    /// request decide ([`GeometryColumn::decide`]); an existing one keeps its type while the
+    /// load's rows fit it (single geometries promoted to its Multi kind), and widens to the
+    /// generic type otherwise ([`GeometryColumn::widen`]).
+    pub fn new(
+        table: &str,
+        old: Option<Layout>,
+        schema: &Schema,
+        geometry: GeometryRequest,
+        max_columns: usize,
+    ) -> Resolution {
+        let kinds = geometry.ty.stored_kinds(schema.geometry, geometry.repair);
         let mut new = old.clone().unwrap_or_else(|| Layout {
             table: table.to_string(),
             id_type: FieldType::Null,
+            geometry: GeometryColumn::decide(kinds, geometry.ty),
             columns: Vec::new(),
         });
         new.id_type = new.id_type.join(schema.id_type);
+        new.geometry = new.geometry.widen(kinds, geometry.ty);
         let mut namer = ColumnNamer::new(SYSTEM_COLUMNS.into_iter().chain([OVERFLOW_COLUMN]));
         let mut by_key: HashMap<String, usize> = HashMap::with_capacity(new.columns.len() + schema.fields.len());
         for (i, c) in new.columns.iter().enumerate() {
@@ -166,20 +201,32 @@ pub enum SchemaChange {
     Widened { column: String, key: String, from: FieldType, to: FieldType },
     /// No row has a value in the column any more: it was dropped.
     Dropped { column: String, key: String, from: FieldType },
+    /// The geometry column's type widened to hold geometries of other kinds or dimensions
+    /// (`MultiPolygon` to `Geometry`, say).
+    GeometryWidened { column: String, from: String, to: String },
 }
 
 impl SchemaChange {
     fn dropped(c: &Column) -> SchemaChange {
         SchemaChange::Dropped { column: c.name.clone(), key: c.key.clone(), from: c.ty }
     }
+
+    /// The geometry column widened from `from` to `to`.
+    pub fn geometry_widened(from: GeometryColumn, to: GeometryColumn) -> SchemaChange {
+        SchemaChange::GeometryWidened { column: GEOMETRY_COLUMN.into(), from: from.to_string(), to: to.to_string() }
+    }
 }
 
 impl Resolution {
-    /// What this load changes in the table's layout: the columns it adds (every column, for
-    /// the load that creates the table) and the types it widens, in column order.
+    /// What this load changes in the table's layout: the geometry column's type, if it
+    /// widens, then the columns it adds (every column, for the load that creates the table)
+    /// and the types it widens, in column order.
     pub fn changes(&self) -> Vec<SchemaChange> {
         let old = self.old.as_ref().map_or(&[][..], |o| &o.columns[..]);
         let mut changes = Vec::new();
+        if let Some(o) = self.old.as_ref().filter(|o| o.geometry != self.new.geometry) {
+            changes.push(SchemaChange::geometry_widened(o.geometry, self.new.geometry));
+        }
         for (i, c) in self.new.columns.iter().enumerate() {
             let (column, key) = (c.name.clone(), c.key.clone());
             match old.get(i) {
@@ -217,6 +264,8 @@ struct Guarded {
 #[derive(Debug, Clone, Default)]
 pub struct TypeGuard {
     guarded: Vec<Guarded>,
+    /// The geometry column's type before the load, and after, when the load widens it.
+    geometry: Option<(GeometryColumn, GeometryColumn)>,
 }
 
 impl TypeGuard {
@@ -224,9 +273,21 @@ impl TypeGuard {
     /// under [`SchemaPolicy::Widen`]. A column that so far held only nulls takes its first
     /// type under either policy: no stored value changes.
     pub fn new(policy: SchemaPolicy, schema: &Schema, changes: &[SchemaChange]) -> TypeGuard {
+        TypeGuard::with_geometry(policy, schema, changes, None)
+    }
+
+    /// [`TypeGuard::new`], also holding the load to the geometry column's type `old` when it
+    /// would widen to `new` (`geometry`: `Some((old, new))` for a table that existed).
+    pub fn with_geometry(
+        policy: SchemaPolicy,
+        schema: &Schema,
+        changes: &[SchemaChange],
+        geometry: Option<(GeometryColumn, GeometryColumn)>,
+    ) -> TypeGuard {
         if policy == SchemaPolicy::Widen {
             return TypeGuard::default();
         }
+        let geometry = geometry.filter(|(old, new)| old != new);
         let guarded = changes
             .iter()
             .filter_map(|change| match change {
@@ -243,12 +304,20 @@ impl TypeGuard {
                 _ => None,
             })
             .collect();
-        TypeGuard { guarded }
+        TypeGuard { guarded, geometry }
     }
 
     /// Rejects the load at the first row (in source order) with a value that does not fit its
     /// column's type.
     pub fn check(&self, rows: &[Row]) -> Result<(), StoreError> {
+        if let Some((old, new)) = self.geometry {
+            for row in rows {
+                if let Some(g) = row.geometry.as_ref().filter(|g| old.fit(g) == Fit::Misfit) {
+                    let kind = if g.has_z { format!("{}Z", g.kind.name()) } else { g.kind.name().to_string() };
+                    return Err(geometry_rejection(&format!("feature {} has a {kind} geometry", row.index), old, new));
+                }
+            }
+        }
         if self.guarded.is_empty() {
             return Ok(());
         }
@@ -268,6 +337,9 @@ impl TypeGuard {
     /// Rejects the load if a change remains guarded once every row passed [`TypeGuard::check`]:
     /// the value that needs it is in a feature that was not stored (skipped as invalid).
     pub fn finish(&self) -> Result<(), StoreError> {
+        if let Some((old, new)) = self.geometry {
+            return Err(geometry_rejection("a feature that was not stored has a geometry of another type", old, new));
+        }
         match self.guarded.first() {
             None => Ok(()),
             Some(g) => Err(self.reject(g, "a feature that was not stored has a value of another type")),
@@ -283,6 +355,13 @@ impl TypeGuard {
             g.to.name()
         ))
     }
+}
+
+/// Why a load under [`SchemaPolicy::Strict`] is rejected for the geometry column.
+pub fn geometry_rejection(which: &str, from: GeometryColumn, to: GeometryColumn) -> StoreError {
+    StoreError::Invalid(format!(
+        "schema policy strict: {which}, which would change column {GEOMETRY_COLUMN:?} from {from} to {to}"
+    ))
 }
 
 /// The property columns that may have lost their last value when rows left the table: those
@@ -405,11 +484,13 @@ pub fn json_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use geoflow_core::geometry_type::{Dim, GeometryKinds};
+    use geoflow_core::row::GeometryKind;
     use geoflow_core::schema::Field;
 
     fn schema(keys: &[&str]) -> Schema {
         let fields = keys.iter().map(|k| Field { key: k.to_string(), ty: FieldType::Integer }).collect();
-        Schema { fields, id_type: FieldType::Null }
+        Schema { fields, id_type: FieldType::Null, ..Default::default() }
     }
 
     /// A store of `own` property columns at most.
@@ -419,7 +500,8 @@ mod tests {
 
     #[test]
     fn keys_beyond_the_store_limit_overflow_and_keep_their_place() {
-        let first = Resolution::new("t", None, &schema(&["a", "b", "c", "gf_overflow"]), limit(2));
+        let first =
+            Resolution::new("t", None, &schema(&["a", "b", "c", "gf_overflow"]), GeometryRequest::default(), limit(2));
         let places: Vec<(&str, &str, bool)> =
             first.new.columns.iter().map(|c| (c.key.as_str(), c.name.as_str(), c.overflow)).collect();
         assert_eq!(
@@ -436,7 +518,13 @@ mod tests {
         first.check_width(limit(2)).unwrap();
 
         // A later load with room to spare (a wider limit) keeps every key where it is.
-        let second = Resolution::new("t", Some(first.new.clone()), &schema(&["c", "d", "a"]), limit(3));
+        let second = Resolution::new(
+            "t",
+            Some(first.new.clone()),
+            &schema(&["c", "d", "a"]),
+            GeometryRequest::default(),
+            limit(3),
+        );
         assert_eq!(second.field_columns, [2, 4, 0]);
         assert_eq!((second.new.columns[4].name.as_str(), second.new.columns[4].overflow), ("d", false));
         assert!(!second.adds_overflow());
@@ -444,7 +532,7 @@ mod tests {
 
     #[test]
     fn a_property_column_named_like_the_overflow_column_is_never_handed_out() {
-        let r = Resolution::new("t", None, &schema(&["gf_overflow"]), limit(5));
+        let r = Resolution::new("t", None, &schema(&["gf_overflow"]), GeometryRequest::default(), limit(5));
         assert_ne!(r.new.columns[0].name, OVERFLOW_COLUMN);
         assert!(!r.new.columns[0].overflow);
     }
@@ -454,10 +542,11 @@ mod tests {
         let full = Layout {
             table: "t".into(),
             id_type: FieldType::Null,
+            geometry: GeometryColumn::generic(Dim::Xy),
             columns: vec![Column { key: "a".into(), name: "a".into(), ty: FieldType::Integer, overflow: false }],
         };
         // One property column fills a store of one column more than the system columns.
-        let r = Resolution::new("t", Some(full), &schema(&["b"]), SYSTEM_COLUMNS.len() + 1);
+        let r = Resolution::new("t", Some(full), &schema(&["b"]), GeometryRequest::default(), SYSTEM_COLUMNS.len() + 1);
         assert!(r.new.columns[1].overflow);
         assert!(
             matches!(r.check_width(SYSTEM_COLUMNS.len() + 1), Err(StoreError::Invalid(m)) if m.contains("gf_overflow"))
@@ -466,7 +555,7 @@ mod tests {
 
     fn typed(fields: &[(&str, FieldType)]) -> Schema {
         let fields = fields.iter().map(|(k, ty)| Field { key: k.to_string(), ty: *ty }).collect();
-        Schema { fields, id_type: FieldType::Null }
+        Schema { fields, id_type: FieldType::Null, ..Default::default() }
     }
 
     fn row(index: u64, properties: Vec<(usize, PropValue)>) -> Row {
@@ -475,13 +564,14 @@ mod tests {
 
     #[test]
     fn changes_list_added_columns_and_widened_types() {
-        let first = Resolution::new("t", None, &typed(&[("pop", FieldType::Integer)]), limit(1));
+        let first =
+            Resolution::new("t", None, &typed(&[("pop", FieldType::Integer)]), GeometryRequest::default(), limit(1));
         assert_eq!(
             first.changes(),
             [SchemaChange::Added { column: "pop".into(), key: "pop".into(), to: FieldType::Integer }]
         );
         let schema = typed(&[("name", FieldType::Text), ("pop", FieldType::Text), ("x", FieldType::Real)]);
-        let second = Resolution::new("t", Some(first.new.clone()), &schema, limit(2));
+        let second = Resolution::new("t", Some(first.new.clone()), &schema, GeometryRequest::default(), limit(2));
         assert_eq!(
             second.changes(),
             [
@@ -501,15 +591,22 @@ mod tests {
             serde_json::json!({"change": "widened", "column": "pop", "key": "pop", "from": "integer", "to": "json"})
         );
         // The same schema again changes nothing.
-        assert!(Resolution::new("t", Some(second.new.clone()), &schema, limit(2)).changes().is_empty());
+        assert!(Resolution::new("t", Some(second.new.clone()), &schema, GeometryRequest::default(), limit(2))
+            .changes()
+            .is_empty());
     }
 
     #[test]
     fn a_strict_load_is_rejected_at_the_first_value_its_column_cannot_hold() {
-        let first =
-            Resolution::new("t", None, &typed(&[("a", FieldType::Text), ("pop", FieldType::Integer)]), limit(5));
+        let first = Resolution::new(
+            "t",
+            None,
+            &typed(&[("a", FieldType::Text), ("pop", FieldType::Integer)]),
+            GeometryRequest::default(),
+            limit(5),
+        );
         let schema = typed(&[("pop", FieldType::Json), ("new", FieldType::Real)]);
-        let second = Resolution::new("t", Some(first.new.clone()), &schema, limit(5));
+        let second = Resolution::new("t", Some(first.new.clone()), &schema, GeometryRequest::default(), limit(5));
         assert!(TypeGuard::new(SchemaPolicy::Widen, &schema, &second.changes()).finish().is_ok());
 
         let guard = TypeGuard::new(SchemaPolicy::Strict, &schema, &second.changes());
@@ -527,9 +624,9 @@ mod tests {
         assert!(guard.finish().is_err());
 
         // A column that held only nulls takes its first type.
-        let nulls = Resolution::new("t", None, &typed(&[("n", FieldType::Null)]), limit(5));
+        let nulls = Resolution::new("t", None, &typed(&[("n", FieldType::Null)]), GeometryRequest::default(), limit(5));
         let schema = typed(&[("n", FieldType::Integer)]);
-        let typed_now = Resolution::new("t", Some(nulls.new), &schema, limit(5));
+        let typed_now = Resolution::new("t", Some(nulls.new), &schema, GeometryRequest::default(), limit(5));
         assert_eq!(typed_now.changes().len(), 1);
         assert!(TypeGuard::new(SchemaPolicy::Strict, &schema, &typed_now.changes()).finish().is_ok());
     }
@@ -537,8 +634,14 @@ mod tests {
     #[test]
     fn a_feature_id_type_change_is_reported_and_guarded() {
         let with_id = |ty| Schema { id_type: ty, ..typed(&[("id", FieldType::Integer)]) };
-        let first = Resolution::new("t", None, &with_id(FieldType::Integer), limit(5));
-        let second = Resolution::new("t", Some(first.new.clone()), &with_id(FieldType::Text), limit(5));
+        let first = Resolution::new("t", None, &with_id(FieldType::Integer), GeometryRequest::default(), limit(5));
+        let second = Resolution::new(
+            "t",
+            Some(first.new.clone()),
+            &with_id(FieldType::Text),
+            GeometryRequest::default(),
+            limit(5),
+        );
         let widened = SchemaChange::Widened {
             column: FEATURE_ID_COLUMN.into(),
             key: FEATURE_ID_KEY.into(),
@@ -559,7 +662,7 @@ mod tests {
 
     #[test]
     fn dropping_the_last_overflow_key_drops_the_overflow_column() {
-        let r = Resolution::new("t", None, &schema(&["a", "b", "c", "d"]), limit(2));
+        let r = Resolution::new("t", None, &schema(&["a", "b", "c", "d"]), GeometryRequest::default(), limit(2));
         let layout = r.new;
         assert_eq!(drop_candidates(&layout, Some(&schema(&["a", "c"]))).len(), 2);
         assert_eq!(drop_candidates(&layout, None).len(), 4);
@@ -591,5 +694,75 @@ mod tests {
         assert_eq!(o.finish(), Some(r#"{"a\"b":1,"c":[1,2]}"#));
         o.clear();
         assert_eq!(o.finish(), None);
+    }
+
+    fn with_kinds(kinds: &[GeometryKind], z: bool) -> Schema {
+        Schema { geometry: GeometryKinds::of(kinds, z), ..Schema::default() }
+    }
+
+    fn geometry_row(index: u64, kind: GeometryKind) -> Row {
+        Row { geometry: Some(geoflow_core::geometry_type::empty_geometry(kind, false)), ..row(index, vec![]) }
+    }
+
+    #[test]
+    fn the_geometry_column_is_typed_and_widens_as_a_reported_change() {
+        use GeometryKind::*;
+        let auto = GeometryRequest::default();
+        let first = Resolution::new("t", None, &with_kinds(&[Polygon, MultiPolygon], false), auto, limit(1));
+        assert_eq!(first.new.geometry, GeometryColumn::new(Some(MultiPolygon), Dim::Xy));
+        assert!(first.changes().is_empty(), "a new table reports its property columns only");
+
+        // Polygons fit a MultiPolygon column: nothing changes.
+        let polygons = Resolution::new("t", Some(first.new.clone()), &with_kinds(&[Polygon], false), auto, limit(1));
+        assert_eq!(polygons.new.geometry, first.new.geometry);
+        assert!(polygons.changes().is_empty());
+        // Nor do null geometries only.
+        let nulls = Resolution::new("t", Some(first.new.clone()), &Schema::default(), auto, limit(1));
+        assert!(nulls.changes().is_empty());
+
+        // Points do not: the column becomes generic, and the load reports it.
+        let points = Resolution::new("t", Some(first.new.clone()), &with_kinds(&[Point], false), auto, limit(1));
+        assert_eq!(points.new.geometry, GeometryColumn::generic(Dim::Xy));
+        let change =
+            SchemaChange::GeometryWidened { column: "geom".into(), from: "MultiPolygon".into(), to: "Geometry".into() };
+        assert_eq!(points.changes(), std::slice::from_ref(&change));
+        assert_eq!(
+            serde_json::to_value(&change).unwrap(),
+            serde_json::json!({"change": "geometry_widened", "column": "geom", "from": "MultiPolygon", "to": "Geometry"})
+        );
+
+        // `any` asks for a generic column; repair makes a polygon layer MultiPolygon.
+        let any = GeometryRequest { ty: GeometryType::Any, repair: false };
+        let widened = Resolution::new("t", Some(first.new.clone()), &with_kinds(&[Polygon], false), any, limit(1));
+        assert_eq!(widened.new.geometry, GeometryColumn::generic(Dim::Xy));
+        let repair = GeometryRequest::new(GeometryType::Auto, Policy::Repair);
+        let repaired = Resolution::new("t", None, &with_kinds(&[Polygon], false), repair, limit(1));
+        assert_eq!(repaired.new.geometry, GeometryColumn::new(Some(MultiPolygon), Dim::Xy));
+        // Z.
+        let z = Resolution::new("t", None, &with_kinds(&[Point], true), auto, limit(1));
+        assert_eq!(z.new.geometry.to_string(), "PointZ");
+        // An empty dataset gets a generic column.
+        let empty = Resolution::new("t", None, &Schema::default(), auto, limit(1));
+        assert_eq!(empty.new.geometry, GeometryColumn::generic(Dim::Xy));
+    }
+
+    #[test]
+    fn a_strict_load_that_would_widen_the_geometry_column_is_rejected() {
+        use GeometryKind::*;
+        let old = GeometryColumn::new(Some(MultiPolygon), Dim::Xy);
+        let new = GeometryColumn::generic(Dim::Xy);
+        let schema = with_kinds(&[Polygon, Point], false);
+        assert!(TypeGuard::with_geometry(SchemaPolicy::Widen, &schema, &[], Some((old, new))).finish().is_ok());
+        let guard = TypeGuard::with_geometry(SchemaPolicy::Strict, &schema, &[], Some((old, new)));
+        // A polygon fits (as a MultiPolygon of one part); the point does not.
+        guard.check(&[geometry_row(0, Polygon), row(1, vec![])]).unwrap();
+        let err = guard.check(&[geometry_row(2, MultiPolygon), geometry_row(3, Point)]).unwrap_err();
+        let text = err.to_string();
+        for part in ["strict", "feature 3", "Point geometry", "\"geom\"", "MultiPolygon", "Geometry"] {
+            assert!(text.contains(part), "{part} not in {text}");
+        }
+        assert!(guard.finish().is_err());
+        // Nothing to guard when the column keeps its type.
+        assert!(TypeGuard::with_geometry(SchemaPolicy::Strict, &schema, &[], Some((old, old))).finish().is_ok());
     }
 }

@@ -27,6 +27,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorClass, StoreError};
 pub use features::{FeatureQuery, FeatureStream, StoredFeature};
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
+use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema, SchemaPolicy};
@@ -61,6 +62,8 @@ pub struct LoadPlan {
     pub origin: Option<protocol::Origin>,
     /// Whether the load may change the types of the dataset's existing columns.
     pub schema_policy: SchemaPolicy,
+    /// The geometry type asked for the dataset's geometry column.
+    pub geometry_type: GeometryType,
     /// The mode a dataset created by this load gets; an existing dataset keeps its own.
     pub mode: DatasetMode,
     /// In [`DatasetMode::Upsert`], what keys the features (the reader refused features
@@ -261,6 +264,10 @@ pub struct DatasetInfo {
     /// In upsert mode, the property that keys the features; none: the Feature `id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_property: Option<String>,
+    /// The type of its geometry column: `MultiPolygon`, `PointZ`, `Geometry` (any kind), or
+    /// `Geometry (2D and 3D)`.
+    #[serde(default)]
+    pub geometry_type: String,
     /// Bumped by every load that changes the dataset (for cache validators).
     pub version: i64,
     pub updated_at: String,

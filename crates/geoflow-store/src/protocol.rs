@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
+use geoflow_core::geometry_type::{Fit, GeometryColumn, GeometryType};
 use geoflow_core::report::Policy;
 use geoflow_core::row::Row;
 use time::OffsetDateTime;
@@ -93,11 +94,23 @@ pub async fn check(
 
 /// What, besides its content, decides the rows a load stores: loading the same content again
 /// under other settings is a load, not a no-op. As the catalog records it with each source.
-pub fn load_settings(policy: Policy, mode: DatasetMode, key: &FeatureKey) -> String {
+pub fn load_settings(policy: Policy, mode: DatasetMode, key: &FeatureKey, geometry: GeometryType) -> String {
+    let (policy, geometry) = (policy.as_str(), geometry.as_str());
     match mode {
-        DatasetMode::Upsert => format!("policy={};mode=upsert;key={}", policy.as_str(), key.setting()),
-        _ => format!("policy={};mode={}", policy.as_str(), mode.as_str()),
+        DatasetMode::Upsert => format!("policy={policy};mode=upsert;key={};geometry={geometry}", key.setting()),
+        _ => format!("policy={policy};mode={};geometry={geometry}", mode.as_str()),
     }
+}
+
+/// Settings as [`load_settings`] writes them now: those recorded before the geometry type was
+/// part of them were loaded as `auto` asks (an untyped column, which `auto` keeps).
+fn current_settings(recorded: Option<String>) -> Option<String> {
+    recorded.map(|s| if s.contains(";geometry=") { s } else { format!("{s};geometry=auto") })
+}
+
+/// Whether settings recorded with a source (`None` before settings were recorded) are `now`.
+pub fn same_settings(recorded: Option<&str>, now: &str) -> bool {
+    current_settings(recorded.map(str::to_string)).as_deref() == Some(now)
 }
 
 /// Whether rows prepared for `plan` (keyed by `plan.key` if its mode is upsert) fit a dataset
@@ -192,6 +205,10 @@ pub(crate) struct Prepared {
     pub changes: Vec<SchemaChange>,
     /// The load's rows not kept ([`KeyedRows::superseded`]), known once they are in.
     pub superseded: u64,
+    /// The geometry column's type now.
+    pub geometry: GeometryColumn,
+    /// Its type before this load; `None` when the load created the table.
+    pub old_geometry: Option<GeometryColumn>,
 }
 
 /// A load about to commit, as the catalog records it.
@@ -252,6 +269,9 @@ pub(crate) trait LoadSession {
         at: OffsetDateTime,
     ) -> Result<Vec<(String, u64)>, StoreError>;
     async fn write(&mut self, rows: &[Row]) -> Result<(), StoreError>;
+    /// Widens the geometry column to `to` in the middle of the load: the rows written so far
+    /// stay, and the rows written after may be of the wider type.
+    async fn widen_geometry(&mut self, to: GeometryColumn) -> Result<(), StoreError>;
     /// Completes the rows (and their indexes): how many were stored.
     async fn finish_rows(&mut self, plan: &LoadPlan) -> Result<u64, StoreError>;
     /// In a dataset keyed by `key`, leaves one row per key among this load's rows and the
@@ -404,10 +424,10 @@ async fn load_sequence<S: LoadSession>(
             return Ok(End::Superseded(LoadResult { error: Some(why), ..LoadResult::default() }));
         }
     }
-    let settings = load_settings(plan.policy, mode, &key);
+    let settings = load_settings(plan.policy, mode, &key, plan.geometry_type);
     let catalogued = s.catalogued(plan).await?;
     let unchanged = catalogued.as_ref().is_some_and(|c| {
-        c.content_hash == plan.version.content_hash && c.settings.as_deref() == Some(settings.as_str())
+        c.content_hash == plan.version.content_hash && same_settings(c.settings.as_deref(), &settings)
     });
     if !plan.force && unchanged {
         // The content is there already, but a newer version of the object may be on its way.
@@ -427,11 +447,13 @@ async fn load_sequence<S: LoadSession>(
     }
     let mut prepared = s.prepare(plan, started_at, mode, scope).await?;
     prepared.replaced_rows = prepared.replaced_rows.saturating_sub(others_rows);
-    let guard = TypeGuard::new(plan.schema_policy, &plan.schema, &prepared.changes);
+    let geometry = prepared.old_geometry.map(|old| (old, prepared.geometry));
+    let guard = TypeGuard::with_geometry(plan.schema_policy, &plan.schema, &prepared.changes, geometry);
     let mut result = loop {
         match rx.recv().await {
-            Some(LoadMessage::Rows(batch)) => {
+            Some(LoadMessage::Rows(mut batch)) => {
                 guard.check(&batch)?;
+                fit_geometries(s, plan, &mut prepared, &mut batch).await?;
                 s.write(&batch).await?
             }
             Some(LoadMessage::Commit(result)) => break result,
@@ -485,6 +507,50 @@ async fn load_sequence<S: LoadSession>(
     };
     s.record_committed(plan, &load).await?;
     Ok(End::Commit(prepared))
+}
+
+/// Makes every row's geometry fit the geometry column, once for every store: a single
+/// geometry goes into a Multi column as a Multi geometry of one part, an empty one takes the
+/// column's kind. A geometry that does not fit at all (the schema pass cannot foresee every
+/// repair) widens the column before its row is written, as a reported change, unless the
+/// load is strict and the column existed before it: then the load is rejected.
+async fn fit_geometries<S: LoadSession>(
+    s: &mut S,
+    plan: &LoadPlan,
+    prepared: &mut Prepared,
+    batch: &mut [Row],
+) -> Result<(), StoreError> {
+    for row in batch {
+        let Some(g) = row.geometry.as_mut() else { continue };
+        let column = prepared.geometry;
+        if column.fit(g) == Fit::Misfit {
+            let wider = column.widen_for(g);
+            if plan.schema_policy == geoflow_core::schema::SchemaPolicy::Strict && prepared.old_geometry.is_some() {
+                let which = format!("feature {} has a {} geometry", row.index, g.kind.name());
+                return Err(layout::geometry_rejection(&which, column, wider));
+            }
+            tracing::debug!(dataset = %plan.dataset, from = %column, to = %wider, feature = row.index, "widening the geometry column");
+            s.widen_geometry(wider).await?;
+            record_geometry_change(&mut prepared.changes, column, wider);
+            prepared.geometry = wider;
+        }
+        prepared.geometry.convert(g);
+    }
+    Ok(())
+}
+
+/// Records that the geometry column widened from `from` to `to`, merged with any widening
+/// already recorded.
+fn record_geometry_change(changes: &mut Vec<SchemaChange>, from: GeometryColumn, to: GeometryColumn) {
+    let earlier = changes.iter().position(|c| matches!(c, SchemaChange::GeometryWidened { .. }));
+    match earlier {
+        Some(i) => {
+            if let SchemaChange::GeometryWidened { to: recorded, .. } = &mut changes[i] {
+                *recorded = to.to_string();
+            }
+        }
+        None => changes.insert(0, SchemaChange::geometry_widened(from, to)),
+    }
 }
 
 /// Removes a source's rows and its catalog entry in one transaction, unless `origin` says the
@@ -578,6 +644,7 @@ mod tests {
             policy: Policy::Skip,
             origin: None,
             schema_policy: Default::default(),
+            geometry_type: Default::default(),
             mode: DatasetMode::Replace,
             key: geoflow_core::dataset::FeatureKey::FeatureId,
             modified: None,

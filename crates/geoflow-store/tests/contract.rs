@@ -9,7 +9,9 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::geometry::{Geom, Pos};
+use geoflow_core::geometry_type::{GeometryKinds, GeometryType};
 use geoflow_core::report::{LoadCounts, Policy, ProblemCode};
+use geoflow_core::row::GeometryKind;
 use geoflow_core::row::{Bbox, Measures, Row};
 use geoflow_core::schema::{Field, FieldType, Schema, SchemaPolicy};
 use geoflow_core::value::PropValue;
@@ -57,10 +59,12 @@ fn plan(dataset: &str, source: &str, hash: &str, fields: &[(&str, FieldType)]) -
         schema: Schema {
             fields: fields.iter().map(|(k, t)| Field { key: (*k).into(), ty: *t }).collect(),
             id_type: FieldType::Integer,
+            ..Default::default()
         },
         policy: Policy::Skip,
         origin: None,
         schema_policy: Default::default(),
+        geometry_type: Default::default(),
         mode: DatasetMode::Append,
         key: FeatureKey::FeatureId,
         modified: None,
@@ -201,6 +205,7 @@ async fn contract(store: Arc<dyn Store>) {
     mode_changes(s).await;
     overflow(s).await;
     schema_changes(s).await;
+    geometry_types(s).await;
     source_listing(s).await;
     dropping(s).await;
     feature_reads(s).await;
@@ -490,7 +495,7 @@ async fn replace_mode(s: &dyn Store) {
     assert!(matches!(commit(s, repaired.clone(), points(2)).await, LoadOutcome::Loaded { replaced_rows: 2, .. }));
     assert!(matches!(commit(s, repaired, points(2)).await, LoadOutcome::Unchanged { .. }));
     let record = s.source(&name("layer"), b).await.unwrap().unwrap();
-    assert_eq!(record.settings.as_deref(), Some("policy=repair;mode=replace"));
+    assert_eq!(record.settings.as_deref(), Some("policy=repair;mode=replace;geometry=auto"));
 
     // Within one second the key decides, the same way in every store.
     let c = "raw/layer/2026-01-02/c.geojson";
@@ -598,7 +603,7 @@ async fn upsert_mode(s: &dyn Store) {
     let outcome = commit(s, upserting(ds, a, "u-a2", 40, &id), keyed_rows(&[(1, "a2", 1.5), (2, "a2", 2.5)])).await;
     assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 2, superseded_features: 0, .. }), "{outcome:?}");
     let record = s.source(&name(ds), a).await.unwrap().unwrap();
-    assert_eq!(record.settings.as_deref(), Some("policy=skip;mode=upsert;key=id"));
+    assert_eq!(record.settings.as_deref(), Some("policy=skip;mode=upsert;key=id;geometry=auto"));
     let want = expected(&[("a2", 1.5), ("a2", 2.5), ("b", 30.0), ("b", 40.0), ("c", 50.0), ("d2", 6.5)]);
     assert_eq!(codes(s, ds).await, want);
     assert_catalog_matches_table(s, ds).await;
@@ -874,6 +879,7 @@ async fn schema_changes(s: &dyn Store) {
                 SchemaChange::Added { key, .. } => ("added", key),
                 SchemaChange::Widened { key, .. } => ("widened", key),
                 SchemaChange::Dropped { key, .. } => ("dropped", key),
+                SchemaChange::GeometryWidened { column, .. } => ("geometry_widened", column),
             };
             (r.source.as_str(), kind, key.as_str())
         })
@@ -892,6 +898,132 @@ async fn schema_changes(s: &dyn Store) {
         ]
     );
     assert!(evolving.schema_changes.iter().all(|r| r.at.ends_with('Z')), "{:?}", evolving.schema_changes);
+}
+
+fn shaped(index: u64, g: Geom) -> Row {
+    Row { geometry: Some(wkb::encode(&g)), ..row(index, 0.0, vec![]) }
+}
+
+fn square(x: f64) -> Vec<Vec<Pos>> {
+    vec![vec![Pos::xy(x, 0.0), Pos::xy(x + 1.0, 0.0), Pos::xy(x + 1.0, 1.0), Pos::xy(x, 0.0)]]
+}
+
+/// A plan whose schema pass saw geometries of `kinds` (2D).
+fn typed_plan(dataset: &str, source: &str, hash: &str, kinds: &[GeometryKind]) -> LoadPlan {
+    let mut plan = plan(dataset, source, hash, &[]);
+    plan.schema.geometry = GeometryKinds::of(kinds, false);
+    plan
+}
+
+async fn geometry_type(s: &dyn Store, dataset: &str) -> String {
+    s.dataset(&name(dataset)).await.unwrap().expect("the dataset exists").geometry_type
+}
+
+async fn stored_types(s: &dyn Store, dataset: &str) -> Vec<String> {
+    let features = read(s, dataset, all()).await.unwrap();
+    features.iter().map(|(_, f)| f["geometry"]["type"].as_str().unwrap_or("null").to_string()).collect()
+}
+
+/// Typed geometry columns: the type the load's kinds decide, single geometries promoted to the
+/// column's Multi kind, widening as a reported change, strict loads held to the type.
+async fn geometry_types(s: &dyn Store) {
+    use GeometryKind::*;
+    let ds = "parcels";
+    let outcome = commit(
+        s,
+        typed_plan(ds, "one", "g1", &[Polygon, MultiPolygon]),
+        vec![
+            shaped(0, Geom::Polygon(square(0.0))),
+            shaped(1, Geom::MultiPolygon(vec![square(2.0), square(4.0)])),
+            Row { geometry: None, ..row(2, 0.0, vec![]) },
+            shaped(3, Geom::Polygon(Vec::new())),
+        ],
+    )
+    .await;
+    let LoadOutcome::Loaded { schema_changes, .. } = outcome else { panic!("{outcome:?}") };
+    assert!(schema_changes.is_empty(), "{schema_changes:?}");
+    assert_eq!(geometry_type(s, ds).await, "MultiPolygon");
+    // The polygon (and the empty polygon) are stored as MultiPolygons; a null geometry stays null.
+    assert_eq!(stored_types(s, ds).await, ["MultiPolygon", "MultiPolygon", "null", "MultiPolygon"]);
+
+    // Strict: a load that does not fit is rejected at its first misfit, and nothing changes.
+    let strict = LoadPlan { schema_policy: SchemaPolicy::Strict, ..typed_plan(ds, "two", "g2", &[Polygon, Point]) };
+    let rows = vec![shaped(0, Geom::Polygon(square(6.0))), shaped(1, Geom::Point(Pos::xy(1.0, 1.0)))];
+    let err = load(s, strict, rows, Some(LoadMessage::Commit(result(2)))).await.unwrap_err();
+    assert_eq!(err.class(), geoflow_store::ErrorClass::BadInput, "{err}");
+    let message = err.to_string();
+    for part in ["strict", "feature 1", "Point", "\"geom\"", "MultiPolygon", "Geometry"] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+    assert_eq!(geometry_type(s, ds).await, "MultiPolygon");
+    assert_eq!(count(s, ds).await, 4);
+    // Strict loads that fit go in, promoted.
+    let strict = LoadPlan { schema_policy: SchemaPolicy::Strict, ..typed_plan(ds, "two", "g2b", &[Polygon]) };
+    let LoadOutcome::Loaded { schema_changes, .. } =
+        commit(s, strict, vec![shaped(0, Geom::Polygon(square(6.0)))]).await
+    else {
+        panic!("a polygon fits a MultiPolygon column")
+    };
+    assert!(schema_changes.is_empty(), "{schema_changes:?}");
+
+    // Widen (the default): the column becomes generic, and the load says so.
+    let points = typed_plan(ds, "three", "g3", &[Point]);
+    let outcome = commit(s, points, vec![shaped(0, Geom::Point(Pos::xy(1.0, 1.0)))]).await;
+    let LoadOutcome::Loaded { schema_changes, .. } = outcome else { panic!("{outcome:?}") };
+    let widened =
+        SchemaChange::GeometryWidened { column: "geom".into(), from: "MultiPolygon".into(), to: "Geometry".into() };
+    assert_eq!(schema_changes, [widened]);
+    assert_eq!(geometry_type(s, ds).await, "Geometry");
+    assert_eq!(count(s, ds).await, 6);
+    let mut types = stored_types(s, ds).await;
+    types.sort();
+    assert_eq!(types, ["MultiPolygon", "MultiPolygon", "MultiPolygon", "MultiPolygon", "Point", "null"]);
+
+    // A row the schema pass did not foresee (a repair makes a MultiPolygon of a polygon, say)
+    // widens the column in the middle of the load instead of failing it.
+    let ds = "repaired";
+    let outcome = commit(
+        s,
+        typed_plan(ds, "one", "r1", &[Polygon]),
+        vec![shaped(0, Geom::Polygon(square(0.0))), shaped(1, Geom::MultiPolygon(vec![square(2.0), square(4.0)]))],
+    )
+    .await;
+    let LoadOutcome::Loaded { schema_changes, .. } = outcome else { panic!("{outcome:?}") };
+    let widened =
+        SchemaChange::GeometryWidened { column: "geom".into(), from: "Polygon".into(), to: "Geometry".into() };
+    assert_eq!(schema_changes, [widened]);
+    assert_eq!(geometry_type(s, ds).await, "Geometry");
+    assert_eq!(stored_types(s, ds).await, ["Polygon", "MultiPolygon"]);
+    // Under strict, a table that existed keeps its type: such a row rejects the load.
+    let strict = LoadPlan { schema_policy: SchemaPolicy::Strict, ..typed_plan("typed", "one", "t1", &[Point]) };
+    commit(s, strict.clone(), vec![shaped(0, Geom::Point(Pos::xy(1.0, 1.0)))]).await;
+    assert_eq!(geometry_type(s, "typed").await, "Point");
+    let again = LoadPlan { source: "two".into(), ..strict };
+    let rows = vec![shaped(0, Geom::Point(Pos::xy(1.0, 1.0))), shaped(1, Geom::MultiPoint(vec![Pos::xy(1.0, 1.0)]))];
+    let err = load(s, again, rows, Some(LoadMessage::Commit(result(2)))).await.unwrap_err();
+    assert!(err.to_string().contains("feature 1 has a MultiPoint geometry"), "{err}");
+    assert_eq!((geometry_type(s, "typed").await, count(s, "typed").await), ("Point".to_string(), 1));
+
+    // Z, the requested types, and the column of an empty dataset.
+    let z = LoadPlan {
+        schema: Schema { geometry: GeometryKinds::of(&[LineString], true), ..Schema::default() },
+        ..plan("heights", "one", "z1", &[])
+    };
+    let line = Geom::LineString(vec![Pos { x: 0.0, y: 0.0, z: 1.0 }, Pos { x: 1.0, y: 1.0, z: 2.0 }]);
+    commit(s, z, vec![shaped(0, line)]).await;
+    assert_eq!(geometry_type(s, "heights").await, "LineStringZ");
+    let promoted = LoadPlan { geometry_type: GeometryType::PromoteMulti, ..typed_plan("multi", "one", "m1", &[Point]) };
+    commit(s, promoted, vec![shaped(0, Geom::Point(Pos::xy(1.0, 1.0)))]).await;
+    assert_eq!(geometry_type(s, "multi").await, "MultiPoint");
+    assert_eq!(stored_types(s, "multi").await, ["MultiPoint"]);
+    let any = LoadPlan { geometry_type: GeometryType::Any, ..typed_plan("multi", "two", "m2", &[Point]) };
+    let LoadOutcome::Loaded { schema_changes, .. } = commit(s, any, vec![]).await else { panic!() };
+    assert_eq!(
+        schema_changes,
+        [SchemaChange::GeometryWidened { column: "geom".into(), from: "MultiPoint".into(), to: "Geometry".into() }]
+    );
+    commit(s, plan("nothing", "one", "n1", &[]), vec![]).await;
+    assert_eq!(geometry_type(s, "nothing").await, "Geometry");
 }
 
 async fn source_listing(s: &dyn Store) {

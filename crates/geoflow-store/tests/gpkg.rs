@@ -1405,3 +1405,71 @@ async fn features_agree_with_gdal() {
         }
     }
 }
+
+/// `gpkg_geometry_columns` and the declared type of a table's geometry column.
+fn geometry_registration(conn: &Connection, table: &str) -> (String, i64, String) {
+    let (name, z): (String, i64) = conn
+        .query_row("SELECT geometry_type_name, z FROM gpkg_geometry_columns WHERE table_name = ?1", [table], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let declared: String = conn
+        .query_row(&format!("SELECT type FROM pragma_table_info('{table}') WHERE name = 'geom'"), [], |r| r.get(0))
+        .unwrap();
+    (name, z, declared)
+}
+
+#[tokio::test]
+async fn typed_geometry_columns_stay_valid_geopackages_as_they_widen() {
+    use geoflow_core::geometry_type::GeometryKinds;
+    use geoflow_core::row::GeometryKind::{MultiPolygon, Point, Polygon};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    let typed = |source: &str, hash: &str, kinds: &[geoflow_core::row::GeometryKind]| {
+        let mut p = plan("parcels", source, hash, schema(&[], FieldType::Null));
+        p.schema.geometry = GeometryKinds::of(kinds, false);
+        p
+    };
+    let rows = vec![
+        row(0, PropValue::Null, Some(square(0.0, 0.0, 1.0)), vec![]),
+        row(1, PropValue::Null, Some(square(2.0, 2.0, 1.0)), vec![]),
+        row(2, PropValue::Null, None, vec![]),
+    ];
+    commit(&store, typed("a", "h1", &[Polygon, MultiPolygon]), rows).await;
+    // A reader opened now must see the table's definition change later.
+    let reader = read(&path);
+    assert_eq!(geometry_registration(&reader, "parcels"), ("MULTIPOLYGON".into(), 0, "MULTIPOLYGON".into()));
+    validate_gpkg(&path);
+    if let Some((count, _, text)) = ogr_summary(&path, "parcels") {
+        assert_eq!(count, 3);
+        assert!(text.contains("Geometry: Multi Polygon"), "{text}");
+    }
+
+    // A later load of points widens the column (and its declared type) to GEOMETRY.
+    let outcome =
+        commit(&store, typed("b", "h2", &[Point]), vec![row(0, PropValue::Null, Some(point(5.0, 5.0)), vec![])]).await;
+    let LoadOutcome::Loaded { schema_changes, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(schema_changes.len(), 1, "{schema_changes:?}");
+    assert_eq!(geometry_registration(&reader, "parcels"), ("GEOMETRY".into(), 0, "GEOMETRY".into()));
+    assert_eq!(reader.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).unwrap(), "ok");
+    assert_eq!(count(&reader, "SELECT count(*) FROM parcels"), 4);
+    assert_rtree_consistent(&reader, "parcels");
+    validate_gpkg(&path);
+    if let Some((count, _, text)) = ogr_summary(&path, "parcels") {
+        assert_eq!(count, 4);
+        assert!(text.contains("Geometry: Unknown (any)"), "{text}");
+    }
+
+    // A table made before geometry columns were typed (GEOMETRY, Z optional) keeps its column.
+    commit(&store, plan("legacy", "a", "l1", schema(&[], FieldType::Null)), vec![]).await;
+    let conn = Connection::open(&path).unwrap();
+    conn.execute("UPDATE gpkg_geometry_columns SET z = 2 WHERE table_name = 'legacy'", []).unwrap();
+    drop(conn);
+    let mut p = plan("legacy", "b", "l2", schema(&[], FieldType::Null));
+    p.schema.geometry = GeometryKinds::of(&[Point], true);
+    let outcome = commit(&store, p, vec![row(0, PropValue::Null, Some(point_z(1.0, 2.0, 3.0)), vec![])]).await;
+    let LoadOutcome::Loaded { schema_changes, .. } = outcome else { panic!("{outcome:?}") };
+    assert!(schema_changes.is_empty(), "{schema_changes:?}");
+    assert_eq!(geometry_registration(&reader, "legacy"), ("GEOMETRY".into(), 2, "GEOMETRY".into()));
+    validate_gpkg(&path);
+}

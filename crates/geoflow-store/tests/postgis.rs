@@ -1121,3 +1121,81 @@ async fn bbox_pages_are_exact_whether_the_window_or_the_spatial_index_answers() 
         assert_eq!(one.json, page[0].1, "{name}");
     }
 }
+
+/// The geometry column as PostGIS's `geometry_columns` reports it: (type, dimension, SRID).
+async fn geometry_column(client: &Client, table: &str) -> (String, i32, i32) {
+    let r = client
+        .query_one(
+            "SELECT type, coord_dimension, srid FROM geometry_columns
+             WHERE f_table_schema = 'datasets' AND f_table_name = $1 AND f_geometry_column = 'geom'",
+            &[&table],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+#[tokio::test]
+async fn typed_geometry_columns_widen_keeping_their_index_and_srid_check() {
+    use geoflow_core::geometry_type::GeometryKinds;
+    use geoflow_core::row::GeometryKind::{MultiPolygon, Point, Polygon};
+    let Some((db, store, client)) = setup().await else { return };
+    let typed = |dataset: &str, source: &str, hash: &str, kinds: &[geoflow_core::row::GeometryKind]| {
+        let mut p = plan(dataset, source, hash, schema(&[], FieldType::Null));
+        p.schema.geometry = GeometryKinds::of(kinds, false);
+        p
+    };
+    let rows =
+        vec![row(0, PropValue::Null, Some(square(0.0, 0.0, 1.0)), vec![]), row(1, PropValue::Null, None, vec![])];
+    commit(&store, typed("parcels", "a", "h1", &[Polygon, MultiPolygon]), rows).await;
+    assert_eq!(geometry_column(&client, "parcels").await, ("MULTIPOLYGON".into(), 2, 4326));
+    let types = texts(&client, "SELECT ST_GeometryType(geom) FROM datasets.parcels ORDER BY fid").await;
+    assert_eq!(types, [Some("ST_MultiPolygon".to_string()), None]);
+    let indexes = "SELECT count(*) FROM pg_indexes WHERE schemaname = 'datasets' AND tablename = 'parcels'";
+    assert_eq!(count(&client, indexes).await, 2);
+
+    // Widening: geometry(Geometry,4326), the same indexes, the SRID check still in force.
+    let outcome = commit(
+        &store,
+        typed("parcels", "b", "h2", &[Point]),
+        vec![row(0, PropValue::Null, Some(point(3.0, 3.0)), vec![])],
+    )
+    .await;
+    let LoadOutcome::Loaded { schema_changes, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(schema_changes.len(), 1, "{schema_changes:?}");
+    assert_eq!(geometry_column(&client, "parcels").await, ("GEOMETRY".into(), 2, 4326));
+    assert_eq!(count(&client, indexes).await, 2);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM datasets.parcels WHERE geom && ST_MakeEnvelope(2, 2, 4, 4, 4326)").await,
+        1
+    );
+    let wrong_srid = client
+        .batch_execute(
+            "INSERT INTO datasets.parcels (geom, gf_source, gf_load_id, gf_loaded_at, gf_feature_index)
+             VALUES (ST_SetSRID(ST_MakePoint(1, 1), 3857), 'x', 0, now(), 0)",
+        )
+        .await;
+    assert!(wrong_srid.is_err(), "the SRID is still enforced");
+    if let Some((n, _)) = ogr_summary(db.url(), "parcels") {
+        assert_eq!(n, 3);
+    }
+
+    // A table made before geometry columns were typed has no type modifier: it keeps it, and
+    // takes any geometry, 2D or 3D.
+    commit(&store, plan("legacy", "a", "l1", schema(&[], FieldType::Null)), vec![]).await;
+    client.batch_execute("ALTER TABLE datasets.legacy ALTER COLUMN geom TYPE geometry").await.unwrap();
+    let mut p = plan("legacy", "b", "l2", schema(&[], FieldType::Null));
+    p.schema.geometry = GeometryKinds::of(&[Point], true);
+    let outcome = commit(&store, p, vec![row(0, PropValue::Null, Some(point_z(1.0, 2.0, 3.0)), vec![])]).await;
+    let LoadOutcome::Loaded { schema_changes, .. } = outcome else { panic!("{outcome:?}") };
+    assert!(schema_changes.is_empty(), "{schema_changes:?}");
+    let formatted = texts(
+        &client,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+         WHERE attrelid = 'datasets.legacy'::regclass AND attname = 'geom'",
+    )
+    .await;
+    assert_eq!(formatted, [Some("geometry".to_string())]);
+    let legacy = store.dataset(&DatasetName::new("legacy").unwrap()).await.unwrap().unwrap();
+    assert_eq!(legacy.geometry_type, "Geometry (2D and 3D)");
+}

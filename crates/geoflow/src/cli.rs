@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::Policy;
 use geoflow_core::schema::SchemaPolicy;
 use geoflow_store::JobStatus;
@@ -332,6 +333,15 @@ pub struct WorkArgs {
     /// else: widen them, or reject the load (strict). New columns are added either way.
     #[arg(long, default_value = "widen", env = "GEOFLOW_SCHEMA_POLICY", value_parser = parse_schema_policy)]
     pub schema_policy: SchemaPolicy,
+    /// The geometry column's type of loads whose upload asks for none: auto (the one geometry type
+    /// of the data, with Polygon and MultiPolygon — or LineString and MultiLineString, Point and
+    /// MultiPoint — together promoted to the Multi type), promote-multi (always the Multi type),
+    /// any (a generic column), or a type: point, linestring, polygon, multipoint,
+    /// multilinestring, multipolygon, geometrycollection (features of another type are invalid,
+    /// except single geometries of a requested Multi type). An existing typed column widens to a
+    /// generic one when a load does not fit it.
+    #[arg(long, default_value = "auto", env = "GEOFLOW_GEOMETRY_TYPE", value_parser = parse_geometry_type)]
+    pub geometry_type: GeometryType,
 }
 
 #[derive(Debug, Args)]
@@ -353,6 +363,15 @@ pub struct IngestArgs {
     /// (strict). New columns are added either way.
     #[arg(long, default_value = "widen", env = "GEOFLOW_SCHEMA_POLICY", value_parser = parse_schema_policy)]
     pub schema_policy: SchemaPolicy,
+    /// The geometry column's type for a dataset the load creates: auto (the one geometry type
+    /// of the data, with Polygon and MultiPolygon — or LineString and MultiLineString, Point and
+    /// MultiPoint — together promoted to the Multi type), promote-multi (always the Multi type),
+    /// any (a generic column), or a type: point, linestring, polygon, multipoint,
+    /// multilinestring, multipolygon, geometrycollection (features of another type are invalid,
+    /// except single geometries of a requested Multi type). An existing typed column widens to a
+    /// generic one when a load does not fit it.
+    #[arg(long, default_value = "auto", env = "GEOFLOW_GEOMETRY_TYPE", value_parser = parse_geometry_type)]
+    pub geometry_type: GeometryType,
     /// How the load changes the dataset, if it creates it (one that exists keeps its mode):
     /// replace (the dataset is this file's content), append (the file is a source of its own,
     /// beside the others) or upsert (features keyed by --key: new keys are added, the keys the
@@ -398,6 +417,10 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
 }
 
 fn parse_schema_policy(s: &str) -> Result<SchemaPolicy, String> {
+    s.parse()
+}
+
+fn parse_geometry_type(s: &str) -> Result<GeometryType, String> {
     s.parse()
 }
 

@@ -6,6 +6,7 @@
 //! space). The dataset is read from the key: `[prefix/]raw/<dataset>/…`.
 
 use geoflow_core::dataset::{DatasetMode, DatasetName};
+use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::Policy;
 use geoflow_core::schema::SchemaPolicy;
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,9 @@ pub struct JobTag {
     /// What the load may do to existing column types; the worker's default when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_policy: Option<SchemaPolicy>,
+    /// The geometry type asked for the dataset's geometry column; the worker's default when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geometry_type: Option<GeometryType>,
     /// The mode asked for a dataset the upload creates; `None`: the worker's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<DatasetMode>,
@@ -267,6 +271,7 @@ mod tests {
             key: None,
             force: false,
             schema_policy: Some(SchemaPolicy::Strict),
+            geometry_type: Some(GeometryType::PromoteMulti),
         };
         let e = one(&notification(EventKind::Created, "raw/roads/x.geojson", 7, Some(&tag))).unwrap();
         assert_eq!(e.tag, Some(tag));

@@ -78,10 +78,11 @@ async fn run_datasets(args: DatasetsArgs) -> anyhow::Result<ExitCode> {
     if list.json {
         println!("{}", serde_json::to_string_pretty(&datasets)?);
     } else {
-        println!("{:<32} {:>12} {:>8}  extent", "dataset", "features", "sources");
+        println!("{:<32} {:>12} {:>8}  {:<20}  extent", "dataset", "features", "sources", "geometry");
         for d in datasets {
             let extent = d.bbox.map_or("-".to_string(), |b| format!("{} {} {} {}", b.min_x, b.min_y, b.max_x, b.max_y));
-            println!("{:<32} {:>12} {:>8}  {extent}", d.name.as_str(), d.feature_count, d.sources);
+            let geometry = &d.geometry_type;
+            println!("{:<32} {:>12} {:>8}  {geometry:<20}  {extent}", d.name.as_str(), d.feature_count, d.sources);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -273,6 +274,7 @@ fn worker(backends: &Backends, work: &WorkArgs) -> Worker {
         retry_delay: Duration::from_secs(work.retry_delay),
         policy: backends.policy,
         schema_policy: work.schema_policy,
+        geometry_type: work.geometry_type,
         mode: backends.mode,
         key: backends.key.clone(),
         spool_dir: work.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
@@ -434,6 +436,7 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     req.source = args.source;
     req.policy = args.on_invalid;
     req.schema_policy = args.schema_policy;
+    req.geometry_type = args.geometry_type;
     req.mode = args.mode;
     req.key = FeatureKey::from_property(args.key);
     req.force = args.force;

@@ -161,6 +161,33 @@ async fn the_schema_policy_comes_from_the_query_and_changes_are_in_the_job_resul
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_geometry_type_comes_from_the_query_and_shows_in_the_dataset_and_its_schema() {
+    let app = spawn_app(with_token()).await;
+    let points = r#"{"type":"FeatureCollection","features":[
+        {"type":"Feature","properties":{"n":1},"geometry":{"type":"Point","coordinates":[1,2]}},
+        {"type":"Feature","properties":{"n":2},"geometry":{"type":"Point","coordinates":[3,4]}}]}"#;
+    let up = app.upload("/v1/datasets/stops/uploads?name=a.geojson", "application/json", points.to_string()).await;
+    assert_eq!(app.finished(up.body["id"].as_str().unwrap()).await["status"], "succeeded");
+    let dataset = app.get("/v1/datasets/stops").await;
+    assert_eq!(dataset.body["dataset"]["geometry_type"], "Point", "{}", dataset.body);
+    let schema = app.get("/collections/stops/schema").await;
+    assert_eq!(schema.body["properties"]["geometry"]["format"], "geometry-point", "{}", schema.body);
+
+    let multi = "/v1/datasets/multistops/uploads?name=a.geojson&geometry_type=promote-multi";
+    let up = app.upload(multi, "application/json", points.to_string()).await;
+    assert_eq!(app.finished(up.body["id"].as_str().unwrap()).await["status"], "succeeded");
+    assert_eq!(app.get("/v1/datasets/multistops").await.body["dataset"]["geometry_type"], "MultiPoint");
+    let items = app.get("/collections/multistops/items").await;
+    assert_eq!(items.body["features"][0]["geometry"]["type"], "MultiPoint", "{}", items.body);
+
+    assert_problem(
+        &app.upload("/v1/datasets/stops/uploads?geometry_type=curve", "application/json", points.to_string()).await,
+        400,
+        "invalid-parameter",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_need_a_token_and_reads_can_be_private() {
     let app = spawn_app(with_token()).await;
     let url = app.url("/v1/datasets/roads/uploads");

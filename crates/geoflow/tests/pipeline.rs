@@ -613,6 +613,7 @@ async fn a_load_committed_before_its_worker_died_finishes_its_job_as_succeeded()
         job: "j-crashed".into(),
         on_invalid: Policy::Skip,
         schema_policy: None,
+        geometry_type: None,
         mode: None,
         key: None,
         force: false,

@@ -322,6 +322,7 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
             columns: layout.columns.into_iter().map(|c| ColumnInfo { key: c.key, column: c.name, ty: c.ty }).collect(),
             mode: parse_mode(&mode)?,
             key_property,
+            geometry_type: layout.geometry.to_string(),
             version,
             updated_at,
         });

@@ -18,11 +18,12 @@ use super::rtree;
 use super::table::{self, quote};
 use super::{open_connection, to_rfc3339, Ctx};
 use crate::layout::{
-    json_key, route_properties, Column, ColumnDrop, FieldSlot, Layout, OverflowObject, Resolution, SchemaChange,
-    OVERFLOW_COLUMN,
+    json_key, route_properties, Column, ColumnDrop, FieldSlot, GeometryRequest, Layout, OverflowObject, Resolution,
+    SchemaChange, OVERFLOW_COLUMN,
 };
 use crate::protocol::{self, Catalogued, Committed, KeyedRows, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
 use crate::{Clock, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, RemovalCause, StoreError};
+use geoflow_core::geometry_type::GeometryColumn;
 
 /// How the R-tree is filled during a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,7 +223,8 @@ impl LoadSession for GpkgSession {
         let t0 = Instant::now();
         let started_at = to_rfc3339(started)?;
         let old = table::read_layout(tx, dataset)?;
-        let resolution = Resolution::new(dataset, old, &plan.schema, MAX_COLUMNS);
+        let request = GeometryRequest::new(plan.geometry_type, plan.policy);
+        let resolution = Resolution::new(dataset, old, &plan.schema, request, MAX_COLUMNS);
         resolution.check_width(MAX_COLUMNS)?;
         let schema_changes = resolution.changes();
         let created = resolution.old.is_none();
@@ -249,6 +251,8 @@ impl LoadSession for GpkgSession {
             .query_row(&format!("SELECT coalesce(max(fid), 0) + 1 FROM {}", quote(&table)), [], |r| r.get(0))
             .ctx("reading the table's last fid")?;
         let insert = InsertShape::new(&resolution);
+        let geometry = resolution.new.geometry;
+        let old_geometry = resolution.old.as_ref().map(|o| o.geometry);
         self.rows = Some(Rows {
             table,
             first_fid,
@@ -261,7 +265,7 @@ impl LoadSession for GpkgSession {
             t0,
             prepared: t0.elapsed(),
         });
-        Ok(Prepared { load_id, replaced_rows, changes: schema_changes, superseded: 0 })
+        Ok(Prepared { load_id, replaced_rows, changes: schema_changes, superseded: 0, geometry, old_geometry })
     }
 
     async fn forget_other_sources(
@@ -285,6 +289,13 @@ impl LoadSession for GpkgSession {
             catalog::record_removal(&self.conn, &plan.dataset, other, *rows, at, &[])?;
         }
         Ok(others)
+    }
+
+    async fn widen_geometry(&mut self, to: GeometryColumn) -> Result<(), StoreError> {
+        let Some(rows) = self.rows.as_ref() else {
+            return Err(StoreError::Internal("no load to widen the geometry column of".into()));
+        };
+        table::set_geometry_type(&self.conn, &rows.table, to)
     }
 
     async fn write(&mut self, batch: &[Row]) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use geoflow_core::dataset::DatasetMode;
+use geoflow_core::geometry_type::{Dim, GeometryColumn};
 use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
 use serde_json::value::RawValue;
@@ -16,7 +17,7 @@ use serde_json::value::RawValue;
 use super::geometry::SRS_ID;
 use super::rtree::rtree_name;
 use super::Ctx;
-use crate::layout::{parse_type, Column, ColumnDrop, Layout, Resolution, OVERFLOW_COLUMN};
+use crate::layout::{parse_type, Column, ColumnDrop, Layout, Resolution, GEOMETRY_COLUMN, OVERFLOW_COLUMN};
 use crate::StoreError;
 
 const FEATURE_TABLE_SQL: &str = include_str!("sql/feature_table.sql");
@@ -239,6 +240,7 @@ pub fn read_layout(conn: &Connection, dataset: &str) -> Result<Option<Layout>, S
         return Ok(None);
     };
     let id_type = parse_type(&id_type)?;
+    let geometry = geometry_column(conn, &table)?;
     let mut stmt = conn
         .prepare_cached(
             "SELECT key, column_name, field_type, overflow FROM geoflow_columns WHERE dataset = ?1 ORDER BY ordinal",
@@ -254,7 +256,84 @@ pub fn read_layout(conn: &Connection, dataset: &str) -> Result<Option<Layout>, S
         let (key, name, ty, overflow) = row.ctx("reading the column catalog")?;
         columns.push(Column { key, name, ty: parse_type(&ty)?, overflow });
     }
-    Ok(Some(Layout { table, id_type, columns }))
+    Ok(Some(Layout { table, id_type, geometry, columns }))
+}
+
+/// `gpkg_geometry_columns.z` of a dimension: prohibited, mandatory, optional.
+fn z_flag(dim: Dim) -> i64 {
+    match dim {
+        Dim::Xy => 0,
+        Dim::Xyz => 1,
+        Dim::Mixed => 2,
+    }
+}
+
+/// The type of a table's geometry column, as `gpkg_geometry_columns` records it. Tables
+/// created before geometry columns were typed are `GEOMETRY` with Z optional: generic.
+fn geometry_column(conn: &Connection, table: &str) -> Result<GeometryColumn, StoreError> {
+    let row: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT geometry_type_name, z FROM gpkg_geometry_columns WHERE table_name = ?1 AND column_name = ?2",
+        )
+        .and_then(|mut s| s.query_row([table, GEOMETRY_COLUMN], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .ctx("reading the geometry column's type")?;
+    let Some((name, z)) = row else { return Ok(GeometryColumn::generic(Dim::Mixed)) };
+    let dim = match z {
+        0 => Dim::Xy,
+        1 => Dim::Xyz,
+        _ => Dim::Mixed,
+    };
+    let kind = GeometryColumn::kind_of_ogc_name(&name).ok_or_else(|| StoreError::Incompatible {
+        location: "gpkg_geometry_columns".into(),
+        reason: format!("geometry type {name:?} of table {table:?} is not one geoflow writes"),
+    })?;
+    Ok(GeometryColumn::new(kind, dim))
+}
+
+/// Records a new geometry column type for a table whose stored geometries all fit it: in
+/// `gpkg_geometry_columns`, and as the column's declared type (which the GeoPackage requires
+/// to be the type's name). SQLite cannot change a declared type in place, and a declared type
+/// changes no stored value (geometries are blobs, which no type affinity converts), so the
+/// table's definition is edited as SQLite documents for such changes: in the schema table,
+/// with the schema version bumped so that every connection reads it again.
+pub fn set_geometry_type(tx: &Connection, table: &str, to: GeometryColumn) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE gpkg_geometry_columns SET geometry_type_name = ?3, z = ?4 WHERE table_name = ?1 AND column_name = ?2",
+        params![table, GEOMETRY_COLUMN, to.ogc_name(), z_flag(to.dim)],
+    )
+    .ctx("recording the geometry column's type")?;
+    let sql: String = tx
+        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| r.get(0))
+        .ctx("reading the table's definition")?;
+    let Some(declared) = redeclare_geometry(&sql, to.ogc_name()) else {
+        return Err(StoreError::Incompatible {
+            location: format!("table {table:?}"),
+            reason: "its definition has no geometry column geoflow can retype".into(),
+        });
+    };
+    if declared == sql {
+        return Ok(());
+    }
+    let version: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0)).ctx("reading the schema version")?;
+    tx.execute_batch("PRAGMA writable_schema = ON").ctx("retyping the geometry column")?;
+    let updated =
+        tx.execute("UPDATE sqlite_master SET sql = ?2 WHERE type = 'table' AND name = ?1", params![table, declared]);
+    tx.execute_batch(&format!("PRAGMA writable_schema = OFF; PRAGMA schema_version = {}", version + 1))
+        .ctx("retyping the geometry column")?;
+    updated.ctx("retyping the geometry column")?;
+    Ok(())
+}
+
+/// The table definition `sql` with the geometry column declared as `type_name`: the column
+/// is defined on a line of its own (`\n  geom GEOMETRY,`) in every table geoflow creates.
+fn redeclare_geometry(sql: &str, type_name: &str) -> Option<String> {
+    let start = sql.find("\n  geom ")? + "\n  geom ".len();
+    let end = start + sql[start..].find(',')?;
+    let declared = &sql[start..end];
+    if !declared.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return None;
+    }
+    Some(format!("{}{type_name}{}", &sql[..start], &sql[end..]))
 }
 
 /// Whether a declared column type changes, which SQLite can only do by rebuilding.
@@ -309,6 +388,10 @@ pub fn apply_resolution(
                 tx.execute_batch(&sql).ctx("widening a column")?;
             }
         }
+    }
+    if let Some(old) = r.old.as_ref().filter(|o| o.geometry != r.new.geometry) {
+        tracing::debug!(table, from = %old.geometry, to = %r.new.geometry, "widening the geometry column");
+        set_geometry_type(tx, table, r.new.geometry)?;
     }
     write_catalog(r, tx, dataset)
 }
@@ -421,6 +504,7 @@ fn create_table_sql(name: &str, layout: &Layout) -> String {
     }
     FEATURE_TABLE_SQL
         .replace("{table}", &quote(name))
+        .replace("{geometry_type}", layout.geometry.ogc_name())
         .replace("{id_type}", declared_type(layout.id_type))
         .replace("{columns}", &columns)
 }
@@ -489,8 +573,8 @@ fn create_dataset(
     .ctx("registering the table in gpkg_contents")?;
     tx.execute(
         "INSERT INTO gpkg_geometry_columns (table_name, column_name, geometry_type_name, srs_id, z, m)
-         VALUES (?1, 'geom', 'GEOMETRY', ?2, 2, 0)",
-        params![table, SRS_ID],
+         VALUES (?1, 'geom', ?2, ?3, ?4, 0)",
+        params![table, layout.geometry.ogc_name(), SRS_ID, z_flag(layout.geometry.dim)],
     )
     .ctx("registering the geometry column")?;
     tx.execute(
@@ -598,9 +682,15 @@ mod tests {
         let schema = |fields: &[(&str, FieldType)]| Schema {
             fields: fields.iter().map(|(k, t)| Field { key: k.to_string(), ty: *t }).collect(),
             id_type: FieldType::Null,
+            ..Default::default()
         };
-        let first =
-            Resolution::new("t", None, &schema(&[("Name", FieldType::Text), ("fid", FieldType::Integer)]), 2000);
+        let first = Resolution::new(
+            "t",
+            None,
+            &schema(&[("Name", FieldType::Text), ("fid", FieldType::Integer)]),
+            Default::default(),
+            2000,
+        );
         assert!(!needs_rebuild(&first));
         let names: Vec<_> = first.new.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["name", "fid_2"]);
@@ -608,13 +698,15 @@ mod tests {
             "t",
             Some(first.new.clone()),
             &schema(&[("name", FieldType::Text), ("Name", FieldType::Integer)]),
+            Default::default(),
             2000,
         );
         assert_eq!(second.field_columns, vec![2, 0]);
         assert_eq!(second.new.columns[2].name, "name_2");
         assert_eq!(second.new.columns[0].ty, FieldType::Json);
         assert!(!needs_rebuild(&second), "TEXT stays TEXT");
-        let third = Resolution::new("t", Some(first.new), &schema(&[("fid", FieldType::Real)]), 2000);
+        let third =
+            Resolution::new("t", Some(first.new), &schema(&[("fid", FieldType::Real)]), Default::default(), 2000);
         assert!(needs_rebuild(&third));
     }
 }

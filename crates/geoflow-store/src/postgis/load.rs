@@ -17,9 +17,12 @@ use super::catalog;
 use super::copy::{pg_timestamp, RowEncoder, COPY_SYSTEM_COLUMNS};
 use super::table::{self, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
-use crate::layout::{json_key, Column, ColumnDrop, FieldSlot, Layout, Resolution, SchemaChange, OVERFLOW_COLUMN};
+use crate::layout::{
+    json_key, Column, ColumnDrop, FieldSlot, GeometryRequest, Layout, Resolution, SchemaChange, OVERFLOW_COLUMN,
+};
 use crate::protocol::{self, Catalogued, Committed, KeyedRows, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
 use crate::{LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, RemovalCause, StoreError};
+use geoflow_core::geometry_type::GeometryColumn;
 
 /// Bytes of COPY data sent at a time.
 const SEND_BUFFER: usize = 1 << 20;
@@ -89,6 +92,10 @@ struct PgSession<'s> {
 /// A COPY in flight and what the load does after it.
 struct Copy {
     sink: Pin<Box<CopyInSink<Bytes>>>,
+    /// The `COPY` statement (a load that widens its geometry column starts it again).
+    statement: String,
+    /// Rows copied by the COPY statements before the current one.
+    copied_before: u64,
     buf: BytesMut,
     encoder: RowEncoder,
     table: String,
@@ -208,7 +215,8 @@ impl LoadSession for PgSession<'_> {
         let dataset = plan.dataset.as_str();
         let t0 = Instant::now();
         let old = table::read_layout(store, tx, dataset).await?;
-        let resolution = Resolution::new(dataset, old, &plan.schema, OWN_COLUMNS);
+        let request = GeometryRequest::new(plan.geometry_type, plan.policy);
+        let resolution = Resolution::new(dataset, old, &plan.schema, request, OWN_COLUMNS);
         resolution.check_width(MAX_COLUMNS)?;
         let changes = resolution.changes();
         let t = qualified(&resolution.new.table);
@@ -278,8 +286,11 @@ impl LoadSession for PgSession<'_> {
         let sink = Box::pin(tx.copy_in::<_, Bytes>(&copy).await.ctx(store, "starting the COPY")?);
         let mut buf = BytesMut::with_capacity(SEND_BUFFER + (SEND_BUFFER >> 2));
         RowEncoder::header(&mut buf);
+        let geometry = (resolution.new.geometry, resolution.old.as_ref().map(|o| o.geometry));
         self.copy = Some(Copy {
             sink,
+            statement: copy,
+            copied_before: 0,
             buf,
             encoder,
             table: layout.table.clone(),
@@ -290,7 +301,7 @@ impl LoadSession for PgSession<'_> {
             prepared,
             stored: None,
         });
-        Ok(Prepared { load_id, replaced_rows, changes, superseded: 0 })
+        Ok(Prepared { load_id, replaced_rows, changes, superseded: 0, geometry: geometry.0, old_geometry: geometry.1 })
     }
 
     async fn forget_other_sources(
@@ -313,6 +324,23 @@ impl LoadSession for PgSession<'_> {
         Ok(others)
     }
 
+    async fn widen_geometry(&mut self, to: GeometryColumn) -> Result<(), StoreError> {
+        let store = self.store;
+        let client = self.client.as_deref().map(|c| &**c);
+        let (Some(tx), Some(copy)) = (client, self.copy.as_mut()) else {
+            return Err(StoreError::Internal("no COPY to widen the geometry column of".into()));
+        };
+        // A table cannot change while a COPY into it is open: end it, widen, start another.
+        RowEncoder::trailer(&mut copy.buf);
+        copy.sink.send(copy.buf.split().freeze()).await.ctx(store, "copying rows")?;
+        copy.copied_before += copy.sink.as_mut().finish().await.ctx(store, "finishing the COPY")?;
+        let alter = format!("ALTER TABLE {} {}", qualified(&copy.table), table::geometry_retype(to));
+        tx.batch_execute(&alter).await.ctx(store, "widening the geometry column")?;
+        copy.sink = Box::pin(tx.copy_in::<_, Bytes>(&copy.statement).await.ctx(store, "starting the COPY")?);
+        RowEncoder::header(&mut copy.buf);
+        Ok(())
+    }
+
     async fn write(&mut self, rows: &[Row]) -> Result<(), StoreError> {
         let store = self.store;
         let copy = self.copy.as_mut().ok_or_else(|| StoreError::Internal("rows sent before the COPY".into()))?;
@@ -333,7 +361,7 @@ impl LoadSession for PgSession<'_> {
         };
         RowEncoder::trailer(&mut copy.buf);
         copy.sink.send(copy.buf.split().freeze()).await.ctx(store, "copying rows")?;
-        let copied = copy.sink.as_mut().finish().await.ctx(store, "finishing the COPY")?;
+        let copied = copy.copied_before + copy.sink.as_mut().finish().await.ctx(store, "finishing the COPY")?;
         let rows = SourceRows::Fids(copy.first_fid, last_fid(store, tx, &copy.table).await?);
         copy.stored = Some((copied, rows));
         let copy_done = copy.t0.elapsed();

@@ -3,10 +3,12 @@
 use tokio_postgres::GenericClient;
 
 use geoflow_core::dataset::DatasetMode;
+use geoflow_core::geometry_type::{Dim, GeometryColumn};
+use geoflow_core::row::GeometryKind;
 use geoflow_core::schema::FieldType;
 
 use super::{Ctx, PostgisStore, DATASET_SCHEMA};
-use crate::layout::{parse_type, Column, ColumnDrop, Layout, Resolution, OVERFLOW_COLUMN};
+use crate::layout::{parse_type, Column, ColumnDrop, Layout, Resolution, GEOMETRY_COLUMN, OVERFLOW_COLUMN};
 use crate::StoreError;
 
 const FEATURE_TABLE_SQL: &str = include_str!("sql/feature_table.sql");
@@ -42,6 +44,35 @@ pub fn pg_type(ty: FieldType) -> &'static str {
         FieldType::DateTime => "timestamptz",
         FieldType::Text | FieldType::Null => "text",
         FieldType::Json => "jsonb",
+    }
+}
+
+/// The PostGIS type of a geometry column: `geometry(MultiPolygon,4326)`, `geometry(PointZ,4326)`,
+/// `geometry(Geometry,4326)`; a column of 2D and 3D geometries has no type modifier (a
+/// modifier fixes the dimension) and keeps its SRID by the table's check constraint.
+pub fn pg_geometry_type(g: GeometryColumn) -> String {
+    let z = match g.dim {
+        Dim::Mixed => return "geometry".into(),
+        Dim::Xyz => "Z",
+        Dim::Xy => "",
+    };
+    format!("geometry({}{z},4326)", g.kind.map_or("Geometry", GeometryKind::name))
+}
+
+/// The geometry column type [`pg_geometry_type`] wrote, from `format_type` of the column: a
+/// column without a type modifier (every table created before geometry columns were typed)
+/// is generic, of any dimension.
+pub fn parse_pg_geometry_type(formatted: &str) -> GeometryColumn {
+    let untyped = GeometryColumn::generic(Dim::Mixed);
+    let Some(inner) = formatted.strip_prefix("geometry(").and_then(|t| t.strip_suffix(')')) else { return untyped };
+    let name = inner.split(',').next().unwrap_or_default();
+    let (name, dim) = match name.strip_suffix('Z') {
+        Some(n) => (n, Dim::Xyz),
+        None => (name, Dim::Xy),
+    };
+    match GeometryColumn::kind_of_ogc_name(name) {
+        Some(kind) => GeometryColumn::new(kind, dim),
+        None => untyped,
     }
 }
 
@@ -89,6 +120,16 @@ pub async fn read_layout(
     };
     let table: String = row.get(0);
     let id_type = parse_type(row.get(1))?;
+    let formatted: Option<String> = client
+        .query_one(
+            "SELECT (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                     WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped)",
+            &[&qualified(&table), &GEOMETRY_COLUMN],
+        )
+        .await
+        .ctx(store, "reading the geometry column's type")?
+        .get(0);
+    let geometry = parse_pg_geometry_type(formatted.as_deref().unwrap_or("geometry"));
     let rows = client
         .query(
             "SELECT key, column_name, field_type, overflow FROM geoflow.columns WHERE dataset = $1 ORDER BY ordinal",
@@ -100,7 +141,7 @@ pub async fn read_layout(
     for r in rows {
         columns.push(Column { key: r.get(0), name: r.get(1), ty: parse_type(r.get(2))?, overflow: r.get(3) });
     }
-    Ok(Some(Layout { table, id_type, columns }))
+    Ok(Some(Layout { table, id_type, geometry, columns }))
 }
 
 /// Brings the table to the new layout (creates it, or adds columns and widens types) and
@@ -129,6 +170,9 @@ pub async fn apply_resolution(
             if r.adds_overflow() {
                 clauses.push(format!("ADD COLUMN {} jsonb", quote_ident(OVERFLOW_COLUMN)));
             }
+            if old.geometry != r.new.geometry {
+                clauses.push(geometry_retype(r.new.geometry));
+            }
             if let Some(using) = conversion("feature_id", old.id_type, r.new.id_type) {
                 clauses.push(format!("ALTER COLUMN feature_id TYPE {} USING {using}", pg_type(r.new.id_type)));
             }
@@ -148,6 +192,13 @@ pub async fn apply_resolution(
     };
     write_catalog(r, store, tx, dataset).await?;
     Ok(created)
+}
+
+/// The `ALTER TABLE` clause that widens the geometry column to `to`. Every stored geometry
+/// fits the wider type, so only the type modifier changes; the SRID check and the spatial
+/// index stay (PostgreSQL rebuilds the index with the table when it rewrites it).
+pub fn geometry_retype(to: GeometryColumn) -> String {
+    format!("ALTER COLUMN {} TYPE {}", quote_ident(GEOMETRY_COLUMN), pg_geometry_type(to))
 }
 
 /// Whether any row has a value in `column` (for an overflow property, a member under its key
@@ -269,6 +320,7 @@ async fn create_table(
     let sql = FEATURE_TABLE_SQL
         .replace("{table}", &qualified(&layout.table))
         .replace("{id_type}", pg_type(layout.id_type))
+        .replace("{geometry_type}", &pg_geometry_type(layout.geometry))
         .replace("{geometry_compression}", if lz4 { " COMPRESSION lz4" } else { "" })
         .replace("{columns}", &columns);
     tx.batch_execute(&sql).await.ctx(store, "creating the dataset table")?;
@@ -341,6 +393,21 @@ mod tests {
         assert_eq!(quote_ident("roads"), "\"roads\"");
         assert_eq!(quote_ident("a\"; DROP TABLE x; --"), "\"a\"\"; DROP TABLE x; --\"");
         assert_eq!(qualified("t"), "\"datasets\".\"t\"");
+    }
+
+    #[test]
+    fn geometry_types_round_trip_through_their_postgis_names() {
+        use GeometryKind::*;
+        for (g, pg) in [
+            (GeometryColumn::new(Some(MultiPolygon), Dim::Xy), "geometry(MultiPolygon,4326)"),
+            (GeometryColumn::new(Some(Point), Dim::Xyz), "geometry(PointZ,4326)"),
+            (GeometryColumn::generic(Dim::Xy), "geometry(Geometry,4326)"),
+            (GeometryColumn::generic(Dim::Xyz), "geometry(GeometryZ,4326)"),
+            (GeometryColumn::generic(Dim::Mixed), "geometry"),
+        ] {
+            assert_eq!(pg_geometry_type(g), pg);
+            assert_eq!(parse_pg_geometry_type(pg), g);
+        }
     }
 
     #[test]

@@ -84,7 +84,8 @@ pub fn empty_line() -> EncodedGeometry {
 // Plans, rows and loads.
 
 pub fn schema(fields: &[(&str, FieldType)], id_type: FieldType) -> Schema {
-    Schema { fields: fields.iter().map(|(k, ty)| Field { key: k.to_string(), ty: *ty }).collect(), id_type }
+    let fields = fields.iter().map(|(k, ty)| Field { key: k.to_string(), ty: *ty }).collect();
+    Schema { fields, id_type, ..Default::default() }
 }
 
 pub fn plan(dataset: &str, source: &str, hash: &str, schema: Schema) -> LoadPlan {
@@ -96,6 +97,7 @@ pub fn plan(dataset: &str, source: &str, hash: &str, schema: Schema) -> LoadPlan
         policy: Policy::Skip,
         origin: None,
         schema_policy: Default::default(),
+        geometry_type: Default::default(),
         mode: DatasetMode::Append,
         key: geoflow_core::dataset::FeatureKey::FeatureId,
         modified: None,

@@ -236,6 +236,7 @@ pub async fn delete_source(
             key: None,
             force: false,
             schema_policy: None,
+            geometry_type: None,
         };
         state
             .queue

@@ -194,10 +194,22 @@ fn feature_schema(base: &str, d: &DatasetInfo) -> Value {
         "properties": {
             "type": { "type": "string", "enum": ["Feature"] },
             "id": { "type": "integer" },
-            "geometry": { "x-ogc-role": "primary-geometry", "format": "geometry-any" },
+            "geometry": { "x-ogc-role": "primary-geometry", "format": geometry_format(&d.geometry_type) },
             "properties": { "type": "object", "properties": properties },
         },
     })
+}
+
+/// The OGC API – Features schema format of a geometry column's type (`MultiPolygon` →
+/// `geometry-multipolygon`; a generic column, of any kind, is `geometry-any`).
+fn geometry_format(geometry_type: &str) -> String {
+    let kind = geometry_type.split(' ').next().unwrap_or_default();
+    let kind = kind.strip_suffix('Z').unwrap_or(kind).to_ascii_lowercase();
+    match kind.as_str() {
+        "point" | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
+        | "geometrycollection" => format!("geometry-{kind}"),
+        _ => "geometry-any".into(),
+    }
 }
 
 #[utoipa::path(

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::TryStreamExt;
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
+use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::Policy;
 use geoflow_core::schema::SchemaPolicy;
 use geoflow_store::{DatasetInfo, Job, JobAction, NewJob};
@@ -51,6 +52,14 @@ pub struct UploadParams {
     /// `GEOFLOW_SCHEMA_POLICY`.
     #[param(value_type = Option<SchemaPolicy>)]
     schema_policy: Option<String>,
+    /// The geometry column's type for a dataset this upload creates: `auto` (the data's one
+    /// geometry type; a single type and its Multi type together become the Multi type),
+    /// `promote-multi`, `any` (a generic column), or a type (`point`, `linestring`, `polygon`,
+    /// `multipoint`, `multilinestring`, `multipolygon`, `geometrycollection`). An existing typed
+    /// column widens to a generic one when a load does not fit it. Default: the worker's
+    /// `GEOFLOW_GEOMETRY_TYPE`.
+    #[param(value_type = Option<String>, example = "auto")]
+    geometry_type: Option<String>,
     /// How new objects change the dataset, for a dataset this upload creates: `replace` (the
     /// dataset is its newest upload), `append` (each file name is a source of its own),
     /// `upsert` (features keyed by `key`, the newest upload winning each key). An
@@ -124,6 +133,7 @@ pub async fn upload(
         DatasetName::new(&dataset).map_err(|e| Problem::bad_request("invalid-dataset", format!("dataset: {e}")))?;
     let policy = parameter::<Policy>("on_invalid", &params.on_invalid)?.unwrap_or(state.config.default_policy);
     let schema_policy = parameter::<SchemaPolicy>("schema_policy", &params.schema_policy)?;
+    let geometry_type = parameter::<GeometryType>("geometry_type", &params.geometry_type)?;
     let mode = parameter::<DatasetMode>("mode", &params.mode)?;
     if params.key.is_some() && mode != Some(DatasetMode::Upsert) {
         return Err(Problem::bad_request("invalid-parameter", "key: a key is given with mode=upsert, which it keys"));
@@ -217,7 +227,8 @@ pub async fn upload(
     // Queued before the job is recorded: should this process die in between, the worker
     // records the job itself, and a retry with the same Idempotency-Key finds it.
     let force = params.force.unwrap_or(false);
-    let tag = JobTag { job: job_id.clone(), on_invalid: policy, schema_policy, mode, key: params.key, force };
+    let (upsert_key, on_invalid) = (params.key, policy);
+    let tag = JobTag { job: job_id.clone(), on_invalid, schema_policy, geometry_type, mode, key: upsert_key, force };
     let message = notification(EventKind::Created, &key, size, Some(&tag));
     state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
     let new = NewJob { id: job_id, dataset, source: key, action: JobAction::Load, object_version };

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
+use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::process::{observe_schema, Processed, Processor};
 use geoflow_core::reader::{GeoJsonReader, RawFeature, ReadError, ReaderOptions};
 use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy};
@@ -42,6 +43,8 @@ pub struct IngestRequest {
     pub policy: Policy,
     /// What the load may do to the types of the dataset's existing columns.
     pub schema_policy: SchemaPolicy,
+    /// The type asked for the dataset's geometry column.
+    pub geometry_type: GeometryType,
     /// The mode a dataset created by this load gets; an existing dataset keeps its own.
     pub mode: DatasetMode,
     /// What keys the features in upsert mode, if the load creates the dataset.
@@ -67,6 +70,7 @@ impl IngestRequest {
             origin: None,
             policy: Policy::Skip,
             schema_policy: SchemaPolicy::Widen,
+            geometry_type: GeometryType::Auto,
             mode: DatasetMode::default(),
             key: FeatureKey::FeatureId,
             modified: None,
@@ -237,6 +241,7 @@ pub async fn ingest(
         policy: req.policy,
         origin: req.origin.clone(),
         schema_policy: req.schema_policy,
+        geometry_type: req.geometry_type,
         mode,
         key,
         modified: req.modified,
@@ -495,9 +500,10 @@ fn load_pass(
     progress: &Progress,
     tx: tokio::sync::mpsc::Sender<LoadMessage>,
 ) -> Fed {
+    let processor = Processor::new(schema, req.policy).with_geometry_type(req.geometry_type);
     let processor = match req.mode {
-        DatasetMode::Upsert => Processor::new(schema, req.policy).keyed_by(&req.key),
-        _ => Processor::new(schema, req.policy),
+        DatasetMode::Upsert => processor.keyed_by(&req.key),
+        _ => processor,
     };
     let mut fed = Fed { status: Status::Loaded, class: ErrorClass::BadInput, result: LoadResult::default() };
     let framed = in_parallel(

@@ -21,10 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
+use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::{LoadCounts, Policy};
 use geoflow_core::schema::SchemaPolicy;
 use geoflow_queue::{Delivery, Queue, Receipt, MAX_BATCH};
-use geoflow_store::protocol::{load_settings, Origin};
+use geoflow_store::protocol::{load_settings, same_settings, Origin};
 use geoflow_store::{
     ErrorClass, Job, JobAction, JobStatus, JobUpdate, LoadPlan, LoadResult, NewJob, Removal, RemovalCause,
     SourceRecord, SourceVersion, Store, StoreError,
@@ -61,6 +62,8 @@ pub struct WorkerOptions {
     pub policy: Policy,
     /// The schema policy of loads whose event asks for none.
     pub schema_policy: SchemaPolicy,
+    /// The geometry type of loads whose event asks for none.
+    pub geometry_type: GeometryType,
     /// The mode of datasets created by events that ask for none (bucket notifications, the
     /// inbox).
     pub mode: DatasetMode,
@@ -84,6 +87,7 @@ impl Default for WorkerOptions {
             retry_in_place: Duration::from_secs(120),
             policy: Policy::Skip,
             schema_policy: SchemaPolicy::Widen,
+            geometry_type: GeometryType::Auto,
             mode: DatasetMode::default(),
             key: FeatureKey::FeatureId,
             spool_dir: std::env::temp_dir(),
@@ -414,7 +418,7 @@ impl Worker {
             match self.store.settled_source(&event.dataset, &event.key).await {
                 Ok(Some(loaded)) if loaded.version.object_version.as_deref() == Some(version.as_str()) => {
                     match self.settings_of(event).await {
-                        Ok(settings) if loaded.settings.as_deref() == Some(settings.as_str()) => {
+                        Ok(settings) if same_settings(loaded.settings.as_deref(), &settings) => {
                             return already_loaded(job, &loaded, &version);
                         }
                         Ok(_) => {}
@@ -434,7 +438,7 @@ impl Worker {
             Some(dataset) => (dataset.mode, FeatureKey::from_property(dataset.key_property)),
             None => (self.mode_asked(event), self.key_asked(event)),
         };
-        Ok(load_settings(self.policy_asked(event), mode, &key))
+        Ok(load_settings(self.policy_asked(event), mode, &key, self.geometry_type_asked(event)))
     }
 
     fn key_asked(&self, event: &ObjectEvent) -> FeatureKey {
@@ -442,6 +446,10 @@ impl Worker {
             Some(property) => FeatureKey::Property(property),
             None => self.options.key.clone(),
         }
+    }
+
+    fn geometry_type_asked(&self, event: &ObjectEvent) -> GeometryType {
+        event.tag.as_ref().and_then(|tag| tag.geometry_type).unwrap_or(self.options.geometry_type)
     }
 
     fn policy_asked(&self, event: &ObjectEvent) -> Policy {
@@ -475,6 +483,7 @@ impl Worker {
         request.force = event.tag.as_ref().is_some_and(|tag| tag.force);
         request.schema_policy =
             event.tag.as_ref().and_then(|tag| tag.schema_policy).unwrap_or(self.options.schema_policy);
+        request.geometry_type = self.geometry_type_asked(event);
         request.workers = self.options.parse_threads;
         let request_plan = (request.object_version.clone(), request.policy);
         let summary = match ingest(self.store.clone(), request, Arc::new(Progress::default())).await {
@@ -621,6 +630,7 @@ fn unrecorded(summary: &IngestSummary, (object_version, policy): &(Option<String
         policy: *policy,
         origin: None,
         schema_policy: Default::default(),
+        geometry_type: Default::default(),
         mode: DatasetMode::default(),
         key: FeatureKey::FeatureId,
         modified: None,

@@ -1,6 +1,6 @@
 CREATE TABLE {table} (
   fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
-  geom GEOMETRY,
+  geom {geometry_type},
   feature_id {id_type},
   gf_source TEXT NOT NULL,
   gf_load_id INTEGER NOT NULL,

@@ -6,7 +6,10 @@ SELECT d.name, d.version, to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T
   ARRAY(SELECT c.key FROM geoflow.columns c WHERE c.dataset = d.name ORDER BY c.ordinal),
   ARRAY(SELECT c.column_name FROM geoflow.columns c WHERE c.dataset = d.name ORDER BY c.ordinal),
   ARRAY(SELECT c.field_type FROM geoflow.columns c WHERE c.dataset = d.name ORDER BY c.ordinal),
-  d.mode, d.key_property
+  d.mode, d.key_property,
+  (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+   WHERE a.attrelid = to_regclass(format('%I.%I', 'datasets', d.table_name)) AND a.attname = 'geom'
+     AND NOT a.attisdropped)
 FROM geoflow.datasets d
 WHERE $1::text IS NULL OR d.name = $1
 ORDER BY d.name

@@ -2,8 +2,9 @@ CREATE TABLE {table} (
   -- The primary key and the spatial index are created by feature_table_keys.sql and
   -- table::create_spatial_index.
   fid bigint GENERATED ALWAYS AS IDENTITY,
-  -- Any geometry type, 2D or with Z, in EPSG:4326 (a typmod would fix the dimension).
-  geom geometry{geometry_compression} CHECK (ST_SRID(geom) = 4326),
+  -- Typed (geometry(MultiPolygon,4326), say) when the data allows; without a type modifier
+  -- when 2D and 3D geometries mix. The check keeps the SRID either way.
+  geom {geometry_type}{geometry_compression} CHECK (ST_SRID(geom) = 4326),
   feature_id {id_type},
   gf_source text NOT NULL,
   gf_load_id bigint NOT NULL,
