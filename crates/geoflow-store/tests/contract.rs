@@ -564,9 +564,8 @@ async fn feature_counts(s: &dyn Store, dataset: &str) -> Vec<(String, u64)> {
 /// In upsert mode each key holds the feature of the newest object that has it, whatever order
 /// the loads come in; deleting an object leaves its features.
 async fn upsert_mode(s: &dyn Store) {
-    let (id, ds) = (FeatureKey::FeatureId, "parcels");
-    let (a, b, c, d) =
-        ("raw/parcels/a.geojson", "raw/parcels/b.geojson", "raw/parcels/c.geojson", "raw/parcels/d.geojson");
+    let (id, ds) = (FeatureKey::FeatureId, "plots");
+    let (a, b, c, d) = ("raw/plots/a.geojson", "raw/plots/b.geojson", "raw/plots/c.geojson", "raw/plots/d.geojson");
     let outcome =
         commit(s, upserting(ds, a, "u-a", 10, &id), keyed_rows(&[(1, "a", 1.0), (2, "a", 2.0), (3, "a", 3.0)])).await;
     assert!(matches!(outcome, LoadOutcome::Loaded { replaced_rows: 0, superseded_features: 0, .. }), "{outcome:?}");

@@ -337,8 +337,8 @@ fn dataset_of(store: &PostgisStore, r: &Row) -> Result<DatasetInfo, StoreError> 
         sources: r.get::<_, i64>(9).max(0) as u64,
         columns,
         mode: parse_mode(store, r.get(13))?,
-        key_property: r.get(15),
-        geometry_type: super::table::parse_pg_geometry_type(r.get::<_, Option<&str>>(14).unwrap_or("geometry"))
+        key_property: r.get(14),
+        geometry_type: super::table::parse_pg_geometry_type(r.get::<_, Option<&str>>(15).unwrap_or("geometry"))
             .to_string(),
         version: r.get(1),
         updated_at: r.get(2),
