@@ -240,12 +240,18 @@ mod tests {
     use crate::reader::{GeoJsonReader, ReaderOptions};
     use crate::value::PropValue;
 
-    fn run(input: &str, policy: Policy) -> Vec<Processed> {
+    /// The features of `input` and the schema the schema pass finds in them.
+    fn read(input: &str) -> (Vec<RawFeature>, Schema) {
         let raws: Vec<RawFeature> =
             GeoJsonReader::new(input.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
         let mut schema = SchemaBuilder::default();
         raws.iter().for_each(|r| observe_schema(r, &mut schema));
-        let p = Processor::new(&schema.finish(), policy);
+        (raws, schema.finish())
+    }
+
+    fn run(input: &str, policy: Policy) -> Vec<Processed> {
+        let (raws, schema) = read(input);
+        let p = Processor::new(&schema, policy);
         raws.iter().map(|r| p.process(r)).collect()
     }
 
@@ -264,11 +270,7 @@ mod tests {
             {"type":"Feature","id":4,"properties":{"code":{"x":1}},"geometry":null},
             {"type":"Feature","id":5,"properties":{"code":17},"geometry":null}
         ]}"#;
-        let raws: Vec<RawFeature> =
-            GeoJsonReader::new(input.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
-        let mut schema = SchemaBuilder::default();
-        raws.iter().for_each(|r| observe_schema(r, &mut schema));
-        let schema = schema.finish();
+        let (raws, schema) = read(input);
         let verdicts = |key: FeatureKey, policy| -> Vec<Option<Action>> {
             let p = Processor::new(&schema, policy).keyed_by(&key);
             raws.iter()
@@ -367,11 +369,7 @@ mod tests {
             {"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]}},
             {"type":"Feature","properties":{},"geometry":null}
         ]}"#;
-        let raws: Vec<RawFeature> =
-            GeoJsonReader::new(input.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
-        let mut schema = SchemaBuilder::default();
-        raws.iter().for_each(|r| observe_schema(r, &mut schema));
-        let schema = schema.finish();
+        let (raws, schema) = read(input);
         assert_eq!(
             schema.geometry,
             crate::geometry_type::GeometryKinds::of(

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use geoflow_core::dataset::FeatureKey;
 use geoflow_core::geometry_type::{Fit, GeometryColumn, GeometryType};
 use geoflow_core::report::Policy;
 use geoflow_core::row::Row;
@@ -65,6 +66,28 @@ pub struct Layout {
     pub geometry: GeometryColumn,
     /// In ordinal order (the table's column order).
     pub columns: Vec<Column>,
+}
+
+/// Where a dataset table keeps the key of its rows ([`FeatureKey`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLocation<'a> {
+    /// A column, by name.
+    Column(&'a str),
+    /// A member of the overflow column, by key.
+    Member(&'a str),
+}
+
+impl Layout {
+    /// Where the table keeps `key`; `None` for a property no row has had (no column).
+    pub fn key_location(&self, key: &FeatureKey) -> Option<KeyLocation<'_>> {
+        match key {
+            FeatureKey::FeatureId => Some(KeyLocation::Column(FEATURE_ID_COLUMN)),
+            FeatureKey::Property(name) => self.columns.iter().find(|c| &c.key == name).map(|c| match c.overflow {
+                true => KeyLocation::Member(&c.key),
+                false => KeyLocation::Column(&c.name),
+            }),
+        }
+    }
 }
 
 /// A field type as the catalog spells it.

@@ -462,22 +462,12 @@ async fn load_sequence<S: LoadSession>(
         }
     };
     guard.finish()?;
-    let mut stored_rows = s.finish_rows(plan).await?;
-    let mut source_rows = stored_rows;
-    let mut superseded_rows = 0;
-    if scope == RowScope::Keys {
-        let this = ObjectOrder { modified: plan.modified.unwrap_or(started_at), key: plan.source.clone() };
-        let keyed = s.resolve_keys(plan, &key, &this).await?;
-        stored_rows -= keyed.superseded;
-        superseded_rows = keyed.superseded;
-        prepared.superseded = keyed.superseded;
-        let own = keyed.displaced.iter().filter(|(source, _)| *source == plan.source).map(|(_, n)| n).sum::<u64>();
-        source_rows = catalogued.map_or(0, |c| c.rows).saturating_sub(own) + stored_rows;
-        prepared.replaced_rows = keyed.displaced.iter().map(|(_, n)| n).sum();
-        let others: Vec<_> = keyed.displaced.into_iter().filter(|(source, _)| *source != plan.source).collect();
-        s.release_rows(&plan.dataset, &others).await?;
-    }
-    if stored_rows + superseded_rows != result.counts.features_loaded {
+    let copied = s.finish_rows(plan).await?;
+    let (stored_rows, source_rows) = match scope {
+        RowScope::Keys => settle_keys(s, plan, &key, started_at, catalogued.as_ref(), &mut prepared, copied).await?,
+        RowScope::Source | RowScope::Dataset => (copied, copied),
+    };
+    if stored_rows + prepared.superseded != result.counts.features_loaded {
         tracing::warn!(
             dataset = %plan.dataset,
             source = %plan.source,
@@ -551,6 +541,30 @@ fn record_geometry_change(changes: &mut Vec<SchemaChange>, from: GeometryColumn,
         }
         None => changes.insert(0, SchemaChange::geometry_widened(from, to)),
     }
+}
+
+/// Settles the keys of the `copied` rows of an upsert load ([`LoadSession::resolve_keys`], as
+/// the object `plan.source` modified then, or when the load started) and takes the rows they
+/// replaced off their sources. Returns the rows the load stored and the rows its source holds
+/// now: its earlier rows of keys the load did not bring stay its own.
+async fn settle_keys<S: LoadSession>(
+    s: &mut S,
+    plan: &LoadPlan,
+    key: &FeatureKey,
+    started_at: OffsetDateTime,
+    catalogued: Option<&Catalogued>,
+    prepared: &mut Prepared,
+    copied: u64,
+) -> Result<(u64, u64), StoreError> {
+    let this = ObjectOrder { modified: plan.modified.unwrap_or(started_at), key: plan.source.clone() };
+    let keyed = s.resolve_keys(plan, key, &this).await?;
+    let stored = copied.saturating_sub(keyed.superseded);
+    prepared.superseded = keyed.superseded;
+    prepared.replaced_rows = keyed.displaced.iter().map(|(_, n)| n).sum();
+    let (own, others): (Vec<_>, Vec<_>) = keyed.displaced.into_iter().partition(|(source, _)| *source == plan.source);
+    s.release_rows(&plan.dataset, &others).await?;
+    let own: u64 = own.iter().map(|(_, n)| n).sum();
+    Ok((stored, catalogued.map_or(0, |c| c.rows).saturating_sub(own) + stored))
 }
 
 /// Removes a source's rows and its catalog entry in one transaction, unless `origin` says the

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use geoflow_core::dataset::DatasetName;
 use geoflow_store::{Job, JobAction, JobStatus, JobUpdate, Jobs, Loads, NewJob, RemovalCause, Store, StoreError};
 
 use crate::ingest::{ingest, IngestRequest, IngestSummary, Progress, Status};
@@ -29,6 +30,13 @@ pub fn finished_load(summary: &IngestSummary) -> JobUpdate {
         error: Some(error),
         result: Some(serde_json::to_value(summary).unwrap_or_default()),
     }
+}
+
+/// A new job for a change someone asked for (not a storage event's, whose job id the event
+/// gives): a fresh id, no object version.
+pub fn requested(dataset: &DatasetName, source: &str, action: JobAction) -> NewJob {
+    let id = uuid::Uuid::new_v4().to_string();
+    NewJob { id, dataset: dataset.clone(), source: source.to_string(), action, object_version: None }
 }
 
 /// The removal of a source that no storage event brings (asked through the API or the CLI)

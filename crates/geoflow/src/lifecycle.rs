@@ -14,7 +14,7 @@ use std::sync::Arc;
 use geoflow_core::dataset::DatasetName;
 use geoflow_store::protocol::Origin;
 use geoflow_store::{
-    Catalog, DatasetDrop, ErrorClass, JobAction, JobStatus, JobUpdate, Jobs, Loads, NewJob, RemovalCause, StoreError,
+    Catalog, DatasetDrop, ErrorClass, JobAction, JobStatus, JobUpdate, Jobs, Loads, RemovalCause, StoreError,
 };
 
 use crate::storage::{Storage, StoredObject};
@@ -77,13 +77,7 @@ pub async fn drop_dataset_as_job(
             JobUpdate { status: Some(JobStatus::Failed), error: Some(Some(e.to_string())), ..JobUpdate::default() }
         }
     };
-    let new = NewJob {
-        id: uuid::Uuid::new_v4().to_string(),
-        dataset: dataset.clone(),
-        source: EVERY_SOURCE.into(),
-        action: JobAction::Drop,
-        object_version: None,
-    };
+    let new = crate::jobs::requested(dataset, EVERY_SOURCE, JobAction::Drop);
     let recorded = async {
         jobs.upsert_job(&new).await?;
         jobs.update_job(&new.id, end).await

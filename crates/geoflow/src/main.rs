@@ -21,7 +21,7 @@ use geoflow_core::dataset::{DatasetMode, FeatureKey};
 use geoflow_core::reader::ReaderOptions;
 use geoflow_core::report::Policy;
 use geoflow_queue::Queue;
-use geoflow_store::{Job, JobAction, JobQuery, NewJob, Store};
+use geoflow_store::{Job, JobAction, JobQuery, Store};
 
 /// Loads allocate and free small buffers at a high rate on every thread; mimalloc's per-thread
 /// heaps take about a tenth of a load's CPU time that the system allocator spends.
@@ -134,13 +134,7 @@ async fn run_sources(command: SourcesCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             // Recorded as a job, so that it is listed with the jobs of uploads and events.
-            let new = NewJob {
-                id: uuid::Uuid::new_v4().to_string(),
-                dataset: dataset.clone(),
-                source: source.clone(),
-                action: JobAction::Remove,
-                object_version: None,
-            };
+            let new = jobs::requested(&dataset, &source, JobAction::Remove);
             let job = jobs::remove_as_job(&*store, &*store, &new).await?;
             let removed = job.result.as_ref().and_then(|r| r["removed_rows"].as_u64()).unwrap_or(0);
             eprintln!("removed source {source} from {dataset}: {removed} features (job {})", job.id);

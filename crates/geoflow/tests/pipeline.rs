@@ -269,23 +269,6 @@ async fn replace_mode_follows_the_newest_object_whatever_the_event_order() {
     assert_eq!((stats.visible, stats.invisible, stats.dead_letters), (0, 0, 0));
 }
 
-/// The `name` of each stored feature of a dataset keyed by `code`, by code.
-async fn names_by_code(env: &Embedded, dataset: &str) -> std::collections::BTreeMap<String, String> {
-    let everything = geoflow_store::FeatureQuery { limit: usize::MAX, ..Default::default() };
-    let stored = env.store.features(&DatasetName::new(dataset).unwrap(), &everything).await.unwrap();
-    let stored = futures_util::TryStreamExt::try_collect::<Vec<_>>(stored).await.unwrap();
-    let mut out = std::collections::BTreeMap::new();
-    for feature in stored {
-        let f: serde_json::Value = serde_json::from_str(&feature.json).unwrap();
-        let code = f["properties"]["code"].as_str().unwrap().to_string();
-        assert!(
-            out.insert(code.clone(), f["properties"]["name"].as_str().unwrap().to_string()).is_none(),
-            "{code} twice"
-        );
-    }
-    out
-}
-
 /// In upsert mode each key holds the newest object's feature whatever order the events come
 /// in, duplicated or late; a feature without a key is reported; deleting an object keeps its
 /// features.
@@ -305,7 +288,7 @@ async fn upsert_mode_keeps_the_newest_feature_of_each_key_whatever_the_event_ord
         env.queue.send(event).await.unwrap();
         while worker.try_execute_task(Duration::from_millis(200)).await.unwrap() > 0 {}
     }
-    let names = names_by_code(&env, "meters").await;
+    let names = support::names_by_code(&*env.store, "meters").await;
     assert_eq!(names.len(), 40);
     for i in 0..40 {
         assert_eq!(names[&format!("code-{i}")], if i < 20 { "old" } else { "new" }, "code-{i}");
@@ -327,7 +310,7 @@ async fn upsert_mode_keeps_the_newest_feature_of_each_key_whatever_the_event_ord
     std::fs::remove_file(env.objects().join(new)).unwrap();
     env.queue.send(&notification(EventKind::Removed, new, 0, None)).await.unwrap();
     while worker.try_execute_task(Duration::from_millis(300)).await.unwrap() > 0 {}
-    assert_eq!(names_by_code(&env, "meters").await, names);
+    assert_eq!(support::names_by_code(&*env.store, "meters").await, names);
     let jobs = env.jobs().await;
     let removal = jobs.iter().find(|j| j.source == new && j.action == geoflow_store::JobAction::Remove).unwrap();
     assert_eq!(removal.status, JobStatus::Succeeded, "{removal:#?}");

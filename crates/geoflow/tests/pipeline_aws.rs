@@ -244,23 +244,6 @@ async fn replace_mode_on_s3_follows_the_newest_object_whatever_the_event_order()
     assert_eq!(aws.messages(&aws.dlq_url).await, 0);
 }
 
-/// The `name` of the stored feature of each code.
-async fn names_by_code(store: &PostgisStore, dataset: &DatasetName) -> std::collections::BTreeMap<String, String> {
-    let everything = geoflow_store::FeatureQuery { limit: usize::MAX, ..Default::default() };
-    let stored = store.features(dataset, &everything).await.unwrap();
-    let stored = futures_util::TryStreamExt::try_collect::<Vec<_>>(stored).await.unwrap();
-    let mut out = std::collections::BTreeMap::new();
-    for feature in stored {
-        let f: serde_json::Value = serde_json::from_str(&feature.json).unwrap();
-        let code = f["properties"]["code"].as_str().unwrap().to_string();
-        assert!(
-            out.insert(code.clone(), f["properties"]["name"].as_str().unwrap().to_string()).is_none(),
-            "{code} twice"
-        );
-    }
-    out
-}
-
 /// In upsert mode, on S3 and SQS with two workers: each key holds the newest object's feature
 /// whatever order events arrive in; a worker killed mid-load leaves the previous content, and
 /// the load is done again; deleting an object keeps its features.
@@ -289,7 +272,7 @@ async fn upsert_mode_on_s3_keeps_the_newest_feature_of_each_key_through_reorders
     let jobs = wait_for_jobs(&store, 4).await;
     let expected: std::collections::BTreeMap<String, String> =
         (0..40).map(|i| (format!("code-{i}"), if i < 20 { "old" } else { "new" }.to_string())).collect();
-    assert_eq!(names_by_code(&store, &meters).await, expected, "{jobs:#?}");
+    assert_eq!(support::names_by_code(&store, "meters").await, expected, "{jobs:#?}");
     let info = store.dataset(&meters).await.unwrap().unwrap();
     assert_eq!((info.mode, info.key_property.as_deref(), info.feature_count), (DatasetMode::Upsert, Some("code"), 40));
     workers.into_iter().for_each(Running::stop);
@@ -300,11 +283,11 @@ async fn upsert_mode_on_s3_keeps_the_newest_feature_of_each_key_through_reorders
     let first = upserting(&aws);
     wait_for_job(&store, "the load to start", |j| j.source == big && j.status == JobStatus::Running).await;
     first.kill();
-    assert_eq!(names_by_code(&store, &meters).await, expected, "no partial rows");
+    assert_eq!(support::names_by_code(&store, "meters").await, expected, "no partial rows");
     let second = upserting(&aws);
     let job = wait_for_job(&store, "the reload", |j| j.source == big && j.status.is_final()).await;
     assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
-    let names = names_by_code(&store, &meters).await;
+    let names = support::names_by_code(&store, "meters").await;
     assert_eq!((names.len(), names.values().all(|n| n == "big")), (200_000, true));
 
     // Deleting an object keeps the features it brought.

@@ -18,8 +18,8 @@ use super::rtree;
 use super::table::{self, quote};
 use super::{open_connection, to_rfc3339, Ctx};
 use crate::layout::{
-    json_key, route_properties, Column, ColumnDrop, FieldSlot, GeometryRequest, Layout, OverflowObject, Resolution,
-    SchemaChange, OVERFLOW_COLUMN,
+    json_key, route_properties, Column, ColumnDrop, FieldSlot, GeometryRequest, KeyLocation, Layout, OverflowObject,
+    Resolution, SchemaChange, OVERFLOW_COLUMN,
 };
 use crate::protocol::{self, Catalogued, Committed, KeyedRows, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
 use crate::{Clock, LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, RemovalCause, StoreError};
@@ -605,13 +605,10 @@ enum KeyColumn {
 
 impl KeyColumn {
     fn find(layout: &Layout, key: &FeatureKey) -> Option<KeyColumn> {
-        match key {
-            FeatureKey::FeatureId => Some(KeyColumn::Column("feature_id".into())),
-            FeatureKey::Property(name) => layout.columns.iter().find(|c| &c.key == name).map(|c| match c.overflow {
-                true => KeyColumn::Member(c.key.replace('\'', "''")),
-                false => KeyColumn::Column(quote(&c.name)),
-            }),
-        }
+        Some(match layout.key_location(key)? {
+            KeyLocation::Column(name) => KeyColumn::Column(quote(name)),
+            KeyLocation::Member(key) => KeyColumn::Member(key.replace('\'', "''")),
+        })
     }
 
     /// The key of the row named `row`.

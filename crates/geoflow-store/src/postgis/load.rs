@@ -18,7 +18,8 @@ use super::copy::{pg_timestamp, RowEncoder, COPY_SYSTEM_COLUMNS};
 use super::table::{self, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
 use crate::layout::{
-    json_key, Column, ColumnDrop, FieldSlot, GeometryRequest, Layout, Resolution, SchemaChange, OVERFLOW_COLUMN,
+    json_key, Column, ColumnDrop, FieldSlot, GeometryRequest, KeyLocation, Layout, Resolution, SchemaChange,
+    OVERFLOW_COLUMN,
 };
 use crate::protocol::{self, Catalogued, Committed, KeyedRows, LoadSession, ObjectOrder, Origin, Prepared, RowScope};
 use crate::{LoadOutcome, LoadPlan, LoadReceiver, LoadResult, LoadStatus, Removal, RemovalCause, StoreError};
@@ -661,16 +662,10 @@ enum KeyColumn {
 
 impl KeyColumn {
     fn find(layout: &Layout, key: &FeatureKey) -> Option<KeyColumn> {
-        match key {
-            FeatureKey::FeatureId => Some(KeyColumn::Column("feature_id".into())),
-            FeatureKey::Property(name) => layout.columns.iter().find(|c| &c.key == name).map(|c| {
-                if c.overflow {
-                    KeyColumn::Member(format!("'{}'", c.key.replace('\'', "''")))
-                } else {
-                    KeyColumn::Column(quote_ident(&c.name))
-                }
-            }),
-        }
+        Some(match layout.key_location(key)? {
+            KeyLocation::Column(name) => KeyColumn::Column(quote_ident(name)),
+            KeyLocation::Member(key) => KeyColumn::Member(format!("'{}'", key.replace('\'', "''"))),
+        })
     }
 
     /// The key of the row named `row`.

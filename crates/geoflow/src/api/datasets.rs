@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
-use geoflow_store::{DatasetInfo, Job, JobAction, JobQuery, NewJob, SourceRecord};
+use geoflow_store::{DatasetInfo, Job, JobAction, JobQuery, SourceRecord};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -215,13 +215,7 @@ pub async fn delete_source(
     if state.catalog.source(&dataset, &source).await.map_err(db)?.is_none() {
         return Err(unknown());
     }
-    let new = NewJob {
-        id: uuid::Uuid::new_v4().to_string(),
-        dataset: dataset.clone(),
-        source: source.clone(),
-        action: JobAction::Remove,
-        object_version: None,
-    };
+    let new = crate::jobs::requested(&dataset, &source, JobAction::Remove);
     if dataset_of(&source, &state.storage.prefix).is_ok_and(|d| d == dataset) {
         // The dataset mirrors storage: delete the object, and let the worker remove its rows
         // in line with any load of the same key still in flight.

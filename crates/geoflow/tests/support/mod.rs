@@ -150,6 +150,27 @@ pub fn coded(codes: std::ops::Range<usize>, name: &str) -> String {
     format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(",\n"))
 }
 
+/// The `name` of each stored feature of a dataset of [`coded`] features, by code; each code
+/// once.
+#[allow(dead_code)]
+pub async fn names_by_code(
+    store: &dyn geoflow_store::Store,
+    dataset: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let dataset = geoflow_core::dataset::DatasetName::new(dataset).unwrap();
+    let everything = geoflow_store::FeatureQuery { limit: usize::MAX, ..Default::default() };
+    let stored = store.features(&dataset, &everything).await.unwrap();
+    let stored = futures_util::TryStreamExt::try_collect::<Vec<_>>(stored).await.unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for feature in stored {
+        let f: serde_json::Value = serde_json::from_str(&feature.json).unwrap();
+        let code = f["properties"]["code"].as_str().unwrap().to_string();
+        let name = f["properties"]["name"].as_str().unwrap().to_string();
+        assert!(out.insert(code.clone(), name).is_none(), "{code} twice");
+    }
+    out
+}
+
 pub fn collection(n: usize, seed: usize) -> String {
     let features: Vec<String> = (0..n)
         .map(|i| {
