@@ -379,6 +379,7 @@ async fn dataset_modes_are_set_by_uploads_and_changed_by_patch() {
     assert_problem(&patch("/v1/datasets/nosuch", r#"{"mode":"replace"}"#, true).await, 404, "not-found");
     assert_problem(&patch("/v1/datasets/parks", r#"{"mode":"sideways"}"#, true).await, 400, "invalid-body");
     assert_problem(&patch("/v1/datasets/parks", r#"{"colour":"red"}"#, true).await, 400, "invalid-body");
+    assert_problem(&patch("/v1/datasets/parks", r#"[null, null]"#, true).await, 400, "invalid-body");
     let changed = patch("/v1/datasets/parks", r#"{"mode":"replace"}"#, true).await;
     assert_eq!(changed.status, 200, "{}", changed.body);
     assert_eq!((&changed.body["mode"], &changed.body["feature_count"]), (&json!("replace"), &json!(6)));

@@ -107,12 +107,15 @@ pub async fn change_dataset(
 ) -> Result<Json<DatasetInfo>, Problem> {
     let unknown = || Problem::not_found(format!("no dataset {name:?}"));
     let Ok(dataset) = DatasetName::new(&name) else { return Err(unknown()) };
-    let change: DatasetChange = serde_json::from_slice(&body).map_err(|e| {
-        Problem::bad_request(
-            "invalid-body",
-            format!("the body must be a JSON object such as {{\"mode\": \"replace\"}}: {e}"),
-        )
-    })?;
+    // Parsed as an object first: serde would take a struct's fields from an array too.
+    let change = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+        .and_then(|object| serde_json::from_value::<DatasetChange>(serde_json::Value::Object(object)))
+        .map_err(|e| {
+            Problem::bad_request(
+                "invalid-body",
+                format!("the body must be a JSON object such as {{\"mode\": \"replace\"}}: {e}"),
+            )
+        })?;
     let db = |e| Problem::store("database", e);
     let info = match (change.mode, change.key) {
         (Some(DatasetMode::Upsert), key) => {
