@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::crs::{parse_crs, CrsTransform};
+use crate::crs::{parse_crs, BuiltinCrs, CrsTransform};
 use crate::geometry::{parse_coordinates, Geom};
 use crate::reader::json_kind;
 use crate::report::{Problem, ProblemCode};
@@ -43,7 +43,7 @@ type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
 /// hands each property to `on_property` in document order.
 pub fn parse_feature(
     text: &[u8],
-    transform: CrsTransform,
+    transform: &CrsTransform,
     parts: Parts,
     on_property: impl FnMut(&str, PropValue),
 ) -> ParsedFeature {
@@ -53,7 +53,7 @@ pub fn parse_feature(
 /// [`parse_feature`]; `in_place` tries the plain geometry path first (tests compare the two).
 fn parse_feature_reading(
     text: &[u8],
-    transform: CrsTransform,
+    transform: &CrsTransform,
     parts: Parts,
     mut on_property: impl FnMut(&str, PropValue),
     in_place: bool,
@@ -106,13 +106,8 @@ fn parse_feature_reading(
     }
     duplicates(&members, "feature", &mut out.problems);
     forbidden(&members, "a Feature", &["coordinates", "geometries", "features"], &mut out.problems);
-    let mut transform = transform;
-    if let Some(crs) = member(&members, "crs") {
-        match parse_crs(crs) {
-            Ok(t) => transform = t,
-            Err(p) => out.problems.push(p),
-        }
-    }
+    let own = own_crs(&members, transform, &mut out.problems);
+    let transform = own.as_ref().unwrap_or(transform);
     if let Some(bbox) = member(&members, "bbox") {
         if let Err(p) = check_bbox(bbox) {
             out.problems.push(p);
@@ -169,12 +164,23 @@ fn parse_feature_reading(
     out
 }
 
+/// The CRS of a `crs` member of a feature or geometry, when the source did not set one
+/// (legacy GeoJSON). Only WGS84 and Web Mercator are known this deep: a source-wide CRS is
+/// resolved by the reader, and then governs its members.
+fn own_crs(members: &Members<'_>, transform: &CrsTransform, problems: &mut Vec<Problem>) -> Option<CrsTransform> {
+    let crs = member(members, "crs")?;
+    if *transform != CrsTransform::Identity {
+        return None;
+    }
+    parse_crs(crs, &BuiltinCrs).map_err(|p| problems.push(p)).ok()
+}
+
 /// Feature members whose values the readers of `geometry`, `properties` and coordinates check.
 const FEATURE_CHECKED_LATER: &[&str] = &["geometry", "properties", "type", "coordinates"];
 
 /// The members of a feature whose last member is a plain geometry without a `crs` beside it,
 /// and that geometry, read in place; `None` for any other feature.
-fn members_and_plain_geometry(text: &str, transform: CrsTransform) -> Option<(Members<'_>, Geom)> {
+fn members_and_plain_geometry<'a>(text: &'a str, transform: &CrsTransform) -> Option<(Members<'a>, Geom)> {
     let (members, tail) = checked_members(text, FEATURE_CHECKED_LATER, Some("geometry")).ok()?;
     if member(&members, "crs").is_some() {
         return None;
@@ -459,7 +465,7 @@ fn skip_value(t: &[u8], i: usize) -> Option<usize> {
 /// A geometry written `{"type": "<Kind>", "coordinates": […]}` and nothing else, with sound
 /// coordinates, read in place. `None` for anything else, and for any problem: the general path
 /// then reads it and reports.
-fn parse_plain_geometry(raw: &str, transform: CrsTransform) -> Option<Geom> {
+fn parse_plain_geometry(raw: &str, transform: &CrsTransform) -> Option<Geom> {
     let inner = raw.strip_suffix('}')?.trim_end_matches([' ', '\t', '\n', '\r']);
     let t = inner.as_bytes();
     let mut i = 0;
@@ -496,7 +502,7 @@ fn parse_plain_geometry(raw: &str, transform: CrsTransform) -> Option<Geom> {
 fn parse_geometry(
     raw: &str,
     path: &str,
-    transform: CrsTransform,
+    transform: &CrsTransform,
     depth: usize,
     problems: &mut Vec<Problem>,
 ) -> Option<Geom> {
@@ -525,7 +531,7 @@ fn geometry_from_members(
     members: &Members<'_>,
     kind: GeometryKind,
     path: &str,
-    transform: CrsTransform,
+    transform: &CrsTransform,
     depth: usize,
     problems: &mut Vec<Problem>,
 ) -> Option<Geom> {
@@ -536,16 +542,8 @@ fn geometry_from_members(
             problems.push(p.at(path));
         }
     }
-    let mut transform = transform;
-    if let Some(crs) = member(members, "crs") {
-        match parse_crs(crs) {
-            Ok(t) => transform = t,
-            Err(p) => {
-                problems.push(p);
-                return None;
-            }
-        }
-    }
+    let own = own_crs(members, transform, problems);
+    let transform = own.as_ref().unwrap_or(transform);
     if kind == GeometryKind::GeometryCollection {
         if depth >= MAX_COLLECTION_DEPTH {
             problems.push(Problem::new(
@@ -773,7 +771,7 @@ mod tests {
     fn parse(text: &str) -> (ParsedFeature, Vec<(String, PropValue)>) {
         let mut props = Vec::new();
         let f =
-            parse_feature(text.as_bytes(), CrsTransform::Identity, Parts::All, |k, v| props.push((k.to_string(), v)));
+            parse_feature(text.as_bytes(), &CrsTransform::Identity, Parts::All, |k, v| props.push((k.to_string(), v)));
         (f, props)
     }
 
@@ -867,7 +865,7 @@ mod tests {
             let mut props = Vec::new();
             let f = parse_feature_reading(
                 text,
-                CrsTransform::Identity,
+                &CrsTransform::Identity,
                 Parts::All,
                 |k, v| props.push((k.to_string(), v)),
                 in_place,
@@ -891,12 +889,12 @@ mod tests {
             }
         }
         // The common form does take the plain path.
-        assert!(members_and_plain_geometry(features[0], CrsTransform::Identity).is_some());
+        assert!(members_and_plain_geometry(features[0], &CrsTransform::Identity).is_some());
     }
 
     #[test]
     fn invalid_utf8_is_reported_where_it_is() {
-        let f = parse_feature(b"{\"type\":\"Feature\xff\"}", CrsTransform::Identity, Parts::All, |_, _| {});
+        let f = parse_feature(b"{\"type\":\"Feature\xff\"}", &CrsTransform::Identity, Parts::All, |_, _| {});
         assert_eq!(f.problems.len(), 1);
         assert_eq!(f.problems[0].message, "malformed JSON: invalid UTF-8 at byte 16");
     }
@@ -905,7 +903,7 @@ mod tests {
     fn the_schema_pass_skims_ids_and_properties() {
         let text = r#"{"geometry":{"type":"Point","coordinates":[1,[2,"]"]]},"id":"a\"b","properties":{"k\u00e9":[1],"n":2},"type":"Feature"}"#;
         let mut props = Vec::new();
-        let f = parse_feature(text.as_bytes(), CrsTransform::Identity, Parts::PropertiesOnly, |k, v| {
+        let f = parse_feature(text.as_bytes(), &CrsTransform::Identity, Parts::PropertiesOnly, |k, v| {
             props.push((k.to_string(), v))
         });
         assert_eq!(f.id, PropValue::Text("a\"b".into()));
@@ -914,7 +912,7 @@ mod tests {
             vec![("ké".to_string(), PropValue::Json("[1]".into())), ("n".to_string(), PropValue::Int(2))]
         );
         for broken in ["", "[]", "{\"id\":", "{\"properties\":{\"a\":1}", "{\"a\" 1}", r#"{"a":"\"}"#] {
-            parse_feature(broken.as_bytes(), CrsTransform::Identity, Parts::PropertiesOnly, |_, _| {});
+            parse_feature(broken.as_bytes(), &CrsTransform::Identity, Parts::PropertiesOnly, |_, _| {});
         }
     }
 

@@ -64,13 +64,26 @@ impl Geom {
         }
     }
 
-    fn for_each_pos_mut(&mut self, f: &mut impl FnMut(&mut Pos)) {
+    /// Calls `f` on every position, in WKB order, to change it.
+    pub fn for_each_pos_mut(&mut self, f: &mut impl FnMut(&mut Pos)) {
         match self {
             Geom::Point(p) => f(p),
             Geom::MultiPoint(ps) | Geom::LineString(ps) => ps.iter_mut().for_each(f),
             Geom::MultiLineString(ls) | Geom::Polygon(ls) => ls.iter_mut().flatten().for_each(f),
             Geom::MultiPolygon(ps) => ps.iter_mut().flatten().flatten().for_each(f),
             Geom::GeometryCollection(gs) => gs.iter_mut().for_each(|g| g.for_each_pos_mut(f)),
+        }
+    }
+
+    /// Calls `f` on each run of positions stored together (a point, a line, a ring), in WKB
+    /// order, to change them.
+    pub fn for_each_slice_mut(&mut self, f: &mut impl FnMut(&mut [Pos])) {
+        match self {
+            Geom::Point(p) => f(std::slice::from_mut(p)),
+            Geom::MultiPoint(ps) | Geom::LineString(ps) => f(ps),
+            Geom::MultiLineString(ls) | Geom::Polygon(ls) => ls.iter_mut().for_each(|l| f(l)),
+            Geom::MultiPolygon(ps) => ps.iter_mut().flatten().for_each(|l| f(l)),
+            Geom::GeometryCollection(gs) => gs.iter_mut().for_each(|g| g.for_each_slice_mut(f)),
         }
     }
 
@@ -112,7 +125,7 @@ pub fn parse_coordinates(
     raw: &[u8],
     kind: GeometryKind,
     path: &str,
-    transform: CrsTransform,
+    transform: &CrsTransform,
     problems: &mut Vec<Problem>,
 ) -> Option<Geom> {
     let p = &mut CoordParser {
@@ -146,8 +159,9 @@ pub fn parse_coordinates(
     }
     let mut geom = geom?;
     check_structure(&geom, path, problems);
-    if transform != CrsTransform::Identity {
-        geom.for_each_pos_mut(&mut |pos| (pos.x, pos.y) = transform.apply(pos.x, pos.y));
+    if let Err(problem) = transform.apply_to(&mut geom) {
+        problems.push(problem);
+        return None;
     }
     check_dimensions_and_range(&geom, path, problems);
     Some(geom)
@@ -477,6 +491,41 @@ fn number(s: &[u8], start: usize) -> (usize, Option<f64>) {
     (end, text.parse::<f64>().ok())
 }
 
+/// The checks that [`parse_coordinates`] makes, for a geometry decoded from a binary or text
+/// format other than GeoJSON: finite numbers, RFC 7946 counts, then — once `transform` has
+/// brought it to WGS84 — one dimension and lon/lat ranges. Problems are appended to
+/// `problems` (with `path`, e.g. `geometry`); `false` when the positions could not be
+/// transformed, so that nothing of it is usable.
+pub fn check_geometry(geom: &mut Geom, path: &str, transform: &CrsTransform, problems: &mut Vec<Problem>) -> bool {
+    if let Geom::GeometryCollection(members) = geom {
+        let mut usable = true;
+        for (i, member) in members.iter_mut().enumerate() {
+            usable &= check_geometry(member, &format!("{path}.geometries[{i}]"), transform, problems);
+        }
+        return usable;
+    }
+    let mut non_finite = None;
+    geom.for_each_pos(&mut |p| {
+        if !p.x.is_finite() || !p.y.is_finite() || p.z.is_infinite() {
+            non_finite.get_or_insert(*p);
+        }
+    });
+    if let Some(p) = non_finite {
+        problems.push(Problem::new(
+            ProblemCode::NonFiniteCoordinate,
+            format!("{path}: a position holds a number that is not finite: ({}, {})", p.x, p.y),
+        ));
+        return false;
+    }
+    check_structure(geom, path, problems);
+    if let Err(problem) = transform.apply_to(geom) {
+        problems.push(problem);
+        return false;
+    }
+    check_dimensions_and_range(geom, path, problems);
+    true
+}
+
 /// RFC 7946 counts: LineStrings of 2+ positions, closed rings of 4+ positions.
 fn check_structure(geom: &Geom, path: &str, problems: &mut Vec<Problem>) {
     let at = |idx: &[usize]| {
@@ -569,7 +618,7 @@ mod tests {
 
     fn parse(raw: &str, kind: GeometryKind) -> (Option<Geom>, Vec<ProblemCode>) {
         let mut problems = Vec::new();
-        let g = parse_coordinates(raw.as_bytes(), kind, "geometry", CrsTransform::Identity, &mut problems);
+        let g = parse_coordinates(raw.as_bytes(), kind, "geometry", &CrsTransform::Identity, &mut problems);
         (g, problems.iter().map(|p| p.code).collect())
     }
 
@@ -671,7 +720,7 @@ mod tests {
             b"[1491681.2, 6891041.7]",
             GeometryKind::Point,
             "geometry",
-            CrsTransform::WebMercator,
+            &CrsTransform::WebMercator,
             &mut problems,
         );
         assert!(problems.is_empty(), "{problems:?}");

@@ -1,9 +1,10 @@
 //! One feature from raw text to a stored row or a report line, under a validation policy.
 
 use crate::dataset::FeatureKey;
-use crate::feature::{parse_feature, skim_feature, Parts};
+use crate::feature::{parse_feature, skim_feature, ParsedFeature, Parts};
+use crate::geometry::check_geometry;
 use crate::geometry_type::GeometryType;
-use crate::reader::RawFeature;
+use crate::reader::{DecodedFeature, RawFeature};
 use crate::repair::repair;
 use crate::report::{Action, FeatureIssue, Policy, Problem, ProblemCode};
 use crate::row::Row;
@@ -88,7 +89,8 @@ impl Processor {
         Some(Problem::new(ProblemCode::MissingKey, message))
     }
 
-    pub fn process(&self, raw: &RawFeature) -> Processed {
+    pub fn process(&self, raw: RawFeature) -> Processed {
+        let index = raw.index;
         // The geometry algorithms are third-party code: should one of them panic on some
         // input, that feature is reported as invalid instead of ending the load.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process_unguarded(raw))).unwrap_or_else(|_| {
@@ -96,17 +98,17 @@ impl Processor {
                 ProblemCode::InvalidGeometry,
                 "the geometry could not be validated (internal error in a geometry algorithm)",
             );
-            Processed::Invalid(self.issue(raw.index, None, &[problem], self.refusal(), None))
+            Processed::Invalid(self.issue(index, None, &[problem], self.refusal(), None))
         })
     }
 
-    fn process_unguarded(&self, raw: &RawFeature) -> Processed {
+    fn process_unguarded(&self, raw: RawFeature) -> Processed {
         if let Some(fault) = &raw.fault {
             return Processed::Invalid(self.issue(raw.index, None, std::slice::from_ref(fault), self.refusal(), None));
         }
         let mut properties = Vec::new();
         let mut unstorable = None;
-        let parsed = parse_feature(&raw.bytes, raw.transform, Parts::All, |key, value| {
+        let mut take = |key: &str, value: PropValue| {
             if let Some(&i) = self.fields.get(storable_key(key).as_ref()) {
                 match storable::check_key(key).or_else(|| storable::check_value(&value)) {
                     None => properties.push((i, value)),
@@ -121,7 +123,19 @@ impl Processor {
                     }
                 }
             }
-        });
+        };
+        let parsed = match raw.decoded {
+            None => parse_feature(&raw.bytes, &raw.transform, Parts::All, take),
+            Some(decoded) => {
+                let DecodedFeature { id, geometry, properties, mut problems } = *decoded;
+                for (key, value) in properties {
+                    take(&key, value);
+                }
+                let geometry = geometry
+                    .and_then(|mut g| check_geometry(&mut g, "geometry", &raw.transform, &mut problems).then_some(g));
+                ParsedFeature { id, geometry, problems }
+            }
+        };
         let id = display_id(&parsed.id);
         let text_repair = match (unstorable, self.policy) {
             (None, _) => None,
@@ -224,6 +238,16 @@ pub fn observe_schema(raw: &RawFeature, schema: &mut SchemaBuilder) {
     if raw.fault.is_some() {
         return;
     }
+    if let Some(decoded) = &raw.decoded {
+        for (key, value) in &decoded.properties {
+            schema.observe(&storable_key(key), storable::storable_value(value.clone()).kind());
+        }
+        schema.observe_id(decoded.id.kind());
+        if let Some(g) = &decoded.geometry {
+            schema.observe_geometry(g.kind(), Some(g.has_z()));
+        }
+        return;
+    }
     let (id, shape) = skim_feature(&raw.bytes, &mut |key, value| {
         // Under the name the load pass stores it by (see [`crate::storable`]).
         schema.observe(&storable_key(key), storable::storable_value(value).kind())
@@ -252,7 +276,7 @@ mod tests {
     fn run(input: &str, policy: Policy) -> Vec<Processed> {
         let (raws, schema) = read(input);
         let p = Processor::new(&schema, policy);
-        raws.iter().map(|r| p.process(r)).collect()
+        raws.iter().map(|r| p.process(r.clone())).collect()
     }
 
     const MIXED: &str = r#"{"type":"FeatureCollection","features":[
@@ -274,7 +298,7 @@ mod tests {
         let verdicts = |key: FeatureKey, policy| -> Vec<Option<Action>> {
             let p = Processor::new(&schema, policy).keyed_by(&key);
             raws.iter()
-                .map(|r| match p.process(r) {
+                .map(|r| match p.process(r.clone()) {
                     Processed::Row(..) => None,
                     Processed::Invalid(issue) => {
                         assert_eq!(issue.code, ProblemCode::MissingKey, "{issue:?}");
@@ -380,7 +404,7 @@ mod tests {
         let request = GeometryType::Exactly(crate::row::GeometryKind::MultiPolygon);
         for policy in [Policy::Skip, Policy::Repair, Policy::Reject] {
             let p = Processor::new(&schema, policy).with_geometry_type(request);
-            let out: Vec<Processed> = raws.iter().map(|r| p.process(r)).collect();
+            let out: Vec<Processed> = raws.iter().map(|r| p.process(r.clone())).collect();
             assert!(matches!(&out[0], Processed::Row(..)), "{:?}", out[0]);
             let Processed::Invalid(issue) = &out[1] else { panic!("{:?}", out[1]) };
             assert_eq!(issue.code, ProblemCode::GeometryType);

@@ -11,8 +11,12 @@ use std::io::{self, Read};
 
 use serde_json::value::RawValue;
 
-use crate::crs::{parse_crs, CrsTransform};
+use std::sync::Arc;
+
+use crate::crs::{parse_crs, BuiltinCrs, CrsResolver, CrsTransform};
+use crate::geometry::Geom;
 use crate::report::{Problem, ProblemCode};
+use crate::value::PropValue;
 use crate::scan::{self, RS};
 
 /// Limits on untrusted input.
@@ -30,19 +34,54 @@ impl Default for ReaderOptions {
     }
 }
 
-/// One feature's JSON text, cut from the input.
+/// One feature as a reader gives it: its JSON text cut from a GeoJSON input, or the parts a
+/// reader of another format decoded.
 #[derive(Debug, Clone)]
 pub struct RawFeature {
-    /// 0-based position in the source.
+    /// 0-based position in the source (in its layer, for a format with several).
     pub index: u64,
-    /// Byte offset of the text in the input.
+    /// Byte offset of the text in the input (0 for a decoded feature).
     pub offset: u64,
+    /// The feature's GeoJSON text (empty for a decoded feature).
     pub bytes: Vec<u8>,
+    /// A feature decoded from another format (Shapefile, GeoPackage, …).
+    pub decoded: Option<Box<DecodedFeature>>,
     /// A problem found while framing (too large, too deep, truncated); `bytes` is then empty
     /// or partial and must not be parsed.
     pub fault: Option<Problem>,
     /// How to bring this feature's positions to WGS84 (from a top-level `crs` member).
     pub transform: CrsTransform,
+}
+
+/// A feature decoded from a format other than GeoJSON: the parts a GeoJSON feature's text
+/// gives, with its geometry still in the source's CRS.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DecodedFeature {
+    pub id: PropValue,
+    pub geometry: Option<Geom>,
+    /// Property keys and values in the source's column order.
+    pub properties: Vec<(String, PropValue)>,
+    /// What the reader found wrong with this feature (a geometry it could not decode, say).
+    pub problems: Vec<Problem>,
+}
+
+impl RawFeature {
+    /// A feature a reader of another format decoded; `transform` brings its positions to WGS84.
+    pub fn decoded(index: u64, feature: DecodedFeature, transform: CrsTransform) -> RawFeature {
+        RawFeature { index, offset: 0, bytes: Vec::new(), decoded: Some(Box::new(feature)), fault: None, transform }
+    }
+
+    /// A feature that could not be read at all: `fault` says why.
+    pub fn faulty(index: u64, fault: Problem) -> RawFeature {
+        RawFeature {
+            index,
+            offset: 0,
+            bytes: Vec::new(),
+            decoded: None,
+            fault: Some(fault),
+            transform: CrsTransform::Identity,
+        }
+    }
 }
 
 /// A problem that ends the reading of the whole source.
@@ -52,13 +91,16 @@ pub enum ReadError {
     Io(#[from] io::Error),
     #[error("at byte {offset}: {problem}")]
     Invalid { offset: u64, problem: Problem },
+    /// A file that is not of a format read, or is corrupt where no byte offset helps.
+    #[error("{0}")]
+    Unreadable(Problem),
 }
 
 impl ReadError {
     pub fn code(&self) -> Option<ProblemCode> {
         match self {
             ReadError::Io(_) => None,
-            ReadError::Invalid { problem, .. } => Some(problem.code),
+            ReadError::Invalid { problem, .. } | ReadError::Unreadable(problem) => Some(problem.code),
         }
     }
 }
@@ -126,6 +168,11 @@ pub struct GeoJsonReader<R> {
     top: TopLevel,
     next_index: u64,
     transform: CrsTransform,
+    /// Resolves a top-level `crs` member.
+    resolver: Arc<dyn CrsResolver>,
+    /// Whether the source's CRS was given from outside: it then governs, whatever a `crs`
+    /// member says.
+    given_crs: bool,
     opts: ReaderOptions,
 }
 
@@ -143,8 +190,29 @@ impl<R: Read> GeoJsonReader<R> {
             top: TopLevel::default(),
             next_index: 0,
             transform: CrsTransform::Identity,
+            resolver: Arc::new(BuiltinCrs),
+            given_crs: false,
             opts,
         }
+    }
+
+    /// Resolves `crs` members with `resolver` (by default only WGS84 and Web Mercator are
+    /// known).
+    pub fn with_resolver(mut self, resolver: Arc<dyn CrsResolver>) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// The CRS of the source, whatever its `crs` member says (as ogr2ogr's `-s_srs`).
+    pub fn with_source_crs(mut self, transform: CrsTransform) -> Self {
+        self.given_crs = true;
+        self.transform = transform;
+        self
+    }
+
+    /// The CRS the features are being transformed from, once known.
+    pub fn crs(&self) -> &CrsTransform {
+        &self.transform
     }
 
     /// The underlying reader (for example to finish a hash over everything read).
@@ -342,7 +410,7 @@ impl<R: Read> GeoJsonReader<R> {
         let index = self.next_index;
         self.next_index += 1;
         let bytes = if fault.is_some() { Vec::new() } else { bytes };
-        RawFeature { index, offset, bytes, fault, transform: self.transform }
+        RawFeature { index, offset, bytes, decoded: None, fault, transform: self.transform.clone() }
     }
 
     fn step(&mut self) -> Result<Option<RawFeature>, ReadError> {
@@ -524,9 +592,9 @@ impl<R: Read> GeoJsonReader<R> {
         let text = String::from_utf8(raw).map_err(|_| self.syntax(format!("member {key:?} is not valid UTF-8")))?;
         let value =
             RawValue::from_string(text).map_err(|e| self.syntax(format!("malformed value of member {key:?}: {e}")))?;
-        if key == "crs" {
-            let transform =
-                parse_crs(value.get()).map_err(|p| ReadError::Invalid { offset: self.top.offset, problem: p })?;
+        if key == "crs" && !self.given_crs {
+            let transform = parse_crs(value.get(), &*self.resolver)
+                .map_err(|p| ReadError::Invalid { offset: self.top.offset, problem: p })?;
             if self.top.has_features && transform != CrsTransform::Identity {
                 return Err(self.invalid(
                     ProblemCode::UnsupportedCrs,
@@ -614,8 +682,8 @@ impl<R: Read> GeoJsonReader<R> {
         }
         text.push('}');
         let cut = Cut { too_large: text.len() > self.opts.max_feature_bytes, depth: 0, truncated: None };
-        // The crs member of a single object is applied by the feature parser.
-        self.transform = CrsTransform::Identity;
+        // A `crs` member of a single object was resolved as a top-level member: the feature
+        // parser then leaves it alone.
         Ok(Some(self.raw_feature(top.offset, text.into_bytes(), &cut)))
     }
 }

@@ -69,6 +69,13 @@ pub enum ProblemCode {
     MissingKey,
     /// A geometry of another kind than the dataset's requested geometry type.
     GeometryType,
+    /// Positions that cannot be transformed from the source CRS to WGS84 (outside the
+    /// projection's domain).
+    CrsTransform,
+    /// A file in a format geoflow does not read, or an archive holding no vector data.
+    UnsupportedFormat,
+    /// A file of a format geoflow reads that is corrupt, truncated or incomplete.
+    MalformedFile,
 }
 
 impl ProblemCode {
@@ -104,6 +111,9 @@ impl ProblemCode {
             ProblemCode::UnstorableText => "unstorable-text",
             ProblemCode::MissingKey => "missing-key",
             ProblemCode::GeometryType => "geometry-type",
+            ProblemCode::CrsTransform => "crs-transform",
+            ProblemCode::UnsupportedFormat => "unsupported-format",
+            ProblemCode::MalformedFile => "malformed-file",
         }
     }
 

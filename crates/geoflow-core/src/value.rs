@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 ///
 /// Numbers that neither `i64` nor `f64` hold exactly (integers beyond 64 bits, decimals with
 /// more digits than a double keeps) are carried as [`PropValue::Json`] with their exact text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum PropValue {
+    #[default]
     Null,
     Bool(bool),
     Int(i64),

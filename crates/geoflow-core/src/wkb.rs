@@ -206,6 +206,87 @@ pub trait Visitor {
     }
 }
 
+/// Builds a [`Geom`] from the calls of [`walk`].
+#[derive(Default)]
+struct GeomBuilder {
+    stack: Vec<Frame>,
+    ring: Vec<Pos>,
+    done: Option<Geom>,
+}
+
+enum Frame {
+    Positions(GeometryKind, Vec<Pos>),
+    Rings(Vec<Vec<Pos>>),
+    Members(GeometryKind, Vec<Geom>),
+}
+
+impl Visitor for GeomBuilder {
+    fn begin(&mut self, h: &Header, _: Part, _: u32) -> Result<(), Reason> {
+        self.stack.push(match h.kind {
+            GeometryKind::Point | GeometryKind::LineString => Frame::Positions(h.kind, Vec::new()),
+            GeometryKind::Polygon => Frame::Rings(Vec::new()),
+            kind => Frame::Members(kind, Vec::new()),
+        });
+        Ok(())
+    }
+
+    fn begin_ring(&mut self, _: u32, _: u32) -> Result<(), Reason> {
+        self.ring.clear();
+        Ok(())
+    }
+
+    fn position(&mut self, _: u32, x: f64, y: f64, z: Option<f64>) -> Result<(), Reason> {
+        let p = Pos { x, y, z: z.unwrap_or(f64::NAN) };
+        match self.stack.last_mut() {
+            Some(Frame::Positions(_, ps)) => ps.push(p),
+            _ => self.ring.push(p),
+        }
+        Ok(())
+    }
+
+    fn end_ring(&mut self) -> Result<(), Reason> {
+        if let Some(Frame::Rings(rings)) = self.stack.last_mut() {
+            rings.push(std::mem::take(&mut self.ring));
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, _: &Header, _: Part) -> Result<(), Reason> {
+        let points = |gs: Vec<Geom>| gs.into_iter().map(|g| if let Geom::Point(p) = g { p } else { panic!() });
+        let lines = |gs: Vec<Geom>| gs.into_iter().map(|g| if let Geom::LineString(l) = g { l } else { panic!() });
+        let polys = |gs: Vec<Geom>| gs.into_iter().map(|g| if let Geom::Polygon(r) = g { r } else { panic!() });
+        let geom = match self.stack.pop().expect("a begun geometry") {
+            Frame::Positions(GeometryKind::Point, ps) => Geom::Point(ps[0]),
+            Frame::Positions(_, ps) => Geom::LineString(ps),
+            Frame::Rings(rings) => Geom::Polygon(rings),
+            // An empty point (NaN ordinates) in a multipoint is left out.
+    Frame::Members(GeometryKind::MultiPoint, gs) => {
+        Geom::MultiPoint(points(gs).filter(|p| !(p.x.is_nan() && p.y.is_nan())).collect())
+    }
+            Frame::Members(GeometryKind::MultiLineString, gs) => Geom::MultiLineString(lines(gs).collect()),
+            Frame::Members(GeometryKind::MultiPolygon, gs) => Geom::MultiPolygon(polys(gs).collect()),
+            Frame::Members(_, gs) => Geom::GeometryCollection(gs),
+        };
+        match self.stack.last_mut() {
+            Some(Frame::Members(_, gs)) => gs.push(geom),
+            _ => self.done = Some(geom),
+        }
+        Ok(())
+    }
+}
+
+
+/// Decodes the WKB geometry at the start of `wkb` (ISO or extended WKB, as [`walk`] reads
+/// it; M values are left out). An empty point is no geometry (`None`).
+pub fn decode(wkb: &[u8]) -> Result<Option<Geom>, WkbError> {
+    let mut builder = GeomBuilder::default();
+    walk(wkb, &mut builder)?;
+    Ok(match builder.done {
+        Some(Geom::Point(p)) if p.x.is_nan() && p.y.is_nan() => None,
+        done => done,
+    })
+}
+
 /// Reads the WKB geometry at the start of `wkb`, calling `visitor` as it goes. Returns the
 /// bytes the geometry took; what follows them is not read.
 pub fn walk<V: Visitor + ?Sized>(wkb: &[u8], visitor: &mut V) -> Result<usize, WkbError> {
@@ -375,74 +456,9 @@ mod tests {
         }
     }
 
-    /// Builds the [`Geom`] back (Z is NaN where the WKB has none).
-    #[derive(Default)]
-    struct Rebuild {
-        stack: Vec<Frame>,
-        ring: Vec<Pos>,
-        done: Option<Geom>,
-    }
-
-    enum Frame {
-        Positions(GeometryKind, Vec<Pos>),
-        Rings(Vec<Vec<Pos>>),
-        Members(GeometryKind, Vec<Geom>),
-    }
-
-    impl Visitor for Rebuild {
-        fn begin(&mut self, h: &Header, _: Part, _: u32) -> Result<(), Reason> {
-            self.stack.push(match h.kind {
-                GeometryKind::Point | GeometryKind::LineString => Frame::Positions(h.kind, Vec::new()),
-                GeometryKind::Polygon => Frame::Rings(Vec::new()),
-                kind => Frame::Members(kind, Vec::new()),
-            });
-            Ok(())
-        }
-
-        fn begin_ring(&mut self, _: u32, _: u32) -> Result<(), Reason> {
-            self.ring.clear();
-            Ok(())
-        }
-
-        fn position(&mut self, _: u32, x: f64, y: f64, z: Option<f64>) -> Result<(), Reason> {
-            let p = Pos { x, y, z: z.unwrap_or(f64::NAN) };
-            match self.stack.last_mut() {
-                Some(Frame::Positions(_, ps)) => ps.push(p),
-                _ => self.ring.push(p),
-            }
-            Ok(())
-        }
-
-        fn end_ring(&mut self) -> Result<(), Reason> {
-            if let Some(Frame::Rings(rings)) = self.stack.last_mut() {
-                rings.push(std::mem::take(&mut self.ring));
-            }
-            Ok(())
-        }
-
-        fn end(&mut self, _: &Header, _: Part) -> Result<(), Reason> {
-            let points = |gs: Vec<Geom>| gs.into_iter().map(|g| if let Geom::Point(p) = g { p } else { panic!() });
-            let lines = |gs: Vec<Geom>| gs.into_iter().map(|g| if let Geom::LineString(l) = g { l } else { panic!() });
-            let polys = |gs: Vec<Geom>| gs.into_iter().map(|g| if let Geom::Polygon(r) = g { r } else { panic!() });
-            let geom = match self.stack.pop().expect("a begun geometry") {
-                Frame::Positions(GeometryKind::Point, ps) => Geom::Point(ps[0]),
-                Frame::Positions(_, ps) => Geom::LineString(ps),
-                Frame::Rings(rings) => Geom::Polygon(rings),
-                Frame::Members(GeometryKind::MultiPoint, gs) => Geom::MultiPoint(points(gs).collect()),
-                Frame::Members(GeometryKind::MultiLineString, gs) => Geom::MultiLineString(lines(gs).collect()),
-                Frame::Members(GeometryKind::MultiPolygon, gs) => Geom::MultiPolygon(polys(gs).collect()),
-                Frame::Members(_, gs) => Geom::GeometryCollection(gs),
-            };
-            match self.stack.last_mut() {
-                Some(Frame::Members(_, gs)) => gs.push(geom),
-                _ => self.done = Some(geom),
-            }
-            Ok(())
-        }
-    }
-
+    /// The [`Geom`] back (Z is NaN where the WKB has none), and the bytes it took.
     fn rebuild(wkb: &[u8]) -> Result<(usize, Geom), WkbError> {
-        let mut r = Rebuild::default();
+        let mut r = GeomBuilder::default();
         let len = walk(wkb, &mut r)?;
         Ok((len, r.done.expect("a geometry")))
     }

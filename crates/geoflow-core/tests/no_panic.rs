@@ -326,7 +326,7 @@ fn frame<R: Read>(
                     raw.offset,
                     raw.bytes.clone(),
                     raw.fault.as_ref().map(|p| (p.code, p.message.clone())),
-                    raw.transform,
+                    raw.transform.clone(),
                 ));
                 if raws.is_some() {
                     kept.push(raw);
@@ -532,7 +532,7 @@ fn pipeline(input: &[u8], opts: ReaderOptions, chunked: Option<(usize, bool)>) -
         let mut out = Vec::new();
         for raw in &raws {
             let stage = || format!("process ({policy:?}, feature {})", raw.index);
-            let processed = match guarded(stage, || processor.process(raw)) {
+            let processed = match guarded(stage, || processor.process(raw.clone())) {
                 Ok(p) => p,
                 Err(f) => {
                     failures.push(f);
@@ -600,7 +600,7 @@ fn value_paths(text: &str) -> Vec<Failure> {
     ] {
         let stage = || format!("parse_feature ({parts:?}, {transform:?})");
         let parsed = guarded(stage, || {
-            parse_feature(text.as_bytes(), transform, parts, |_, v| {
+            parse_feature(text.as_bytes(), &transform, parts, |_, v| {
                 v.kind();
                 v.to_json_text();
             })
@@ -1940,7 +1940,7 @@ fn date_time_check_on_multibyte_strings() {
 fn process_one(input: &str, policy: Policy) -> Processed {
     let raws: Vec<RawFeature> =
         GeoJsonReader::new(input.as_bytes(), ReaderOptions::default()).collect::<Result<_, _>>().unwrap();
-    Processor::new(&SchemaBuilder::default().finish(), policy).process(&raws[0])
+    Processor::new(&SchemaBuilder::default().finish(), policy).process(raws[0].clone())
 }
 
 #[test]
@@ -2041,7 +2041,7 @@ fn within(doc: &str, limit: Duration, memory: usize) {
         let mut schema = SchemaBuilder::default();
         raws.iter().for_each(|r| observe_schema(r, &mut schema));
         let processor = Processor::new(&schema.finish(), Policy::Skip);
-        raws.iter().for_each(|r| drop(processor.process(r)));
+        raws.iter().for_each(|r| drop(processor.process(r.clone())));
     });
     let took = started.elapsed();
     assert!(
