@@ -95,7 +95,8 @@ impl CsvOptions {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceInfo {
     /// The format read, as [`Format::name`] spells it (`Shapefile` for a zipped Shapefile,
-    /// with `gzip` noted before the format inside it).
+    /// with `gzip` noted before the format inside it); empty when the file could not be read.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub format: String,
     /// The layer read, in a format with several.
     #[serde(default, skip_serializing_if = "Option::is_none")]

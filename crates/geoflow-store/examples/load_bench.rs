@@ -86,6 +86,7 @@ async fn load(store: &Arc<dyn Store>, schema: &Schema, source: &str, hash: Strin
         key: geoflow_core::dataset::FeatureKey::FeatureId,
         modified: None,
         force: false,
+        read_settings: String::new(),
     };
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let start = Instant::now();

@@ -76,6 +76,9 @@ pub struct LoadPlan {
     pub modified: Option<OffsetDateTime>,
     /// Load even when the source already holds this content under the same settings.
     pub force: bool,
+    /// How the source was read, where that changes its features (its CRS, the layer, CSV
+    /// columns): part of the settings a reload compares. Empty for the defaults.
+    pub read_settings: String,
 }
 
 /// The end state of a load, as the reader saw it.

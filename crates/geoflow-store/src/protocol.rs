@@ -94,11 +94,23 @@ pub async fn check(
 
 /// What, besides its content, decides the rows a load stores: loading the same content again
 /// under other settings is a load, not a no-op. As the catalog records it with each source.
-pub fn load_settings(policy: Policy, mode: DatasetMode, key: &FeatureKey, geometry: GeometryType) -> String {
+/// `read` says how the source was read (empty for the defaults, which settings recorded before
+/// it was part of them were read with).
+pub fn load_settings(
+    policy: Policy,
+    mode: DatasetMode,
+    key: &FeatureKey,
+    geometry: GeometryType,
+    read: &str,
+) -> String {
     let (policy, geometry) = (policy.as_str(), geometry.as_str());
-    match mode {
+    let settings = match mode {
         DatasetMode::Upsert => format!("policy={policy};mode=upsert;key={};geometry={geometry}", key.setting()),
         _ => format!("policy={policy};mode={};geometry={geometry}", mode.as_str()),
+    };
+    match read {
+        "" => settings,
+        read => format!("{settings};{read}"),
     }
 }
 
@@ -424,7 +436,7 @@ async fn load_sequence<S: LoadSession>(
             return Ok(End::Superseded(LoadResult { error: Some(why), ..LoadResult::default() }));
         }
     }
-    let settings = load_settings(plan.policy, mode, &key, plan.geometry_type);
+    let settings = load_settings(plan.policy, mode, &key, plan.geometry_type, &plan.read_settings);
     let catalogued = s.catalogued(plan).await?;
     let unchanged = catalogued.as_ref().is_some_and(|c| {
         c.content_hash == plan.version.content_hash && same_settings(c.settings.as_deref(), &settings)
@@ -663,6 +675,7 @@ mod tests {
             key: geoflow_core::dataset::FeatureKey::FeatureId,
             modified: None,
             force: false,
+            read_settings: String::new(),
         }
     }
 

@@ -69,6 +69,7 @@ fn plan(dataset: &str, source: &str, hash: &str, fields: &[(&str, FieldType)]) -
         key: FeatureKey::FeatureId,
         modified: None,
         force: false,
+        read_settings: String::new(),
     }
 }
 

@@ -10,10 +10,11 @@ use geoflow_core::schema::SchemaPolicy;
 use geoflow_store::JobStatus;
 
 use crate::config::{DEFAULT_DATABASE, DEFAULT_QUEUE};
+use crate::ingest::ReadChoices;
 use crate::storage::DEFAULT_STORAGE;
 
 #[derive(Debug, Parser)]
-#[command(name = "geoflow", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GEOFLOW_REVISION"), ")"), about = "Event-driven GeoJSON ingestion into PostGIS and GeoPackage", long_about = None)]
+#[command(name = "geoflow", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GEOFLOW_REVISION"), ")"), about = "Event-driven ingestion of vector data (GeoJSON, Shapefile, GeoPackage, FlatGeobuf, GeoParquet, CSV) into PostGIS and GeoPackage", long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -342,11 +343,15 @@ pub struct WorkArgs {
     /// generic one when a load does not fit it.
     #[arg(long, default_value = "auto", env = "GEOFLOW_GEOMETRY_TYPE", value_parser = parse_geometry_type)]
     pub geometry_type: GeometryType,
+    /// How to read sources whose upload asks for nothing else.
+    #[command(flatten)]
+    pub read: ReadChoices,
 }
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// GeoJSON file to load, or `-` to read stdin.
+    /// File to load (GeoJSON, a zipped Shapefile, GeoPackage, FlatGeobuf, GeoParquet or CSV,
+    /// each also gzipped: told by content), or `-` to read stdin.
     pub path: PathBuf,
     /// Dataset to load into (a-z, 0-9 and _, starting with a letter; at most 63 characters).
     #[arg(long, value_parser = parse_dataset)]
@@ -400,6 +405,8 @@ pub struct IngestArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    #[command(flatten)]
+    pub read: ReadChoices,
 }
 
 fn parse_dataset(s: &str) -> Result<DatasetName, String> {

@@ -56,6 +56,10 @@ pub struct JobTag {
     /// Load even if the source already holds this content under the same settings.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// How to read the source (its CRS, the layer, CSV columns); the worker's defaults where
+    /// it chooses nothing.
+    #[serde(flatten)]
+    pub read: crate::ingest::ReadChoices,
 }
 
 /// A message that cannot be turned into events. Retrying cannot fix it.
@@ -272,6 +276,11 @@ mod tests {
             force: false,
             schema_policy: Some(SchemaPolicy::Strict),
             geometry_type: Some(GeometryType::PromoteMulti),
+            read: crate::ingest::ReadChoices {
+                source_crs: Some("EPSG:27700".into()),
+                csv_delimiter: Some(';'),
+                ..Default::default()
+            },
         };
         let e = one(&notification(EventKind::Created, "raw/roads/x.geojson", 7, Some(&tag))).unwrap();
         assert_eq!(e.tag, Some(tag));

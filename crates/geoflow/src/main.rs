@@ -269,6 +269,7 @@ fn worker(backends: &Backends, work: &WorkArgs) -> Worker {
         policy: backends.policy,
         schema_policy: work.schema_policy,
         geometry_type: work.geometry_type,
+        read: work.read.clone(),
         mode: backends.mode,
         key: backends.key.clone(),
         spool_dir: work.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
@@ -434,7 +435,8 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     req.mode = args.mode;
     req.key = FeatureKey::from_property(args.key);
     req.force = args.force;
-    req.reader = ReaderOptions { max_feature_bytes: args.max_feature_bytes, ..ReaderOptions::default() };
+    req.read.limits = ReaderOptions { max_feature_bytes: args.max_feature_bytes, ..ReaderOptions::default() };
+    args.read.apply(&mut req.read);
     req.max_issues = args.max_errors;
     if let Some(w) = args.workers {
         req.workers = w.max(1);

@@ -237,7 +237,20 @@ async fn limits_and_bad_requests_are_problems() {
         415,
         "unsupported-media-type",
     );
-    assert_problem(&app.upload("/v1/datasets/roads/uploads", "text/csv", "a,b").await, 415, "unsupported-media-type");
+    // A format geoflow does not read is named before anything is stored.
+    let kml = app.upload("/v1/datasets/roads/uploads", "application/vnd.google-earth.kml+xml", "<kml/>").await;
+    assert_problem(&kml, 415, "unsupported-media-type");
+    assert!(kml.body["detail"].as_str().unwrap().contains("a KML document"), "{}", kml.body);
+    assert_problem(
+        &app.upload("/v1/datasets/roads/uploads?source_crs=EPSG:99999", "text/csv", "x,y\n1,2").await,
+        400,
+        "invalid-parameter",
+    );
+    assert_problem(
+        &app.upload("/v1/datasets/roads/uploads?csv_delimiter=ab", "text/csv", "x,y\n1,2").await,
+        400,
+        "invalid-parameter",
+    );
     assert_problem(
         &app.upload("/v1/datasets/Roads/uploads", "application/geo+json", "{}").await,
         400,

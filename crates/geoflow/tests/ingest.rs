@@ -439,13 +439,78 @@ fn legacy_crs_is_transformed_or_rejected_never_mislabelled() {
         r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"urn:ogc:def:crs:EPSG::27700"}},
             "features":[{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[530000,180000]}}]}"#,
     );
+    // Any CRS PROJ knows is transformed, as pyproj (PROJ 9.1.1, always_xy) transforms it; the
+    // summary names it and says that the OSTN15 grid would be more accurate.
     let run = ingest(&gpkg, &british, "osgb", &[]);
+    assert_eq!(status(&run), "loaded", "{}", run.summary);
+    assert_eq!(run.summary["source_crs"], "EPSG:27700 (OSGB36 / British National Grid)", "{}", run.summary);
+    let notes = run.summary["notes"].to_string();
+    assert!(notes.contains("uk_os_OSTN15_NTv2_OSGBtoETRS.tif"), "{notes}");
+    let conn = rusqlite::Connection::open(&gpkg).unwrap();
+    let (x, y): (f64, f64) =
+        conn.query_row("SELECT gf_min_x, gf_min_y FROM osgb", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert!((x - -0.12835394047946935).abs() < 1e-9 && (y - 51.50399082763378).abs() < 1e-9, "{x} {y}");
+
+    // The same bytes read under another CRS are another load, not a no-op.
+    let again = ingest(&gpkg, &british, "osgb", &["--source-crs", "EPSG:32630"]);
+    assert_eq!(status(&again), "loaded", "{}", again.summary);
+    assert!(again.summary["source_crs"].as_str().unwrap().starts_with("EPSG:32630"), "{}", again.summary);
+
+    // An unknown CRS is a clear, permanent refusal naming it.
+    let unknown = write(
+        tmp.path(),
+        "unknown.geojson",
+        r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"EPSG:99999"}},"features":[]}"#,
+    );
+    let run = ingest(&gpkg, &unknown, "unknown", &[]);
     assert_eq!((run.code, status(&run)), (3, "rejected"));
     let error = run.summary["error"].as_str().unwrap();
-    assert!(
-        error.contains("osgb.geojson") && error.contains("EPSG::27700") && error.contains("unsupported-crs"),
-        "{error}"
-    );
+    assert!(error.contains("unknown.geojson") && error.contains("EPSG:99999"), "{error}");
+    let run = ingest(&gpkg, &mercator, "mercator2", &["--source-crs", "EPSG:424242"]);
+    assert_eq!((run.code, status(&run)), (3, "rejected"), "{}", run.summary);
+}
+
+#[test]
+fn formats_are_told_by_content_and_unsupported_ones_are_named() {
+    let tmp = scratch();
+    let gpkg = tmp.path().join("formats.gpkg");
+    let text = r#"{"type":"FeatureCollection","features":[
+        {"type":"Feature","properties":{"name":"a"},"geometry":{"type":"Point","coordinates":[1,2]}}]}"#;
+    // gzipped GeoJSON under a misleading name.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+    let gzipped = tmp.path().join("points.csv");
+    std::fs::write(&gzipped, gz.finish().unwrap()).unwrap();
+    let run = ingest(&gpkg, &gzipped, "gz", &[]);
+    assert_eq!((status(&run), run.summary["features_loaded"].as_u64()), ("loaded", Some(1)), "{}", run.summary);
+    assert_eq!(run.summary["format"], "gzip GeoJSON");
+    // The same through stdin.
+    let run = ingest_stdin(&gpkg, &std::fs::read(&gzipped).unwrap(), "gz_stdin", &[]);
+    assert_eq!(status(&run), "loaded", "{}", run.summary);
+
+    // Known formats geoflow does not read: one message saying what the file is.
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("doc.geojson", b"<?xml version=\"1.0\"?><kml xmlns=\"http://www.opengis.net/kml/2.2\">", "a KML document"),
+        ("roads.shp", b"\x00\x00\x27\x0a\x00\x00\x00\x00\x00\x00", "Shapefile .shp"),
+        ("scan.json", b"%PDF-1.7\n", "a PDF document"),
+    ];
+    for (name, bytes, what) in cases {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let run = ingest(&gpkg, &path, "bad", &[]);
+        assert_eq!((run.code, status(&run)), (3, "rejected"), "{name}: {}", run.summary);
+        let error = run.summary["error"].as_str().unwrap();
+        assert!(error.contains(name) && error.contains(what) && error.contains("does not read"), "{error}");
+        assert_eq!(run.summary["error_class"], "bad-input", "{}", run.summary);
+    }
+    // Corrupt gzip is the file's fault too, never retried.
+    let mut broken = std::fs::read(&gzipped).unwrap();
+    broken.truncate(broken.len() / 2);
+    let path = tmp.path().join("cut.geojson.gz");
+    std::fs::write(&path, broken).unwrap();
+    let run = ingest(&gpkg, &path, "cut", &[]);
+    assert_eq!((run.code, status(&run)), (3, "rejected"), "{}", run.summary);
+    assert!(run.summary["error"].as_str().unwrap().contains("gzip"), "{}", run.summary);
 }
 
 fn with_properties(features: &[Value]) -> String {

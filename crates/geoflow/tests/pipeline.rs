@@ -600,6 +600,7 @@ async fn a_load_committed_before_its_worker_died_finishes_its_job_as_succeeded()
         mode: None,
         key: None,
         force: false,
+        read: Default::default(),
     };
     env.queue.send(&notification(EventKind::Created, key, body.len() as u64, Some(&tag))).await.unwrap();
     drain(&env, 1).await;

@@ -102,6 +102,7 @@ pub fn plan(dataset: &str, source: &str, hash: &str, schema: Schema) -> LoadPlan
         key: geoflow_core::dataset::FeatureKey::FeatureId,
         modified: None,
         force: false,
+        read_settings: String::new(),
     }
 }
 

@@ -97,9 +97,11 @@ export async function api(path, { method = "GET", body, headers = {}, signal } =
  * `onProgress(loaded, total)` follows the request body. Resolves to the job of the 202 answer
  * and its `Location`; rejects with an ApiError.
  */
-export function uploadFile(dataset, file, { onInvalid, onProgress } = {}) {
+export function uploadFile(dataset, file, { onInvalid, sourceCrs, layer, onProgress } = {}) {
   const params = new URLSearchParams();
   if (onInvalid) params.set("on_invalid", onInvalid);
+  if (sourceCrs) params.set("source_crs", sourceCrs);
+  if (layer) params.set("layer", layer);
   const query = params.toString();
   const url = `/v1/datasets/${encodeURIComponent(dataset)}/uploads${query ? `?${query}` : ""}`;
   const xhr = new XMLHttpRequest();

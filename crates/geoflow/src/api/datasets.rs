@@ -234,6 +234,7 @@ pub async fn delete_source(
             force: false,
             schema_policy: None,
             geometry_type: None,
+            read: Default::default(),
         };
         state
             .queue

@@ -22,16 +22,44 @@ use utoipa::{IntoParams, ToSchema};
 use super::problem::{Problem, ProblemBody};
 use super::AppState;
 use crate::events::{notification, EventKind, JobTag};
+use crate::ingest::{parse_delimiter, ReadChoices};
 use crate::storage::{PutStreamError, Storage, UPLOAD_JOB_METADATA};
 
 /// Media types taken as a GeoJSON body as it is.
-const RAW_TYPES: [&str; 6] = [
+/// Content types of bodies stored as they are: the worker tells the format from the content.
+const RAW_TYPES: [&str; 18] = [
     "application/geo+json",
     "application/json",
     "application/geo+json-seq",
     "application/x-ndjson",
     "application/octet-stream",
     "text/plain",
+    "application/zip",
+    "application/x-zip-compressed",
+    "application/geopackage+sqlite3",
+    "application/x-sqlite3",
+    "application/vnd.sqlite3",
+    "application/flatgeobuf",
+    "application/vnd.apache.parquet",
+    "application/x-parquet",
+    "text/csv",
+    "application/gzip",
+    "application/x-gzip",
+    "text/tab-separated-values",
+];
+
+/// Content types of formats geoflow does not read, and what to send instead.
+const REFUSED_TYPES: [(&str, &str); 10] = [
+    ("application/vnd.google-earth.kml+xml", "a KML document"),
+    ("application/vnd.google-earth.kmz", "a KMZ (zipped KML)"),
+    ("application/gpx+xml", "a GPX document"),
+    ("application/gml+xml", "a GML document"),
+    ("application/pdf", "a PDF document"),
+    ("application/vnd.ms-excel", "an Excel workbook"),
+    ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "an Excel workbook"),
+    ("image/tiff", "a raster image"),
+    ("image/png", "a raster image"),
+    ("image/jpeg", "a raster image"),
 ];
 
 /// Room for a multipart body's boundaries and part headers beyond the upload limit.
@@ -72,6 +100,25 @@ pub struct UploadParams {
     key: Option<String>,
     /// Load even if the source already holds this content under the same settings.
     force: Option<bool>,
+    /// The CRS of a file that carries none (CSV, a Shapefile without `.prj`), overriding what
+    /// the file says: an EPSG code (`EPSG:27700`), a URN, WKT or PROJJSON. Coordinates are
+    /// transformed to WGS84 longitude/latitude.
+    #[param(example = "EPSG:27700")]
+    source_crs: Option<String>,
+    /// The layer to read from a file with several: a Shapefile of a zip (its base name) or a
+    /// GeoPackage table.
+    layer: Option<String>,
+    /// CSV: the column holding WKT geometries (default: `wkt`, `geometry`, `geom`, `the_geom`,
+    /// `wkt_geom` or `shape`).
+    csv_geometry: Option<String>,
+    /// CSV: the column holding longitudes or eastings (default: `lon`, `lng`, `long`,
+    /// `longitude`, `x`, `easting` or `point_x`).
+    csv_x: Option<String>,
+    /// CSV: the column holding latitudes or northings (default: `lat`, `latitude`, `y`,
+    /// `northing` or `point_y`).
+    csv_y: Option<String>,
+    /// CSV: the field delimiter, one punctuation character or `tab` (default: sniffed).
+    csv_delimiter: Option<String>,
 }
 
 /// An optional query parameter of a type parsed from its text: 400 naming the parameter when it
@@ -135,6 +182,7 @@ pub async fn upload(
     let schema_policy = parameter::<SchemaPolicy>("schema_policy", &params.schema_policy)?;
     let geometry_type = parameter::<GeometryType>("geometry_type", &params.geometry_type)?;
     let mode = parameter::<DatasetMode>("mode", &params.mode)?;
+    let read = read_choices(&params)?;
     if params.key.is_some() && mode != Some(DatasetMode::Upsert) {
         return Err(Problem::bad_request("invalid-parameter", "key: a key is given with mode=upsert, which it keys"));
     }
@@ -228,7 +276,8 @@ pub async fn upload(
     // records the job itself, and a retry with the same Idempotency-Key finds it.
     let force = params.force.unwrap_or(false);
     let (upsert_key, on_invalid) = (params.key, policy);
-    let tag = JobTag { job: job_id.clone(), on_invalid, schema_policy, geometry_type, mode, key: upsert_key, force };
+    let tag =
+        JobTag { job: job_id.clone(), on_invalid, schema_policy, geometry_type, mode, key: upsert_key, force, read };
     let message = notification(EventKind::Created, &key, size, Some(&tag));
     state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
     let new = NewJob { id: job_id, dataset, source: key, action: JobAction::Load, object_version };
@@ -265,15 +314,51 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Problem> {
     if RAW_TYPES.contains(&essence.as_str()) {
         return Ok(BodyKind::Raw);
     }
+    const READ: &str = "geoflow reads GeoJSON, zipped Shapefiles, GeoPackage, FlatGeobuf, GeoParquet and CSV, \
+                        each also gzipped";
+    if let Some((_, what)) = REFUSED_TYPES.iter().find(|(t, _)| *t == essence) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!(
+                "Content-Type {essence:?} is {what}, which geoflow does not read: {READ}. Convert it first \
+                 (e.g. ogr2ogr -f GPKG out.gpkg in.kml)"
+            ),
+        ));
+    }
     Err(Problem::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported-media-type",
         format!(
-            "Content-Type {essence:?} is not accepted: send GeoJSON as {} or a multipart/form-data file part \
-             (curl: --data-binary @file -H 'Content-Type: application/geo+json', or -F file=@file)",
+            "Content-Type {essence:?} is not accepted: {READ} (the format is told from the content). Send the file \
+             as one of {} or as a multipart/form-data file part (curl: --data-binary @file -H 'Content-Type: \
+             application/octet-stream', or -F file=@file)",
             RAW_TYPES.join(", ")
         ),
     ))
+}
+
+/// How the upload asks its file to be read; a CRS is checked now, so that a misspelt one is
+/// refused before anything is stored.
+fn read_choices(params: &UploadParams) -> Result<ReadChoices, Problem> {
+    let csv_delimiter = params
+        .csv_delimiter
+        .as_deref()
+        .map(parse_delimiter)
+        .transpose()
+        .map_err(|e| Problem::bad_request("invalid-parameter", format!("csv_delimiter: {e}")))?;
+    if let Some(crs) = &params.source_crs {
+        geoflow_formats::resolve_crs(crs)
+            .map_err(|e| Problem::bad_request("invalid-parameter", format!("source_crs: {e}")))?;
+    }
+    Ok(ReadChoices {
+        source_crs: params.source_crs.clone(),
+        layer: params.layer.clone(),
+        csv_geometry: params.csv_geometry.clone(),
+        csv_x: params.csv_x.clone(),
+        csv_y: params.csv_y.clone(),
+        csv_delimiter,
+    })
 }
 
 /// The longest file name a local folder holds (and well within S3's key length).

@@ -41,12 +41,16 @@ impl Input {
     }
 }
 
-/// A source that can be read from the start as often as needed.
+/// A source that can be read from the start as often as needed, and opened by path for the
+/// formats that need random access.
 #[derive(Debug)]
 pub struct Rereadable {
     file: File,
     pub len: u64,
     pub name: String,
+    pub path: PathBuf,
+    /// Where stdin was spooled; removed when the source goes.
+    _spool: Option<tempfile::TempPath>,
 }
 
 impl Rereadable {
@@ -55,13 +59,14 @@ impl Rereadable {
             Input::Path(p) => {
                 let file = File::open(p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
                 let len = file.metadata()?.len();
-                Ok(Rereadable { file, len, name: p.display().to_string() })
+                Ok(Rereadable { file, len, name: p.display().to_string(), path: p.clone(), _spool: None })
             }
             Input::Stdin => {
-                let mut spool = tempfile::tempfile()?;
+                let mut spool = tempfile::Builder::new().prefix("geoflow-stdin-").tempfile()?;
                 let len = io::copy(&mut io::stdin().lock(), &mut spool)?;
                 spool.flush()?;
-                Ok(Rereadable { file: spool, len, name: "stdin".into() })
+                let (file, path) = spool.into_parts();
+                Ok(Rereadable { file, len, name: "stdin".into(), path: path.to_path_buf(), _spool: Some(path) })
             }
         }
     }

@@ -20,7 +20,8 @@ use time::OffsetDateTime;
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::process::{observe_schema, Processed, Processor};
-use geoflow_core::reader::{GeoJsonReader, RawFeature, ReadError, ReaderOptions};
+use geoflow_core::reader::{RawFeature, ReadError};
+use geoflow_formats::{ReadOptions, SourceInfo};
 use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{Schema, SchemaBuilder, SchemaPolicy};
@@ -53,7 +54,8 @@ pub struct IngestRequest {
     pub modified: Option<OffsetDateTime>,
     /// Load even if the source already holds this content under the same settings.
     pub force: bool,
-    pub reader: ReaderOptions,
+    /// How to read the source: limits, its CRS, the layer, CSV columns.
+    pub read: ReadOptions,
     /// Threads that parse and encode features.
     pub workers: usize,
     /// Most problems kept in the report (all are counted).
@@ -75,7 +77,7 @@ impl IngestRequest {
             key: FeatureKey::FeatureId,
             modified: None,
             force: false,
-            reader: ReaderOptions::default(),
+            read: ReadOptions::default(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_issues: 100,
         }
@@ -84,6 +86,81 @@ impl IngestRequest {
     /// The source key the load replaces: the one given, else the file name.
     pub fn source_key(&self) -> String {
         self.source.clone().unwrap_or_else(|| self.input.default_source())
+    }
+}
+
+/// How to read sources, as a request or the configuration chooses: the parts of
+/// [`ReadOptions`] that a user picks. Unset choices fall back to the configuration's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct ReadChoices {
+    /// The CRS of sources that carry none (CSV, a Shapefile without .prj, GeoJSON without a
+    /// crs member), as an EPSG code (EPSG:27700), a URN, WKT or PROJJSON. It overrides what
+    /// a file says, as ogr2ogr's -s_srs does. Coordinates are transformed to WGS84 lon/lat.
+    #[arg(long, env = "GEOFLOW_SOURCE_CRS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_crs: Option<String>,
+    /// The layer to read from a file with several: a Shapefile of a zip (by its base name) or
+    /// a GeoPackage table.
+    #[arg(long, env = "GEOFLOW_LAYER")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    /// The CSV column holding WKT geometries (default: one named wkt, geometry, geom,
+    /// the_geom, wkt_geom or shape).
+    #[arg(long, env = "GEOFLOW_CSV_GEOMETRY")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_geometry: Option<String>,
+    /// The CSV column holding longitudes or eastings (default: lon, lng, long, longitude, x,
+    /// easting or point_x).
+    #[arg(long, env = "GEOFLOW_CSV_X")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_x: Option<String>,
+    /// The CSV column holding latitudes or northings (default: lat, latitude, y, northing or
+    /// point_y).
+    #[arg(long, env = "GEOFLOW_CSV_Y")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_y: Option<String>,
+    /// The CSV field delimiter (default: sniffed from the header among , ; tab and |).
+    #[arg(long, env = "GEOFLOW_CSV_DELIMITER", value_parser = parse_delimiter)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_delimiter: Option<char>,
+}
+
+/// One ASCII character, or `tab`.
+pub fn parse_delimiter(s: &str) -> Result<char, String> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok('\t'),
+        _ => {
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) if c.is_ascii() && !c.is_ascii_alphanumeric() && c != '"' => Ok(c),
+                _ => Err(format!("a CSV delimiter is one punctuation character or `tab`, not {s:?}")),
+            }
+        }
+    }
+}
+
+impl ReadChoices {
+    /// These choices, with `defaults` where they make none.
+    pub fn or(&self, defaults: &ReadChoices) -> ReadChoices {
+        let pick = |a: &Option<String>, b: &Option<String>| a.clone().or_else(|| b.clone());
+        ReadChoices {
+            source_crs: pick(&self.source_crs, &defaults.source_crs),
+            layer: pick(&self.layer, &defaults.layer),
+            csv_geometry: pick(&self.csv_geometry, &defaults.csv_geometry),
+            csv_x: pick(&self.csv_x, &defaults.csv_x),
+            csv_y: pick(&self.csv_y, &defaults.csv_y),
+            csv_delimiter: self.csv_delimiter.or(defaults.csv_delimiter),
+        }
+    }
+
+    /// Sets the chosen parts of `read`.
+    pub fn apply(&self, read: &mut ReadOptions) {
+        read.source_crs = self.source_crs.clone();
+        read.layer = self.layer.clone();
+        read.csv.geometry_column = self.csv_geometry.clone();
+        read.csv.x_column = self.csv_x.clone();
+        read.csv.y_column = self.csv_y.clone();
+        read.csv.delimiter = self.csv_delimiter.map(|c| c as u8);
     }
 }
 
@@ -113,6 +190,9 @@ pub struct IngestSummary {
     pub table: Option<String>,
     pub source: String,
     pub status: Status,
+    /// The format, layer and CRS read.
+    #[serde(flatten)]
+    pub input: SourceInfo,
     pub features_read: u64,
     pub features_loaded: u64,
     pub invalid: u64,
@@ -151,6 +231,7 @@ impl IngestSummary {
             table: None,
             source: source.to_string(),
             status: Status::Failed,
+            input: SourceInfo::default(),
             features_read: 0,
             features_loaded: 0,
             invalid: 0,
@@ -221,8 +302,8 @@ pub async fn ingest(
 
     // Pass 1: hash and schema.
     progress.pass.store(1, Ordering::Relaxed);
-    let (d, opts, workers, counter) = (data.clone(), req.reader, req.workers, progress.bytes.clone());
-    let scanned = tokio::task::spawn_blocking(move || schema_pass(&d, opts, workers, &counter)).await?;
+    let (d, opts, workers, counter) = (data.clone(), req.read.clone(), req.workers, progress.bytes.clone());
+    let scanned = tokio::task::spawn_blocking(move || schema_pass(&d, &opts, workers, &counter)).await?;
     // An existing dataset's mode and key are the ones its rows are read for (the store checks
     // them again under the dataset's lock); a failure to read them is the store's to report.
     let (mode, key) = match store.dataset(&req.dataset).await {
@@ -246,12 +327,14 @@ pub async fn ingest(
         key,
         modified: req.modified,
         force: req.force,
+        read_settings: req.read.settings(),
     };
     let scanned_fingerprint = match scanned {
         Ok(scan) => {
             plan.version.content_hash = scan.hash;
             plan.version.bytes = scan.bytes;
             plan.schema = scan.schema;
+            summary.input = scan.input;
             scan.fingerprint
         }
         Err(e) => {
@@ -289,6 +372,7 @@ pub async fn ingest(
     let outcome = load.await?;
     summary.absorb(&fed.result);
     summary.status = fed.status;
+    summary.input = fed.input.clone();
     match outcome {
         Ok(LoadOutcome::Loaded { load_id, table, replaced_rows, schema_changes, superseded_features }) => {
             summary.load_id = Some(load_id);
@@ -308,6 +392,7 @@ pub async fn ingest(
             };
             summary.content_hash = Some(plan.version.content_hash.clone());
             summary.bytes = plan.version.bytes;
+            summary.input = fed.input.clone();
         }
         Ok(LoadOutcome::Failed { load_id, table }) => {
             summary.load_id = Some(load_id);
@@ -340,11 +425,12 @@ struct SchemaScan {
     bytes: u64,
     /// What the load pass must read again.
     fingerprint: Fingerprint,
+    input: SourceInfo,
 }
 
 fn schema_pass(
     data: &Rereadable,
-    opts: ReaderOptions,
+    opts: &ReadOptions,
     workers: usize,
     counter: &Arc<AtomicU64>,
 ) -> Result<SchemaScan, ReadError> {
@@ -363,28 +449,30 @@ fn schema_pass(
         (framed, digest.join().expect("the hashing thread does not panic"))
     });
     // Nothing stops this pass early, so it read everything.
+    let (fingerprint, input) = framed?;
     let fingerprint =
-        framed?.ok_or_else(|| ReadError::Io(std::io::Error::other("the source was not read to its end")))?;
+        fingerprint.ok_or_else(|| ReadError::Io(std::io::Error::other("the source was not read to its end")))?;
     let (hash, bytes) = digest?;
-    Ok(SchemaScan { schema: schema.finish(), hash, bytes, fingerprint })
+    Ok(SchemaScan { schema: schema.finish(), hash, bytes, fingerprint, input })
 }
 
 /// Features per batch handed between threads, and the byte budget of one batch.
 const BATCH_FEATURES: usize = 1024;
 const BATCH_BYTES: usize = 4 << 20;
 
-/// Reads a source once: one thread cuts it into batches of raw features, `workers` threads
-/// `map` the batches, and `reduce` receives the results on the calling thread in source
-/// order; it returns `false` to stop early. Memory is bounded by the channel capacities.
-/// Returns the fingerprint of the bytes read, unless stopped early.
+/// Reads a source once: one thread reads it (in whatever format) into batches of raw
+/// features, `workers` threads `map` the batches, and `reduce` receives the results on the
+/// calling thread in source order; it returns `false` to stop early. Memory is bounded by the
+/// channel capacities. Returns the fingerprint of the bytes read, unless stopped early, and
+/// what was read.
 fn in_parallel<T: Send>(
     data: &Rereadable,
-    opts: ReaderOptions,
+    opts: &ReadOptions,
     workers: usize,
     bytes: &Arc<AtomicU64>,
     map: impl Fn(Vec<RawFeature>) -> T + Sync,
     mut reduce: impl FnMut(T) -> bool,
-) -> Result<Option<Fingerprint>, ReadError> {
+) -> Result<(Option<Fingerprint>, SourceInfo), ReadError> {
     let workers = workers.max(1);
     let stop = AtomicBool::new(false);
     let (batch_tx, batch_rx) = bounded::<(u64, Vec<RawFeature>)>(workers * 2);
@@ -431,35 +519,49 @@ fn in_parallel<T: Send>(
     })
 }
 
-/// Cuts the source into batches of raw features; returns the fingerprint of all its bytes,
-/// unless stopped early.
+/// Reads the source into batches of raw features; returns the fingerprint of all its bytes,
+/// unless stopped early, and what was read.
 fn frame(
     data: &Rereadable,
-    opts: ReaderOptions,
+    opts: &ReadOptions,
     bytes: &Arc<AtomicU64>,
     stop: &AtomicBool,
     out: Sender<(u64, Vec<RawFeature>)>,
-) -> Result<Option<Fingerprint>, ReadError> {
-    let mut reader = GeoJsonReader::new(data.reader(bytes.clone())?, opts);
+) -> Result<(Option<Fingerprint>, SourceInfo), ReadError> {
+    let mut stream = data.reader(bytes.clone())?;
+    let (sent_all, input) = {
+        let mut source = geoflow_formats::open(&mut stream, &data.path, opts)?;
+        let sent_all = send_batches(&mut *source, stop, &out)?;
+        (sent_all, source.info())
+    };
+    // Formats read from the file rather than the stream leave it all to the fingerprint.
+    let fingerprint = if sent_all { Some(stream.finish()?) } else { None };
+    Ok((fingerprint, input))
+}
+
+/// Sends the features of `source` in batches; `false` when the receiver stopped listening.
+fn send_batches(
+    source: &mut dyn geoflow_formats::FeatureSource,
+    stop: &AtomicBool,
+    out: &Sender<(u64, Vec<RawFeature>)>,
+) -> Result<bool, ReadError> {
     let mut batch = Vec::with_capacity(BATCH_FEATURES);
     let mut batch_bytes = 0usize;
     let mut seq = 0u64;
-    for raw in reader.by_ref() {
+    for raw in source {
         let raw = raw?;
-        batch_bytes += raw.bytes.len();
+        // A decoded feature weighs about as much as its text would.
+        batch_bytes += raw.bytes.len().max(64);
         batch.push(raw);
         if batch.len() >= BATCH_FEATURES || batch_bytes >= BATCH_BYTES {
             if stop.load(Ordering::Relaxed) || out.send((seq, std::mem::take(&mut batch))).is_err() {
-                return Ok(None);
+                return Ok(false);
             }
             seq += 1;
             batch_bytes = 0;
         }
     }
-    if !batch.is_empty() && out.send((seq, batch)).is_err() {
-        return Ok(None);
-    }
-    Ok(Some(reader.into_inner().finish()?))
+    Ok(batch.is_empty() || out.send((seq, batch)).is_ok())
 }
 
 /// One batch after processing.
@@ -471,7 +573,7 @@ struct Done {
 
 fn process_batch(processor: &Processor, raws: Vec<RawFeature>) -> Done {
     let mut done = Done { rows: Vec::with_capacity(raws.len()), issues: Vec::new(), read: raws.len() as u64 };
-    for raw in &raws {
+    for raw in raws {
         match processor.process(raw) {
             Processed::Row(row, issue) => {
                 done.rows.push(row);
@@ -485,6 +587,8 @@ fn process_batch(processor: &Processor, raws: Vec<RawFeature>) -> Done {
 
 struct Fed {
     status: Status,
+    /// What was read.
+    input: SourceInfo,
     /// The class of the reader's failure, when it failed.
     class: ErrorClass,
     result: LoadResult,
@@ -505,10 +609,15 @@ fn load_pass(
         DatasetMode::Upsert => processor.keyed_by(&req.key),
         _ => processor,
     };
-    let mut fed = Fed { status: Status::Loaded, class: ErrorClass::BadInput, result: LoadResult::default() };
+    let mut fed = Fed {
+        status: Status::Loaded,
+        input: SourceInfo::default(),
+        class: ErrorClass::BadInput,
+        result: LoadResult::default(),
+    };
     let framed = in_parallel(
         data,
-        req.reader,
+        &req.read,
         req.workers,
         &progress.bytes,
         |raws| process_batch(&processor, raws),
@@ -517,11 +626,14 @@ fn load_pass(
             take_batch(&mut fed, done, req, source, &tx)
         },
     );
+    if let Ok((_, input)) = &framed {
+        fed.input = input.clone();
+    }
     if fed.status == Status::Loaded {
         let failure = match framed {
             Err(ReadError::Io(e)) => Some((Status::Failed, format!("{source}: cannot read {}: {e}", data.name))),
             Err(e) => Some((Status::Rejected, format!("{source}: {e}"))),
-            Ok(read) if read != Some(expected) => Some((
+            Ok((read, _)) if read != Some(expected) => Some((
                 Status::Failed,
                 format!("{source}: {} changed while it was being loaded; load it again", data.name),
             )),

@@ -36,7 +36,8 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::events::{self, EventKind, ObjectEvent};
-use crate::ingest::{ingest, IngestRequest, IngestSummary, Input, Progress, Status};
+use crate::ingest::{ingest, IngestRequest, IngestSummary, Input, Progress, ReadChoices, Status};
+use geoflow_formats::ReadOptions;
 use crate::storage::{object_modified, object_version, Storage, StoredObject};
 
 /// How a worker runs.
@@ -64,6 +65,8 @@ pub struct WorkerOptions {
     pub schema_policy: SchemaPolicy,
     /// The geometry type of loads whose event asks for none.
     pub geometry_type: GeometryType,
+    /// How to read sources whose event chooses nothing (their CRS, the layer, CSV columns).
+    pub read: ReadChoices,
     /// The mode of datasets created by events that ask for none (bucket notifications, the
     /// inbox).
     pub mode: DatasetMode,
@@ -88,6 +91,7 @@ impl Default for WorkerOptions {
             policy: Policy::Skip,
             schema_policy: SchemaPolicy::Widen,
             geometry_type: GeometryType::Auto,
+            read: ReadChoices::default(),
             mode: DatasetMode::default(),
             key: FeatureKey::FeatureId,
             spool_dir: std::env::temp_dir(),
@@ -438,7 +442,16 @@ impl Worker {
             Some(dataset) => (dataset.mode, FeatureKey::from_property(dataset.key_property)),
             None => (self.mode_asked(event), self.key_asked(event)),
         };
-        Ok(load_settings(self.policy_asked(event), mode, &key, self.geometry_type_asked(event)))
+        let read = self.read_asked(event).settings();
+        Ok(load_settings(self.policy_asked(event), mode, &key, self.geometry_type_asked(event), &read))
+    }
+
+    /// How to read the event's object: what its upload chose, else the configuration's.
+    fn read_asked(&self, event: &ObjectEvent) -> ReadOptions {
+        let choices = event.tag.as_ref().map_or_else(|| self.options.read.clone(), |tag| tag.read.or(&self.options.read));
+        let mut read = ReadOptions { scratch_dir: Some(self.options.spool_dir.clone()), ..ReadOptions::default() };
+        choices.apply(&mut read);
+        read
     }
 
     fn key_asked(&self, event: &ObjectEvent) -> FeatureKey {
@@ -484,6 +497,7 @@ impl Worker {
         request.schema_policy =
             event.tag.as_ref().and_then(|tag| tag.schema_policy).unwrap_or(self.options.schema_policy);
         request.geometry_type = self.geometry_type_asked(event);
+        request.read = self.read_asked(event);
         request.workers = self.options.parse_threads;
         let request_plan = (request.object_version.clone(), request.policy);
         let summary = match ingest(self.store.clone(), request, Arc::new(Progress::default())).await {
@@ -635,6 +649,7 @@ fn unrecorded(summary: &IngestSummary, (object_version, policy): &(Option<String
         key: FeatureKey::FeatureId,
         modified: None,
         force: false,
+        read_settings: String::new(),
     };
     let counts = LoadCounts {
         features_read: summary.features_read,

@@ -1,4 +1,4 @@
-// Upload: a GeoJSON file into a dataset (`POST /v1/datasets/{dataset}/uploads`, multipart)
+// Upload: a vector file (GeoJSON, zipped Shapefile, GeoPackage, FlatGeobuf, GeoParquet, CSV) into a dataset (`POST /v1/datasets/{dataset}/uploads`, multipart)
 // with a progress bar, then its job followed until it ends: counts on success, the report on
 // failure.
 
@@ -11,7 +11,8 @@ const NAME = /^[a-z][a-z0-9_]{0,62}$/;
 /** A dataset name from a file name: `ne_110m Admin-0.geojson` → `ne_110m_admin_0`. */
 export function datasetFromFile(fileName) {
   let n = String(fileName)
-    .replace(/\.(geo)?json(l|seq)?$|\.ndjson$|\.json$/i, "")
+    .replace(/\.gz$/i, "")
+    .replace(/\.(geo)?json(l|seq|s)?$|\.ndjson$|\.json$|\.zip$|\.shp$|\.gpkg$|\.fgb$|\.parquet$|\.geoparquet$|\.csv$|\.tsv$/i, "")
     .toLowerCase()
     .replace(/[^a-z0-9_]+/g, "_")
     .replace(/^[^a-z]+/, "")
@@ -31,7 +32,9 @@ export async function render(root) {
     autocomplete: "off",
     spellcheck: "false",
   });
-  const file = h("input", { id: "upload-file", name: "file", type: "file", required: true, accept: ".geojson,.json,.geojsonl,.ndjson,.geojsons,application/geo+json,application/json" });
+  const file = h("input", { id: "upload-file", name: "file", type: "file", required: true, accept: ".geojson,.json,.geojsonl,.ndjson,.geojsons,.zip,.gpkg,.fgb,.parquet,.geoparquet,.csv,.tsv,.gz,application/geo+json,application/json,application/zip,application/geopackage+sqlite3,application/flatgeobuf,application/vnd.apache.parquet,text/csv,application/gzip" });
+  const sourceCrs = h("input", { id: "upload-source-crs", name: "source_crs", placeholder: "from the file, e.g. EPSG:27700", autocomplete: "off", spellcheck: "false" });
+  const layer = h("input", { id: "upload-layer", name: "layer", placeholder: "the only one", autocomplete: "off", spellcheck: "false" });
   const policy = h(
     "select",
     { id: "upload-policy", name: "on_invalid" },
@@ -61,8 +64,10 @@ export async function render(root) {
     "form",
     { class: "upload-form panel", id: "upload-form", novalidate: true },
     h("label", { class: "field" }, h("span", {}, "Dataset"), dataset, h("small", { class: "muted" }, "Lower-case letters, digits and _, starting with a letter. Uploading the same file name again on the same day replaces its rows.")),
-    h("label", { class: "field" }, h("span", {}, "GeoJSON file"), file, h("small", { class: "muted" }, "A FeatureCollection, a Feature, a Geometry, GeoJSON Text Sequences or newline-delimited GeoJSON.")),
+    h("label", { class: "field" }, h("span", {}, "File"), file, h("small", { class: "muted" }, "GeoJSON (also sequences and newline-delimited), a zipped Shapefile, a GeoPackage, FlatGeobuf, GeoParquet or CSV, each also gzipped. The format is told from the content.")),
     h("label", { class: "field" }, h("span", {}, "Invalid features"), policy),
+    h("label", { class: "field" }, h("span", {}, "Source CRS"), sourceCrs, h("small", { class: "muted" }, "Only for files that carry none (CSV, a Shapefile without .prj), or to override it. Coordinates are transformed to WGS84.")),
+    h("label", { class: "field" }, h("span", {}, "Layer"), layer, h("small", { class: "muted" }, "For a zip of several Shapefiles or a GeoPackage of several tables.")),
     h("div", { class: "form-actions" }, submit),
     progress,
     progressText,
@@ -79,7 +84,7 @@ export async function render(root) {
       return;
     }
     if (!chosen) {
-      outcome.append(errorBox({ message: "choose a GeoJSON file to upload" }, { what: "No file" }));
+      outcome.append(errorBox({ message: "choose a file to upload" }, { what: "No file" }));
       return;
     }
     stopFollowing?.();
@@ -95,7 +100,12 @@ export async function render(root) {
     show(0, chosen.size);
     let accepted;
     try {
-      const started = uploadFile(name, chosen, { onInvalid: policy.value || undefined, onProgress: show });
+      const started = uploadFile(name, chosen, {
+        onInvalid: policy.value || undefined,
+        sourceCrs: sourceCrs.value.trim() || undefined,
+        layer: layer.value.trim() || undefined,
+        onProgress: show,
+      });
       xhr = started.xhr;
       accepted = await started.done;
     } catch (err) {
@@ -158,7 +168,7 @@ export async function render(root) {
     }, 1000);
   }
 
-  root.append(pageHeader("Upload", "Send a GeoJSON file to a dataset and follow its load."), form, outcome);
+  root.append(pageHeader("Upload", "Send a vector file to a dataset and follow its load."), form, outcome);
   return () => {
     stopFollowing?.();
     xhr?.abort();
