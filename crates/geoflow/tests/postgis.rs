@@ -19,24 +19,6 @@ fn columns(database: &str, dataset: &str) -> std::collections::HashMap<String, S
         .collect()
 }
 
-/// `postgres://user[:password]@host:port/db` as libpq key=value pairs (GDAL appends its
-/// own options to a URI, which breaks the database name).
-fn conninfo(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let (auth, rest) = rest.rsplit_once('@').unwrap_or(("", rest));
-    let (hostport, db) = rest.split_once('/').unwrap_or((rest, ""));
-    let db = db.split('?').next().unwrap_or("");
-    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "5432"));
-    let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
-    let mut s = format!("host={host} port={port} dbname={db}");
-    if !user.is_empty() {
-        s.push_str(&format!(" user={user}"));
-    }
-    if !password.is_empty() {
-        s.push_str(&format!(" password={password}"));
-    }
-    s
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn natural_earth_round_trips_through_postgis() {
@@ -46,7 +28,7 @@ async fn natural_earth_round_trips_through_postgis() {
         return;
     }
     let url = db.url().to_string();
-    let pg = std::path::PathBuf::from(format!("PG:{}", conninfo(&url)));
+    let pg = std::path::PathBuf::from(format!("PG:{}", libpq_conninfo(&url)));
     let mut files: Vec<_> =
         std::fs::read_dir(shared.join("data/naturalearth")).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();

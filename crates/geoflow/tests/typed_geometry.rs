@@ -90,25 +90,6 @@ fn ogr_geometry(source: &str, layer: &str) -> String {
     line.trim().to_string()
 }
 
-/// A `postgres://` URL as libpq's `key=value` connection string, which GDAL and QGIS take.
-fn libpq_conninfo(url: &str) -> String {
-    let config: tokio_postgres::Config = url.parse().unwrap();
-    let host = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
-        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-    };
-    let mut conn = format!(
-        "dbname='{}' host='{host}' port={} user='{}'",
-        config.get_dbname().unwrap(),
-        config.get_ports().first().copied().unwrap_or(5432),
-        config.get_user().unwrap(),
-    );
-    if let Some(password) = config.get_password() {
-        conn.push_str(&format!(" password='{}'", String::from_utf8_lossy(password)));
-    }
-    conn
-}
-
 /// The QGIS python bindings, where installed.
 fn qgis_python() -> Option<&'static str> {
     let python = "/usr/bin/python3";

@@ -129,6 +129,25 @@ pub fn ogr_features(gpkg: &Path, layer: &str) -> Vec<Value> {
     v["features"].as_array().cloned().unwrap_or_default()
 }
 
+/// A `postgres://` URL as libpq's `key=value` connection string, which GDAL and QGIS take.
+pub fn libpq_conninfo(url: &str) -> String {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let mut conn = format!(
+        "dbname='{}' host='{host}' port={} user='{}'",
+        config.get_dbname().unwrap(),
+        config.get_ports().first().copied().unwrap_or(5432),
+        config.get_user().unwrap(),
+    );
+    if let Some(password) = config.get_password() {
+        conn.push_str(&format!(" password='{}'", String::from_utf8_lossy(password)));
+    }
+    conn
+}
+
 pub fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
