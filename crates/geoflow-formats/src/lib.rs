@@ -11,7 +11,9 @@
 
 pub mod crs;
 pub mod detect;
+mod flatgeobuf;
 mod geojson;
+mod geopackage;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -182,13 +184,16 @@ fn open_format<'a>(
     match format {
         Format::GeoJson => Ok(Box::new(geojson::GeoJsonSource::new(stream, options, source_crs))),
         Format::Gzip => unreachable!("gzip is opened by `open`"),
+        Format::GeoPackage => match path {
+            Some(path) => geopackage::open(path, options, source_crs),
+            None => Err(unsupported("a GeoPackage without a file", "load it from a file")),
+        },
+        Format::FlatGeobuf => flatgeobuf::open(stream, path, options, source_crs),
         other => {
             let _ = (path, source_crs);
             Err(unsupported(
                 match other {
                     Format::Zip => "a zip archive",
-                    Format::GeoPackage => "a GeoPackage",
-                    Format::FlatGeobuf => "a FlatGeobuf file",
                     Format::GeoParquet => "a Parquet file",
                     _ => "a CSV file",
                 },
