@@ -42,7 +42,9 @@ pub(crate) fn open<'a>(
     let header = read_header(&mut reader)?;
     let transform = match given_crs {
         Some(given) => given,
-        None => file_crs(None, header.crs.as_deref())?,
+        None => {
+            file_crs(None, header.crs.as_deref()).map_err(|e| crate::in_context(e, "the CRS of the FlatGeobuf file"))?
+        }
     };
     skip_index(&mut reader, header.features_count, header.index_node_size)?;
     Ok(Box::new(FlatGeobufSource {
@@ -78,7 +80,10 @@ fn read_header(reader: &mut impl Read) -> Result<Header, ReadError> {
     read_exact_or(reader, &mut size, "the file ends before its header")?;
     let header_len = u32::from_le_bytes(size);
     if !(8..=MAX_HEADER_BYTES).contains(&header_len) {
-        return Err(malformed(FORMAT, format!("header size {header_len} is not between 8 and {MAX_HEADER_BYTES} bytes")));
+        return Err(malformed(
+            FORMAT,
+            format!("header size {header_len} is not between 8 and {MAX_HEADER_BYTES} bytes"),
+        ));
     }
     let mut buf = size.to_vec();
     reader.take(u64::from(header_len)).read_to_end(&mut buf)?;

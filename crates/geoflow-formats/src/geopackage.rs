@@ -33,7 +33,8 @@ pub(crate) fn open<'a>(
     let layer = pick_layer(&conn, options.layer.as_deref())?;
     let transform = match given_crs {
         Some(given) => given,
-        None => file_crs(None, layer_crs(&conn, &layer)?.as_deref())?,
+        None => file_crs(None, layer_crs(&conn, &layer)?.as_deref())
+            .map_err(|e| crate::in_context(e, &format!("the CRS of GeoPackage layer {:?}", layer.table)))?,
     };
     let columns = table_columns(&conn, &layer)?;
     Ok(Box::new(GeoPackageSource {
@@ -130,7 +131,11 @@ fn pick_layer(conn: &Connection, wanted: Option<&str>) -> Result<Layer, ReadErro
     if let Some(wanted) = wanted {
         let position = |exact: bool| {
             let matches = |l: &Layer| if exact { l.table == wanted } else { l.table.eq_ignore_ascii_case(wanted) };
-            features.iter().position(matches).map(|i| (true, i)).or_else(|| attributes.iter().position(matches).map(|i| (false, i)))
+            features
+                .iter()
+                .position(matches)
+                .map(|i| (true, i))
+                .or_else(|| attributes.iter().position(matches).map(|i| (false, i)))
         };
         return match position(true).or_else(|| position(false)) {
             Some((true, i)) => Ok(features.swap_remove(i)),
@@ -179,11 +184,7 @@ fn layer_crs(conn: &Connection, layer: &Layer) -> Result<Option<String>, ReadErr
             "SELECT organization, organization_coordsys_id, definition FROM gpkg_spatial_ref_sys WHERE srs_id = ?1",
             [srs_id],
             |row| {
-                Ok((
-                    row.get::<_, Option<String>>(0)?,
-                    row.get::<_, Option<i64>>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                ))
+                Ok((row.get::<_, Option<String>>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, Option<String>>(2)?))
             },
         )
         .optional()
@@ -195,7 +196,9 @@ fn layer_crs(conn: &Connection, layer: &Layer) -> Result<Option<String>, ReadErr
         Some((_, _, Some(wkt))) if !wkt.trim().is_empty() && !wkt.trim().eq_ignore_ascii_case("undefined") => {
             Ok(Some(wkt))
         }
-        Some(_) => Err(malformed(FORMAT, format!("srs_id {srs_id} of layer {:?} has no usable definition", layer.table))),
+        Some(_) => {
+            Err(malformed(FORMAT, format!("srs_id {srs_id} of layer {:?} has no usable definition", layer.table)))
+        }
         None => Err(malformed(
             FORMAT,
             format!("layer {:?} names srs_id {srs_id}, which gpkg_spatial_ref_sys does not define", layer.table),
@@ -455,7 +458,9 @@ mod tests {
 
     #[test]
     fn base64_as_rfc_4648() {
-        for (input, want) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")] {
+        for (input, want) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")]
+        {
             assert_eq!(base64(input.as_bytes()), want);
         }
     }

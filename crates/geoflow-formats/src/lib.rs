@@ -205,7 +205,7 @@ fn open_format<'a>(
 
 /// The CRS given with the source (`--source-crs`), resolved.
 fn given_crs(options: &ReadOptions) -> Result<Option<CrsTransform>, ReadError> {
-    options.source_crs.as_deref().map(|crs| resolve_crs(crs)).transpose()
+    options.source_crs.as_deref().map(resolve_crs).transpose()
 }
 
 /// Resolves a CRS a file names (a `.prj`, a GeoPackage's `gpkg_spatial_ref_sys` entry,
@@ -220,6 +220,16 @@ pub fn file_crs(given: Option<CrsTransform>, found: Option<&str>) -> Result<CrsT
         (Some(given), _) => Ok(given),
         (None, Some(found)) => resolve_crs(found),
         (None, None) => Ok(CrsTransform::Identity),
+    }
+}
+
+/// A file's error with what it concerns put first (`the CRS of GeoPackage layer "roads": …`).
+fn in_context(e: ReadError, context: &str) -> ReadError {
+    match e {
+        ReadError::Unreadable(problem) => {
+            ReadError::Unreadable(Problem::new(problem.code, format!("{context}: {}", problem.message)))
+        }
+        other => other,
     }
 }
 
