@@ -11,7 +11,9 @@
 
 pub mod crs;
 pub mod detect;
+mod flatgeobuf;
 mod geojson;
+mod geopackage;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -183,13 +185,16 @@ fn open_format<'a>(
     match format {
         Format::GeoJson => Ok(Box::new(geojson::GeoJsonSource::new(stream, options, source_crs))),
         Format::Gzip => unreachable!("gzip is opened by `open`"),
+        Format::GeoPackage => match path {
+            Some(path) => geopackage::open(path, options, source_crs),
+            None => Err(unsupported("a GeoPackage without a file", "load it from a file")),
+        },
+        Format::FlatGeobuf => flatgeobuf::open(stream, path, options, source_crs),
         other => {
             let _ = (path, source_crs);
             Err(unsupported(
                 match other {
                     Format::Zip => "a zip archive",
-                    Format::GeoPackage => "a GeoPackage",
-                    Format::FlatGeobuf => "a FlatGeobuf file",
                     Format::GeoParquet => "a Parquet file",
                     _ => "a CSV file",
                 },
@@ -201,7 +206,7 @@ fn open_format<'a>(
 
 /// The CRS given with the source (`--source-crs`), resolved.
 fn given_crs(options: &ReadOptions) -> Result<Option<CrsTransform>, ReadError> {
-    options.source_crs.as_deref().map(|crs| resolve_crs(crs)).transpose()
+    options.source_crs.as_deref().map(resolve_crs).transpose()
 }
 
 /// Resolves a CRS a file names (a `.prj`, a GeoPackage's `gpkg_spatial_ref_sys` entry,
@@ -216,6 +221,16 @@ pub fn file_crs(given: Option<CrsTransform>, found: Option<&str>) -> Result<CrsT
         (Some(given), _) => Ok(given),
         (None, Some(found)) => resolve_crs(found),
         (None, None) => Ok(CrsTransform::Identity),
+    }
+}
+
+/// A file's error with what it concerns put first (`the CRS of GeoPackage layer "roads": …`).
+fn in_context(e: ReadError, context: &str) -> ReadError {
+    match e {
+        ReadError::Unreadable(problem) => {
+            ReadError::Unreadable(Problem::new(problem.code, format!("{context}: {}", problem.message)))
+        }
+        other => other,
     }
 }
 
