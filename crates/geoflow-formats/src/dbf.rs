@@ -168,7 +168,10 @@ fn oem(code_page: u16, bytes: &[u8]) -> String {
     match decode(bytes) {
         Ok(text) => text.into_owned(),
         // A byte the code page leaves undefined: decode the rest around it.
-        Err(_) => bytes.iter().map(|b| decode(std::slice::from_ref(b)).map_or('\u{fffd}'.into(), |c| c.into_owned())).collect(),
+        Err(_) => bytes
+            .iter()
+            .map(|b| decode(std::slice::from_ref(b)).map_or('\u{fffd}'.into(), |c| c.into_owned()))
+            .collect(),
     }
 }
 
@@ -187,7 +190,9 @@ enum FieldKind {
     Text,
     /// `N` without decimals (integers, as GDAL reads widths up to 18), `N` with decimals
     /// and `F` are reals.
-    Number { integer: bool },
+    Number {
+        integer: bool,
+    },
     Logical,
     Date,
     /// A memo, binary or unknown field: not read.

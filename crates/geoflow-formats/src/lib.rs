@@ -220,7 +220,7 @@ fn open_format<'a>(
 
 /// The CRS given with the source (`--source-crs`), resolved.
 fn given_crs(options: &ReadOptions) -> Result<Option<CrsTransform>, ReadError> {
-    options.source_crs.as_deref().map(|crs| resolve_crs(crs)).transpose()
+    options.source_crs.as_deref().map(resolve_crs).transpose()
 }
 
 /// Resolves a CRS a file names (a `.prj`, a GeoPackage's `gpkg_spatial_ref_sys` entry,

@@ -103,7 +103,10 @@ impl ShapefileSource {
         if present < declared {
             return Err(malformed(
                 FORMAT,
-                format!("{layer}.shx is truncated: it says it is {} bytes long and is {shx_len}", declared + MAIN_HEADER_LEN),
+                format!(
+                    "{layer}.shx is truncated: it says it is {} bytes long and is {shx_len}",
+                    declared + MAIN_HEADER_LEN
+                ),
             ));
         }
         let shapes = declared / INDEX_ENTRY_LEN;
@@ -192,7 +195,11 @@ impl ShapefileSource {
         if content_start + length > self.shp_len {
             return Err(malformed(
                 FORMAT,
-                format!("{}.shp is truncated: shape {index} would end at byte {}, past its end", self.layer, content_start + length),
+                format!(
+                    "{}.shp is truncated: shape {index} would end at byte {}, past its end",
+                    self.layer,
+                    content_start + length
+                ),
             ));
         }
         if content_start != self.shp_pos {
@@ -201,7 +208,8 @@ impl ShapefileSource {
         let mut content = vec![0u8; length as usize];
         self.shp.read_exact(&mut content).map_err(|e| self.truncated("shp", index, e))?;
         self.shp_pos = content_start + length;
-        Ok(decode_shape(&content).map_err(|why| Problem::new(ProblemCode::MalformedFile, format!("shape {index}: {why}"))))
+        Ok(decode_shape(&content)
+            .map_err(|why| Problem::new(ProblemCode::MalformedFile, format!("shape {index}: {why}"))))
     }
 
     fn truncated(&self, extension: &str, index: u64, e: io::Error) -> ReadError {
@@ -258,16 +266,28 @@ fn decode_shape(content: &[u8]) -> Result<Option<Geom>, String> {
         Shape::PointZ(p) => point(Pos { x: p.x, y: p.y, z: p.z }),
         Shape::Multipoint(m) => multipoint(m.into_inner().into_iter().map(|p| Pos::xy(p.x, p.y)).collect()),
         Shape::MultipointM(m) => multipoint(m.into_inner().into_iter().map(|p| Pos::xy(p.x, p.y)).collect()),
-        Shape::MultipointZ(m) => multipoint(m.into_inner().into_iter().map(|p| Pos { x: p.x, y: p.y, z: p.z }).collect()),
-        Shape::Polyline(l) => lines(l.into_inner().into_iter().map(|part| part.into_iter().map(|p| Pos::xy(p.x, p.y)).collect())),
-        Shape::PolylineM(l) => lines(l.into_inner().into_iter().map(|part| part.into_iter().map(|p| Pos::xy(p.x, p.y)).collect())),
-        Shape::PolylineZ(l) => {
-            lines(l.into_inner().into_iter().map(|part| part.into_iter().map(|p| Pos { x: p.x, y: p.y, z: p.z }).collect()))
+        Shape::MultipointZ(m) => {
+            multipoint(m.into_inner().into_iter().map(|p| Pos { x: p.x, y: p.y, z: p.z }).collect())
         }
-        Shape::Polygon(p) => polygons(p.into_inner().into_iter().map(|r| r.into_inner().into_iter().map(|p| Pos::xy(p.x, p.y)).collect())),
-        Shape::PolygonM(p) => polygons(p.into_inner().into_iter().map(|r| r.into_inner().into_iter().map(|p| Pos::xy(p.x, p.y)).collect())),
+        Shape::Polyline(l) => {
+            lines(l.into_inner().into_iter().map(|part| part.into_iter().map(|p| Pos::xy(p.x, p.y)).collect()))
+        }
+        Shape::PolylineM(l) => {
+            lines(l.into_inner().into_iter().map(|part| part.into_iter().map(|p| Pos::xy(p.x, p.y)).collect()))
+        }
+        Shape::PolylineZ(l) => lines(
+            l.into_inner().into_iter().map(|part| part.into_iter().map(|p| Pos { x: p.x, y: p.y, z: p.z }).collect()),
+        ),
+        Shape::Polygon(p) => polygons(
+            p.into_inner().into_iter().map(|r| r.into_inner().into_iter().map(|p| Pos::xy(p.x, p.y)).collect()),
+        ),
+        Shape::PolygonM(p) => polygons(
+            p.into_inner().into_iter().map(|r| r.into_inner().into_iter().map(|p| Pos::xy(p.x, p.y)).collect()),
+        ),
         Shape::PolygonZ(p) => polygons(
-            p.into_inner().into_iter().map(|r| r.into_inner().into_iter().map(|p| Pos { x: p.x, y: p.y, z: p.z }).collect()),
+            p.into_inner()
+                .into_iter()
+                .map(|r| r.into_inner().into_iter().map(|p| Pos { x: p.x, y: p.y, z: p.z }).collect()),
         ),
         Shape::Multipatch(_) => return Err(MULTIPATCH.to_string()),
     })
@@ -305,7 +325,10 @@ fn check_counts(content: &[u8]) -> Result<(), String> {
     // Z and M values may be left out (M always is optional): the x and y alone must fit.
     let needed = fixed as u64 + 4 * parts as u64 + 16 * points as u64;
     if needed > content.len() as u64 {
-        return Err(format!("it declares {parts} parts and {points} points, more than its {} bytes hold", content.len()));
+        return Err(format!(
+            "it declares {parts} parts and {points} points, more than its {} bytes hold",
+            content.len()
+        ));
     }
     let mut previous = 0;
     for part in 0..parts {
@@ -422,8 +445,9 @@ fn inside(ring: &[Pos], p: &Pos) -> Option<bool> {
 mod tests {
     use super::*;
 
+    /// Positions with z 0 (NaN, for 2D, never compares equal).
     fn ring(points: &[(f64, f64)]) -> Vec<Pos> {
-        points.iter().map(|&(x, y)| Pos::xy(x, y)).collect()
+        points.iter().map(|&(x, y)| Pos { x, y, z: 0.0 }).collect()
     }
 
     /// A clockwise square from (x, y), `size` wide.
@@ -442,7 +466,13 @@ mod tests {
 
         // Two islands, the hole listed first belongs to the second; a hole inside a hole's
         // island (a lake on an island in a lake) goes to the smallest outer ring around it.
-        let rings = [hole(21.0, 1.0, 2.0), outer(0.0, 0.0, 10.0), outer(20.0, 0.0, 10.0), outer(2.0, 2.0, 5.0), hole(3.0, 3.0, 1.0)];
+        let rings = [
+            hole(21.0, 1.0, 2.0),
+            outer(0.0, 0.0, 10.0),
+            outer(20.0, 0.0, 10.0),
+            outer(2.0, 2.0, 5.0),
+            hole(3.0, 3.0, 1.0),
+        ];
         let expected = Geom::MultiPolygon(vec![
             vec![outer(0.0, 0.0, 10.0)],
             vec![outer(20.0, 0.0, 10.0), hole(21.0, 1.0, 2.0)],
@@ -458,8 +488,14 @@ mod tests {
 
     #[test]
     fn lines_and_points_by_their_parts() {
-        assert_eq!(lines([ring(&[(0.0, 0.0), (1.0, 1.0)])].into_iter()), Some(Geom::LineString(ring(&[(0.0, 0.0), (1.0, 1.0)]))));
-        assert!(matches!(lines([ring(&[(0.0, 0.0)]), ring(&[(1.0, 1.0)])].into_iter()), Some(Geom::MultiLineString(_))));
+        assert_eq!(
+            lines([ring(&[(0.0, 0.0), (1.0, 1.0)])].into_iter()),
+            Some(Geom::LineString(ring(&[(0.0, 0.0), (1.0, 1.0)])))
+        );
+        assert!(matches!(
+            lines([ring(&[(0.0, 0.0)]), ring(&[(1.0, 1.0)])].into_iter()),
+            Some(Geom::MultiLineString(_))
+        ));
         assert_eq!(point(Pos::xy(f64::NAN, 1.0)), None);
         assert_eq!(multipoint(Vec::new()), None);
     }

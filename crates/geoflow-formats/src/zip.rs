@@ -13,7 +13,9 @@ use ::zip::ZipArchive;
 
 use crate::detect::{self, Detected, Format};
 use crate::shapefile::{ShapefileFiles, ShapefileSource};
-use crate::{file_crs, malformed, unsupported, CrsTransform, FeatureSource, RawFeature, ReadError, ReadOptions, SourceInfo};
+use crate::{
+    file_crs, malformed, unsupported, CrsTransform, FeatureSource, RawFeature, ReadError, ReadOptions, SourceInfo,
+};
 
 /// Most bytes one archive member may unpack to: Shapefile offsets stop at 8 GiB, and a
 /// member claiming more is a zip bomb rather than data.
@@ -152,9 +154,7 @@ fn layers(members: &[Member]) -> Vec<Layer> {
             shp: shp.clone(),
             siblings: members
                 .iter()
-                .filter(|m| {
-                    m.index != shp.index && m.folder == shp.folder && m.stem.eq_ignore_ascii_case(&shp.stem)
-                })
+                .filter(|m| m.index != shp.index && m.folder == shp.folder && m.stem.eq_ignore_ascii_case(&shp.stem))
                 .cloned()
                 .collect(),
         })
@@ -261,7 +261,10 @@ fn extract(archive: &mut Archive, member: &Member, out: &mut File) -> Result<(),
     if member.size > MAX_UNPACKED {
         return Err(malformed(
             "zip",
-            format!("{} would unpack to {} bytes, more than geoflow unpacks ({MAX_UNPACKED})", member.name, member.size),
+            format!(
+                "{} would unpack to {} bytes, more than geoflow unpacks ({MAX_UNPACKED})",
+                member.name, member.size
+            ),
         ));
     }
     let entry = archive.by_index(member.index).map_err(zip_error)?;

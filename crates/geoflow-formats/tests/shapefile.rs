@@ -31,8 +31,7 @@ fn shared_dir() -> Option<PathBuf> {
 /// Whether `ogr2ogr` is installed; skipped with a printed reason unless
 /// `GEOFLOW_REQUIRE_TOOLS=1`.
 fn have_ogr2ogr() -> bool {
-    let found =
-        Command::new("ogr2ogr").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    let found = Command::new("ogr2ogr").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
     if !found {
         if std::env::var("GEOFLOW_REQUIRE_TOOLS").as_deref() == Ok("1") {
             panic!("GEOFLOW_REQUIRE_TOOLS=1 but ogr2ogr is not installed");
@@ -101,7 +100,8 @@ fn wgs84(raw: &RawFeature) -> (Option<Geom>, Vec<(String, PropValue)>) {
         }
         None => {
             let mut properties = Vec::new();
-            let parsed = parse_feature(&raw.bytes, &raw.transform, Parts::All, |k, v| properties.push((k.to_string(), v)));
+            let parsed =
+                parse_feature(&raw.bytes, &raw.transform, Parts::All, |k, v| properties.push((k.to_string(), v)));
             (parsed.geometry, properties)
         }
     }
@@ -238,7 +238,17 @@ fn natural_earth_round_trips() {
 
     let ports = shared.join("data/naturalearth/ne_10m_ports.geojson");
     let uk_ports = scratch.path().join("uk_ports.geojson");
-    ogr2ogr(&["-f", "GeoJSON", "-spat", "-8", "49.8", "2", "60.9", uk_ports.to_str().unwrap(), ports.to_str().unwrap()]);
+    ogr2ogr(&[
+        "-f",
+        "GeoJSON",
+        "-spat",
+        "-8",
+        "49.8",
+        "2",
+        "60.9",
+        uk_ports.to_str().unwrap(),
+        ports.to_str().unwrap(),
+    ]);
     let dir = scratch.path().join("ports_27700");
     std::fs::create_dir(&dir).unwrap();
     ogr2ogr(&["-f", "ESRI Shapefile", "-t_srs", "EPSG:27700", dir.to_str().unwrap(), uk_ports.to_str().unwrap()]);
@@ -271,6 +281,14 @@ fn shapefile(dir: &Path, name: &str, geojson: &str, extra: &[&str]) {
     std::fs::remove_file(input).unwrap();
 }
 
+/// A 2D point (NaN z values do not compare equal).
+fn assert_point(geometry: Option<Geom>, x: f64, y: f64) {
+    match geometry {
+        Some(Geom::Point(p)) => assert!(p.x == x && p.y == y && !p.has_z(), "{p:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn message(e: ReadError) -> String {
     e.to_string()
 }
@@ -301,7 +319,7 @@ fn several_layers_are_chosen_by_the_layer_option() {
     let options = ReadOptions { layer: Some("TOWNS.shp".into()), ..Default::default() };
     let (_, features) = read_path(&zipped, &options).unwrap();
     let (geometry, properties) = wgs84(&features[0]);
-    assert_eq!(geometry, Some(Geom::Point(Pos::xy(6.96, 50.94))));
+    assert_point(geometry, 6.96, 50.94);
     assert_eq!(
         properties,
         vec![
@@ -395,9 +413,10 @@ fn a_zip_without_a_shapefile_reads_its_one_file_or_says_what_it_holds() {
     let options = ReadOptions { scratch_dir: Some(scratch.path().to_path_buf()), ..Default::default() };
     let (info, features) = read_path(&path, &options).unwrap();
     assert_eq!((info.format.as_str(), features.len()), ("zip GeoJSON", 2));
-    assert_eq!(wgs84(&features[1]).0, Some(Geom::Point(Pos::xy(-46.63, -23.55))));
+    assert_point(wgs84(&features[1]).0, -46.63, -23.55);
 
-    let cases: [(Vec<(&str, &[u8])>, &str); 5] = [
+    type Case<'a> = (Vec<(&'a str, &'a [u8])>, &'a str);
+    let cases: [Case; 5] = [
         (vec![("doc.kml", b"<kml/>")], "KMZ"),
         (vec![("[Content_Types].xml", b"<x/>"), ("xl/workbook.xml", b"<x/>")], "Excel workbook"),
         (vec![("a.geojson", POINTS.as_bytes()), ("b.geojson", POINTS.as_bytes())], "a.geojson, b.geojson"),
@@ -421,10 +440,13 @@ fn a_zip_without_a_shapefile_reads_its_one_file_or_says_what_it_holds() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// Archive members: names and bytes.
+type Members = Vec<(String, Vec<u8>)>;
+
 /// A zipped Shapefile of `LINES` and the bytes of its files (made once: `None` without
 /// ogr2ogr).
-fn sample() -> Option<(Vec<u8>, Vec<(String, Vec<u8>)>)> {
-    static SAMPLE: std::sync::OnceLock<Option<(Vec<u8>, Vec<(String, Vec<u8>)>)>> = std::sync::OnceLock::new();
+fn sample() -> Option<(Vec<u8>, Members)> {
+    static SAMPLE: std::sync::OnceLock<Option<(Vec<u8>, Members)>> = std::sync::OnceLock::new();
     SAMPLE
         .get_or_init(|| {
             if !have_ogr2ogr() {
@@ -443,10 +465,13 @@ fn sample() -> Option<(Vec<u8>, Vec<(String, Vec<u8>)>)> {
 
 /// A failure names the format and what is wrong.
 fn assert_clear(result: Result<usize, ReadError>) {
-    if let Err(e) = result {
+    // The GeoJSON reader's own errors (garbage starting with `{`) say where, by byte offset.
+    if let Err(e @ (ReadError::Io(_) | ReadError::Unreadable(_))) = &result {
         let text = e.to_string();
         assert!(
-            ["zip", "Shapefile", "GeoJSON", "CSV", "geoflow does not read", "JSON"].iter().any(|w| text.contains(w)),
+            ["zip", "Shapefile", "GeoJSON", "CSV", "geoflow does not read", "JSON", "CRS"]
+                .iter()
+                .any(|w| text.contains(w)),
             "{text}"
         );
     }
