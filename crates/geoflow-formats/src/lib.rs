@@ -10,12 +10,15 @@
 //! unpack goes to a scratch folder on disk, never into memory.
 
 pub mod crs;
+mod dbf;
 pub mod detect;
 mod flatgeobuf;
 mod geojson;
 mod geopackage;
+mod shapefile;
+mod zip;
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -137,6 +140,20 @@ pub fn open<'a>(
     }
 }
 
+/// Opens the file at `path` (one unpacked from an archive) by its content.
+pub(crate) fn open_file(path: &Path, options: &ReadOptions) -> Result<Box<dyn FeatureSource + 'static>, ReadError> {
+    let mut file = std::fs::File::open(path)?;
+    let mut head = Vec::with_capacity(detect::HEAD_LEN);
+    (&mut file).take(detect::HEAD_LEN as u64).read_to_end(&mut head)?;
+    file.rewind()?;
+    let stream = io::BufReader::new(file);
+    match detect(&head) {
+        Detected::Unsupported { what, advice } => Err(unsupported(what, advice)),
+        Detected::Format(Format::Gzip) => open_gunzipped(Box::new(flate2::read::MultiGzDecoder::new(stream)), options),
+        Detected::Format(format) => open_format(format, Box::new(stream), Some(path), options),
+    }
+}
+
 /// The first bytes of `stream`, and a reader that still gives them.
 fn peek<'a>(stream: &'a mut (dyn Read + Send)) -> io::Result<(Vec<u8>, impl Read + Send + 'a)> {
     let mut head = Vec::with_capacity(detect::HEAD_LEN);
@@ -190,11 +207,14 @@ fn open_format<'a>(
             None => Err(unsupported("a GeoPackage without a file", "load it from a file")),
         },
         Format::FlatGeobuf => flatgeobuf::open(stream, path, options, source_crs),
+        Format::Zip => match path {
+            Some(path) => zip::open(path, options, source_crs),
+            None => Err(ReadError::Io(io::Error::other("a zip archive is read from a file"))),
+        },
         other => {
             let _ = (path, source_crs);
             Err(unsupported(
                 match other {
-                    Format::Zip => "a zip archive",
                     Format::GeoParquet => "a Parquet file",
                     _ => "a CSV file",
                 },
