@@ -177,7 +177,7 @@ fn round_trips(database: &Path, read: &dyn Fn(&str) -> Vec<Value>) {
             let dir = scratch();
             let crs = projected_crs(&file);
             let Some(copy) = (variant.make)(src, dir.path(), crs) else { continue };
-            let dataset = format!("{}_{n}", variant.name);
+            let dataset = format!("v{n}_{}", variant.name);
             let run = ingest(database, &copy, &dataset, &[]);
             let what = format!("{file} as {}", variant.name);
             assert_eq!(run.summary["status"], "loaded", "{what}: {}", run.summary);
