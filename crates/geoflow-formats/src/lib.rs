@@ -14,6 +14,7 @@ pub mod detect;
 mod flatgeobuf;
 mod geojson;
 mod geopackage;
+mod geoparquet;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -190,12 +191,15 @@ fn open_format<'a>(
             None => Err(unsupported("a GeoPackage without a file", "load it from a file")),
         },
         Format::FlatGeobuf => flatgeobuf::open(stream, path, options, source_crs),
+        Format::GeoParquet => match path {
+            Some(path) => geoparquet::open(path, options, source_crs),
+            None => Err(malformed("GeoParquet", "it can only be read from a file")),
+        },
         other => {
             let _ = (path, source_crs);
             Err(unsupported(
                 match other {
                     Format::Zip => "a zip archive",
-                    Format::GeoParquet => "a Parquet file",
                     _ => "a CSV file",
                 },
                 "this build of geoflow does not read it yet",
