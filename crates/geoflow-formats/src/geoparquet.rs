@@ -169,10 +169,8 @@ fn read_geo_metadata(
 ) -> Result<(GeometryColumn, Option<String>, Vec<String>), ReadError> {
     let bad = |why: String| malformed(FORMAT, format!("its \"geo\" metadata {why}"));
     let geo: Value = serde_json::from_str(text).map_err(|e| bad(format!("is not JSON: {e}")))?;
-    let primary = geo
-        .get("primary_column")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("names no primary_column".to_string()))?;
+    let primary =
+        geo.get("primary_column").and_then(Value::as_str).ok_or_else(|| bad("names no primary_column".to_string()))?;
     let columns = geo.get("columns").and_then(Value::as_object).ok_or_else(|| bad("has no columns object".into()))?;
     let column = columns
         .get(primary)
@@ -209,8 +207,7 @@ fn read_geo_metadata(
     // The GeoParquet 1.1 bounding-box covering: derived from the geometry, not data of its own.
     let mut skipped = Vec::new();
     if let Some(bbox) = column.get("covering").and_then(|c| c.get("bbox")).and_then(Value::as_object) {
-        let covering_columns =
-            bbox.values().filter_map(|path| path.get(0).and_then(Value::as_str)).map(str::to_string);
+        let covering_columns = bbox.values().filter_map(|path| path.get(0).and_then(Value::as_str)).map(str::to_string);
         for name in covering_columns {
             if name != primary && !skipped.contains(&name) {
                 skipped.push(name);
@@ -225,9 +222,10 @@ fn read_geo_metadata(
 
 /// A binary column with a geometry's name, in a Parquet file without GeoParquet metadata.
 fn wkb_column_by_name(schema: &Schema, notes: &mut Vec<String>) -> Result<GeometryColumn, ReadError> {
-    let found = schema.fields().iter().enumerate().find(|(_, f)| {
-        WKB_COLUMN_NAMES.contains(&f.name().to_ascii_lowercase().as_str()) && is_binary(f.data_type())
-    });
+    let found =
+        schema.fields().iter().enumerate().find(|(_, f)| {
+            WKB_COLUMN_NAMES.contains(&f.name().to_ascii_lowercase().as_str()) && is_binary(f.data_type())
+        });
     let Some((index, field)) = found else {
         return Err(unsupported(
             "a Parquet file without GeoParquet metadata",
@@ -252,7 +250,10 @@ fn check_geometry_type(name: &str, encoding: Encoding, field: &Field) -> Result<
     let wrong = || {
         malformed(
             FORMAT,
-            format!("its geometry column {name:?} is said to be encoded as {encoding:?} but holds {}", field.data_type()),
+            format!(
+                "its geometry column {name:?} is said to be encoded as {encoding:?} but holds {}",
+                field.data_type()
+            ),
         )
     };
     if encoding == Encoding::Wkb {
@@ -266,9 +267,7 @@ fn check_geometry_type(name: &str, encoding: Encoding, field: &Field) -> Result<
         };
     }
     let is_point = match data_type {
-        DataType::Struct(fields) => {
-            fields.len() >= 2 && fields.iter().all(|f| f.data_type() == &DataType::Float64)
-        }
+        DataType::Struct(fields) => fields.len() >= 2 && fields.iter().all(|f| f.data_type() == &DataType::Float64),
         DataType::FixedSizeList(child, 2..=4) => child.data_type() == &DataType::Float64,
         _ => false,
     };

@@ -235,9 +235,8 @@ fn native_encodings_are_read() {
         ])),
         None,
     ];
-    let cases = cases
-        .into_iter()
-        .chain([("multipolygon", multipolygon.clone()), ("multipolygon_interleaved", multipolygon)]);
+    let cases =
+        cases.into_iter().chain([("multipolygon", multipolygon.clone()), ("multipolygon_interleaved", multipolygon)]);
     for (name, expected) in cases {
         let (info, features) = read(&dir.join(format!("{name}.parquet"))).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(info.source_crs, None, "{name}: OGC:CRS84 when the metadata names no CRS");
