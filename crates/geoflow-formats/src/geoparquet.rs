@@ -44,6 +44,7 @@ use geoflow_core::report::{Problem, ProblemCode};
 use geoflow_core::value::PropValue;
 use geoflow_core::wkb;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
 use serde_json::Value;
 
 use crate::{crs_info, file_crs, malformed, unsupported, CrsTransform, DecodedFeature, FeatureSource};
@@ -97,6 +98,7 @@ impl Encoding {
 
 /// What the `geo` metadata says about the primary geometry column.
 struct GeometryColumn {
+    /// The column's position in the file's schema, then in a batch.
     index: usize,
     name: String,
     encoding: Encoding,
@@ -147,7 +149,15 @@ pub(crate) fn open<'a>(
             Some(why) => notes.push(format!("the column {:?} is left out: {why}", field.name())),
         }
     }
-    let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(|e| malformed(FORMAT, e))?;
+    // Only the columns read are decoded: a batch holds them in the file's order.
+    let mut read_columns: Vec<usize> = properties.iter().map(|(index, _)| *index).collect();
+    read_columns.push(geometry.index);
+    read_columns.sort_unstable();
+    let position = |index: usize| read_columns.binary_search(&index).unwrap_or_default();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), read_columns.iter().copied());
+    let geometry = GeometryColumn { index: position(geometry.index), ..geometry };
+    let properties = properties.into_iter().map(|(index, name)| (position(index), name)).collect();
+    let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(|e| malformed(FORMAT, e))?;
     Ok(Box::new(GeoParquetSource {
         reader: Some(reader),
         batch: None,
@@ -334,7 +344,7 @@ struct GeoParquetSource {
     /// The next row of the file.
     next_index: u64,
     geometry: GeometryColumn,
-    /// Column index and name of each property, in the file's order.
+    /// Position in a batch and name of each property, in the file's order.
     properties: Vec<(usize, String)>,
     transform: CrsTransform,
     notes: Vec<String>,

@@ -64,8 +64,8 @@ fn fixture(args: &[&str]) -> bool {
 /// The fixtures shared by the tests of this file, written once.
 fn fixtures() -> Option<&'static Path> {
     static DIR: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
+    python()?;
     DIR.get_or_init(|| {
-        python()?;
         let dir = tempfile::tempdir().expect("temporary folder");
         let path = dir.path().to_str().expect("UTF-8 path");
         assert!(fixture(&["variants", path]), "the variant fixtures are written");
