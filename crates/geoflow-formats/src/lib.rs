@@ -17,6 +17,7 @@ mod geojson;
 mod geopackage;
 mod shapefile;
 mod zip;
+mod geoparquet;
 
 use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
@@ -211,11 +212,14 @@ fn open_format<'a>(
             Some(path) => zip::open(path, options, source_crs),
             None => Err(ReadError::Io(io::Error::other("a zip archive is read from a file"))),
         },
+        Format::GeoParquet => match path {
+            Some(path) => geoparquet::open(path, options, source_crs),
+            None => Err(malformed("GeoParquet", "it can only be read from a file")),
+        },
         other => {
             let _ = (path, source_crs);
             Err(unsupported(
                 match other {
-                    Format::GeoParquet => "a Parquet file",
                     _ => "a CSV file",
                 },
                 "this build of geoflow does not read it yet",
