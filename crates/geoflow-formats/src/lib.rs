@@ -10,10 +10,12 @@
 //! unpack goes to a scratch folder on disk, never into memory.
 
 pub mod crs;
+mod csv;
 pub mod detect;
 mod flatgeobuf;
 mod geojson;
 mod geopackage;
+mod wkt;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -190,6 +192,7 @@ fn open_format<'a>(
             None => Err(unsupported("a GeoPackage without a file", "load it from a file")),
         },
         Format::FlatGeobuf => flatgeobuf::open(stream, path, options, source_crs),
+        Format::Csv => csv::open(stream, options, source_crs),
         other => {
             let _ = (path, source_crs);
             Err(unsupported(
