@@ -44,8 +44,8 @@ use geoflow_core::report::{Problem, ProblemCode};
 use geoflow_core::value::{format_f64, PropValue};
 
 use crate::{
-    classify, crs_info, file_crs, malformed, resolve_crs, wkt, CrsTransform, DecodedFeature, FeatureSource,
-    RawFeature, ReadError, ReadOptions, SourceInfo,
+    classify, crs_info, file_crs, malformed, resolve_crs, wkt, CrsTransform, DecodedFeature, FeatureSource, RawFeature,
+    ReadError, ReadOptions, SourceInfo,
 };
 
 const FORMAT: &str = "CSV";
@@ -102,12 +102,8 @@ pub(crate) fn open<'a>(
     budget.row_starts_at(reader.position().byte());
     let (columns, notes) = column_names(&header);
     let geometry = find_geometry(&columns, options)?;
-    let properties = columns
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !geometry.uses(*i))
-        .map(|(i, name)| (i, name.clone()))
-        .collect();
+    let properties =
+        columns.iter().enumerate().filter(|(i, _)| !geometry.uses(*i)).map(|(i, name)| (i, name.clone())).collect();
     let given_crs = given.is_some();
     let transform = file_crs(given, None)?;
     Ok(Box::new(CsvSource {

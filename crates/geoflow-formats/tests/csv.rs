@@ -11,7 +11,7 @@ use geoflow_core::feature::{parse_feature, Parts};
 use geoflow_core::geometry::{Geom, Pos};
 use geoflow_core::report::ProblemCode;
 use geoflow_core::value::{format_f64, PropValue};
-use geoflow_formats::{detect, CsvOptions, Detected, DecodedFeature, Format, ReadError, ReadOptions, SourceInfo};
+use geoflow_formats::{detect, CsvOptions, DecodedFeature, Detected, Format, ReadError, ReadOptions, SourceInfo};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -154,13 +154,8 @@ fn have_ogr2ogr() -> bool {
 }
 
 fn ogr2ogr(input: &Path, output: &Path, args: &[&str]) {
-    let status = Command::new("ogr2ogr")
-        .args(["-f", "CSV"])
-        .arg(output)
-        .arg(input)
-        .args(args)
-        .status()
-        .expect("ogr2ogr runs");
+    let status =
+        Command::new("ogr2ogr").args(["-f", "CSV"]).arg(output).arg(input).args(args).status().expect("ogr2ogr runs");
     assert!(status.success(), "ogr2ogr {args:?} {} failed", input.display());
 }
 
@@ -385,7 +380,6 @@ fn geometry_columns_are_found_by_name() {
     }
 }
 
-
 #[test]
 fn named_columns_override_detection() {
     let csv = "wkt,a,b,shape\nPOINT (9 9),1,2,\"POINT (3 4)\"\n";
@@ -557,7 +551,8 @@ fn cells_are_typed_one_by_one_without_loss() {
 
 #[test]
 fn rows_of_the_wrong_length_and_bad_text_are_problems_of_their_feature() {
-    let csv = b"wkt,name,n\nPOINT (1 2),a,1\nPOINT (1 2),b\nPOINT (1 2),c,3,extra\nPOINT (1 2),caf\xe9,4\nPOINT (5 6),e,5\n";
+    let csv =
+        b"wkt,name,n\nPOINT (1 2),a,1\nPOINT (1 2),b\nPOINT (1 2),c,3,extra\nPOINT (1 2),caf\xe9,4\nPOINT (5 6),e,5\n";
     let (_, features) = read_bytes(csv, &ReadOptions::default()).expect("reads");
     assert_eq!(features.len(), 5);
     assert!(features[0].problems.is_empty());
@@ -631,13 +626,7 @@ struct GeneratedCsv {
 
 impl GeneratedCsv {
     fn new(rows: u64) -> GeneratedCsv {
-        GeneratedCsv {
-            rows,
-            next: 0,
-            pending: b"wkt,name,value,note\n".to_vec(),
-            at: 0,
-            produced: 0,
-        }
+        GeneratedCsv { rows, next: 0, pending: b"wkt,name,value,note\n".to_vec(), at: 0, produced: 0 }
     }
 }
 
@@ -685,6 +674,7 @@ fn a_large_csv_streams_in_bounded_memory() {
         }
         (count, last_index)
     });
+    eprintln!("{} bytes read with at most {peak} bytes live", generated.produced);
     assert!(generated.produced > 10 << 20, "only {} bytes made", generated.produced);
     assert_eq!((count, last_index), (rows, rows - 1));
     assert!(peak < 2 << 20, "{peak} bytes live at the peak while reading {} bytes", generated.produced);
