@@ -577,6 +577,43 @@ fn repeated_and_empty_column_names_stay_distinct() {
     assert_eq!(info.notes.len(), 2, "{info:?}");
 }
 
+#[test]
+fn the_pipeline_stores_csv_rows_and_reports_bad_ones_by_index() {
+    use geoflow_core::process::{observe_schema, Processed, Processor};
+    use geoflow_core::report::Policy;
+    use geoflow_core::schema::SchemaBuilder;
+
+    // Web Mercator metres: 10°E 0°N, no geometry, then an unreadable y.
+    let csv = "name,x,y,pop\na,1113194.9079327357,0,5\nb,,,\nc,1,north,2\n";
+    let options = ReadOptions { source_crs: Some("EPSG:3857".into()), ..Default::default() };
+    let mut stream: &[u8] = csv.as_bytes();
+    let source = geoflow_formats::open(&mut stream, Path::new("x.csv"), &options).expect("opens");
+    let raws: Vec<_> = source.collect::<Result<_, _>>().expect("reads");
+    let mut schema = SchemaBuilder::default();
+    raws.iter().for_each(|raw| observe_schema(raw, &mut schema));
+    let schema = schema.finish();
+    let keys: Vec<&str> = schema.fields.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys, ["name", "pop"]);
+    let processor = Processor::new(&schema, Policy::Skip);
+    let processed: Vec<Processed> = raws.into_iter().map(|raw| processor.process(raw)).collect();
+    match &processed[0] {
+        Processed::Row(row, None) => {
+            let bbox = row.geometry.as_ref().and_then(|g| g.bbox).expect("a point");
+            assert!((bbox.min_x - 10.0).abs() < 1e-9 && bbox.min_y.abs() < 1e-9, "{bbox:?}");
+            assert_eq!(row.properties, [(0, text("a")), (1, PropValue::Int(5))]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&processed[1], Processed::Row(row, None) if row.geometry.is_none()), "{:?}", processed[1]);
+    match &processed[2] {
+        Processed::Invalid(issue) => {
+            assert_eq!((issue.index, issue.code), (2, ProblemCode::InvalidCoordinates));
+            assert!(issue.reason.contains("\"y\"") && issue.reason.contains("north"), "{issue:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Streams.
 
