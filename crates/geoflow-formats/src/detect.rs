@@ -123,12 +123,16 @@ pub fn detect(head: &[u8]) -> Detected {
 }
 
 /// Text (UTF-8, no control characters but tabs and line breaks) in the head: a cut
-/// multi-byte character at its end does not count against it.
+/// multi-byte character at its end does not count against it. Text in a legacy 8-bit
+/// encoding (Latin-1, Windows-1252) counts too when it has no ASCII control characters: a CSV
+/// reader reads it as is and reports the cells that are not UTF-8.
 fn looks_like_text(head: &[u8]) -> bool {
     let valid = match std::str::from_utf8(head) {
         Ok(s) => s,
         Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""),
-        Err(_) => return false,
+        Err(_) => {
+            return head.iter().all(|&b| (b >= 0x20 && b != 0x7f) || matches!(b, b'\t' | b'\r' | b'\n'));
+        }
     };
     !valid.is_empty() && valid.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\r' | '\n'))
 }
@@ -151,6 +155,7 @@ mod tests {
             (b"PAR1\x15\x04", Format::GeoParquet),
             (b"name,lon,lat\nA,1,2\n", Format::Csv),
             (b"WKT;name\n\"POINT (1 2)\";caf\xc3", Format::Csv),
+            (b"lon,lat,name\n1,2,caf\xe9 cr\xe8me\n", Format::Csv),
         ];
         for (head, format) in cases {
             assert_eq!(detect(head), Detected::Format(*format), "{head:?}");

@@ -10,14 +10,16 @@
 //! unpack goes to a scratch folder on disk, never into memory.
 
 pub mod crs;
+mod csv;
 mod dbf;
 pub mod detect;
 mod flatgeobuf;
 mod geojson;
 mod geopackage;
-mod shapefile;
-mod zip;
 mod geoparquet;
+mod shapefile;
+mod wkt;
+mod zip;
 
 use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
@@ -216,15 +218,7 @@ fn open_format<'a>(
             Some(path) => geoparquet::open(path, options, source_crs),
             None => Err(malformed("GeoParquet", "it can only be read from a file")),
         },
-        other => {
-            let _ = (path, source_crs);
-            Err(unsupported(
-                match other {
-                    _ => "a CSV file",
-                },
-                "this build of geoflow does not read it yet",
-            ))
-        }
+        Format::Csv => csv::open(stream, options, source_crs),
     }
 }
 
