@@ -16,8 +16,8 @@ use std::sync::Arc;
 use crate::crs::{parse_crs, BuiltinCrs, CrsResolver, CrsTransform};
 use crate::geometry::Geom;
 use crate::report::{Problem, ProblemCode};
-use crate::value::PropValue;
 use crate::scan::{self, RS};
+use crate::value::PropValue;
 
 /// Limits on untrusted input.
 #[derive(Debug, Clone, Copy)]

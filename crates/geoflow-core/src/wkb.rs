@@ -260,9 +260,9 @@ impl Visitor for GeomBuilder {
             Frame::Positions(_, ps) => Geom::LineString(ps),
             Frame::Rings(rings) => Geom::Polygon(rings),
             // An empty point (NaN ordinates) in a multipoint is left out.
-    Frame::Members(GeometryKind::MultiPoint, gs) => {
-        Geom::MultiPoint(points(gs).filter(|p| !(p.x.is_nan() && p.y.is_nan())).collect())
-    }
+            Frame::Members(GeometryKind::MultiPoint, gs) => {
+                Geom::MultiPoint(points(gs).filter(|p| !(p.x.is_nan() && p.y.is_nan())).collect())
+            }
             Frame::Members(GeometryKind::MultiLineString, gs) => Geom::MultiLineString(lines(gs).collect()),
             Frame::Members(GeometryKind::MultiPolygon, gs) => Geom::MultiPolygon(polys(gs).collect()),
             Frame::Members(_, gs) => Geom::GeometryCollection(gs),
@@ -274,7 +274,6 @@ impl Visitor for GeomBuilder {
         Ok(())
     }
 }
-
 
 /// Decodes the WKB geometry at the start of `wkb` (ISO or extended WKB, as [`walk`] reads
 /// it; M values are left out). An empty point is no geometry (`None`).

@@ -260,9 +260,8 @@ struct Resolved {
 
 impl Resolved {
     fn new(given: &str) -> Result<Resolved, Problem> {
-        let unsupported = |why: String| {
-            Problem::new(ProblemCode::UnsupportedCrs, format!("CRS {}: {why}", clip(given)))
-        };
+        let unsupported =
+            |why: String| Problem::new(ProblemCode::UnsupportedCrs, format!("CRS {}: {why}", clip(given)));
         let definition = CString::new(given).map_err(|_| unsupported("the name holds a NUL character".into()))?;
         let ctx = Context::new();
         let resolved = {

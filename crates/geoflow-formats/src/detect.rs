@@ -39,7 +39,10 @@ impl Format {
 pub enum Detected {
     Format(Format),
     /// A file geoflow does not read: what it is, and what to do about it.
-    Unsupported { what: &'static str, advice: &'static str },
+    Unsupported {
+        what: &'static str,
+        advice: &'static str,
+    },
 }
 
 /// Bytes [`detect`] wants to see (fewer at the end of a short file).

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use geoflow_core::reader::GeoJsonReader;
 
-use crate::{classify, crs_info, CrsTransform, FeatureSource, ProjResolver, RawFeature, ReadError, ReadOptions};
 use crate::SourceInfo;
+use crate::{classify, crs_info, CrsTransform, FeatureSource, ProjResolver, RawFeature, ReadError, ReadOptions};
 
 pub(crate) struct GeoJsonSource<R> {
     reader: GeoJsonReader<R>,

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use geoflow_core::crs::CrsTransform;
 use geoflow_core::crs::CrsResolver;
+pub use geoflow_core::crs::CrsTransform;
 pub use geoflow_core::reader::{DecodedFeature, RawFeature, ReadError, ReaderOptions};
 use geoflow_core::report::{Problem, ProblemCode};
 

@@ -10,10 +10,20 @@ use geoflow_formats::{CrsTransform, ProjResolver};
 /// UTM north and south (WGS 84, ETRS89, NAD83), national grids, state planes, geographic
 /// datums, Web and World Mercator, equal-area projections and Gauss–Krüger zones.
 const CRS: &[&str] = &[
-    "EPSG:32601", "EPSG:32617", "EPSG:32631", "EPSG:32633", "EPSG:32660", // UTM north
-    "EPSG:32701", "EPSG:32723", "EPSG:32733", "EPSG:32756", // UTM south
-    "EPSG:25830", "EPSG:25832", "EPSG:25833", // ETRS89 / UTM
-    "EPSG:26910", "EPSG:26918", // NAD83 / UTM
+    "EPSG:32601",
+    "EPSG:32617",
+    "EPSG:32631",
+    "EPSG:32633",
+    "EPSG:32660", // UTM north
+    "EPSG:32701",
+    "EPSG:32723",
+    "EPSG:32733",
+    "EPSG:32756", // UTM south
+    "EPSG:25830",
+    "EPSG:25832",
+    "EPSG:25833", // ETRS89 / UTM
+    "EPSG:26910",
+    "EPSG:26918", // NAD83 / UTM
     "EPSG:3035",  // ETRS89-LAEA
     "EPSG:27700", // British National Grid
     "EPSG:2056",  // Swiss LV95
@@ -22,12 +32,23 @@ const CRS: &[&str] = &[
     "EPSG:31370", // Belgian Lambert 72
     "EPSG:3006",  // SWEREF99 TM
     "EPSG:2193",  // NZTM
-    "EPSG:2263", "EPSG:2227", "EPSG:26986", "EPSG:32118", // NAD83 state planes (ftUS and metres)
-    "EPSG:4269", "EPSG:4267", "EPSG:4258", // NAD83, NAD27, ETRS89 geographic
-    "EPSG:3857", "EPSG:3395", // Web Mercator, World Mercator
-    "EPSG:31467", "EPSG:31468", "EPSG:2398", // Gauss–Krüger zones (DHDN, Pulkovo)
-    "EPSG:5070", "EPSG:3577", // Albers: CONUS, Australia
-    "EPSG:2180", "EPSG:3067", "EPSG:2100", // Poland, Finland, Greece
+    "EPSG:2263",
+    "EPSG:2227",
+    "EPSG:26986",
+    "EPSG:32118", // NAD83 state planes (ftUS and metres)
+    "EPSG:4269",
+    "EPSG:4267",
+    "EPSG:4258", // NAD83, NAD27, ETRS89 geographic
+    "EPSG:3857",
+    "EPSG:3395", // Web Mercator, World Mercator
+    "EPSG:31467",
+    "EPSG:31468",
+    "EPSG:2398", // Gauss–Krüger zones (DHDN, Pulkovo)
+    "EPSG:5070",
+    "EPSG:3577", // Albers: CONUS, Australia
+    "EPSG:2180",
+    "EPSG:3067",
+    "EPSG:2100", // Poland, Finland, Greece
 ];
 
 const PYTHON: &str = "/usr/bin/python3";

@@ -47,13 +47,8 @@ fn projected_crs(file: &str) -> &'static str {
 
 fn ogr(src: &Path, dir: &Path, driver: &str, ext: &str, extra: &[&str]) -> Option<PathBuf> {
     let out = dir.join(format!("copy.{ext}"));
-    let status = Command::new("ogr2ogr")
-        .args(["-f", driver])
-        .arg(&out)
-        .arg(src)
-        .args(extra)
-        .output()
-        .expect("ogr2ogr runs");
+    let status =
+        Command::new("ogr2ogr").args(["-f", driver]).arg(&out).arg(src).args(extra).output().expect("ogr2ogr runs");
     assert!(status.status.success(), "ogr2ogr -f {driver}: {}", String::from_utf8_lossy(&status.stderr));
     Some(out)
 }
@@ -124,7 +119,9 @@ fn same_value(reference: &Value, copy: &Value, variant: &str) -> bool {
             let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
             (a - b).abs() <= 1e-9 * a.abs().max(1.0)
         }
-        (Value::Null, Value::String(s)) | (Value::String(s), Value::Null) if variant.starts_with("shp") || variant == "csv" => {
+        (Value::Null, Value::String(s)) | (Value::String(s), Value::Null)
+            if variant.starts_with("shp") || variant == "csv" =>
+        {
             s.is_empty()
         }
         (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n)) if variant == "csv" => {
@@ -214,7 +211,9 @@ async fn natural_earth_in_every_format_loads_the_same_features_into_postgis() {
     let url = db.url().to_string();
     let conninfo = libpq_conninfo(&url);
     tokio::task::spawn_blocking(move || {
-        round_trips(Path::new(&url), &|dataset| ogr_features(Path::new(&format!("PG:{conninfo}")), &format!("datasets.{dataset}")))
+        round_trips(Path::new(&url), &|dataset| {
+            ogr_features(Path::new(&format!("PG:{conninfo}")), &format!("datasets.{dataset}"))
+        })
     })
     .await
     .unwrap();

@@ -19,7 +19,6 @@ fn columns(database: &str, dataset: &str) -> std::collections::HashMap<String, S
         .collect()
 }
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn natural_earth_round_trips_through_postgis() {
     let Some(shared) = shared_dir() else { return };

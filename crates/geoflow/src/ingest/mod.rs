@@ -21,10 +21,10 @@ use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::process::{observe_schema, Processed, Processor};
 use geoflow_core::reader::{RawFeature, ReadError};
-use geoflow_formats::{ReadOptions, SourceInfo};
 use geoflow_core::report::{Action, FeatureIssue, LoadCounts, Policy};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{Schema, SchemaBuilder, SchemaPolicy};
+use geoflow_formats::{ReadOptions, SourceInfo};
 use geoflow_store::protocol::Origin;
 use geoflow_store::{ErrorClass, LoadMessage, LoadOutcome, LoadPlan, LoadResult, SchemaChange, SourceVersion, Store};
 

@@ -37,8 +37,8 @@ use tracing::Instrument;
 
 use crate::events::{self, EventKind, ObjectEvent};
 use crate::ingest::{ingest, IngestRequest, IngestSummary, Input, Progress, ReadChoices, Status};
-use geoflow_formats::ReadOptions;
 use crate::storage::{object_modified, object_version, Storage, StoredObject};
+use geoflow_formats::ReadOptions;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -448,7 +448,8 @@ impl Worker {
 
     /// How to read the event's object: what its upload chose, else the configuration's.
     fn read_asked(&self, event: &ObjectEvent) -> ReadOptions {
-        let choices = event.tag.as_ref().map_or_else(|| self.options.read.clone(), |tag| tag.read.or(&self.options.read));
+        let choices =
+            event.tag.as_ref().map_or_else(|| self.options.read.clone(), |tag| tag.read.or(&self.options.read));
         let mut read = ReadOptions { scratch_dir: Some(self.options.spool_dir.clone()), ..ReadOptions::default() };
         choices.apply(&mut read);
         read
