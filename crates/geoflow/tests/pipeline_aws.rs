@@ -880,3 +880,96 @@ async fn faults_keep_their_class_from_the_store_to_the_queue_and_the_http_status
     outage.down.send(false).unwrap();
     api.stop();
 }
+
+/// `ogr2ogr -f <driver> <out> <src> [extra…]`.
+fn ogr2ogr(driver: &str, out: &std::path::Path, src: &std::path::Path, extra: &[&str]) {
+    let run = std::process::Command::new("ogr2ogr").args(["-f", driver]).arg(out).arg(src).args(extra).output().unwrap();
+    assert!(run.status.success(), "ogr2ogr -f {driver}: {}", String::from_utf8_lossy(&run.stderr));
+}
+
+/// Files in other formats and CRSs, as S3 objects and as uploads: each loads through the
+/// worker (spooled, unpacked in its spool folder, transformed by PROJ), the job's summary
+/// names the format and the source CRS, a file of a format geoflow does not read fails for
+/// good without a retry or the dead-letter queue, and nothing is left in the spool folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn other_formats_and_crs_on_s3_load_through_events_and_uploads() {
+    if !support::have_tool("ogr2ogr") {
+        return;
+    }
+    let (Some(moto), Some(db)) = (moto_server().await, postgis_database().await) else { return };
+    let aws = aws(moto).await;
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    let spool = support::scratch();
+    let tmp = support::scratch();
+    // 12 points around London, written in the British National Grid.
+    let source = tmp.path().join("sites.geojson");
+    let features: Vec<String> = (0..12)
+        .map(|i| {
+            let (lon, lat) = (-0.5 + i as f64 * 0.05, 51.3 + i as f64 * 0.02);
+            format!(r#"{{"type":"Feature","properties":{{"site":{i},"name":"site {i}"}},"geometry":{{"type":"Point","coordinates":[{lon},{lat}]}}}}"#)
+        })
+        .collect();
+    std::fs::write(&source, format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(","))).unwrap();
+    let gpkg = tmp.path().join("sites.gpkg");
+    ogr2ogr("GPKG", &gpkg, &source, &["-t_srs", "EPSG:27700"]);
+    let shp = tmp.path().join("shp");
+    std::fs::create_dir_all(&shp).unwrap();
+    ogr2ogr("ESRI Shapefile", &shp.join("sites.shp"), &source, &["-t_srs", "EPSG:27700"]);
+    let zip = tmp.path().join("sites.zip");
+    let script = "import sys, zipfile, pathlib\n\
+        with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n\
+        \x20   for p in pathlib.Path(sys.argv[2]).iterdir(): z.write(p, p.name)\n";
+    let zipped = std::process::Command::new("/usr/bin/python3").args(["-c", script]).arg(&zip).arg(&shp).output().unwrap();
+    assert!(zipped.status.success(), "{}", String::from_utf8_lossy(&zipped.stderr));
+
+    let objects = [
+        ("raw/sites_gpkg/2026-12-01/sites.gpkg", std::fs::read(&gpkg).unwrap()),
+        ("raw/sites_shp/2026-12-01/sites.zip", std::fs::read(&zip).unwrap()),
+        ("raw/sites_kml/2026-12-01/sites.geojson", b"<?xml version=\"1.0\"?><kml/>".to_vec()),
+    ];
+    for (key, bytes) in &objects {
+        aws.s3.put(&ObjectPath::from(*key), bytes.clone().into()).await.unwrap();
+    }
+    let worker = aws.command("worker", db.url()).env("GEOFLOW_SPOOL_DIR", spool.path()).spawn().unwrap();
+    let _worker = Running(Some(worker));
+    let (_api, base) = aws.api(db.url()).await;
+    // CSV in Web Mercator metres, with semicolons, through the API.
+    let csv: String = std::iter::once("name;x;y".to_string())
+        .chain((0..5).map(|i| format!("p{i};{};{}", -55659.75 + i as f64 * 1000.0, 6677165.6 + i as f64 * 1000.0)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/datasets/sites_csv/uploads?name=sites.csv&source_crs=EPSG:3857&csv_delimiter=%3B"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+
+    let jobs = wait_for_jobs(&store, 4).await;
+    let job = |dataset: &str| jobs.iter().find(|j| j.dataset.as_str() == dataset).unwrap_or_else(|| panic!("{jobs:#?}"));
+    for (dataset, format, crs, count) in [
+        ("sites_gpkg", "GeoPackage", "EPSG:27700", 12),
+        ("sites_shp", "Shapefile", "EPSG:27700", 12),
+        ("sites_csv", "CSV", "EPSG:3857", 5),
+    ] {
+        let job = job(dataset);
+        assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
+        let result = job.result.as_ref().unwrap();
+        assert_eq!(result["format"], format, "{result}");
+        assert!(result["source_crs"].as_str().unwrap().starts_with(crs), "{result}");
+        assert_eq!(result["features_loaded"], count, "{result}");
+        let name = DatasetName::new(dataset).unwrap();
+        let extent = store.dataset(&name).await.unwrap().unwrap().bbox.unwrap();
+        assert!(extent.min_x > -0.6 && extent.max_x < 0.2 && extent.min_y > 51.0 && extent.max_y < 51.7, "{extent:?}");
+    }
+    let kml = job("sites_kml");
+    assert_eq!(kml.status, JobStatus::Failed, "{kml:#?}");
+    assert!(kml.error.as_deref().unwrap_or_default().contains("a KML document"), "{kml:#?}");
+    assert_eq!(kml.attempts, 1, "bad input is not retried: {kml:#?}");
+    assert_eq!(aws.messages(&aws.dlq_url).await, 0);
+    let left: Vec<_> = std::fs::read_dir(spool.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "the spool folder keeps {left:?}");
+}

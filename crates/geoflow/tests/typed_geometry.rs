@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use geoflow_testkit::{postgis_database, skip};
 use serde_json::Value;
-use support::{geoflow, have_tool, shared_dir};
+use support::{geoflow, have_tool, libpq_conninfo, shared_dir};
 
 fn natural_earth() -> Option<Vec<PathBuf>> {
     let dir = shared_dir()?.join("data/naturalearth");
