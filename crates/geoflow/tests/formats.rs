@@ -124,7 +124,8 @@ fn first_position(geometry: &Value) -> Option<[f64; 2]> {
 /// reverse order: a Shapefile's outer rings turn clockwise, GeoJSON's counter-clockwise.
 fn same_run(a: &[[f64; 2]], b: &[[f64; 2]], tolerance: f64) -> bool {
     let close = |p: &[f64; 2], q: &[f64; 2]| (p[0] - q[0]).abs() <= tolerance && (p[1] - q[1]).abs() <= tolerance;
-    a.len() == b.len() && (a.iter().zip(b).all(|(p, q)| close(p, q)) || a.iter().zip(b.iter().rev()).all(|(p, q)| close(p, q)))
+    a.len() == b.len()
+        && (a.iter().zip(b).all(|(p, q)| close(p, q)) || a.iter().zip(b.iter().rev()).all(|(p, q)| close(p, q)))
 }
 
 /// Whether a value survived the format, allowing what the format forces: DBF and CSV keep
@@ -188,7 +189,8 @@ fn compare(reference: &[Value], copy: &[Value], what: &str, variant: &str, toler
         let (rg, cg) = (runs(&r["geometry"]), runs(&c["geometry"]));
         assert_eq!(rg.len(), cg.len(), "{what}: feature {i}: lines and rings");
         for (n, (a, b)) in rg.iter().zip(&cg).enumerate() {
-            let first_difference = a.iter().zip(b).find(|(p, q)| (p[0] - q[0]).abs().max((p[1] - q[1]).abs()) > tolerance);
+            let first_difference =
+                a.iter().zip(b).find(|(p, q)| (p[0] - q[0]).abs().max((p[1] - q[1]).abs()) > tolerance);
             assert!(
                 same_run(a, b, tolerance),
                 "{what}: feature {i}: run {n} of {} positions differs beyond {tolerance}°, first at {first_difference:?}",

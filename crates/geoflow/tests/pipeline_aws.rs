@@ -883,7 +883,8 @@ async fn faults_keep_their_class_from_the_store_to_the_queue_and_the_http_status
 
 /// `ogr2ogr -f <driver> <out> <src> [extra…]`.
 fn ogr2ogr(driver: &str, out: &std::path::Path, src: &std::path::Path, extra: &[&str]) {
-    let run = std::process::Command::new("ogr2ogr").args(["-f", driver]).arg(out).arg(src).args(extra).output().unwrap();
+    let run =
+        std::process::Command::new("ogr2ogr").args(["-f", driver]).arg(out).arg(src).args(extra).output().unwrap();
     assert!(run.status.success(), "ogr2ogr -f {driver}: {}", String::from_utf8_lossy(&run.stderr));
 }
 
@@ -919,7 +920,8 @@ async fn other_formats_and_crs_on_s3_load_through_events_and_uploads() {
     let script = "import sys, zipfile, pathlib\n\
         with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n\
         \x20   for p in pathlib.Path(sys.argv[2]).iterdir(): z.write(p, p.name)\n";
-    let zipped = std::process::Command::new("/usr/bin/python3").args(["-c", script]).arg(&zip).arg(&shp).output().unwrap();
+    let zipped =
+        std::process::Command::new("/usr/bin/python3").args(["-c", script]).arg(&zip).arg(&shp).output().unwrap();
     assert!(zipped.status.success(), "{}", String::from_utf8_lossy(&zipped.stderr));
 
     let objects = [
@@ -949,7 +951,8 @@ async fn other_formats_and_crs_on_s3_load_through_events_and_uploads() {
     assert_eq!(response.status(), 202);
 
     let jobs = wait_for_jobs(&store, 4).await;
-    let job = |dataset: &str| jobs.iter().find(|j| j.dataset.as_str() == dataset).unwrap_or_else(|| panic!("{jobs:#?}"));
+    let job =
+        |dataset: &str| jobs.iter().find(|j| j.dataset.as_str() == dataset).unwrap_or_else(|| panic!("{jobs:#?}"));
     for (dataset, format, crs, count) in [
         ("sites_gpkg", "GeoPackage", "EPSG:27700", 12),
         ("sites_shp", "Shapefile", "EPSG:27700", 12),
