@@ -276,7 +276,8 @@ pub fn malformed(format: &str, why: impl std::fmt::Display) -> ReadError {
 /// Copies `stream` to a new file in the scratch folder.
 fn spool(mut stream: impl Read, options: &ReadOptions) -> Result<tempfile::NamedTempFile, ReadError> {
     let mut file = tempfile::Builder::new().prefix("geoflow-unpack-").tempfile_in(options.scratch())?;
-    io::copy(&mut stream, &mut file)?;
+    // Corrupt gzip data is the file's fault; a full disk is not.
+    io::copy(&mut stream, &mut file).map_err(gzip_error)?;
     Ok(file)
 }
 
