@@ -515,7 +515,8 @@ fn formats_are_told_by_content_and_unsupported_ones_are_named() {
     if have_tool("ogr2ogr") {
         let source = write(tmp.path(), "points.geojson", text);
         let packaged = tmp.path().join("points.gpkg");
-        let out = std::process::Command::new("ogr2ogr").args(["-f", "GPKG"]).arg(&packaged).arg(&source).output().unwrap();
+        let out =
+            std::process::Command::new("ogr2ogr").args(["-f", "GPKG"]).arg(&packaged).arg(&source).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, &std::fs::read(&packaged).unwrap()).unwrap();
@@ -523,7 +524,12 @@ fn formats_are_told_by_content_and_unsupported_ones_are_named() {
         let path = tmp.path().join("points.gpkg.gz");
         std::fs::write(&path, &whole).unwrap();
         let run = ingest(&gpkg, &path, "gz_gpkg", &[]);
-        assert_eq!((status(&run), run.summary["format"].as_str()), ("loaded", Some("gzip GeoPackage")), "{}", run.summary);
+        assert_eq!(
+            (status(&run), run.summary["format"].as_str()),
+            ("loaded", Some("gzip GeoPackage")),
+            "{}",
+            run.summary
+        );
         std::fs::write(&path, &whole[..whole.len() * 2 / 3]).unwrap();
         let run = ingest(&gpkg, &path, "gz_gpkg_cut", &[]);
         assert_eq!((run.code, status(&run)), (3, "rejected"), "{}", run.summary);
