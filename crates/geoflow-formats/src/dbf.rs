@@ -13,6 +13,7 @@ use std::path::Path;
 
 use geoflow_core::value::PropValue;
 
+use crate::read_up_to;
 use crate::{malformed, ReadError};
 
 const FORMAT: &str = "Shapefile";
@@ -404,20 +405,6 @@ fn value(kind: FieldKind, raw: &[u8], encoding: TextEncoding) -> PropValue {
 /// Fills `buf`, or fails with `UnexpectedEof`.
 fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<()> {
     reader.read_exact(buf)
-}
-
-/// Reads into `buf` until it is full or the input ends; how many bytes were read.
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

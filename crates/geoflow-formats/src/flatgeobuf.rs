@@ -17,6 +17,7 @@ use geoflow_core::report::{Problem, ProblemCode};
 use geoflow_core::value::{minify_json, PropValue};
 
 use crate::geopackage::base64;
+use crate::read_up_to;
 use crate::{crs_info, file_crs, malformed, CrsTransform, DecodedFeature, FeatureSource, RawFeature, ReadError};
 use crate::{ReadOptions, SourceInfo};
 
@@ -177,7 +178,7 @@ impl FlatGeobufSource<'_> {
             return Ok(None);
         }
         let mut size = [0; 4];
-        match read_full(&mut self.reader, &mut size)? {
+        match read_up_to(&mut self.reader, &mut size)? {
             0 if self.features_count == 0 => return Ok(None),
             0 => {
                 return Err(malformed(
@@ -221,20 +222,6 @@ impl FlatGeobufSource<'_> {
     fn decoded(&self, index: u64, feature: DecodedFeature) -> RawFeature {
         RawFeature::decoded(index, feature, self.transform.clone())
     }
-}
-
-/// Reads until `buf` is full or the input ends; the bytes read.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// One size-prefixed feature table: its geometry and properties.

@@ -273,6 +273,20 @@ pub fn malformed(format: &str, why: impl std::fmt::Display) -> ReadError {
     ReadError::Unreadable(Problem::new(ProblemCode::MalformedFile, format!("the {format} file is unreadable: {why}")))
 }
 
+/// Reads into `buf` until it is full or the input ends; how many bytes were read.
+pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// Copies `stream` to a new file in the scratch folder.
 fn spool(mut stream: impl Read, options: &ReadOptions) -> Result<tempfile::NamedTempFile, ReadError> {
     let mut file = tempfile::Builder::new().prefix("geoflow-unpack-").tempfile_in(options.scratch())?;

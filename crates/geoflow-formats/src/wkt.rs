@@ -8,6 +8,7 @@
 
 use geoflow_core::feature::MAX_COLLECTION_DEPTH;
 use geoflow_core::geometry::{Geom, Pos};
+use geoflow_core::row::GeometryKind;
 
 /// A parsed WKT: the EWKT SRID, if given, and the geometry (`None` for `POINT EMPTY` and
 /// empty collections of nothing, which the model cannot hold as a geometry).
@@ -29,27 +30,16 @@ pub(crate) fn parse(text: &str) -> Result<Wkt, String> {
     Ok::<Wkt, String>(Wkt { srid, geometry })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Point,
-    LineString,
-    Polygon,
-    MultiPoint,
-    MultiLineString,
-    MultiPolygon,
-    GeometryCollection,
-}
-
-const KINDS: &[(&str, Kind)] = &[
+const KINDS: &[(&str, GeometryKind)] = &[
     // Longest first: `POINT` is a prefix of nothing else, but `MULTIPOINT` must not be read as
     // something shorter when a Z/M suffix is glued on.
-    ("GEOMETRYCOLLECTION", Kind::GeometryCollection),
-    ("MULTILINESTRING", Kind::MultiLineString),
-    ("MULTIPOLYGON", Kind::MultiPolygon),
-    ("MULTIPOINT", Kind::MultiPoint),
-    ("LINESTRING", Kind::LineString),
-    ("POLYGON", Kind::Polygon),
-    ("POINT", Kind::Point),
+    ("GEOMETRYCOLLECTION", GeometryKind::GeometryCollection),
+    ("MULTILINESTRING", GeometryKind::MultiLineString),
+    ("MULTIPOLYGON", GeometryKind::MultiPolygon),
+    ("MULTIPOINT", GeometryKind::MultiPoint),
+    ("LINESTRING", GeometryKind::LineString),
+    ("POLYGON", GeometryKind::Polygon),
+    ("POINT", GeometryKind::Point),
 ];
 
 /// Which numbers a position holds, as declared (`None`: told by each position's count).
@@ -187,13 +177,13 @@ impl Parser<'_> {
         }
         self.i = after_dims;
         let geom = match kind {
-            Kind::Point => Geom::Point(self.bracketed(|p| p.position(dims))?),
-            Kind::LineString => Geom::LineString(self.positions(dims)?),
-            Kind::Polygon => Geom::Polygon(self.list(|p| p.positions(dims))?),
-            Kind::MultiPoint => Geom::MultiPoint(self.multi_point(dims)?),
-            Kind::MultiLineString => Geom::MultiLineString(self.list(|p| p.positions(dims))?),
-            Kind::MultiPolygon => Geom::MultiPolygon(self.list(|p| p.list(|p| p.positions(dims)))?),
-            Kind::GeometryCollection => {
+            GeometryKind::Point => Geom::Point(self.bracketed(|p| p.position(dims))?),
+            GeometryKind::LineString => Geom::LineString(self.positions(dims)?),
+            GeometryKind::Polygon => Geom::Polygon(self.list(|p| p.positions(dims))?),
+            GeometryKind::MultiPoint => Geom::MultiPoint(self.multi_point(dims)?),
+            GeometryKind::MultiLineString => Geom::MultiLineString(self.list(|p| p.positions(dims))?),
+            GeometryKind::MultiPolygon => Geom::MultiPolygon(self.list(|p| p.list(|p| p.positions(dims)))?),
+            GeometryKind::GeometryCollection => {
                 if depth >= MAX_COLLECTION_DEPTH {
                     return Err(format!("GEOMETRYCOLLECTIONs nest deeper than {MAX_COLLECTION_DEPTH} levels"));
                 }
@@ -300,15 +290,15 @@ impl Parser<'_> {
 }
 
 /// The geometry of `kind` with nothing in it.
-fn empty(kind: Kind) -> Option<Geom> {
+fn empty(kind: GeometryKind) -> Option<Geom> {
     match kind {
-        Kind::Point => None,
-        Kind::LineString => Some(Geom::LineString(Vec::new())),
-        Kind::Polygon => Some(Geom::Polygon(Vec::new())),
-        Kind::MultiPoint => Some(Geom::MultiPoint(Vec::new())),
-        Kind::MultiLineString => Some(Geom::MultiLineString(Vec::new())),
-        Kind::MultiPolygon => Some(Geom::MultiPolygon(Vec::new())),
-        Kind::GeometryCollection => Some(Geom::GeometryCollection(Vec::new())),
+        GeometryKind::Point => None,
+        GeometryKind::LineString => Some(Geom::LineString(Vec::new())),
+        GeometryKind::Polygon => Some(Geom::Polygon(Vec::new())),
+        GeometryKind::MultiPoint => Some(Geom::MultiPoint(Vec::new())),
+        GeometryKind::MultiLineString => Some(Geom::MultiLineString(Vec::new())),
+        GeometryKind::MultiPolygon => Some(Geom::MultiPolygon(Vec::new())),
+        GeometryKind::GeometryCollection => Some(Geom::GeometryCollection(Vec::new())),
     }
 }
 
