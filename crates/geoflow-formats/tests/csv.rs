@@ -130,7 +130,9 @@ fn point(x: f64, y: f64) -> Option<Geom> {
 // Real data converted by GDAL.
 
 fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("GEOFLOW_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| "/work/shared".into());
+    let dir = std::env::var_os("GEOFLOW_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
     let data = dir.join("data/naturalearth");
     if data.is_dir() {
         return Some(data);

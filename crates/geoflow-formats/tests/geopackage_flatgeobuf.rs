@@ -3,7 +3,7 @@
 //!
 //! The files are made with `ogr2ogr`; without it the tests print why and pass, unless
 //! `GEOFLOW_REQUIRE_TOOLS=1`. The Natural Earth round trips read the GeoJSON files under
-//! `$GEOFLOW_SHARED_DIR/data/naturalearth` (default `/work/shared`), skipped when absent
+//! `$GEOFLOW_SHARED_DIR/data/naturalearth` (default `../shared` beside the repository), skipped when absent
 //! unless `GEOFLOW_REQUIRE_SHARED=1`.
 
 use std::collections::BTreeMap;
@@ -84,7 +84,9 @@ fn ogr2ogr(args: &[&str]) {
 }
 
 fn natural_earth() -> Vec<PathBuf> {
-    let shared = std::env::var_os("GEOFLOW_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| "/work/shared".into());
+    let shared = std::env::var_os("GEOFLOW_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
     let dir = shared.join("data/naturalearth");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|entries| {

@@ -310,7 +310,9 @@ fn format_is_told_by_content() {
 // family, and a Web Mercator copy of the point files), compared feature by feature.
 
 fn shared_dir() -> Option<PathBuf> {
-    let root = std::env::var_os("GEOFLOW_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| "/work/shared".into());
+    let root = std::env::var_os("GEOFLOW_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
     let dir = root.join("data/naturalearth");
     if dir.is_dir() {
         return Some(dir);
