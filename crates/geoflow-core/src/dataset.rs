@@ -27,10 +27,13 @@ pub enum InvalidDatasetName {
 }
 
 impl DatasetName {
+    /// The longest name, in bytes (PostgreSQL's identifier limit).
+    pub const MAX_LEN: usize = 63;
+
     pub fn new(name: &str) -> Result<DatasetName, InvalidDatasetName> {
         let b = name.as_bytes();
         let ok = !b.is_empty()
-            && b.len() <= 63
+            && b.len() <= Self::MAX_LEN
             && b[0].is_ascii_lowercase()
             && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_');
         if !ok {

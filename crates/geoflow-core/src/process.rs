@@ -91,15 +91,24 @@ impl Processor {
 
     pub fn process(&self, raw: RawFeature) -> Processed {
         let index = raw.index;
+        let layer = raw.layer.clone();
         // The geometry algorithms are third-party code: should one of them panic on some
         // input, that feature is reported as invalid instead of ending the load.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process_unguarded(raw))).unwrap_or_else(|_| {
-            let problem = Problem::new(
-                ProblemCode::InvalidGeometry,
-                "the geometry could not be validated (internal error in a geometry algorithm)",
-            );
-            Processed::Invalid(self.issue(index, None, &[problem], self.refusal(), None))
-        })
+        let mut processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process_unguarded(raw)))
+            .unwrap_or_else(|_| {
+                let problem = Problem::new(
+                    ProblemCode::InvalidGeometry,
+                    "the geometry could not be validated (internal error in a geometry algorithm)",
+                );
+                Processed::Invalid(self.issue(index, None, &[problem], self.refusal(), None))
+            });
+        if let Some(layer) = layer {
+            match &mut processed {
+                Processed::Row(_, Some(issue)) | Processed::Invalid(issue) => issue.layer = Some(layer.to_string()),
+                Processed::Row(_, None) => {}
+            }
+        }
+        processed
     }
 
     fn process_unguarded(&self, raw: RawFeature) -> Processed {
@@ -229,7 +238,7 @@ impl Processor {
             let verb = if action == Action::Repaired { "repaired" } else { "not repaired" };
             reason = format!("{reason}; {verb}: {note}");
         }
-        FeatureIssue { index, id, code: problems[0].code, reason, action }
+        FeatureIssue { index, layer: None, id, code: problems[0].code, reason, action }
     }
 }
 

@@ -51,6 +51,9 @@ pub struct RawFeature {
     pub fault: Option<Problem>,
     /// How to bring this feature's positions to WGS84 (from a top-level `crs` member).
     pub transform: CrsTransform,
+    /// The layer the feature comes from, when one source reads several (a zip of
+    /// Shapefiles): reports name it beside the feature's index in it.
+    pub layer: Option<Arc<str>>,
 }
 
 /// A feature decoded from a format other than GeoJSON: the parts a GeoJSON feature's text
@@ -68,7 +71,15 @@ pub struct DecodedFeature {
 impl RawFeature {
     /// A feature a reader of another format decoded; `transform` brings its positions to WGS84.
     pub fn decoded(index: u64, feature: DecodedFeature, transform: CrsTransform) -> RawFeature {
-        RawFeature { index, offset: 0, bytes: Vec::new(), decoded: Some(Box::new(feature)), fault: None, transform }
+        RawFeature {
+            index,
+            offset: 0,
+            bytes: Vec::new(),
+            decoded: Some(Box::new(feature)),
+            fault: None,
+            transform,
+            layer: None,
+        }
     }
 
     /// A feature that could not be read at all: `fault` says why.
@@ -80,6 +91,7 @@ impl RawFeature {
             decoded: None,
             fault: Some(fault),
             transform: CrsTransform::Identity,
+            layer: None,
         }
     }
 }
@@ -410,7 +422,7 @@ impl<R: Read> GeoJsonReader<R> {
         let index = self.next_index;
         self.next_index += 1;
         let bytes = if fault.is_some() { Vec::new() } else { bytes };
-        RawFeature { index, offset, bytes, decoded: None, fault, transform: self.transform.clone() }
+        RawFeature { index, offset, bytes, decoded: None, fault, transform: self.transform.clone(), layer: None }
     }
 
     fn step(&mut self) -> Result<Option<RawFeature>, ReadError> {

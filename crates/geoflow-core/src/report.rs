@@ -171,13 +171,31 @@ pub enum Action {
 /// A report line: which feature, what was wrong, what was done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureIssue {
-    /// 0-based position in the source.
+    /// 0-based position in the source (in its layer, when the source has several).
     pub index: u64,
+    /// The layer of a source that loads several (a zip of Shapefiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
     /// The feature's `id` member, if it had one.
     pub id: Option<String>,
     pub code: ProblemCode,
     pub reason: String,
     pub action: Action,
+}
+
+impl FeatureIssue {
+    /// Which feature, as a report line says it: `feature 12 (id "a")`, with its layer when
+    /// the source has several.
+    pub fn which(&self) -> String {
+        let mut which = format!("feature {}", self.index);
+        if let Some(layer) = &self.layer {
+            which.push_str(&format!(" of layer {layer:?}"));
+        }
+        if let Some(id) = &self.id {
+            which.push_str(&format!(" (id {id})"));
+        }
+        which
+    }
 }
 
 /// How to treat invalid features (`--on-invalid`).

@@ -337,7 +337,7 @@ impl FeatureSource for CsvSource<'_> {
     fn info(&self) -> SourceInfo {
         let (source_crs, mut notes) = crs_info(&self.transform);
         notes.extend(self.notes.iter().cloned());
-        SourceInfo { format: FORMAT.to_string(), layer: None, source_crs, notes }
+        SourceInfo { format: FORMAT.to_string(), layer: None, layers: Vec::new(), source_crs, notes }
     }
 }
 

@@ -437,7 +437,7 @@ impl Iterator for FlatGeobufSource<'_> {
 impl FeatureSource for FlatGeobufSource<'_> {
     fn info(&self) -> SourceInfo {
         let (source_crs, notes) = crs_info(&self.transform);
-        SourceInfo { format: FORMAT.to_string(), layer: None, source_crs, notes }
+        SourceInfo { format: FORMAT.to_string(), layer: None, layers: Vec::new(), source_crs, notes }
     }
 }
 

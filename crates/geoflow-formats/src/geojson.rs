@@ -34,6 +34,6 @@ impl<R: Read> Iterator for GeoJsonSource<R> {
 impl<R: Read + Send> FeatureSource for GeoJsonSource<R> {
     fn info(&self) -> SourceInfo {
         let (source_crs, notes) = crs_info(self.reader.crs());
-        SourceInfo { format: "GeoJSON".to_string(), layer: None, source_crs, notes }
+        SourceInfo { format: "GeoJSON".to_string(), layer: None, layers: Vec::new(), source_crs, notes }
     }
 }

@@ -98,8 +98,61 @@ struct Layer {
     srs_id: Option<i64>,
 }
 
-/// The feature tables, or the one the layer option names (attribute tables too).
-fn pick_layer(conn: &Connection, wanted: Option<&str>) -> Result<Layer, ReadError> {
+/// The feature tables of the GeoPackage at `path`, in name order.
+pub(crate) fn layer_names(path: &Path) -> Result<Vec<String>, ReadError> {
+    let (features, _) = tables(&connect(path)?)?;
+    Ok(features.into_iter().map(|layer| layer.table).collect())
+}
+
+/// Writes a GeoPackage holding only the table `wanted` of the one at `path` to `out` (an
+/// empty file): its declaration and rows, its `gpkg_contents` and `gpkg_geometry_columns`
+/// entries and the CRS table, so that it reads — here and in any GeoPackage reader — as that
+/// layer alone. The spatial index is left out: it is rebuilt by whatever loads the layer.
+pub(crate) fn extract_layer(path: &Path, wanted: &str, out: &Path) -> Result<(), ReadError> {
+    let layer = pick_layer(&connect(path)?, Some(wanted))?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let write_error =
+        |e: rusqlite::Error| ReadError::Io(std::io::Error::other(format!("writing layer {wanted:?}: {e}")));
+    let dst = Connection::open_with_flags(out, flags).map_err(write_error)?;
+    // GeoPackage 1.3's application id ("GPKG") and version.
+    dst.execute_batch("PRAGMA application_id = 1196444487; PRAGMA user_version = 10300; PRAGMA journal_mode = OFF;")
+        .map_err(write_error)?;
+    dst.execute("ATTACH DATABASE ?1 AS src", [format!("file:{}?immutable=1", uri_path(path))]).map_err(sqlite_error)?;
+    let mut declared = vec!["gpkg_spatial_ref_sys", "gpkg_contents", layer.table.as_str()];
+    if layer.geometry_column.is_some() {
+        declared.insert(2, "gpkg_geometry_columns");
+    }
+    let tx = dst.unchecked_transaction().map_err(write_error)?;
+    for table in declared {
+        let sql: String = tx
+            .query_row("SELECT sql FROM src.sqlite_master WHERE type = 'table' AND name = ?1", [table], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(sqlite_error)?
+            .ok_or_else(|| malformed(FORMAT, format!("the table {table:?} is not declared")))?;
+        tx.execute_batch(&sql).map_err(sqlite_error)?;
+    }
+    let table = quote(&layer.table);
+    tx.execute("INSERT INTO main.gpkg_spatial_ref_sys SELECT * FROM src.gpkg_spatial_ref_sys", [])
+        .map_err(sqlite_error)?;
+    tx.execute("INSERT INTO main.gpkg_contents SELECT * FROM src.gpkg_contents WHERE table_name = ?1", [&layer.table])
+        .map_err(sqlite_error)?;
+    if layer.geometry_column.is_some() {
+        tx.execute(
+            "INSERT INTO main.gpkg_geometry_columns SELECT * FROM src.gpkg_geometry_columns WHERE table_name = ?1",
+            [&layer.table],
+        )
+        .map_err(sqlite_error)?;
+    }
+    tx.execute(&format!("INSERT INTO main.{table} SELECT * FROM src.{table}"), []).map_err(sqlite_error)?;
+    tx.commit().map_err(write_error)?;
+    dst.execute("DETACH DATABASE src", []).map_err(write_error)?;
+    Ok(())
+}
+
+/// The feature tables and the attribute tables, each in name order.
+fn tables(conn: &Connection) -> Result<(Vec<Layer>, Vec<Layer>), ReadError> {
     let mut statement = conn
         .prepare(
             "SELECT c.table_name, lower(c.data_type), g.column_name, g.srs_id FROM gpkg_contents c \
@@ -127,6 +180,12 @@ fn pick_layer(conn: &Connection, wanted: Option<&str>) -> Result<Layer, ReadErro
             attributes.push(Layer { geometry_column: None, srs_id: None, ..layer });
         }
     }
+    Ok((features, attributes))
+}
+
+/// The feature tables, or the one the layer option names (attribute tables too).
+fn pick_layer(conn: &Connection, wanted: Option<&str>) -> Result<Layer, ReadError> {
+    let (mut features, mut attributes) = tables(conn)?;
     let names = |layers: &[Layer]| layers.iter().map(|l| format!("{:?}", l.table)).collect::<Vec<_>>().join(", ");
     if let Some(wanted) = wanted {
         let position = |exact: bool| {
@@ -157,7 +216,8 @@ fn pick_layer(conn: &Connection, wanted: Option<&str>) -> Result<Layer, ReadErro
             names(&attributes)
         ))),
         _ => Err(layer_problem(format!(
-            "the GeoPackage holds {} feature layers ({}); pick one with the layer option",
+            "the GeoPackage holds {} feature layers ({}); pick one with the layer option, or load each into a \
+             dataset of its own (--layers-as-datasets, or ?layers_as_datasets=true on upload)",
             features.len(),
             names(&features)
         ))),
@@ -448,7 +508,13 @@ impl Iterator for GeoPackageSource {
 impl FeatureSource for GeoPackageSource {
     fn info(&self) -> SourceInfo {
         let (source_crs, notes) = crs_info(&self.transform);
-        SourceInfo { format: FORMAT.to_string(), layer: Some(self.layer.clone()), source_crs, notes }
+        SourceInfo {
+            format: FORMAT.to_string(),
+            layer: Some(self.layer.clone()),
+            layers: Vec::new(),
+            source_crs,
+            notes,
+        }
     }
 }
 

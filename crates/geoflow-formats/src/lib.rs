@@ -109,12 +109,26 @@ pub struct SourceInfo {
     /// The layer read, in a format with several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<String>,
+    /// Each layer read, when one source loads several (a zip of Shapefiles).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRead>,
     /// The CRS the coordinates were transformed from (`None`: they were WGS84 already).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_crs: Option<String>,
     /// What the reader wants the report to say (a less accurate transformation used, say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// One layer of a source that loads several.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerRead {
+    pub name: String,
+    /// Features read from it.
+    pub features: u64,
+    /// The CRS its coordinates were transformed from (`None`: WGS84 already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_crs: Option<String>,
 }
 
 /// A source being read: its features in order.
@@ -140,6 +154,44 @@ pub fn open<'a>(
             open_gunzipped(Box::new(gunzipped), options)
         }
         Detected::Format(format) => open_format(format, Box::new(stream), Some(path), options),
+    }
+}
+
+/// The layers of the file at `path` that can load on their own: the Shapefiles of a zip, the
+/// feature tables of a GeoPackage. Empty for a file of another format (one layer, unnamed).
+pub fn layers(path: &Path) -> Result<Vec<String>, ReadError> {
+    match format_of(path)? {
+        Format::Zip => zip::layer_names(path),
+        Format::GeoPackage => geopackage::layer_names(path),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Writes a file of the same format holding only `layer` of the file at `path` to `out`:
+/// a zip of that Shapefile, or a GeoPackage of that table. Each then loads, is replaced and
+/// is removed on its own.
+pub fn extract_layer(path: &Path, layer: &str, out: &Path) -> Result<(), ReadError> {
+    match format_of(path)? {
+        Format::Zip => zip::extract_layer(path, layer, out),
+        Format::GeoPackage => geopackage::extract_layer(path, layer, out),
+        Format::Gzip => Err(unsupported(
+            "a gzipped file, whose layers geoflow does not split",
+            "decompress it first, or load it with the layer option",
+        )),
+        other => Err(ReadError::Unreadable(Problem::new(
+            ProblemCode::UnsupportedFormat,
+            format!("the file is a {} file, which has one layer: load it without splitting it", other.name()),
+        ))),
+    }
+}
+
+/// The format of the file at `path`, by its first bytes.
+fn format_of(path: &Path) -> Result<Format, ReadError> {
+    let mut head = Vec::with_capacity(detect::HEAD_LEN);
+    std::fs::File::open(path)?.take(detect::HEAD_LEN as u64).read_to_end(&mut head)?;
+    match detect(&head) {
+        Detected::Unsupported { what, advice } => Err(unsupported(what, advice)),
+        Detected::Format(format) => Ok(format),
     }
 }
 
@@ -243,7 +295,7 @@ pub fn file_crs(given: Option<CrsTransform>, found: Option<&str>) -> Result<CrsT
 }
 
 /// A file's error with what it concerns put first (`the CRS of GeoPackage layer "roads": …`).
-fn in_context(e: ReadError, context: &str) -> ReadError {
+pub(crate) fn in_context(e: ReadError, context: &str) -> ReadError {
     match e {
         ReadError::Unreadable(problem) => {
             ReadError::Unreadable(Problem::new(problem.code, format!("{context}: {}", problem.message)))

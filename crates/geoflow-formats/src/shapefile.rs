@@ -249,7 +249,13 @@ impl FeatureSource for ShapefileSource {
         if self.dbf.encoding() != TextEncoding::Undeclared {
             notes.push(format!("{}.dbf text read as {}", self.layer, self.dbf.encoding().name()));
         }
-        SourceInfo { format: FORMAT.to_string(), layer: Some(self.layer.clone()), source_crs, notes }
+        SourceInfo {
+            format: FORMAT.to_string(),
+            layer: Some(self.layer.clone()),
+            layers: Vec::new(),
+            source_crs,
+            notes,
+        }
     }
 }
 

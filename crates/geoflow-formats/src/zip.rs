@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ::zip::result::ZipError;
 use ::zip::ZipArchive;
@@ -14,7 +15,8 @@ use ::zip::ZipArchive;
 use crate::detect::{self, Detected, Format};
 use crate::shapefile::{ShapefileFiles, ShapefileSource};
 use crate::{
-    file_crs, malformed, unsupported, CrsTransform, FeatureSource, RawFeature, ReadError, ReadOptions, SourceInfo,
+    file_crs, malformed, unsupported, CrsTransform, FeatureSource, LayerRead, RawFeature, ReadError, ReadOptions,
+    SourceInfo,
 };
 
 /// Most bytes one archive member may unpack to: Shapefile offsets stop at 8 GiB, and a
@@ -58,7 +60,9 @@ impl Layer {
     }
 }
 
-/// Opens the zip archive at `path`.
+/// Opens the zip archive at `path`: the Shapefile the layer option names, its only one, or
+/// all of them in turn (a layer cut into parts to stay under the format's 2 GB limit, or
+/// layers meant to load together).
 pub(crate) fn open(
     path: &Path,
     options: &ReadOptions,
@@ -66,25 +70,81 @@ pub(crate) fn open(
 ) -> Result<Box<dyn FeatureSource + 'static>, ReadError> {
     let mut archive = ZipArchive::new(BufReader::new(File::open(path)?)).map_err(zip_error)?;
     let members = members(&archive)?;
-    let layers = layers(&members);
+    let mut layers = layers(&members);
     if layers.is_empty() {
         return open_single(&mut archive, &members, options);
     }
-    let layer = choose(&layers, options.layer.as_deref())?;
-    let base = layer.shp.stem.clone();
+    if let Some(wanted) = options.layer.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
+        let layer = choose(&layers, wanted)?.clone();
+        return open_layer(&mut archive, &layer, options, given_crs);
+    }
+    // Every Shapefile is checked before any feature is read: nothing half-loaded.
+    layers.iter().try_for_each(check_complete)?;
+    if layers.len() == 1 {
+        return open_layer(&mut archive, &layers[0], options, given_crs);
+    }
+    layers.reverse();
+    Ok(Box::new(AllLayers {
+        archive,
+        options: options.clone(),
+        given_crs,
+        to_open: layers,
+        current: None,
+        read: Vec::new(),
+        notes: Vec::new(),
+    }))
+}
+
+/// The Shapefiles of the archive at `path` (empty when it holds none).
+pub(crate) fn layer_names(path: &Path) -> Result<Vec<String>, ReadError> {
+    let archive = ZipArchive::new(BufReader::new(File::open(path)?)).map_err(zip_error)?;
+    Ok(layers(&members(&archive)?).into_iter().map(|layer| layer.name).collect())
+}
+
+/// Writes a zip holding only the Shapefile `wanted` of the archive at `path` (its members
+/// copied as they are compressed) to `out`.
+pub(crate) fn extract_layer(path: &Path, wanted: &str, out: &Path) -> Result<(), ReadError> {
+    let mut archive = ZipArchive::new(BufReader::new(File::open(path)?)).map_err(zip_error)?;
+    let layers = layers(&members(&archive)?);
+    let layer = choose(&layers, wanted)?;
+    check_complete(layer)?;
+    let mut writer = ::zip::ZipWriter::new(io::BufWriter::new(File::create(out)?));
+    let write_error = |e: ZipError| ReadError::Io(io::Error::other(format!("writing layer {wanted:?}: {e}")));
+    for member in std::iter::once(&layer.shp).chain(&layer.siblings) {
+        let entry = archive.by_index_raw(member.index).map_err(zip_error)?;
+        writer.raw_copy_file(entry).map_err(write_error)?;
+    }
+    writer.finish().map_err(write_error)?.flush()?;
+    Ok(())
+}
+
+/// A Shapefile needs its `.shx` and `.dbf` beside its `.shp`.
+fn check_complete(layer: &Layer) -> Result<(), ReadError> {
+    let base = &layer.shp.stem;
     let missing: Vec<String> =
         ["shx", "dbf"].iter().filter(|e| layer.sibling(e).is_none()).map(|e| format!("{base}.{e}")).collect();
-    if !missing.is_empty() {
-        return Err(malformed(
-            "Shapefile",
-            format!(
-                "{}.shp has no {} beside it (a Shapefile needs its .shp, .shx and .dbf in one folder)",
-                base,
-                missing.join(" or ")
-            ),
-        ));
+    if missing.is_empty() {
+        return Ok(());
     }
+    Err(malformed(
+        "Shapefile",
+        format!(
+            "{}.shp has no {} beside it (a Shapefile needs its .shp, .shx and .dbf in one folder)",
+            layer.shp.name.strip_suffix(".shp").unwrap_or(base),
+            missing.join(" or ")
+        ),
+    ))
+}
 
+/// Unpacks one Shapefile to the scratch folder and opens it.
+fn open_layer(
+    archive: &mut Archive,
+    layer: &Layer,
+    options: &ReadOptions,
+    given_crs: Option<CrsTransform>,
+) -> Result<Box<dyn FeatureSource + 'static>, ReadError> {
+    check_complete(layer)?;
+    let base = layer.shp.stem.clone();
     let dir = tempfile::Builder::new().prefix("geoflow-unpack-").tempdir_in(options.scratch())?;
     // Unpacked under fixed names: no name from the archive becomes a path on disk.
     let unpack = |archive: &mut Archive, extension: &str| -> Result<PathBuf, ReadError> {
@@ -95,16 +155,97 @@ pub(crate) fn open(
         }
         Ok(target)
     };
-    let shp = unpack(&mut archive, "shp")?;
-    let shx = unpack(&mut archive, "shx")?;
-    let dbf = unpack(&mut archive, "dbf")?;
-    let prj = layer.sibling("prj").map(|m| read_text(&mut archive, m)).transpose()?;
-    let cpg = layer.sibling("cpg").map(|m| read_text(&mut archive, m)).transpose()?;
+    let shp = unpack(archive, "shp")?;
+    let shx = unpack(archive, "shx")?;
+    let dbf = unpack(archive, "dbf")?;
+    let prj = layer.sibling("prj").map(|m| read_text(archive, m)).transpose()?;
+    let cpg = layer.sibling("cpg").map(|m| read_text(archive, m)).transpose()?;
     let prj = prj.as_deref().map(str::trim).filter(|p| !p.is_empty());
-    let transform = file_crs(given_crs, prj)?;
-    let files = ShapefileFiles { layer: &base, shp: &shp, shx: &shx, dbf: &dbf, cpg: cpg.as_deref() };
+    let transform =
+        file_crs(given_crs, prj).map_err(|e| crate::in_context(e, &format!("the CRS of {}", layer.shp.name)))?;
+    let files = ShapefileFiles { layer: &layer.name, shp: &shp, shx: &shx, dbf: &dbf, cpg: cpg.as_deref() };
     let source = ShapefileSource::open(&files, transform, options.limits.max_feature_bytes)?;
     Ok(Box::new(Unpacked { source: Box::new(source), _dir: Some(dir), _file: None, format_prefix: None }))
+}
+
+/// Every Shapefile of an archive, one after the other, each unpacked only while it is read.
+/// Features keep their index in their own layer and carry the layer's name for reports.
+struct AllLayers {
+    archive: Archive,
+    options: ReadOptions,
+    given_crs: Option<CrsTransform>,
+    /// The layers still to read, the next one last.
+    to_open: Vec<Layer>,
+    current: Option<(Arc<str>, Box<dyn FeatureSource + 'static>, u64)>,
+    read: Vec<LayerRead>,
+    notes: Vec<String>,
+}
+
+impl AllLayers {
+    /// Records what the layer being read gave.
+    fn close_current(&mut self) {
+        if let Some((name, source, features)) = self.current.take() {
+            let info = source.info();
+            for note in info.notes {
+                if !self.notes.contains(&note) {
+                    self.notes.push(note);
+                }
+            }
+            self.read.push(LayerRead { name: name.to_string(), features, source_crs: info.source_crs });
+        }
+    }
+}
+
+impl Iterator for AllLayers {
+    type Item = Result<RawFeature, ReadError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((name, source, features)) = &mut self.current {
+                match source.next() {
+                    Some(Ok(mut raw)) => {
+                        *features += 1;
+                        raw.layer = Some(name.clone());
+                        return Some(Ok(raw));
+                    }
+                    Some(Err(e)) => {
+                        let e = crate::in_context(e, &format!("layer {name:?}"));
+                        self.to_open.clear();
+                        return Some(Err(e));
+                    }
+                    None => self.close_current(),
+                }
+            }
+            let layer = self.to_open.pop()?;
+            match open_layer(&mut self.archive, &layer, &self.options, self.given_crs.clone()) {
+                Ok(source) => self.current = Some((Arc::from(layer.name.as_str()), source, 0)),
+                Err(e) => {
+                    self.to_open.clear();
+                    return Some(Err(crate::in_context(e, &format!("layer {:?}", layer.name))));
+                }
+            }
+        }
+    }
+}
+
+impl FeatureSource for AllLayers {
+    fn info(&self) -> SourceInfo {
+        let mut layers = self.read.clone();
+        if let Some((name, source, features)) = &self.current {
+            layers.push(LayerRead {
+                name: name.to_string(),
+                features: *features,
+                source_crs: source.info().source_crs,
+            });
+        }
+        // One CRS for the whole source when every layer read had the same.
+        let mut crs: Vec<&Option<String>> = layers.iter().map(|l| &l.source_crs).collect();
+        crs.dedup();
+        let source_crs = match crs.as_slice() {
+            [one] => (*one).clone(),
+            _ => None,
+        };
+        SourceInfo { format: "Shapefile".to_string(), layer: None, layers, source_crs, notes: self.notes.clone() }
+    }
 }
 
 /// The members of the archive that may be data: files, not folders, outside `__MACOSX/`
@@ -172,30 +313,16 @@ fn layers(members: &[Member]) -> Vec<Layer> {
     layers
 }
 
-/// The Shapefile to read: the only one, or the one the layer option names.
-fn choose<'l>(layers: &'l [Layer], wanted: Option<&str>) -> Result<&'l Layer, ReadError> {
+/// The Shapefile the layer option names.
+fn choose<'l>(layers: &'l [Layer], wanted: &str) -> Result<&'l Layer, ReadError> {
     let names = || layers.iter().map(|l| format!("{:?}", l.name)).collect::<Vec<_>>().join(", ");
-    match wanted.map(str::trim).filter(|w| !w.is_empty()) {
-        Some(wanted) => {
-            let wanted = strip_suffix_ignore_case(wanted, ".shp");
-            layers.iter().find(|l| l.name.eq_ignore_ascii_case(wanted)).ok_or_else(|| {
-                ReadError::Unreadable(geoflow_core::report::Problem::new(
-                    geoflow_core::report::ProblemCode::UnsupportedFormat,
-                    format!("the zip archive holds no Shapefile named {wanted:?}: its layers are {}", names()),
-                ))
-            })
-        }
-        None if layers.len() == 1 => Ok(&layers[0]),
-        None => Err(ReadError::Unreadable(geoflow_core::report::Problem::new(
+    let wanted = strip_suffix_ignore_case(wanted, ".shp");
+    layers.iter().find(|l| l.name.eq_ignore_ascii_case(wanted)).ok_or_else(|| {
+        ReadError::Unreadable(geoflow_core::report::Problem::new(
             geoflow_core::report::ProblemCode::UnsupportedFormat,
-            format!(
-                "the zip archive holds {} Shapefiles ({}): pick one with the layer option (--layer, or ?layer= on \
-                 upload)",
-                layers.len(),
-                names()
-            ),
-        ))),
-    }
+            format!("the zip archive holds no Shapefile named {wanted:?}: its layers are {}", names()),
+        ))
+    })
 }
 
 fn strip_suffix_ignore_case<'s>(text: &'s str, suffix: &str) -> &'s str {

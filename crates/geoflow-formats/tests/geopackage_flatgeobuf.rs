@@ -409,6 +409,41 @@ fn a_geopackage_of_several_layers_is_read_by_name() {
 }
 
 #[test]
+fn each_layer_of_a_geopackage_splits_into_a_geopackage_of_its_own() {
+    if !have_ogr2ogr() {
+        return;
+    }
+    let dir = tmp();
+    let source = write_geojson(dir.path(), "typed.geojson", TYPED);
+    let gpkg = dir.path().join("two.gpkg");
+    ogr2ogr(&["-f", "GPKG", "-nln", "first", path_str(&gpkg), path_str(&source)]);
+    ogr2ogr(&["-f", "GPKG", "-update", "-nln", "Second", "-t_srs", "EPSG:32631", path_str(&gpkg), path_str(&source)]);
+    assert_eq!(geoflow_formats::layers(&gpkg).unwrap(), vec!["Second".to_string(), "first".to_string()]);
+
+    let (whole, _) = read_ok(&gpkg, &ReadOptions { layer: Some("Second".into()), ..Default::default() });
+    let part = dir.path().join("second.gpkg");
+    std::fs::File::create(&part).unwrap();
+    geoflow_formats::extract_layer(&gpkg, "Second", &part).unwrap();
+    assert_eq!(geoflow_formats::layers(&part).unwrap(), vec!["Second".to_string()]);
+    // One layer now: read without choosing, with the same values, types and CRS.
+    let (alone, info) = read_ok(&part, &ReadOptions::default());
+    assert_eq!(info.layer.as_deref(), Some("Second"));
+    assert!(info.source_crs.as_deref().is_some_and(|c| c.starts_with("EPSG:32631")), "{info:?}");
+    // (NaN z values do not compare equal: their text does.)
+    assert_eq!(format!("{alone:?}"), format!("{whole:?}"));
+    // And it is a GeoPackage to GDAL too.
+    let out = Command::new("ogrinfo").args(["-so", "-al", path_str(&part)]).output().expect("ogrinfo runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("Layer name: Second") && said.contains("Feature Count: 3"), "{said}");
+    assert!(!said.contains("first"), "{said}");
+
+    let err = geoflow_formats::extract_layer(&gpkg, "third", &part).unwrap_err().to_string();
+    assert!(err.contains("\"third\""), "{err}");
+    // A file of one layer has nothing to split.
+    assert!(geoflow_formats::layers(&source).unwrap().is_empty());
+}
+
+#[test]
 fn an_attribute_table_is_read_when_named() {
     if !have_ogr2ogr() {
         return;

@@ -294,7 +294,7 @@ fn message(e: ReadError) -> String {
 }
 
 #[test]
-fn several_layers_are_chosen_by_the_layer_option() {
+fn several_layers_load_together_or_one_by_the_layer_option() {
     if !have_ogr2ogr() {
         return;
     }
@@ -302,12 +302,41 @@ fn several_layers_are_chosen_by_the_layer_option() {
     let dir = scratch.path().join("layers");
     std::fs::create_dir(&dir).unwrap();
     shapefile(&dir, "towns", POINTS, &[]);
-    shapefile(&dir, "Roads", LINES, &[]);
+    shapefile(&dir, "Roads", LINES, &["-t_srs", "EPSG:3857"]);
     let zipped = scratch.path().join("two.zip");
     zip_dir(&dir, "data/", &zipped);
 
-    let error = message(read_path(&zipped, &ReadOptions::default()).unwrap_err());
-    assert!(error.contains("\"Roads\"") && error.contains("\"towns\"") && error.contains("layer"), "{error}");
+    // No layer chosen: every Shapefile, in the archive's order, each feature with its layer
+    // and its index in it.
+    let (info, features) = read_path(&zipped, &ReadOptions::default()).unwrap();
+    let seen: Vec<(Option<&str>, u64)> = features.iter().map(|f| (f.layer.as_deref(), f.index)).collect();
+    assert_eq!(
+        seen,
+        vec![(Some("Roads"), 0), (Some("Roads"), 1), (Some("Roads"), 2), (Some("towns"), 0), (Some("towns"), 1)]
+    );
+    assert_point(wgs84(&features[3]).0, 6.96, 50.94);
+    let (geometry, _) = wgs84(&features[2]);
+    match geometry {
+        Some(Geom::LineString(line)) => assert!((line[0].x - 5.0).abs() < 1e-9 && (line[1].y - 6.0).abs() < 1e-9),
+        other => panic!("{other:?}"),
+    }
+    let read: Vec<(&str, u64, bool)> =
+        info.layers.iter().map(|l| (l.name.as_str(), l.features, l.source_crs.is_some())).collect();
+    // The towns are in WGS84 already: nothing to transform.
+    assert_eq!(read, vec![("Roads", 3, true), ("towns", 2, false)]);
+    // Two CRSs: the source has none of its own.
+    assert_eq!((info.format.as_str(), info.layer.as_deref(), info.source_crs.as_deref()), ("Shapefile", None, None));
+
+    // Each layer on its own, as a zip of its members.
+    assert_eq!(geoflow_formats::layers(&zipped).unwrap(), vec!["Roads".to_string(), "towns".to_string()]);
+    let roads = scratch.path().join("roads-only.zip");
+    geoflow_formats::extract_layer(&zipped, "roads", &roads).unwrap();
+    assert_eq!(geoflow_formats::layers(&roads).unwrap(), vec!["Roads".to_string()]);
+    let (info, features) = read_path(&roads, &ReadOptions::default()).unwrap();
+    assert_eq!((info.layer.as_deref(), features.len(), features[0].layer.as_deref()), (Some("Roads"), 3, None));
+    assert!(info.source_crs.is_some(), "the .prj travels with the layer: {info:?}");
+    let error = message(geoflow_formats::extract_layer(&zipped, "rivers", &roads).unwrap_err());
+    assert!(error.contains("\"rivers\""), "{error}");
 
     let options = ReadOptions { layer: Some("roads".into()), ..Default::default() };
     let (info, features) = read_path(&zipped, &options).unwrap();

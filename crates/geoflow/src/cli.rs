@@ -405,6 +405,11 @@ pub struct IngestArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Load each layer of a file with several (the feature tables of a GeoPackage, the
+    /// Shapefiles of a zip) into a dataset of its own, named `<dataset>_<layer>`; with
+    /// --json, one summary per line.
+    #[arg(long, conflicts_with = "layer")]
+    pub layers_as_datasets: bool,
     #[command(flatten)]
     pub read: ReadChoices,
 }

@@ -11,7 +11,7 @@ use geoflow::cli::{
     ReportArgs, ReportTime, ServeArgs, SourcesCommand, WorkArgs, WorkerArgs,
 };
 use geoflow::config::{DatabaseUrl, QueueUrl};
-use geoflow::ingest::{IngestRequest, IngestSummary, Input, Progress, Status};
+use geoflow::ingest::{self, IngestRequest, IngestSummary, Input, Progress, Status};
 use geoflow::storage::{Storage, StorageUrl};
 use geoflow::telemetry;
 use geoflow::worker::inbox::Inbox;
@@ -427,13 +427,13 @@ async fn shutdown_signal() {
 
 async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let store = DatabaseUrl::parse(&args.db.url)?.open().await?;
-    let mut req = IngestRequest::new(Input::from_arg(&args.path), args.dataset);
-    req.source = args.source;
+    let mut req = IngestRequest::new(Input::from_arg(&args.path), args.dataset.clone());
+    req.source = args.source.clone();
     req.policy = args.on_invalid;
     req.schema_policy = args.schema_policy;
     req.geometry_type = args.geometry_type;
     req.mode = args.mode;
-    req.key = FeatureKey::from_property(args.key);
+    req.key = FeatureKey::from_property(args.key.clone());
     req.force = args.force;
     req.read.limits = ReaderOptions { max_feature_bytes: args.max_feature_bytes, ..ReaderOptions::default() };
     args.read.apply(&mut req.read);
@@ -441,27 +441,61 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = args.workers {
         req.workers = w.max(1);
     }
-    let progress = Arc::new(Progress::default());
-    let bar = (!args.no_progress && !args.json && std::io::stderr().is_terminal())
-        .then(|| spawn_progress_bar(progress.clone()));
-    // Recorded as a job, so that it is listed with the jobs of uploads and events.
-    let job_id = uuid::Uuid::new_v4().to_string();
-    let (job, summary) = jobs::ingest_as_job(store, job_id, req, progress).await?;
-    if let Some((bar, task)) = bar {
-        task.abort();
-        bar.finish_and_clear();
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+    let requests = if args.layers_as_datasets {
+        match layer_requests(&req) {
+            Ok(requests) => requests,
+            Err(why) => {
+                eprintln!("error: {}: {why}", args.path.display());
+                return Ok(ExitCode::from(EXIT_REJECTED));
+            }
+        }
     } else {
-        print_summary(&summary);
-        println!("job {} ({}): geoflow jobs show {}", job.id, job.status.as_str(), job.id);
+        vec![req]
+    };
+    let mut worst = ExitCode::SUCCESS;
+    for req in requests {
+        let progress = Arc::new(Progress::default());
+        let bar = (!args.no_progress && !args.json && std::io::stderr().is_terminal())
+            .then(|| spawn_progress_bar(progress.clone()));
+        // Recorded as a job, so that it is listed with the jobs of uploads and events.
+        let job_id = uuid::Uuid::new_v4().to_string();
+        let (job, summary) = jobs::ingest_as_job(store.clone(), job_id, req, progress).await?;
+        if let Some((bar, task)) = bar {
+            task.abort();
+            bar.finish_and_clear();
+        }
+        if args.json {
+            println!("{}", serde_json::to_string(&summary)?);
+        } else {
+            print_summary(&summary);
+            println!("job {} ({}): geoflow jobs show {}", job.id, job.status.as_str(), job.id);
+        }
+        match summary.status {
+            Status::Loaded | Status::Unchanged | Status::Superseded => {}
+            Status::Rejected if worst == ExitCode::SUCCESS => worst = ExitCode::from(EXIT_REJECTED),
+            Status::Rejected => {}
+            Status::Failed => worst = ExitCode::FAILURE,
+        }
     }
-    Ok(match summary.status {
-        Status::Loaded | Status::Unchanged | Status::Superseded => ExitCode::SUCCESS,
-        Status::Rejected => ExitCode::from(EXIT_REJECTED),
-        Status::Failed => ExitCode::FAILURE,
-    })
+    Ok(worst)
+}
+
+/// One request per layer of the file `req` reads, each into the dataset named after it.
+fn layer_requests(req: &IngestRequest) -> Result<Vec<IngestRequest>, String> {
+    let Input::Path(path) = &req.input else {
+        return Err("a file's layers are split from a file, not from standard input".to_string());
+    };
+    let layers = geoflow_formats::layers(path).map_err(|e| e.to_string())?;
+    let datasets = ingest::layer_datasets(&req.dataset, &layers)?;
+    Ok(datasets
+        .into_iter()
+        .map(|(layer, dataset)| {
+            let mut one = req.clone();
+            one.dataset = dataset;
+            one.read.layer = Some(layer);
+            one
+        })
+        .collect())
 }
 
 fn spawn_progress_bar(progress: Arc<Progress>) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
@@ -513,8 +547,7 @@ fn print_summary(s: &IngestSummary) {
         ),
     }
     for issue in &s.errors {
-        let id = issue.id.as_ref().map(|id| format!(" (id {id})")).unwrap_or_default();
-        println!("  feature {}{id}: {} [{}, {:?}]", issue.index, issue.reason, issue.code, issue.action);
+        println!("  {}: {} [{}, {:?}]", issue.which(), issue.reason, issue.code, issue.action);
     }
     if s.issue_total > s.errors.len() as u64 {
         println!("  … and {} more", s.issue_total - s.errors.len() as u64);

@@ -124,6 +124,7 @@ pub fn result_for(rows: &[Row]) -> LoadResult {
         counts: LoadCounts { features_read: n + 1, features_loaded: n, invalid: 1, repaired: 0, skipped: 1 },
         issues: vec![FeatureIssue {
             index: n,
+            layer: None,
             id: Some("bad".into()),
             code: ProblemCode::UnclosedRing,
             reason: "ring not closed".into(),

@@ -9,20 +9,21 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::TryStreamExt;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::Policy;
 use geoflow_core::schema::SchemaPolicy;
 use geoflow_store::{DatasetInfo, Job, JobAction, NewJob};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use super::problem::{Problem, ProblemBody};
 use super::AppState;
 use crate::events::{notification, EventKind, JobTag};
-use crate::ingest::{parse_delimiter, ReadChoices};
+use crate::ingest::{layer_datasets, parse_delimiter, ReadChoices};
 use crate::storage::{PutStreamError, Storage, UPLOAD_JOB_METADATA};
 
 /// Media types taken as a GeoJSON body as it is.
@@ -119,6 +120,11 @@ pub struct UploadParams {
     csv_y: Option<String>,
     /// CSV: the field delimiter, one punctuation character or `tab` (default: sniffed).
     csv_delimiter: Option<String>,
+    /// Load each layer of a file with several (the feature tables of a GeoPackage, the
+    /// Shapefiles of a zip) into a dataset of its own, `<dataset>_<layer>`: each layer is
+    /// stored as a file of its own under its dataset, with a job of its own, and the answer
+    /// lists the jobs.
+    layers_as_datasets: Option<bool>,
 }
 
 /// An optional query parameter of a type parsed from its text: 400 naming the parameter when it
@@ -158,8 +164,8 @@ pub struct UploadForm {
         )
     ),
     responses(
-        (status = 202, description = "Stored; the load is queued", body = Job,
-            headers(("Location" = String, description = "The job's URL"))),
+        (status = 202, description = "Stored; the load is queued: its job, or with layers_as_datasets the job of each layer", body = UploadAccepted,
+            headers(("Location" = String, description = "The job's URL (one object stored)"))),
         (status = 400, description = "Bad dataset name, file name, option or body", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "A bearer token is needed", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The dataset exists in another mode than the one asked for", body = ProblemBody, content_type = "application/problem+json"),
@@ -217,33 +223,49 @@ pub async fn upload(
             return Err(too_large(limit));
         }
     }
-    let job_id = match headers.get("idempotency-key") {
-        Some(key) => {
-            let key = key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
-                Problem::bad_request("invalid-header", "Idempotency-Key: 1 to 255 visible ASCII characters")
-            })?;
-            let id = idempotent_job_id(&dataset, key);
-            if let Some(job) = state.jobs.job(&id).await.map_err(|e| Problem::store("database", e))? {
-                let mut response = accepted(job);
-                response
-                    .headers_mut()
-                    .insert(HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"));
-                return Ok(response);
-            }
-            id
-        }
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(key) => Some(key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
+            Problem::bad_request("invalid-header", "Idempotency-Key: 1 to 255 visible ASCII characters")
+        })?),
+        None => None,
+    };
+    let split = params.layers_as_datasets.unwrap_or(false);
+    if split && read.layer.is_some() {
+        return Err(Problem::bad_request(
+            "invalid-parameter",
+            "layer: a layer is chosen, or every layer loads into a dataset of its own (layers_as_datasets), not both",
+        ));
+    }
+    let job_id = match idempotency_key {
+        Some(key) => idempotent_job_id(&dataset, key),
         None => uuid::Uuid::new_v4().to_string(),
     };
+    if let (Some(_), false) = (idempotency_key, split) {
+        if let Some(job) = state.jobs.job(&job_id).await.map_err(|e| Problem::store("database", e))? {
+            return Ok(replayed(accepted(job)));
+        }
+    }
+    let tag = JobTag {
+        job: job_id.clone(),
+        on_invalid: policy,
+        schema_policy,
+        geometry_type,
+        mode,
+        key: params.key.clone(),
+        force: params.force.unwrap_or(false),
+        read,
+    };
+    let upload = Upload { state: &state, dataset: &dataset, tag, idempotency_key, limit };
 
     let stream = body.into_data_stream();
-    let metadata = [(UPLOAD_JOB_METADATA, job_id.clone())];
-    let (key, put, size) = match kind {
+    match kind {
         BodyKind::Raw => {
             let name = file_name(params.name.as_deref(), None, &job_id)?;
-            let key = upload_key(&state.storage, &dataset, &name);
-            let (put, size) =
-                state.storage.put_stream(&key, stream, limit, &metadata).await.map_err(|e| stored(e, limit))?;
-            (key, put, size)
+            if split {
+                upload.each_layer(&name, stream).await
+            } else {
+                upload.one(&name, stream).await
+            }
         }
         BodyKind::Multipart(boundary) => {
             // The whole body counts towards the limit, parts skipped included.
@@ -261,29 +283,214 @@ pub async fn upload(
                 }
             };
             let name = file_name(params.name.as_deref(), field.file_name(), &job_id)?;
-            let key = upload_key(&state.storage, &dataset, &name);
-            let (put, size) = state
-                .storage
-                .put_stream(&key, field.map_err(|e| e.to_string()), limit, &metadata)
-                .await
-                .map_err(|e| stored(e, limit))?;
-            (key, put, size)
+            let field = field.map_err(|e| e.to_string());
+            if split {
+                upload.each_layer(&name, field).await
+            } else {
+                upload.one(&name, field).await
+            }
         }
-    };
-    let object_version = put.version.or(put.e_tag);
+    }
+}
 
-    // Queued before the job is recorded: should this process die in between, the worker
-    // records the job itself, and a retry with the same Idempotency-Key finds it.
-    let force = params.force.unwrap_or(false);
-    let (upsert_key, on_invalid) = (params.key, policy);
-    let tag =
-        JobTag { job: job_id.clone(), on_invalid, schema_policy, geometry_type, mode, key: upsert_key, force, read };
-    let message = notification(EventKind::Created, &key, size, Some(&tag));
-    state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
-    let new = NewJob { id: job_id, dataset, source: key, action: JobAction::Load, object_version };
-    let job = state.jobs.upsert_job(&new).await.map_err(|e| Problem::store("database", e))?;
-    tracing::info!(job = %job.id, dataset = %job.dataset, key = %job.source, bytes = size, "upload stored and queued");
-    Ok(accepted(job))
+/// An upload being stored and queued.
+struct Upload<'a> {
+    state: &'a AppState,
+    dataset: &'a DatasetName,
+    /// The choices of the upload, with the job of its (first) object.
+    tag: JobTag,
+    idempotency_key: Option<&'a str>,
+    limit: u64,
+}
+
+impl Upload<'_> {
+    /// Stores the body as one object of the dataset and queues its load.
+    async fn one<S, B, E>(&self, name: &str, body: S) -> Result<Response, Problem>
+    where
+        S: futures_util::Stream<Item = Result<B, E>>,
+        B: Into<Bytes>,
+        E: std::fmt::Display,
+    {
+        let key = upload_key(&self.state.storage, self.dataset, name);
+        let metadata = [(UPLOAD_JOB_METADATA, self.tag.job.clone())];
+        let (put, size) = self
+            .state
+            .storage
+            .put_stream(&key, body, self.limit, &metadata)
+            .await
+            .map_err(|e| stored(e, self.limit))?;
+        let job = self.queue(self.dataset, key, size, put, &self.tag).await?;
+        Ok(accepted(job))
+    }
+
+    /// Spools the body, then stores each of its layers as a file of its own under the dataset
+    /// named after it, and queues each load.
+    async fn each_layer<S, B, E>(&self, name: &str, body: S) -> Result<Response, Problem>
+    where
+        S: futures_util::Stream<Item = Result<B, E>>,
+        B: Into<Bytes>,
+        E: std::fmt::Display,
+    {
+        let spooled = spool(body, self.limit).await?;
+        let path = spooled.path().to_path_buf();
+        let layers = tokio::task::spawn_blocking(move || geoflow_formats::layers(&path))
+            .await
+            .map_err(|e| Problem::internal("layer listing", e))?
+            .map_err(|e| unreadable(name, e))?;
+        let datasets = layer_datasets(self.dataset, &layers)
+            .map_err(|why| Problem::bad_request("invalid-body", format!("{name}: {why}")))?;
+        let job_of = |dataset: &DatasetName| match self.idempotency_key {
+            Some(key) => idempotent_job_id(dataset, key),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let jobs: Vec<(String, DatasetName, String)> =
+            datasets.into_iter().map(|(layer, dataset)| (layer, dataset.clone(), job_of(&dataset))).collect();
+        if self.idempotency_key.is_some() {
+            let mut found = Vec::new();
+            for (_, _, id) in &jobs {
+                match self.state.jobs.job(id).await.map_err(|e| Problem::store("database", e))? {
+                    Some(job) => found.push(job),
+                    None => break,
+                }
+            }
+            if found.len() == jobs.len() {
+                return Ok(replayed(layers_accepted(found)));
+            }
+        }
+        let mut queued = Vec::with_capacity(jobs.len());
+        for (layer, dataset, job) in jobs {
+            let part = tempfile::Builder::new()
+                .prefix("geoflow-layer-")
+                .tempfile()
+                .map_err(|e| Problem::unavailable("scratch disk", e))?;
+            let (whole, out) = (spooled.path().to_path_buf(), part.path().to_path_buf());
+            let wanted = layer.clone();
+            tokio::task::spawn_blocking(move || geoflow_formats::extract_layer(&whole, &wanted, &out))
+                .await
+                .map_err(|e| Problem::internal("layer split", e))?
+                .map_err(|e| unreadable(name, e))?;
+            let key = upload_key(&self.state.storage, &dataset, name);
+            let metadata = [(UPLOAD_JOB_METADATA, job.clone())];
+            let file = tokio::fs::File::open(part.path()).await.map_err(|e| Problem::unavailable("scratch disk", e))?;
+            let (put, size) = self
+                .state
+                .storage
+                .put_stream(&key, file_chunks(file), u64::MAX, &metadata)
+                .await
+                .map_err(|e| stored(e, self.limit))?;
+            let tag = JobTag { job, ..self.tag.clone() };
+            queued.push(self.queue(&dataset, key, size, put, &tag).await?);
+            tracing::info!(%layer, %dataset, "layer stored as a dataset of its own");
+        }
+        Ok(layers_accepted(queued))
+    }
+
+    /// Queues the load of a stored object and records its job.
+    async fn queue(
+        &self,
+        dataset: &DatasetName,
+        key: String,
+        size: u64,
+        put: object_store::PutResult,
+        tag: &JobTag,
+    ) -> Result<Job, Problem> {
+        // Queued before the job is recorded: should this process die in between, the worker
+        // records the job itself, and a retry with the same Idempotency-Key finds it.
+        let message = notification(EventKind::Created, &key, size, Some(tag));
+        self.state.queue.send(&message).await.map_err(|e| Problem::unavailable("queue", e))?;
+        let object_version = put.version.or(put.e_tag);
+        let new = NewJob {
+            id: tag.job.clone(),
+            dataset: dataset.clone(),
+            source: key,
+            action: JobAction::Load,
+            object_version,
+        };
+        let job = self.state.jobs.upsert_job(&new).await.map_err(|e| Problem::store("database", e))?;
+        tracing::info!(job = %job.id, dataset = %job.dataset, key = %job.source, bytes = size, "upload stored and queued");
+        Ok(job)
+    }
+}
+
+/// What an accepted upload answers.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum UploadAccepted {
+    /// The job of the one object stored.
+    Job(Box<Job>),
+    /// The job of each layer, with `layers_as_datasets`.
+    Layers(LayerJobs),
+}
+
+/// The jobs of an upload whose layers became datasets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LayerJobs {
+    /// One job per layer, each loading its own dataset.
+    pub jobs: Vec<Job>,
+}
+
+/// `202 Accepted` with the job of each layer.
+fn layers_accepted(jobs: Vec<Job>) -> Response {
+    (StatusCode::ACCEPTED, Json(LayerJobs { jobs })).into_response()
+}
+
+/// An answer given before, to a retry with the same Idempotency-Key.
+fn replayed(mut response: Response) -> Response {
+    response.headers_mut().insert(HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"));
+    response
+}
+
+/// A file whose layers cannot be listed or split: the file's fault, or the disk's.
+fn unreadable(name: &str, e: geoflow_formats::ReadError) -> Problem {
+    match e {
+        geoflow_formats::ReadError::Io(e) => Problem::unavailable("scratch disk", format!("splitting {name}: {e}")),
+        e => Problem::bad_request("invalid-body", format!("{name}: {e}")),
+    }
+}
+
+/// Writes the body to a temporary file, within the upload limit.
+async fn spool<S, B, E>(body: S, limit: u64) -> Result<tempfile::NamedTempFile, Problem>
+where
+    S: futures_util::Stream<Item = Result<B, E>>,
+    B: Into<Bytes>,
+    E: std::fmt::Display,
+{
+    use tokio::io::AsyncWriteExt;
+    let spooled = tempfile::Builder::new()
+        .prefix("geoflow-upload-")
+        .tempfile()
+        .map_err(|e| Problem::unavailable("scratch disk", e))?;
+    let mut file = tokio::fs::File::from_std(spooled.reopen().map_err(|e| Problem::unavailable("scratch disk", e))?);
+    let mut body = std::pin::pin!(body);
+    let mut size = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk: Bytes = chunk.map_err(|e| stored(PutStreamError::Body(e.to_string()), limit))?.into();
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(too_large(limit));
+        }
+        file.write_all(&chunk).await.map_err(|e| Problem::unavailable("scratch disk", e))?;
+    }
+    if size == 0 {
+        return Err(stored(PutStreamError::Empty, limit));
+    }
+    file.flush().await.map_err(|e| Problem::unavailable("scratch disk", e))?;
+    Ok(spooled)
+}
+
+/// A file as a stream of chunks.
+fn file_chunks(file: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    use tokio::io::AsyncReadExt;
+    futures_util::stream::try_unfold(file, |mut file| async move {
+        let mut chunk = vec![0u8; 1 << 20];
+        let n = file.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        chunk.truncate(n);
+        Ok(Some((Bytes::from(chunk), file)))
+    })
 }
 
 /// `202 Accepted` with the job and its URL.

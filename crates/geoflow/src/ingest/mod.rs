@@ -125,6 +125,42 @@ pub struct ReadChoices {
     pub csv_delimiter: Option<char>,
 }
 
+/// The dataset each layer loads into when a file's layers become datasets of their own:
+/// `<dataset>_<layer>`, the layer's name lower-cased with anything but letters, digits and
+/// `_` made `_`. Refused when the file has no layers to split, or two layers would share a
+/// dataset.
+pub fn layer_datasets(dataset: &DatasetName, layers: &[String]) -> Result<Vec<(String, DatasetName)>, String> {
+    if layers.is_empty() {
+        return Err("the file has a single layer: load it without splitting it into datasets".to_string());
+    }
+    let mut datasets: Vec<(String, DatasetName)> = Vec::with_capacity(layers.len());
+    for layer in layers {
+        let mut part = String::new();
+        for c in layer.chars().flat_map(char::to_lowercase) {
+            let c = if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '_' };
+            if !(c == '_' && (part.is_empty() || part.ends_with('_'))) {
+                part.push(c);
+            }
+        }
+        let part = part.trim_end_matches('_');
+        if part.is_empty() {
+            return Err(format!("layer {layer:?} has no letter or digit to name a dataset after"));
+        }
+        let mut name = format!("{dataset}_{part}");
+        name.truncate(DatasetName::MAX_LEN);
+        let name = DatasetName::new(name.trim_end_matches('_'))
+            .map_err(|e| format!("layer {layer:?} cannot name a dataset: {e}"))?;
+        if let Some((other, _)) = datasets.iter().find(|(_, d)| *d == name) {
+            return Err(format!(
+                "layers {other:?} and {layer:?} would both load into dataset {name}: rename one, or load each with \
+                 the layer option"
+            ));
+        }
+        datasets.push((layer.clone(), name));
+    }
+    Ok(datasets)
+}
+
 /// One ASCII character, or `tab`.
 pub fn parse_delimiter(s: &str) -> Result<char, String> {
     match s {
@@ -681,11 +717,8 @@ fn take_batch(
         *r.problem_counts.entry(issue.code).or_default() += 1;
         let rejected = issue.action == Action::Rejected;
         if rejected {
-            let id = issue.id.as_ref().map(|id| format!(" (id {id})")).unwrap_or_default();
-            r.error = Some(format!(
-                "{source}: feature {}{id} is invalid and the policy is reject: {}",
-                issue.index, issue.reason
-            ));
+            r.error =
+                Some(format!("{source}: {} is invalid and the policy is reject: {}", issue.which(), issue.reason));
         }
         if r.issues.len() < req.max_issues {
             r.issues.push(issue);
