@@ -701,3 +701,27 @@ async fn store_errors_are_answered_by_their_class() {
     }
     assert_eq!(app.get("/v1/jobs").await.status, 200, "the next request is served again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_encoded_upload_is_stored_as_sent_and_read_through_its_compression() {
+    use std::io::Write;
+    let app = spawn_app(with_token()).await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(support::collection(12, 3).as_bytes()).unwrap();
+    let body = gz.finish().unwrap();
+    let request = app
+        .http
+        .post(app.url("/v1/datasets/zipped/uploads?name=zipped.geojson.gz"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/geo+json")
+        .header("content-encoding", "gzip");
+    let up = reply(request.body(body).send().await.unwrap()).await;
+    assert_eq!(up.status, 202, "{}", up.body);
+    let job = app.finished(up.body["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (&job["status"], job["result"]["features_loaded"].as_u64()),
+        (&Value::from("succeeded"), Some(12)),
+        "{job}"
+    );
+    assert_eq!(job["result"]["format"], "gzip GeoJSON", "{job}");
+}
