@@ -308,7 +308,7 @@ async fn serve_http(listen: &str, app: axum::Router, stop: &Stop) -> anyhow::Res
     tracing::info!(listen = %listener.local_addr()?, "HTTP listening");
     let shutdown = stop.wait();
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = api::serve(listener, app, shutdown).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     }))

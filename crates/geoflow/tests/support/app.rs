@@ -69,7 +69,7 @@ async fn spawn_app_with(
         state = state.with_jobs(jobs);
     }
     let app = router(state);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move { geoflow::api::serve(listener, app, std::future::pending()).await.unwrap() });
     App { dir, addr, store, http: reqwest::Client::new() }
 }
 
