@@ -785,3 +785,45 @@ async fn responses_are_compressed_for_clients_that_accept_it() {
     let landing = app.http.get(app.url("/")).header("accept-encoding", "gzip").send().await.unwrap();
     assert_eq!(landing.headers()["content-encoding"], "gzip");
 }
+
+/// `openapi-spec-validator` (GEOFLOW_OPENAPI_VALIDATOR, else the one `.ci/run` installs, else
+/// one on the PATH), or `None` with the reason printed.
+fn openapi_validator() -> Option<std::path::PathBuf> {
+    let installed = std::path::PathBuf::from("/var/tmp/geoflow-openapi-venv/bin/openapi-spec-validator");
+    let chosen = std::env::var_os("GEOFLOW_OPENAPI_VALIDATOR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| installed.is_file().then_some(installed));
+    match chosen {
+        Some(path) => Some(path),
+        None if support::have_tool("openapi-spec-validator") => Some("openapi-spec-validator".into()),
+        None => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_openapi_documents_pass_the_validator_and_declare_the_paging_parameters() {
+    let app = spawn_app(ApiConfig { max_items_limit: 5000, ..ApiConfig::default() }).await;
+    let doc = app.get("/openapi.json").await.body;
+    let items = doc["paths"]["/collections/{collectionId}/items"]["get"]["parameters"].as_array().unwrap().clone();
+    let param =
+        |name: &str| items.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name} declared")).clone();
+    let limit = param("limit");
+    assert_eq!((&limit["schema"]["default"], &limit["schema"]["maximum"]), (&json!(10), &json!(5000)), "{limit}");
+    let bbox = param("bbox");
+    assert_eq!(
+        (&bbox["schema"]["type"], &bbox["style"], &bbox["explode"]),
+        (&json!("array"), &json!("form"), &json!(false))
+    );
+    assert_eq!(param("offset")["schema"]["minimum"], 0);
+
+    let Some(validator) = openapi_validator() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for path in ["/openapi.json", "/openapi-3.0.json"] {
+        let text = app.http.get(app.url(path)).send().await.unwrap().text().await.unwrap();
+        let file = dir.path().join(path.trim_start_matches('/'));
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(&validator).arg(&file).output().expect("the validator runs");
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{path}: {}", said.chars().take(4000).collect::<String>());
+    }
+}

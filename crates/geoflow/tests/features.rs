@@ -204,7 +204,34 @@ async fn keyset_pages_walk_100k_features_without_gaps() {
         assert_eq!(fids.len(), 100_000);
         assert_eq!(fids.iter().collect::<BTreeSet<_>>().len(), 100_000, "no duplicates");
         assert!(fids.windows(2).all(|w| w[0] < w[1]), "in key order");
-        assert_eq!(pages, 11, "ten full pages, then an empty one");
+        assert_eq!(pages, 10, "ten full pages, and no next link to an empty one");
+        // An offset reaches any page; its next link goes on by cursor from where it ended.
+        let page = |body: &Value| {
+            body["features"].as_array().unwrap().iter().map(|f| f["id"].as_i64().unwrap()).collect::<Vec<_>>()
+        };
+        let deep = app.get("/collections/points/items?limit=1000&offset=2500").await;
+        assert_eq!(page(&deep.body), fids[2500..3500].to_vec());
+        let link = |body: &Value, rel: &str| {
+            body["links"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["rel"] == rel)
+                .map(|l| l["href"].as_str().unwrap().to_string())
+        };
+        let next = link(&deep.body, "next").unwrap();
+        assert!(!next.contains("offset"), "{next}");
+        let after: Value = app.http.get(&next).send().await.unwrap().json().await.unwrap();
+        assert_eq!(page(&after), fids[3500..4500].to_vec());
+        assert!(link(&deep.body, "prev").is_some());
+        let last = app.get("/collections/points/items?limit=10000&offset=99990").await;
+        assert_eq!((page(&last.body).len(), link(&last.body, "next")), (10, None));
+        let past = app.get("/collections/points/items?offset=100000").await;
+        assert_eq!((past.status, page(&past.body).len(), link(&past.body, "next")), (200, 0, None));
+        assert_problem(&app.get("/collections/points/items?offset=-1").await, 400, "invalid-parameter");
+        // Exactly a page left: no next link to an empty page.
+        let exact = app.get("/collections/points/items?limit=500&offset=99500").await;
+        assert_eq!((page(&exact.body).len(), link(&exact.body, "next")), (500, None));
         // A filtered walk keeps its filter on every page, whatever the page size.
         let (small, _) = walk(app, "/collections/points/items?limit=500&bbox=0,0,180,90").await;
         let (large, _) = walk(app, "/collections/points/items?limit=10000&bbox=0,0,180,90").await;

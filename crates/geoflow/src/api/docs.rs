@@ -93,6 +93,8 @@ fn down(value: &mut serde_json::Value) {
                 map.insert("enum".into(), Value::Array(vec![constant]));
             }
             map.remove("contentMediaType");
+            // JSON Schema 2019-09 and later only.
+            map.remove("propertyNames");
             map.values_mut().for_each(down);
         }
         _ => {}

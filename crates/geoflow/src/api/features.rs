@@ -42,6 +42,9 @@ const GEOJSON: &str = "application/geo+json";
 
 /// Default page size, as the standard suggests.
 const DEFAULT_LIMIT: usize = 10;
+/// The deepest page `offset` reaches: the features before it are read and passed over, where
+/// the `next` links' cursors start each page where the last one ended.
+const MAX_OFFSET: usize = 1_000_000;
 
 /// The representation a client asked for: `?f=` first, else its `Accept` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,6 +430,8 @@ pub async fn collection_info(
 /// The query of an items request, checked against the collection.
 struct ItemsRequest {
     query: FeatureQuery,
+    /// Features to pass over before the page starts (`offset`).
+    offset: usize,
     format: Format,
     /// Filters other than the cursor: `numberMatched` is known only without them.
     filtered: bool,
@@ -443,10 +448,20 @@ fn items_request(
     let bad = |detail: String| Problem::bad_request("invalid-parameter", detail);
     let mut query = FeatureQuery { limit: DEFAULT_LIMIT, ..FeatureQuery::default() };
     let mut f = None;
+    let mut offset = 0;
     let mut carried = Vec::new();
     for (key, value) in params {
         match key.as_str() {
             "f" => f = Some(value.clone()),
+            "offset" => {
+                offset = value.parse().map_err(|_| bad(format!("offset={value:?}: expected an integer from 0")))?;
+                if offset > MAX_OFFSET {
+                    return Err(bad(format!(
+                        "offset={value:?}: at most {MAX_OFFSET}; follow the next links to read further, each as fast \
+                         as the first page"
+                    )));
+                }
+            }
             "limit" => {
                 let n: usize =
                     value.parse().map_err(|_| bad(format!("limit={value:?}: expected a positive integer")))?;
@@ -479,7 +494,8 @@ fn items_request(
             }
             other => {
                 return Err(bad(format!(
-                "unknown parameter {other:?}: expected f, limit, bbox, bbox-crs, datetime, cursor or a property of {}",
+                "unknown parameter {other:?}: expected f, limit, offset, bbox, bbox-crs, datetime, cursor or a property \
+                 of {}",
                 d.name.as_str()
             )))
             }
@@ -489,9 +505,12 @@ fn items_request(
     if query.after.is_some() && query.before.is_some() {
         return Err(bad("cursor and before cannot be combined".into()));
     }
+    if query.before.is_some() && offset > 0 {
+        return Err(bad("offset and before cannot be combined".into()));
+    }
     let format = Format::negotiate(f.as_deref(), headers)?;
     let filtered = query.bbox.is_some() || query.loaded.is_some() || !query.properties.is_empty();
-    Ok(ItemsRequest { query, format, filtered, carried })
+    Ok(ItemsRequest { query, offset, format, filtered, carried })
 }
 
 fn parse_bbox(text: &str) -> Result<Bbox, String> {
@@ -561,10 +580,15 @@ fn url_with(base: &str, path: &str, params: &[(String, String)]) -> String {
 #[allow(dead_code)]
 pub struct ItemsParams {
     /// Page size: 1 to the server's maximum (default 10; larger values are capped).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, default = 10)]
     limit: Option<usize>,
+    /// Features to pass over before the page starts (default 0). The `next` links start each
+    /// page where the last ended, which stays as fast however deep the page.
+    #[param(minimum = 0, maximum = 1_000_000, default = 0)]
+    offset: Option<usize>,
     /// Only features intersecting `min_lon,min_lat,max_lon,max_lat` (CRS84; `min_lon > max_lon`
     /// crosses the antimeridian).
+    #[param(value_type = Option<Vec<f64>>, min_items = 4, max_items = 6, style = Form)]
     bbox: Option<String>,
     /// Only features loaded at this instant or within this interval (RFC 3339; `start/end`,
     /// `../end`, `start/..`).
@@ -576,6 +600,20 @@ pub struct ItemsParams {
     /// `json` (GeoJSON) or `html` (default: from the Accept header).
     #[param(value_type = Option<FormatName>)]
     f: Option<String>,
+}
+
+/// Sets what the API definition can only know at run time, or cannot derive: the page size's
+/// maximum, and `bbox` as one comma-separated parameter (`explode: false`).
+pub(super) fn declare_items_parameters(document: &mut Value, max_limit: usize) {
+    let path = "/paths/~1collections~1{collectionId}~1items/get/parameters";
+    let Some(Value::Array(parameters)) = document.pointer_mut(path) else { return };
+    for parameter in parameters {
+        match parameter["name"].as_str() {
+            Some("limit") => parameter["schema"]["maximum"] = json!(max_limit),
+            Some("bbox") => parameter["explode"] = json!(false),
+            _ => {}
+        }
+    }
 }
 
 /// The representations served.
@@ -625,6 +663,7 @@ pub async fn items(
     // A page before a cursor asks for one feature more: whether it comes tells whether yet
     // another page lies before this one. (Such a page is held whole by the store anyway.)
     let mut earlier = false;
+    let offset = request.offset;
     let features = if request.query.before.is_some() {
         let query = FeatureQuery { limit: limit + 1, ..request.query.clone() };
         let stream = state.features.features(&d.name, &query).await.map_err(read_problem)?;
@@ -635,8 +674,14 @@ pub async fn items(
         }
         futures_util::stream::iter(page.into_iter().map(Ok)).boxed()
     } else {
-        state.features.features(&d.name, &request.query).await.map_err(read_problem)?
+        // One feature more than the page tells whether another page follows: no `next` link
+        // leads to an empty page.
+        let query = FeatureQuery { limit: offset + limit + 1, ..request.query.clone() };
+        state.features.features(&d.name, &query).await.map_err(read_problem)?
     };
+    // A page from an offset is that many features further on; its neighbours are reached by
+    // cursor from its first and last feature.
+    let features = features.skip(offset);
     let path = format!("/collections/{}/items", d.name.as_str());
     let mut self_params = request.carried.clone();
     if let Some(after) = request.query.after {
@@ -647,20 +692,26 @@ pub async fn items(
     }
     let self_url = url_with(&base, &path, &self_params);
     let (after, before) = (request.query.after, request.query.before);
-    // Which neighbours a page has, given how many features it holds.
-    let has_next = move |returned: usize| returned == limit || (before.is_some() && returned > 0);
-    let has_prev = move |returned: usize| returned > 0 && (after.is_some() || earlier);
+    // Which neighbours a page has, given how many features it holds and whether one more
+    // came after them.
+    let has_next = move |returned: usize, more: bool| more || (before.is_some() && returned > 0);
+    let has_prev = move |returned: usize| returned > 0 && (after.is_some() || earlier || offset > 0);
+    let carried: Vec<(String, String)> = request.carried.iter().filter(|(k, _)| k != "offset").cloned().collect();
     let response = match request.format {
         Format::Json => {
             let number_matched = (!request.filtered).then_some(d.feature_count);
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-            let carried = request.carried;
             tokio::spawn(async move {
                 let mut features = features;
                 let mut returned = 0usize;
+                let mut more = false;
                 let (mut first, mut last) = (None, None);
                 let mut chunk = String::from(r#"{"type":"FeatureCollection","features":["#);
                 while let Some(feature) = features.next().await {
+                    if returned == limit {
+                        more = true;
+                        break;
+                    }
                     let feature = match feature {
                         Ok(f) => f,
                         Err(e) => {
@@ -696,7 +747,7 @@ pub async fn items(
                         "The collection",
                     ),
                 ];
-                if let (true, Some(last)) = (has_next(returned), last) {
+                if let (true, Some(last)) = (has_next(returned, more), last) {
                     let mut next = carried.clone();
                     next.push(("cursor".into(), last.to_string()));
                     links.push(link(url_with(&base, &path, &next), "next", GEOJSON, "The next page"));
@@ -727,7 +778,12 @@ pub async fn items(
             let mut features = features;
             let (mut first, mut last) = (None, None);
             let mut returned = 0;
+            let mut more = false;
             while let Some(feature) = features.next().await {
+                if returned == limit {
+                    more = true;
+                    break;
+                }
                 let feature = feature.map_err(read_problem)?;
                 let value: Value = serde_json::from_str(&feature.json).unwrap_or(Value::Null);
                 let props = value["properties"].as_object().map_or(String::new(), |p| {
@@ -747,7 +803,7 @@ pub async fn items(
                 last = Some(feature.fid);
             }
             let mut next = String::new();
-            let mut html_params = request.carried.clone();
+            let mut html_params = carried.clone();
             html_params.retain(|(k, _)| k != "f");
             html_params.push(("f".into(), "html".into()));
             if let (true, Some(first)) = (has_prev(returned), first) {
@@ -755,7 +811,7 @@ pub async fn items(
                 params.push(("before".into(), first.to_string()));
                 next.push_str(&format!("<a href=\"{}\">Previous page</a> ", escape(&url_with("", &path, &params))));
             }
-            if let (true, Some(last)) = (has_next(returned), last) {
+            if let (true, Some(last)) = (has_next(returned, more), last) {
                 let mut params = html_params;
                 params.push(("cursor".into(), last.to_string()));
                 next.push_str(&format!("<a href=\"{}\">Next page</a>", escape(&url_with("", &path, &params))));

@@ -123,6 +123,14 @@ impl AppState {
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
+    // Named by query parameters' `value_type`, which the paths do not collect.
+    components(schemas(
+        features::FormatName,
+        geoflow_core::report::Policy,
+        geoflow_core::schema::SchemaPolicy,
+        geoflow_core::dataset::DatasetMode,
+        geoflow_store::JobStatus,
+    )),
     tags(
         (name = "uploads", description = "GeoJSON in"),
         (name = "jobs", description = "What became of each upload and storage event"),
@@ -185,7 +193,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), admit))
         .merge(health_routes())
         .split_for_parts();
-    let document = serde_json::to_value(&openapi).unwrap_or_default();
+    let mut document = serde_json::to_value(&openapi).unwrap_or_default();
+    features::declare_items_parameters(&mut document, state.config.max_items_limit);
     let openapi = bytes::Bytes::from(document.to_string());
     let openapi_30 = bytes::Bytes::from(docs::openapi_30(&document).to_string());
     const OPENAPI_30: &str = "application/vnd.oai.openapi+json;version=3.0";
