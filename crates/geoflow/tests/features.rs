@@ -392,3 +392,41 @@ print("ok")
         .unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_gives_integers_their_width_and_gdal_keeps_them_without_it() {
+    if !support::have_tool("ogr2ogr") {
+        return;
+    }
+    let app = spawn_app(ApiConfig::default()).await;
+    let file = app.dir.path().join("wide.geojson");
+    std::fs::write(
+        &file,
+        r#"{"type":"FeatureCollection","features":[
+        {"type":"Feature","properties":{"big":5000000000,"small":1},"geometry":{"type":"Point","coordinates":[1,2]}},
+        {"type":"Feature","properties":{"big":-5000000001,"small":2},"geometry":{"type":"Point","coordinates":[3,4]}}]}"#,
+    )
+    .unwrap();
+    load(&app.store, &file, "wide", "wide.geojson").await;
+    let schema = app.get("/collections/wide/schema").await.body;
+    for key in ["big", "small"] {
+        let property = &schema["properties"]["properties"]["properties"][key];
+        assert_eq!(
+            (&property["type"], &property["format"]),
+            (&Value::from("integer"), &Value::from("int64")),
+            "{schema}"
+        );
+    }
+    // GDAL 3.6 reads every JSON Schema integer as 32-bit, whatever its format; told to type the
+    // fields from the features instead, it keeps all 64 bits.
+    let source = format!("OAPIF:{}", app.url("/"));
+    let out = Command::new("ogr2ogr")
+        .args(["-f", "GeoJSON", "/vsistdout/", "-oo", "IGNORE_SCHEMA=YES", &source, "wide"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let big: Vec<i64> =
+        read["features"].as_array().unwrap().iter().map(|f| f["properties"]["big"].as_i64().unwrap()).collect();
+    assert_eq!(big, vec![5_000_000_000, -5_000_000_001]);
+}

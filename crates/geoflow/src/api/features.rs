@@ -176,7 +176,8 @@ fn feature_schema(base: &str, d: &DatasetInfo) -> Value {
         .filter_map(|c| {
             let schema = match c.ty {
                 FieldType::Boolean => json!({ "type": "boolean" }),
-                FieldType::Integer | FieldType::WideInteger => json!({ "type": "integer" }),
+                // 64-bit, as stored: clients that read `format` keep the width.
+                FieldType::Integer | FieldType::WideInteger => json!({ "type": "integer", "format": "int64" }),
                 FieldType::Real => json!({ "type": "number" }),
                 FieldType::Date => json!({ "type": "string", "format": "date" }),
                 FieldType::DateTime => json!({ "type": "string", "format": "date-time" }),
@@ -196,7 +197,7 @@ fn feature_schema(base: &str, d: &DatasetInfo) -> Value {
         "required": ["type", "geometry", "properties"],
         "properties": {
             "type": { "type": "string", "enum": ["Feature"] },
-            "id": { "type": "integer" },
+            "id": { "type": "integer", "format": "int64" },
             "geometry": { "x-ogc-role": "primary-geometry", "format": geometry_format(&d.geometry_type) },
             "properties": { "type": "object", "properties": properties },
         },
