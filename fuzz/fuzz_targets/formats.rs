@@ -1,7 +1,8 @@
 //! Arbitrary bytes as a file of any format: told by content, opened and read to the end by
-//! `geoflow_formats::open` (zip, GeoPackage, FlatGeobuf, GeoParquet, CSV, gzip, GeoJSON), every
-//! feature read processed as a load would. The first byte picks a format's magic to prepend, so
-//! that every reader sees mostly-garbage files of its own. Besides panics, it checks that:
+//! `geoflow_formats::open` (zip, GeoPackage, FlatGeobuf, GeoParquet, CSV, gzip, GeoJSON), its
+//! layers listed and the first split off, every feature read processed as a load would. The first
+//! byte picks a format's magic to prepend, so that every reader sees mostly-garbage files of its
+//! own. Besides panics, it checks that:
 //! - a file-level error names what is wrong (a non-empty message);
 //! - feature indices never go backwards within a source;
 //! - every stored row's geometry is within WGS84 ranges.
@@ -33,6 +34,15 @@ fuzz_target!(|data: &[u8]| {
     file.write_all(MAGICS[usize::from(pick) % MAGICS.len()]).expect("written");
     file.write_all(rest).expect("written");
     let path = file.path().to_path_buf();
+    // Listing and splitting layers read the same untrusted file.
+    if let Ok(layers) = geoflow_formats::layers(&path) {
+        if let Some(first) = layers.first() {
+            let out = tempfile::NamedTempFile::new().expect("a temporary file");
+            if let Err(e) = geoflow_formats::extract_layer(&path, first, out.path()) {
+                assert!(!e.to_string().is_empty());
+            }
+        }
+    }
     let options = ReadOptions { scratch_dir: Some(std::env::temp_dir()), ..ReadOptions::default() };
     let mut stream = std::fs::File::open(&path).expect("reopened");
     let source = match open(&mut stream, &path, &options) {
