@@ -24,6 +24,8 @@ const MAIN_HEADER_LEN: u64 = 100;
 const INDEX_ENTRY_LEN: u64 = 8;
 const RECORD_HEADER_LEN: u64 = 8;
 const MULTIPATCH: &str = "it is a MultiPatch (a 3D surface), which geoflow does not read";
+/// Read-ahead of the .shp and .shx: a few dozen typical records per read.
+const READ_AHEAD: usize = 64 << 10;
 
 /// The files of one Shapefile, on disk.
 pub(crate) struct ShapefileFiles<'a> {
@@ -44,6 +46,8 @@ pub(crate) struct ShapefileSource {
     shp_len: u64,
     shx: BufReader<File>,
     dbf: DbfReader,
+    /// The current record's content, reused from record to record.
+    content: Vec<u8>,
     /// Features to read: the longer of the .shp and the .dbf.
     count: u64,
     shapes: u64,
@@ -81,7 +85,7 @@ impl ShapefileSource {
 
         let shp_file = File::open(files.shp)?;
         let shp_len = shp_file.metadata()?.len();
-        let mut shp = BufReader::new(shp_file);
+        let mut shp = BufReader::with_capacity(READ_AHEAD, shp_file);
         let header = ::shapefile::header::Header::read_from(&mut shp).map_err(|e| match e {
             ::shapefile::Error::InvalidFileCode(_) => malformed(FORMAT, format!("{layer}.shp is not a Shapefile .shp")),
             ::shapefile::Error::InvalidShapeType(code) => {
@@ -95,7 +99,7 @@ impl ShapefileSource {
 
         let shx_file = File::open(files.shx)?;
         let shx_len = shx_file.metadata()?.len();
-        let mut shx = BufReader::new(shx_file);
+        let mut shx = BufReader::with_capacity(READ_AHEAD, shx_file);
         let shx_header = ::shapefile::header::Header::read_from(&mut shx)
             .map_err(|_| malformed(FORMAT, format!("{layer}.shx is not a Shapefile index")))?;
         let declared = (u64::try_from(shx_header.file_length).unwrap_or(0) * 2).saturating_sub(MAIN_HEADER_LEN);
@@ -125,6 +129,7 @@ impl ShapefileSource {
             shp_len,
             shx,
             dbf,
+            content: Vec::new(),
             count: shapes.max(records),
             shapes,
             next: 0,
@@ -203,12 +208,26 @@ impl ShapefileSource {
             ));
         }
         if content_start != self.shp_pos {
-            self.shp.seek(SeekFrom::Start(content_start))?;
+            // Records follow each other, with only a record header between them: a skip
+            // forward keeps what is buffered, where an absolute seek would drop it.
+            match content_start.checked_sub(self.shp_pos).and_then(|skip| i64::try_from(skip).ok()) {
+                Some(skip) => self.shp.seek_relative(skip)?,
+                None => {
+                    self.shp.seek(SeekFrom::Start(content_start))?;
+                }
+            }
         }
-        let mut content = vec![0u8; length as usize];
-        self.shp.read_exact(&mut content).map_err(|e| self.truncated("shp", index, e))?;
-        self.shp_pos = content_start + length;
-        Ok(decode_shape(&content)
+        let mut content = std::mem::take(&mut self.content);
+        content.clear();
+        content.resize(length as usize, 0);
+        let read = self.shp.read_exact(&mut content);
+        if read.is_ok() {
+            self.shp_pos = content_start + length;
+        }
+        let decoded = read.map(|()| decode_shape(&content));
+        self.content = content;
+        Ok(decoded
+            .map_err(|e| self.truncated("shp", index, e))?
             .map_err(|why| Problem::new(ProblemCode::MalformedFile, format!("shape {index}: {why}"))))
     }
 
