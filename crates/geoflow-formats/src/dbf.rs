@@ -230,7 +230,8 @@ impl DbfReader {
     pub(crate) fn open(path: &Path, name: &str, encoding: Option<TextEncoding>) -> Result<DbfReader, ReadError> {
         let file = File::open(path)?;
         let file_len = file.metadata()?.len();
-        let mut file = BufReader::new(file);
+        // Records are read one after the other: read ahead many at a time.
+        let mut file = BufReader::with_capacity(64 << 10, file);
         let bad = |why: String| malformed(FORMAT, format!("{name}: {why}"));
         let mut header = [0u8; HEADER_LEN];
         read_fully(&mut file, &mut header).map_err(|_| bad("the table header is truncated".to_string()))?;

@@ -24,6 +24,8 @@ const MAIN_HEADER_LEN: u64 = 100;
 const INDEX_ENTRY_LEN: u64 = 8;
 const RECORD_HEADER_LEN: u64 = 8;
 const MULTIPATCH: &str = "it is a MultiPatch (a 3D surface), which geoflow does not read";
+/// Read-ahead of the .shp and .shx: a few dozen typical records per read.
+const READ_AHEAD: usize = 64 << 10;
 
 /// The files of one Shapefile, on disk.
 pub(crate) struct ShapefileFiles<'a> {
@@ -44,6 +46,8 @@ pub(crate) struct ShapefileSource {
     shp_len: u64,
     shx: BufReader<File>,
     dbf: DbfReader,
+    /// The current record's content, reused from record to record.
+    content: Vec<u8>,
     /// Features to read: the longer of the .shp and the .dbf.
     count: u64,
     shapes: u64,
@@ -81,7 +85,7 @@ impl ShapefileSource {
 
         let shp_file = File::open(files.shp)?;
         let shp_len = shp_file.metadata()?.len();
-        let mut shp = BufReader::new(shp_file);
+        let mut shp = BufReader::with_capacity(READ_AHEAD, shp_file);
         let header = ::shapefile::header::Header::read_from(&mut shp).map_err(|e| match e {
             ::shapefile::Error::InvalidFileCode(_) => malformed(FORMAT, format!("{layer}.shp is not a Shapefile .shp")),
             ::shapefile::Error::InvalidShapeType(code) => {
@@ -95,7 +99,7 @@ impl ShapefileSource {
 
         let shx_file = File::open(files.shx)?;
         let shx_len = shx_file.metadata()?.len();
-        let mut shx = BufReader::new(shx_file);
+        let mut shx = BufReader::with_capacity(READ_AHEAD, shx_file);
         let shx_header = ::shapefile::header::Header::read_from(&mut shx)
             .map_err(|_| malformed(FORMAT, format!("{layer}.shx is not a Shapefile index")))?;
         let declared = (u64::try_from(shx_header.file_length).unwrap_or(0) * 2).saturating_sub(MAIN_HEADER_LEN);
@@ -125,6 +129,7 @@ impl ShapefileSource {
             shp_len,
             shx,
             dbf,
+            content: Vec::new(),
             count: shapes.max(records),
             shapes,
             next: 0,
@@ -203,12 +208,26 @@ impl ShapefileSource {
             ));
         }
         if content_start != self.shp_pos {
-            self.shp.seek(SeekFrom::Start(content_start))?;
+            // Records follow each other, with only a record header between them: a skip
+            // forward keeps what is buffered, where an absolute seek would drop it.
+            match content_start.checked_sub(self.shp_pos).and_then(|skip| i64::try_from(skip).ok()) {
+                Some(skip) => self.shp.seek_relative(skip)?,
+                None => {
+                    self.shp.seek(SeekFrom::Start(content_start))?;
+                }
+            }
         }
-        let mut content = vec![0u8; length as usize];
-        self.shp.read_exact(&mut content).map_err(|e| self.truncated("shp", index, e))?;
-        self.shp_pos = content_start + length;
-        Ok(decode_shape(&content)
+        let mut content = std::mem::take(&mut self.content);
+        content.clear();
+        content.resize(length as usize, 0);
+        let read = self.shp.read_exact(&mut content);
+        if read.is_ok() {
+            self.shp_pos = content_start + length;
+        }
+        let decoded = read.map(|()| decode_shape(&content));
+        self.content = content;
+        Ok(decoded
+            .map_err(|e| self.truncated("shp", index, e))?
             .map_err(|why| Problem::new(ProblemCode::MalformedFile, format!("shape {index}: {why}"))))
     }
 
@@ -263,6 +282,18 @@ impl FeatureSource for ShapefileSource {
 /// empty shape.
 fn decode_shape(content: &[u8]) -> Result<Option<Geom>, String> {
     check_counts(content)?;
+    // 2D lines and polygons, the usual shapes, are read straight from the bytes: the shapefile
+    // crate reads them the same way but through a vector of its own per part.
+    match content.get(..4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])) {
+        Some(POLYLINE) => return Ok(lines(xy_parts(content).into_iter())),
+        Some(POLYGON) => return Ok(polygons(xy_parts(content).into_iter())),
+        _ => {}
+    }
+    decode_with_crate(content)
+}
+
+/// A record whose counts `check_counts` accepted, decoded by the shapefile crate.
+fn decode_with_crate(content: &[u8]) -> Result<Option<Geom>, String> {
     let length = i32::try_from(content.len()).map_err(|_| "the record is too long".to_string())?;
     let shape = Shape::read_from(&mut Cursor::new(content), length).map_err(describe)?;
     Ok(match shape {
@@ -297,6 +328,32 @@ fn decode_shape(content: &[u8]) -> Result<Option<Geom>, String> {
         ),
         Shape::Multipatch(_) => return Err(MULTIPATCH.to_string()),
     })
+}
+
+const POLYLINE: i32 = 3;
+const POLYGON: i32 = 5;
+
+/// The parts of a 2D Polyline or Polygon record whose counts `check_counts` accepted, as the
+/// shapefile crate reads them: part `k` takes the next `start[k + 1] - start[k]` points (the
+/// last one up to the point count).
+fn xy_parts(content: &[u8]) -> Vec<Vec<Pos>> {
+    let i32_at = |at: usize| content.get(at..at + 4).map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let as_count = |n: i32| usize::try_from(n).unwrap_or(0);
+    let (parts, points) = (as_count(i32_at(36)), as_count(i32_at(40)));
+    let starts_at = 44;
+    let mut xy = content.get(starts_at + 4 * parts..).unwrap_or_default().chunks_exact(16).map(|b| {
+        let f64_at = |at: usize| {
+            f64::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5], b[at + 6], b[at + 7]])
+        };
+        Pos::xy(f64_at(0), f64_at(8))
+    });
+    (0..parts)
+        .map(|part| {
+            let start = as_count(i32_at(starts_at + 4 * part));
+            let end = if part + 1 < parts { as_count(i32_at(starts_at + 4 * (part + 1))) } else { points };
+            xy.by_ref().take(end.saturating_sub(start)).collect()
+        })
+        .collect()
 }
 
 /// Checks the part and point counts a record declares against its length before they are
@@ -378,7 +435,11 @@ fn lines(parts: impl Iterator<Item = Vec<Pos>>) -> Option<Geom> {
 /// counter-clockwise ring is a hole of the smallest outer ring that contains it, and a
 /// counter-clockwise ring inside none is an outer ring of its own.
 fn polygons(rings: impl Iterator<Item = Vec<Pos>>) -> Option<Geom> {
-    let rings: Vec<Vec<Pos>> = rings.filter(|r| !r.is_empty()).collect();
+    let mut rings: Vec<Vec<Pos>> = rings.filter(|r| !r.is_empty()).collect();
+    // One ring is one polygon, whichever way it turns.
+    if rings.len() == 1 {
+        return rings.pop().map(|ring| Geom::Polygon(vec![ring]));
+    }
     let areas: Vec<f64> = rings.iter().map(|r| signed_area(r)).collect();
     // Shoelace area is negative for clockwise rings; a flat ring counts as outer.
     let outer: Vec<bool> = areas.iter().map(|&a| a <= 0.0).collect();
@@ -541,5 +602,51 @@ mod tests {
         assert!(multipatch.is_err());
         assert!(decode_shape(&record(77, &[])).unwrap_err().contains("77"));
         assert!(decode_shape(&[1, 0]).is_err());
+    }
+
+    /// A 2D Polyline or Polygon record: its part starts, then its points.
+    fn multipart(shape_type: i32, starts: &[i32], points: &[(f64, f64)]) -> Vec<u8> {
+        let mut body = vec![0u8; 32];
+        body.extend_from_slice(&i32::try_from(starts.len()).unwrap().to_le_bytes());
+        body.extend_from_slice(&i32::try_from(points.len()).unwrap().to_le_bytes());
+        for start in starts {
+            body.extend_from_slice(&start.to_le_bytes());
+        }
+        for (x, y) in points {
+            body.extend_from_slice(&x.to_le_bytes());
+            body.extend_from_slice(&y.to_le_bytes());
+        }
+        record(shape_type, &body)
+    }
+
+    #[test]
+    fn lines_and_polygons_read_from_the_bytes_as_the_shapefile_crate_reads_them() {
+        let square = [(0.0, 0.0), (0.0, 10.0), (10.0, 10.0), (10.0, 0.0), (0.0, 0.0)];
+        let hole = [(1.0, 1.0), (2.0, 1.0), (2.0, 2.0), (1.0, 2.0), (1.0, 1.0)];
+        let island = [(20.0, 0.0), (20.0, 5.0), (25.0, 5.0), (25.0, 0.0), (20.0, 0.0)];
+        let all: Vec<(f64, f64)> = square.iter().chain(&hole).chain(&island).copied().collect();
+        // Each case: the part starts, then the points.
+        type Case<'a> = (&'a [i32], &'a [(f64, f64)]);
+        let cases: Vec<Case> = vec![
+            (&[0], &square),
+            (&[0, 5], &all[..10]),
+            (&[0, 5, 10], &all),
+            (&[0, 10, 10], &all),
+            // A first part starting past 0, a part with no points, no parts at all.
+            (&[2, 5], &all[..10]),
+            (&[0, 0, 5], &all[..10]),
+            (&[], &square),
+        ];
+        for shape_type in [POLYLINE, POLYGON] {
+            for (starts, points) in &cases {
+                // Compared as text: a 2D position's z is NaN, which equals nothing.
+                let mut content = multipart(shape_type, starts, points);
+                let expected = format!("{:?}", decode_with_crate(&content));
+                assert_eq!(format!("{:?}", decode_shape(&content)), expected, "type {shape_type}, parts {starts:?}");
+                // Trailing bytes past the points are ignored alike.
+                content.extend_from_slice(&[0u8; 12]);
+                assert_eq!(format!("{:?}", decode_shape(&content)), expected, "type {shape_type}, parts {starts:?}");
+            }
+        }
     }
 }
