@@ -147,7 +147,7 @@ impl Transformer {
                 0,
             );
         }
-        if let Some((i, p)) = positions.iter().enumerate().find(|(_, p)| !p.x.is_finite() || !p.y.is_finite()) {
+        if let Some(i) = positions.iter().position(|p| !p.x.is_finite() || !p.y.is_finite()) {
             // SAFETY: `pj` and `ctx` are alive; the message is a static string of PROJ's.
             let why = unsafe {
                 let errno = sys::proj_errno(self.pj);
@@ -158,7 +158,6 @@ impl Transformer {
                     CStr::from_ptr(text).to_string_lossy().into_owned()
                 }
             };
-            let _ = p;
             return Err(format!("cannot be transformed to WGS 84: position {i} of a part: {why}"));
         }
         for p in positions.iter_mut() {
