@@ -28,6 +28,18 @@ pub struct FeatureQuery {
     pub before: Option<i64>,
     /// At most this many features.
     pub limit: usize,
+    /// Only these properties in each feature (by original key, in the dataset's column
+    /// order); `None` for all of them. Filters may still name any property.
+    pub fields: Option<Vec<String>>,
+    /// Leave every feature's geometry out (`"geometry": null`).
+    pub skip_geometry: bool,
+}
+
+impl FeatureQuery {
+    /// Whether a feature shows the property `key`.
+    pub fn shows(&self, key: &str) -> bool {
+        self.fields.as_ref().is_none_or(|fields| fields.iter().any(|f| f == key))
+    }
 }
 
 /// One stored feature.

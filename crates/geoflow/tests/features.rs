@@ -229,6 +229,24 @@ async fn keyset_pages_walk_100k_features_without_gaps() {
         let past = app.get("/collections/points/items?offset=100000").await;
         assert_eq!((past.status, page(&past.body).len(), link(&past.body, "next")), (200, 0, None));
         assert_problem(&app.get("/collections/points/items?offset=-1").await, 400, "invalid-parameter");
+        // Only the properties asked for, and no geometry when told so; filters still apply.
+        let slim = app.get("/collections/points/items?limit=3&properties=name,rank&skipGeometry=true&rank=7").await;
+        let feature = &slim.body["features"][0];
+        assert_eq!(feature["geometry"], Value::Null, "{}", slim.body);
+        assert_eq!(feature["properties"], serde_json::json!({ "name": "f3-7", "rank": 7 }), "{}", slim.body);
+        let full = app.get("/collections/points/items?limit=10000&bbox=0,0,180,90").await;
+        let bare = app.get("/collections/points/items?limit=10000&bbox=0,0,180,90&skipGeometry=true&properties=").await;
+        assert_eq!(page(&full.body), page(&bare.body));
+        assert!(bare.body["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["geometry"].is_null() && f["properties"] == serde_json::json!({})));
+        if let Some(next) = link(&bare.body, "next") {
+            assert!(next.contains("skipGeometry=true") && next.contains("properties="), "{next}");
+        }
+        assert_problem(&app.get("/collections/points/items?properties=nope").await, 400, "invalid-parameter");
+        assert_problem(&app.get("/collections/points/items?skipGeometry=yes").await, 400, "invalid-parameter");
         // Exactly a page left: no next link to an empty page.
         let exact = app.get("/collections/points/items?limit=500&offset=99500").await;
         assert_eq!((page(&exact.body).len(), link(&exact.body, "next")), (500, None));

@@ -185,7 +185,7 @@ fn send_page(
     let Some(select) = select else {
         return Ok(());
     };
-    let mut page = Page { writer: FeatureWriter::new(path, &layout), tx, sent: 0, after: query.after };
+    let mut page = Page { writer: FeatureWriter::new(path, &layout, query), tx, sent: 0, after: query.after };
     // A page before a fid is read backwards in one statement (the caller puts it back in order).
     if query.before.is_none() && covers_most_of(&snapshot, &layout.table, &select.boxes)? {
         // Most rows match: reading in fid order finds a page sooner than collecting every
@@ -305,7 +305,7 @@ pub(crate) fn one(
     let Some(row) = rows.next().ctx(CONTEXT)? else {
         return Ok(None);
     };
-    let json = FeatureWriter::new(path, &layout).feature(fid, row)?;
+    let json = FeatureWriter::new(path, &layout, &FeatureQuery::default()).feature(fid, row)?;
     Ok(Some(StoredFeature { fid, json }))
 }
 
@@ -553,13 +553,15 @@ fn loaded_edge(t: OffsetDateTime, lower: bool) -> Result<Edge, StoreError> {
 struct FeatureWriter<'a> {
     path: &'a Path,
     table: &'a str,
-    /// Per property: `"key":` (escaped) and the column type.
-    properties: Vec<(String, FieldType)>,
+    /// Per property: `"key":` (escaped), the column type, and whether features show it.
+    properties: Vec<(String, FieldType, bool)>,
     columns: PropertyColumns,
+    skip_geometry: bool,
 }
 
 impl<'a> FeatureWriter<'a> {
-    fn new(path: &'a Path, layout: &'a Layout) -> FeatureWriter<'a> {
+    /// Writes what `query` shows of each feature.
+    fn new(path: &'a Path, layout: &'a Layout, query: &FeatureQuery) -> FeatureWriter<'a> {
         let properties = layout
             .columns
             .iter()
@@ -567,10 +569,16 @@ impl<'a> FeatureWriter<'a> {
                 let mut key = String::with_capacity(c.key.len() + 3);
                 write_string(&mut key, &c.key);
                 key.push(':');
-                (key, c.ty)
+                (key, c.ty, query.shows(&c.key))
             })
             .collect();
-        FeatureWriter { path, table: &layout.table, properties, columns: PropertyColumns::new(layout, 2).1 }
+        FeatureWriter {
+            path,
+            table: &layout.table,
+            properties,
+            columns: PropertyColumns::new(layout, 2).1,
+            skip_geometry: query.skip_geometry,
+        }
     }
 
     fn corrupt(&self, fid: i64, what: &str) -> StoreError {
@@ -590,6 +598,7 @@ impl<'a> FeatureWriter<'a> {
         let mut out = String::with_capacity(256);
         let _ = write!(out, r#"{{"type":"Feature","id":{fid},"geometry":"#);
         match row.get_ref(1).ctx(CONTEXT)? {
+            _ if self.skip_geometry => out.push_str("null"),
             ValueRef::Null => out.push_str("null"),
             ValueRef::Blob(blob) => {
                 let wkb = parse_header(blob)
@@ -600,11 +609,16 @@ impl<'a> FeatureWriter<'a> {
             _ => return Err(self.corrupt(fid, "has a geometry that is not a blob")),
         }
         out.push_str(r#","properties":{"#);
+        let mut written = 0;
         self.columns.each(row, |i, value| {
-            let (key, ty) = &self.properties[i];
-            if i > 0 {
+            let (key, ty, shown) = &self.properties[i];
+            if !shown {
+                return Ok(());
+            }
+            if written > 0 {
                 out.push(',');
             }
+            written += 1;
             out.push_str(key);
             match value {
                 PropertyValue::Stored(value) => write_value(&mut out, *ty, value),

@@ -57,6 +57,8 @@ pub(super) struct Table {
 /// The statement of a read and its parameters.
 struct Select {
     sql: String,
+    /// What the statement selects as the geometry's GeoJSON.
+    geometry: &'static str,
     params: Vec<(Param, Type)>,
     /// Whether the statement is prepared once per connection and cached, rather than planned
     /// for its values each time (see the module documentation).
@@ -64,13 +66,15 @@ struct Select {
 }
 
 impl Select {
-    /// The statement with the property members of every feature, and their keys as the first
-    /// parameters.
-    fn new(table: &Table) -> Select {
+    /// The statement with the property members of every feature (those `query` shows), and
+    /// their keys as the first parameters.
+    fn new(table: &Table, query: &FeatureQuery) -> Select {
+        let geometry = if query.skip_geometry { "NULL::text" } else { "ST_AsGeoJSON(geom, 30, 0)" };
         let mut select =
-            Select { sql: String::new(), params: Vec::with_capacity(table.columns.len() + 8), cache: true };
+            // Each choice of properties is a statement of its own: requests could fill the cache.
+            Select { sql: String::new(), geometry, params: Vec::with_capacity(table.columns.len() + 8), cache: query.fields.is_none() };
         let mut members = Vec::with_capacity(table.columns.len());
-        for c in &table.columns {
+        for c in table.columns.iter().filter(|c| query.shows(&c.key)) {
             let key = select.bind(Box::new(json_key(&c.key)), Type::TEXT);
             let column = column_expr(&mut select, c);
             members.push(format!("{key} || coalesce({}, 'null')", value_json(&column, c.ty)));
@@ -296,7 +300,7 @@ fn conditions(
 
 /// The statement of `features(dataset, query)`.
 fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Select, StoreError> {
-    let mut select = Select::new(table);
+    let mut select = Select::new(table, query);
     let mut conditions = conditions(&mut select, dataset, table, query)?;
     if let Some(after) = query.after {
         conditions.push(format!("fid > {}", select.bind(Box::new(after), Type::INT8)));
@@ -308,7 +312,7 @@ fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -
     // A page before a fid is read backwards from it; the caller puts it back in order.
     let direction = if query.before.is_some() { " DESC" } else { "" };
     let order = format!("ORDER BY fid{direction} LIMIT {}", select.bind(Box::new(limit), Type::INT8));
-    select.sql = statement(&qualified(&table.name), &select.sql, &conditions, &order);
+    select.sql = statement(&qualified(&table.name), select.geometry, &select.sql, &conditions, &order);
     Ok(select)
 }
 
@@ -331,11 +335,11 @@ fn window_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> 
     if query.before.is_some() {
         return Ok(None);
     }
-    let mut select = Select::new(table);
+    let mut select = Select::new(table, query);
     // The box's parameters come first in `conditions`.
     let first = select.params.len();
     let conditions = conditions(&mut select, dataset, table, query)?;
-    select.cache = query.properties.len() <= 1;
+    select.cache = query.fields.is_none() && query.properties.len() <= 1;
     let cursor = match query.after {
         Some(after) => format!("fid > {}", select.bind(Box::new(after), Type::INT8)),
         None => "true".to_string(),
@@ -360,24 +364,30 @@ fn window_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> 
     );
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
     let order = format!("ORDER BY fid LIMIT {}", select.bind(Box::new(limit), Type::INT8));
-    select.sql = statement(&from, &select.sql, &conditions, &order);
+    select.sql = statement(&from, select.geometry, &select.sql, &conditions, &order);
     Ok(Some(select))
 }
 
 /// The statement of `feature(dataset, fid)`.
 fn feature_select(table: &Table, fid: i64) -> Select {
-    let mut select = Select::new(table);
+    let mut select = Select::new(table, &FeatureQuery::default());
     let condition = format!("fid = {}", select.bind(Box::new(fid), Type::INT8));
-    select.sql = statement(&qualified(&table.name), &select.sql, &[condition], "");
+    select.sql = statement(&qualified(&table.name), select.geometry, &select.sql, &[condition], "");
     select
 }
 
 /// [`FEATURES_SQL`] filled in.
-fn statement(from: &str, properties: &str, conditions: &[String], order: &str) -> String {
+fn statement(from: &str, geometry: &str, properties: &str, conditions: &[String], order: &str) -> String {
     let conditions = if conditions.is_empty() { "true".to_string() } else { conditions.join("\n  AND ") };
     fill(
         FEATURES_SQL,
-        &[("properties", properties), ("table", from), ("conditions", conditions.as_str()), ("order", order)],
+        &[
+            ("geometry", geometry),
+            ("properties", properties),
+            ("table", from),
+            ("conditions", conditions.as_str()),
+            ("order", order),
+        ],
     )
 }
 
@@ -689,6 +699,27 @@ mod tests {
     }
 
     #[test]
+    fn a_projection_selects_only_its_properties_and_may_leave_the_geometry_out() {
+        let table =
+            Table { name: "t".into(), columns: vec![column("a", FieldType::Text), column("b", FieldType::Integer)] };
+        let name = DatasetName::new("t").unwrap();
+        let query = FeatureQuery {
+            fields: Some(vec!["b".into()]),
+            skip_geometry: true,
+            properties: vec![("a".into(), "x".into())],
+            limit: 10,
+            ..FeatureQuery::default()
+        };
+        let select = features_select(&name, &table, &query).unwrap();
+        assert!(select.sql.contains("SELECT fid, NULL::text, "), "{}", select.sql);
+        assert!(!select.sql.contains("ST_AsGeoJSON(geom"), "{}", select.sql);
+        // One member (b's), yet the filter on a still applies; not cached, as projections vary.
+        assert_eq!(select.sql.matches("coalesce(").count(), 1, "{}", select.sql);
+        assert!(select.sql.contains(r#""a""#), "{}", select.sql);
+        assert!(!select.cache);
+    }
+
+    #[test]
     fn forward_bbox_pages_read_a_window_first() {
         let table = Table { name: "t".into(), columns: vec![column("k", FieldType::Text)] };
         let name = DatasetName::new("t").unwrap();
@@ -723,7 +754,13 @@ mod tests {
     #[test]
     fn placeholders_are_filled_once() {
         let table = Table { name: "{order}".into(), columns: vec![] };
-        let sql = statement(&qualified(&table.name), "''", &["x = '{table}'".into()], "ORDER BY fid");
+        let sql = statement(
+            &qualified(&table.name),
+            "ST_AsGeoJSON(geom, 30, 0)",
+            "''",
+            &["x = '{table}'".into()],
+            "ORDER BY fid",
+        );
         assert!(sql.contains("FROM \"datasets\".\"{order}\""), "{sql}");
         assert!(sql.contains("x = '{table}'") && sql.contains("ORDER BY fid"), "{sql}");
         assert!(sql.contains("ST_AsGeoJSON(geom, 30, 0), ''"), "{sql}");

@@ -472,6 +472,21 @@ fn items_request(
                 query.limit = n.min(max_limit);
             }
             "bbox" => query.bbox = Some(parse_bbox(&value).map_err(|e| bad(format!("bbox={value:?}: {e}")))?),
+            "properties" => {
+                let keys: Vec<String> =
+                    value.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect();
+                if let Some(unknown) = keys.iter().find(|k| !d.columns.iter().any(|c| &c.key == *k)) {
+                    return Err(bad(format!("properties: {} has no property {unknown:?}", d.name.as_str())));
+                }
+                query.fields = Some(keys);
+            }
+            "skipGeometry" => {
+                query.skip_geometry = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(format!("skipGeometry={value:?}: expected true or false"))),
+                }
+            }
             "bbox-crs" if value == CRS84 => {}
             "bbox-crs" => return Err(bad(format!("bbox-crs={value:?}: only {CRS84} is served"))),
             "datetime" => query.loaded = parse_interval(&value).map_err(|e| bad(format!("datetime={value:?}: {e}")))?,
@@ -495,8 +510,8 @@ fn items_request(
             }
             other => {
                 return Err(bad(format!(
-                "unknown parameter {other:?}: expected f, limit, offset, bbox, bbox-crs, datetime, cursor or a property \
-                 of {}",
+                "unknown parameter {other:?}: expected f, limit, offset, bbox, bbox-crs, datetime, cursor, properties, \
+                 skipGeometry or a property of {}",
                 d.name.as_str()
             )))
             }
@@ -598,6 +613,12 @@ pub struct ItemsParams {
     cursor: Option<String>,
     /// The page before this one: taken from a `prev` link, opaque to clients.
     before: Option<String>,
+    /// Only these properties in each feature, comma-separated (default: all of them).
+    #[param(style = Form)]
+    properties: Option<Vec<String>>,
+    /// Leave the geometries out (default: false).
+    #[param(rename = "skipGeometry")]
+    skip_geometry: Option<bool>,
     /// `json` (GeoJSON) or `html` (default: from the Accept header).
     #[param(value_type = Option<FormatName>)]
     f: Option<String>,
@@ -611,7 +632,7 @@ pub(super) fn declare_items_parameters(document: &mut Value, max_limit: usize) {
     for parameter in parameters {
         match parameter["name"].as_str() {
             Some("limit") => parameter["schema"]["maximum"] = json!(max_limit),
-            Some("bbox") => parameter["explode"] = json!(false),
+            Some("bbox" | "properties") => parameter["explode"] = json!(false),
             _ => {}
         }
     }

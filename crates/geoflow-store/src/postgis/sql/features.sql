@@ -5,8 +5,8 @@
 -- ST_AsGeoJSON's precision counts decimals, not significant digits: a double it prints in
 -- fixed notation (1e-8 <= |x| < 1e15) may need 24 of them, so 15 would round. It prints the
 -- shortest text that reads back as the same double, so 30 costs nothing; options 0 leave out
--- "bbox" and "crs".
-SELECT fid, ST_AsGeoJSON(geom, 30, 0), {properties}
+-- "bbox" and "crs". The geometry is that call, or NULL when it is left out.
+SELECT fid, {geometry}, {properties}
 FROM {table}
 WHERE {conditions}
 {order}
