@@ -44,7 +44,7 @@ use geoflow_core::report::{Problem, ProblemCode};
 use geoflow_core::value::{format_f64, PropValue};
 
 use crate::{
-    classify, crs_info, file_crs, malformed, resolve_crs, wkt, CrsTransform, DecodedFeature, FeatureSource, RawFeature,
+    classify, file_crs, malformed, resolve_crs, wkt, CrsTransform, DecodedFeature, FeatureSource, RawFeature,
     ReadError, ReadOptions, SourceInfo,
 };
 
@@ -335,9 +335,7 @@ impl Iterator for CsvSource<'_> {
 
 impl FeatureSource for CsvSource<'_> {
     fn info(&self) -> SourceInfo {
-        let (source_crs, mut notes) = crs_info(&self.transform);
-        notes.extend(self.notes.iter().cloned());
-        SourceInfo { format: FORMAT.to_string(), layer: None, layers: Vec::new(), source_crs, notes }
+        SourceInfo::read(FORMAT, None, &self.transform, &self.notes)
     }
 }
 

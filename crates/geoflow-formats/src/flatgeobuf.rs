@@ -18,7 +18,7 @@ use geoflow_core::value::{minify_json, PropValue};
 
 use crate::geopackage::base64;
 use crate::read_up_to;
-use crate::{crs_info, file_crs, malformed, CrsTransform, DecodedFeature, FeatureSource, RawFeature, ReadError};
+use crate::{file_crs, malformed, CrsTransform, DecodedFeature, FeatureSource, RawFeature, ReadError};
 use crate::{ReadOptions, SourceInfo};
 
 const FORMAT: &str = "FlatGeobuf";
@@ -436,8 +436,7 @@ impl Iterator for FlatGeobufSource<'_> {
 
 impl FeatureSource for FlatGeobufSource<'_> {
     fn info(&self) -> SourceInfo {
-        let (source_crs, notes) = crs_info(&self.transform);
-        SourceInfo { format: FORMAT.to_string(), layer: None, layers: Vec::new(), source_crs, notes }
+        SourceInfo::read(FORMAT, None, &self.transform, &[])
     }
 }
 

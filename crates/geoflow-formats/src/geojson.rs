@@ -7,7 +7,7 @@ use std::sync::Arc;
 use geoflow_core::reader::GeoJsonReader;
 
 use crate::SourceInfo;
-use crate::{classify, crs_info, CrsTransform, FeatureSource, ProjResolver, RawFeature, ReadError, ReadOptions};
+use crate::{classify, CrsTransform, FeatureSource, ProjResolver, RawFeature, ReadError, ReadOptions};
 
 pub(crate) struct GeoJsonSource<R> {
     reader: GeoJsonReader<R>,
@@ -33,7 +33,6 @@ impl<R: Read> Iterator for GeoJsonSource<R> {
 
 impl<R: Read + Send> FeatureSource for GeoJsonSource<R> {
     fn info(&self) -> SourceInfo {
-        let (source_crs, notes) = crs_info(self.reader.crs());
-        SourceInfo { format: "GeoJSON".to_string(), layer: None, layers: Vec::new(), source_crs, notes }
+        SourceInfo::read("GeoJSON", None, self.reader.crs(), &[])
     }
 }

@@ -14,7 +14,7 @@ use geoflow_core::wkb;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::{crs_info, file_crs, malformed, unsupported, CrsTransform, DecodedFeature, FeatureSource, RawFeature};
+use crate::{file_crs, malformed, unsupported, CrsTransform, DecodedFeature, FeatureSource, RawFeature};
 use crate::{ReadError, ReadOptions, SourceInfo};
 
 const FORMAT: &str = "GeoPackage";
@@ -507,14 +507,7 @@ impl Iterator for GeoPackageSource {
 
 impl FeatureSource for GeoPackageSource {
     fn info(&self) -> SourceInfo {
-        let (source_crs, notes) = crs_info(&self.transform);
-        SourceInfo {
-            format: FORMAT.to_string(),
-            layer: Some(self.layer.clone()),
-            layers: Vec::new(),
-            source_crs,
-            notes,
-        }
+        SourceInfo::read(FORMAT, Some(&self.layer), &self.transform, &[])
     }
 }
 

@@ -47,7 +47,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquet::arrow::ProjectionMask;
 use serde_json::Value;
 
-use crate::{crs_info, file_crs, malformed, unsupported, CrsTransform, DecodedFeature, FeatureSource};
+use crate::{file_crs, malformed, unsupported, CrsTransform, DecodedFeature, FeatureSource};
 use crate::{RawFeature, ReadError, ReadOptions, SourceInfo};
 
 const FORMAT: &str = "GeoParquet";
@@ -413,9 +413,7 @@ impl Iterator for GeoParquetSource {
 
 impl FeatureSource for GeoParquetSource {
     fn info(&self) -> SourceInfo {
-        let (source_crs, mut notes) = crs_info(&self.transform);
-        notes.extend(self.notes.iter().cloned());
-        SourceInfo { format: FORMAT.to_string(), layer: None, layers: Vec::new(), source_crs, notes }
+        SourceInfo::read(FORMAT, None, &self.transform, &self.notes)
     }
 }
 

@@ -120,6 +120,22 @@ pub struct SourceInfo {
     pub notes: Vec<String>,
 }
 
+impl SourceInfo {
+    /// What a reader of one layer read: its format, layer, the CRS it transforms from (with
+    /// PROJ's notes on it) and the reader's own notes.
+    pub(crate) fn read(format: &str, layer: Option<&str>, transform: &CrsTransform, notes: &[String]) -> SourceInfo {
+        let (source_crs, mut crs_notes) = crs_info(transform);
+        crs_notes.extend(notes.iter().cloned());
+        SourceInfo {
+            format: format.to_string(),
+            layer: layer.map(str::to_string),
+            layers: Vec::new(),
+            source_crs,
+            notes: crs_notes,
+        }
+    }
+}
+
 /// One layer of a source that loads several.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LayerRead {

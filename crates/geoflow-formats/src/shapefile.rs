@@ -16,7 +16,7 @@ use geoflow_core::report::{Problem, ProblemCode};
 use geoflow_core::value::PropValue;
 
 use crate::dbf::{DbfReader, DbfRecord, TextEncoding};
-use crate::{crs_info, malformed, CrsTransform, DecodedFeature, FeatureSource, RawFeature, ReadError, SourceInfo};
+use crate::{malformed, CrsTransform, DecodedFeature, FeatureSource, RawFeature, ReadError, SourceInfo};
 
 const FORMAT: &str = "Shapefile";
 /// The .shp and .shx headers.
@@ -263,18 +263,11 @@ impl Iterator for ShapefileSource {
 
 impl FeatureSource for ShapefileSource {
     fn info(&self) -> SourceInfo {
-        let (source_crs, mut notes) = crs_info(&self.transform);
-        notes.extend(self.notes.iter().cloned());
+        let mut info = SourceInfo::read(FORMAT, Some(&self.layer), &self.transform, &self.notes);
         if self.dbf.encoding() != TextEncoding::Undeclared {
-            notes.push(format!("{}.dbf text read as {}", self.layer, self.dbf.encoding().name()));
+            info.notes.push(format!("{}.dbf text read as {}", self.layer, self.dbf.encoding().name()));
         }
-        SourceInfo {
-            format: FORMAT.to_string(),
-            layer: Some(self.layer.clone()),
-            layers: Vec::new(),
-            source_crs,
-            notes,
-        }
+        info
     }
 }
 

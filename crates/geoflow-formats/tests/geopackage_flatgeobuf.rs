@@ -380,16 +380,23 @@ fn flatgeobuf_keeps_the_column_types() {
     }
 }
 
+/// The typed features as GeoJSON, and a GeoPackage of them twice: `first` (WGS84) and
+/// `Second` (UTM 31N).
+fn two_layers(dir: &Path) -> (PathBuf, PathBuf) {
+    let source = write_geojson(dir, "typed.geojson", TYPED);
+    let gpkg = dir.join("two.gpkg");
+    ogr2ogr(&["-f", "GPKG", "-nln", "first", path_str(&gpkg), path_str(&source)]);
+    ogr2ogr(&["-f", "GPKG", "-update", "-nln", "Second", "-t_srs", "EPSG:32631", path_str(&gpkg), path_str(&source)]);
+    (source, gpkg)
+}
+
 #[test]
 fn a_geopackage_of_several_layers_is_read_by_name() {
     if !have_ogr2ogr() {
         return;
     }
     let dir = tmp();
-    let source = write_geojson(dir.path(), "typed.geojson", TYPED);
-    let gpkg = dir.path().join("two.gpkg");
-    ogr2ogr(&["-f", "GPKG", "-nln", "first", path_str(&gpkg), path_str(&source)]);
-    ogr2ogr(&["-f", "GPKG", "-update", "-nln", "Second", "-t_srs", "EPSG:32631", path_str(&gpkg), path_str(&source)]);
+    let (source, gpkg) = two_layers(dir.path());
     let err = read(&gpkg, &ReadOptions::default()).unwrap_err().to_string();
     assert!(err.contains("\"first\"") && err.contains("\"Second\"") && err.contains("layer option"), "{err}");
     let named = |layer: &str| ReadOptions { layer: Some(layer.to_string()), ..Default::default() };
@@ -414,10 +421,7 @@ fn each_layer_of_a_geopackage_splits_into_a_geopackage_of_its_own() {
         return;
     }
     let dir = tmp();
-    let source = write_geojson(dir.path(), "typed.geojson", TYPED);
-    let gpkg = dir.path().join("two.gpkg");
-    ogr2ogr(&["-f", "GPKG", "-nln", "first", path_str(&gpkg), path_str(&source)]);
-    ogr2ogr(&["-f", "GPKG", "-update", "-nln", "Second", "-t_srs", "EPSG:32631", path_str(&gpkg), path_str(&source)]);
+    let (source, gpkg) = two_layers(dir.path());
     assert_eq!(geoflow_formats::layers(&gpkg).unwrap(), vec!["Second".to_string(), "first".to_string()]);
 
     let (whole, _) = read_ok(&gpkg, &ReadOptions { layer: Some("Second".into()), ..Default::default() });
