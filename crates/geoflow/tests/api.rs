@@ -803,7 +803,16 @@ fn openapi_validator() -> Option<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_openapi_documents_pass_the_validator_and_declare_the_paging_parameters() {
     let app = spawn_app(ApiConfig { max_items_limit: 5000, ..ApiConfig::default() }).await;
+    // A collection whose properties become its items path's parameters, one of them named
+    // like a standard parameter (which keeps its own meaning).
+    let odd = r#"{"type":"Feature","properties":{"name":"x","limit":3,"a b":true,"when":"2024-05-01"},"geometry":{"type":"Point","coordinates":[1,2]}}"#;
+    let up = app.upload("/v1/datasets/odd/uploads", "application/geo+json", odd).await;
+    app.finished(up.body["id"].as_str().unwrap()).await;
     let doc = app.get("/openapi.json").await.body;
+    let own = doc["paths"]["/collections/odd/items"]["get"]["parameters"].as_array().unwrap().clone();
+    let names: Vec<&str> = own.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"name") && names.contains(&"a b") && !names.contains(&"collectionId"), "{names:?}");
+    assert_eq!(names.iter().filter(|n| **n == "limit").count(), 1, "{names:?}");
     let items = doc["paths"]["/collections/{collectionId}/items"]["get"]["parameters"].as_array().unwrap().clone();
     let param =
         |name: &str| items.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name} declared")).clone();

@@ -448,3 +448,29 @@ async fn the_schema_gives_integers_their_width_and_gdal_keeps_them_without_it() 
         read["features"].as_array().unwrap().iter().map(|f| f["properties"]["big"].as_i64().unwrap()).collect();
     assert_eq!(big, vec![5_000_000_000, -5_000_000_001]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gdal_sends_equality_filters_on_the_properties_the_api_definition_lists() {
+    if !support::have_tool("ogr2ogr") {
+        return;
+    }
+    let app = spawn_app(ApiConfig::default()).await;
+    let file = app.dir.path().join("places.geojson");
+    std::fs::write(&file, support::collection(300, 1)).unwrap();
+    load(&app.store, &file, "places", "places.geojson").await;
+    let source = format!("OAPIF:{}", app.url("/"));
+    let out = Command::new("ogr2ogr")
+        .args(["-f", "GeoJSON", "/vsistdout/", "-where", "name = 'f1-42'", &source, "places"])
+        .env("CPL_DEBUG", "ON")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> =
+        read["features"].as_array().unwrap().iter().map(|f| f["properties"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["f1-42"]);
+    // The filter went to the server rather than every page to GDAL.
+    assert!(said.contains("name=f1-42"), "{said}");
+    assert!(!said.contains("evaluated on client side"), "{said}");
+}

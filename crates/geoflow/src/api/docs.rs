@@ -2,7 +2,8 @@
 //! the binary (see scripts/vendor-assets): nothing is fetched from elsewhere.
 
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Response};
+use geoflow_store::Catalog;
 
 const SWAGGER_UI_JS: &[u8] = include_bytes!("../../assets/vendor/swagger-ui-dist/swagger-ui-bundle.js");
 const SWAGGER_UI_CSS: &[u8] = include_bytes!("../../assets/vendor/swagger-ui-dist/swagger-ui.css");
@@ -38,6 +39,37 @@ pub async fn script() -> impl IntoResponse {
 
 pub async fn stylesheet() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), CACHE], SWAGGER_UI_CSS)
+}
+
+/// The API definition's versions.
+#[derive(Debug, Clone, Copy)]
+pub enum ApiVersion {
+    V31,
+    V30,
+}
+
+const OPENAPI_30: &str = "application/vnd.oai.openapi+json;version=3.0";
+
+/// The API definition as served: with public reads, each collection's items path with its
+/// properties as query parameters (the equality filters), which is where clients such as
+/// GDAL learn which filters the server evaluates. Without the catalog, the generic paths only.
+pub async fn openapi_document(
+    document: &serde_json::Value,
+    catalog: &dyn Catalog,
+    public: bool,
+    version: ApiVersion,
+) -> Response {
+    let mut document = document.clone();
+    if public {
+        match catalog.datasets().await {
+            Ok(datasets) => super::features::declare_collection_items(&mut document, &datasets),
+            Err(e) => tracing::warn!(error = %e, "the API definition is served without its collections' paths"),
+        }
+    }
+    match version {
+        ApiVersion::V31 => ([(header::CONTENT_TYPE, "application/json")], document.to_string()).into_response(),
+        ApiVersion::V30 => ([(header::CONTENT_TYPE, OPENAPI_30)], openapi_30(&document).to_string()).into_response(),
+    }
 }
 
 /// The OpenAPI 3.1 document as OpenAPI 3.0, for clients and conformance classes that know

@@ -638,6 +638,55 @@ pub(super) fn declare_items_parameters(document: &mut Value, max_limit: usize) {
     }
 }
 
+/// Parameters of `items` that a property of the same name cannot take over.
+const ITEMS_PARAMETERS: [&str; 12] = [
+    "f",
+    "limit",
+    "offset",
+    "bbox",
+    "bbox-crs",
+    "datetime",
+    "cursor",
+    "before",
+    "properties",
+    "skipGeometry",
+    "collectionId",
+    "filter",
+];
+
+/// Adds each collection's items path: the generic one's parameters, and each of its
+/// properties as an equality filter typed by its column.
+pub(super) fn declare_collection_items(document: &mut Value, datasets: &[DatasetInfo]) {
+    let Some(generic) = document.pointer("/paths/~1collections~1{collectionId}~1items/get").cloned() else { return };
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for d in datasets {
+        let mut get = generic.clone();
+        get["operationId"] = json!(format!("items_{}", d.name.as_str()));
+        get["summary"] = json!(format!("The features of {}", d.name.as_str()));
+        if let Some(Value::Array(parameters)) = get.get_mut("parameters") {
+            parameters.retain(|p| p["in"] != "path");
+            for c in d.columns.iter().filter(|c| !ITEMS_PARAMETERS.contains(&c.key.as_str())) {
+                let schema = match c.ty {
+                    FieldType::Boolean => json!({ "type": "boolean" }),
+                    FieldType::Integer | FieldType::WideInteger => json!({ "type": "integer", "format": "int64" }),
+                    FieldType::Real => json!({ "type": "number" }),
+                    FieldType::Date => json!({ "type": "string", "format": "date" }),
+                    FieldType::DateTime => json!({ "type": "string", "format": "date-time" }),
+                    FieldType::Text | FieldType::Json | FieldType::Null => json!({ "type": "string" }),
+                };
+                parameters.push(json!({
+                    "name": c.key,
+                    "in": "query",
+                    "required": false,
+                    "description": "Only features whose property has this value",
+                    "schema": schema,
+                }));
+            }
+        }
+        paths.insert(format!("/collections/{}/items", d.name.as_str()), json!({ "get": get }));
+    }
+}
+
 /// The representations served.
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]

@@ -37,6 +37,7 @@ use utoipa_axum::routes;
 
 use crate::storage::Storage;
 pub use auth::Tokens;
+use docs::ApiVersion;
 use problem::Problem;
 
 /// How the API guards itself.
@@ -195,18 +196,21 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let mut document = serde_json::to_value(&openapi).unwrap_or_default();
     features::declare_items_parameters(&mut document, state.config.max_items_limit);
-    let openapi = bytes::Bytes::from(document.to_string());
-    let openapi_30 = bytes::Bytes::from(docs::openapi_30(&document).to_string());
-    const OPENAPI_30: &str = "application/vnd.oai.openapi+json;version=3.0";
+    let document = Arc::new(document);
+    let (catalog, public) = (state.catalog.clone(), !state.config.private_reads);
+    let described = move |version: ApiVersion| {
+        let (document, catalog) = (document.clone(), catalog.clone());
+        async move { docs::openapi_document(&document, &*catalog, public, version).await }
+    };
     let api = api
         .route(
             "/openapi.json",
-            get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], openapi.clone()))),
+            get({
+                let described = described.clone();
+                move || described(ApiVersion::V31)
+            }),
         )
-        .route(
-            "/openapi-3.0.json",
-            get(move || std::future::ready(([(header::CONTENT_TYPE, OPENAPI_30)], openapi_30.clone()))),
-        )
+        .route("/openapi-3.0.json", get(move || described(ApiVersion::V30)))
         .route("/metrics", get(observe::metrics_handler))
         .route("/docs", get(docs::page))
         .route("/docs/swagger-ui-bundle.js", get(docs::script))
