@@ -255,7 +255,7 @@ pub struct FormatParam {
     tag = "features",
     params(FormatParam),
     responses(
-        (status = 200, description = "Landing page: links to the API definition, the conformance declaration and the collections", body = Object),
+        (status = 200, description = "Landing page: links to the API definition, the conformance declaration and the collections (HTML with f=html or a browser's Accept)", content((Object = "application/json"), (String = "text/html"))),
         (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
@@ -287,7 +287,7 @@ pub async fn landing(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result
     tag = "features",
     params(FormatParam),
     responses(
-        (status = 200, description = "The conformance classes implemented", body = Object),
+        (status = 200, description = "The conformance classes implemented", content((Object = "application/json"), (String = "text/html"))),
         (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
@@ -339,7 +339,7 @@ fn collection(base: &str, d: &DatasetInfo) -> Value {
     tag = "features",
     params(FormatParam),
     responses(
-        (status = 200, description = "Every dataset as a collection", body = Object),
+        (status = 200, description = "Every dataset as a collection", content((Object = "application/json"), (String = "text/html"))),
         (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
         (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
@@ -393,7 +393,7 @@ pub async fn collections(
     tag = "features",
     params(("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"), FormatParam),
     responses(
-        (status = 200, description = "The collection: extent, CRS, links", body = Object),
+        (status = 200, description = "The collection: extent, CRS, links", content((Object = "application/json"), (String = "text/html"))),
         (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
         (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
@@ -655,7 +655,7 @@ const ITEMS_PARAMETERS: [&str; 12] = [
 ];
 
 /// Adds each collection's items path: the generic one's parameters, and each of its
-/// properties as an equality filter typed by its column.
+/// properties as an equality filter.
 pub(super) fn declare_collection_items(document: &mut Value, datasets: &[DatasetInfo]) {
     let Some(generic) = document.pointer("/paths/~1collections~1{collectionId}~1items/get").cloned() else { return };
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else { return };
@@ -666,20 +666,13 @@ pub(super) fn declare_collection_items(document: &mut Value, datasets: &[Dataset
         if let Some(Value::Array(parameters)) = get.get_mut("parameters") {
             parameters.retain(|p| p["in"] != "path");
             for c in d.columns.iter().filter(|c| !ITEMS_PARAMETERS.contains(&c.key.as_str())) {
-                let schema = match c.ty {
-                    FieldType::Boolean => json!({ "type": "boolean" }),
-                    FieldType::Integer | FieldType::WideInteger => json!({ "type": "integer", "format": "int64" }),
-                    FieldType::Real => json!({ "type": "number" }),
-                    FieldType::Date => json!({ "type": "string", "format": "date" }),
-                    FieldType::DateTime => json!({ "type": "string", "format": "date-time" }),
-                    FieldType::Text | FieldType::Json | FieldType::Null => json!({ "type": "string" }),
-                };
                 parameters.push(json!({
                     "name": c.key,
                     "in": "query",
                     "required": false,
-                    "description": "Only features whose property has this value",
-                    "schema": schema,
+                    "description": "Only features whose property has this value, compared as text: a string by its \
+                                    characters, a number or boolean as JSON writes it (42, 1.5, true)",
+                    "schema": { "type": "string" },
                 }));
             }
         }
@@ -702,7 +695,7 @@ pub enum FormatName {
     tag = "features",
     params(("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"), ItemsParams),
     responses(
-        (status = 200, description = "A page of features as a GeoJSON FeatureCollection, with `next` when there may be more; any property of the collection may be used as an equality filter (`?name=Lisbon`)", body = Object, content_type = "application/geo+json"),
+        (status = 200, description = "A page of features as a GeoJSON FeatureCollection, with `next` when more follow; any property of the collection may be used as an equality filter (`?name=Lisbon`)", content((Object = "application/geo+json"), (String = "text/html"))),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
         (status = 400, description = "A bad or unknown parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
@@ -905,7 +898,7 @@ pub async fn items(
         FormatParam,
     ),
     responses(
-        (status = 200, description = "One feature as GeoJSON", body = Object, content_type = "application/geo+json"),
+        (status = 200, description = "One feature as GeoJSON", content((Object = "application/geo+json"), (String = "text/html"))),
         (status = 400, description = "A bad parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
         (status = 404, description = "No such collection or feature", body = ProblemBody, content_type = "application/problem+json"),
