@@ -141,6 +141,17 @@ async fn an_upload_can_load_each_layer_into_a_dataset_of_its_own() {
     let ids = |body: &Value| body["jobs"].as_array().unwrap().iter().map(|j| j["id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&again.body), ids(&up.body));
 
+    // Each layer's dataset keeps its mode: asking for another is a conflict, as for one file.
+    let other = app
+        .upload(
+            "/v1/datasets/city/uploads?name=city.gpkg&layers_as_datasets=true&mode=append",
+            "application/octet-stream",
+            gpkg.clone(),
+        )
+        .await;
+    assert_problem(&other, 409, "mode-conflict");
+    assert!(other.body["detail"].as_str().unwrap().contains("city_places"), "{}", other.body);
+
     // A layer and every layer at once, or a file of one layer, are refused before loading.
     let both = app
         .upload("/v1/datasets/city/uploads?layer=roads&layers_as_datasets=true", "application/octet-stream", gpkg)

@@ -193,28 +193,7 @@ pub async fn upload(
         return Err(Problem::bad_request("invalid-parameter", "key: a key is given with mode=upsert, which it keys"));
     }
     if let Some(asked) = mode {
-        let asked_key = FeatureKey::from_property(params.key.clone());
-        let existing = state.catalog.dataset(&dataset).await.map_err(|e| Problem::store("database", e))?;
-        let differs = |d: &DatasetInfo| {
-            d.mode != asked || (asked == DatasetMode::Upsert && d.key_property.as_deref() != asked_key.property())
-        };
-        if let Some(existing) = existing.filter(differs) {
-            let keyed = |mode: DatasetMode, key: Option<&str>| match (mode, key) {
-                (DatasetMode::Upsert, Some(property)) => format!("upsert mode keyed by property {property:?}"),
-                (DatasetMode::Upsert, None) => "upsert mode keyed by the Feature id".to_string(),
-                (mode, _) => format!("{mode} mode"),
-            };
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "mode-conflict",
-                format!(
-                    "dataset {dataset} is in {}, not {}: change its mode with PATCH /v1/datasets/{dataset} \
-                     first, or upload without a mode",
-                    keyed(existing.mode, existing.key_property.as_deref()),
-                    keyed(asked, asked_key.property()),
-                ),
-            ));
-        }
+        refuse_other_mode(&state, &dataset, asked, &FeatureKey::from_property(params.key.clone())).await?;
     }
     let kind = body_kind(&headers)?;
     let limit = state.config.max_upload_bytes;
@@ -343,6 +322,12 @@ impl Upload<'_> {
             Some(key) => idempotent_job_id(dataset, key),
             None => uuid::Uuid::new_v4().to_string(),
         };
+        if let Some(asked) = self.tag.mode {
+            let asked_key = FeatureKey::from_property(self.tag.key.clone());
+            for (_, dataset) in &datasets {
+                refuse_other_mode(self.state, dataset, asked, &asked_key).await?;
+            }
+        }
         let jobs: Vec<(String, DatasetName, String)> =
             datasets.into_iter().map(|(layer, dataset)| (layer, dataset.clone(), job_of(&dataset))).collect();
         if self.idempotency_key.is_some() {
@@ -491,6 +476,36 @@ fn file_chunks(file: tokio::fs::File) -> impl futures_util::Stream<Item = std::i
         chunk.truncate(n);
         Ok(Some((Bytes::from(chunk), file)))
     })
+}
+
+/// `409` when `dataset` exists in another mode (or upsert key) than the one asked for: a mode
+/// is changed on purpose, with `PATCH`.
+async fn refuse_other_mode(
+    state: &AppState,
+    dataset: &DatasetName,
+    asked: DatasetMode,
+    asked_key: &FeatureKey,
+) -> Result<(), Problem> {
+    let existing = state.catalog.dataset(dataset).await.map_err(|e| Problem::store("database", e))?;
+    let differs = |d: &DatasetInfo| {
+        d.mode != asked || (asked == DatasetMode::Upsert && d.key_property.as_deref() != asked_key.property())
+    };
+    let Some(existing) = existing.filter(differs) else { return Ok(()) };
+    let keyed = |mode: DatasetMode, key: Option<&str>| match (mode, key) {
+        (DatasetMode::Upsert, Some(property)) => format!("upsert mode keyed by property {property:?}"),
+        (DatasetMode::Upsert, None) => "upsert mode keyed by the Feature id".to_string(),
+        (mode, _) => format!("{mode} mode"),
+    };
+    Err(Problem::new(
+        StatusCode::CONFLICT,
+        "mode-conflict",
+        format!(
+            "dataset {dataset} is in {}, not {}: change its mode with PATCH /v1/datasets/{dataset} first, or upload \
+             without a mode",
+            keyed(existing.mode, existing.key_property.as_deref()),
+            keyed(asked, asked_key.property()),
+        ),
+    ))
 }
 
 /// `202 Accepted` with the job and its URL.
