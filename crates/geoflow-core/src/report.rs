@@ -184,8 +184,8 @@ pub struct FeatureIssue {
 }
 
 impl FeatureIssue {
-    /// Which feature, as a report line says it: `feature 12 (id "a")`, with its layer when
-    /// the source has several.
+    /// Which feature, as a report line says it: `feature 12 (id a)`, with its layer when the
+    /// source has several (`feature 3 of layer "lakes"`).
     pub fn which(&self) -> String {
         let mut which = format!("feature {}", self.index);
         if let Some(layer) = &self.layer {

@@ -741,3 +741,29 @@ fn take_batch(
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(dataset: &str, layers: &[&str]) -> Result<Vec<String>, String> {
+        let layers: Vec<String> = layers.iter().map(|l| l.to_string()).collect();
+        let datasets = layer_datasets(&DatasetName::new(dataset).unwrap(), &layers)?;
+        Ok(datasets.into_iter().map(|(_, d)| d.as_str().to_string()).collect())
+    }
+
+    #[test]
+    fn layers_name_their_datasets_after_themselves() {
+        assert_eq!(
+            named("city", &["Roads & Rails", "Ünïcode", "2024"]).unwrap(),
+            ["city_roads_rails", "city_n_code", "city_2024"]
+        );
+        // Too long for a name: cut at the limit.
+        let long = named("city", &["x".repeat(100).as_str()]).unwrap();
+        assert_eq!(long[0].len(), DatasetName::MAX_LEN);
+        let clash = named("city", &["roads", "Roads"]).unwrap_err();
+        assert!(clash.contains("\"roads\"") && clash.contains("\"Roads\"") && clash.contains("city_roads"), "{clash}");
+        assert!(named("city", &["---"]).unwrap_err().contains("no letter or digit"));
+        assert!(named("city", &[]).unwrap_err().contains("single layer"));
+    }
+}
