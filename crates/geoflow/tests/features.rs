@@ -402,6 +402,15 @@ assert len(page["features"]) == 7, len(page["features"])
 assert page["numberMatched"] == 25, page
 one = api.collection_item("roads", str(page["features"][0]["id"]))
 assert one["properties"]["name"] == "f1-0", one
+queryables = api.collection_queryables("roads")
+assert queryables["properties"]["name"] == {"type": "string"}, queryables
+assert queryables["properties"]["rank"]["type"] == "integer", queryables
+offset = api.collection_items("roads", limit=5, offset=20)
+assert [f["properties"]["name"] for f in offset["features"]] == ["f1-%d" % i for i in range(20, 25)], offset
+assert not any(l["rel"] == "next" for l in offset["links"]), offset["links"]
+slim = api.collection_items("roads", limit=2, properties="name", skipGeometry="true")
+assert [f["properties"] for f in slim["features"]] == [{"name": "f1-0"}, {"name": "f1-1"}], slim
+assert all(f["geometry"] is None for f in slim["features"]), slim
 print("ok")
 "#;
     let url = format!("http://{}/", app.addr);
@@ -473,4 +482,25 @@ async fn gdal_sends_equality_filters_on_the_properties_the_api_definition_lists(
     // The filter went to the server rather than every page to GDAL.
     assert!(said.contains("name=f1-42"), "{said}");
     assert!(!said.contains("evaluated on client side"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_collection_lists_its_queryables_as_the_conformance_declares() {
+    let app = spawn_app(ApiConfig::default()).await;
+    let file = app.dir.path().join("q.geojson");
+    std::fs::write(&file, support::collection(3, 1)).unwrap();
+    load(&app.store, &file, "places", "q.geojson").await;
+    let conformance = app.get("/conformance").await.body;
+    let classes: Vec<&str> =
+        conformance["conformsTo"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(classes.contains(&"http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables"), "{classes:?}");
+    let collection = app.get("/collections/places").await.body;
+    let rel = "http://www.opengis.net/def/rel/ogc/1.0/queryables";
+    let link = collection["links"].as_array().unwrap().iter().find(|l| l["rel"] == rel).unwrap()["href"].clone();
+    let queryables = app.http.get(link.as_str().unwrap()).send().await.unwrap();
+    assert_eq!(queryables.headers()["content-type"], "application/schema+json");
+    let schema: Value = queryables.json().await.unwrap();
+    assert_eq!(schema["properties"]["rank"], serde_json::json!({ "type": "integer", "format": "int64" }), "{schema}");
+    assert_eq!(schema["additionalProperties"], false);
+    assert_problem(&app.get("/collections/nowhere/queryables").await, 404, "not-found");
 }

@@ -31,11 +31,14 @@ use super::AppState;
 /// Longitude/latitude on WGS84: the only CRS served (RFC 7946).
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
 
-const CONFORMANCE: [&str; 4] = [
+const CONFORMANCE: [&str; 6] = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    // Each collection lists its queryables, and each filters by equality as a query parameter.
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
 ];
 
 const GEOJSON: &str = "application/geo+json";
@@ -170,8 +173,24 @@ const SCHEMA_JSON: &str = "application/schema+json";
 /// clients which fix a layer's fields up front (GDAL, QGIS) type them right even when the
 /// first features leave a property null.
 fn feature_schema(base: &str, d: &DatasetInfo) -> Value {
-    let properties: serde_json::Map<String, Value> = d
-        .columns
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": format!("{base}/collections/{}/schema", d.name.as_str()),
+        "title": d.name.as_str(),
+        "type": "object",
+        "required": ["type", "geometry", "properties"],
+        "properties": {
+            "type": { "type": "string", "enum": ["Feature"] },
+            "id": { "type": "integer", "format": "int64" },
+            "geometry": { "x-ogc-role": "primary-geometry", "format": geometry_format(&d.geometry_type) },
+            "properties": { "type": "object", "properties": property_schemas(d) },
+        },
+    })
+}
+
+/// The JSON Schema of each property of a collection that has one type.
+fn property_schemas(d: &DatasetInfo) -> serde_json::Map<String, Value> {
+    d.columns
         .iter()
         .filter_map(|c| {
             let schema = match c.ty {
@@ -188,20 +207,44 @@ fn feature_schema(base: &str, d: &DatasetInfo) -> Value {
             };
             Some((c.key.clone(), schema))
         })
-        .collect();
+        .collect()
+}
+
+/// The queryables of a collection (OGC API – Features Part 3): the properties it can be
+/// filtered on, each an equality filter of `items`.
+fn queryables_schema(base: &str, d: &DatasetInfo) -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": format!("{base}/collections/{}/schema", d.name.as_str()),
+        "$id": format!("{base}/collections/{}/queryables", d.name.as_str()),
         "title": d.name.as_str(),
         "type": "object",
-        "required": ["type", "geometry", "properties"],
-        "properties": {
-            "type": { "type": "string", "enum": ["Feature"] },
-            "id": { "type": "integer", "format": "int64" },
-            "geometry": { "x-ogc-role": "primary-geometry", "format": geometry_format(&d.geometry_type) },
-            "properties": { "type": "object", "properties": properties },
-        },
+        "properties": property_schemas(d),
+        "additionalProperties": false,
     })
+}
+
+#[utoipa::path(
+    get,
+    path = "/collections/{collectionId}/queryables",
+    tag = "features",
+    params(("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$")),
+    responses(
+        (status = 200, description = "The properties the collection's features can be filtered on, as a JSON Schema", body = Object, content_type = "application/schema+json"),
+        (status = 304, description = "Not modified since the ETag given in If-None-Match"),
+        (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn queryables(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let d = dataset(&state, &id).await?;
+    let base = base_url(&headers);
+    let etag = digest(&[d.name.as_str(), &state_of(&d), "queryables", &base]);
+    let response = json_response(SCHEMA_JSON, &queryables_schema(&base, &d));
+    Ok(validated(&headers, etag, Some(&d.updated_at), response))
 }
 
 /// The OGC API – Features schema format of a geometry column's type (`MultiPolygon` →
@@ -319,6 +362,12 @@ fn collection(base: &str, d: &DatasetInfo) -> Value {
             link(format!("{base}/collections/{id}/schema"), "describedby", SCHEMA_JSON, "The schema of the features"),
             // The same, under the relation name GDAL's OAPIF driver looks for.
             link(format!("{base}/collections/{id}/schema"), "describedBy", SCHEMA_JSON, "The schema of the features"),
+            link(
+                format!("{base}/collections/{id}/queryables"),
+                "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                SCHEMA_JSON,
+                "The properties the features can be filtered on",
+            ),
             link(
                 format!("{base}/collections/{id}/tiles"),
                 "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",

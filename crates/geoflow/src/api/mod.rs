@@ -174,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(features::collections))
         .routes(routes!(features::collection_info))
         .routes(routes!(features::schema))
+        .routes(routes!(features::queryables))
         .routes(routes!(features::items))
         .routes(routes!(features::item))
         .routes(routes!(tiles::tilesets))
