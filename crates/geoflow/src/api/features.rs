@@ -240,11 +240,22 @@ pub async fn queryables(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let d = dataset(&state, &id).await?;
-    let base = base_url(&headers);
-    let etag = digest(&[d.name.as_str(), &state_of(&d), "queryables", &base]);
-    let response = json_response(SCHEMA_JSON, &queryables_schema(&base, &d));
-    Ok(validated(&headers, etag, Some(&d.updated_at), response))
+    schema_of(&state, &id, &headers, "queryables", queryables_schema).await
+}
+
+/// A JSON Schema that `build` derives from a collection, with the collection's validators.
+async fn schema_of(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    what: &str,
+    build: fn(&str, &DatasetInfo) -> Value,
+) -> Result<Response, Problem> {
+    let d = dataset(state, id).await?;
+    let base = base_url(headers);
+    let etag = digest(&[d.name.as_str(), &state_of(&d), what, &base]);
+    let response = json_response(SCHEMA_JSON, &build(&base, &d));
+    Ok(validated(headers, etag, Some(&d.updated_at), response))
 }
 
 /// The OGC API – Features schema format of a geometry column's type (`MultiPolygon` →
@@ -277,11 +288,7 @@ pub async fn schema(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let d = dataset(&state, &id).await?;
-    let base = base_url(&headers);
-    let etag = digest(&[d.name.as_str(), &state_of(&d), "schema", &base]);
-    let response = json_response(SCHEMA_JSON, &feature_schema(&base, &d));
-    Ok(validated(&headers, etag, Some(&d.updated_at), response))
+    schema_of(&state, &id, &headers, "schema", feature_schema).await
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
