@@ -444,9 +444,9 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let requests = if args.layers_as_datasets {
         match layer_requests(&req) {
             Ok(requests) => requests,
-            Err(why) => {
+            Err((code, why)) => {
                 eprintln!("error: {}: {why}", args.path.display());
-                return Ok(ExitCode::from(EXIT_REJECTED));
+                return Ok(code);
             }
         }
     } else {
@@ -481,12 +481,18 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One request per layer of the file `req` reads, each into the dataset named after it.
-fn layer_requests(req: &IngestRequest) -> Result<Vec<IngestRequest>, String> {
+/// A file that cannot be read is a failure (exit 1), as in a single load; one whose layers
+/// cannot be split is the input's fault (rejected).
+fn layer_requests(req: &IngestRequest) -> Result<Vec<IngestRequest>, (ExitCode, String)> {
+    let rejected = |why: String| (ExitCode::from(EXIT_REJECTED), why);
     let Input::Path(path) = &req.input else {
-        return Err("a file's layers are split from a file, not from standard input".to_string());
+        return Err(rejected("a file's layers are split from a file, not from standard input".to_string()));
     };
-    let layers = geoflow_formats::layers(path).map_err(|e| e.to_string())?;
-    let datasets = ingest::layer_datasets(&req.dataset, &layers)?;
+    let layers = geoflow_formats::layers(path).map_err(|e| match e {
+        geoflow_formats::ReadError::Io(io) => (ExitCode::FAILURE, format!("cannot read it: {io}")),
+        other => rejected(other.to_string()),
+    })?;
+    let datasets = ingest::layer_datasets(&req.dataset, &layers).map_err(rejected)?;
     Ok(datasets
         .into_iter()
         .map(|(layer, dataset)| {

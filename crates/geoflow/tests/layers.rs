@@ -171,14 +171,15 @@ async fn the_command_line_loads_each_layer_into_a_dataset_of_its_own() {
     }
     let app = spawn_app(ApiConfig::default()).await;
     let gpkg = two_table_geopackage(app.dir.path());
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_geoflow"))
-        .args(["ingest", "--dataset", "town", "--no-progress", "--json", "--layers-as-datasets", "--database"])
-        .arg(app.dir.path().join("geoflow.gpkg"))
-        .arg(&gpkg)
-        .env("GEOFLOW_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
+    let run = |file: &std::path::Path| {
+        support::geoflow()
+            .args(["ingest", "--dataset", "town", "--no-progress", "--json", "--layers-as-datasets", "--database"])
+            .arg(app.dir.path().join("geoflow.gpkg"))
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = run(&gpkg);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
     let summaries: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -187,6 +188,12 @@ async fn the_command_line_loads_each_layer_into_a_dataset_of_its_own() {
         .map(|s| (s["dataset"].as_str().unwrap(), s["layer"].as_str().unwrap(), s["features_loaded"].as_u64().unwrap()))
         .collect();
     assert_eq!(loaded, vec![("town_places", "Places", 5), ("town_roads", "roads", 3)]);
+    // A file that cannot be read fails, as a single load does; one of a single layer is refused.
+    assert_eq!(run(&app.dir.path().join("missing.gpkg")).status.code(), Some(1));
+    let single = app.dir.path().join("one.geojson");
+    std::fs::write(&single, support::collection(2, 1)).unwrap();
+    let refused = run(&single);
+    assert_eq!(refused.status.code(), Some(3), "{}", String::from_utf8_lossy(&refused.stderr));
     for (dataset, features) in [("town_places", 5), ("town_roads", 3)] {
         let got = app.get(&format!("/v1/datasets/{dataset}")).await;
         assert_eq!(got.body["dataset"]["feature_count"], features, "{}", got.body);
