@@ -566,10 +566,10 @@ fn items_request(
             }
             other => {
                 return Err(bad(format!(
-                "unknown parameter {other:?}: expected f, limit, offset, bbox, bbox-crs, datetime, cursor, properties, \
-                 skipGeometry or a property of {}",
-                d.name.as_str()
-            )))
+                    "unknown parameter {other:?}: expected {} or a property of {}",
+                    ITEMS_PARAMETERS.join(", "),
+                    d.name.as_str()
+                )))
             }
         }
         carried.push((key, value));
@@ -694,21 +694,10 @@ pub(super) fn declare_items_parameters(document: &mut Value, max_limit: usize) {
     }
 }
 
-/// Parameters of `items` that a property of the same name cannot take over.
-const ITEMS_PARAMETERS: [&str; 12] = [
-    "f",
-    "limit",
-    "offset",
-    "bbox",
-    "bbox-crs",
-    "datetime",
-    "cursor",
-    "before",
-    "properties",
-    "skipGeometry",
-    "collectionId",
-    "filter",
-];
+/// The parameters of `items` besides property filters: a property of the same name cannot
+/// take them over.
+const ITEMS_PARAMETERS: [&str; 10] =
+    ["f", "limit", "offset", "bbox", "bbox-crs", "datetime", "cursor", "before", "properties", "skipGeometry"];
 
 /// Adds each collection's items path: the generic one's parameters, and each of its
 /// properties as an equality filter.
