@@ -229,6 +229,9 @@ async fn keyset_pages_walk_100k_features_without_gaps() {
         let past = app.get("/collections/points/items?offset=100000").await;
         assert_eq!((past.status, page(&past.body).len(), link(&past.body, "next")), (200, 0, None));
         assert_problem(&app.get("/collections/points/items?offset=-1").await, 400, "invalid-parameter");
+        let too_deep = app.get("/collections/points/items?offset=1000001").await;
+        assert_problem(&too_deep, 400, "invalid-parameter");
+        assert!(too_deep.body["detail"].as_str().unwrap().contains("next links"), "{}", too_deep.body);
         // Only the properties asked for, and no geometry when told so; filters still apply.
         let slim = app.get("/collections/points/items?limit=3&properties=name,rank&skipGeometry=true&rank=7").await;
         let feature = &slim.body["features"][0];
