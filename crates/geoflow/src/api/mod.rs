@@ -6,7 +6,9 @@ pub mod auth;
 mod console;
 mod datasets;
 mod docs;
+mod export;
 mod features;
+mod format;
 mod health;
 mod jobs;
 pub mod observe;
@@ -127,6 +129,7 @@ impl AppState {
     // Named by query parameters' `value_type`, which the paths do not collect.
     components(schemas(
         features::FormatName,
+        features::ItemsFormatName,
         geoflow_core::report::Policy,
         geoflow_core::schema::SchemaPolicy,
         geoflow_core::dataset::DatasetMode,
