@@ -19,7 +19,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
 use geoflow_core::schema::FieldType;
-use geoflow_store::{DatasetInfo, FeatureQuery, StoreError};
+use geoflow_store::{DatasetInfo, FeatureQuery, StoreError, TemporalFilter, TimeExtent};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -318,7 +318,47 @@ pub async fn conformance(headers: HeaderMap, Query(p): Query<FormatParam>) -> Re
     })
 }
 
-fn collection(base: &str, d: &DatasetInfo) -> Value {
+/// The time reference system of temporal extents (the Gregorian calendar, ISO 8601).
+const GREGORIAN: &str = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian";
+
+/// Each dataset's extent in time, computed once per version of the dataset (a scan of its
+/// table) rather than on every listing.
+#[derive(Default)]
+pub(super) struct TimeExtents(std::sync::Mutex<std::collections::HashMap<String, (String, TimeExtent)>>);
+
+impl TimeExtents {
+    /// `d`'s extent in time; `None` when the store cannot say (logged: a listing does not fail
+    /// for it).
+    async fn of(&self, state: &AppState, d: &DatasetInfo) -> Option<TimeExtent> {
+        let version = format!("{}:{:?}", state_of(d), d.temporal);
+        let cached = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(d.name.as_str()).cloned();
+        if let Some((_, extent)) = cached.filter(|(v, _)| *v == version) {
+            return Some(extent);
+        }
+        match state.features.time_extent(&d.name, d.temporal.as_ref()).await {
+            Ok(extent) => {
+                let mut cache = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                cache.insert(d.name.as_str().to_string(), (version, extent.clone()));
+                Some(extent)
+            }
+            Err(e) => {
+                tracing::warn!(dataset = %d.name, error = %e, "cannot read the dataset's extent in time");
+                None
+            }
+        }
+    }
+}
+
+/// The temporal extent of a collection, and which properties `datetime` filters on.
+fn temporal_extent(d: &DatasetInfo, (first, last): &TimeExtent) -> Value {
+    let on = match &d.temporal {
+        Some(t) => json!(t),
+        None => json!("load time"),
+    };
+    json!({ "interval": [[first, last]], "trs": GREGORIAN, "x-geoflow-datetime": on })
+}
+
+fn collection(base: &str, d: &DatasetInfo, time: Option<&TimeExtent>) -> Value {
     let id = d.name.as_str();
     let mut c = json!({
         "id": id,
@@ -352,6 +392,9 @@ fn collection(base: &str, d: &DatasetInfo) -> Value {
     if let Some(b) = d.bbox {
         c["extent"] = json!({ "spatial": { "bbox": [[b.min_x, b.min_y, b.max_x, b.max_y]], "crs": CRS84 } });
     }
+    if let Some(time) = time {
+        c["extent"]["temporal"] = temporal_extent(d, time);
+    }
     c
 }
 
@@ -381,12 +424,17 @@ pub async fn collections(
     parts.extend([format.name(), base.as_str()]);
     let etag = digest(&parts);
     let latest = all.iter().map(|d| d.updated_at.as_str()).max();
+    let mut collections = Vec::with_capacity(all.len());
+    for d in &all {
+        let time = state.time_extents.of(&state, d).await;
+        collections.push(collection(&base, d, time.as_ref()));
+    }
     let body = json!({
         "links": [
             link(format!("{base}/collections"), "self", "application/json", "The collections"),
             link(format!("{base}/collections?f=html"), "alternate", "text/html", "The collections as HTML"),
         ],
-        "collections": all.iter().map(|d| collection(&base, d)).collect::<Vec<_>>(),
+        "collections": collections,
     });
     let response = match format {
         Format::Json | Format::Csv | Format::GeoJsonSeq => json_response("application/json", &body),
@@ -431,7 +479,8 @@ pub async fn collection_info(
     let format = Format::negotiate(p.f.as_deref(), &headers, DOCUMENT_FORMATS)?;
     let d = dataset(&state, &id).await?;
     let base = base_url(&headers);
-    let body = collection(&base, &d);
+    let time = state.time_extents.of(&state, &d).await;
+    let body = collection(&base, &d, time.as_ref());
     let etag = digest(&[d.name.as_str(), &state_of(&d), format.name(), &base]);
     let response = match format {
         Format::Json | Format::Csv | Format::GeoJsonSeq => json_response("application/json", &body),
@@ -511,7 +560,17 @@ fn items_request(
             }
             "bbox-crs" if value == CRS84 => {}
             "bbox-crs" => return Err(bad(format!("bbox-crs={value:?}: only {CRS84} is served"))),
-            "datetime" => query.loaded = parse_interval(&value).map_err(|e| bad(format!("datetime={value:?}: {e}")))?,
+            "datetime" => {
+                let interval = parse_interval(&value).map_err(|e| bad(format!("datetime={value:?}: {e}")))?;
+                // The dataset's declared time, else the load time.
+                match (&d.temporal, interval) {
+                    (Some(properties), Some((from, to))) => {
+                        query.temporal = Some(TemporalFilter { properties: properties.clone(), from, to })
+                    }
+                    (None, interval) => query.loaded = interval,
+                    (Some(_), None) => {}
+                }
+            }
             "cursor" => {
                 let fid = value.parse::<i64>().map_err(|_| bad(format!("cursor={value:?} is not a cursor of ours")))?;
                 query.after = Some(fid);
@@ -547,7 +606,8 @@ fn items_request(
         return Err(bad("offset and before cannot be combined".into()));
     }
     let format = Format::negotiate(f.as_deref(), headers, ITEMS_FORMATS)?;
-    let filtered = query.bbox.is_some() || query.loaded.is_some() || !query.properties.is_empty();
+    let filtered =
+        query.bbox.is_some() || query.loaded.is_some() || query.temporal.is_some() || !query.properties.is_empty();
     Ok(ItemsRequest { query, offset, format, filtered, carried })
 }
 
@@ -628,8 +688,9 @@ pub struct ItemsParams {
     /// crosses the antimeridian).
     #[param(value_type = Option<Vec<f64>>, min_items = 4, max_items = 6, style = Form)]
     bbox: Option<String>,
-    /// Only features loaded at this instant or within this interval (RFC 3339; `start/end`,
-    /// `../end`, `start/..`).
+    /// Only features at this instant or within this interval (RFC 3339; `start/end`, `../end`,
+    /// `start/..`; a date stands for its whole day): in the time of the dataset's declared
+    /// temporal properties (its extent's `x-geoflow-datetime`), else when they were loaded.
     datetime: Option<String>,
     /// The page after this one: taken from a `next` link, opaque to clients.
     cursor: Option<String>,

@@ -91,6 +91,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// Requests that may be served at once.
     permits: Arc<Semaphore>,
+    /// The datasets' extents in time, as of their current versions.
+    time_extents: Arc<features::TimeExtents>,
 }
 
 impl AppState {
@@ -107,6 +109,7 @@ impl AppState {
             queue,
             config: Arc::new(config),
             permits,
+            time_extents: Arc::default(),
         }
     }
 
@@ -134,6 +137,7 @@ impl AppState {
         geoflow_core::schema::SchemaPolicy,
         geoflow_core::dataset::DatasetMode,
         geoflow_store::JobStatus,
+        geoflow_store::Temporal,
     )),
     tags(
         (name = "uploads", description = "GeoJSON in"),
