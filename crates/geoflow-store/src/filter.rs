@@ -9,7 +9,8 @@
 //!   with numbers, booleans with booleans, dates with `DATE(…)` (or a `YYYY-MM-DD` string) and
 //!   date-times with `TIMESTAMP(…)` (or an RFC 3339 string), to the millisecond they are
 //!   stored with;
-//! - `AND`, `OR`, `NOT` and the literals `true` / `false`;
+//! - `AND`, `OR`, `NOT`, the literals `true` / `false`, and a boolean property alone (`capital`
+//!   for `capital = true`);
 //! - the spatial functions `S_INTERSECTS`, `S_DISJOINT`, `S_EQUALS`, `S_TOUCHES`, `S_WITHIN`,
 //!   `S_CONTAINS`, `S_OVERLAPS`, `S_CROSSES` of the feature geometry (the property
 //!   [`GEOMETRY_PROPERTY`]) with a WKT, GeoJSON or `BBOX` literal;
@@ -76,12 +77,24 @@ pub enum Filter {
     Or(Vec<Filter>),
     Not(Box<Filter>),
     /// The property `key` compared with a literal of its type.
-    Compare { key: String, op: Comparison, value: Literal },
+    Compare {
+        key: String,
+        op: Comparison,
+        value: Literal,
+    },
     /// A text property matching a CQL2 pattern: `%` any characters, `_` one, `\` escapes.
-    Like { key: String, pattern: String },
-    IsNull { key: String },
+    Like {
+        key: String,
+        pattern: String,
+    },
+    IsNull {
+        key: String,
+    },
     /// The feature geometry in `relation` to a geometry (WGS84 longitude/latitude).
-    Spatial { relation: Relation, geometry: Geometry<f64> },
+    Spatial {
+        relation: Relation,
+        geometry: Geometry<f64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,7 +392,9 @@ impl Filter {
             match parse.map(|handle| handle.join()) {
                 Ok(Ok(Ok(result))) => result,
                 Ok(_) => Err(FilterError::Syntax { lang: lang_name, reason: "the parser failed on it".into() }),
-                Err(e) => Err(FilterError::Syntax { lang: lang_name, reason: format!("the parser could not start: {e}") }),
+                Err(e) => {
+                    Err(FilterError::Syntax { lang: lang_name, reason: format!("the parser could not start: {e}") })
+                }
             }
         })
     }
@@ -474,6 +489,10 @@ impl Translator<'_> {
         use cql2::Expr;
         match e {
             Expr::Bool(b) => Ok(Filter::Constant(b)),
+            // A boolean property alone holds when it is true.
+            Expr::Property { property } if (self.type_of)(&property) == Some(FieldType::Boolean) => {
+                Ok(Filter::Compare { key: property, op: Comparison::Eq, value: Literal::Bool(true) })
+            }
             Expr::Operation { op, args } => self.operation(&op, args.into_iter().map(|a| *a).collect()),
             other => Err(FilterError::Invalid(format!("{} where a condition belongs", describe(&other)))),
         }
@@ -605,7 +624,9 @@ impl Translator<'_> {
         // PostgreSQL refuses a pattern that ends in its escape character.
         let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
         if trailing % 2 == 1 {
-            return Err(FilterError::Invalid(format!("the LIKE pattern {pattern:?}, which ends in a lone escape (\\)")));
+            return Err(FilterError::Invalid(format!(
+                "the LIKE pattern {pattern:?}, which ends in a lone escape (\\)"
+            )));
         }
         Ok(Filter::Like { key, pattern })
     }
@@ -880,7 +901,9 @@ mod tests {
         let nots = format!("{}pop = 1", "NOT ".repeat(3000));
         assert!(text(&nots).is_ok());
         assert_eq!(text(&"x".repeat(MAX_FILTER_BYTES + 1)), Err(FilterError::TooLong));
-        for s in ["", "(", "pop >", "pop = = 1", "'", "S_INTERSECTS(geometry, POINT(1))", "1 + 2 = pop", "CASEI(name) = 'a'"] {
+        for s in
+            ["", "(", "pop >", "pop = = 1", "'", "S_INTERSECTS(geometry, POINT(1))", "1 + 2 = pop", "CASEI(name) = 'a'"]
+        {
             assert!(text(s).is_err(), "{s}");
         }
         for s in ["", "{", "[]", r#"{"op":"=","args":[{"property":"pop"}]}"#, r#"{"op":"nope","args":[]}"#] {
@@ -898,7 +921,8 @@ mod tests {
 
     #[test]
     fn relations_decide_as_the_de9im_does() {
-        let square: Geometry<f64> = geo::Rect::new(geo::coord! { x: 0.0, y: 0.0 }, geo::coord! { x: 2.0, y: 2.0 }).into();
+        let square: Geometry<f64> =
+            geo::Rect::new(geo::coord! { x: 0.0, y: 0.0 }, geo::coord! { x: 2.0, y: 2.0 }).into();
         let inside: Geometry<f64> = geo::point!(x: 1.0, y: 1.0).into();
         let edge: Geometry<f64> = geo::point!(x: 0.0, y: 1.0).into();
         assert!(Relation::Within.holds(&inside, &square));

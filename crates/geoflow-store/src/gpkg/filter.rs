@@ -16,8 +16,7 @@ use super::geometry::parse_header;
 use super::rtree::rtree_name;
 use super::table::{column_expr, quote};
 use crate::filter::{
-    check_like, check_literal, date_text, like_to_glob, timestamp_text, Filter, FilterError, Literal,
-    Relation,
+    check_like, check_literal, date_text, like_to_glob, timestamp_text, Filter, FilterError, Literal, Relation,
 };
 use crate::layout::{Column, Layout};
 use crate::StoreError;
