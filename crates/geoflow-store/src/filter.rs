@@ -32,8 +32,13 @@ pub const GEOMETRY_PROPERTY: &str = "geometry";
 /// Longest filter text taken: a URL holds no more anyway, and it bounds the parser's work.
 pub const MAX_FILTER_BYTES: usize = 16 * 1024;
 
-/// Deepest nesting of brackets taken, so that no filter can exhaust the parser's stack.
-const MAX_NESTING: usize = 64;
+/// Deepest nesting of brackets taken, so that no filter can exhaust the parser's stack, nor
+/// its SQL the depth SQLite parses (1000 levels).
+const MAX_NESTING: usize = 32;
+
+/// Most conditions (comparisons, spatial tests…) in one filter: each binds parameters, and
+/// SQLite takes at most 32 766 of them.
+pub const MAX_TERMS: usize = 1000;
 
 /// The stack the parser runs on: its recursion follows operators as well as brackets, and
 /// a long chain of `NOT`s within [`MAX_FILTER_BYTES`] must not overflow it.
@@ -258,6 +263,8 @@ pub enum FilterError {
     TooLong,
     #[error("nests brackets deeper than {MAX_NESTING} levels")]
     TooDeep,
+    #[error("has more than {MAX_TERMS} conditions")]
+    TooLarge,
     #[error("names no property {0:?} of the collection (its queryables list them)")]
     UnknownProperty(String),
     #[error("compares property {key:?} ({holds}) with {given}")]
@@ -386,7 +393,11 @@ impl Filter {
                             FilterLang::Json => cql2::parse_json(text).map_err(|e| e.to_string()),
                         }
                         .map_err(|reason| FilterError::Syntax { lang: lang_name, reason })?;
-                        translator.predicate(expr)
+                        let filter = translator.predicate(expr)?;
+                        if filter.terms() > MAX_TERMS {
+                            return Err(FilterError::TooLarge);
+                        }
+                        Ok(filter)
                     }))
                 });
             match parse.map(|handle| handle.join()) {
@@ -397,6 +408,15 @@ impl Filter {
                 }
             }
         })
+    }
+
+    /// The conditions the filter holds (its leaves).
+    pub fn terms(&self) -> usize {
+        match self {
+            Filter::And(parts) | Filter::Or(parts) => parts.iter().map(Filter::terms).sum(),
+            Filter::Not(inner) => inner.terms(),
+            _ => 1,
+        }
     }
 
     /// Every property key the filter names.
@@ -414,6 +434,16 @@ impl Filter {
             Filter::Constant(_) | Filter::Spatial { .. } => {}
         }
     }
+}
+
+/// `parts` joined by `op` (`AND`, `OR`) as a balanced tree, so that a long list adds a few
+/// levels to the SQL's depth rather than one per part.
+pub fn balanced(mut parts: Vec<String>, op: &str) -> String {
+    if parts.len() <= 2 {
+        return format!("({})", parts.join(&format!(" {op} ")));
+    }
+    let right = parts.split_off(parts.len() / 2);
+    format!("({} {op} {})", balanced(parts, op), balanced(right, op))
 }
 
 /// The deepest nesting of brackets outside string literals (JSON strings escape with `\`,
@@ -897,6 +927,13 @@ mod tests {
     #[test]
     fn garbage_is_refused_without_a_panic() {
         let deep = format!("{}pop = 1{}", "(".repeat(100), ")".repeat(100));
+        let long = format!("{}true", "pop = 1 AND ".repeat(MAX_TERMS));
+        assert_eq!(text(&long), Err(FilterError::TooLarge));
+        assert_eq!(balanced(vec!["a".into()], "AND"), "(a)");
+        assert_eq!(
+            balanced(["a", "b", "c", "d", "e"].map(String::from).to_vec(), "OR"),
+            "((a OR b) OR (c OR (d OR e)))"
+        );
         assert_eq!(text(&deep), Err(FilterError::TooDeep));
         let nots = format!("{}pop = 1", "NOT ".repeat(3000));
         assert!(text(&nots).is_ok());

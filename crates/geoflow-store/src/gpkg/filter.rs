@@ -16,7 +16,8 @@ use super::geometry::parse_header;
 use super::rtree::rtree_name;
 use super::table::{column_expr, quote};
 use crate::filter::{
-    check_like, check_literal, date_text, like_to_glob, timestamp_text, Filter, FilterError, Literal, Relation,
+    balanced, check_like, check_literal, date_text, like_to_glob, timestamp_text, Filter, FilterError, Literal,
+    Relation,
 };
 use crate::layout::{Column, Layout};
 use crate::StoreError;
@@ -26,8 +27,8 @@ use crate::StoreError;
 pub(super) fn condition(layout: &Layout, filter: &Filter, params: &mut Vec<Value>) -> Result<String, StoreError> {
     Ok(match filter {
         Filter::Constant(b) => i32::from(*b).to_string(),
-        Filter::And(parts) => joined(layout, parts, " AND ", "1", params)?,
-        Filter::Or(parts) => joined(layout, parts, " OR ", "0", params)?,
+        Filter::And(parts) => joined(layout, parts, "AND", "1", params)?,
+        Filter::Or(parts) => joined(layout, parts, "OR", "0", params)?,
         Filter::Not(inner) => format!("NOT {}", condition(layout, inner, params)?),
         Filter::Compare { key, op, value } => {
             let c = column(layout, key)?;
@@ -86,7 +87,7 @@ fn joined(
         return Ok(empty.to_string());
     }
     let parts = parts.iter().map(|p| condition(layout, p, params)).collect::<Result<Vec<_>, _>>()?;
-    Ok(format!("({})", parts.join(by)))
+    Ok(balanced(parts, by))
 }
 
 fn invalid(e: FilterError) -> StoreError {

@@ -7,7 +7,7 @@ use wkt::ToWkt;
 use geoflow_core::schema::FieldType;
 
 use super::features::{column_expr, Select, Table};
-use crate::filter::{check_like, check_literal, Comparison, Filter, FilterError, Literal, Relation};
+use crate::filter::{balanced, check_like, check_literal, Comparison, Filter, FilterError, Literal, Relation};
 use crate::layout::Column;
 use crate::StoreError;
 
@@ -15,8 +15,8 @@ use crate::StoreError;
 pub(super) fn condition(select: &mut Select, table: &Table, filter: &Filter) -> Result<String, StoreError> {
     Ok(match filter {
         Filter::Constant(b) => b.to_string(),
-        Filter::And(parts) => joined(select, table, parts, " AND ", "true")?,
-        Filter::Or(parts) => joined(select, table, parts, " OR ", "false")?,
+        Filter::And(parts) => joined(select, table, parts, "AND", "true")?,
+        Filter::Or(parts) => joined(select, table, parts, "OR", "false")?,
         Filter::Not(inner) => format!("NOT {}", condition(select, table, inner)?),
         Filter::Compare { key, op, value } => {
             let c = column(table, key)?;
@@ -73,7 +73,7 @@ fn joined(select: &mut Select, table: &Table, parts: &[Filter], by: &str, empty:
         return Ok(empty.to_string());
     }
     let parts = parts.iter().map(|p| condition(select, table, p)).collect::<Result<Vec<_>, _>>()?;
-    Ok(format!("({})", parts.join(by)))
+    Ok(balanced(parts, by))
 }
 
 fn invalid(e: FilterError) -> StoreError {
