@@ -5,7 +5,7 @@ use futures_util::stream::BoxStream;
 use geoflow_core::row::Bbox;
 use time::OffsetDateTime;
 
-use crate::StoreError;
+use crate::{Filter, StoreError};
 
 /// Which features of a dataset to read. They come in `fid` order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,6 +23,9 @@ pub struct FeatureQuery {
     /// as text: a string by its characters, a number or boolean by its JSON text, nested
     /// JSON by its compact text. [`StoreError::Invalid`] for a key the dataset does not have.
     pub properties: Vec<(String, String)>,
+    /// Only features the CQL2 filter selects ([`crate::filter`]); its properties are checked
+    /// against the dataset again as the statement is made ([`StoreError::Invalid`]).
+    pub filter: Option<Filter>,
     /// Only features whose `fid` is greater (the cursor of the next page).
     pub after: Option<i64>,
     /// Only features whose `fid` is smaller, and of those the *last* `limit` (still in `fid`

@@ -7,6 +7,7 @@
 pub mod clock;
 mod error;
 pub mod features;
+pub mod filter;
 pub mod gpkg;
 pub mod layout;
 pub mod memory;
@@ -26,6 +27,7 @@ use tokio::sync::mpsc;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorClass, StoreError};
 pub use features::{FeatureQuery, FeatureStream, StoredFeature, TemporalFilter};
+pub use filter::{AxisOrder, Filter, FilterError, FilterLang};
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};

@@ -26,9 +26,9 @@ use geoflow_store::report::{
     WindowActivity,
 };
 use geoflow_store::{
-    ErrorClass, FeatureQuery, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan,
-    LoadResult, LoadedMeasures, ManualClock, NewJob, RemovalCause, SchemaChange, SourceVersion, Store, StoreError,
-    Temporal, TemporalFilter, TileId,
+    AxisOrder, ErrorClass, FeatureQuery, Filter, FilterLang, Job, JobAction, JobQuery, JobStatus, JobUpdate,
+    LoadMessage, LoadOutcome, LoadPlan, LoadResult, LoadedMeasures, ManualClock, NewJob, RemovalCause, SchemaChange,
+    SourceVersion, Store, StoreError, Temporal, TemporalFilter, TileId,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -211,6 +211,7 @@ async fn contract(store: Arc<dyn Store>) {
     dropping(s).await;
     feature_reads(s).await;
     temporal_reads(s).await;
+    filters(s).await;
     let jobs: Arc<dyn Jobs> = store.clone();
     jobs_contract(&jobs).await;
     assert!(
@@ -1799,6 +1800,133 @@ async fn feature_reads(s: &dyn Store) {
     assert!(s.feature(&name("places"), fid(4) + 1000).await.unwrap().is_none());
     assert!(matches!(s.feature(&name("nowhere"), 1).await, Err(StoreError::NotFound { .. })));
     assert!(matches!(read(s, "nowhere", all()).await, Err(StoreError::NotFound { .. })));
+}
+
+/// CQL2 filters select the same features on every store: comparisons by type (text by code
+/// point, LIKE case-sensitive), dates and date-times, IS NULL, the spatial relations, with a
+/// bbox, a property filter and pages.
+async fn filters(s: &dyn Store) {
+    let fields = [
+        ("name", FieldType::Text),
+        ("pop", FieldType::Integer),
+        ("area", FieldType::Real),
+        ("capital", FieldType::Boolean),
+        ("founded", FieldType::Date),
+        ("seen", FieldType::DateTime),
+        ("tags", FieldType::Json),
+    ];
+    let city =
+        |index: u64, g: Option<Geom>, name: &str, pop: i64, area: f64, capital: bool, founded: &str, seen: &str| Row {
+            index,
+            id: PropValue::Int(index as i64),
+            geometry: g.as_ref().map(wkb::encode),
+            measures: Measures::default(),
+            properties: vec![
+                (0, PropValue::Text(name.into())),
+                (1, PropValue::Int(pop)),
+                (2, PropValue::Real(area)),
+                (3, PropValue::Bool(capital)),
+                (4, PropValue::Text(founded.into())),
+                (5, PropValue::Text(seen.into())),
+            ],
+        };
+    let point = |x, y| Some(Geom::Point(Pos::xy(x, y)));
+    let square =
+        vec![Pos::xy(0.0, 40.0), Pos::xy(4.0, 40.0), Pos::xy(4.0, 44.0), Pos::xy(0.0, 44.0), Pos::xy(0.0, 40.0)];
+    let mut lisbon =
+        city(0, point(-9.14, 38.72), "Lisbon", 545_000, 100.05, true, "1147-10-25", "2024-01-02T03:04:05.000Z");
+    lisbon.properties.push((6, PropValue::Json(r#"{"a":1}"#.into())));
+    let rows = vec![
+        lisbon,
+        city(1, point(-5.98, 37.39), "Sevilla", 684_000, 140.8, false, "0712-01-01", "2023-06-01T00:00:00.000Z"),
+        city(2, point(-8.61, 41.15), "Porto", 231_000, 41.42, false, "0868-01-01", "2024-01-01T00:00:00.000Z"),
+        city(3, point(-8.89, 38.52), "Setúbal", 123_000, 230.3, false, "1249-01-01", "2022-12-31T23:59:59.999Z"),
+        city(4, point(-3.70, 40.42), "Madrid", 3_300_000, 604.3, true, "0865-01-01", "2025-05-05T05:05:05.005Z"),
+        Row {
+            index: 5,
+            id: PropValue::Int(5),
+            geometry: Some(wkb::encode(&Geom::Polygon(vec![square]))),
+            measures: Measures::default(),
+            properties: vec![(0, PropValue::Text("zone".into()))],
+        },
+        Row { index: 6, id: PropValue::Int(6), geometry: None, measures: Measures::default(), properties: vec![] },
+    ];
+    let mut p = plan("cities", "c.geojson", "hash-c1", &[]);
+    p.schema.fields = fields.iter().map(|(k, t)| Field { key: (*k).into(), ty: *t }).collect();
+    commit(s, p, rows).await;
+    let info = s.datasets().await.unwrap().into_iter().find(|d| d.name.as_str() == "cities").unwrap();
+    let types = move |key: &str| info.columns.iter().find(|c| c.key == key).map(|c| c.ty);
+    let parse = |lang, text: &str| Filter::parse(text, lang, AxisOrder::LonLat, &types).unwrap();
+    let names = |features: Vec<(i64, serde_json::Value)>| {
+        features
+            .iter()
+            .map(|(_, f)| f["properties"]["name"].as_str().unwrap_or("(none)").to_string())
+            .collect::<Vec<_>>()
+    };
+    let cases: &[(&str, &[&str])] = &[
+        ("pop > 500000", &["Lisbon", "Sevilla", "Madrid"]),
+        ("pop > 500000 AND name LIKE 'S%'", &["Sevilla"]),
+        ("name LIKE 's%'", &[]),
+        ("name LIKE 'S_t%'", &["Setúbal"]),
+        ("name NOT LIKE '%o%'", &["Sevilla", "Setúbal", "Madrid"]),
+        // Code point order: every capital letter sorts before "a".
+        ("name < 'a'", &["Lisbon", "Sevilla", "Porto", "Setúbal", "Madrid"]),
+        ("capital = true", &["Lisbon", "Madrid"]),
+        ("NOT capital", &["Sevilla", "Porto", "Setúbal"]),
+        ("area BETWEEN 40 AND 100.05", &["Lisbon", "Porto"]),
+        ("pop IN (231000, 3300000, 7)", &["Porto", "Madrid"]),
+        ("name IS NULL", &["(none)"]),
+        ("tags IS NULL AND pop IS NOT NULL", &["Sevilla", "Porto", "Setúbal", "Madrid"]),
+        ("founded < DATE('0868-01-01')", &["Sevilla", "Madrid"]),
+        ("founded = '1147-10-25'", &["Lisbon"]),
+        ("seen >= TIMESTAMP('2024-01-01T00:00:00Z')", &["Lisbon", "Porto", "Madrid"]),
+        ("seen = TIMESTAMP('2025-05-05T05:05:05.005Z')", &["Madrid"]),
+        ("T_BEFORE(seen, TIMESTAMP('2023-01-01T00:00:00Z'))", &["Setúbal"]),
+        ("T_INTERSECTS(seen, INTERVAL('2023-01-01T00:00:00Z', '2024-01-01T00:00:00Z'))", &["Sevilla", "Porto"]),
+        ("T_DISJOINT(seen, INTERVAL('..', '2024-01-01T00:00:00Z'))", &["Lisbon", "Madrid"]),
+        ("S_INTERSECTS(geometry, BBOX(-10, 36, -5, 42))", &["Lisbon", "Sevilla", "Porto", "Setúbal"]),
+        ("S_WITHIN(geometry, POLYGON((-10 36, -5 36, -5 39, -10 39, -10 36)))", &["Lisbon", "Sevilla", "Setúbal"]),
+        ("S_CONTAINS(geometry, POINT(2 42))", &["zone"]),
+        ("S_TOUCHES(geometry, POINT(0 42))", &["zone"]),
+        ("S_DISJOINT(geometry, BBOX(-10, 36, -5, 42))", &["Madrid", "zone"]),
+        ("NOT S_INTERSECTS(geometry, BBOX(-10, 36, -5, 42))", &["Madrid", "zone"]),
+        ("S_EQUALS(geometry, POINT(-3.7 40.42))", &["Madrid"]),
+        ("S_CROSSES(geometry, LINESTRING(-1 42, 5 42))", &["zone"]),
+        ("S_OVERLAPS(geometry, POLYGON((3 43, 5 43, 5 45, 3 45, 3 43)))", &["zone"]),
+        ("S_INTERSECTS(geometry, POINT(2 42)) OR name = 'Porto'", &["Porto", "zone"]),
+        ("true AND NOT false", &["Lisbon", "Sevilla", "Porto", "Setúbal", "Madrid", "zone", "(none)"]),
+    ];
+    for (text, expected) in cases {
+        let query = FeatureQuery { filter: Some(parse(FilterLang::Text, text)), ..all() };
+        let got = names(read(s, "cities", query).await.unwrap_or_else(|e| panic!("{text}: {e}")));
+        assert_eq!(got, *expected, "{text}");
+    }
+    let json = r#"{"op":"and","args":[{"op":">","args":[{"property":"pop"},500000]},{"op":"like","args":[{"property":"name"},"S%"]}]}"#;
+    let query = FeatureQuery { filter: Some(parse(FilterLang::Json, json)), ..all() };
+    assert_eq!(names(read(s, "cities", query).await.unwrap()), ["Sevilla"]);
+
+    // With a bbox, a property filter and pages, forward and back.
+    let filter = Some(parse(FilterLang::Text, "pop < 1000000"));
+    let boxed = FeatureQuery {
+        filter: filter.clone(),
+        bbox: Some(Bbox { min_x: -10.0, min_y: 36.0, max_x: -5.0, max_y: 42.0 }),
+        properties: vec![("capital".into(), "false".into())],
+        ..all()
+    };
+    assert_eq!(names(read(s, "cities", boxed).await.unwrap()), ["Sevilla", "Porto", "Setúbal"]);
+    let first =
+        read(s, "cities", FeatureQuery { filter: filter.clone(), limit: 2, ..FeatureQuery::default() }).await.unwrap();
+    assert_eq!(names(first.clone()), ["Lisbon", "Sevilla"]);
+    let after = first.last().map(|f| f.0);
+    let second = read(s, "cities", FeatureQuery { filter: filter.clone(), limit: 2, after, ..FeatureQuery::default() });
+    let second = second.await.unwrap();
+    assert_eq!(names(second.clone()), ["Porto", "Setúbal"]);
+    let back = FeatureQuery { filter, limit: 5, before: second.first().map(|f| f.0), ..FeatureQuery::default() };
+    assert_eq!(names(read(s, "cities", back).await.unwrap()), ["Lisbon", "Sevilla"]);
+
+    // A filter checked against another dataset's properties names what this one lacks.
+    let elsewhere = FeatureQuery { filter: Some(parse(FilterLang::Text, "pop > 1")), ..all() };
+    assert!(matches!(read(s, "places", elsewhere).await, Err(StoreError::Invalid(m)) if m.contains("pop")));
 }
 
 /// A load's result as the reader would report it, with the totals the reports add up.

@@ -98,6 +98,8 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     conn.execute_batch("PRAGMA query_only = ON").map_err(open_error)?;
     // Overflow properties are read through `gf_member`.
     super::table::register_functions(&conn).map_err(open_error)?;
+    // Spatial filters are decided through `gf_relate`.
+    super::filter::register_functions(&conn).map_err(open_error)?;
     Ok(conn)
 }
 
@@ -362,6 +364,10 @@ impl Select {
                     params.push(Value::Text(other));
                 }
             }
+        }
+
+        if let Some(filter) = &query.filter {
+            conditions.push(super::filter::condition(layout, filter, &mut params)?);
         }
 
         if let Some((from, to)) = query.loaded {
@@ -944,7 +950,7 @@ impl Visitor for GeoJsonWriter<'_> {
 
 /// The geometry in two dimensions, for the exact intersection test. Multi-geometries
 /// become collections: a collection intersects what one of its members intersects.
-fn to_geo(wkb: &[u8]) -> Result<geo::Geometry<f64>, WkbError> {
+pub(super) fn to_geo(wkb: &[u8]) -> Result<geo::Geometry<f64>, WkbError> {
     let mut builder = GeoBuilder::default();
     wkb::walk(wkb, &mut builder)?;
     Ok(builder.done.unwrap_or_else(|| geo::Geometry::GeometryCollection(geo::GeometryCollection::default())))

@@ -14,6 +14,7 @@
 
 mod catalog;
 mod features;
+mod filter;
 mod geometry;
 mod jobs;
 mod lifecycle;

@@ -55,11 +55,11 @@ pub(super) struct Table {
 }
 
 /// The statement of a read and its parameters.
-struct Select {
+pub(super) struct Select {
     sql: String,
     /// What the statement selects as the geometry's GeoJSON.
     geometry: &'static str,
-    params: Vec<(Param, Type)>,
+    pub(super) params: Vec<(Param, Type)>,
     /// Whether the statement is prepared once per connection and cached, rather than planned
     /// for its values each time (see the module documentation).
     cache: bool,
@@ -68,7 +68,7 @@ struct Select {
 impl Select {
     /// The statement with the property members of every feature (those `query` shows), and
     /// their keys as the first parameters.
-    fn new(table: &Table, query: &FeatureQuery) -> Select {
+    pub(super) fn new(table: &Table, query: &FeatureQuery) -> Select {
         let geometry = if query.skip_geometry { "NULL::text" } else { "ST_AsGeoJSON(geom, 30, 0)" };
         let mut select =
             // Each choice of properties is a statement of its own: requests could fill the cache.
@@ -85,7 +85,7 @@ impl Select {
 
     /// Adds a parameter and returns its placeholder, cast to its type (so that a prepared
     /// statement infers the type the unprepared one is given).
-    fn bind(&mut self, param: Param, ty: Type) -> String {
+    pub(super) fn bind(&mut self, param: Param, ty: Type) -> String {
         let cast = match ty {
             Type::BOOL => "boolean",
             Type::INT8 => "bigint",
@@ -107,7 +107,7 @@ fn json_key(key: &str) -> String {
 }
 
 /// A property's stored value: its column, or its member of the overflow column (jsonb).
-fn column_expr(select: &mut Select, c: &Column) -> String {
+pub(super) fn column_expr(select: &mut Select, c: &Column) -> String {
     if c.overflow {
         let key = select.bind(Box::new(c.key.clone()), Type::TEXT);
         format!("({} -> {key})", quote_ident(OVERFLOW_COLUMN))
@@ -409,6 +409,12 @@ fn conditions(
     if query.properties.len() > 1 {
         select.cache = false;
     }
+    if let Some(filter) = &query.filter {
+        conditions.push(super::filter::condition(select, table, filter)?);
+        // Filters have shapes without number, and their best plan depends on their values
+        // (a spatial literal covers a few rows or all of them), as a bbox's does.
+        select.cache = false;
+    }
     Ok(conditions)
 }
 
@@ -453,7 +459,7 @@ fn window_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> 
     // The box's parameters come first in `conditions`.
     let first = select.params.len();
     let conditions = conditions(&mut select, dataset, table, query)?;
-    select.cache = query.fields.is_none() && query.properties.len() <= 1;
+    select.cache = query.fields.is_none() && query.properties.len() <= 1 && query.filter.is_none();
     let cursor = match query.after {
         Some(after) => format!("fid > {}", select.bind(Box::new(after), Type::INT8)),
         None => "true".to_string(),

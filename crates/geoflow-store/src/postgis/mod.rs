@@ -12,6 +12,7 @@ mod catalog;
 mod connection;
 mod copy;
 mod features;
+mod filter;
 mod jobs;
 mod lifecycle;
 mod load;

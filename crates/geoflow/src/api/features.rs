@@ -19,7 +19,8 @@ use futures_util::{StreamExt, TryStreamExt};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
 use geoflow_core::schema::FieldType;
-use geoflow_store::{DatasetInfo, FeatureQuery, StoreError, TemporalFilter, TimeExtent};
+use geoflow_store::filter::GEOMETRY_PROPERTY;
+use geoflow_store::{AxisOrder, DatasetInfo, FeatureQuery, Filter, FilterLang, StoreError, TemporalFilter, TimeExtent};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -33,7 +34,7 @@ use super::AppState;
 /// Longitude/latitude on WGS84: the only CRS served (RFC 7946).
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
 
-const CONFORMANCE: [&str; 6] = [
+const CONFORMANCE: [&str; 15] = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
@@ -41,7 +42,21 @@ const CONFORMANCE: [&str; 6] = [
     // Each collection lists its queryables, and each filters by equality as a query parameter.
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    // `filter` in CQL2 text or JSON: comparisons, LIKE / BETWEEN / IN, every spatial function
+    // with any geometry literal (see geoflow_store::filter for what else it takes).
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
 ];
+
+/// Latitude/longitude on WGS84, which `filter-crs` may name for geometry literals.
+const EPSG_4326: &str = "http://www.opengis.net/def/crs/EPSG/0/4326";
 
 const GEOJSON: &str = "application/geo+json";
 
@@ -177,14 +192,19 @@ fn property_schemas(d: &DatasetInfo) -> serde_json::Map<String, Value> {
 }
 
 /// The queryables of a collection (OGC API – Features Part 3): the properties it can be
-/// filtered on, each an equality filter of `items`.
+/// filtered on, each an equality filter of `items` and a property of its `filter`, and the
+/// feature geometry that the filter's spatial functions take.
 fn queryables_schema(base: &str, d: &DatasetInfo) -> Value {
+    let mut properties = property_schemas(d);
+    properties
+        .entry(GEOMETRY_PROPERTY)
+        .or_insert_with(|| json!({ "x-ogc-role": "primary-geometry", "format": geometry_format(&d.geometry_type) }));
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": format!("{base}/collections/{}/queryables", d.name.as_str()),
         "title": d.name.as_str(),
         "type": "object",
-        "properties": property_schemas(d),
+        "properties": properties,
         "additionalProperties": false,
     })
 }
@@ -522,9 +542,25 @@ fn items_request(
     let mut f = None;
     let mut offset = 0;
     let mut carried = Vec::new();
+    let mut filter = None;
+    let mut lang = FilterLang::Text;
+    let mut axes = AxisOrder::LonLat;
     for (key, value) in params {
         match key.as_str() {
             "f" => f = Some(value.clone()),
+            "filter" => filter = Some(value.clone()),
+            "filter-lang" => {
+                lang = FilterLang::from_name(&value).ok_or_else(|| {
+                    bad(format!("filter-lang={value:?}: expected one of {}", FilterLang::NAMES.join(", ")))
+                })?
+            }
+            "filter-crs" => {
+                axes = match value.as_str() {
+                    CRS84 => AxisOrder::LonLat,
+                    EPSG_4326 => AxisOrder::LatLon,
+                    _ => return Err(bad(format!("filter-crs={value:?}: expected {CRS84} or {EPSG_4326}"))),
+                }
+            }
             "offset" => {
                 offset = value.parse().map_err(|_| bad(format!("offset={value:?}: expected an integer from 0")))?;
                 if offset > MAX_OFFSET {
@@ -606,8 +642,15 @@ fn items_request(
         return Err(bad("offset and before cannot be combined".into()));
     }
     let format = Format::negotiate(f.as_deref(), headers, ITEMS_FORMATS)?;
-    let filtered =
-        query.bbox.is_some() || query.loaded.is_some() || query.temporal.is_some() || !query.properties.is_empty();
+    if let Some(text) = filter {
+        let type_of = |key: &str| d.columns.iter().find(|c| c.key == key).map(|c| c.ty);
+        query.filter = Some(Filter::parse(&text, lang, axes, &type_of).map_err(|e| bad(format!("filter: {e}")))?);
+    }
+    let filtered = query.bbox.is_some()
+        || query.loaded.is_some()
+        || query.temporal.is_some()
+        || !query.properties.is_empty()
+        || query.filter.is_some();
     Ok(ItemsRequest { query, offset, format, filtered, carried })
 }
 
@@ -702,6 +745,19 @@ pub struct ItemsParams {
     /// Leave the geometries out (default: false).
     #[param(rename = "skipGeometry")]
     skip_geometry: Option<bool>,
+    /// Only features this CQL2 expression selects (OGC API – Features Part 3), e.g.
+    /// `pop_max > 1000000 AND name LIKE 'S%'` or
+    /// `S_INTERSECTS(geometry, POLYGON((-10 36, -5 36, -5 42, -10 42, -10 36)))`. The
+    /// collection's queryables name the properties; `geometry` is the feature geometry.
+    filter: Option<String>,
+    /// The encoding of `filter`: `cql2-text` (default) or `cql2-json`; `cql-text` is read as
+    /// `cql2-text`.
+    #[param(rename = "filter-lang")]
+    filter_lang: Option<String>,
+    /// The CRS of the filter's geometry literals: CRS84 (default, longitude first) or EPSG:4326
+    /// (latitude first).
+    #[param(rename = "filter-crs")]
+    filter_crs: Option<String>,
     /// `json` (GeoJSON), `html`, `csv` (the geometry as WKT) or `geojsonseq` (GeoJSON Text
     /// Sequences); default: from the Accept header.
     #[param(value_type = Option<ItemsFormatName>)]
@@ -717,6 +773,14 @@ pub(super) fn declare_items_parameters(document: &mut Value, max_limit: usize) {
         match parameter["name"].as_str() {
             Some("limit") => parameter["schema"]["maximum"] = json!(max_limit),
             Some("bbox" | "properties") => parameter["explode"] = json!(false),
+            // Clients read the languages from here: GDAL 3.6 sends `-where` to the server as
+            // `cql-text` when this list names it.
+            Some("filter-lang") => {
+                parameter["schema"] = json!({ "type": "string", "enum": FilterLang::NAMES, "default": "cql2-text" })
+            }
+            Some("filter-crs") => {
+                parameter["schema"] = json!({ "type": "string", "enum": [CRS84, EPSG_4326], "default": CRS84 })
+            }
             _ => {}
         }
     }
@@ -724,8 +788,21 @@ pub(super) fn declare_items_parameters(document: &mut Value, max_limit: usize) {
 
 /// The parameters of `items` besides property filters: a property of the same name cannot
 /// take them over.
-const ITEMS_PARAMETERS: [&str; 10] =
-    ["f", "limit", "offset", "bbox", "bbox-crs", "datetime", "cursor", "before", "properties", "skipGeometry"];
+const ITEMS_PARAMETERS: [&str; 13] = [
+    "f",
+    "limit",
+    "offset",
+    "bbox",
+    "bbox-crs",
+    "datetime",
+    "cursor",
+    "before",
+    "properties",
+    "skipGeometry",
+    "filter",
+    "filter-lang",
+    "filter-crs",
+];
 
 /// Adds each collection's items path: the generic one's parameters, and each of its
 /// properties as an equality filter.
