@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorClass, StoreError};
-pub use features::{FeatureQuery, FeatureStream, StoredFeature};
+pub use features::{FeatureQuery, FeatureStream, SortKey, SortValue, StoredFeature};
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};

@@ -33,6 +33,9 @@ use geoflow_core::schema::FieldType;
 
 use super::table::{datetime_text, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
+use crate::features::{
+    keyset_condition, parse_date, parse_datetime, sort_columns, sort_order, Placeholder, SortColumn, SortValue,
+};
 use crate::layout::{parse_type, Column, OVERFLOW_COLUMN};
 use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature};
 
@@ -63,6 +66,8 @@ struct Select {
     /// Whether the statement is prepared once per connection and cached, rather than planned
     /// for its values each time (see the module documentation).
     cache: bool,
+    /// The types of the sort values selected after the properties, one per sort key.
+    sort_types: Vec<FieldType>,
 }
 
 impl Select {
@@ -72,7 +77,7 @@ impl Select {
         let geometry = if query.skip_geometry { "NULL::text" } else { "ST_AsGeoJSON(geom, 30, 0)" };
         let mut select =
             // Each choice of properties is a statement of its own: requests could fill the cache.
-            Select { sql: String::new(), geometry, params: Vec::with_capacity(table.columns.len() + 8), cache: query.fields.is_none() };
+            Select { sql: String::new(), geometry, params: Vec::with_capacity(table.columns.len() + 8), cache: query.fields.is_none(), sort_types: Vec::new() };
         let mut members = Vec::with_capacity(table.columns.len());
         for c in table.columns.iter().filter(|c| query.shows(&c.key)) {
             let key = select.bind(Box::new(json_key(&c.key)), Type::TEXT);
@@ -91,6 +96,7 @@ impl Select {
             Type::INT8 => "bigint",
             Type::FLOAT8 => "double precision",
             Type::TIMESTAMPTZ => "timestamptz",
+            Type::DATE => "date",
             _ => "text",
         };
         self.params.push((param, ty));
@@ -302,18 +308,96 @@ fn conditions(
 fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Select, StoreError> {
     let mut select = Select::new(table, query);
     let mut conditions = conditions(&mut select, dataset, table, query)?;
-    if let Some(after) = query.after {
-        conditions.push(format!("fid > {}", select.bind(Box::new(after), Type::INT8)));
-    }
-    if let Some(before) = query.before {
-        conditions.push(format!("fid < {}", select.bind(Box::new(before), Type::INT8)));
+    let sort = sort_columns(dataset.as_str(), &table.columns, query)?;
+    // A page before a cursor is read backwards from it; the caller puts it back in order.
+    let backwards = query.before.is_some();
+    if let Some(fid) = query.after.or(query.before) {
+        conditions.push(keyset(&mut select, &sort, fid, backwards)?);
     }
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-    // A page before a fid is read backwards from it; the caller puts it back in order.
-    let direction = if query.before.is_some() { " DESC" } else { "" };
-    let order = format!("ORDER BY fid{direction} LIMIT {}", select.bind(Box::new(limit), Type::INT8));
-    select.sql = statement(&qualified(&table.name), select.geometry, &select.sql, &conditions, &order);
+    let order = format!(
+        "ORDER BY {} LIMIT {}",
+        sort_order(&sort, backwards, sort_expr),
+        select.bind(Box::new(limit), Type::INT8)
+    );
+    // Orders on several keys are too many shapes to cache.
+    if sort.len() > 1 {
+        select.cache = false;
+    }
+    // Each feature's sort values follow its properties: the cursor of a page after it.
+    let mut selected = std::mem::take(&mut select.sql);
+    for k in &sort {
+        selected.push_str(", ");
+        selected.push_str(&sort_value_text(&quote_ident(&k.column.name), k.column.ty));
+        select.sort_types.push(k.column.ty);
+    }
+    select.sql = statement(&qualified(&table.name), select.geometry, &selected, &conditions, &order);
     Ok(select)
+}
+
+/// A sort key's column as it compares: text by code point (the `"C"` collation, as SQLite's
+/// `BINARY` compares), whatever the database's default collation.
+fn sort_expr(k: &SortColumn) -> String {
+    let column = quote_ident(&k.column.name);
+    match k.column.ty {
+        FieldType::Text => format!("{column} COLLATE \"C\""),
+        _ => column,
+    }
+}
+
+/// The condition that a row comes after the cursor's feature in reading order (see
+/// [`keyset_condition`]), with the cursor's values as parameters.
+fn keyset(select: &mut Select, sort: &[SortColumn], fid: i64, backwards: bool) -> Result<String, StoreError> {
+    keyset_condition(sort, fid, backwards, sort_expr, &mut |placeholder| match placeholder {
+        Placeholder::Fid(fid) => Ok(select.bind(Box::new(fid), Type::INT8)),
+        Placeholder::Value(v, ty) => bind_sort_value(select, v, ty),
+    })
+}
+
+/// A cursor's sort value as a parameter of the column's type.
+fn bind_sort_value(select: &mut Select, value: &SortValue, ty: FieldType) -> Result<String, StoreError> {
+    let unfit = || StoreError::Invalid(format!("the cursor value {value:?} is not a {} value", ty.name()));
+    Ok(match (value, ty) {
+        (SortValue::Bool(b), _) => select.bind(Box::new(*b), Type::BOOL),
+        (SortValue::Int(i), _) => select.bind(Box::new(*i), Type::INT8),
+        (SortValue::Real(f), _) => select.bind(Box::new(*f), Type::FLOAT8),
+        (SortValue::Text(s), FieldType::Date) => select.bind(Box::new(parse_date(s).ok_or_else(unfit)?), Type::DATE),
+        (SortValue::Text(s), FieldType::DateTime) => {
+            select.bind(Box::new(parse_datetime(s).ok_or_else(unfit)?), Type::TIMESTAMPTZ)
+        }
+        (SortValue::Text(s), _) => select.bind(Box::new(s.clone()), Type::TEXT),
+        (SortValue::Null, _) => return Err(unfit()),
+    })
+}
+
+/// A sort value as the statement selects it: dates and date-times as the text features show.
+fn sort_value_text(column: &str, ty: FieldType) -> String {
+    match ty {
+        FieldType::Date => format!("to_char({column}, 'YYYY-MM-DD')"),
+        FieldType::DateTime => datetime_text(column),
+        _ => column.to_string(),
+    }
+}
+
+/// The sort values of a row, selected after its properties (from column 3).
+fn sort_values(store: &PostgisStore, row: &Row, types: &[FieldType]) -> Result<Vec<SortValue>, StoreError> {
+    let context = "reading sort values";
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| {
+            let at = 3 + i;
+            Ok(match ty {
+                FieldType::Boolean => row.try_get::<_, Option<bool>>(at).ctx(store, context)?.map(SortValue::Bool),
+                FieldType::Integer | FieldType::WideInteger => {
+                    row.try_get::<_, Option<i64>>(at).ctx(store, context)?.map(SortValue::Int)
+                }
+                FieldType::Real => row.try_get::<_, Option<f64>>(at).ctx(store, context)?.map(SortValue::Real),
+                _ => row.try_get::<_, Option<String>>(at).ctx(store, context)?.map(SortValue::Text),
+            }
+            .unwrap_or(SortValue::Null))
+        })
+        .collect()
 }
 
 /// For a forward page with a bbox: its features among the next rows after the cursor in `fid`
@@ -332,7 +416,8 @@ fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -
 /// costs more than the page.
 fn window_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Option<Select>, StoreError> {
     let Some(b) = &query.bbox else { return Ok(None) };
-    if query.before.is_some() {
+    // The window holds rows in `fid` order: a sorted page or one read backwards does not.
+    if query.before.is_some() || !query.sort.is_empty() {
         return Ok(None);
     }
     let mut select = Select::new(table, query);
@@ -458,7 +543,7 @@ pub(super) async fn prepare_cached(
 }
 
 /// The feature of a row: its GeoJSON text from the parts the server wrote.
-fn stored(store: &PostgisStore, row: &Row) -> Result<StoredFeature, StoreError> {
+fn stored(store: &PostgisStore, row: &Row, sort_types: &[FieldType]) -> Result<StoredFeature, StoreError> {
     let context = "reading features";
     let fid: i64 = row.try_get(0).ctx(store, context)?;
     let geometry: Option<&str> = row.try_get(1).ctx(store, context)?;
@@ -474,7 +559,7 @@ fn stored(store: &PostgisStore, row: &Row) -> Result<StoredFeature, StoreError> 
     json.push_str(r#","properties":{"#);
     json.push_str(properties);
     json.push_str("}}");
-    Ok(StoredFeature { fid, json })
+    Ok(StoredFeature { fid, json, sort_values: sort_values(store, row, sort_types)? })
 }
 
 /// Appends the GeoJSON geometry that ST_AsGeoJSON wrote, with integral coordinates as `1.0`
@@ -520,8 +605,18 @@ pub async fn features(
         None => (features_select(dataset, &table, query)?, None),
     };
     let rows = Box::pin(rows(store, &client, &select).await?);
-    let reader =
-        Reader { rows, store: store.clone(), client, dataset: dataset.clone(), table, rest, sent: 0, last: None };
+    let sort_types = select.sort_types;
+    let reader = Reader {
+        rows,
+        store: store.clone(),
+        client,
+        dataset: dataset.clone(),
+        table,
+        rest,
+        sent: 0,
+        last: None,
+        sort_types,
+    };
     Ok(stream::unfold(Some(reader), Reader::next).boxed())
 }
 
@@ -535,7 +630,7 @@ pub async fn feature(
     let select = feature_select(&table, fid);
     let mut rows = Box::pin(rows(store, &client, &select).await?);
     match rows.next().await {
-        Some(row) => stored(store, &row.ctx(store, "reading a feature")?).map(Some),
+        Some(row) => stored(store, &row.ctx(store, "reading a feature")?, &[]).map(Some),
         None => Ok(None),
     }
 }
@@ -572,6 +667,8 @@ struct Reader {
     rest: Option<FeatureQuery>,
     sent: usize,
     last: Option<i64>,
+    /// The types of the sort values each row carries after its properties.
+    sort_types: Vec<FieldType>,
 }
 
 impl Reader {
@@ -581,7 +678,8 @@ impl Reader {
         loop {
             match r.rows.next().await {
                 Some(row) => {
-                    let feature = row.ctx(&r.store, "reading features").and_then(|row| stored(&r.store, &row));
+                    let feature =
+                        row.ctx(&r.store, "reading features").and_then(|row| stored(&r.store, &row, &r.sort_types));
                     return match feature {
                         Ok(f) => {
                             r.sent += 1;
