@@ -196,6 +196,28 @@ pub(crate) enum Placeholder<'a> {
     Value(&'a SortValue, FieldType),
 }
 
+/// The rows after a cursor (in reading order) may make two runs on the first key: when it
+/// reads ascending from a value, the values after it and then every NULL; when it reads
+/// descending from NULL, the NULLs after it and then every value. Each run alone is an index
+/// range (the condition of both is not). This is the condition of the second run, when
+/// there is one: read after the first, it needs no cursor.
+pub(crate) fn second_run(sort: &[SortColumn], backwards: bool, expr: impl Fn(&SortColumn) -> String) -> Option<String> {
+    let first = sort.first()?;
+    let ascending = first.descending == backwards;
+    match (first.position?, ascending) {
+        (SortValue::Null, false) => Some(format!("{} IS NOT NULL", expr(first))),
+        (SortValue::Null, true) | (_, false) => None,
+        (_, true) => Some(format!("{} IS NULL", expr(first))),
+    }
+}
+
+/// Which runs of the rows after a cursor a keyset condition selects (see [`second_run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Runs {
+    Both,
+    First,
+}
+
 /// The condition that a row comes after the cursor's feature in reading order (before it when
 /// reading backwards), the one place where both stores compare positions: the expanded form of
 /// `(k1, …, kn, fid) > (v1, …, vn, f)`, which, unlike a row comparison, takes a direction per
@@ -205,7 +227,8 @@ pub(crate) fn keyset_condition(
     sort: &[SortColumn],
     fid: i64,
     backwards: bool,
-    expr: impl Fn(&SortColumn) -> String,
+    runs: Runs,
+    expr: &dyn Fn(&SortColumn) -> String,
     bind: &mut dyn FnMut(Placeholder) -> Result<String, StoreError>,
 ) -> Result<String, StoreError> {
     let Some((first, rest)) = sort.split_first() else {
@@ -216,25 +239,29 @@ pub(crate) fn keyset_condition(
     let ascending = first.descending == backwards;
     let value = first.position.unwrap_or(&SortValue::Null);
     let mut placeholder = || bind(Placeholder::Value(value, first.column.ty));
+    let first_run = runs == Runs::First;
+    // Later keys compare only among rows level on this one: all of them.
+    let then = |bind: &mut dyn FnMut(Placeholder) -> Result<String, StoreError>| {
+        keyset_condition(rest, fid, backwards, Runs::Both, expr, bind)
+    };
     Ok(match (value, ascending) {
         // NULL comes last: only NULLs are level with it, nothing is past it.
-        (SortValue::Null, true) => {
-            format!("({c} IS NULL AND {})", keyset_condition(rest, fid, backwards, expr, bind)?)
-        }
-        (SortValue::Null, false) => {
-            format!("({c} IS NOT NULL OR ({c} IS NULL AND {}))", keyset_condition(rest, fid, backwards, expr, bind)?)
+        (SortValue::Null, true) => format!("({c} IS NULL AND {})", then(bind)?),
+        (SortValue::Null, false) if first_run => format!("({c} IS NULL AND {})", then(bind)?),
+        (SortValue::Null, false) => format!("({c} IS NOT NULL OR ({c} IS NULL AND {}))", then(bind)?),
+        // The values after this one; the bound, said outright, starts an index scan there.
+        (_, true) if first_run => {
+            let (bound, later, level) = (placeholder()?, placeholder()?, placeholder()?);
+            format!("({c} >= {bound} AND ({c} > {later} OR ({c} = {level} AND {})))", then(bind)?)
         }
         (_, true) => {
             let (later, level) = (placeholder()?, placeholder()?);
-            let then = keyset_condition(rest, fid, backwards, expr, bind)?;
-            format!("({c} > {later} OR {c} IS NULL OR ({c} = {level} AND {then}))")
+            format!("({c} > {later} OR {c} IS NULL OR ({c} = {level} AND {}))", then(bind)?)
         }
         (_, false) => {
-            // NULLs came first: every row still to come has a value, at most this one. Said
-            // outright, an index on the key starts its scan there.
+            // NULLs came first: every row still to come has a value, at most this one.
             let (bound, later, level) = (placeholder()?, placeholder()?, placeholder()?);
-            let then = keyset_condition(rest, fid, backwards, expr, bind)?;
-            format!("({c} <= {bound} AND ({c} < {later} OR ({c} = {level} AND {then})))")
+            format!("({c} <= {bound} AND ({c} < {later} OR ({c} = {level} AND {})))", then(bind)?)
         }
     })
 }

@@ -29,7 +29,7 @@ use super::geometry::{parse_header, Envelope};
 use super::rtree::rtree_name;
 use super::table::{column_expr, quote, read_layout, PropertyColumns, PropertyValue};
 use super::{to_rfc3339, Ctx, BUSY_TIMEOUT};
-use crate::features::{keyset_condition, sort_columns, sort_order, Placeholder, SortColumn, SortValue};
+use crate::features::{keyset_condition, sort_columns, sort_order, Placeholder, Runs, SortColumn, SortValue};
 use crate::layout::Layout;
 use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature};
 
@@ -360,13 +360,14 @@ impl Select {
             let mut values = Vec::new();
             let keyset = match query.after.or(query.before) {
                 Some(fid) => {
-                    let condition = keyset_condition(&sort, fid, backwards, sort_expr, &mut |placeholder| {
-                        values.push(match placeholder {
-                            Placeholder::Fid(fid) => Value::Integer(fid),
-                            Placeholder::Value(v, _) => sort_value(v),
-                        });
-                        Ok("?".to_string())
-                    })?;
+                    let condition =
+                        keyset_condition(&sort, fid, backwards, Runs::Both, &sort_expr, &mut |placeholder| {
+                            values.push(match placeholder {
+                                Placeholder::Fid(fid) => Value::Integer(fid),
+                                Placeholder::Value(v, _) => sort_value(v),
+                            });
+                            Ok("?".to_string())
+                        })?;
                     Some((condition, values))
                 }
                 // The first page: an always-true keyset keeps the page off the fid-order path.

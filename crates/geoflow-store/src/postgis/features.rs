@@ -34,7 +34,8 @@ use geoflow_core::schema::FieldType;
 use super::table::{datetime_text, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
 use crate::features::{
-    keyset_condition, parse_date, parse_datetime, sort_columns, sort_order, Placeholder, SortColumn, SortValue,
+    keyset_condition, parse_date, parse_datetime, second_run, sort_columns, sort_order, Placeholder, Runs, SortColumn,
+    SortValue,
 };
 use crate::layout::{parse_type, Column, OVERFLOW_COLUMN};
 use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature};
@@ -304,15 +305,40 @@ fn conditions(
     Ok(conditions)
 }
 
-/// The statement of `features(dataset, query)`.
+/// The statement of `features(dataset, query)`: of a sorted page whose rows make two runs
+/// (see [`second_run`]), that of the first.
 fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Select, StoreError> {
+    page_select(dataset, table, query, None)
+}
+
+/// The statement of the second run of a sorted page's rows, when they make two: read once the
+/// first ran out before the page was full (`query.limit` is what is left of it), it starts at
+/// the run's beginning.
+fn second_run_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Option<Select>, StoreError> {
+    let sort = sort_columns(dataset.as_str(), &table.columns, query)?;
+    match second_run(&sort, query.before.is_some(), &sort_expr) {
+        Some(run) => page_select(dataset, table, query, Some(run)).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The statement of a page: from the cursor, or, given `second_run`'s condition, the rows of
+/// that run.
+fn page_select(
+    dataset: &DatasetName,
+    table: &Table,
+    query: &FeatureQuery,
+    second_run: Option<String>,
+) -> Result<Select, StoreError> {
     let mut select = Select::new(table, query);
     let mut conditions = conditions(&mut select, dataset, table, query)?;
     let sort = sort_columns(dataset.as_str(), &table.columns, query)?;
     // A page before a cursor is read backwards from it; the caller puts it back in order.
     let backwards = query.before.is_some();
-    if let Some(fid) = query.after.or(query.before) {
-        conditions.push(keyset(&mut select, &sort, fid, backwards)?);
+    match (second_run, query.after.or(query.before)) {
+        (Some(run), _) => conditions.push(run),
+        (None, Some(fid)) => conditions.push(keyset(&mut select, &sort, fid, backwards)?),
+        (None, None) => {}
     }
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
     let order = format!(
@@ -346,9 +372,10 @@ fn sort_expr(k: &SortColumn) -> String {
 }
 
 /// The condition that a row comes after the cursor's feature in reading order (see
-/// [`keyset_condition`]), with the cursor's values as parameters.
+/// [`keyset_condition`]), with the cursor's values as parameters: of the first run only, each
+/// run being one index range where an index serves the first key.
 fn keyset(select: &mut Select, sort: &[SortColumn], fid: i64, backwards: bool) -> Result<String, StoreError> {
-    keyset_condition(sort, fid, backwards, sort_expr, &mut |placeholder| match placeholder {
+    keyset_condition(sort, fid, backwards, Runs::First, &sort_expr, &mut |placeholder| match placeholder {
         Placeholder::Fid(fid) => Ok(select.bind(Box::new(fid), Type::INT8)),
         Placeholder::Value(v, ty) => bind_sort_value(select, v, ty),
     })
@@ -600,9 +627,9 @@ pub async fn features(
 ) -> Result<FeatureStream, StoreError> {
     let client = store.client().await?;
     let table = table(store, &client, dataset).await?;
-    let (select, rest) = match window_select(dataset, &table, query)? {
-        Some(window) => (window, Some(query.clone())),
-        None => (features_select(dataset, &table, query)?, None),
+    let (select, then) = match window_select(dataset, &table, query)? {
+        Some(window) => (window, Some(Then::AfterWindow(query.clone()))),
+        None => (features_select(dataset, &table, query)?, Some(Then::SecondRun(query.clone()))),
     };
     let rows = Box::pin(rows(store, &client, &select).await?);
     let sort_types = select.sort_types;
@@ -612,7 +639,7 @@ pub async fn features(
         client,
         dataset: dataset.clone(),
         table,
-        rest,
+        then,
         sent: 0,
         last: None,
         sort_types,
@@ -637,13 +664,18 @@ pub async fn feature(
 
 /// The plans PostgreSQL chooses for `features(dataset, query)` planned for the query's values,
 /// as `EXPLAIN` prints them: for finding out why a page is slow. A forward bbox page has two,
-/// the window's and then that of the rest of the page had the window no match.
+/// the window's and then that of the rest of the page had the window no match; so has a
+/// sorted page whose rows make two runs, one per run.
 pub async fn explain(store: &PostgisStore, dataset: &DatasetName, query: &FeatureQuery) -> Result<String, StoreError> {
     let context = "explaining the features query";
     let client = store.client().await?;
     let table = table(store, &client, dataset).await?;
     let mut plan = String::new();
-    for select in window_select(dataset, &table, query)?.into_iter().chain([features_select(dataset, &table, query)?]) {
+    let selects = window_select(dataset, &table, query)?
+        .into_iter()
+        .chain([features_select(dataset, &table, query)?])
+        .chain(second_run_select(dataset, &table, query)?);
+    for select in selects {
         let params: Vec<_> = select.params.iter().map(|(p, ty)| (&**p as &(dyn ToSql + Sync), ty.clone())).collect();
         let rows = client.query_typed(&format!("EXPLAIN {}", select.sql), &params).await.ctx(store, context)?;
         for r in rows {
@@ -654,6 +686,15 @@ pub async fn explain(store: &PostgisStore, dataset: &DatasetName, query: &Featur
     Ok(plan)
 }
 
+/// What a page reads after its first statement, should that leave the page short.
+enum Then {
+    /// A page read from a window first: the rest of it comes from the matches after the last
+    /// one sent, when the window had fewer than `limit`.
+    AfterWindow(FeatureQuery),
+    /// A sorted page whose rows make two runs: the second (see [`second_run`]).
+    SecondRun(FeatureQuery),
+}
+
 /// Rows as the server sends them, holding their pooled connection until the stream ends or
 /// is dropped (so that no other query is queued behind an unread page).
 struct Reader {
@@ -662,9 +703,8 @@ struct Reader {
     client: Object,
     dataset: DatasetName,
     table: Table,
-    /// The query of a page read from a window first: the rest of it comes from the matches
-    /// after the last one sent, when the window had fewer than `limit`.
-    rest: Option<FeatureQuery>,
+    /// What to read when the rows run out before the page is full.
+    then: Option<Then>,
     sent: usize,
     last: Option<i64>,
     /// The types of the sort values each row carries after its properties.
@@ -690,14 +730,29 @@ impl Reader {
                     };
                 }
                 None => {
-                    let mut rest = r.rest.take()?;
-                    if r.sent >= rest.limit {
-                        return None;
-                    }
-                    // Rows of the window after its last match did not match either.
-                    rest.limit -= r.sent;
-                    rest.after = r.last.or(rest.after);
-                    let next = match features_select(&r.dataset, &r.table, &rest) {
+                    let next = match r.then.take()? {
+                        Then::AfterWindow(mut rest) => {
+                            if r.sent >= rest.limit {
+                                return None;
+                            }
+                            // Rows of the window after its last match did not match either.
+                            rest.limit -= r.sent;
+                            rest.after = r.last.or(rest.after);
+                            features_select(&r.dataset, &r.table, &rest)
+                        }
+                        Then::SecondRun(mut query) => {
+                            if r.sent >= query.limit {
+                                return None;
+                            }
+                            query.limit -= r.sent;
+                            match second_run_select(&r.dataset, &r.table, &query) {
+                                Ok(Some(select)) => Ok(select),
+                                Ok(None) => return None,
+                                Err(e) => Err(e),
+                            }
+                        }
+                    };
+                    let next = match next {
                         Ok(select) => rows(&r.store, &r.client, &select).await,
                         Err(e) => Err(e),
                     };
