@@ -186,7 +186,7 @@ pub(crate) fn sort_order(sort: &[SortColumn], backwards: bool, expr: impl Fn(&So
             format!("{} {direction}", expr(k))
         })
         .collect();
-    order.push(if backwards { "fid DESC" } else { "fid ASC" }.to_string());
+    order.push(if backwards { "fid DESC" } else { "fid" }.to_string());
     order.join(", ")
 }
 

@@ -316,7 +316,7 @@ fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -
 /// the run's beginning.
 fn second_run_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Option<Select>, StoreError> {
     let sort = sort_columns(dataset.as_str(), &table.columns, query)?;
-    match second_run(&sort, query.before.is_some(), &sort_expr) {
+    match second_run(&sort, query.before.is_some(), sort_expr) {
         Some(run) => page_select(dataset, table, query, Some(run)).map(Some),
         None => Ok(None),
     }
@@ -769,6 +769,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::SortKey;
 
     fn column(key: &str, ty: FieldType) -> Column {
         Column { key: key.into(), name: key.to_ascii_lowercase(), ty, overflow: false }
@@ -818,6 +819,44 @@ mod tests {
         assert!(select.cache, "one property filter is cached");
         let unknown = FeatureQuery { properties: vec![("nope".into(), "x".into())], ..query };
         assert!(matches!(features_select(&name, &table, &unknown), Err(StoreError::Invalid(m)) if m.contains("nope")));
+    }
+
+    #[test]
+    fn sorted_pages_compare_positions_through_parameters() {
+        let hostile = "it's \"x\"; DROP TABLE t; --";
+        let table = Table {
+            name: "t".into(),
+            columns: vec![column(hostile, FieldType::Text), column("n", FieldType::Integer)],
+        };
+        let name = DatasetName::new("t").unwrap();
+        let query = FeatureQuery {
+            sort: vec![
+                SortKey { key: hostile.into(), descending: false },
+                SortKey { key: "n".into(), descending: true },
+            ],
+            after: Some(7),
+            position: vec![SortValue::Text("' OR 1=1 --".into()), SortValue::Null],
+            limit: 10,
+            ..FeatureQuery::default()
+        };
+        let select = features_select(&name, &table, &query).unwrap();
+        assert!(!select.sql.contains("DROP") && !select.sql.contains("OR 1=1"), "{}", select.sql);
+        assert!(
+            select.sql.contains(
+                r#"ORDER BY "it's ""x""; drop table t; --" COLLATE "C" ASC NULLS LAST, "n" DESC NULLS FIRST, fid LIMIT"#
+            ),
+            "{}",
+            select.sql
+        );
+        // The first key's run of values: bounded from the cursor's value; NULLs come after.
+        assert!(select.sql.contains(r#" COLLATE "C" >= $"#), "{}", select.sql);
+        assert!(!select.cache, "orders on several keys are not cached");
+        let second = second_run_select(&name, &table, &query).unwrap().unwrap();
+        assert!(second.sql.contains(r#" COLLATE "C" IS NULL"#), "{}", second.sql);
+        let json = Table { name: "t".into(), columns: vec![column("j", FieldType::Json)] };
+        let by_json =
+            FeatureQuery { sort: vec![SortKey { key: "j".into(), descending: false }], ..FeatureQuery::default() };
+        assert!(matches!(features_select(&name, &json, &by_json), Err(StoreError::Invalid(m)) if m.contains("\"j\"")));
     }
 
     #[test]
