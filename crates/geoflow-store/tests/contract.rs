@@ -28,7 +28,7 @@ use geoflow_store::report::{
 use geoflow_store::{
     AxisOrder, ErrorClass, FeatureQuery, Filter, FilterLang, Job, JobAction, JobQuery, JobStatus, JobUpdate,
     LoadMessage, LoadOutcome, LoadPlan, LoadResult, LoadedMeasures, ManualClock, NewJob, RemovalCause, SchemaChange,
-    SourceVersion, Store, StoreError, Temporal, TemporalFilter, TileId,
+    SortKey, SortValue, SourceVersion, Store, StoreError, Temporal, TemporalFilter, TileId,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -1533,6 +1533,254 @@ async fn memory_jobs_keep_the_jobs_contract() {
     jobs_contract(&jobs).await;
     job_listing(&*jobs).await;
     job_window(&*jobs).await;
+}
+
+/// A feature as a sorted read gives it: fid, properties, sort values.
+type Sorted = (i64, serde_json::Value, Vec<SortValue>);
+
+async fn read_sorted(s: &dyn Store, dataset: &str, query: &FeatureQuery) -> Result<Vec<Sorted>, StoreError> {
+    let stream = s.features(&name(dataset), query).await?;
+    let features: Vec<_> = stream.try_collect().await?;
+    Ok(features
+        .into_iter()
+        .map(|f| {
+            let json: serde_json::Value = serde_json::from_str(&f.json).unwrap();
+            (f.fid, json["properties"].clone(), f.sort_values)
+        })
+        .collect())
+}
+
+/// Two property values as the sort order compares them, worked out here apart from either
+/// store: NULL after every value, text by code point, numbers by value, false before true.
+fn compare_values(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
+    use serde_json::Value::*;
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Null, Null) => Ordering::Equal,
+        (Null, _) => Ordering::Greater,
+        (_, Null) => Ordering::Less,
+        (String(a), String(b)) => a.cmp(b),
+        (Bool(a), Bool(b)) => a.cmp(b),
+        (Number(a), Number(b)) => match (a.as_i64(), b.as_i64()) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => a.as_f64().unwrap().partial_cmp(&b.as_f64().unwrap()).unwrap(),
+        },
+        _ => panic!("values of one property differ in type: {a} {b}"),
+    }
+}
+
+fn sort_keys(spec: &[&str]) -> Vec<SortKey> {
+    spec.iter()
+        .map(|k| match k.strip_prefix('-') {
+            Some(key) => SortKey { key: key.into(), descending: true },
+            None => SortKey { key: (*k).into(), descending: false },
+        })
+        .collect()
+}
+
+/// The fids of `every` in the order of `sort`, ties by fid.
+fn sorted_fids(every: &[Sorted], sort: &[SortKey]) -> Vec<i64> {
+    let mut order: Vec<&Sorted> = every.iter().collect();
+    order.sort_by(|a, b| {
+        sort.iter()
+            .map(|k| {
+                let o = compare_values(&a.1[&k.key], &b.1[&k.key]);
+                if k.descending {
+                    o.reverse()
+                } else {
+                    o
+                }
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| a.0.cmp(&b.0))
+    });
+    order.into_iter().map(|f| f.0).collect()
+}
+
+/// Every page of `query` in the order of `sort`, forward by `after` cursors and then backward
+/// by `before` cursors from the last feature: both walks must give `expected`.
+async fn walk_pages(s: &dyn Store, dataset: &str, query: &FeatureQuery, sort: &[SortKey], expected: &[i64]) {
+    let sorted = FeatureQuery { sort: sort.to_vec(), ..query.clone() };
+    let mut forward: Vec<Sorted> = Vec::new();
+    loop {
+        let cursor = forward.last().map(|f| FeatureQuery { after: Some(f.0), position: f.2.clone(), ..sorted.clone() });
+        let page = read_sorted(s, dataset, cursor.as_ref().unwrap_or(&sorted)).await.unwrap();
+        assert!(page.len() <= query.limit);
+        if page.is_empty() {
+            break;
+        }
+        forward.extend(page);
+        assert!(forward.len() <= expected.len(), "{sort:?}: more features than there are");
+    }
+    let fids: Vec<i64> = forward.iter().map(|f| f.0).collect();
+    assert_eq!(fids, expected, "forward under {sort:?}");
+    let Some(last) = forward.last() else { return };
+    let mut backward = vec![last.0];
+    let mut first = last.clone();
+    loop {
+        let before = FeatureQuery { before: Some(first.0), position: first.2.clone(), ..sorted.clone() };
+        let page = read_sorted(s, dataset, &before).await.unwrap();
+        assert!(page.len() <= query.limit);
+        let Some(head) = page.first() else { break };
+        first = head.clone();
+        backward.splice(0..0, page.iter().map(|f| f.0));
+        assert!(backward.len() <= expected.len(), "{sort:?}: more features than there are backwards");
+    }
+    assert_eq!(backward, expected, "backward under {sort:?}");
+}
+
+/// `sort`: pages in the order of properties, with ties and NULLs, text by code point, the same
+/// in every store; keyset cursors carry the sort values, forward and backward.
+async fn sorted_reads(s: &dyn Store) {
+    let fields = [
+        ("name", FieldType::Text),
+        ("pop", FieldType::WideInteger),
+        ("score", FieldType::Real),
+        ("flag", FieldType::Boolean),
+        ("day", FieldType::Date),
+        ("at", FieldType::DateTime),
+        ("nested", FieldType::Json),
+    ];
+    let text = |v: &str| PropValue::Text(v.into());
+    let names = ["Apple", "apple", "Zürich", "éclair", "b", "B", "", "Ab", "ab", "a b", "日本", "z"];
+    let pops = [-3, 0, 5, 100, 9_007_199_254_740_993, i64::MIN];
+    let scores = [-1.5, 0.0, 2.25, 1e20, 0.1, -0.0];
+    let days = ["2024-01-02", "1999-12-31", "2024-02-29"];
+    let ats = ["2024-01-02T03:04:05.000Z", "2024-01-02T03:04:05.001Z", "1970-01-01T00:00:00.000Z"];
+    let mut seed = 7u64;
+    let mut pick = |n: usize| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) % n as u64) as usize
+    };
+    let rows: Vec<Row> = (0..60)
+        .map(|i| {
+            let mut props = Vec::new();
+            // Each property is NULL now and then (the last choice).
+            if let Some(v) = names.get(pick(names.len() + 2)) {
+                props.push((0, text(v)));
+            }
+            if let Some(v) = pops.get(pick(pops.len() + 1)) {
+                props.push((1, PropValue::Int(*v)));
+            }
+            if let Some(v) = scores.get(pick(scores.len() + 1)) {
+                props.push((2, PropValue::Real(*v)));
+            }
+            if let Some(v) = [false, true].get(pick(3)) {
+                props.push((3, PropValue::Bool(*v)));
+            }
+            if let Some(v) = days.get(pick(days.len() + 1)) {
+                props.push((4, text(v)));
+            }
+            if let Some(v) = ats.get(pick(ats.len() + 1)) {
+                props.push((5, text(v)));
+            }
+            props.push((6, PropValue::Json(format!(r#"{{"i":{i}}}"#))));
+            row(i, (i % 10) as f64, props)
+        })
+        .collect();
+    commit(s, plan("ranked", "r.geojson", "hash-r1", &fields), rows).await;
+
+    let every = read_sorted(s, "ranked", &all()).await.unwrap();
+    assert_eq!(every.len(), 60);
+    assert!(every.iter().all(|f| f.2.is_empty()), "no sort, no sort values");
+    let specs: [&[&str]; 10] = [
+        &["name"],
+        &["-name"],
+        &["pop"],
+        &["-pop", "name"],
+        &["flag", "-score"],
+        &["score"],
+        &["day", "-at"],
+        &["-at"],
+        &["-flag", "-day", "name", "pop"],
+        &["fid_is_no_property"][..0],
+    ];
+    for spec in specs {
+        let sort = sort_keys(spec);
+        let expected = sorted_fids(&every, &sort);
+        for limit in [1, 4, 7, 100] {
+            walk_pages(s, "ranked", &FeatureQuery { limit, ..FeatureQuery::default() }, &sort, &expected).await;
+        }
+    }
+
+    // Filters and a bbox still apply; the bbox window (fid order) is not taken.
+    let sort = sort_keys(&["-name", "score"]);
+    let expected = sorted_fids(&every, &sort);
+    let flagged: Vec<Sorted> = every.iter().filter(|f| f.1["flag"] == true).cloned().collect();
+    let query = FeatureQuery { properties: vec![("flag".into(), "true".into())], limit: 3, ..FeatureQuery::default() };
+    walk_pages(s, "ranked", &query, &sort, &sorted_fids(&flagged, &sort)).await;
+    // Rows lie at x = 0..9 (y = x / 2): the box holds those with x <= 8.
+    let boxed: Vec<i64> = expected.iter().copied().filter(|fid| (fid - every[0].0) % 10 != 9).collect();
+    let bbox = Bbox { min_x: -1.0, min_y: -1.0, max_x: 8.5, max_y: 5.0 };
+    walk_pages(s, "ranked", &FeatureQuery { bbox: Some(bbox), limit: 4, ..FeatureQuery::default() }, &sort, &boxed)
+        .await;
+
+    // Sort values are what the features show (dates as their text).
+    let by_at = read_sorted(s, "ranked", &FeatureQuery { sort: sort_keys(&["at", "day"]), ..all() }).await.unwrap();
+    for (_, props, values) in &by_at {
+        for (value, key) in values.iter().zip(["at", "day"]) {
+            match value {
+                SortValue::Text(t) => assert_eq!(props[key], *t),
+                SortValue::Null => assert!(props[key].is_null()),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    // What cannot be sorted by, and cursors that do not fit, are refused.
+    let refused = |query: FeatureQuery| async move {
+        match s.features(&name("ranked"), &query).await {
+            Err(StoreError::Invalid(reason)) => reason,
+            Ok(_) => panic!("{query:?} was read"),
+            Err(e) => panic!("{query:?}: {e}"),
+        }
+    };
+    assert!(refused(FeatureQuery { sort: sort_keys(&["nested"]), ..all() }).await.contains("nested"));
+    assert!(refused(FeatureQuery { sort: sort_keys(&["nope"]), ..all() }).await.contains("nope"));
+    let cursor =
+        |position: Vec<SortValue>| FeatureQuery { sort: sort_keys(&["pop"]), after: Some(1), position, ..all() };
+    refused(cursor(vec![])).await;
+    refused(cursor(vec![SortValue::Text("5".into())])).await;
+    refused(cursor(vec![SortValue::Real(5.0)])).await;
+    let dated = |v: &str| FeatureQuery {
+        sort: sort_keys(&["day"]),
+        before: Some(1),
+        position: vec![SortValue::Text(v.into())],
+        ..all()
+    };
+    refused(dated("2024-02-30")).await;
+    refused(dated("0000-00-00")).await;
+    let named = FeatureQuery {
+        sort: sort_keys(&["name"]),
+        after: Some(1),
+        position: vec![SortValue::Text("a\0b".into())],
+        ..all()
+    };
+    refused(named).await;
+    // A cursor that fits but names no stored feature still pages from its position.
+    let between =
+        FeatureQuery { sort: sort_keys(&["pop"]), after: Some(i64::MAX), position: vec![SortValue::Int(4)], ..all() };
+    let pop_order = sorted_fids(&every, &sort_keys(&["pop"]));
+    let from_five: Vec<i64> = read_sorted(s, "ranked", &between).await.unwrap().iter().map(|f| f.0).collect();
+    let skipped = pop_order
+        .iter()
+        .take_while(|fid| every.iter().any(|f| f.0 == **fid && f.1["pop"].as_i64().is_some_and(|p| p <= 4)))
+        .count();
+    assert_eq!(from_five, pop_order[skipped..]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn geopackage_store_sorts_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = GeoPackageStore::open(dir.path().join("sorted.gpkg")).unwrap();
+    sorted_reads(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgis_store_sorts_pages() {
+    let Some(db) = geoflow_testkit::postgis_database().await else { return };
+    let store = PostgisStore::connect(db.url()).await.unwrap();
+    sorted_reads(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

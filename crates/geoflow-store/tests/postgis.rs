@@ -15,7 +15,7 @@ use geoflow_core::schema::FieldType;
 use geoflow_core::value::PropValue;
 use geoflow_store::postgis::{check_versions, redact, PostgisStore};
 use geoflow_store::{
-    FeatureQuery, JobAction, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, StoreError,
+    FeatureQuery, JobAction, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadResult, NewJob, SortKey, StoreError,
 };
 use geoflow_testkit::{postgis_database, TestDatabase};
 
@@ -1198,4 +1198,73 @@ async fn typed_geometry_columns_widen_keeping_their_index_and_srid_check() {
     assert_eq!(formatted, [Some("geometry".to_string())]);
     let legacy = store.dataset(&DatasetName::new("legacy").unwrap()).await.unwrap().unwrap();
     assert_eq!(legacy.geometry_type, "Geometry (2D and 3D)");
+}
+
+/// The median time of `n` reads of `query`.
+async fn median_read(store: &PostgisStore, dataset: &str, query: &FeatureQuery, n: usize) -> Duration {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        read_features(store, dataset, query.clone()).await;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    times[n / 2]
+}
+
+#[tokio::test]
+async fn sorted_pages_at_any_depth_are_index_scans_given_an_index() {
+    let Some((_db, store, client)) = setup().await else { return };
+    // 100 000 names with ties (1000 distinct) and a tenth of them NULL.
+    let rows: Vec<_> = (0..100_000u64)
+        .map(|i| {
+            let name =
+                if i % 10 == 3 { PropValue::Null } else { PropValue::Text(format!("n{:04}", (i * 7919) % 1000)) };
+            row(i, PropValue::Int(i as i64), Some(point(0.0, 0.0)), vec![(0, name)])
+        })
+        .collect();
+    let schema = schema(&[("name", FieldType::Text)], FieldType::Integer);
+    commit(&store, plan("sorted", "s.geojson", "h1", schema), rows).await;
+    client.batch_execute("ANALYZE datasets.sorted").await.unwrap();
+    let sorted = DatasetName::new("sorted").unwrap();
+    let by = |descending| vec![SortKey { key: "name".into(), descending }];
+    let first = |descending| FeatureQuery { sort: by(descending), limit: 100, ..FeatureQuery::default() };
+    // The cursor of a feature deep in each order: the 90 000th.
+    let (deep_asc, deep_desc) = (deep_cursor(&store, first(false)).await, deep_cursor(&store, first(true)).await);
+    let unindexed = [
+        median_read(&store, "sorted", &first(false), 5).await,
+        median_read(&store, "sorted", &deep_asc, 5).await,
+        median_read(&store, "sorted", &deep_desc, 5).await,
+    ];
+    let indexing = std::time::Instant::now();
+    client.batch_execute(r#"CREATE INDEX sorted_name ON datasets.sorted (name COLLATE "C", fid)"#).await.unwrap();
+    let indexing = indexing.elapsed();
+    client.batch_execute("ANALYZE datasets.sorted").await.unwrap();
+    for query in [first(false), first(true), deep_asc.clone(), deep_desc.clone()] {
+        let plan_text = store.explain_features(&sorted, &query).await.unwrap();
+        println!("{plan_text}");
+        assert!(plan_text.contains("Index Scan") && plan_text.contains("sorted_name"), "{plan_text}");
+        assert!(!plan_text.contains("Seq Scan"), "{plan_text}");
+    }
+    let indexed = [
+        median_read(&store, "sorted", &first(false), 9).await,
+        median_read(&store, "sorted", &deep_asc, 9).await,
+        median_read(&store, "sorted", &deep_desc, 9).await,
+    ];
+    println!(
+        "100-feature pages of 100 000 sorted by name (first, deep ascending, deep descending): without an index \
+         {unindexed:?}, with one {indexed:?} (built in {indexing:?})"
+    );
+}
+
+/// `query` from the 90 000th feature of its order on.
+async fn deep_cursor(store: &PostgisStore, query: FeatureQuery) -> FeatureQuery {
+    let page = read_sorted_page(store, &FeatureQuery { limit: 90_000, ..query.clone() }).await;
+    let last = page.last().unwrap().clone();
+    FeatureQuery { after: Some(last.fid), position: last.sort_values, ..query }
+}
+
+async fn read_sorted_page(store: &PostgisStore, query: &FeatureQuery) -> Vec<geoflow_store::StoredFeature> {
+    let stream = store.features(&DatasetName::new("sorted").unwrap(), query).await.unwrap();
+    stream.try_collect().await.unwrap()
 }

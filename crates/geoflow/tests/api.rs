@@ -824,6 +824,9 @@ async fn both_openapi_documents_pass_the_validator_and_declare_the_paging_parame
         (&json!("array"), &json!("form"), &json!(false))
     );
     assert_eq!(param("offset")["schema"]["minimum"], 0);
+    let sortby = param("sortby");
+    assert_eq!((&sortby["schema"]["type"], &sortby["explode"]), (&json!("array"), &json!(false)), "{sortby}");
+    assert!(doc["paths"]["/collections/{collectionId}/sortables"]["get"].is_object());
 
     let Some(validator) = openapi_validator() else { return };
     let dir = tempfile::tempdir().unwrap();

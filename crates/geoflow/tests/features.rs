@@ -411,6 +411,10 @@ assert queryables["properties"]["rank"]["type"] == "integer", queryables
 offset = api.collection_items("roads", limit=5, offset=20)
 assert [f["properties"]["name"] for f in offset["features"]] == ["f1-%d" % i for i in range(20, 25)], offset
 assert not any(l["rel"] == "next" for l in offset["links"]), offset["links"]
+ranked = api.collection_items("roads", limit=4, sortby=("rank", "desc"))
+assert [f["properties"]["rank"] for f in ranked["features"]] == [24, 23, 22, 21], ranked
+by_name = api.collection_items("roads", limit=3, sortby=("name", "asc"))
+assert [f["properties"]["name"] for f in by_name["features"]] == ["f1-0", "f1-1", "f1-10"], by_name
 slim = api.collection_items("roads", limit=2, properties="name", skipGeometry="true")
 assert [f["properties"] for f in slim["features"]] == [{"name": "f1-0"}, {"name": "f1-1"}], slim
 assert all(f["geometry"] is None for f in slim["features"]), slim
@@ -825,4 +829,132 @@ async fn qgis_layer_subsets_select_the_right_features() {
             assert!(items.iter().all(|p| !p.as_str().unwrap().contains("filter")), "{read}");
         }
     }
+
+/// Features with ties and NULLs in `pop` and `name` (text whose code-point order differs from
+/// a locale's), and a nested property.
+fn ranked_collection() -> String {
+    let names = ["\"b\"", "\"B\"", "\"Zürich\"", "\"éclair\"", "null", "\"a\""];
+    let pops = ["3", "null", "10", "3", "-1"];
+    let features: Vec<String> = (0..45)
+        .map(|i| {
+            format!(
+                r#"{{"type":"Feature","properties":{{"name":{},"pop":{},"nested":{{"i":{i}}}}},"geometry":{{"type":"Point","coordinates":[{i},1]}}}}"#,
+                names[i % names.len()],
+                pops[(i / 2) % pops.len()]
+            )
+        })
+        .collect();
+    format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(",\n"))
+}
+
+/// The features of a page: id, name, pop.
+fn ranked_page(body: &Value) -> Vec<(i64, Value, Value)> {
+    body["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_i64().unwrap(), f["properties"]["name"].clone(), f["properties"]["pop"].clone()))
+        .collect()
+}
+
+fn link_of(body: &Value, rel: &str) -> Option<String> {
+    body["links"].as_array().unwrap().iter().find(|l| l["rel"] == rel).map(|l| l["href"].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorted_pages_walk_forward_and_back_in_the_same_order_on_both_stores() {
+    let mut apps = vec![spawn_app(ApiConfig::default()).await];
+    if let Some(db) = postgis_database().await {
+        let store: Arc<dyn Store> = Arc::new(PostgisStore::connect(db.url()).await.unwrap());
+        apps.push(spawn_app_on(store, tempfile::tempdir().unwrap(), ApiConfig::default()).await);
+        std::mem::forget(db); // lives until the process ends, with the app using it
+    }
+    let mut orders = Vec::new();
+    for app in &apps {
+        let file = app.dir.path().join("ranked.geojson");
+        std::fs::write(&file, ranked_collection()).unwrap();
+        load(&app.store, &file, "ranked", "ranked.geojson").await;
+        let conformance = app.get("/conformance").await.body;
+        assert!(conformance["conformsTo"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("http://www.opengis.net/spec/ogcapi-features-8/1.0/conf/sorting")));
+        let collection = app.get("/collections/ranked").await.body;
+        let sortables = link_of(&collection, "http://www.opengis.net/def/rel/ogc/1.0/sortables").unwrap();
+        let sortables: Value = app.http.get(&sortables).send().await.unwrap().json().await.unwrap();
+        assert_eq!(sortables["properties"]["name"], serde_json::json!({ "type": "string" }), "{sortables}");
+        assert_eq!(sortables["properties"]["pop"]["type"], "integer", "{sortables}");
+        assert!(sortables["properties"].get("nested").is_none(), "{sortables}");
+
+        let all = ranked_page(&app.get("/collections/ranked/items?limit=100").await.body);
+        // The order worked out here: pop descending (NULL first), then name ascending by code
+        // point (NULL last), then id.
+        let rank = |v: &Value| v.as_i64().map_or(i64::MAX, |p| p);
+        let mut expected = all.clone();
+        expected.sort_by(|a, b| {
+            rank(&b.2)
+                .cmp(&rank(&a.2))
+                .then_with(|| match (a.1.as_str(), b.1.as_str()) {
+                    (Some(x), Some(y)) => x.cmp(y),
+                    (x, y) => x.is_none().cmp(&y.is_none()),
+                })
+                .then(a.0.cmp(&b.0))
+        });
+        // `+` sent as is arrives as a space: ascending.
+        let first = "/collections/ranked/items?limit=4&sortby=-pop,+name";
+        let mut walked = Vec::new();
+        let mut url = app.url(first);
+        let last_page = loop {
+            let page: Value = app.http.get(&url).send().await.unwrap().json().await.unwrap();
+            walked.extend(ranked_page(&page));
+            match link_of(&page, "next") {
+                Some(next) => url = next,
+                None => break page,
+            }
+        };
+        assert_eq!(walked, expected);
+        let mut back = ranked_page(&last_page);
+        let mut page = last_page;
+        while let Some(prev) = link_of(&page, "prev") {
+            assert!(prev.contains("sortby="), "{prev}");
+            page = app.http.get(&prev).send().await.unwrap().json().await.unwrap();
+            back.splice(0..0, ranked_page(&page));
+        }
+        assert_eq!(back, expected);
+        // An offset page sorts too, and its next link goes on by cursor.
+        let deep = app.get("/collections/ranked/items?limit=5&offset=17&sortby=-pop,name").await.body;
+        assert_eq!(ranked_page(&deep), expected[17..22]);
+        let next: Value = app.http.get(link_of(&deep, "next").unwrap()).send().await.unwrap().json().await.unwrap();
+        assert_eq!(ranked_page(&next), expected[22..27]);
+        orders.push(walked.iter().map(|f| (f.1.clone(), f.2.clone())).collect::<Vec<_>>());
+
+        // What cannot be sorted by, and cursors that are not this order's, are refused.
+        let refused = |path: &'static str, needle: &'static str| async move {
+            let reply = app.get(path).await;
+            assert_problem(&reply, 400, "invalid-parameter");
+            assert!(reply.body["detail"].as_str().unwrap().contains(needle), "{path}: {}", reply.body);
+        };
+        refused("/collections/ranked/items?sortby=nested", "nested").await;
+        refused("/collections/ranked/items?sortby=nope", "nope").await;
+        refused("/collections/ranked/items?sortby=pop,-pop", "pop").await;
+        refused("/collections/ranked/items?sortby=pop&cursor=7", "cursor").await;
+        refused("/collections/ranked/items?sortby=pop&before=eyJzIjoicG9wIn0", "before").await;
+        let token = link_of(&deep, "next").unwrap();
+        let token = token.split("cursor=").nth(1).unwrap().split('&').next().unwrap().to_string();
+        let other = app.get(&format!("/collections/ranked/items?sortby=name&cursor={token}")).await;
+        assert_problem(&other, 400, "invalid-parameter");
+        let unsorted = app.get(&format!("/collections/ranked/items?cursor={token}")).await;
+        assert_problem(&unsorted, 400, "invalid-parameter");
+        // Each order is a representation of its own.
+        let etag = |path: &'static str| async move { app.get(path).await.headers["etag"].clone() };
+        assert_ne!(
+            etag("/collections/ranked/items?sortby=name").await,
+            etag("/collections/ranked/items?sortby=-name").await
+        );
+        // HTML pages link on by the same cursors.
+        let html_url = app.url("/collections/ranked/items?limit=4&sortby=-pop,name&f=html");
+        let html = app.http.get(html_url).send().await.unwrap().text().await.unwrap();
+        assert!(html.contains("sortby=%2Dpop%2Cname&amp;f=html&amp;cursor="), "{html}");
+    }
+    assert!(orders.windows(2).all(|w| w[0] == w[1]), "both stores give the same order");
 }

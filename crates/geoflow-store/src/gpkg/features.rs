@@ -29,6 +29,7 @@ use super::geometry::{parse_header, Envelope};
 use super::rtree::rtree_name;
 use super::table::{column_expr, quote, read_layout, PropertyColumns, PropertyValue};
 use super::{to_rfc3339, Ctx, BUSY_TIMEOUT};
+use crate::features::{keyset_condition, sort_columns, sort_order, Placeholder, Runs, SortColumn, SortValue};
 use crate::layout::Layout;
 use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature};
 
@@ -188,8 +189,9 @@ fn send_page(
         return Ok(());
     };
     let mut page = Page { writer: FeatureWriter::new(path, &layout, query), tx, sent: 0, after: query.after };
-    // A page before a fid is read backwards in one statement (the caller puts it back in order).
-    if query.before.is_none() && covers_most_of(&snapshot, &layout.table, &select.boxes)? {
+    // A page before a cursor is read backwards in one statement (the caller puts it back in
+    // order); a sorted page is read in its order, not in fid order.
+    if query.before.is_none() && select.keyset.is_none() && covers_most_of(&snapshot, &layout.table, &select.boxes)? {
         // Most rows match: reading in fid order finds a page sooner than collecting every
         // candidate from the R-tree would. Should the rows be sparse after all, the budget
         // runs out and the R-tree takes over from the last fid read.
@@ -280,7 +282,8 @@ impl Page<'_> {
                 continue;
             }
             let json = self.writer.feature(fid, row)?;
-            if self.tx.blocking_send(Ok(StoredFeature { fid, json })).is_err() {
+            let sort_values = select.sort_values(row)?;
+            if self.tx.blocking_send(Ok(StoredFeature { fid, json, sort_values })).is_err() {
                 // The consumer is gone: stop reading.
                 break;
             }
@@ -308,7 +311,7 @@ pub(crate) fn one(
         return Ok(None);
     };
     let json = FeatureWriter::new(path, &layout, &FeatureQuery::default()).feature(fid, row)?;
-    Ok(Some(StoredFeature { fid, json }))
+    Ok(Some(StoredFeature { fid, json, sort_values: Vec::new() }))
 }
 
 fn dataset_layout(conn: &Connection, dataset: &DatasetName) -> Result<Layout, StoreError> {
@@ -335,6 +338,14 @@ struct Select {
     limit: usize,
     /// Read backwards from this fid: the page before it.
     before: Option<i64>,
+    /// The `ORDER BY` list.
+    order: String,
+    /// Of a sorted page: the condition of the rows after (or before) the cursor and its
+    /// parameters, which replace the fid cursor's; `None` without a cursor. A sorted page is
+    /// read in one statement, never continued from a fid.
+    keyset: Option<(String, Vec<Value>)>,
+    /// Where each sort value is in a row, and its type.
+    sort_at: Vec<(usize, FieldType)>,
 }
 
 impl Select {
@@ -343,6 +354,39 @@ impl Select {
         let mut conditions: Vec<String> = Vec::new();
         let mut params: Vec<Value> = Vec::new();
         let mut possible = true;
+        let sort = sort_columns(&layout.table, &layout.columns, query)?;
+        let backwards = query.before.is_some();
+        let (order, keyset) = if sort.is_empty() {
+            ((if backwards { "fid DESC" } else { "fid" }).to_string(), None)
+        } else {
+            let mut values = Vec::new();
+            let keyset = match query.after.or(query.before) {
+                Some(fid) => {
+                    let condition =
+                        keyset_condition(&sort, fid, backwards, Runs::Both, &sort_expr, &mut |placeholder| {
+                            values.push(match placeholder {
+                                Placeholder::Fid(fid) => Value::Integer(fid),
+                                Placeholder::Value(v, _) => sort_value(v),
+                            });
+                            Ok("?".to_string())
+                        })?;
+                    Some((condition, values))
+                }
+                // The first page: an always-true keyset keeps the page off the fid-order path.
+                None => Some(("1".to_string(), values)),
+            };
+            (sort_order(&sort, backwards, sort_expr), keyset)
+        };
+        let columns = PropertyColumns::new(layout, 2).1;
+        let sort_at = sort
+            .iter()
+            .map(|k| {
+                let index = layout.columns.iter().position(|c| c.key == k.column.key);
+                let at = index.and_then(|i| columns.position(i));
+                at.map(|at| (at, k.column.ty))
+                    .ok_or_else(|| StoreError::Internal(format!("sort key {:?} is not a column", k.column.key)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
 
         // Every key is checked before anything else decides that nothing matches.
         for (key, value) in &query.properties {
@@ -414,7 +458,35 @@ impl Select {
             return Ok(None);
         }
         let head = format!("SELECT {} FROM {}", select_list(layout), quote(&layout.table));
-        Ok(Some(Select { head, conditions, params, candidates, boxes, limit: query.limit, before: query.before }))
+        Ok(Some(Select {
+            head,
+            conditions,
+            params,
+            candidates,
+            boxes,
+            limit: query.limit,
+            before: query.before,
+            order,
+            keyset,
+            sort_at,
+        }))
+    }
+
+    /// The sort values of a row of this statement.
+    fn sort_values(&self, row: &Row<'_>) -> Result<Vec<SortValue>, StoreError> {
+        self.sort_at
+            .iter()
+            .map(|&(at, ty)| {
+                Ok(match row.get_ref(at).ctx("reading sort values")? {
+                    ValueRef::Null => SortValue::Null,
+                    ValueRef::Integer(i) if ty == FieldType::Boolean => SortValue::Bool(i != 0),
+                    ValueRef::Integer(i) if ty == FieldType::Real => SortValue::Real(i as f64),
+                    ValueRef::Integer(i) => SortValue::Int(i),
+                    ValueRef::Real(f) => SortValue::Real(f),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => SortValue::Text(String::from_utf8_lossy(t).into_owned()),
+                })
+            })
+            .collect()
     }
 
     /// The statement for the rows after `after`, with the R-tree candidates or without.
@@ -425,26 +497,52 @@ impl Select {
             conditions.push(condition);
             params.extend(values.iter().cloned());
         }
-        if let Some(after) = after {
-            conditions.push("fid > ?");
-            params.push(Value::Integer(after));
-        }
-        if let Some(before) = self.before {
-            conditions.push("fid < ?");
-            params.push(Value::Integer(before));
+        if let Some((condition, values)) = &self.keyset {
+            conditions.push(condition);
+            params.extend(values.iter().cloned());
+        } else {
+            if let Some(after) = after {
+                conditions.push("fid > ?");
+                params.push(Value::Integer(after));
+            }
+            if let Some(before) = self.before {
+                conditions.push("fid < ?");
+                params.push(Value::Integer(before));
+            }
         }
         let mut sql = self.head.clone();
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conditions.join(" AND "));
         }
-        sql.push_str(if self.before.is_some() { " ORDER BY fid DESC" } else { " ORDER BY fid" });
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&self.order);
         if self.boxes.is_empty() {
             // With a bbox some rows fail the exact test: the reader stops at the limit.
             sql.push_str(" LIMIT ?");
             params.push(Value::Integer(i64::try_from(self.limit).unwrap_or(i64::MAX)));
         }
         (sql, params)
+    }
+}
+
+/// A sort key's column as it compares: text by its bytes (code points), as PostgreSQL's `"C"`
+/// collation compares.
+fn sort_expr(k: &SortColumn) -> String {
+    match k.column.ty {
+        FieldType::Text => format!("{} COLLATE BINARY", quote(&k.column.name)),
+        _ => quote(&k.column.name),
+    }
+}
+
+/// A cursor's sort value as SQLite stores it (dates and date-times as their text).
+fn sort_value(v: &SortValue) -> Value {
+    match v {
+        SortValue::Null => Value::Null,
+        SortValue::Bool(b) => Value::Integer(i64::from(*b)),
+        SortValue::Int(i) => Value::Integer(*i),
+        SortValue::Real(f) => Value::Real(*f),
+        SortValue::Text(s) => Value::Text(s.clone()),
     }
 }
 

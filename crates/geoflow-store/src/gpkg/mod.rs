@@ -324,7 +324,7 @@ impl FeatureReads for GeoPackageStore {
         let stream =
             features::stream(Arc::clone(&self.path), Arc::clone(&self.readers), dataset.clone(), query.clone()).await?;
         match query.before {
-            Some(_) => crate::features::in_fid_order(stream).await,
+            Some(_) => crate::features::in_order(stream).await,
             None => Ok(stream),
         }
     }

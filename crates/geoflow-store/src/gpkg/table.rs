@@ -172,6 +172,12 @@ impl PropertyColumns {
         (list, PropertyColumns { slots, overflow_at })
     }
 
+    /// Where the value of the layout's column `index` is in a row; `None` for an overflow
+    /// property (a member of the overflow column).
+    pub fn position(&self, index: usize) -> Option<usize> {
+        self.slots.get(index)?.as_ref().ok().copied()
+    }
+
     /// Calls `f` with each layout column's index and value in the row, in layout order.
     pub fn each(
         &self,

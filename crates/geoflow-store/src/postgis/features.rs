@@ -33,6 +33,10 @@ use geoflow_core::schema::FieldType;
 
 use super::table::{datetime_text, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
+use crate::features::{
+    keyset_condition, parse_date, parse_datetime, second_run, sort_columns, sort_order, Placeholder, Runs, SortColumn,
+    SortValue,
+};
 use crate::layout::{parse_type, Column, OVERFLOW_COLUMN};
 use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature, TemporalFilter};
 
@@ -63,6 +67,8 @@ pub(super) struct Select {
     /// Whether the statement is prepared once per connection and cached, rather than planned
     /// for its values each time (see the module documentation).
     cache: bool,
+    /// The types of the sort values selected after the properties, one per sort key.
+    sort_types: Vec<FieldType>,
 }
 
 impl Select {
@@ -72,7 +78,7 @@ impl Select {
         let geometry = if query.skip_geometry { "NULL::text" } else { "ST_AsGeoJSON(geom, 30, 0)" };
         let mut select =
             // Each choice of properties is a statement of its own: requests could fill the cache.
-            Select { sql: String::new(), geometry, params: Vec::with_capacity(table.columns.len() + 8), cache: query.fields.is_none() };
+            Select { sql: String::new(), geometry, params: Vec::with_capacity(table.columns.len() + 8), cache: query.fields.is_none(), sort_types: Vec::new() };
         let mut members = Vec::with_capacity(table.columns.len());
         for c in table.columns.iter().filter(|c| query.shows(&c.key)) {
             let key = select.bind(Box::new(json_key(&c.key)), Type::TEXT);
@@ -418,22 +424,126 @@ fn conditions(
     Ok(conditions)
 }
 
-/// The statement of `features(dataset, query)`.
+/// The statement of `features(dataset, query)`: of a sorted page whose rows make two runs
+/// (see [`second_run`]), that of the first.
 fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Select, StoreError> {
+    page_select(dataset, table, query, None)
+}
+
+/// The statement of the second run of a sorted page's rows, when they make two: read once the
+/// first ran out before the page was full (`query.limit` is what is left of it), it starts at
+/// the run's beginning.
+fn second_run_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Option<Select>, StoreError> {
+    let sort = sort_columns(dataset.as_str(), &table.columns, query)?;
+    match second_run(&sort, query.before.is_some(), sort_expr) {
+        Some(run) => page_select(dataset, table, query, Some(run)).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The statement of a page: from the cursor, or, given `second_run`'s condition, the rows of
+/// that run.
+fn page_select(
+    dataset: &DatasetName,
+    table: &Table,
+    query: &FeatureQuery,
+    second_run: Option<String>,
+) -> Result<Select, StoreError> {
     let mut select = Select::new(table, query);
     let mut conditions = conditions(&mut select, dataset, table, query)?;
-    if let Some(after) = query.after {
-        conditions.push(format!("fid > {}", select.bind(Box::new(after), Type::INT8)));
-    }
-    if let Some(before) = query.before {
-        conditions.push(format!("fid < {}", select.bind(Box::new(before), Type::INT8)));
+    let sort = sort_columns(dataset.as_str(), &table.columns, query)?;
+    // A page before a cursor is read backwards from it; the caller puts it back in order.
+    let backwards = query.before.is_some();
+    match (second_run, query.after.or(query.before)) {
+        (Some(run), _) => conditions.push(run),
+        (None, Some(fid)) => conditions.push(keyset(&mut select, &sort, fid, backwards)?),
+        (None, None) => {}
     }
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-    // A page before a fid is read backwards from it; the caller puts it back in order.
-    let direction = if query.before.is_some() { " DESC" } else { "" };
-    let order = format!("ORDER BY fid{direction} LIMIT {}", select.bind(Box::new(limit), Type::INT8));
-    select.sql = statement(&qualified(&table.name), select.geometry, &select.sql, &conditions, &order);
+    let order = format!(
+        "ORDER BY {} LIMIT {}",
+        sort_order(&sort, backwards, sort_expr),
+        select.bind(Box::new(limit), Type::INT8)
+    );
+    // Orders on several keys are too many shapes to cache.
+    if sort.len() > 1 {
+        select.cache = false;
+    }
+    // Each feature's sort values follow its properties: the cursor of a page after it.
+    let mut selected = std::mem::take(&mut select.sql);
+    for k in &sort {
+        selected.push_str(", ");
+        selected.push_str(&sort_value_text(&quote_ident(&k.column.name), k.column.ty));
+        select.sort_types.push(k.column.ty);
+    }
+    select.sql = statement(&qualified(&table.name), select.geometry, &selected, &conditions, &order);
     Ok(select)
+}
+
+/// A sort key's column as it compares: text by code point (the `"C"` collation, as SQLite's
+/// `BINARY` compares), whatever the database's default collation.
+fn sort_expr(k: &SortColumn) -> String {
+    let column = quote_ident(&k.column.name);
+    match k.column.ty {
+        FieldType::Text => format!("{column} COLLATE \"C\""),
+        _ => column,
+    }
+}
+
+/// The condition that a row comes after the cursor's feature in reading order (see
+/// [`keyset_condition`]), with the cursor's values as parameters: of the first run only, each
+/// run being one index range where an index serves the first key.
+fn keyset(select: &mut Select, sort: &[SortColumn], fid: i64, backwards: bool) -> Result<String, StoreError> {
+    keyset_condition(sort, fid, backwards, Runs::First, &sort_expr, &mut |placeholder| match placeholder {
+        Placeholder::Fid(fid) => Ok(select.bind(Box::new(fid), Type::INT8)),
+        Placeholder::Value(v, ty) => bind_sort_value(select, v, ty),
+    })
+}
+
+/// A cursor's sort value as a parameter of the column's type.
+fn bind_sort_value(select: &mut Select, value: &SortValue, ty: FieldType) -> Result<String, StoreError> {
+    let unfit = || StoreError::Invalid(format!("the cursor value {value:?} is not a {} value", ty.name()));
+    Ok(match (value, ty) {
+        (SortValue::Bool(b), _) => select.bind(Box::new(*b), Type::BOOL),
+        (SortValue::Int(i), _) => select.bind(Box::new(*i), Type::INT8),
+        (SortValue::Real(f), _) => select.bind(Box::new(*f), Type::FLOAT8),
+        (SortValue::Text(s), FieldType::Date) => select.bind(Box::new(parse_date(s).ok_or_else(unfit)?), Type::DATE),
+        (SortValue::Text(s), FieldType::DateTime) => {
+            select.bind(Box::new(parse_datetime(s).ok_or_else(unfit)?), Type::TIMESTAMPTZ)
+        }
+        (SortValue::Text(s), _) => select.bind(Box::new(s.clone()), Type::TEXT),
+        (SortValue::Null, _) => return Err(unfit()),
+    })
+}
+
+/// A sort value as the statement selects it: dates and date-times as the text features show.
+fn sort_value_text(column: &str, ty: FieldType) -> String {
+    match ty {
+        FieldType::Date => format!("to_char({column}, 'YYYY-MM-DD')"),
+        FieldType::DateTime => datetime_text(column),
+        _ => column.to_string(),
+    }
+}
+
+/// The sort values of a row, selected after its properties (from column 3).
+fn sort_values(store: &PostgisStore, row: &Row, types: &[FieldType]) -> Result<Vec<SortValue>, StoreError> {
+    let context = "reading sort values";
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| {
+            let at = 3 + i;
+            Ok(match ty {
+                FieldType::Boolean => row.try_get::<_, Option<bool>>(at).ctx(store, context)?.map(SortValue::Bool),
+                FieldType::Integer | FieldType::WideInteger => {
+                    row.try_get::<_, Option<i64>>(at).ctx(store, context)?.map(SortValue::Int)
+                }
+                FieldType::Real => row.try_get::<_, Option<f64>>(at).ctx(store, context)?.map(SortValue::Real),
+                _ => row.try_get::<_, Option<String>>(at).ctx(store, context)?.map(SortValue::Text),
+            }
+            .unwrap_or(SortValue::Null))
+        })
+        .collect()
 }
 
 /// For a forward page with a bbox: its features among the next rows after the cursor in `fid`
@@ -452,7 +562,8 @@ fn features_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -
 /// costs more than the page.
 fn window_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> Result<Option<Select>, StoreError> {
     let Some(b) = &query.bbox else { return Ok(None) };
-    if query.before.is_some() {
+    // The window holds rows in `fid` order: a sorted page or one read backwards does not.
+    if query.before.is_some() || !query.sort.is_empty() {
         return Ok(None);
     }
     let mut select = Select::new(table, query);
@@ -578,7 +689,7 @@ pub(super) async fn prepare_cached(
 }
 
 /// The feature of a row: its GeoJSON text from the parts the server wrote.
-fn stored(store: &PostgisStore, row: &Row) -> Result<StoredFeature, StoreError> {
+fn stored(store: &PostgisStore, row: &Row, sort_types: &[FieldType]) -> Result<StoredFeature, StoreError> {
     let context = "reading features";
     let fid: i64 = row.try_get(0).ctx(store, context)?;
     let geometry: Option<&str> = row.try_get(1).ctx(store, context)?;
@@ -594,7 +705,7 @@ fn stored(store: &PostgisStore, row: &Row) -> Result<StoredFeature, StoreError> 
     json.push_str(r#","properties":{"#);
     json.push_str(properties);
     json.push_str("}}");
-    Ok(StoredFeature { fid, json })
+    Ok(StoredFeature { fid, json, sort_values: sort_values(store, row, sort_types)? })
 }
 
 /// Appends the GeoJSON geometry that ST_AsGeoJSON wrote, with integral coordinates as `1.0`
@@ -635,13 +746,23 @@ pub async fn features(
 ) -> Result<FeatureStream, StoreError> {
     let client = store.client().await?;
     let table = table(store, &client, dataset).await?;
-    let (select, rest) = match window_select(dataset, &table, query)? {
-        Some(window) => (window, Some(query.clone())),
-        None => (features_select(dataset, &table, query)?, None),
+    let (select, then) = match window_select(dataset, &table, query)? {
+        Some(window) => (window, Some(Then::AfterWindow(query.clone()))),
+        None => (features_select(dataset, &table, query)?, Some(Then::SecondRun(query.clone()))),
     };
     let rows = Box::pin(rows(store, &client, &select).await?);
-    let reader =
-        Reader { rows, store: store.clone(), client, dataset: dataset.clone(), table, rest, sent: 0, last: None };
+    let sort_types = select.sort_types;
+    let reader = Reader {
+        rows,
+        store: store.clone(),
+        client,
+        dataset: dataset.clone(),
+        table,
+        then,
+        sent: 0,
+        last: None,
+        sort_types,
+    };
     Ok(stream::unfold(Some(reader), Reader::next).boxed())
 }
 
@@ -655,20 +776,25 @@ pub async fn feature(
     let select = feature_select(&table, fid);
     let mut rows = Box::pin(rows(store, &client, &select).await?);
     match rows.next().await {
-        Some(row) => stored(store, &row.ctx(store, "reading a feature")?).map(Some),
+        Some(row) => stored(store, &row.ctx(store, "reading a feature")?, &[]).map(Some),
         None => Ok(None),
     }
 }
 
 /// The plans PostgreSQL chooses for `features(dataset, query)` planned for the query's values,
 /// as `EXPLAIN` prints them: for finding out why a page is slow. A forward bbox page has two,
-/// the window's and then that of the rest of the page had the window no match.
+/// the window's and then that of the rest of the page had the window no match; so has a
+/// sorted page whose rows make two runs, one per run.
 pub async fn explain(store: &PostgisStore, dataset: &DatasetName, query: &FeatureQuery) -> Result<String, StoreError> {
     let context = "explaining the features query";
     let client = store.client().await?;
     let table = table(store, &client, dataset).await?;
     let mut plan = String::new();
-    for select in window_select(dataset, &table, query)?.into_iter().chain([features_select(dataset, &table, query)?]) {
+    let selects = window_select(dataset, &table, query)?
+        .into_iter()
+        .chain([features_select(dataset, &table, query)?])
+        .chain(second_run_select(dataset, &table, query)?);
+    for select in selects {
         let params: Vec<_> = select.params.iter().map(|(p, ty)| (&**p as &(dyn ToSql + Sync), ty.clone())).collect();
         let rows = client.query_typed(&format!("EXPLAIN {}", select.sql), &params).await.ctx(store, context)?;
         for r in rows {
@@ -679,6 +805,15 @@ pub async fn explain(store: &PostgisStore, dataset: &DatasetName, query: &Featur
     Ok(plan)
 }
 
+/// What a page reads after its first statement, should that leave the page short.
+enum Then {
+    /// A page read from a window first: the rest of it comes from the matches after the last
+    /// one sent, when the window had fewer than `limit`.
+    AfterWindow(FeatureQuery),
+    /// A sorted page whose rows make two runs: the second (see [`second_run`]).
+    SecondRun(FeatureQuery),
+}
+
 /// Rows as the server sends them, holding their pooled connection until the stream ends or
 /// is dropped (so that no other query is queued behind an unread page).
 struct Reader {
@@ -687,11 +822,12 @@ struct Reader {
     client: Object,
     dataset: DatasetName,
     table: Table,
-    /// The query of a page read from a window first: the rest of it comes from the matches
-    /// after the last one sent, when the window had fewer than `limit`.
-    rest: Option<FeatureQuery>,
+    /// What to read when the rows run out before the page is full.
+    then: Option<Then>,
     sent: usize,
     last: Option<i64>,
+    /// The types of the sort values each row carries after its properties.
+    sort_types: Vec<FieldType>,
 }
 
 impl Reader {
@@ -701,7 +837,8 @@ impl Reader {
         loop {
             match r.rows.next().await {
                 Some(row) => {
-                    let feature = row.ctx(&r.store, "reading features").and_then(|row| stored(&r.store, &row));
+                    let feature =
+                        row.ctx(&r.store, "reading features").and_then(|row| stored(&r.store, &row, &r.sort_types));
                     return match feature {
                         Ok(f) => {
                             r.sent += 1;
@@ -712,14 +849,29 @@ impl Reader {
                     };
                 }
                 None => {
-                    let mut rest = r.rest.take()?;
-                    if r.sent >= rest.limit {
-                        return None;
-                    }
-                    // Rows of the window after its last match did not match either.
-                    rest.limit -= r.sent;
-                    rest.after = r.last.or(rest.after);
-                    let next = match features_select(&r.dataset, &r.table, &rest) {
+                    let next = match r.then.take()? {
+                        Then::AfterWindow(mut rest) => {
+                            if r.sent >= rest.limit {
+                                return None;
+                            }
+                            // Rows of the window after its last match did not match either.
+                            rest.limit -= r.sent;
+                            rest.after = r.last.or(rest.after);
+                            features_select(&r.dataset, &r.table, &rest)
+                        }
+                        Then::SecondRun(mut query) => {
+                            if r.sent >= query.limit {
+                                return None;
+                            }
+                            query.limit -= r.sent;
+                            match second_run_select(&r.dataset, &r.table, &query) {
+                                Ok(Some(select)) => Ok(select),
+                                Ok(None) => return None,
+                                Err(e) => Err(e),
+                            }
+                        }
+                    };
+                    let next = match next {
                         Ok(select) => rows(&r.store, &r.client, &select).await,
                         Err(e) => Err(e),
                     };
@@ -736,6 +888,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::SortKey;
 
     fn column(key: &str, ty: FieldType) -> Column {
         Column { key: key.into(), name: key.to_ascii_lowercase(), ty, overflow: false }
@@ -785,6 +938,44 @@ mod tests {
         assert!(select.cache, "one property filter is cached");
         let unknown = FeatureQuery { properties: vec![("nope".into(), "x".into())], ..query };
         assert!(matches!(features_select(&name, &table, &unknown), Err(StoreError::Invalid(m)) if m.contains("nope")));
+    }
+
+    #[test]
+    fn sorted_pages_compare_positions_through_parameters() {
+        let hostile = "it's \"x\"; DROP TABLE t; --";
+        let table = Table {
+            name: "t".into(),
+            columns: vec![column(hostile, FieldType::Text), column("n", FieldType::Integer)],
+        };
+        let name = DatasetName::new("t").unwrap();
+        let query = FeatureQuery {
+            sort: vec![
+                SortKey { key: hostile.into(), descending: false },
+                SortKey { key: "n".into(), descending: true },
+            ],
+            after: Some(7),
+            position: vec![SortValue::Text("' OR 1=1 --".into()), SortValue::Null],
+            limit: 10,
+            ..FeatureQuery::default()
+        };
+        let select = features_select(&name, &table, &query).unwrap();
+        assert!(!select.sql.contains("DROP") && !select.sql.contains("OR 1=1"), "{}", select.sql);
+        assert!(
+            select.sql.contains(
+                r#"ORDER BY "it's ""x""; drop table t; --" COLLATE "C" ASC NULLS LAST, "n" DESC NULLS FIRST, fid LIMIT"#
+            ),
+            "{}",
+            select.sql
+        );
+        // The first key's run of values: bounded from the cursor's value; NULLs come after.
+        assert!(select.sql.contains(r#" COLLATE "C" >= $"#), "{}", select.sql);
+        assert!(!select.cache, "orders on several keys are not cached");
+        let second = second_run_select(&name, &table, &query).unwrap().unwrap();
+        assert!(second.sql.contains(r#" COLLATE "C" IS NULL"#), "{}", second.sql);
+        let json = Table { name: "t".into(), columns: vec![column("j", FieldType::Json)] };
+        let by_json =
+            FeatureQuery { sort: vec![SortKey { key: "j".into(), descending: false }], ..FeatureQuery::default() };
+        assert!(matches!(features_select(&name, &json, &by_json), Err(StoreError::Invalid(m)) if m.contains("\"j\"")));
     }
 
     #[test]

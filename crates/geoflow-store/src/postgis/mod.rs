@@ -286,7 +286,7 @@ impl FeatureReads for PostgisStore {
     async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
         let stream = features::features(self, dataset, query).await?;
         match query.before {
-            Some(_) => crate::features::in_fid_order(stream).await,
+            Some(_) => crate::features::in_order(stream).await,
             None => Ok(stream),
         }
     }

@@ -20,7 +20,10 @@ use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
 use geoflow_core::schema::FieldType;
 use geoflow_store::filter::GEOMETRY_PROPERTY;
-use geoflow_store::{AxisOrder, DatasetInfo, FeatureQuery, Filter, FilterLang, StoreError, TemporalFilter, TimeExtent};
+use geoflow_store::{
+    AxisOrder, DatasetInfo, FeatureQuery, Filter, FilterLang, SortKey, SortValue, StoreError, TemporalFilter,
+    TimeExtent,
+};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -29,12 +32,13 @@ use time::OffsetDateTime;
 use super::export::{self, Csv, Sequence};
 use super::format::{Format, DOCUMENT_FORMATS, ITEMS_FORMATS};
 use super::problem::{Problem, ProblemBody};
+use super::sorting::{self, decode_cursor, encode_cursor, parse_sortby, sortables_schema};
 use super::AppState;
 
 /// Longitude/latitude on WGS84: the only CRS served (RFC 7946).
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
 
-const CONFORMANCE: [&str; 15] = [
+const CONFORMANCE: [&str; 16] = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
@@ -53,6 +57,8 @@ const CONFORMANCE: [&str; 15] = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    // `sortby` on items, and each collection's sortables (Part 8).
+    sorting::SORTING,
 ];
 
 /// Latitude/longitude on WGS84, which `filter-crs` may name for geometry literals.
@@ -170,7 +176,7 @@ fn feature_schema(base: &str, d: &DatasetInfo) -> Value {
 }
 
 /// The JSON Schema of each property of a collection that has one type.
-fn property_schemas(d: &DatasetInfo) -> serde_json::Map<String, Value> {
+pub(super) fn property_schemas(d: &DatasetInfo) -> serde_json::Map<String, Value> {
     d.columns
         .iter()
         .filter_map(|c| {
@@ -207,6 +213,26 @@ fn queryables_schema(base: &str, d: &DatasetInfo) -> Value {
         "properties": properties,
         "additionalProperties": false,
     })
+}
+
+#[utoipa::path(
+    get,
+    path = "/collections/{collectionId}/sortables",
+    tag = "features",
+    params(("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$")),
+    responses(
+        (status = 200, description = "The properties the collection's features can be sorted by (sortby), as a JSON Schema", body = Object, content_type = "application/schema+json"),
+        (status = 304, description = "Not modified since the ETag given in If-None-Match"),
+        (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn sortables(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    schema_of(&state, &id, &headers, "sortables", sortables_schema).await
 }
 
 #[utoipa::path(
@@ -402,6 +428,12 @@ fn collection(base: &str, d: &DatasetInfo, time: Option<&TimeExtent>) -> Value {
                 "The properties the features can be filtered on",
             ),
             link(
+                format!("{base}/collections/{id}/sortables"),
+                sorting::SORTABLES_REL,
+                SCHEMA_JSON,
+                "The properties the features can be sorted by",
+            ),
+            link(
                 format!("{base}/collections/{id}/tiles"),
                 "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",
                 "application/json",
@@ -529,6 +561,8 @@ struct ItemsRequest {
     filtered: bool,
     /// The parameters to repeat in `next` links (everything but the cursor).
     carried: Vec<(String, String)>,
+    /// The cursor as given: `cursor` or `before`, and its value.
+    position: Option<(&'static str, String)>,
 }
 
 fn items_request(
@@ -545,6 +579,8 @@ fn items_request(
     let mut filter = None;
     let mut lang = FilterLang::Text;
     let mut axes = AxisOrder::LonLat;
+    // Read once the order is known, whatever the parameters' order.
+    let (mut cursor, mut before) = (None, None);
     for (key, value) in params {
         match key.as_str() {
             "f" => f = Some(value.clone()),
@@ -607,14 +643,13 @@ fn items_request(
                     (Some(_), None) => {}
                 }
             }
+            "sortby" => query.sort = parse_sortby(&value, d).map_err(|e| bad(e.to_string()))?,
             "cursor" => {
-                let fid = value.parse::<i64>().map_err(|_| bad(format!("cursor={value:?} is not a cursor of ours")))?;
-                query.after = Some(fid);
+                cursor = Some(value);
                 continue;
             }
             "before" => {
-                let fid = value.parse::<i64>().map_err(|_| bad(format!("before={value:?} is not a cursor of ours")))?;
-                query.before = Some(fid);
+                before = Some(value);
                 continue;
             }
             other if d.columns.iter().any(|c| c.key == other) => {
@@ -635,9 +670,20 @@ fn items_request(
         }
         carried.push((key, value));
     }
-    if query.after.is_some() && query.before.is_some() {
+    if cursor.is_some() && before.is_some() {
         return Err(bad("cursor and before cannot be combined".into()));
     }
+    let position = match (cursor, before) {
+        (Some(token), _) => {
+            (query.after, query.position) = read_cursor("cursor", &token, &query.sort, d).map_err(bad)?;
+            Some(("cursor", token))
+        }
+        (_, Some(token)) => {
+            (query.before, query.position) = read_cursor("before", &token, &query.sort, d).map_err(bad)?;
+            Some(("before", token))
+        }
+        (None, None) => None,
+    };
     if query.before.is_some() && offset > 0 {
         return Err(bad("offset and before cannot be combined".into()));
     }
@@ -651,7 +697,32 @@ fn items_request(
         || query.temporal.is_some()
         || !query.properties.is_empty()
         || query.filter.is_some();
-    Ok(ItemsRequest { query, offset, format, filtered, carried })
+    Ok(ItemsRequest { query, offset, format, filtered, carried, position })
+}
+
+/// The fid (and, in a sorted order, the sort values) of the feature a cursor names: a fid in
+/// `fid` order, a token of [`sorting`] otherwise.
+fn read_cursor(
+    param: &'static str,
+    token: &str,
+    sort: &[SortKey],
+    d: &DatasetInfo,
+) -> Result<(Option<i64>, Vec<SortValue>), String> {
+    if sort.is_empty() {
+        let fid = token.parse::<i64>().map_err(|_| format!("{param}={token:?} is not a cursor of ours"))?;
+        return Ok((Some(fid), Vec::new()));
+    }
+    let (fid, values) = decode_cursor(param, token, sort, d).map_err(|e| e.to_string())?;
+    Ok((Some(fid), values))
+}
+
+/// The cursor of a page after (or before) `feature`.
+fn cursor_of(sort: &[SortKey], feature: &(i64, Vec<SortValue>)) -> String {
+    if sort.is_empty() {
+        feature.0.to_string()
+    } else {
+        encode_cursor(sort, &feature.1, feature.0)
+    }
 }
 
 fn parse_bbox(text: &str) -> Result<Bbox, String> {
@@ -758,6 +829,11 @@ pub struct ItemsParams {
     /// (latitude first).
     #[param(rename = "filter-crs")]
     filter_crs: Option<String>,
+    /// The order of the features: properties among the collection's sortables, comma-separated,
+    /// each ascending or, prefixed with `-`, descending (`name,-pop`). NULLs sort after every
+    /// value, text by code point, ties by feature id. Default: by feature id.
+    #[param(style = Form)]
+    sortby: Option<Vec<String>>,
     /// `json` (GeoJSON), `html`, `csv` (the geometry as WKT) or `geojsonseq` (GeoJSON Text
     /// Sequences); default: from the Accept header.
     #[param(value_type = Option<ItemsFormatName>)]
@@ -772,7 +848,7 @@ pub(super) fn declare_items_parameters(document: &mut Value, max_limit: usize) {
     for parameter in parameters {
         match parameter["name"].as_str() {
             Some("limit") => parameter["schema"]["maximum"] = json!(max_limit),
-            Some("bbox" | "properties") => parameter["explode"] = json!(false),
+            Some("bbox" | "properties" | "sortby") => parameter["explode"] = json!(false),
             // Clients read the languages from here: GDAL 3.6 sends `-where` to the server as
             // `cql-text` when this list names it.
             Some("filter-lang") => {
@@ -788,7 +864,7 @@ pub(super) fn declare_items_parameters(document: &mut Value, max_limit: usize) {
 
 /// The parameters of `items` besides property filters: a property of the same name cannot
 /// take them over.
-const ITEMS_PARAMETERS: [&str; 13] = [
+const ITEMS_PARAMETERS: [&str; 14] = [
     "f",
     "limit",
     "offset",
@@ -802,6 +878,7 @@ const ITEMS_PARAMETERS: [&str; 13] = [
     "filter",
     "filter-lang",
     "filter-crs",
+    "sortby",
 ];
 
 /// Adds each collection's items path: the generic one's parameters, and each of its
@@ -880,8 +957,7 @@ pub async fn items(
         request.format.name(),
         &base,
         &key.join("&"),
-        &request.query.after.map(|a| a.to_string()).unwrap_or_default(),
-        &request.query.before.map(|b| format!("<{b}")).unwrap_or_default(),
+        &request.position.as_ref().map(|(param, token)| format!("{param}={token}")).unwrap_or_default(),
         &request.query.limit.to_string(),
     ]);
     let limit = request.query.limit;
@@ -909,12 +985,10 @@ pub async fn items(
     let features = features.skip(offset);
     let path = format!("/collections/{}/items", d.name.as_str());
     let mut self_params = request.carried.clone();
-    if let Some(after) = request.query.after {
-        self_params.push(("cursor".into(), after.to_string()));
+    if let Some((param, token)) = &request.position {
+        self_params.push(((*param).into(), token.clone()));
     }
-    if let Some(before) = request.query.before {
-        self_params.push(("before".into(), before.to_string()));
-    }
+    let sort = request.query.sort.clone();
     let self_url = url_with(&base, &path, &self_params);
     let (after, before) = (request.query.after, request.query.before);
     // Which neighbours a page has, given how many features it holds and whether one more
@@ -951,8 +1025,10 @@ pub async fn items(
                     }
                     chunk.push_str(&feature.json);
                     returned += 1;
-                    first = first.or(Some(feature.fid));
-                    last = Some(feature.fid);
+                    if first.is_none() {
+                        first = Some((feature.fid, feature.sort_values.clone()));
+                    }
+                    last = Some((feature.fid, feature.sort_values));
                     if chunk.len() >= 64 << 10 && tx.send(Ok(Bytes::from(std::mem::take(&mut chunk)))).await.is_err() {
                         return;
                     }
@@ -974,12 +1050,12 @@ pub async fn items(
                 ];
                 if let (true, Some(last)) = (has_next(returned, more), last) {
                     let mut next = carried.clone();
-                    next.push(("cursor".into(), last.to_string()));
+                    next.push(("cursor".into(), cursor_of(&sort, &last)));
                     links.push(link(url_with(&base, &path, &next), "next", GEOJSON, "The next page"));
                 }
                 if let (true, Some(first)) = (has_prev(returned), first) {
                     let mut prev = carried;
-                    prev.push(("before".into(), first.to_string()));
+                    prev.push(("before".into(), cursor_of(&sort, &first)));
                     links.push(link(url_with(&base, &path, &prev), "prev", GEOJSON, "The previous page"));
                 }
                 let mut tail = json!({
@@ -1054,8 +1130,10 @@ pub async fn items(
                     fid = feature.fid
                 );
                 returned += 1;
-                first = first.or(Some(feature.fid));
-                last = Some(feature.fid);
+                if first.is_none() {
+                    first = Some((feature.fid, feature.sort_values.clone()));
+                }
+                last = Some((feature.fid, feature.sort_values));
             }
             let mut next = String::new();
             let mut html_params = carried.clone();
@@ -1063,12 +1141,12 @@ pub async fn items(
             html_params.push(("f".into(), "html".into()));
             if let (true, Some(first)) = (has_prev(returned), first) {
                 let mut params = html_params.clone();
-                params.push(("before".into(), first.to_string()));
+                params.push(("before".into(), cursor_of(&sort, &first)));
                 next.push_str(&format!("<a href=\"{}\">Previous page</a> ", escape(&url_with("", &path, &params))));
             }
             if let (true, Some(last)) = (has_next(returned, more), last) {
                 let mut params = html_params;
-                params.push(("cursor".into(), last.to_string()));
+                params.push(("cursor".into(), cursor_of(&sort, &last)));
                 next.push_str(&format!("<a href=\"{}\">Next page</a>", escape(&url_with("", &path, &params))));
             }
             let next = format!("<p>{next}</p>");

@@ -14,6 +14,7 @@ mod jobs;
 pub mod observe;
 pub mod problem;
 mod reports;
+mod sorting;
 mod tiles;
 mod uploads;
 
@@ -182,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(features::collection_info))
         .routes(routes!(features::schema))
         .routes(routes!(features::queryables))
+        .routes(routes!(features::sortables))
         .routes(routes!(features::items))
         .routes(routes!(features::item))
         .routes(routes!(tiles::tilesets))
