@@ -3,6 +3,7 @@
 
 use futures_util::stream::BoxStream;
 use geoflow_core::row::Bbox;
+use geoflow_core::served_crs::ServedCrs;
 use time::OffsetDateTime;
 
 use crate::StoreError;
@@ -33,6 +34,9 @@ pub struct FeatureQuery {
     pub fields: Option<Vec<String>>,
     /// Leave every feature's geometry out (`"geometry": null`).
     pub skip_geometry: bool,
+    /// The CRS of the geometries written; `None` for WGS84 longitude/latitude as stored.
+    /// Filters are in WGS84 whatever this is.
+    pub crs: Option<ServedCrs>,
 }
 
 impl FeatureQuery {

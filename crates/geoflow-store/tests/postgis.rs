@@ -985,7 +985,7 @@ async fn features_with_150_properties_read_back_as_loaded() {
         let fids: Vec<i64> = read_features(&store, "wide150", query).await.into_iter().map(|f| f.0).collect();
         assert_eq!(fids, expected, "{} = {text}", keys[i]);
     }
-    let one = store.feature(&DatasetName::new("wide150").unwrap(), first).await.unwrap().unwrap();
+    let one = store.feature(&DatasetName::new("wide150").unwrap(), first, None).await.unwrap().unwrap();
     assert_eq!(one.json, features[0].1);
 
     // A table without rows reads as no features.
@@ -1117,7 +1117,7 @@ async fn bbox_pages_are_exact_whether_the_window_or_the_spatial_index_answers() 
         }
         // The features themselves are those of a single-feature read.
         let page = read_features(&store, "win", b.clone()).await;
-        let one = store.feature(&win, page[0].0).await.unwrap().unwrap();
+        let one = store.feature(&win, page[0].0, None).await.unwrap().unwrap();
         assert_eq!(one.json, page[0].1, "{name}");
     }
 }
