@@ -1199,3 +1199,12 @@ async fn typed_geometry_columns_widen_keeping_their_index_and_srid_check() {
     let legacy = store.dataset(&DatasetName::new("legacy").unwrap()).await.unwrap().unwrap();
     assert_eq!(legacy.geometry_type, "Geometry (2D and 3D)");
 }
+
+#[tokio::test]
+async fn served_crs_missing_from_spatial_ref_sys_are_named() {
+    let Some((_db, store, client)) = setup().await else { return };
+    use geoflow_store::FeatureReads;
+    assert_eq!(store.missing_crs(&[4326, 3857, 32601, 32760, 2056, 27700]).await.unwrap(), Vec::<u32>::new());
+    client.execute("DELETE FROM spatial_ref_sys WHERE srid = 2056", &[]).await.unwrap();
+    assert_eq!(store.missing_crs(&[4326, 2056, 999_999]).await.unwrap(), vec![2056, 999_999]);
+}

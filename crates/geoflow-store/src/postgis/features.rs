@@ -786,6 +786,37 @@ mod tests {
     }
 
     #[test]
+    fn geometries_in_another_crs_are_transformed_by_a_bound_srid() {
+        use geoflow_core::geometry::Pos;
+        use geoflow_core::served_crs::{CrsId, CrsUnit, Projection};
+        #[derive(Debug)]
+        struct Unused;
+        impl Projection for Unused {
+            fn from_wgs84(&self, _: &mut [Pos]) -> Result<(), String> {
+                unreachable!("PostGIS transforms")
+            }
+            fn to_wgs84(&self, _: &mut [Pos]) -> Result<(), String> {
+                unreachable!("PostGIS transforms")
+            }
+        }
+        let table = Table { name: "t".into(), columns: vec![column("k", FieldType::Text)] };
+        let name = DatasetName::new("t").unwrap();
+        let in_crs = |crs| FeatureQuery { crs: Some(crs), limit: 10, ..FeatureQuery::default() };
+        let lat_lon = ServedCrs::new(CrsId::Epsg(4326), true, CrsUnit::Degrees, None);
+        let select = features_select(&name, &table, &in_crs(lat_lon)).unwrap();
+        assert!(select.sql.contains("SELECT fid, ST_AsGeoJSON(ST_FlipCoordinates(geom), 30, 0), "), "{}", select.sql);
+        let laea = ServedCrs::new(CrsId::Epsg(3035), true, CrsUnit::Linear, Some(std::sync::Arc::new(Unused)));
+        let select = features_select(&name, &table, &in_crs(laea)).unwrap();
+        // The SRID is the first parameter: one cached statement for every CRS.
+        assert!(
+            select.sql.contains("ST_AsGeoJSON(ST_FlipCoordinates(ST_Transform(geom, $1::integer)), 4, 0)"),
+            "{}",
+            select.sql
+        );
+        assert!(select.cache);
+    }
+
+    #[test]
     fn placeholders_are_filled_once() {
         let table = Table { name: "{order}".into(), columns: vec![] };
         let sql = statement(
