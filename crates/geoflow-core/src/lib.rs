@@ -14,6 +14,7 @@ pub mod report;
 pub mod row;
 mod scan;
 pub mod schema;
+pub mod served_crs;
 mod simple_rings;
 pub mod storable;
 pub mod validate;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use geoflow_core::crs::{crs_by_name, CrsResolver, CrsTransform, Reproject};
 use geoflow_core::geometry::Pos;
 use geoflow_core::report::{Problem, ProblemCode};
+use geoflow_core::served_crs::{CrsId, CrsUnit, Projection, ServedCrs};
 use proj_sys as sys;
 
 /// Resolves CRS names (authority codes, URNs and URLs, WKT 1 and 2 including ESRI's dialect,
@@ -81,46 +82,70 @@ thread_local! {
 }
 
 fn with_transformer<T>(r: &ProjReprojection, f: impl FnOnce(&Transformer) -> Result<T, String>) -> Result<T, String> {
+    with_open_transformer(r.id, &r.definition, Direction::ToWgs84, f)
+}
+
+/// Runs `f` with this thread's transformer `id` (of `definition`, in `direction`), opened the
+/// first time the thread needs it.
+fn with_open_transformer<T>(
+    id: u64,
+    definition: &CStr,
+    direction: Direction,
+    f: impl FnOnce(&Transformer) -> Result<T, String>,
+) -> Result<T, String> {
     TRANSFORMERS.with(|cell| {
         let mut open = cell.borrow_mut();
-        if let Some(at) = open.iter().position(|(id, _)| *id == r.id) {
+        if let Some(at) = open.iter().position(|(open_id, _)| *open_id == id) {
             return f(&open[at].1);
         }
-        let transformer = Transformer::new(&r.definition)?;
+        let transformer = Transformer::new(definition, direction)?;
         if open.len() >= KEPT_PER_THREAD {
             open.remove(0);
         }
-        open.push((r.id, transformer));
+        open.push((id, transformer));
         f(&open.last().expect("just pushed").1)
     })
 }
 
-/// A PROJ context of its own and a transformation to WGS84 lon/lat.
+/// Which way a transformer goes between a CRS and WGS 84.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToWgs84,
+    FromWgs84,
+}
+
+/// A PROJ context of its own and a transformation between a CRS and WGS84 lon/lat, both in
+/// east/north order.
 struct Transformer {
     ctx: *mut sys::PJ_CONTEXT,
     pj: *mut sys::PJ,
+    direction: Direction,
 }
 
 impl Transformer {
-    fn new(definition: &CStr) -> Result<Transformer, String> {
+    fn new(definition: &CStr, direction: Direction) -> Result<Transformer, String> {
         let ctx = Context::new();
-        let source = ctx.create(definition).ok_or_else(|| ctx.error("cannot read the CRS"))?;
-        let target = ctx.wgs84();
+        let crs = ctx.create(definition).ok_or_else(|| ctx.error("cannot read the CRS"))?;
+        let wgs84 = ctx.wgs84();
+        let (source, target, none) = match direction {
+            Direction::ToWgs84 => (&crs, &wgs84, "no transformation to WGS 84"),
+            Direction::FromWgs84 => (&wgs84, &crs, "no transformation from WGS 84"),
+        };
         // SAFETY: both objects belong to `ctx`; the result is owned and destroyed on drop.
         let pj = unsafe {
             let raw = sys::proj_create_crs_to_crs_from_pj(ctx.0, source.0, target.0, ptr::null_mut(), ptr::null());
             if raw.is_null() {
-                return Err(ctx.error("no transformation to WGS 84"));
+                return Err(ctx.error(none));
             }
             let normalised = sys::proj_normalize_for_visualization(ctx.0, raw);
             sys::proj_destroy(raw);
             normalised
         };
         if pj.is_null() {
-            return Err(ctx.error("no transformation to WGS 84"));
+            return Err(ctx.error(none));
         }
-        drop((source, target));
-        Ok(Transformer { ctx: ctx.release(), pj })
+        drop((crs, wgs84));
+        Ok(Transformer { ctx: ctx.release(), pj, direction })
     }
 
     fn transform(&self, positions: &mut [Pos]) -> Result<(), String> {
@@ -158,7 +183,11 @@ impl Transformer {
                     CStr::from_ptr(text).to_string_lossy().into_owned()
                 }
             };
-            return Err(format!("cannot be transformed to WGS 84: position {i} of a part: {why}"));
+            let to = match self.direction {
+                Direction::ToWgs84 => "to WGS 84",
+                Direction::FromWgs84 => "from WGS 84",
+            };
+            return Err(format!("cannot be transformed {to}: position {i} of a part: {why}"));
         }
         for p in positions.iter_mut() {
             // `+ 0.0` turns -0 into 0, as the coordinate parser does.
@@ -295,7 +324,7 @@ impl Resolved {
         drop(ctx);
         // Each thread opens its own transformation later; one must be possible.
         if !resolved.lon_lat {
-            Transformer::new(&definition).map_err(unsupported)?;
+            Transformer::new(&definition, Direction::ToWgs84).map_err(unsupported)?;
         }
         Ok(resolved)
     }
@@ -456,6 +485,122 @@ unsafe fn missing_grids(ctx: &Context, op: *mut sys::PJ) -> Vec<String> {
     grids
 }
 
+/// Why an EPSG code cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServedCrsError {
+    #[error("EPSG:{code}: PROJ does not know it{detail}")]
+    Unknown { code: u32, detail: String },
+    #[error("EPSG:{code} ({name}) is neither a two-dimensional geographic nor a projected CRS")]
+    NotPlanar { code: u32, name: String },
+    #[error("EPSG:{code} ({name}): {reason}")]
+    NoTransformation { code: u32, name: String, reason: String },
+}
+
+/// The EPSG CRS `code` as features are served in it: its authority's axis order, its unit,
+/// and PROJ's transformations from and to WGS 84 (the ones `proj_create_crs_to_crs` picks,
+/// as PostGIS's `ST_Transform` and pyproj do). Only two-dimensional geographic and projected
+/// CRSs are served.
+pub fn served_crs(code: u32) -> Result<ServedCrs, ServedCrsError> {
+    let definition = CString::new(format!("EPSG:{code}")).expect("no NUL in a number");
+    let ctx = Context::new();
+    let (north_first, unit, lon_lat, name) = {
+        let crs = ctx.create(&definition).ok_or_else(|| ServedCrsError::Unknown { code, detail: ctx.error("") })?;
+        let name = display_name(&ctx, &crs);
+        // SAFETY: `crs` belongs to `ctx`.
+        let unit = match unsafe { sys::proj_get_type(crs.0) } {
+            sys::PJ_TYPE_PJ_TYPE_GEOGRAPHIC_2D_CRS => CrsUnit::Degrees,
+            sys::PJ_TYPE_PJ_TYPE_PROJECTED_CRS => CrsUnit::Linear,
+            _ => return Err(ServedCrsError::NotPlanar { code, name }),
+        };
+        let wgs84 = ctx.wgs84();
+        // SAFETY: both objects belong to `ctx`.
+        let lon_lat = unsafe {
+            sys::proj_is_equivalent_to_with_ctx(
+                ctx.0,
+                crs.0,
+                wgs84.0,
+                sys::PJ_COMPARISON_CRITERION_PJ_COMP_EQUIVALENT_EXCEPT_AXIS_ORDER_GEOGCRS,
+            ) != 0
+        };
+        (north_first(&ctx, &crs), unit, lon_lat, name)
+    };
+    drop(ctx);
+    let projection: Option<Arc<dyn Projection>> = if lon_lat {
+        None
+    } else {
+        // Each thread opens its own transformations later; both must be possible.
+        for direction in [Direction::FromWgs84, Direction::ToWgs84] {
+            Transformer::new(&definition, direction).map_err(|reason| ServedCrsError::NoTransformation {
+                code,
+                name: name.clone(),
+                reason,
+            })?;
+        }
+        let from_id = NEXT_ID.fetch_add(2, Ordering::Relaxed);
+        Some(Arc::new(ProjProjection { from_id, to_id: from_id + 1, definition }))
+    };
+    Ok(ServedCrs::new(CrsId::Epsg(code), north_first, unit, projection))
+}
+
+/// Whether the CRS's first axis points north or south and its second east or west (EPSG:4326's
+/// latitude, longitude; some national grids' northing, easting).
+fn north_first(ctx: &Context, crs: &Object) -> bool {
+    // SAFETY: `crs` belongs to `ctx`; the coordinate system is destroyed here; the direction
+    // strings live as long as it.
+    unsafe {
+        let cs = sys::proj_crs_get_coordinate_system(ctx.0, crs.0);
+        if cs.is_null() {
+            return false;
+        }
+        let cs = Object(cs);
+        let direction = |index: c_int| {
+            let mut out: *const c_char = ptr::null();
+            let ok = sys::proj_cs_get_axis_info(
+                ctx.0,
+                cs.0,
+                index,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut out,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            );
+            if ok == 0 {
+                return String::new();
+            }
+            Context::string(out).unwrap_or_default().to_ascii_lowercase()
+        };
+        let (first, second) = (direction(0), direction(1));
+        matches!(first.as_str(), "north" | "south") && matches!(second.as_str(), "east" | "west")
+    }
+}
+
+/// PROJ's transformations between WGS 84 and one CRS, each thread opening its own.
+#[derive(Debug)]
+struct ProjProjection {
+    from_id: u64,
+    to_id: u64,
+    definition: CString,
+}
+
+impl Projection for ProjProjection {
+    fn from_wgs84(&self, positions: &mut [Pos]) -> Result<(), String> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        with_open_transformer(self.from_id, &self.definition, Direction::FromWgs84, |t| t.transform(positions))
+    }
+
+    fn to_wgs84(&self, positions: &mut [Pos]) -> Result<(), String> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        with_open_transformer(self.to_id, &self.definition, Direction::ToWgs84, |t| t.transform(positions))
+    }
+}
+
 fn clip(s: &str) -> String {
     let s = s.trim();
     match s.char_indices().nth(100) {
@@ -507,6 +652,30 @@ mod tests {
             let err = ProjResolver.resolve(bad).unwrap_err();
             assert_eq!(err.code, ProblemCode::UnsupportedCrs, "{bad}");
             assert!(err.message.contains("CRS"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn served_crs_follow_their_authority_axis_order() {
+        let lat_lon = served_crs(4326).unwrap();
+        assert!(lat_lon.north_first() && !lat_lon.projects() && lat_lon.decimals().is_none());
+        let utm = served_crs(32633).unwrap();
+        assert!(!utm.north_first() && utm.projects() && utm.decimals() == Some(4));
+        // pyproj 3.4.1 on PROJ 9.1.1, in authority order.
+        let mut p = [Pos::xy(15.0, 52.0)];
+        utm.from_wgs84(&mut p).unwrap();
+        assert_eq!((p[0].x, p[0].y), (500000.0, 5761038.2126));
+        utm.to_wgs84(&mut p).unwrap();
+        assert!((p[0].x - 15.0).abs() < 1e-9 && (p[0].y - 52.0).abs() < 1e-9, "{p:?}");
+        // ETRS89-LAEA: northing first.
+        let laea = served_crs(3035).unwrap();
+        let mut p = [Pos::xy(10.0, 52.0)];
+        laea.from_wgs84(&mut p).unwrap();
+        assert_eq!((p[0].x, p[0].y), (3210000.0, 4321000.0));
+        assert!(matches!(served_crs(99999), Err(ServedCrsError::Unknown { code: 99999, .. })));
+        // WGS 84 in three dimensions, and a vertical CRS.
+        for code in [4979, 5703] {
+            assert!(matches!(served_crs(code), Err(ServedCrsError::NotPlanar { .. })), "{code}");
         }
     }
 

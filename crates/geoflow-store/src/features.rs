@@ -4,6 +4,7 @@
 use futures_util::stream::BoxStream;
 use geoflow_core::row::Bbox;
 use geoflow_core::schema::FieldType;
+use geoflow_core::served_crs::ServedCrs;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -48,6 +49,9 @@ pub struct FeatureQuery {
     pub fields: Option<Vec<String>>,
     /// Leave every feature's geometry out (`"geometry": null`).
     pub skip_geometry: bool,
+    /// The CRS of the geometries written; `None` for WGS84 longitude/latitude as stored.
+    /// Filters are in WGS84 whatever this is.
+    pub crs: Option<ServedCrs>,
 }
 
 /// Features whose declared time meets a closed interval (an open end is `None`). A date

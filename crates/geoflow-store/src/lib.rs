@@ -33,6 +33,7 @@ use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema, SchemaPolicy};
+use geoflow_core::served_crs::ServedCrs;
 pub use layout::SchemaChange;
 pub use tiles::TileId;
 
@@ -658,9 +659,22 @@ pub trait FeatureReads: Send + Sync {
     /// [`StoreError::NotFound`] for an unknown dataset.
     async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError>;
 
-    /// One feature by its `fid`; `None` when the dataset has no such feature,
-    /// [`StoreError::NotFound`] when there is no such dataset.
-    async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError>;
+    /// One feature by its `fid`, its geometry in `crs` (`None`: WGS84 longitude/latitude as
+    /// stored); `None` when the dataset has no such feature, [`StoreError::NotFound`] when
+    /// there is no such dataset.
+    async fn feature(
+        &self,
+        dataset: &DatasetName,
+        fid: i64,
+        crs: Option<&ServedCrs>,
+    ) -> Result<Option<StoredFeature>, StoreError>;
+
+    /// The EPSG codes of `codes` this store cannot transform geometries to (PostGIS: those its
+    /// `spatial_ref_sys` lacks), checked when the API starts.
+    async fn missing_crs(&self, codes: &[u32]) -> Result<Vec<u32>, StoreError> {
+        let _ = codes;
+        Ok(Vec::new())
+    }
 
     /// The first and last instants of a dataset's features in time: of its `temporal`
     /// properties (the start of the earliest, the end of the latest; an open end that no

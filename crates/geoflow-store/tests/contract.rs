@@ -1081,7 +1081,7 @@ async fn dropping(s: &dyn Store) {
     assert!(s.source(&ds, "a").await.unwrap().is_none());
     let reads = read(s, "dropped", all()).await;
     assert!(matches!(reads.as_ref().map_err(StoreError::root), Err(StoreError::NotFound { .. })), "{reads:?}");
-    assert!(matches!(s.feature(&ds, 1).await.map_err(|e| e.class()), Err(ErrorClass::NotFound)));
+    assert!(matches!(s.feature(&ds, 1, None).await.map_err(|e| e.class()), Err(ErrorClass::NotFound)));
     assert_eq!(s.tile(&ds, TileId::new(0, 0, 0).unwrap()).await.unwrap(), None);
     assert_eq!(s.drop_dataset(&ds).await.unwrap(), None, "nothing left to drop");
     assert_eq!(s.drop_dataset(&name("never_there")).await.unwrap(), None);
@@ -2043,10 +2043,10 @@ async fn feature_reads(s: &dyn Store) {
     assert_eq!(read(s, "places", loaded(None, Some(now - hour))).await.unwrap().len(), 0);
 
     // One feature by fid.
-    let one = s.feature(&name("places"), fid(1)).await.unwrap().expect("found by fid");
+    let one = s.feature(&name("places"), fid(1), None).await.unwrap().expect("found by fid");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&one.json).unwrap(), every[1].1);
-    assert!(s.feature(&name("places"), fid(4) + 1000).await.unwrap().is_none());
-    assert!(matches!(s.feature(&name("nowhere"), 1).await, Err(StoreError::NotFound { .. })));
+    assert!(s.feature(&name("places"), fid(4) + 1000, None).await.unwrap().is_none());
+    assert!(matches!(s.feature(&name("nowhere"), 1, None).await, Err(StoreError::NotFound { .. })));
     assert!(matches!(read(s, "nowhere", all()).await, Err(StoreError::NotFound { .. })));
 }
 

@@ -1128,7 +1128,7 @@ async fn a_dataset_with_150_properties_round_trips() {
             at += text[at..].find(&key).unwrap_or_else(|| panic!("{key} after {at} in {text}"));
         }
         assert!(text.contains(r#"{"i":4,"r":["#) && text.contains(",1.50,"), "{text}");
-        let one = store.feature(&DatasetName::new("wide").unwrap(), *fid).await.unwrap().unwrap();
+        let one = store.feature(&DatasetName::new("wide").unwrap(), *fid, None).await.unwrap().unwrap();
         assert_eq!(&one.json, text);
     }
 }
@@ -1162,7 +1162,7 @@ async fn feature_reads_go_on_during_a_load_of_the_same_dataset() {
     for got in tokio::time::timeout(quick, futures_util::future::join_all(reads)).await.expect("reads do not wait") {
         assert_eq!(got.unwrap(), before);
     }
-    let one = tokio::time::timeout(quick, store.feature(&dataset, before[0].0)).await.expect("no wait").unwrap();
+    let one = tokio::time::timeout(quick, store.feature(&dataset, before[0].0, None)).await.expect("no wait").unwrap();
     assert_eq!(one.unwrap().json, before[0].2);
     let boxed = FeatureQuery { bbox: Some(Bbox { min_x: 0.0, min_y: 0.0, max_x: 10.0, max_y: 10.0 }), ..page(100) };
     let got = tokio::time::timeout(quick, read_features(&store, "roads", boxed)).await.expect("no wait").unwrap();

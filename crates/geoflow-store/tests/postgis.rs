@@ -985,7 +985,7 @@ async fn features_with_150_properties_read_back_as_loaded() {
         let fids: Vec<i64> = read_features(&store, "wide150", query).await.into_iter().map(|f| f.0).collect();
         assert_eq!(fids, expected, "{} = {text}", keys[i]);
     }
-    let one = store.feature(&DatasetName::new("wide150").unwrap(), first).await.unwrap().unwrap();
+    let one = store.feature(&DatasetName::new("wide150").unwrap(), first, None).await.unwrap().unwrap();
     assert_eq!(one.json, features[0].1);
 
     // A table without rows reads as no features.
@@ -1117,7 +1117,7 @@ async fn bbox_pages_are_exact_whether_the_window_or_the_spatial_index_answers() 
         }
         // The features themselves are those of a single-feature read.
         let page = read_features(&store, "win", b.clone()).await;
-        let one = store.feature(&win, page[0].0).await.unwrap().unwrap();
+        let one = store.feature(&win, page[0].0, None).await.unwrap().unwrap();
         assert_eq!(one.json, page[0].1, "{name}");
     }
 }
@@ -1267,4 +1267,13 @@ async fn deep_cursor(store: &PostgisStore, query: FeatureQuery) -> FeatureQuery 
 async fn read_sorted_page(store: &PostgisStore, query: &FeatureQuery) -> Vec<geoflow_store::StoredFeature> {
     let stream = store.features(&DatasetName::new("sorted").unwrap(), query).await.unwrap();
     stream.try_collect().await.unwrap()
+}
+
+#[tokio::test]
+async fn served_crs_missing_from_spatial_ref_sys_are_named() {
+    let Some((_db, store, client)) = setup().await else { return };
+    use geoflow_store::FeatureReads;
+    assert_eq!(store.missing_crs(&[4326, 3857, 32601, 32760, 2056, 27700]).await.unwrap(), Vec::<u32>::new());
+    client.execute("DELETE FROM spatial_ref_sys WHERE srid = 2056", &[]).await.unwrap();
+    assert_eq!(store.missing_crs(&[4326, 2056, 999_999]).await.unwrap(), vec![2056, 999_999]);
 }

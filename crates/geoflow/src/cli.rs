@@ -261,6 +261,11 @@ pub struct HttpArgs {
     /// Origins allowed to call the API from a browser (CORS), comma-separated; `*` for any.
     #[arg(long, env = "GEOFLOW_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// EPSG codes the OGC API serves features in besides CRS84, EPSG:4326, EPSG:3857 and the
+    /// WGS 84 UTM zones, comma-separated (`2056,EPSG:27700`). A code PROJ cannot serve is
+    /// refused at start-up.
+    #[arg(long, env = "GEOFLOW_EXTRA_CRS", value_delimiter = ',')]
+    pub extra_crs: Vec<String>,
 }
 
 #[derive(Debug, Args)]

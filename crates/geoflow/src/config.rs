@@ -7,7 +7,9 @@ use anyhow::{bail, Context};
 use geoflow_queue::{EmbeddedOptions, EmbeddedQueue, Queue, SqsQueue};
 use geoflow_store::gpkg::GeoPackageStore;
 use geoflow_store::postgis::PostgisStore;
-use geoflow_store::Store;
+use geoflow_store::{FeatureReads, Store};
+
+use crate::api::crs::{self, CrsList};
 
 /// The embedded default: a GeoPackage under `./geoflow-data`.
 pub const DEFAULT_DATABASE: &str = "./geoflow-data/geoflow.gpkg";
@@ -82,6 +84,34 @@ fn with_credentials(url: &str, user: Option<String>, password: Option<String>) -
         credentials.push_str(&encode(p));
     }
     format!("{scheme}://{credentials}@{rest}")
+}
+
+/// The EPSG codes of `GEOFLOW_EXTRA_CRS` (`2056`, `EPSG:2056` or the URI), each one PROJ can
+/// serve features in: anything else stops the start.
+pub fn extra_crs(values: &[String]) -> anyhow::Result<Vec<u32>> {
+    let mut codes = Vec::new();
+    for value in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        let code = crs::parse_epsg(value)
+            .with_context(|| format!("GEOFLOW_EXTRA_CRS: {value:?} is not an EPSG code (such as 2056 or EPSG:2056)"))?;
+        codes.push(code);
+    }
+    crs::check_servable(&codes).context("GEOFLOW_EXTRA_CRS")?;
+    Ok(codes)
+}
+
+/// Fails when the store cannot transform geometries to every served CRS (a PostGIS database
+/// whose `spatial_ref_sys` lacks one).
+pub async fn check_store_serves(store: &dyn FeatureReads, served: &CrsList) -> anyhow::Result<()> {
+    let missing = store.missing_crs(&served.epsg_codes()).await.context("checking the served CRSs")?;
+    if !missing.is_empty() {
+        let codes: Vec<String> = missing.iter().map(|c| format!("EPSG:{c}")).collect();
+        bail!(
+            "the database's spatial_ref_sys has no entry for {}: add them (PostGIS's spatial_ref_sys.sql) or leave \
+             them out of GEOFLOW_EXTRA_CRS",
+            codes.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// A parsed `GEOFLOW_QUEUE_URL`: an SQS queue URL, or the path of an embedded queue file.

@@ -10,7 +10,7 @@ use geoflow::cli::{
     ApiArgs, BackendArgs, Cli, Command, DatasetsArgs, DatasetsCommand, DropArgs, HttpArgs, IngestArgs, JobsCommand,
     ReportArgs, ReportTime, ServeArgs, SourcesCommand, WorkArgs, WorkerArgs,
 };
-use geoflow::config::{DatabaseUrl, QueueUrl};
+use geoflow::config::{self, DatabaseUrl, QueueUrl};
 use geoflow::ingest::{self, IngestRequest, IngestSummary, Input, Progress, Status};
 use geoflow::storage::{Storage, StorageUrl};
 use geoflow::telemetry;
@@ -248,7 +248,9 @@ fn api_config(http: &HttpArgs, listen: &str, policy: Policy) -> anyhow::Result<A
             tracing::warn!(%listen, "no API tokens are configured: anyone who can reach this address may upload and delete");
         }
     }
+    let extra_crs = config::extra_crs(&http.extra_crs)?;
     Ok(ApiConfig {
+        extra_crs,
         tokens,
         private_reads: http.private_reads,
         max_upload_bytes: http.max_upload_bytes,
@@ -358,6 +360,7 @@ async fn start_api(args: &ApiArgs, stop: &Stop) -> anyhow::Result<(Backends, tok
     let backends = open_backends(&args.backends).await?;
     let config = api_config(&args.http, &args.listen, backends.policy)?;
     let state = AppState::new(backends.store.clone(), backends.storage.clone(), backends.queue.clone(), config);
+    config::check_store_serves(&*backends.store, &state.crs).await?;
     let http = serve_http(&args.listen, api::router(state), stop).await?;
     Ok((backends, http))
 }

@@ -20,8 +20,10 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 use tokio::sync::{mpsc, oneshot};
 
 use geoflow_core::dataset::DatasetName;
+use geoflow_core::geometry::Pos;
 use geoflow_core::row::{Bbox, GeometryKind};
 use geoflow_core::schema::FieldType;
+use geoflow_core::served_crs::ServedCrs;
 use geoflow_core::value::{PropValue, F64_EXACT_INT};
 use geoflow_core::wkb::{self, Header, Part, Reason, Visitor, WkbError};
 
@@ -299,6 +301,7 @@ pub(crate) fn one(
     readers: &Arc<Readers>,
     dataset: &DatasetName,
     fid: i64,
+    crs: Option<ServedCrs>,
 ) -> Result<Option<StoredFeature>, StoreError> {
     const CONTEXT: &str = "reading a feature";
     let reader = readers.take(path)?;
@@ -310,7 +313,7 @@ pub(crate) fn one(
     let Some(row) = rows.next().ctx(CONTEXT)? else {
         return Ok(None);
     };
-    let json = FeatureWriter::new(path, &layout, &FeatureQuery::default()).feature(fid, row)?;
+    let json = FeatureWriter::new(path, &layout, &FeatureQuery { crs, ..FeatureQuery::default() }).feature(fid, row)?;
     Ok(Some(StoredFeature { fid, json, sort_values: Vec::new() }))
 }
 
@@ -791,6 +794,8 @@ struct FeatureWriter<'a> {
     properties: Vec<(String, FieldType, bool)>,
     columns: PropertyColumns,
     skip_geometry: bool,
+    /// The CRS geometries are written in; `None` as stored.
+    crs: Option<ServedCrs>,
 }
 
 impl<'a> FeatureWriter<'a> {
@@ -812,6 +817,7 @@ impl<'a> FeatureWriter<'a> {
             properties,
             columns: PropertyColumns::new(layout, 2).1,
             skip_geometry: query.skip_geometry,
+            crs: query.crs.clone().filter(|c| !c.is_stored_crs()),
         }
     }
 
@@ -838,7 +844,13 @@ impl<'a> FeatureWriter<'a> {
                 let wkb = parse_header(blob)
                     .ok_or_else(|| self.corrupt(fid, "has a geometry without a GeoPackage header"))?
                     .wkb;
-                write_geojson(wkb, &mut out).map_err(|e| self.malformed(fid, e))?;
+                write_geojson_in(wkb, &mut out, self.crs.as_ref()).map_err(|e| match e {
+                    GeometryError::Wkb(e) => self.malformed(fid, e),
+                    GeometryError::Transform(why) => StoreError::Invalid(format!(
+                        "feature {fid} cannot be given in {}: its coordinates {why}",
+                        self.crs.as_ref().map_or_else(String::new, ServedCrs::uri)
+                    )),
+                })?;
             }
             _ => return Err(self.corrupt(fid, "has a geometry that is not a blob")),
         }
@@ -958,21 +970,93 @@ fn write_string(out: &mut String, s: &str) {
 }
 
 /// Writes a WKB geometry as a GeoJSON geometry object.
+#[cfg(test)]
 fn write_geojson(wkb: &[u8], out: &mut String) -> Result<(), WkbError> {
-    wkb::walk(wkb, &mut GeoJsonWriter { out, in_point: false }).map(drop)
+    write_geojson_in(wkb, out, None).map_err(|e| match e {
+        GeometryError::Wkb(e) => e,
+        GeometryError::Transform(_) => unreachable!("no CRS, no transformation"),
+    })
+}
+
+/// Why a stored geometry could not be written.
+enum GeometryError {
+    Wkb(WkbError),
+    /// Its positions cannot be transformed to the CRS asked for.
+    Transform(String),
+}
+
+/// Writes a WKB geometry as a GeoJSON geometry object in `crs` (`None`: as stored).
+fn write_geojson_in(wkb: &[u8], out: &mut String, crs: Option<&ServedCrs>) -> Result<(), GeometryError> {
+    let mut writer = GeoJsonWriter { out, in_point: false, crs, pending: Vec::new(), commas: Vec::new(), failed: None };
+    match wkb::walk(wkb, &mut writer) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match writer.failed.take() {
+            Some(why) => GeometryError::Transform(why),
+            None => GeometryError::Wkb(e),
+        }),
+    }
 }
 
 /// Writes GeoJSON as the WKB is read: coordinates exact (the shortest text that reads back as
 /// the same double), Z kept, M dropped (GeoJSON has none). Refuses what GeoJSON cannot say:
 /// non-finite coordinates, and members of a multi-geometry of another kind.
+///
+/// In another CRS, the positions of each run (a line, a ring, a point) are held until the run
+/// ends and transformed together, in one call to PROJ.
 struct GeoJsonWriter<'a> {
     out: &'a mut String,
     /// Whether the position at hand is a point's, where NaN ordinates mean `POINT EMPTY`.
     in_point: bool,
+    crs: Option<&'a ServedCrs>,
+    /// Positions read and not yet written (only with a CRS), and whether a comma goes before each.
+    pending: Vec<Pos>,
+    commas: Vec<bool>,
+    /// Why the positions could not be transformed.
+    failed: Option<String>,
+}
+
+impl GeoJsonWriter<'_> {
+    fn write_position(&mut self, comma: bool, x: f64, y: f64, z: Option<f64>) {
+        if comma {
+            self.out.push(',');
+        }
+        let mut buf = ryu::Buffer::new();
+        self.out.push('[');
+        self.out.push_str(buf.format_finite(x));
+        self.out.push(',');
+        self.out.push_str(buf.format_finite(y));
+        if let Some(z) = z {
+            self.out.push(',');
+            self.out.push_str(buf.format_finite(z));
+        }
+        self.out.push(']');
+    }
+
+    /// Transforms and writes the positions held.
+    fn flush(&mut self) -> Result<(), Reason> {
+        let Some(crs) = self.crs.filter(|_| !self.pending.is_empty()) else { return Ok(()) };
+        let mut positions = std::mem::take(&mut self.pending);
+        let transformed = crs.from_wgs84(&mut positions).and_then(|()| {
+            match positions.iter().all(|p| p.x.is_finite() && p.y.is_finite()) {
+                true => Ok(()),
+                false => Err("leave the CRS's domain".to_string()),
+            }
+        });
+        if let Err(why) = transformed {
+            self.failed = Some(why);
+            return Err(Reason::Refused("cannot be transformed"));
+        }
+        let commas = std::mem::take(&mut self.commas);
+        for (p, comma) in positions.iter().zip(commas) {
+            self.write_position(comma, p.x, p.y, p.has_z().then_some(p.z));
+        }
+        Ok(())
+    }
 }
 
 impl Visitor for GeoJsonWriter<'_> {
     fn begin(&mut self, h: &Header, part: Part, _: u32) -> Result<(), Reason> {
+        self.flush()?;
         // A member of a multi-geometry is its coordinates only; any other is an object.
         let member_of_multi = part.required_kind();
         if let (Some(required), Some(parent)) = (member_of_multi, part.parent) {
@@ -999,6 +1083,7 @@ impl Visitor for GeoJsonWriter<'_> {
     }
 
     fn begin_ring(&mut self, index: u32, _: u32) -> Result<(), Reason> {
+        self.flush()?;
         if index > 0 {
             self.out.push(',');
         }
@@ -1014,28 +1099,23 @@ impl Visitor for GeoJsonWriter<'_> {
         if !(x.is_finite() && y.is_finite() && z.is_none_or(f64::is_finite)) {
             return Err(Reason::NonFinite);
         }
-        if index > 0 {
-            self.out.push(',');
+        if self.crs.is_some() {
+            self.pending.push(Pos { x, y, z: z.unwrap_or(f64::NAN) });
+            self.commas.push(index > 0);
+            return Ok(());
         }
-        let mut buf = ryu::Buffer::new();
-        self.out.push('[');
-        self.out.push_str(buf.format_finite(x));
-        self.out.push(',');
-        self.out.push_str(buf.format_finite(y));
-        if let Some(z) = z {
-            self.out.push(',');
-            self.out.push_str(buf.format_finite(z));
-        }
-        self.out.push(']');
+        self.write_position(index > 0, x, y, z);
         Ok(())
     }
 
     fn end_ring(&mut self) -> Result<(), Reason> {
+        self.flush()?;
         self.out.push(']');
         Ok(())
     }
 
     fn end(&mut self, h: &Header, part: Part) -> Result<(), Reason> {
+        self.flush()?;
         if h.kind != GeometryKind::Point {
             self.out.push(']');
         }

@@ -36,6 +36,7 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
+use geoflow_core::served_crs::ServedCrs;
 
 use crate::prelude::*;
 use crate::protocol::Origin;
@@ -329,9 +330,14 @@ impl FeatureReads for GeoPackageStore {
         }
     }
 
-    async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {
-        let (dataset, readers) = (dataset.clone(), Arc::clone(&self.readers));
-        self.blocking("reading a feature", move |path| features::one(path, &readers, &dataset, fid)).await
+    async fn feature(
+        &self,
+        dataset: &DatasetName,
+        fid: i64,
+        crs: Option<&ServedCrs>,
+    ) -> Result<Option<StoredFeature>, StoreError> {
+        let (dataset, readers, crs) = (dataset.clone(), Arc::clone(&self.readers), crs.cloned());
+        self.blocking("reading a feature", move |path| features::one(path, &readers, &dataset, fid, crs)).await
     }
 
     async fn time_extent(&self, dataset: &DatasetName, temporal: Option<&Temporal>) -> Result<TimeExtent, StoreError> {

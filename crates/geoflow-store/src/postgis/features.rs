@@ -30,6 +30,7 @@ use time::{Duration, OffsetDateTime};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
 use geoflow_core::schema::FieldType;
+use geoflow_core::served_crs::ServedCrs;
 
 use super::table::{datetime_text, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
@@ -42,6 +43,7 @@ use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature, TemporalFilt
 
 const FEATURES_SQL: &str = include_str!("sql/features.sql");
 const FEATURE_LAYOUT_SQL: &str = include_str!("sql/feature_layout.sql");
+const MISSING_CRS_SQL: &str = include_str!("sql/missing_crs.sql");
 
 /// PostgreSQL refuses function calls with more arguments than this (`FUNC_MAX_ARGS`).
 const MAX_FUNCTION_ARGS: usize = 100;
@@ -62,7 +64,7 @@ pub(super) struct Table {
 pub(super) struct Select {
     sql: String,
     /// What the statement selects as the geometry's GeoJSON.
-    geometry: &'static str,
+    geometry: String,
     pub(super) params: Vec<(Param, Type)>,
     /// Whether the statement is prepared once per connection and cached, rather than planned
     /// for its values each time (see the module documentation).
@@ -75,10 +77,14 @@ impl Select {
     /// The statement with the property members of every feature (those `query` shows), and
     /// their keys as the first parameters.
     pub(super) fn new(table: &Table, query: &FeatureQuery) -> Select {
-        let geometry = if query.skip_geometry { "NULL::text" } else { "ST_AsGeoJSON(geom, 30, 0)" };
         let mut select =
             // Each choice of properties is a statement of its own: requests could fill the cache.
-            Select { sql: String::new(), geometry, params: Vec::with_capacity(table.columns.len() + 8), cache: query.fields.is_none(), sort_types: Vec::new() };
+            Select { sql: String::new(), geometry: String::new(), params: Vec::with_capacity(table.columns.len() + 8), cache: query.fields.is_none(), sort_types: Vec::new() };
+        select.geometry = match &query.crs {
+            _ if query.skip_geometry => "NULL::text".to_string(),
+            Some(crs) => select.geometry_in(crs),
+            None => "ST_AsGeoJSON(geom, 30, 0)".to_string(),
+        };
         let mut members = Vec::with_capacity(table.columns.len());
         for c in table.columns.iter().filter(|c| query.shows(&c.key)) {
             let key = select.bind(Box::new(json_key(&c.key)), Type::TEXT);
@@ -89,12 +95,29 @@ impl Select {
         select
     }
 
+    /// The GeoJSON of the geometry in `crs`: transformed by the CRS's SRID (a parameter, so
+    /// that one cached statement serves every CRS), its axes swapped where the authority lists
+    /// north first, with as many decimals as the CRS keeps (all for degrees).
+    fn geometry_in(&mut self, crs: &ServedCrs) -> String {
+        let mut geometry = "geom".to_string();
+        if let (true, Some(code)) = (crs.projects(), crs.epsg()) {
+            let srid = self.bind(Box::new(i32::try_from(code).unwrap_or(i32::MAX)), Type::INT4);
+            geometry = format!("ST_Transform({geometry}, {srid})");
+        }
+        if crs.north_first() {
+            geometry = format!("ST_FlipCoordinates({geometry})");
+        }
+        let decimals = crs.decimals().map_or(30, u32::from);
+        format!("ST_AsGeoJSON({geometry}, {decimals}, 0)")
+    }
+
     /// Adds a parameter and returns its placeholder, cast to its type (so that a prepared
     /// statement infers the type the unprepared one is given).
     pub(super) fn bind(&mut self, param: Param, ty: Type) -> String {
         let cast = match ty {
             Type::BOOL => "boolean",
             Type::INT8 => "bigint",
+            Type::INT4 => "integer",
             Type::FLOAT8 => "double precision",
             Type::TIMESTAMPTZ => "timestamptz",
             Type::DATE => "date",
@@ -476,7 +499,7 @@ fn page_select(
         selected.push_str(&sort_value_text(&quote_ident(&k.column.name), k.column.ty));
         select.sort_types.push(k.column.ty);
     }
-    select.sql = statement(&qualified(&table.name), select.geometry, &selected, &conditions, &order);
+    select.sql = statement(&qualified(&table.name), &select.geometry, &selected, &conditions, &order);
     Ok(select)
 }
 
@@ -595,15 +618,15 @@ fn window_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> 
     );
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
     let order = format!("ORDER BY fid LIMIT {}", select.bind(Box::new(limit), Type::INT8));
-    select.sql = statement(&from, select.geometry, &select.sql, &conditions, &order);
+    select.sql = statement(&from, &select.geometry, &select.sql, &conditions, &order);
     Ok(Some(select))
 }
 
-/// The statement of `feature(dataset, fid)`.
-fn feature_select(table: &Table, fid: i64) -> Select {
-    let mut select = Select::new(table, &FeatureQuery::default());
+/// The statement of `feature(dataset, fid, crs)`.
+fn feature_select(table: &Table, fid: i64, crs: Option<&ServedCrs>) -> Select {
+    let mut select = Select::new(table, &FeatureQuery { crs: crs.cloned(), ..FeatureQuery::default() });
     let condition = format!("fid = {}", select.bind(Box::new(fid), Type::INT8));
-    select.sql = statement(&qualified(&table.name), select.geometry, &select.sql, &[condition], "");
+    select.sql = statement(&qualified(&table.name), &select.geometry, &select.sql, &[condition], "");
     select
 }
 
@@ -770,15 +793,26 @@ pub async fn feature(
     store: &PostgisStore,
     dataset: &DatasetName,
     fid: i64,
+    crs: Option<&ServedCrs>,
 ) -> Result<Option<StoredFeature>, StoreError> {
     let client = store.client().await?;
     let table = table(store, &client, dataset).await?;
-    let select = feature_select(&table, fid);
+    let select = feature_select(&table, fid, crs);
     let mut rows = Box::pin(rows(store, &client, &select).await?);
     match rows.next().await {
         Some(row) => stored(store, &row.ctx(store, "reading a feature")?, &[]).map(Some),
         None => Ok(None),
     }
+}
+
+/// The codes of `codes` that `spatial_ref_sys` has no EPSG entry for: `ST_Transform` could
+/// not reach them.
+pub async fn missing_crs(store: &PostgisStore, codes: &[u32]) -> Result<Vec<u32>, StoreError> {
+    let context = "reading spatial_ref_sys";
+    let client = store.client().await?;
+    let codes: Vec<i32> = codes.iter().map(|&c| i32::try_from(c).unwrap_or(i32::MAX)).collect();
+    let rows = client.query(MISSING_CRS_SQL, &[&codes]).await.ctx(store, context)?;
+    rows.iter().map(|r| r.try_get::<_, i32>(0).map(|c| c.unsigned_abs()).ctx(store, context)).collect()
 }
 
 /// The plans PostgreSQL chooses for `features(dataset, query)` planned for the query's values,
@@ -1060,6 +1094,37 @@ mod tests {
         assert!(window_select(&name, &table, &before).unwrap().is_none());
         let unboxed = FeatureQuery { bbox: None, ..query };
         assert!(window_select(&name, &table, &unboxed).unwrap().is_none());
+    }
+
+    #[test]
+    fn geometries_in_another_crs_are_transformed_by_a_bound_srid() {
+        use geoflow_core::geometry::Pos;
+        use geoflow_core::served_crs::{CrsId, CrsUnit, Projection};
+        #[derive(Debug)]
+        struct Unused;
+        impl Projection for Unused {
+            fn from_wgs84(&self, _: &mut [Pos]) -> Result<(), String> {
+                unreachable!("PostGIS transforms")
+            }
+            fn to_wgs84(&self, _: &mut [Pos]) -> Result<(), String> {
+                unreachable!("PostGIS transforms")
+            }
+        }
+        let table = Table { name: "t".into(), columns: vec![column("k", FieldType::Text)] };
+        let name = DatasetName::new("t").unwrap();
+        let in_crs = |crs| FeatureQuery { crs: Some(crs), limit: 10, ..FeatureQuery::default() };
+        let lat_lon = ServedCrs::new(CrsId::Epsg(4326), true, CrsUnit::Degrees, None);
+        let select = features_select(&name, &table, &in_crs(lat_lon)).unwrap();
+        assert!(select.sql.contains("SELECT fid, ST_AsGeoJSON(ST_FlipCoordinates(geom), 30, 0), "), "{}", select.sql);
+        let laea = ServedCrs::new(CrsId::Epsg(3035), true, CrsUnit::Linear, Some(std::sync::Arc::new(Unused)));
+        let select = features_select(&name, &table, &in_crs(laea)).unwrap();
+        // The SRID is the first parameter: one cached statement for every CRS.
+        assert!(
+            select.sql.contains("ST_AsGeoJSON(ST_FlipCoordinates(ST_Transform(geom, $1::integer)), 4, 0)"),
+            "{}",
+            select.sql
+        );
+        assert!(select.cache);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
+use geoflow_core::served_crs::ServedCrs;
 
 use crate::prelude::*;
 use crate::protocol::Origin;
@@ -291,8 +292,17 @@ impl FeatureReads for PostgisStore {
         }
     }
 
-    async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {
-        features::feature(self, dataset, fid).await
+    async fn feature(
+        &self,
+        dataset: &DatasetName,
+        fid: i64,
+        crs: Option<&ServedCrs>,
+    ) -> Result<Option<StoredFeature>, StoreError> {
+        features::feature(self, dataset, fid, crs).await
+    }
+
+    async fn missing_crs(&self, codes: &[u32]) -> Result<Vec<u32>, StoreError> {
+        features::missing_crs(self, codes).await
     }
 
     async fn time_extent(&self, dataset: &DatasetName, temporal: Option<&Temporal>) -> Result<TimeExtent, StoreError> {

@@ -138,7 +138,7 @@ mod tests {
     use super::*;
 
     fn feature(fid: i64, json: &str) -> StoredFeature {
-        StoredFeature { fid, json: json.to_string() }
+        StoredFeature { fid, json: json.to_string(), sort_values: Vec::new() }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
@@ -29,16 +29,19 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::crs::{CrsChoiceError, CrsList};
 use super::export::{self, Csv, Sequence};
 use super::format::{Format, DOCUMENT_FORMATS, ITEMS_FORMATS};
 use super::problem::{Problem, ProblemBody};
 use super::sorting::{self, decode_cursor, encode_cursor, parse_sortby, sortables_schema};
 use super::AppState;
+use geoflow_core::served_crs::{ServedCrs, CRS84_URI};
 
-/// Longitude/latitude on WGS84: the only CRS served (RFC 7946).
-const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
+/// Longitude/latitude on WGS84: the CRS features are stored in, and served in by default
+/// (RFC 7946).
+const CRS84: &str = CRS84_URI;
 
-const CONFORMANCE: [&str; 16] = [
+const CONFORMANCE: [&str; 17] = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
@@ -59,6 +62,8 @@ const CONFORMANCE: [&str; 16] = [
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
     // `sortby` on items, and each collection's sortables (Part 8).
     sorting::SORTING,
+    // Features in any CRS of the collections' list (`crs`), boxes too (`bbox-crs`).
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
 ];
 
 /// Latitude/longitude on WGS84, which `filter-crs` may name for geometry literals.
@@ -404,14 +409,16 @@ fn temporal_extent(d: &DatasetInfo, (first, last): &TimeExtent) -> Value {
     json!({ "interval": [[first, last]], "trs": GREGORIAN, "x-geoflow-datetime": on })
 }
 
-fn collection(base: &str, d: &DatasetInfo, time: Option<&TimeExtent>) -> Value {
+/// A collection's description; `crs` its list of CRSs (or `["#/crs"]`, the list of the
+/// `/collections` document it is part of).
+fn collection(base: &str, d: &DatasetInfo, crs: Value, time: Option<&TimeExtent>) -> Value {
     let id = d.name.as_str();
     let mut c = json!({
         "id": id,
         "title": id,
         "description": format!("{} features from {} source(s)", d.feature_count, d.sources),
         "itemType": "feature",
-        "crs": [CRS84],
+        "crs": crs,
         "storageCrs": CRS84,
         "links": [
             link(format!("{base}/collections/{id}"), "self", "application/json", "This collection"),
@@ -476,16 +483,19 @@ pub async fn collections(
     parts.extend([format.name(), base.as_str()]);
     let etag = digest(&parts);
     let latest = all.iter().map(|d| d.updated_at.as_str()).max();
+    // Every collection serves the same CRSs: listed once, each collection referring to it
+    // (OGC API – Features Part 2).
     let mut collections = Vec::with_capacity(all.len());
     for d in &all {
         let time = state.time_extents.of(&state, d).await;
-        collections.push(collection(&base, d, time.as_ref()));
+        collections.push(collection(&base, d, json!(["#/crs"]), time.as_ref()));
     }
     let body = json!({
         "links": [
             link(format!("{base}/collections"), "self", "application/json", "The collections"),
             link(format!("{base}/collections?f=html"), "alternate", "text/html", "The collections as HTML"),
         ],
+        "crs": state.crs.uris(),
         "collections": collections,
     });
     let response = match format {
@@ -532,7 +542,7 @@ pub async fn collection_info(
     let d = dataset(&state, &id).await?;
     let base = base_url(&headers);
     let time = state.time_extents.of(&state, &d).await;
-    let body = collection(&base, &d, time.as_ref());
+    let body = collection(&base, &d, json!(state.crs.uris()), time.as_ref());
     let etag = digest(&[d.name.as_str(), &state_of(&d), format.name(), &base]);
     let response = match format {
         Format::Json | Format::Csv | Format::GeoJsonSeq => json_response("application/json", &body),
@@ -563,6 +573,8 @@ struct ItemsRequest {
     carried: Vec<(String, String)>,
     /// The cursor as given: `cursor` or `before`, and its value.
     position: Option<(&'static str, String)>,
+    /// The CRS of the geometries (`crs`).
+    crs: ServedCrs,
 }
 
 fn items_request(
@@ -570,9 +582,13 @@ fn items_request(
     headers: &HeaderMap,
     d: &DatasetInfo,
     max_limit: usize,
+    served: &CrsList,
 ) -> Result<ItemsRequest, Problem> {
     let bad = |detail: String| Problem::bad_request("invalid-parameter", detail);
     let mut query = FeatureQuery { limit: DEFAULT_LIMIT, ..FeatureQuery::default() };
+    let mut crs = ServedCrs::crs84();
+    // The box is read once its CRS is known, whichever parameter comes first.
+    let (mut bbox, mut bbox_crs) = (None, ServedCrs::crs84());
     let mut f = None;
     let mut offset = 0;
     let mut carried = Vec::new();
@@ -614,7 +630,9 @@ fn items_request(
                 }
                 query.limit = n.min(max_limit);
             }
-            "bbox" => query.bbox = Some(parse_bbox(&value).map_err(|e| bad(format!("bbox={value:?}: {e}")))?),
+            "bbox" => bbox = Some(value.clone()),
+            "bbox-crs" => bbox_crs = choose_crs(served, "bbox-crs", &value)?,
+            "crs" => crs = choose_crs(served, "crs", &value)?,
             "properties" => {
                 let keys: Vec<String> =
                     value.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect();
@@ -630,8 +648,6 @@ fn items_request(
                     _ => return Err(bad(format!("skipGeometry={value:?}: expected true or false"))),
                 }
             }
-            "bbox-crs" if value == CRS84 => {}
-            "bbox-crs" => return Err(bad(format!("bbox-crs={value:?}: only {CRS84} is served"))),
             "datetime" => {
                 let interval = parse_interval(&value).map_err(|e| bad(format!("datetime={value:?}: {e}")))?;
                 // The dataset's declared time, else the load time.
@@ -687,6 +703,10 @@ fn items_request(
     if query.before.is_some() && offset > 0 {
         return Err(bad("offset and before cannot be combined".into()));
     }
+    if let Some(text) = bbox {
+        query.bbox = Some(parse_bbox(&text, &bbox_crs).map_err(|e| bad(format!("bbox={text:?}: {e}")))?);
+    }
+    query.crs = Some(crs.clone()).filter(|c| !c.is_stored_crs());
     let format = Format::negotiate(f.as_deref(), headers, ITEMS_FORMATS)?;
     if let Some(text) = filter {
         let type_of = |key: &str| d.columns.iter().find(|c| c.key == key).map(|c| c.ty);
@@ -697,7 +717,7 @@ fn items_request(
         || query.temporal.is_some()
         || !query.properties.is_empty()
         || query.filter.is_some();
-    Ok(ItemsRequest { query, offset, format, filtered, carried, position })
+    Ok(ItemsRequest { query, offset, format, filtered, carried, position, crs })
 }
 
 /// The fid (and, in a sorted order, the sort values) of the feature a cursor names: a fid in
@@ -725,12 +745,25 @@ fn cursor_of(sort: &[SortKey], feature: &(i64, Vec<SortValue>)) -> String {
     }
 }
 
-fn parse_bbox(text: &str) -> Result<Bbox, String> {
+/// The served CRS that parameter `name` names.
+fn choose_crs(served: &CrsList, name: &str, value: &str) -> Result<ServedCrs, Problem> {
+    served.choose(value).map_err(|e| {
+        let status = match e {
+            CrsChoiceError::NotAUri | CrsChoiceError::NotListed => StatusCode::BAD_REQUEST,
+            // Listed CRSs were checked when the API started.
+            CrsChoiceError::Unusable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Problem::new(status, "invalid-parameter", format!("{name}={value:?}: {e}"))
+    })
+}
+
+/// A `bbox` given in `crs` (its axis order), as the longitude/latitude box that covers it.
+fn parse_bbox(text: &str, crs: &ServedCrs) -> Result<Bbox, String> {
     let numbers: Vec<f64> = text
         .split(',')
         .map(|n| n.trim().parse::<f64>().map_err(|_| format!("{n:?} is not a number")))
         .collect::<Result<_, _>>()?;
-    let [min_x, min_y, max_x, max_y] = match numbers[..] {
+    let corners = match numbers[..] {
         [a, b, c, d] => [a, b, c, d],
         // Heights are ignored: the features are two-dimensional.
         [a, b, _, d, e, _] => [a, b, d, e],
@@ -739,6 +772,18 @@ fn parse_bbox(text: &str) -> Result<Bbox, String> {
     if numbers.iter().any(|n| !n.is_finite()) {
         return Err("numbers must be finite".into());
     }
+    let lon_lat = crs.bbox_to_wgs84(corners).map_err(|e| format!("in {}: {e}", crs.uri()))?;
+    if crs.projects() {
+        // Covering a projected box, whatever its size: every position is within range.
+        return Ok(lon_lat);
+    }
+    check_lon_lat(lon_lat)
+}
+
+/// A box in longitude/latitude, checked for range (`min_lon > max_lon` crosses the
+/// antimeridian).
+fn check_lon_lat(b: Bbox) -> Result<Bbox, String> {
+    let Bbox { min_x, min_y, max_x, max_y } = b;
     if !(-90.0..=90.0).contains(&min_y) || !(-90.0..=90.0).contains(&max_y) || min_y > max_y {
         return Err("latitudes must lie within -90..90, the lower first".into());
     }
@@ -799,9 +844,21 @@ pub struct ItemsParams {
     #[param(minimum = 0, maximum = 1_000_000, default = 0)]
     offset: Option<usize>,
     /// Only features intersecting `min_lon,min_lat,max_lon,max_lat` (CRS84; `min_lon > max_lon`
-    /// crosses the antimeridian).
+    /// crosses the antimeridian), or the box in `bbox-crs`, lower corner first in that CRS's
+    /// axis order.
     #[param(value_type = Option<Vec<f64>>, min_items = 4, max_items = 6, style = Form)]
     bbox: Option<String>,
+    /// The CRS of `bbox`, by URI: one of the collection's `crs` list (default: CRS84). The box
+    /// is transformed to longitude/latitude with its edges densified, so that the box searched
+    /// covers the one given.
+    #[param(rename = "bbox-crs")]
+    bbox_crs: Option<String>,
+    /// The CRS of the geometries, by URI: one of the collection's `crs` list (default: CRS84,
+    /// longitude/latitude). Coordinates come in the axis order of the CRS's authority
+    /// (latitude first for EPSG:4326), in metres to 0.1 mm for projected CRSs; the
+    /// `Content-Crs` header names it.
+    #[param(value_type = Option<String>)]
+    crs: Option<String>,
     /// Only features at this instant or within this interval (RFC 3339; `start/end`, `../end`,
     /// `start/..`; a date stands for its whole day): in the time of the dataset's declared
     /// temporal properties (its extent's `x-geoflow-datetime`), else when they were loaded.
@@ -841,35 +898,53 @@ pub struct ItemsParams {
 }
 
 /// Sets what the API definition can only know at run time, or cannot derive: the page size's
-/// maximum, and `bbox` as one comma-separated parameter (`explode: false`).
-pub(super) fn declare_items_parameters(document: &mut Value, max_limit: usize) {
-    let path = "/paths/~1collections~1{collectionId}~1items/get/parameters";
-    let Some(Value::Array(parameters)) = document.pointer_mut(path) else { return };
-    for parameter in parameters {
-        match parameter["name"].as_str() {
-            Some("limit") => parameter["schema"]["maximum"] = json!(max_limit),
-            Some("bbox" | "properties" | "sortby") => parameter["explode"] = json!(false),
-            // Clients read the languages from here: GDAL 3.6 sends `-where` to the server as
-            // `cql-text` when this list names it.
-            Some("filter-lang") => {
-                parameter["schema"] = json!({ "type": "string", "enum": FilterLang::NAMES, "default": "cql2-text" })
+/// maximum, `bbox` as one comma-separated parameter (`explode: false`), and the URIs of the
+/// served CRSs, listed once as the schema `CrsUri` that `crs` and `bbox-crs` refer to.
+pub(super) fn declare_items_parameters(document: &mut Value, max_limit: usize, served: &CrsList) {
+    if let Some(Value::Object(schemas)) = document.pointer_mut("/components/schemas") {
+        let uris = served.uris();
+        schemas.insert(
+            CRS_URI_SCHEMA.into(),
+            json!({ "type": "string", "format": "uri", "enum": uris, "description": "A CRS features are served in" }),
+        );
+    }
+    let crs_uri = json!({ "$ref": format!("#/components/schemas/{CRS_URI_SCHEMA}") });
+    for path in [
+        "/paths/~1collections~1{collectionId}~1items/get/parameters",
+        "/paths/~1collections~1{collectionId}~1items~1{featureId}/get/parameters",
+    ] {
+        let Some(Value::Array(parameters)) = document.pointer_mut(path) else { continue };
+        for parameter in parameters {
+            match parameter["name"].as_str() {
+                Some("limit") => parameter["schema"]["maximum"] = json!(max_limit),
+                Some("bbox" | "properties" | "sortby") => parameter["explode"] = json!(false),
+                Some("crs" | "bbox-crs") => parameter["schema"] = crs_uri.clone(),
+                // Clients read the languages from here: GDAL 3.6 sends `-where` to the server as
+                // `cql-text` when this list names it.
+                Some("filter-lang") => {
+                    parameter["schema"] = json!({ "type": "string", "enum": FilterLang::NAMES, "default": "cql2-text" })
+                }
+                Some("filter-crs") => {
+                    parameter["schema"] = json!({ "type": "string", "enum": [CRS84, EPSG_4326], "default": CRS84 })
+                }
+                _ => {}
             }
-            Some("filter-crs") => {
-                parameter["schema"] = json!({ "type": "string", "enum": [CRS84, EPSG_4326], "default": CRS84 })
-            }
-            _ => {}
         }
     }
 }
 
+/// The name of the schema of the served CRSs' URIs in the API definition.
+const CRS_URI_SCHEMA: &str = "CrsUri";
+
 /// The parameters of `items` besides property filters: a property of the same name cannot
 /// take them over.
-const ITEMS_PARAMETERS: [&str; 14] = [
+const ITEMS_PARAMETERS: [&str; 15] = [
     "f",
     "limit",
     "offset",
     "bbox",
     "bbox-crs",
+    "crs",
     "datetime",
     "cursor",
     "before",
@@ -947,7 +1022,8 @@ pub async fn items(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
     let d = dataset(&state, &id).await?;
-    let request = items_request(params, &headers, &d, state.config.max_items_limit)?;
+    let request = items_request(params, &headers, &d, state.config.max_items_limit, &state.crs)?;
+    let content_crs = content_crs(&request.crs);
     let base = base_url(&headers);
     let mut key: Vec<String> = request.carried.iter().map(|(k, v)| format!("{k}={v}")).collect();
     key.sort();
@@ -1154,7 +1230,35 @@ pub async fn items(
             Html(html_page(d.name.as_str(), &html)).into_response()
         }
     };
-    Ok(validated(&headers, etag, Some(&d.updated_at), response))
+    Ok(with_content_crs(validated(&headers, etag, Some(&d.updated_at), response), content_crs))
+}
+
+/// The `Content-Crs` header's value: the URI of the geometries' CRS in angle brackets.
+fn content_crs(crs: &ServedCrs) -> HeaderValue {
+    HeaderValue::from_str(&format!("<{}>", crs.uri())).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Names the CRS of a response's geometries (OGC API – Features Part 2), except on a `304`,
+/// which has no body.
+fn with_content_crs(mut response: Response, value: HeaderValue) -> Response {
+    if response.status() != StatusCode::NOT_MODIFIED {
+        response.headers_mut().insert(HeaderName::from_static("content-crs"), value);
+    }
+    response
+}
+
+/// The query parameters of one feature.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ItemParams {
+    /// `json` or `html` (default: from the Accept header).
+    #[param(value_type = Option<FormatName>)]
+    f: Option<String>,
+    /// The CRS of the geometry, by URI: one of the collection's `crs` list (default: CRS84,
+    /// longitude/latitude). Coordinates come in the axis order of the CRS's authority
+    /// (latitude first for EPSG:4326); the `Content-Crs` header names it.
+    #[param(value_type = Option<String>)]
+    crs: Option<String>,
 }
 
 #[utoipa::path(
@@ -1164,7 +1268,7 @@ pub async fn items(
     params(
         ("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"),
         ("featureId" = String, Path, description = "A feature's id"),
-        FormatParam,
+        ItemParams,
     ),
     responses(
         (status = 200, description = "One feature as GeoJSON", content((Object = "application/geo+json"), (String = "text/html"))),
@@ -1178,23 +1282,33 @@ pub async fn item(
     State(state): State<AppState>,
     Path((id, feature_id)): Path<(String, String)>,
     headers: HeaderMap,
-    Query(p): Query<FormatParam>,
+    Query(p): Query<ItemParams>,
 ) -> Result<Response, Problem> {
     let format = Format::negotiate(p.f.as_deref(), &headers, DOCUMENT_FORMATS)?;
+    let crs = match &p.crs {
+        Some(uri) => choose_crs(&state.crs, "crs", uri)?,
+        None => ServedCrs::crs84(),
+    };
     let unknown = || Problem::not_found(format!("collection {id:?} has no feature {feature_id:?}"));
     let name = DatasetName::new(&id).map_err(|_| unknown())?;
     let fid = feature_id.parse::<i64>().map_err(|_| unknown())?;
     // One read, no catalog listing: the store knows its datasets, and the validator is the
     // feature itself, so it changes exactly when a load changes the feature.
-    let feature = state.features.feature(&name, fid).await.map_err(read_problem)?.ok_or_else(unknown)?;
+    let in_crs = Some(&crs).filter(|c| !c.is_stored_crs());
+    let feature = state.features.feature(&name, fid, in_crs).await.map_err(read_problem)?.ok_or_else(unknown)?;
     let base = base_url(&headers);
-    let etag = digest(&[&feature.json, format.name(), &base]);
-    let url = format!("{base}/collections/{}/items/{fid}", name.as_str());
+    let uri = crs.uri();
+    let etag = digest(&[&feature.json, format.name(), &base, &uri]);
+    let path = format!("/collections/{}/items/{fid}", name.as_str());
+    // Links keep the CRS asked for.
+    let carried: Vec<(String, String)> = p.crs.iter().map(|c| ("crs".to_string(), c.clone())).collect();
+    let url = url_with(&base, &path, &carried);
+    let html_url = url_with(&base, &path, &[carried.clone(), vec![("f".into(), "html".into())]].concat());
     let response = match format {
         Format::Json | Format::Csv | Format::GeoJsonSeq => {
             let links = json!([
                 link(url.clone(), "self", GEOJSON, "This feature"),
-                link(format!("{url}?f=html"), "alternate", "text/html", "This feature as HTML"),
+                link(html_url, "alternate", "text/html", "This feature as HTML"),
                 link(
                     format!("{base}/collections/{}", name.as_str()),
                     "collection",
@@ -1223,7 +1337,7 @@ pub async fn item(
             Html(html_page(&format!("{} {fid}", name.as_str()), &html)).into_response()
         }
     };
-    Ok(validated(&headers, etag, None, response))
+    Ok(with_content_crs(validated(&headers, etag, None, response), content_crs(&crs)))
 }
 
 fn read_problem(e: StoreError) -> Problem {
@@ -1271,12 +1385,31 @@ mod tests {
 
     #[test]
     fn boxes() {
+        let crs84 = ServedCrs::crs84();
+        let parse_bbox = |text: &str| parse_bbox(text, &crs84);
         assert_eq!(parse_bbox("1,2,3,4").unwrap(), Bbox { min_x: 1.0, min_y: 2.0, max_x: 3.0, max_y: 4.0 });
         assert_eq!(parse_bbox("1,2,0,3,4,9").unwrap(), Bbox { min_x: 1.0, min_y: 2.0, max_x: 3.0, max_y: 4.0 });
         assert_eq!(parse_bbox("170,-10,-170,10").unwrap().min_x, 170.0, "across the antimeridian");
         for bad in ["1,2,3", "a,b,c,d", "0,10,1,5", "0,-91,1,0", "-181,0,1,1", "NaN,0,1,1"] {
             assert!(parse_bbox(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn boxes_in_other_crs_cover_the_box_given() {
+        let served = CrsList::new(&[]);
+        let lat_lon = served.choose("http://www.opengis.net/def/crs/EPSG/0/4326").unwrap();
+        // Latitude first.
+        assert_eq!(parse_bbox("2,1,4,3", &lat_lon).unwrap(), Bbox { min_x: 1.0, min_y: 2.0, max_x: 3.0, max_y: 4.0 });
+        assert!(parse_bbox("1,-181,2,0", &lat_lon).is_err());
+        let utm = served.choose("http://www.opengis.net/def/crs/EPSG/0/32633").unwrap();
+        let b = parse_bbox("400000,5700000,600000,5800000", &utm).unwrap();
+        // The northern edge bulges north between the corners: its middle is the northernmost.
+        let mut middle = [geoflow_core::geometry::Pos::xy(500_000.0, 5_800_000.0)];
+        utm.to_wgs84(&mut middle).unwrap();
+        assert!((b.max_y - middle[0].y).abs() < 1e-9 && b.min_x < 13.6 && b.max_x > 16.4, "{b:?}");
+        assert!(parse_bbox("600000,5700000,400000,5800000", &utm).is_err(), "lower corner first");
+        assert!(parse_bbox("1e300,0,2e300,1", &utm).is_err());
     }
 
     #[test]

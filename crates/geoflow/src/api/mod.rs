@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod console;
+pub mod crs;
 mod datasets;
 mod docs;
 mod export;
@@ -62,6 +63,9 @@ pub struct ApiConfig {
     pub default_policy: Policy,
     /// Largest page of features served (`limit` beyond it is capped).
     pub max_items_limit: usize,
+    /// EPSG codes features are served in besides CRS84, EPSG:4326, 3857 and the UTM zones
+    /// (checked with [`crs::check_servable`] before the API starts).
+    pub extra_crs: Vec<u32>,
 }
 
 impl Default for ApiConfig {
@@ -75,6 +79,7 @@ impl Default for ApiConfig {
             cors_origins: Vec::new(),
             default_policy: Policy::Skip,
             max_items_limit: 10_000,
+            extra_crs: Vec::new(),
         }
     }
 }
@@ -90,6 +95,8 @@ pub struct AppState {
     pub storage: Storage,
     pub queue: Arc<dyn Queue>,
     pub config: Arc<ApiConfig>,
+    /// The CRSs features are served in.
+    pub crs: Arc<crs::CrsList>,
     /// Requests that may be served at once.
     permits: Arc<Semaphore>,
     /// The datasets' extents in time, as of their current versions.
@@ -108,6 +115,7 @@ impl AppState {
             tiles: store,
             storage,
             queue,
+            crs: Arc::new(crs::CrsList::new(&config.extra_crs)),
             config: Arc::new(config),
             permits,
             time_extents: Arc::default(),
@@ -205,7 +213,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health_routes())
         .split_for_parts();
     let mut document = serde_json::to_value(&openapi).unwrap_or_default();
-    features::declare_items_parameters(&mut document, state.config.max_items_limit);
+    features::declare_items_parameters(&mut document, state.config.max_items_limit, &state.crs);
     let document = Arc::new(document);
     let (catalog, public) = (state.catalog.clone(), !state.config.private_reads);
     let described = move |version: ApiVersion| {
