@@ -32,7 +32,7 @@ use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
 use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema, SchemaPolicy};
 pub use layout::SchemaChange;
-pub use tiles::TileId;
+pub use tiles::{EncodedTile, TileId, TileMatrixSet};
 
 /// Which content a source holds: identical content is never loaded twice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -632,9 +632,10 @@ pub trait FeatureReads: Send + Sync {
 /// Vector tiles of the stored features.
 #[async_trait]
 pub trait Tiles: Send + Sync {
-    /// The Mapbox Vector Tile `tile` of a dataset (see [`tiles`] for what it holds); empty when
-    /// no feature is in the tile, `None` when there is no such dataset.
-    async fn tile(&self, dataset: &DatasetName, tile: TileId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The Mapbox Vector Tile `tile` of a dataset (see [`tiles`] for what it holds) with the
+    /// count of features thinning left out of it; empty when no feature is in the tile, `None`
+    /// when there is no such dataset.
+    async fn tile(&self, dataset: &DatasetName, tile: TileId) -> Result<Option<EncodedTile>, StoreError>;
 }
 
 /// What the pipeline did, from the catalog's history, for the daily reports.
