@@ -55,12 +55,14 @@ pub const STANDARD_PIXEL_M: f64 = 0.000_28;
 pub const TILE_SIZE_PX: u32 = 256;
 
 /// A tile matrix set served: a grid of tiles for each zoom level, as the OGC registry defines
-/// it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// it. Serialised as its identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TileMatrixSetId))]
 pub enum TileMatrixSet {
     /// EPSG:3857; level `z` has `2^z` × `2^z` tiles.
     WebMercatorQuad,
     /// CRS84 (longitude, latitude in degrees); level `z` has `2^(z+1)` × `2^z` tiles.
+    #[serde(rename = "WorldCRS84Quad")]
     WorldCrs84Quad,
 }
 
@@ -361,6 +363,9 @@ mod tests {
         assert!(TileId::new(CRS84, 22, (1 << 22) - 1, (1 << 23) - 1).is_ok());
         assert_eq!(TileMatrixSet::from_id("WorldCRS84Quad"), Some(CRS84));
         assert_eq!(TileMatrixSet::from_id("worldcrs84quad"), None);
+        for tms in TileMatrixSet::ALL {
+            assert_eq!(serde_json::to_value(tms).unwrap(), tms.id(), "serialised as its identifier");
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ use super::AppState;
 /// Longitude/latitude on WGS84: the only CRS served (RFC 7946).
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
 
-const CONFORMANCE: [&str; 6] = [
+const CONFORMANCE: [&str; 14] = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
@@ -39,6 +39,16 @@ const CONFORMANCE: [&str; 6] = [
     // Each collection lists its queryables, and each filters by equality as a query parameter.
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    // OGC API – Tiles: each collection's vector tilesets (see `tiles`), in the API definition.
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/oas30",
+    // The definitions of the tile matrix sets at /tileMatrixSets, in JSON.
+    "http://www.opengis.net/spec/tms/2.0/conf/tilematrixset",
+    "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
 ];
 
 const GEOJSON: &str = "application/geo+json";
@@ -314,7 +324,7 @@ pub async fn landing(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result
     let base = base_url(&headers);
     let body = json!({
         "title": "geoflow",
-        "description": "Datasets loaded by geoflow, as OGC API – Features collections",
+        "description": "Datasets loaded by geoflow, as OGC API – Features collections and vector tiles",
         "links": [
             link(format!("{base}/?f=json"), "self", "application/json", "This document"),
             link(format!("{base}/?f=html"), "alternate", "text/html", "This document as HTML"),
@@ -323,6 +333,12 @@ pub async fn landing(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result
             link(format!("{base}/docs"), "service-doc", "text/html", "The API documentation"),
             link(format!("{base}/conformance"), "conformance", "application/json", "Conformance classes"),
             link(format!("{base}/collections"), "data", "application/json", "The collections"),
+            link(
+                format!("{base}/tileMatrixSets"),
+                "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes",
+                "application/json",
+                "The tile matrix sets of the vector tiles",
+            ),
         ],
     });
     Ok(match format {
