@@ -110,7 +110,12 @@ fn tileset_links(base: &str, id: &str, tms: TileMatrixSet) -> Vec<Value> {
         link(format!("{base}/collections/{id}"), "collection", "application/json", "The collection"),
     ];
     if tms == TileMatrixSet::WebMercatorQuad {
-        links.push(link(format!("{tileset}/tilejson.json"), "describedby", "application/json", "The tileset as TileJSON 3.0.0"));
+        links.push(link(
+            format!("{tileset}/tilejson.json"),
+            "describedby",
+            "application/json",
+            "The tileset as TileJSON 3.0.0",
+        ));
     }
     links
 }
@@ -446,7 +451,14 @@ pub async fn tile(
     }
     let response = if gzipped {
         let body = gzip(&bytes).map_err(|e| Problem::unavailable("compressing the tile", e))?;
-        ([(header::CONTENT_TYPE, HeaderValue::from_static(MVT)), (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")), omitted], body)
+        (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(MVT)),
+                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+                omitted,
+            ],
+            body,
+        )
             .into_response()
     } else {
         ([(header::CONTENT_TYPE, HeaderValue::from_static(MVT)), omitted], bytes).into_response()
