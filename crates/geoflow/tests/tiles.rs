@@ -412,6 +412,35 @@ async fn tiles_carry_original_properties_validators_and_gzip_on_both_stores() {
             );
         }
 
+        // The conformance declaration names what is served, and the landing page links the
+        // tile matrix sets.
+        let conformance = app.get("/conformance").await.body;
+        let classes: Vec<&str> =
+            conformance["conformsTo"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        for class in [
+            "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+            "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+            "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+            "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+            "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
+            "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/oas30",
+            "http://www.opengis.net/spec/tms/2.0/conf/tilematrixset",
+            "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
+        ] {
+            assert!(classes.contains(&class), "{class} in {classes:?}");
+        }
+        let landing = app.get("/").await.body;
+        let schemes = landing["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["rel"] == "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes");
+        assert_eq!(schemes.unwrap()["href"], app.url("/tileMatrixSets"));
+        let listed = app.get("/tileMatrixSets").await.body;
+        let ids: Vec<&str> =
+            listed["tileMatrixSets"].as_array().unwrap().iter().filter_map(|t| t["id"].as_str()).collect();
+        assert_eq!(ids, ["WebMercatorQuad", "WorldCRS84Quad"]);
+
         // The routes are in the API definition.
         let openapi = app.get("/openapi.json").await.body;
         for path in [
