@@ -144,10 +144,10 @@ fn field_type(ty: FieldType) -> &'static str {
     }
 }
 
-/// The tile matrix set as the 2D Tile Matrix Set standard (2.0) encodes it in JSON: every
-/// level the registry defines, whichever are served.
-fn tile_matrix_set_document(tms: TileMatrixSet) -> Value {
-    let (title, axes, scale_set) = match tms {
+/// What the OGC registry says of a tile matrix set besides its geometry: its title, the
+/// order of its axes and its well-known scale set.
+fn registry_entry(tms: TileMatrixSet) -> (&'static str, [&'static str; 2], &'static str) {
+    match tms {
         TileMatrixSet::WebMercatorQuad => (
             "Google Maps Compatible for the World",
             ["X", "Y"],
@@ -156,7 +156,13 @@ fn tile_matrix_set_document(tms: TileMatrixSet) -> Value {
         TileMatrixSet::WorldCrs84Quad => {
             ("CRS84 for the World", ["Lon", "Lat"], "http://www.opengis.net/def/wkss/OGC/1.0/GoogleCRS84Quad")
         }
-    };
+    }
+}
+
+/// The tile matrix set as the 2D Tile Matrix Set standard (2.0) encodes it in JSON: every
+/// level the registry defines, whichever are served.
+fn tile_matrix_set_document(tms: TileMatrixSet) -> Value {
+    let (title, axes, scale_set) = registry_entry(tms);
     let (origin_x, origin_y) = tms.point_of_origin();
     let matrices: Vec<Value> = (0..=tms.deepest_defined_level())
         .map(|z| {
@@ -205,7 +211,7 @@ pub async fn tile_matrix_sets(headers: HeaderMap) -> Response {
         .map(|&tms| {
             json!({
                 "id": tms.id(),
-                "title": tile_matrix_set_document(tms)["title"],
+                "title": registry_entry(tms).0,
                 "uri": tms.uri(),
                 "crs": tms.crs(),
                 "links": [link(tile_matrix_set_url(&base, tms), TILING_SCHEME, "application/json", tms.id())],
