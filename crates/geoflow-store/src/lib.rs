@@ -35,7 +35,7 @@ use geoflow_core::row::{Bbox, Row};
 use geoflow_core::schema::{FieldType, Schema, SchemaPolicy};
 use geoflow_core::served_crs::ServedCrs;
 pub use layout::SchemaChange;
-pub use tiles::TileId;
+pub use tiles::{EncodedTile, TileId, TileMatrixSet};
 
 /// Which content a source holds: identical content is never loaded twice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -689,9 +689,10 @@ pub type TimeExtent = (Option<String>, Option<String>);
 /// Vector tiles of the stored features.
 #[async_trait]
 pub trait Tiles: Send + Sync {
-    /// The Mapbox Vector Tile `tile` of a dataset (see [`tiles`] for what it holds); empty when
-    /// no feature is in the tile, `None` when there is no such dataset.
-    async fn tile(&self, dataset: &DatasetName, tile: TileId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The Mapbox Vector Tile `tile` of a dataset (see [`tiles`] for what it holds) with the
+    /// count of features thinning left out of it; empty when no feature is in the tile, `None`
+    /// when there is no such dataset.
+    async fn tile(&self, dataset: &DatasetName, tile: TileId) -> Result<Option<EncodedTile>, StoreError>;
 }
 
 /// What the pipeline did, from the catalog's history, for the daily reports.

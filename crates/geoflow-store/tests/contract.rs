@@ -28,7 +28,7 @@ use geoflow_store::report::{
 use geoflow_store::{
     AxisOrder, ErrorClass, FeatureQuery, Filter, FilterLang, Job, JobAction, JobQuery, JobStatus, JobUpdate,
     LoadMessage, LoadOutcome, LoadPlan, LoadResult, LoadedMeasures, ManualClock, NewJob, RemovalCause, SchemaChange,
-    SortKey, SortValue, SourceVersion, Store, StoreError, Temporal, TemporalFilter, TileId,
+    SortKey, SortValue, SourceVersion, Store, StoreError, Temporal, TemporalFilter, TileId, TileMatrixSet,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -739,7 +739,8 @@ async fn overflow(s: &dyn Store) {
     assert!(matches!(read(s, "many", filtered("k9999".into(), "1".into())).await, Err(StoreError::Invalid(_))));
 
     // Tiles carry overflow properties too (MVT keeps keys and string values as plain text).
-    let tile = s.tile(&name("many"), TileId::new(0, 0, 0).unwrap()).await.unwrap().unwrap();
+    let tile = s.tile(&name("many"), TileId::new(TileMatrixSet::WebMercatorQuad, 0, 0, 0).unwrap()).await.unwrap();
+    let tile = tile.unwrap().bytes;
     let holds = |needle: &str| tile.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(holds(&key(KEYS - 1)) && holds(&format!("v{}'; --", KEYS - 1)), "the tile lacks an overflow property");
 
@@ -1082,7 +1083,9 @@ async fn dropping(s: &dyn Store) {
     let reads = read(s, "dropped", all()).await;
     assert!(matches!(reads.as_ref().map_err(StoreError::root), Err(StoreError::NotFound { .. })), "{reads:?}");
     assert!(matches!(s.feature(&ds, 1, None).await.map_err(|e| e.class()), Err(ErrorClass::NotFound)));
-    assert_eq!(s.tile(&ds, TileId::new(0, 0, 0).unwrap()).await.unwrap(), None);
+    for tms in TileMatrixSet::ALL {
+        assert_eq!(s.tile(&ds, TileId::new(tms, 0, 0, 0).unwrap()).await.unwrap(), None);
+    }
     assert_eq!(s.drop_dataset(&ds).await.unwrap(), None, "nothing left to drop");
     assert_eq!(s.drop_dataset(&name("never_there")).await.unwrap(), None);
     // The day's report sees both sources leave, and no dataset holding them at its end.

@@ -351,7 +351,7 @@ impl FeatureReads for GeoPackageStore {
 
 #[async_trait]
 impl Tiles for GeoPackageStore {
-    async fn tile(&self, dataset: &DatasetName, tile: crate::TileId) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn tile(&self, dataset: &DatasetName, tile: crate::TileId) -> Result<Option<crate::EncodedTile>, StoreError> {
         let (dataset, readers) = (dataset.clone(), Arc::clone(&self.readers));
         self.blocking("encoding a vector tile", move |path| tiles::tile(path, &readers, &dataset, tile)).await
     }

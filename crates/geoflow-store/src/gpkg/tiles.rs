@@ -1,6 +1,7 @@
 //! Vector tiles from a GeoPackage, encoded here (see [`crate::tiles`] for the rules, which
 //! the PostGIS store follows with `ST_AsMVT`): candidates from the R-tree by the buffered
-//! tile's box, each geometry projected to WebMercator pixels of the tile as its WKB is read,
+//! tile's box, each geometry projected to pixels of the tile (in the CRS of its tile matrix
+//! set: WebMercator or plain degrees) as its WKB is read,
 //! clipped to the buffered tile, simplified (Douglas–Peucker), snapped to the integer grid,
 //! ring orientation fixed as the MVT spec asks, and encoded with the MVT geometry commands.
 
@@ -23,7 +24,7 @@ use super::rtree::rtree_name;
 use super::table::{quote, read_layout, PropertyColumns, PropertyValue};
 use super::Ctx;
 use crate::layout::Layout;
-use crate::tiles::{to_mercator, Detail, TileId, BUFFER, DETAILS, EXTENT, TILE_BUDGET_BYTES};
+use crate::tiles::{Detail, EncodedTile, TileId, TileMatrixSet, BUFFER, DETAILS, EXTENT, TILE_BUDGET_BYTES};
 use crate::StoreError;
 
 type Pt = (f64, f64);
@@ -40,6 +41,7 @@ struct Shape {
 /// From lon/lat degrees to pixels of one tile.
 #[derive(Debug, Clone, Copy)]
 struct Projection {
+    tms: TileMatrixSet,
     min_x: f64,
     max_y: f64,
     scale: f64,
@@ -47,12 +49,12 @@ struct Projection {
 
 impl Projection {
     fn new(tile: TileId) -> Projection {
-        let [min_x, _, _, max_y] = tile.bounds_m();
-        Projection { min_x, max_y, scale: f64::from(EXTENT) / tile.side_m() }
+        let [min_x, _, _, max_y] = tile.bounds();
+        Projection { tms: tile.tms, min_x, max_y, scale: f64::from(EXTENT) / tile.side() }
     }
 
     fn pixel(&self, lon: f64, lat: f64) -> Pt {
-        let (x, y) = to_mercator(lon, lat);
+        let (x, y) = self.tms.project(lon, lat);
         ((x - self.min_x) * self.scale, (self.max_y - y) * self.scale)
     }
 }
@@ -559,9 +561,9 @@ impl Values {
     }
 }
 
-/// The tile's bytes at one detail; empty when no feature is in it.
-fn encode(name: &str, layout: &Layout, rows: &[Row], tile: TileId, detail: Detail) -> Vec<u8> {
-    let _ = tile;
+/// The tile at one detail; empty when no feature is in it.
+fn encode(name: &str, layout: &Layout, rows: &[Row], detail: Detail) -> EncodedTile {
+    let mut in_tile: u64 = 0;
     let mut features = Vec::new();
     let mut keys: Vec<String> = Vec::new();
     let mut key_index: HashMap<usize, u32> = HashMap::new();
@@ -569,6 +571,7 @@ fn encode(name: &str, layout: &Layout, rows: &[Row], tile: TileId, detail: Detai
     let mut taken = std::collections::HashSet::new();
     for row in rows {
         let Some(geometry) = shape_geometry(&row.shape, detail.simplify_px) else { continue };
+        in_tile += 1;
         if let (Some(cell), Some((x, y))) = (detail.thin_px, geometry.anchor()) {
             let key = ((f64::from(x) / cell).floor() as i64, (f64::from(y) / cell).floor() as i64);
             if !taken.insert(key) {
@@ -587,12 +590,13 @@ fn encode(name: &str, layout: &Layout, rows: &[Row], tile: TileId, detail: Detai
         }
         features.push(Feature { id: u64::try_from(row.fid).ok(), tags, r#type: Some(ty as i32), geometry: commands });
     }
+    let omitted = in_tile - features.len() as u64;
     if features.is_empty() {
-        return Vec::new();
+        return EncodedTile { bytes: Vec::new(), omitted };
     }
     let layer =
         Layer { version: 2, name: name.to_string(), features, keys, values: values.values, extent: Some(EXTENT) };
-    Tile { layers: vec![layer] }.encode_to_vec()
+    EncodedTile { bytes: Tile { layers: vec![layer] }.encode_to_vec(), omitted }
 }
 
 /// The tile `tile` of `dataset` (empty when no feature is in it); `None` when there is no
@@ -602,7 +606,7 @@ pub(crate) fn tile(
     readers: &Arc<Readers>,
     dataset: &DatasetName,
     tile: TileId,
-) -> Result<Option<Vec<u8>>, StoreError> {
+) -> Result<Option<EncodedTile>, StoreError> {
     const CONTEXT: &str = "reading features for a vector tile";
     let reader = readers.take(path)?;
     let snapshot = reader.conn()?.unchecked_transaction().ctx(CONTEXT)?;
@@ -644,17 +648,18 @@ pub(crate) fn tile(
         })?;
         rows.push(Row { fid, shape, props });
     }
-    let mut bytes = Vec::new();
+    let mut encoded = EncodedTile::default();
     for (i, detail) in DETAILS.iter().enumerate() {
-        bytes = encode(dataset.as_str(), &layout, &rows, tile, *detail);
-        if bytes.len() <= TILE_BUDGET_BYTES {
+        encoded = encode(dataset.as_str(), &layout, &rows, *detail);
+        let bytes = encoded.bytes.len();
+        if bytes <= TILE_BUDGET_BYTES {
             break;
         }
         if i + 1 == DETAILS.len() {
-            tracing::warn!(dataset = dataset.as_str(), %tile, bytes = bytes.len(), "tile over budget at the coarsest detail");
+            tracing::warn!(dataset = dataset.as_str(), %tile, bytes, "tile over budget at the coarsest detail");
         }
     }
-    Ok(Some(bytes))
+    Ok(Some(encoded))
 }
 
 #[cfg(test)]
@@ -681,7 +686,7 @@ mod tests {
         n(&mut wkb, 1);
         n(&mut wkb, 3);
         f(&mut wkb, &[0.0, 0.0, 9.0, 1.0, 0.0, 9.0, 0.0, 1.0, 9.0]);
-        let projection = Projection::new(TileId::new(0, 0, 0).unwrap());
+        let projection = Projection::new(TileId::new(TileMatrixSet::WebMercatorQuad, 0, 0, 0).unwrap());
         let shape = read_shape(&wkb, projection).unwrap();
         assert_eq!(shape.points, vec![projection.pixel(0.0, 0.0)]);
         assert_eq!(shape.lines, vec![vec![projection.pixel(0.0, 0.0), projection.pixel(1.0, 1.0)]]);

@@ -312,7 +312,7 @@ impl FeatureReads for PostgisStore {
 
 #[async_trait]
 impl Tiles for PostgisStore {
-    async fn tile(&self, dataset: &DatasetName, tile: crate::TileId) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn tile(&self, dataset: &DatasetName, tile: crate::TileId) -> Result<Option<crate::EncodedTile>, StoreError> {
         tiles::tile(self, dataset, tile).await
     }
 }

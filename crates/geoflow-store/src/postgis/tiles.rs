@@ -4,9 +4,11 @@
 //! skipping unencoded the encodings that a floor under their size shows cannot fit.
 //!
 //! The statement text depends only on the dataset's layout (its table and sanitised column
-//! names, quoted); the tile, the tolerances, the layer name and the budget are parameters. Property columns are aliased `p0`, `p1`, … in the statement, since
-//! original keys may be anything (and longer than an identifier may be): the keys of the
-//! encoded layer are then replaced with the original ones, so no key is ever SQL text.
+//! names, quoted); the tile, its tile matrix set's SRID, the tolerances, the layer name and
+//! the budget are parameters, so both tile matrix sets share one prepared statement. Property
+//! columns are aliased `p0`, `p1`, … in the statement, since original keys may be anything
+//! (and longer than an identifier may be): the keys of the encoded layer are then replaced
+//! with the original ones, so no key is ever SQL text.
 
 use deadpool_postgres::Object;
 use geozero::mvt::{Message, Tile};
@@ -19,7 +21,7 @@ use super::features::{fill, prepare_cached, table, Table};
 use super::table::{datetime_text, qualified, quote_ident};
 use super::{Ctx, PostgisStore};
 use crate::layout::{Column, OVERFLOW_COLUMN};
-use crate::tiles::{Detail, TileId, BUFFER, DETAILS, TILE_BUDGET_BYTES};
+use crate::tiles::{Detail, EncodedTile, TileId, BUFFER, DETAILS, TILE_BUDGET_BYTES};
 use crate::StoreError;
 
 const TILE_SQL: &str = include_str!("sql/tile.sql");
@@ -113,9 +115,9 @@ fn statement(table: &str, columns: &TileColumns) -> String {
         let nonnulls = nonnulls.join(" + ");
         format!("2 * sum({nonnulls}) + 2 * count(*) FILTER (WHERE {nonnulls} > 0)")
     };
-    let encode = |rows: String| format!("(SELECT ST_AsMVT(f, $10::text, 4096, 'geom', 'fid') FROM ({rows}) AS f)");
-    let fitting = |mvt: String| format!("(SELECT m FROM {mvt} AS e(m) WHERE length(m) <= $11::integer)");
-    let skip_over = |floor: &str| format!("WHEN (SELECT {floor}) > $11::integer THEN NULL");
+    let encode = |rows: String| format!("(SELECT ST_AsMVT(f, $12::text, 4096, 'geom', 'fid') FROM ({rows}) AS f)");
+    let fitting = |mvt: String| format!("(SELECT m FROM {mvt} AS e(m) WHERE length(m) <= $13::integer)");
+    let skip_over = |floor: &str| format!("WHEN (SELECT {floor}) > $13::integer THEN NULL");
     let tries: Vec<String> = DETAILS
         .iter()
         .enumerate()
@@ -151,32 +153,34 @@ fn statement(table: &str, columns: &TileColumns) -> String {
     )
 }
 
-/// The tile, with the keys still `p0`, `p1`, ….
+/// The tile, with the keys still `p0`, `p1`, …, and the count of features in it.
 async fn encode(
     store: &PostgisStore,
     client: &Object,
     sql: &str,
     dataset: &DatasetName,
     tile: TileId,
-) -> Result<Vec<u8>, StoreError> {
+) -> Result<(Vec<u8>, u64), StoreError> {
     let context = "encoding a vector tile";
     let statement = prepare_cached(store, client, sql, context).await?;
-    let (z, x, y) = (i32::from(tile.z), tile.x as i32, tile.y as i32);
+    let [min_x, min_y, max_x, max_y] = tile.bounds();
+    let srid = tile.tms.srid();
     let [west, south, east, north] = tile.bounds_lonlat(f64::from(BUFFER));
-    let pixel = tile.pixel_m();
+    let pixel = tile.pixel();
     let tolerance = DETAILS[0].simplify_px * pixel;
     let layer = dataset.as_str();
     let budget = i32::try_from(TILE_BUDGET_BYTES).unwrap_or(i32::MAX);
-    let params: [&(dyn ToSql + Sync); 11] =
-        [&z, &x, &y, &west, &south, &east, &north, &tolerance, &pixel, &layer, &budget];
+    let params: [&(dyn ToSql + Sync); 13] =
+        [&min_x, &min_y, &max_x, &max_y, &srid, &west, &south, &east, &north, &tolerance, &pixel, &layer, &budget];
     let row = client.query_one(&statement, &params).await.ctx(store, context)?;
     let bytes: Option<Vec<u8>> = row.try_get(0).ctx(store, context)?;
-    Ok(bytes.unwrap_or_default())
+    let in_tile: i64 = row.try_get(1).ctx(store, context)?;
+    Ok((bytes.unwrap_or_default(), u64::try_from(in_tile).unwrap_or(0)))
 }
 
-/// The tile with the aliased keys replaced by the original ones (overflow keys are theirs).
-fn with_original_keys(bytes: &[u8], columns: &TileColumns, all: &[Column]) -> Result<Vec<u8>, StoreError> {
-    let mut tile = Tile::decode(bytes).map_err(|e| StoreError::db("reading the tile PostGIS encoded", e))?;
+/// Replaces the aliased keys of the decoded tile by the original ones (overflow keys are
+/// theirs).
+fn with_original_keys(tile: &mut Tile, columns: &TileColumns, all: &[Column]) -> Result<(), StoreError> {
     for layer in &mut tile.layers {
         for key in &mut layer.keys {
             let column = TileColumns::index_in(key, &columns.prefix).and_then(|i| columns.own.get(i));
@@ -192,12 +196,16 @@ fn with_original_keys(bytes: &[u8], columns: &TileColumns, all: &[Column]) -> Re
             }
         }
     }
-    Ok(tile.encode_to_vec())
+    Ok(())
 }
 
 /// The tile `tile` of `dataset` (empty when no feature is in it); `None` when there is no
 /// such dataset.
-pub async fn tile(store: &PostgisStore, dataset: &DatasetName, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+pub async fn tile(
+    store: &PostgisStore,
+    dataset: &DatasetName,
+    tile: TileId,
+) -> Result<Option<EncodedTile>, StoreError> {
     let client = store.client().await?;
     let Table { name, columns } = match table(store, &client, dataset).await {
         Ok(table) => table,
@@ -205,14 +213,17 @@ pub async fn tile(store: &PostgisStore, dataset: &DatasetName, tile: TileId) -> 
         Err(e) => return Err(e),
     };
     let tile_columns = TileColumns::new(&columns);
-    let bytes = encode(store, &client, &statement(&name, &tile_columns), dataset, tile).await?;
+    let (bytes, in_tile) = encode(store, &client, &statement(&name, &tile_columns), dataset, tile).await?;
     if bytes.len() > TILE_BUDGET_BYTES {
         tracing::warn!(dataset = dataset.as_str(), %tile, bytes = bytes.len(), "tile over budget at the coarsest detail");
     }
     if bytes.is_empty() {
-        return Ok(Some(bytes));
+        return Ok(Some(EncodedTile { bytes, omitted: in_tile }));
     }
-    with_original_keys(&bytes, &tile_columns, &columns).map(Some)
+    let mut decoded = Tile::decode(&bytes[..]).map_err(|e| StoreError::db("reading the tile PostGIS encoded", e))?;
+    with_original_keys(&mut decoded, &tile_columns, &columns)?;
+    let encoded: u64 = decoded.layers.iter().map(|l| l.features.len() as u64).sum();
+    Ok(Some(EncodedTile { bytes: decoded.encode_to_vec(), omitted: in_tile.saturating_sub(encoded) }))
 }
 
 #[cfg(test)]
@@ -257,14 +268,14 @@ mod tests {
             values: vec![Value { int_value: Some(5), ..Value::default() }],
             extent: Some(4096),
         };
-        let bytes = Tile { layers: vec![layer] }.encode_to_vec();
+        let mut out = Tile { layers: vec![layer] };
         let tile_columns = TileColumns::new(&columns);
-        let out = Tile::decode(&with_original_keys(&bytes, &tile_columns, &columns).unwrap()[..]).unwrap();
+        with_original_keys(&mut out, &tile_columns, &columns).unwrap();
         assert_eq!(out.layers[0].keys, ["pop", "Name Ü"]);
         assert_eq!(out.layers[0].features[0].id, Some(3));
-        let bad =
+        let mut bad =
             Tile { layers: vec![Layer { keys: vec!["p9".into()], version: 2, name: "t".into(), ..Layer::default() }] };
-        assert!(with_original_keys(&bad.encode_to_vec(), &tile_columns, &columns).is_err());
+        assert!(with_original_keys(&mut bad, &tile_columns, &columns).is_err());
     }
 
     #[test]
@@ -280,8 +291,8 @@ mod tests {
         let sql = statement("t", &tile_columns);
         assert!(sql.contains(r#"t."a" AS p_0"#) && sql.contains(r#", t."gf_overflow""#), "{sql}");
         let layer = Layer { keys: vec!["p0".into(), "p_0".into()], version: 2, name: "t".into(), ..Layer::default() };
-        let bytes = Tile { layers: vec![layer] }.encode_to_vec();
-        let out = Tile::decode(&with_original_keys(&bytes, &tile_columns, &columns).unwrap()[..]).unwrap();
+        let mut out = Tile { layers: vec![layer] };
+        with_original_keys(&mut out, &tile_columns, &columns).unwrap();
         assert_eq!(out.layers[0].keys, ["p0", "a"]);
     }
 }

@@ -41,7 +41,7 @@ use geoflow_core::served_crs::{ServedCrs, CRS84_URI};
 /// (RFC 7946).
 const CRS84: &str = CRS84_URI;
 
-const CONFORMANCE: [&str; 17] = [
+const CONFORMANCE: [&str; 25] = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
@@ -64,6 +64,16 @@ const CONFORMANCE: [&str; 17] = [
     sorting::SORTING,
     // Features in any CRS of the collections' list (`crs`), boxes too (`bbox-crs`).
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    // OGC API – Tiles: each collection's vector tilesets (see `tiles`), in the API definition.
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/oas30",
+    // The definitions of the tile matrix sets at /tileMatrixSets, in JSON.
+    "http://www.opengis.net/spec/tms/2.0/conf/tilematrixset",
+    "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
 ];
 
 /// Latitude/longitude on WGS84, which `filter-crs` may name for geometry literals.
@@ -331,7 +341,7 @@ pub async fn landing(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result
     let base = base_url(&headers);
     let body = json!({
         "title": "geoflow",
-        "description": "Datasets loaded by geoflow, as OGC API – Features collections",
+        "description": "Datasets loaded by geoflow, as OGC API – Features collections and vector tiles",
         "links": [
             link(format!("{base}/?f=json"), "self", "application/json", "This document"),
             link(format!("{base}/?f=html"), "alternate", "text/html", "This document as HTML"),
@@ -340,6 +350,12 @@ pub async fn landing(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result
             link(format!("{base}/docs"), "service-doc", "text/html", "The API documentation"),
             link(format!("{base}/conformance"), "conformance", "application/json", "Conformance classes"),
             link(format!("{base}/collections"), "data", "application/json", "The collections"),
+            link(
+                format!("{base}/tileMatrixSets"),
+                "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes",
+                "application/json",
+                "The tile matrix sets of the vector tiles",
+            ),
         ],
     });
     Ok(match format {

@@ -147,6 +147,7 @@ impl AppState {
         geoflow_core::dataset::DatasetMode,
         geoflow_store::JobStatus,
         geoflow_store::Temporal,
+        geoflow_store::TileMatrixSet,
     )),
     tags(
         (name = "uploads", description = "GeoJSON in"),
@@ -155,6 +156,7 @@ impl AppState {
         (name = "reports", description = "Daily reports of what the pipeline did"),
         (name = "operations", description = "Health for load balancers and containers"),
         (name = "features", description = "OGC API – Features: the datasets as collections of GeoJSON features"),
+        (name = "tiles", description = "OGC API – Tiles: the datasets as Mapbox Vector Tiles on WebMercatorQuad and WorldCRS84Quad"),
     )
 )]
 struct ApiDoc;
@@ -194,6 +196,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(features::sortables))
         .routes(routes!(features::items))
         .routes(routes!(features::item))
+        .routes(routes!(tiles::tile_matrix_sets))
+        .routes(routes!(tiles::tile_matrix_set_definition))
         .routes(routes!(tiles::tilesets))
         .routes(routes!(tiles::tileset))
         .routes(routes!(tiles::tilejson))
@@ -311,7 +315,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
-            .expose_headers([header::LOCATION, HeaderName::from_static("x-request-id")])
+            .expose_headers([header::LOCATION, HeaderName::from_static("x-request-id"), tiles::FEATURES_OMITTED])
             .max_age(Duration::from_secs(3600)),
     )
 }

@@ -1,19 +1,21 @@
 //! Mapbox Vector Tiles of every collection, as OGC API – Tiles (vector tilesets of a
-//! collection, on WebMercatorQuad) and as TileJSON 3.0.0 for MapLibre, Leaflet or QGIS.
+//! collection on WebMercatorQuad and WorldCRS84Quad, and the definitions of both tile matrix
+//! sets at `/tileMatrixSets`) and as TileJSON 3.0.0 for MapLibre, Leaflet or QGIS.
 //!
 //! A tile has one layer named after the collection; each feature's id is its `fid` and its
 //! properties are the collection's under their original keys (see `geoflow_store::tiles`).
 //! Tiles carry an `ETag` from the dataset's load version and the tile coordinates, so any load
 //! makes caches revalidate and `If-None-Match` answers `304` without encoding anything; they
-//! are gzipped for clients that accept it.
+//! are gzipped for clients that accept it. A tile thinned to fit its size budget says how many
+//! features it left out in [`FEATURES_OMITTED`].
 
 use std::io::Write as _;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use geoflow_core::schema::FieldType;
-use geoflow_store::tiles::{TileId, MAX_LATITUDE, MAX_ZOOM};
+use geoflow_store::tiles::{TileId, TileMatrixSet, MAX_ZOOM, TILE_SIZE_PX};
 use geoflow_store::DatasetInfo;
 use serde_json::{json, Value};
 
@@ -24,9 +26,12 @@ use super::AppState;
 /// The media type of Mapbox Vector Tiles.
 pub const MVT: &str = "application/vnd.mapbox-vector-tile";
 
-const WEB_MERCATOR_QUAD: &str = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad";
-const EPSG_3857: &str = "http://www.opengis.net/def/crs/EPSG/0/3857";
+/// The response header of a tile that counts the features in it that thinning left out to
+/// keep the tile within its size budget (0 when the tile holds every feature in it).
+pub const FEATURES_OMITTED: HeaderName = HeaderName::from_static("geoflow-features-omitted");
+
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
+const TILING_SCHEME: &str = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme";
 
 /// Whether `If-None-Match` names one of `tags` (quoted), weakly compared.
 fn not_modified(headers: &HeaderMap, tags: &[&str]) -> bool {
@@ -58,54 +63,75 @@ fn json_document(headers: &HeaderMap, d: &DatasetInfo, what: &str, base: &str, b
     validated(headers, etag, Some(&d.updated_at), response)
 }
 
-/// The tile URL template of a collection.
-fn tile_template(base: &str, id: &str) -> String {
-    format!("{base}/collections/{id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}")
+/// The tile matrix set a path names: `404` for any other.
+fn tile_matrix_set(id: &str) -> Result<TileMatrixSet, Problem> {
+    TileMatrixSet::from_id(id).ok_or_else(|| {
+        let known: Vec<&str> = TileMatrixSet::ALL.iter().map(|t| t.id()).collect();
+        Problem::not_found(format!("no tile matrix set {id:?}; there are {}", known.join(" and ")))
+    })
 }
 
-/// What the tileset list and the tileset itself both say of the tileset.
-fn tileset_summary(base: &str, id: &str) -> serde_json::Map<String, Value> {
+fn tile_matrix_set_url(base: &str, tms: TileMatrixSet) -> String {
+    format!("{base}/tileMatrixSets/{}", tms.id())
+}
+
+fn tileset_url(base: &str, id: &str, tms: TileMatrixSet) -> String {
+    format!("{base}/collections/{id}/tiles/{}", tms.id())
+}
+
+/// The TileJSON tile URL template of a collection (WebMercatorQuad, which TileJSON assumes).
+fn tilejson_template(base: &str, id: &str) -> String {
+    format!("{}/{{z}}/{{y}}/{{x}}", tileset_url(base, id, TileMatrixSet::WebMercatorQuad))
+}
+
+/// What the tileset list and the tileset itself both say of a tileset.
+fn tileset_summary(base: &str, id: &str, tms: TileMatrixSet) -> serde_json::Map<String, Value> {
     serde_json::Map::from_iter([
-        ("title".into(), format!("{id} (vector tiles, WebMercatorQuad)").into()),
+        ("title".into(), format!("{id} (vector tiles, {tms})").into()),
         ("dataType".into(), "vector".into()),
-        ("crs".into(), EPSG_3857.into()),
-        ("tileMatrixSetURI".into(), WEB_MERCATOR_QUAD.into()),
-        ("links".into(), tileset_links(base, id).into()),
+        ("crs".into(), tms.crs().into()),
+        ("tileMatrixSetURI".into(), tms.uri().into()),
+        ("links".into(), tileset_links(base, id, tms).into()),
     ])
 }
 
-fn tileset_links(base: &str, id: &str) -> Vec<Value> {
-    let tileset = format!("{base}/collections/{id}/tiles/WebMercatorQuad");
-    vec![
+fn tileset_links(base: &str, id: &str, tms: TileMatrixSet) -> Vec<Value> {
+    let tileset = tileset_url(base, id, tms);
+    let mut links = vec![
         link(tileset.clone(), "self", "application/json", "The tileset"),
         json!({
-            "href": format!("{tileset}/{{tileMatrix}}/{{tileCol}}/{{tileRow}}"),
+            "href": format!("{tileset}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}"),
             "rel": "item",
             "type": MVT,
             "templated": true,
-            "title": "The tiles (tileMatrix is the zoom, tileCol the column x, tileRow the row y)",
+            "title": "The tiles (tileMatrix is the zoom level, tileRow the row from the north, tileCol the column from the west)",
         }),
-        link(format!("{tileset}/tilejson.json"), "describedby", "application/json", "The tileset as TileJSON 3.0.0"),
-        link(
-            WEB_MERCATOR_QUAD.to_string(),
-            "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme",
-            "application/json",
-            "WebMercatorQuad",
-        ),
+        link(tile_matrix_set_url(base, tms), TILING_SCHEME, "application/json", tms.id()),
         link(format!("{base}/collections/{id}"), "collection", "application/json", "The collection"),
-    ]
+    ];
+    if tms == TileMatrixSet::WebMercatorQuad {
+        links.push(link(
+            format!("{tileset}/tilejson.json"),
+            "describedby",
+            "application/json",
+            "The tileset as TileJSON 3.0.0",
+        ));
+    }
+    links
 }
 
-/// `[west, south, east, north]` of the collection within WebMercator's latitudes.
-fn bounds(d: &DatasetInfo) -> [f64; 4] {
+/// `[west, south, east, north]` of the collection within the latitudes the tile matrix set
+/// covers.
+fn bounds(d: &DatasetInfo, tms: TileMatrixSet) -> [f64; 4] {
+    let lat = tms.max_latitude();
     match d.bbox {
         Some(b) => [
             b.min_x.clamp(-180.0, 180.0),
-            b.min_y.clamp(-MAX_LATITUDE, MAX_LATITUDE),
+            b.min_y.clamp(-lat, lat),
             b.max_x.clamp(-180.0, 180.0),
-            b.max_y.clamp(-MAX_LATITUDE, MAX_LATITUDE),
+            b.max_y.clamp(-lat, lat),
         ],
-        None => [-180.0, -MAX_LATITUDE, 180.0, MAX_LATITUDE],
+        None => [-180.0, -lat, 180.0, lat],
     }
 }
 
@@ -118,13 +144,108 @@ fn field_type(ty: FieldType) -> &'static str {
     }
 }
 
+/// What the OGC registry says of a tile matrix set besides its geometry: its title, the
+/// order of its axes and its well-known scale set.
+fn registry_entry(tms: TileMatrixSet) -> (&'static str, [&'static str; 2], &'static str) {
+    match tms {
+        TileMatrixSet::WebMercatorQuad => (
+            "Google Maps Compatible for the World",
+            ["X", "Y"],
+            "http://www.opengis.net/def/wkss/OGC/1.0/GoogleMapsCompatible",
+        ),
+        TileMatrixSet::WorldCrs84Quad => {
+            ("CRS84 for the World", ["Lon", "Lat"], "http://www.opengis.net/def/wkss/OGC/1.0/GoogleCRS84Quad")
+        }
+    }
+}
+
+/// The tile matrix set as the 2D Tile Matrix Set standard (2.0) encodes it in JSON: every
+/// level the registry defines, whichever are served.
+fn tile_matrix_set_document(tms: TileMatrixSet) -> Value {
+    let (title, axes, scale_set) = registry_entry(tms);
+    let (origin_x, origin_y) = tms.point_of_origin();
+    let matrices: Vec<Value> = (0..=tms.deepest_defined_level())
+        .map(|z| {
+            let (width, height) = tms.matrix_size(z);
+            json!({
+                "id": z.to_string(),
+                "scaleDenominator": tms.scale_denominator(z),
+                "cellSize": tms.cell_size(z),
+                "cornerOfOrigin": "topLeft",
+                "pointOfOrigin": [origin_x, origin_y],
+                "tileWidth": TILE_SIZE_PX,
+                "tileHeight": TILE_SIZE_PX,
+                "matrixWidth": width,
+                "matrixHeight": height,
+            })
+        })
+        .collect();
+    json!({
+        "id": tms.id(),
+        "title": title,
+        "uri": tms.uri(),
+        "crs": tms.crs(),
+        "orderedAxes": axes,
+        "wellKnownScaleSet": scale_set,
+        "tileMatrices": matrices,
+    })
+}
+
+fn static_json(body: &Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+#[utoipa::path(
+    get,
+    path = "/tileMatrixSets",
+    tag = "tiles",
+    responses(
+        (status = 200, description = "The tile matrix sets that vector tiles are served on (OGC API – Tiles): WebMercatorQuad and WorldCRS84Quad", body = Object),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn tile_matrix_sets(headers: HeaderMap) -> Response {
+    let base = base_url(&headers);
+    let sets: Vec<Value> = TileMatrixSet::ALL
+        .iter()
+        .map(|&tms| {
+            json!({
+                "id": tms.id(),
+                "title": registry_entry(tms).0,
+                "uri": tms.uri(),
+                "crs": tms.crs(),
+                "links": [link(tile_matrix_set_url(&base, tms), TILING_SCHEME, "application/json", tms.id())],
+            })
+        })
+        .collect();
+    static_json(&json!({
+        "links": [link(format!("{base}/tileMatrixSets"), "self", "application/json", "The tile matrix sets")],
+        "tileMatrixSets": sets,
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/tileMatrixSets/{tileMatrixSetId}",
+    tag = "tiles",
+    params(("tileMatrixSetId" = TileMatrixSet, Path, description = "A tile matrix set")),
+    responses(
+        (status = 200, description = "The definition of the tile matrix set (OGC Two Dimensional Tile Matrix Set 2.0, JSON)", body = Object),
+        (status = 404, description = "No such tile matrix set", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn tile_matrix_set_definition(Path(tms): Path<String>) -> Result<Response, Problem> {
+    Ok(static_json(&tile_matrix_set_document(tile_matrix_set(&tms)?)))
+}
+
 #[utoipa::path(
     get,
     path = "/collections/{collectionId}/tiles",
     tag = "tiles",
     params(("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$")),
     responses(
-        (status = 200, description = "The vector tilesets of the collection (OGC API – Tiles): one, on WebMercatorQuad", body = Object),
+        (status = 200, description = "The vector tilesets of the collection (OGC API – Tiles): one on WebMercatorQuad, one on WorldCRS84Quad", body = Object),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
         (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -143,41 +264,48 @@ pub async fn tilesets(
             link(format!("{base}/collections/{id}/tiles"), "self", "application/json", "The tilesets"),
             link(format!("{base}/collections/{id}"), "collection", "application/json", "The collection"),
         ],
-        "tilesets": [tileset_summary(&base, id)],
+        "tilesets": TileMatrixSet::ALL.iter().map(|&tms| tileset_summary(&base, id, tms)).collect::<Vec<_>>(),
     });
     Ok(json_document(&headers, &d, "tilesets", &base, &body))
 }
 
 #[utoipa::path(
     get,
-    path = "/collections/{collectionId}/tiles/WebMercatorQuad",
+    path = "/collections/{collectionId}/tiles/{tileMatrixSetId}",
     tag = "tiles",
-    params(("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$")),
+    params(
+        ("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"),
+        ("tileMatrixSetId" = TileMatrixSet, Path, description = "A tile matrix set"),
+    ),
     responses(
-        (status = 200, description = "The tileset (OGC API – Tiles): its tile template, layer and extent, and a link to its TileJSON", body = Object),
+        (status = 200, description = "The tileset (OGC API – Tiles): its tile template, layer, extent and tile matrix set limits; on WebMercatorQuad, a link to its TileJSON", body = Object),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
-        (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such collection or tile matrix set", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))
 )]
 pub async fn tileset(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path((id, tms)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let tms = tile_matrix_set(&tms)?;
     let d = dataset(&state, &id).await?;
     let base = base_url(&headers);
     let id = d.name.as_str();
-    let [w, s, e, n] = bounds(&d);
+    let [w, s, e, n] = bounds(&d, tms);
     let properties: serde_json::Map<String, Value> =
         d.columns.iter().map(|c| (c.key.clone(), json!({ "type": field_type(c.ty).to_ascii_lowercase() }))).collect();
-    let mut body = tileset_summary(&base, id);
+    let limits: Vec<Value> = (0..=MAX_ZOOM)
+        .map(|z| {
+            let (cols, rows) = tms.matrix_size(z);
+            json!({ "tileMatrix": z.to_string(), "minTileRow": 0, "maxTileRow": rows - 1, "minTileCol": 0, "maxTileCol": cols - 1 })
+        })
+        .collect();
+    let mut body = tileset_summary(&base, id, tms);
     body.extend([
         ("boundingBox".into(), json!({ "lowerLeft": [w, s], "upperRight": [e, n], "crs": CRS84 })),
-        (
-            "tileMatrixSetLimits".into(),
-            (0..=MAX_ZOOM).map(|z| json!({ "tileMatrix": z.to_string() })).collect::<Vec<_>>().into(),
-        ),
+        ("tileMatrixSetLimits".into(), limits.into()),
         (
             "layers".into(),
             json!([{
@@ -189,7 +317,7 @@ pub async fn tileset(
             }]),
         ),
     ]);
-    Ok(json_document(&headers, &d, "tileset", &base, &Value::Object(body)))
+    Ok(json_document(&headers, &d, &format!("tileset {tms}"), &base, &Value::Object(body)))
 }
 
 #[utoipa::path(
@@ -198,7 +326,7 @@ pub async fn tileset(
     tag = "tiles",
     params(("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$")),
     responses(
-        (status = 200, description = "The tileset as TileJSON 3.0.0 (tile URL template, zoom range, bounds, the layer's fields)", body = Object),
+        (status = 200, description = "The WebMercatorQuad tileset as TileJSON 3.0.0 (tile URL template, zoom range, bounds, the layer's fields)", body = Object),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
         (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -212,7 +340,7 @@ pub async fn tilejson(
     let d = dataset(&state, &id).await?;
     let base = base_url(&headers);
     let id = d.name.as_str();
-    let [w, s, e, n] = bounds(&d);
+    let [w, s, e, n] = bounds(&d, TileMatrixSet::WebMercatorQuad);
     let fields: serde_json::Map<String, Value> =
         d.columns.iter().map(|c| (c.key.clone(), Value::from(field_type(c.ty)))).collect();
     let body = json!({
@@ -221,7 +349,7 @@ pub async fn tilejson(
         "description": format!("{} features from {} source(s)", d.feature_count, d.sources),
         "version": d.version.to_string(),
         "scheme": "xyz",
-        "tiles": [tile_template(&base, id)],
+        "tiles": [tilejson_template(&base, id)],
         "minzoom": 0,
         "maxzoom": MAX_ZOOM,
         "bounds": [w, s, e, n],
@@ -255,13 +383,15 @@ fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
-/// Tile coordinates from the path: `400` when they are not numbers or name no tile.
-fn tile_id(z: &str, x: &str, y: &str) -> Result<TileId, Problem> {
+/// Tile coordinates from the path: `400` naming the parameter when they are not numbers or
+/// name no tile of the tile matrix set.
+fn tile_id(tms: TileMatrixSet, z: &str, row: &str, col: &str) -> Result<TileId, Problem> {
     let bad = |detail: String| Problem::bad_request("invalid-parameter", detail);
-    let z: u32 = z.parse().map_err(|_| bad(format!("zoom {z:?} is not a number")))?;
-    let x: u64 = x.parse().map_err(|_| bad(format!("column {x:?} is not a number")))?;
-    let y: u64 = y.parse().map_err(|_| bad(format!("row {y:?} is not a number")))?;
-    TileId::new(z, x, y).map_err(|e| bad(e.to_string()))
+    let number = |name: &str, value: &str| {
+        value.parse::<u64>().map_err(|_| bad(format!("{name}={value:?}: expected an integer from 0")))
+    };
+    let (z, row, col) = (number("tileMatrix", z)?, number("tileRow", row)?, number("tileCol", col)?);
+    TileId::new(tms, z, row, col).map_err(|e| bad(format!("{}: {e}", e.parameter())))
 }
 
 /// One vector tile.
@@ -269,34 +399,39 @@ fn tile_id(z: &str, x: &str, y: &str) -> Result<TileId, Problem> {
 /// Answers `200` with the tile (`application/vnd.mapbox-vector-tile`, gzipped when the request
 /// accepts gzip), **`204 No Content` when no feature is in the tile** (an empty body, with the
 /// same validators), `304` when `If-None-Match` holds the tile's ETag, `400` for coordinates
-/// outside WebMercatorQuad (zoom 0 to 22, column and row below 2^zoom) and `404` for an unknown
-/// collection.
+/// outside the tile matrix set (levels 0 to 22; WebMercatorQuad has 2^level rows and columns,
+/// WorldCRS84Quad 2^level rows and twice as many columns) and `404` for an unknown collection
+/// or tile matrix set. `Geoflow-Features-Omitted` counts the features in the tile that
+/// thinning left out to keep it within its size budget.
 #[utoipa::path(
     get,
-    path = "/collections/{collectionId}/tiles/WebMercatorQuad/{z}/{x}/{y}",
+    path = "/collections/{collectionId}/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}",
     tag = "tiles",
     params(
         ("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"),
-        ("z" = u32, Path, description = "Zoom level (tileMatrix), 0 to 22", minimum = 0, maximum = 22),
-        ("x" = u32, Path, description = "Column (tileCol), from the west, below 2^z"),
-        ("y" = u32, Path, description = "Row (tileRow), from the north, below 2^z"),
+        ("tileMatrixSetId" = TileMatrixSet, Path, description = "A tile matrix set"),
+        ("tileMatrix" = u32, Path, description = "Zoom level, 0 to 22", minimum = 0, maximum = 22),
+        ("tileRow" = u32, Path, description = "Row, from the north, below 2^tileMatrix"),
+        ("tileCol" = u32, Path, description = "Column, from the west, below 2^tileMatrix (WebMercatorQuad) or 2^(tileMatrix+1) (WorldCRS84Quad)"),
     ),
     responses(
-        (status = 200, description = "The Mapbox Vector Tile: one layer named after the collection, feature ids are fids", content_type = "application/vnd.mapbox-vector-tile"),
-        (status = 204, description = "No feature is in this tile"),
+        (status = 200, description = "The Mapbox Vector Tile: one layer named after the collection, feature ids are fids", content_type = "application/vnd.mapbox-vector-tile",
+            headers(("geoflow-features-omitted" = u64, description = "Features in the tile that thinning left out to keep it within its size budget (0: none)"))),
+        (status = 204, description = "No feature is in this tile",
+            headers(("geoflow-features-omitted" = u64, description = "Always 0: no feature is in the tile"))),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
-        (status = 400, description = "Coordinates outside WebMercatorQuad", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "Coordinates outside the tile matrix set", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such collection or tile matrix set", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))
 )]
 pub async fn tile(
     State(state): State<AppState>,
-    Path((id, z, x, y)): Path<(String, String, String, String)>,
+    Path((id, tms, z, row, col)): Path<(String, String, String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let tile = tile_id(&z, &x, &y)?;
+    let tile = tile_id(tile_matrix_set(&tms)?, &z, &row, &col)?;
     let d = dataset(&state, &id).await?;
     let tag = digest(&[d.name.as_str(), &state_of(&d), &tile.to_string()]);
     let (plain_tag, gzip_tag) = (format!("\"{tag}\""), format!("\"{tag}-gzip\""));
@@ -306,22 +441,33 @@ pub async fn tile(
     if not_modified(&headers, &[&plain_tag, &gzip_tag]) {
         return Ok(with_validators(StatusCode::NOT_MODIFIED.into_response(), etag, &d.updated_at, vary));
     }
-    let bytes = match state.tiles.tile(&d.name, tile).await {
-        Ok(Some(bytes)) => bytes,
+    let encoded = match state.tiles.tile(&d.name, tile).await {
+        Ok(Some(encoded)) => encoded,
         // Removed since the catalog was read.
         Ok(None) => return Err(Problem::not_found(format!("no collection {id:?}"))),
         Err(e) => return Err(Problem::store("database", e)),
     };
+    let bytes = encoded.bytes;
     metrics::counter!("geoflow_tiles_served_total", "empty" => if bytes.is_empty() { "true" } else { "false" })
         .increment(1);
+    let omitted = (FEATURES_OMITTED, HeaderValue::from(encoded.omitted));
     if bytes.is_empty() {
-        return Ok(with_validators(StatusCode::NO_CONTENT.into_response(), etag, &d.updated_at, vary));
+        let response = (StatusCode::NO_CONTENT, [omitted]).into_response();
+        return Ok(with_validators(response, etag, &d.updated_at, vary));
     }
     let response = if gzipped {
         let body = gzip(&bytes).map_err(|e| Problem::unavailable("compressing the tile", e))?;
-        ([(header::CONTENT_TYPE, MVT), (header::CONTENT_ENCODING, "gzip")], body).into_response()
+        (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(MVT)),
+                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+                omitted,
+            ],
+            body,
+        )
+            .into_response()
     } else {
-        ([(header::CONTENT_TYPE, MVT)], bytes).into_response()
+        ([(header::CONTENT_TYPE, HeaderValue::from_static(MVT)), omitted], bytes).into_response()
     };
     Ok(with_validators(response, etag, &d.updated_at, vary))
 }
@@ -347,10 +493,41 @@ mod tests {
 
     #[test]
     fn coordinates_are_checked() {
-        assert_eq!(tile_id("3", "7", "0").unwrap(), TileId { z: 3, x: 7, y: 0 });
-        for (z, x, y) in [("30", "0", "0"), ("3", "8", "0"), ("3", "0", "8"), ("a", "0", "0"), ("1", "-1", "0")] {
-            assert_eq!(tile_id(z, x, y).unwrap_err().status(), StatusCode::BAD_REQUEST, "{z}/{x}/{y}");
+        let wmq = TileMatrixSet::WebMercatorQuad;
+        assert_eq!(tile_id(wmq, "3", "0", "7").unwrap(), TileId { tms: wmq, z: 3, row: 0, col: 7 });
+        let crs84 = TileMatrixSet::WorldCrs84Quad;
+        assert_eq!(tile_id(crs84, "3", "7", "15").unwrap(), TileId { tms: crs84, z: 3, row: 7, col: 15 });
+        for (tms, z, row, col, parameter) in [
+            (wmq, "30", "0", "0", "tileMatrix"),
+            (wmq, "3", "0", "8", "tileCol"),
+            (wmq, "3", "8", "0", "tileRow"),
+            (crs84, "3", "8", "0", "tileRow"),
+            (crs84, "3", "0", "16", "tileCol"),
+            (wmq, "a", "0", "0", "tileMatrix"),
+            (wmq, "1", "-1", "0", "tileRow"),
+            (wmq, "1", "0", "1.5", "tileCol"),
+        ] {
+            let problem = tile_id(tms, z, row, col).unwrap_err();
+            assert_eq!(problem.status(), StatusCode::BAD_REQUEST, "{tms} {z}/{row}/{col}");
+            let detail = problem.body().detail;
+            assert!(detail.starts_with(parameter), "{tms} {z}/{row}/{col}: {detail}");
         }
+        assert_eq!(tile_matrix_set("WebMercatorQuad").unwrap(), wmq);
+        assert_eq!(tile_matrix_set("EPSG:4326").unwrap_err().status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn tile_matrix_sets_are_the_registry_definitions() {
+        let crs84 = tile_matrix_set_document(TileMatrixSet::WorldCrs84Quad);
+        assert_eq!(crs84["tileMatrices"].as_array().unwrap().len(), 24);
+        let level0 = &crs84["tileMatrices"][0];
+        assert_eq!((level0["matrixWidth"].as_u64(), level0["matrixHeight"].as_u64()), (Some(2), Some(1)));
+        assert_eq!(level0["cellSize"], 0.703125);
+        assert_eq!(level0["pointOfOrigin"], json!([-180.0, 90.0]));
+        assert_eq!(crs84["orderedAxes"], json!(["Lon", "Lat"]));
+        let wmq = tile_matrix_set_document(TileMatrixSet::WebMercatorQuad);
+        assert_eq!(wmq["tileMatrices"].as_array().unwrap().len(), 25);
+        assert_eq!(wmq["tileMatrices"][24]["matrixWidth"], 1u64 << 24);
     }
 
     #[test]
