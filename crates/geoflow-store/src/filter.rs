@@ -163,7 +163,8 @@ impl Literal {
     /// A number as an `i64` when it is one exactly, so that integer columns compare exactly.
     pub fn as_integer(f: f64) -> Option<i64> {
         // 2^63 is the first double beyond i64.
-        (f.fract() == 0.0 && f >= -9_223_372_036_854_775_808.0 && f < 9_223_372_036_854_775_808.0).then_some(f as i64)
+        (f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f))
+            .then_some(f as i64)
     }
 
     fn describe(&self) -> &'static str {
