@@ -68,7 +68,7 @@ impl CrsId {
 pub trait Projection: Send + Sync + fmt::Debug {
     /// From WGS84 longitude/latitude to the CRS. The error says which position could not be
     /// transformed and why.
-    fn from_wgs84(&self, positions: &mut [Pos]) -> Result<(), String>;
+    fn wgs84_to_crs(&self, positions: &mut [Pos]) -> Result<(), String>;
     /// From the CRS to WGS84 longitude/latitude.
     fn to_wgs84(&self, positions: &mut [Pos]) -> Result<(), String>;
 }
@@ -143,9 +143,9 @@ impl ServedCrs {
 
     /// Brings positions stored in WGS84 longitude/latitude to this CRS, in its authority's
     /// axis order, rounded to its decimals.
-    pub fn from_wgs84(&self, positions: &mut [Pos]) -> Result<(), String> {
+    pub fn wgs84_to_crs(&self, positions: &mut [Pos]) -> Result<(), String> {
         if let Some(p) = &self.projection {
-            p.from_wgs84(positions)?;
+            p.wgs84_to_crs(positions)?;
         }
         let scale = self.decimals().map(|d| 10f64.powi(i32::from(d)));
         for pos in positions.iter_mut() {
@@ -201,7 +201,7 @@ impl ServedCrs {
         let mut lon_lat = covering_box(&edge);
         for pole in [90.0, -90.0] {
             let mut at = [Pos::xy(0.0, pole)];
-            let inside = projection.from_wgs84(&mut at).is_ok()
+            let inside = projection.wgs84_to_crs(&mut at).is_ok()
                 && (lower.x..=upper.x).contains(&at[0].x)
                 && (lower.y..=upper.y).contains(&at[0].y);
             if inside {
@@ -273,7 +273,7 @@ mod tests {
     struct Mercator;
 
     impl Projection for Mercator {
-        fn from_wgs84(&self, positions: &mut [Pos]) -> Result<(), String> {
+        fn wgs84_to_crs(&self, positions: &mut [Pos]) -> Result<(), String> {
             for p in positions {
                 if p.y.abs() >= 90.0 {
                     return Err("a pole".into());
@@ -295,14 +295,14 @@ mod tests {
     fn axis_order_and_decimals() {
         let lat_lon = ServedCrs::new(CrsId::Epsg(4326), true, CrsUnit::Degrees, None);
         let mut p = [Pos::xy(12.123456789012345, 55.5)];
-        lat_lon.from_wgs84(&mut p).unwrap();
+        lat_lon.wgs84_to_crs(&mut p).unwrap();
         assert_eq!((p[0].x, p[0].y), (55.5, 12.123456789012345));
         lat_lon.to_wgs84(&mut p).unwrap();
         assert_eq!((p[0].x, p[0].y), (12.123456789012345, 55.5));
         let metres = ServedCrs::new(CrsId::Epsg(1), false, CrsUnit::Linear, Some(Arc::new(Mercator)));
-        let mut p = [Pos::xy(45.0, 0.0)];
-        metres.from_wgs84(&mut p).unwrap();
-        assert_eq!((p[0].x, p[0].y), (0.7854, 0.0));
+        let mut p = [Pos::xy(10.0, 0.0)];
+        metres.wgs84_to_crs(&mut p).unwrap();
+        assert_eq!((p[0].x, p[0].y), (0.1745, 0.0));
         assert!(ServedCrs::crs84().is_stored_crs() && !lat_lon.is_stored_crs());
     }
 

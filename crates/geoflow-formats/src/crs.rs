@@ -586,7 +586,7 @@ struct ProjProjection {
 }
 
 impl Projection for ProjProjection {
-    fn from_wgs84(&self, positions: &mut [Pos]) -> Result<(), String> {
+    fn wgs84_to_crs(&self, positions: &mut [Pos]) -> Result<(), String> {
         if positions.is_empty() {
             return Ok(());
         }
@@ -663,14 +663,14 @@ mod tests {
         assert!(!utm.north_first() && utm.projects() && utm.decimals() == Some(4));
         // pyproj 3.4.1 on PROJ 9.1.1, in authority order.
         let mut p = [Pos::xy(15.0, 52.0)];
-        utm.from_wgs84(&mut p).unwrap();
+        utm.wgs84_to_crs(&mut p).unwrap();
         assert_eq!((p[0].x, p[0].y), (500000.0, 5761038.2126));
         utm.to_wgs84(&mut p).unwrap();
         assert!((p[0].x - 15.0).abs() < 1e-9 && (p[0].y - 52.0).abs() < 1e-9, "{p:?}");
         // ETRS89-LAEA: northing first.
         let laea = served_crs(3035).unwrap();
         let mut p = [Pos::xy(10.0, 52.0)];
-        laea.from_wgs84(&mut p).unwrap();
+        laea.wgs84_to_crs(&mut p).unwrap();
         assert_eq!((p[0].x, p[0].y), (3210000.0, 4321000.0));
         assert!(matches!(served_crs(99999), Err(ServedCrsError::Unknown { code: 99999, .. })));
         // WGS 84 in three dimensions, and a vertical CRS.

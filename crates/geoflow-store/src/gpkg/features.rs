@@ -1036,7 +1036,7 @@ impl GeoJsonWriter<'_> {
     fn flush(&mut self) -> Result<(), Reason> {
         let Some(crs) = self.crs.filter(|_| !self.pending.is_empty()) else { return Ok(()) };
         let mut positions = std::mem::take(&mut self.pending);
-        let transformed = crs.from_wgs84(&mut positions).and_then(|()| {
+        let transformed = crs.wgs84_to_crs(&mut positions).and_then(|()| {
             match positions.iter().all(|p| p.x.is_finite() && p.y.is_finite()) {
                 true => Ok(()),
                 false => Err("leave the CRS's domain".to_string()),

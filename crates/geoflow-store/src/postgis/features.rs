@@ -1103,7 +1103,7 @@ mod tests {
         #[derive(Debug)]
         struct Unused;
         impl Projection for Unused {
-            fn from_wgs84(&self, _: &mut [Pos]) -> Result<(), String> {
+            fn wgs84_to_crs(&self, _: &mut [Pos]) -> Result<(), String> {
                 unreachable!("PostGIS transforms")
             }
             fn to_wgs84(&self, _: &mut [Pos]) -> Result<(), String> {
