@@ -20,6 +20,8 @@ pub struct FeatureQuery {
     /// Only features loaded within this closed interval (the lineage timestamp
     /// `gf_loaded_at`); an open end is `None`.
     pub loaded: Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)>,
+    /// Only features whose time (see [`TemporalFilter`]) meets this closed interval.
+    pub temporal: Option<TemporalFilter>,
     /// Only features whose property `key` (the original key) has exactly this value, compared
     /// as text: a string by its characters, a number or boolean by its JSON text, nested
     /// JSON by its compact text. [`StoreError::Invalid`] for a key the dataset does not have.
@@ -43,6 +45,17 @@ pub struct FeatureQuery {
     pub fields: Option<Vec<String>>,
     /// Leave every feature's geometry out (`"geometry": null`).
     pub skip_geometry: bool,
+}
+
+/// Features whose declared time meets a closed interval (an open end is `None`). A date
+/// property stands for its whole (UTC) day; a feature's `start` alone is its instant or day,
+/// with an `end` it is the interval between them, a null end open. A feature with neither
+/// is nowhere in time and never matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemporalFilter {
+    pub properties: crate::Temporal,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
 }
 
 impl FeatureQuery {

@@ -90,6 +90,36 @@ impl Layout {
     }
 }
 
+/// Checks that `temporal` names date or date-time properties of a dataset with these columns
+/// (key and type), two different ones for an interval.
+pub fn check_temporal(
+    dataset: &geoflow_core::dataset::DatasetName,
+    columns: &[(String, FieldType)],
+    temporal: &crate::Temporal,
+) -> Result<(), StoreError> {
+    if temporal.end.as_deref() == Some(temporal.start.as_str()) {
+        return Err(StoreError::Invalid(format!(
+            "the start and end of an interval are two properties, not {:?} twice",
+            temporal.start
+        )));
+    }
+    for key in temporal.keys() {
+        match columns.iter().find(|(k, _)| k == key) {
+            Some((_, FieldType::Date | FieldType::DateTime)) => {}
+            Some((_, ty)) => {
+                return Err(StoreError::Invalid(format!(
+                    "property {key:?} of {} holds {} values, not dates or date-times (YYYY-MM-DD or \
+                     YYYY-MM-DDTHH:MM:SS.sssZ)",
+                    dataset.as_str(),
+                    ty.name()
+                )))
+            }
+            None => return Err(StoreError::Invalid(format!("dataset {} has no property {key:?}", dataset.as_str()))),
+        }
+    }
+    Ok(())
+}
+
 /// A field type as the catalog spells it.
 pub fn parse_type(name: &str) -> Result<FieldType, StoreError> {
     FieldType::from_name(name).ok_or_else(|| StoreError::Incompatible {

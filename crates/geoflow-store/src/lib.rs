@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorClass, StoreError};
-pub use features::{FeatureQuery, FeatureStream, SortKey, SortValue, StoredFeature};
+pub use features::{FeatureQuery, FeatureStream, SortKey, SortValue, StoredFeature, TemporalFilter};
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};
@@ -271,9 +271,32 @@ pub struct DatasetInfo {
     /// `Geometry (2D and 3D)`.
     #[serde(default)]
     pub geometry_type: String,
+    /// The properties that place its features in time, which `datetime` filters on; `None`:
+    /// the load time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporal: Option<Temporal>,
     /// Bumped by every load that changes the dataset (for cache validators).
     pub version: i64,
     pub updated_at: String,
+}
+
+/// The properties of a dataset that place each feature in time: an instant or a day (`start`
+/// alone), or an interval from `start` to `end`, either of which a feature may leave null for
+/// an open end. Each is a date or date-time property.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Temporal {
+    pub start: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+}
+
+impl Temporal {
+    /// The property keys, `start` first.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.start.as_str()).chain(self.end.as_deref())
+    }
 }
 
 /// What a job does with its source.
@@ -596,6 +619,15 @@ pub trait Loads: Send + Sync {
     /// `None` when there is no such dataset. A load that waited for the lock then finds no
     /// dataset and creates it anew, as a first load does.
     async fn drop_dataset(&self, dataset: &DatasetName) -> Result<Option<DatasetDrop>, StoreError>;
+
+    /// Declares the properties that place the dataset's features in time (`None`: the load
+    /// time). Each must be a date or date-time property of the dataset
+    /// ([`StoreError::Invalid`] otherwise). `None` when there is no such dataset.
+    async fn set_temporal(
+        &self,
+        dataset: &DatasetName,
+        temporal: Option<&Temporal>,
+    ) -> Result<Option<DatasetInfo>, StoreError>;
 }
 
 /// The jobs catalog: one unit of work per event, with its status history.
@@ -627,7 +659,16 @@ pub trait FeatureReads: Send + Sync {
     /// One feature by its `fid`; `None` when the dataset has no such feature,
     /// [`StoreError::NotFound`] when there is no such dataset.
     async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError>;
+
+    /// The first and last instants of a dataset's features in time: of its `temporal`
+    /// properties (the start of the earliest, the end of the latest; an open end that no
+    /// feature bounds is `None`), or of their load times when `None`. RFC 3339 UTC text;
+    /// `(None, None)` for an empty dataset, [`StoreError::NotFound`] for an unknown one.
+    async fn time_extent(&self, dataset: &DatasetName, temporal: Option<&Temporal>) -> Result<TimeExtent, StoreError>;
 }
+
+/// The first and last instants of a dataset in time ([`FeatureReads::time_extent`]).
+pub type TimeExtent = (Option<String>, Option<String>);
 
 /// Vector tiles of the stored features.
 #[async_trait]

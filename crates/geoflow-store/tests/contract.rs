@@ -28,7 +28,7 @@ use geoflow_store::report::{
 use geoflow_store::{
     ErrorClass, FeatureQuery, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage, LoadOutcome, LoadPlan,
     LoadResult, LoadedMeasures, ManualClock, NewJob, RemovalCause, SchemaChange, SortKey, SortValue, SourceVersion,
-    Store, StoreError, TileId,
+    Store, StoreError, Temporal, TemporalFilter, TileId,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -210,6 +210,7 @@ async fn contract(store: Arc<dyn Store>) {
     source_listing(s).await;
     dropping(s).await;
     feature_reads(s).await;
+    temporal_reads(s).await;
     let jobs: Arc<dyn Jobs> = store.clone();
     jobs_contract(&jobs).await;
     assert!(
@@ -278,7 +279,7 @@ async fn geopackage_catalog_upgrades_from_version_2() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -314,7 +315,7 @@ async fn postgis_catalog_upgrades_from_version_1() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 }
 
 #[test]
@@ -1437,9 +1438,11 @@ async fn geopackage_readiness_follows_the_migrations() {
     store.check_ready().await.unwrap();
     let sql = |batch: &str| Connection::open(&path).unwrap().execute_batch(batch).unwrap();
 
-    // Steps 9, 8, 7, 6, 5 and 4 undone: the catalog of an earlier release (the wider checks of
+    // Steps 10, 9, 8, 7, 6, 5 and 4 undone: the catalog of an earlier release (the wider checks of
     // steps 5 and 9 stay: they rebuild those tables again).
-    sql("ALTER TABLE geoflow_datasets DROP COLUMN key_property;
+    sql("ALTER TABLE geoflow_datasets DROP COLUMN temporal_end;
+         ALTER TABLE geoflow_datasets DROP COLUMN temporal_start;
+         ALTER TABLE geoflow_datasets DROP COLUMN key_property;
          ALTER TABLE geoflow_loads DROP COLUMN schema_changes_json;
          ALTER TABLE geoflow_datasets DROP COLUMN mode;
          ALTER TABLE geoflow_sources DROP COLUMN settings;
@@ -1453,8 +1456,8 @@ async fn geopackage_readiness_follows_the_migrations() {
          ALTER TABLE geoflow_loads DROP COLUMN geometry_types_json;
          ALTER TABLE geoflow_loads DROP COLUMN area_m2;
          ALTER TABLE geoflow_loads DROP COLUMN length_m;
-         DELETE FROM geoflow_migrations WHERE version IN (4, 5, 6, 7, 8, 9);");
-    behind_until_migrated(&store, 3, 9).await;
+         DELETE FROM geoflow_migrations WHERE version IN (4, 5, 6, 7, 8, 9, 10);");
+    behind_until_migrated(&store, 3, 10).await;
 
     // A step from a later release.
     sql("INSERT INTO geoflow_migrations VALUES (99, '2099-01-01T00:00:00.000Z')");
@@ -1467,7 +1470,7 @@ async fn geopackage_readiness_follows_the_migrations() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     std::fs::write(&path, b"").unwrap();
-    behind_until_migrated(&store, 0, 9).await;
+    behind_until_migrated(&store, 0, 10).await;
 
     // No file at all: the probe fails (transiently: a volume may not be mounted yet) and
     // creates nothing.
@@ -1487,10 +1490,11 @@ async fn postgis_readiness_follows_the_migrations() {
     let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
     tokio::spawn(connection);
 
-    // Steps 9, 8, 7, 6, 5, 4 and 3 undone: the catalog of an earlier release.
+    // Steps 10, 9, 8, 7, 6, 5, 4 and 3 undone: the catalog of an earlier release.
     client
         .batch_execute(
-            "ALTER TABLE geoflow.datasets DROP COLUMN key_property;
+            "ALTER TABLE geoflow.datasets DROP COLUMN temporal_start, DROP COLUMN temporal_end;
+             ALTER TABLE geoflow.datasets DROP COLUMN key_property;
              ALTER TABLE geoflow.loads DROP COLUMN schema_changes;
              ALTER TABLE geoflow.datasets DROP COLUMN mode;
              ALTER TABLE geoflow.sources DROP COLUMN settings, DROP COLUMN modified;
@@ -1504,11 +1508,11 @@ async fn postgis_readiness_follows_the_migrations() {
                DROP COLUMN length_m;
              ALTER TABLE geoflow.loads DROP CONSTRAINT loads_status_check,
                ADD CONSTRAINT loads_status_check CHECK (status IN ('loaded', 'unchanged', 'failed'));
-             DELETE FROM geoflow.migrations WHERE version IN (3, 4, 5, 6, 7, 8, 9);",
+             DELETE FROM geoflow.migrations WHERE version IN (3, 4, 5, 6, 7, 8, 9, 10);",
         )
         .await
         .unwrap();
-    behind_until_migrated(&store, 2, 9).await;
+    behind_until_migrated(&store, 2, 10).await;
 
     // A step from a later release.
     client.batch_execute("INSERT INTO geoflow.migrations (version) VALUES (99)").await.unwrap();
@@ -1518,7 +1522,7 @@ async fn postgis_readiness_follows_the_migrations() {
 
     // Nothing migrated: a database without the catalog schema.
     client.batch_execute("DROP SCHEMA geoflow CASCADE").await.unwrap();
-    behind_until_migrated(&store, 0, 9).await;
+    behind_until_migrated(&store, 0, 10).await;
 }
 
 /// The in-memory jobs catalog the API's tests use keeps the jobs contract of the stores.
@@ -1803,6 +1807,113 @@ async fn read(s: &dyn Store, dataset: &str, query: FeatureQuery) -> Result<Vec<(
 
 fn all() -> FeatureQuery {
     FeatureQuery { limit: 1000, ..FeatureQuery::default() }
+}
+
+/// `datetime` on declared date and date-time properties: instants, days and intervals with open
+/// ends, the same features from every store, and the extent in time they span.
+async fn temporal_reads(s: &dyn Store) {
+    let text = |v: &str| PropValue::Text(v.into());
+    let fields = [
+        ("day", FieldType::Date),
+        ("at", FieldType::DateTime),
+        ("from", FieldType::Date),
+        ("until", FieldType::DateTime),
+        ("name", FieldType::Text),
+    ];
+    let rows = vec![
+        row(
+            0,
+            1.0,
+            vec![
+                (0, text("2026-01-01")),
+                (1, text("2026-01-01T10:00:00.000Z")),
+                (2, text("2026-01-01")),
+                (3, text("2026-01-05T00:00:00.000Z")),
+            ],
+        ),
+        row(1, 2.0, vec![(0, text("2026-01-03")), (1, text("2026-01-03T23:59:59.999Z")), (2, text("2026-01-04"))]),
+        row(2, 3.0, vec![(3, text("2026-01-02T00:00:00.000Z"))]),
+        row(3, 4.0, vec![(0, text("2026-02-01")), (1, text("2026-02-01T00:00:00.000Z")), (4, text("x"))]),
+    ];
+    commit(s, plan("events", "e.geojson", "hash-e1", &fields), rows).await;
+    let events = name("events");
+    let t = |v: &str| OffsetDateTime::parse(v, &Rfc3339).unwrap();
+    let declare = |start: &str, end: Option<&str>| Temporal { start: start.into(), end: end.map(Into::into) };
+    let matching = |temporal: &Temporal, from: Option<&str>, to: Option<&str>| FeatureQuery {
+        temporal: Some(TemporalFilter { properties: temporal.clone(), from: from.map(t), to: to.map(t) }),
+        ..all()
+    };
+    let first_fid = read(s, "events", all()).await.unwrap()[0].0;
+    let fids = |wanted: &[i64]| wanted.iter().map(|i| first_fid + i).collect::<Vec<_>>();
+
+    // A day: the whole day, and nothing outside it.
+    let day = declare("day", None);
+    let version = dataset_version(s, "events").await;
+    let info = s.set_temporal(&events, Some(&day)).await.unwrap().unwrap();
+    assert_eq!(info.temporal.as_ref(), Some(&day));
+    assert!(dataset_version(s, "events").await > version, "a declaration is a new version");
+    for (from, to, want) in [
+        (Some("2026-01-03T12:00:00Z"), Some("2026-01-03T12:00:00Z"), vec![1]),
+        (Some("2026-01-01T12:00:00Z"), Some("2026-01-02T00:00:00Z"), vec![0]),
+        (None, Some("2026-01-31T00:00:00Z"), vec![0, 1]),
+        (Some("2026-01-04T00:00:00Z"), None, vec![3]),
+        (Some("2026-01-02T00:00:00+05:00"), Some("2026-01-02T10:00:00+05:00"), vec![0]),
+    ] {
+        let got: Vec<i64> = read(s, "events", matching(&day, from, to)).await.unwrap().iter().map(|f| f.0).collect();
+        assert_eq!(got, fids(&want), "day {from:?}..{to:?}");
+    }
+
+    // An instant, to the millisecond stored: bounds between two milliseconds are exact.
+    let at = declare("at", None);
+    s.set_temporal(&events, Some(&at)).await.unwrap().unwrap();
+    for (from, to, want) in [
+        (Some("2026-01-03T23:59:59.999Z"), Some("2026-01-03T23:59:59.999Z"), vec![1]),
+        (Some("2026-01-01T10:00:00Z"), Some("2026-01-03T23:59:59.998Z"), vec![0]),
+        (Some("2026-01-03T23:59:59.9985Z"), None, vec![1, 3]),
+        (Some("2026-01-03T23:59:59.9991Z"), None, vec![3]),
+        (None, Some("2026-01-01T09:59:59.9999Z"), vec![]),
+    ] {
+        let got: Vec<i64> = read(s, "events", matching(&at, from, to)).await.unwrap().iter().map(|f| f.0).collect();
+        assert_eq!(got, fids(&want), "at {from:?}..{to:?}");
+    }
+
+    // An interval of a date and a date-time, each end open where a feature leaves it null; a
+    // feature with neither is nowhere in time.
+    let span = declare("from", Some("until"));
+    s.set_temporal(&events, Some(&span)).await.unwrap().unwrap();
+    for (from, to, want) in [
+        (Some("2026-01-03T00:00:00Z"), Some("2026-01-03T12:00:00Z"), vec![0]),
+        (None, Some("2026-01-01T06:00:00Z"), vec![0, 2]),
+        (Some("2026-03-01T00:00:00Z"), None, vec![1]),
+        (Some("2026-01-02T00:00:00Z"), Some("2026-01-02T00:00:00Z"), vec![0, 2]),
+    ] {
+        let got: Vec<i64> = read(s, "events", matching(&span, from, to)).await.unwrap().iter().map(|f| f.0).collect();
+        assert_eq!(got, fids(&want), "span {from:?}..{to:?}");
+    }
+
+    // Extents in time: a day ends at the next midnight; an end some feature leaves open is open.
+    let extent = |t: &Temporal| {
+        let (t, events) = (t.clone(), events.clone());
+        async move { s.time_extent(&events, Some(&t)).await.unwrap() }
+    };
+    let some = |v: &str| Some(v.to_string());
+    assert_eq!(extent(&day).await, (some("2026-01-01T00:00:00.000Z"), some("2026-02-02T00:00:00.000Z")));
+    assert_eq!(extent(&at).await, (some("2026-01-01T10:00:00.000Z"), some("2026-02-01T00:00:00.000Z")));
+    assert_eq!(extent(&span).await, (None, None));
+    let loaded = s.time_extent(&events, None).await.unwrap();
+    assert!(loaded.0.is_some() && loaded.0 == loaded.1, "one load: {loaded:?}");
+    assert!(matches!(s.time_extent(&name("no_such"), None).await, Err(StoreError::NotFound { .. })));
+
+    // Only date and date-time properties of the dataset, two different ones for an interval.
+    for bad in [declare("name", None), declare("nope", None), declare("day", Some("day")), declare("day", Some("name"))]
+    {
+        let e = s.set_temporal(&events, Some(&bad)).await.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::BadInput, "{bad:?}: {e}");
+    }
+    assert_eq!(s.dataset(&events).await.unwrap().unwrap().temporal.as_ref(), Some(&span), "a refusal changes nothing");
+    assert!(s.set_temporal(&name("no_such"), Some(&day)).await.unwrap().is_none());
+    let cleared = s.set_temporal(&events, None).await.unwrap().unwrap();
+    assert_eq!(cleared.temporal, None);
 }
 
 /// Features read back as GeoJSON: values as loaded, filters, keyset pages.

@@ -715,6 +715,14 @@ impl geoflow_store::Loads for LoadAfterDrop {
     ) -> Result<Option<DatasetInfo>, StoreError> {
         self.store.set_mode(d, mode, key).await
     }
+
+    async fn set_temporal(
+        &self,
+        d: &DatasetName,
+        temporal: Option<&geoflow_store::Temporal>,
+    ) -> Result<Option<DatasetInfo>, StoreError> {
+        self.store.set_temporal(d, temporal).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

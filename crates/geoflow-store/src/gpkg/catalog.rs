@@ -9,7 +9,9 @@ use geoflow_core::row::Bbox;
 use super::table::{quote, read_layout};
 use super::{to_rfc3339, Ctx};
 use crate::LoadStatus;
-use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SchemaChange, SourceRecord, SourceVersion, StoreError};
+use crate::{
+    ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SchemaChange, SourceRecord, SourceVersion, StoreError, Temporal,
+};
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -279,6 +281,30 @@ pub fn set_mode(
     Ok(true)
 }
 
+/// Declares the properties that place a dataset's features in time, after checking them
+/// against its columns; `false` when there is no such dataset.
+pub fn set_temporal(
+    conn: &Connection,
+    dataset: &DatasetName,
+    temporal: Option<&Temporal>,
+    now: &str,
+) -> Result<bool, StoreError> {
+    let Some(layout) = read_layout(conn, dataset.as_str())? else { return Ok(false) };
+    if let Some(temporal) = temporal {
+        let columns: Vec<_> = layout.columns.into_iter().map(|c| (c.key, c.ty)).collect();
+        crate::layout::check_temporal(dataset, &columns, temporal)?;
+    }
+    let updated = conn
+        .execute(
+            // A new version: `datetime` pages and the temporal extent change with it.
+            "UPDATE geoflow_datasets SET temporal_start = ?2, temporal_end = ?3, version = version + 1, updated_at = ?4
+             WHERE name = ?1",
+            params![dataset.as_str(), temporal.map(|t| t.start.as_str()), temporal.and_then(|t| t.end.as_deref()), now],
+        )
+        .ctx("declaring the dataset's time")?;
+    Ok(updated == 1)
+}
+
 /// Every dataset, or only `name`. Feature counts come from the sources' counts, so that
 /// listing never scans a dataset table.
 pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<DatasetInfo>, StoreError> {
@@ -287,7 +313,7 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
             "SELECT d.name, d.version, d.updated_at, c.min_x, c.min_y, c.max_x, c.max_y,
                (SELECT count(*) FROM geoflow_sources s WHERE s.dataset = d.name),
                (SELECT coalesce(sum(feature_count), 0) FROM geoflow_sources s WHERE s.dataset = d.name), d.mode,
-               d.key_property
+               d.key_property, d.temporal_start, d.temporal_end
              FROM geoflow_datasets d LEFT JOIN gpkg_contents c ON c.table_name = d.table_name
              WHERE ?1 IS NULL OR d.name = ?1
              ORDER BY d.name",
@@ -301,13 +327,15 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
             };
             let counts = (r.get::<_, i64>(7)?, r.get::<_, i64>(8)?);
             let named = (r.get::<_, String>(0)?, (r.get::<_, String>(9)?, r.get::<_, Option<String>>(10)?));
-            Ok((named, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, extent, counts))
+            let (start, end) = (r.get::<_, Option<String>>(11)?, r.get::<_, Option<String>>(12)?);
+            let temporal = start.map(|start| Temporal { start, end });
+            Ok((named, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, extent, counts, temporal))
         })
         .ctx("listing datasets")?
         .collect::<Result<Vec<_>, _>>()
         .ctx("listing datasets")?;
     let mut out = Vec::with_capacity(rows.len());
-    for ((name, (mode, key_property)), version, updated_at, bbox, (sources, feature_count)) in rows {
+    for ((name, (mode, key_property)), version, updated_at, bbox, (sources, feature_count), temporal) in rows {
         let dataset = DatasetName::new(&name)
             .map_err(|e| StoreError::Incompatible { location: "catalog".into(), reason: e.to_string() })?;
         let Some(layout) = read_layout(conn, &name)? else {
@@ -322,6 +350,7 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
             columns: layout.columns.into_iter().map(|c| ColumnInfo { key: c.key, column: c.name, ty: c.ty }).collect(),
             mode: parse_mode(&mode)?,
             key_property,
+            temporal,
             geometry_type: layout.geometry.to_string(),
             version,
             updated_at,

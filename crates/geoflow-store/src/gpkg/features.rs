@@ -421,6 +421,16 @@ impl Select {
             }
         }
 
+        if let Some(t) = &query.temporal {
+            match temporal_condition(layout, t)? {
+                Some((condition, values)) => {
+                    conditions.push(condition);
+                    params.extend(values);
+                }
+                None => possible = false,
+            }
+        }
+
         let mut boxes = Vec::new();
         let mut candidates = None;
         if let Some(b) = query.bbox {
@@ -645,6 +655,126 @@ fn loaded_edge(t: OffsetDateTime, lower: bool) -> Result<Edge, StoreError> {
         10_000.. => too_late,
         _ => Edge::At(to_rfc3339(utc)?),
     })
+}
+
+/// The column of a temporal property, which must still be a date or date-time one (a load may
+/// have widened it to text since it was declared).
+fn temporal_column<'a>(layout: &'a Layout, key: &str) -> Result<&'a crate::layout::Column, StoreError> {
+    let c = layout.columns.iter().find(|c| c.key == key);
+    c.filter(|c| matches!(c.ty, FieldType::Date | FieldType::DateTime) && !c.overflow).ok_or_else(|| {
+        StoreError::Invalid(format!(
+            "property {key:?}, which places the features of {} in time, no longer holds dates: declare another",
+            layout.table
+        ))
+    })
+}
+
+/// One end of an interval as text comparable with a date or date-time column: a date column
+/// compares with the instant's UTC day (a day starts no later than an instant on or after it,
+/// and ends no earlier than one on or before it).
+fn temporal_edge(ty: FieldType, t: OffsetDateTime, lower: bool) -> Result<Edge, StoreError> {
+    if ty != FieldType::Date {
+        return loaded_edge(t, lower);
+    }
+    let (too_early, too_late) = if lower { (Edge::Unbounded, Edge::Empty) } else { (Edge::Empty, Edge::Unbounded) };
+    let Some(utc) = t.checked_to_offset(UtcOffset::UTC) else {
+        return Ok(if t.year() > 0 { too_late } else { too_early });
+    };
+    Ok(match utc.year() {
+        i32::MIN..=-1 => too_early,
+        10_000.. => too_late,
+        _ => Edge::At(to_rfc3339(utc)?[..10].to_string()),
+    })
+}
+
+/// The condition that a feature's time meets the filter's interval (its start no later than
+/// the interval's end, its end no earlier than its start), and its parameters; `None` when no
+/// feature can.
+fn temporal_condition(layout: &Layout, t: &crate::TemporalFilter) -> Result<Option<(String, Vec<Value>)>, StoreError> {
+    let start = temporal_column(layout, &t.properties.start)?;
+    let end = t.properties.end.as_deref().map(|key| temporal_column(layout, key)).transpose()?;
+    let mut parts = Vec::new();
+    let mut values = Vec::new();
+    // `column op edge`: `None` when it always holds, `Some(None)` when it never does.
+    let mut compare = |c: &crate::layout::Column, op: &str, at: Option<OffsetDateTime>, lower: bool| {
+        let Some(at) = at else { return Ok::<_, StoreError>(None) };
+        Ok(match temporal_edge(c.ty, at, lower)? {
+            Edge::Unbounded => None,
+            Edge::Empty => Some(None),
+            Edge::At(text) => {
+                values.push(Value::Text(text));
+                Some(Some(format!("{} {op} ?", column_expr(c))))
+            }
+        })
+    };
+    let (before_end, after_start) = match end {
+        None => {
+            parts.push(format!("{} IS NOT NULL", column_expr(start)));
+            (compare(start, "<=", t.to, false)?, compare(start, ">=", t.from, true)?)
+        }
+        Some(end) => {
+            parts.push(format!("({} IS NOT NULL OR {} IS NOT NULL)", column_expr(start), column_expr(end)));
+            (compare(start, "<=", t.to, false)?, compare(end, ">=", t.from, true)?)
+        }
+    };
+    // With an interval, a null end is open: it meets any bound on its side.
+    for (comparison, c) in [(before_end, start), (after_start, end.unwrap_or(start))] {
+        let open = end.map(|_| format!("{} IS NULL", column_expr(c)));
+        match (comparison, open) {
+            (None, _) => {}
+            (Some(None), None) => return Ok(None),
+            (Some(None), Some(open)) => parts.push(open),
+            (Some(Some(test)), None) => parts.push(test),
+            (Some(Some(test)), Some(open)) => parts.push(format!("({open} OR {test})")),
+        }
+    }
+    Ok(Some((format!("({})", parts.join(" AND ")), values)))
+}
+
+/// The start or end instant of a date or date-time column's values as RFC 3339 text: a date's
+/// day starts at its midnight (UTC) and ends at the next.
+fn instant_text(ty: FieldType, value: Option<String>, end: bool) -> Result<Option<String>, StoreError> {
+    let Some(value) = value else { return Ok(None) };
+    if ty != FieldType::Date {
+        return Ok(Some(value));
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day = time::Date::parse(&value, &format).map_err(|e| StoreError::db("reading a stored date", e))?;
+    let day = if end { day.next_day().unwrap_or(day) } else { day };
+    to_rfc3339(day.midnight().assume_utc()).map(Some)
+}
+
+pub(crate) fn time_extent(
+    path: &Path,
+    readers: &Arc<Readers>,
+    dataset: &DatasetName,
+    temporal: Option<&crate::Temporal>,
+) -> Result<crate::TimeExtent, StoreError> {
+    const CONTEXT: &str = "reading a dataset's extent in time";
+    let reader = readers.take(path)?;
+    let snapshot = reader.conn()?.unchecked_transaction().ctx(CONTEXT)?;
+    let layout = dataset_layout(&snapshot, dataset)?;
+    let table = quote(&layout.table);
+    let Some(t) = temporal else {
+        let sql = format!("SELECT min(gf_loaded_at), max(gf_loaded_at) FROM {table}");
+        return snapshot.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?))).ctx(CONTEXT);
+    };
+    let start = temporal_column(&layout, &t.start)?;
+    let end = t.end.as_deref().map(|key| temporal_column(&layout, key)).transpose()?;
+    let (s, e) = (column_expr(start), column_expr(end.unwrap_or(start)));
+    // An open end that some feature leaves open stays open.
+    let sql = match end {
+        None => format!("SELECT min({s}), max({s}), 0, 0 FROM {table}"),
+        Some(_) => format!(
+            "SELECT min({s}), max({e}), max({s} IS NULL AND {e} IS NOT NULL), max({e} IS NULL AND {s} IS NOT NULL) \
+             FROM {table}"
+        ),
+    };
+    let (first, last, open_start, open_end): (Option<String>, Option<String>, Option<bool>, Option<bool>) =
+        snapshot.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).ctx(CONTEXT)?;
+    let first = if open_start == Some(true) { None } else { instant_text(start.ty, first, false)? };
+    let last = if open_end == Some(true) { None } else { instant_text(end.unwrap_or(start).ty, last, true)? };
+    Ok((first, last))
 }
 
 /// Writes features of one dataset table as GeoJSON text.

@@ -42,6 +42,7 @@ use crate::report::{Window, WindowActivity};
 use crate::{
     Clock, DatasetDrop, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan,
     LoadReceiver, LoadResult, NewJob, Removal, RemovalCause, SourceRecord, StoreError, StoredFeature, SystemClock,
+    Temporal, TimeExtent,
 };
 
 pub use load::RtreeFill;
@@ -221,6 +222,31 @@ impl Loads for GeoPackageStore {
         .await
     }
 
+    async fn set_temporal(
+        &self,
+        dataset: &DatasetName,
+        temporal: Option<&Temporal>,
+    ) -> Result<Option<DatasetInfo>, StoreError> {
+        let (name, temporal_owned) = (dataset.clone(), temporal.cloned());
+        let now = to_rfc3339(self.clock.now())?;
+        let found = self
+            .blocking("declaring a dataset's time", move |path| {
+                // The write lock: between loads of the dataset, which may change its columns.
+                let mut conn = open_connection(path)?;
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .ctx("starting a transaction")?;
+                let found = catalog::set_temporal(&tx, &name, temporal_owned.as_ref(), &now)?;
+                tx.commit().ctx("declaring the dataset's time")?;
+                Ok(found)
+            })
+            .await?;
+        if !found {
+            return Ok(None);
+        }
+        self.dataset(dataset).await
+    }
+
     async fn set_mode(
         &self,
         dataset: &DatasetName,
@@ -305,6 +331,14 @@ impl FeatureReads for GeoPackageStore {
     async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {
         let (dataset, readers) = (dataset.clone(), Arc::clone(&self.readers));
         self.blocking("reading a feature", move |path| features::one(path, &readers, &dataset, fid)).await
+    }
+
+    async fn time_extent(&self, dataset: &DatasetName, temporal: Option<&Temporal>) -> Result<TimeExtent, StoreError> {
+        let (dataset, readers, temporal) = (dataset.clone(), Arc::clone(&self.readers), temporal.cloned());
+        self.blocking("reading a dataset's extent in time", move |path| {
+            features::time_extent(path, &readers, &dataset, temporal.as_ref())
+        })
+        .await
     }
 }
 

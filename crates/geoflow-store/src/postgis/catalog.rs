@@ -13,7 +13,9 @@ use super::table::quote_ident;
 use super::{Ctx, PostgisStore};
 use crate::layout::parse_type;
 use crate::LoadStatus;
-use crate::{ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SchemaChange, SourceRecord, SourceVersion, StoreError};
+use crate::{
+    ColumnInfo, DatasetInfo, LoadPlan, LoadResult, SchemaChange, SourceRecord, SourceVersion, StoreError, Temporal,
+};
 
 /// A timestamptz rendered as `YYYY-MM-DDTHH:MM:SS.SSSZ` (UTC), in SQL.
 pub const RFC3339: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
@@ -338,6 +340,7 @@ fn dataset_of(store: &PostgisStore, r: &Row) -> Result<DatasetInfo, StoreError> 
         columns,
         mode: parse_mode(store, r.get(13))?,
         key_property: r.get(14),
+        temporal: r.get::<_, Option<String>>(16).map(|start| Temporal { start, end: r.get(17) }),
         geometry_type: super::table::parse_pg_geometry_type(r.get::<_, Option<&str>>(15).unwrap_or("geometry"))
             .to_string(),
         version: r.get(1),
@@ -379,4 +382,42 @@ pub async fn set_mode(
             .ctx(store, "dropping the index of the dataset's former key")?;
     }
     Ok(true)
+}
+
+/// Declares the properties that place a dataset's features in time, after checking them
+/// against its columns; `false` when there is no such dataset.
+pub async fn set_temporal(
+    store: &PostgisStore,
+    client: &impl GenericClient,
+    dataset: &DatasetName,
+    temporal: Option<&Temporal>,
+    at: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let context = "declaring the dataset's time";
+    let exists = client
+        .query_opt("SELECT 1 FROM geoflow.datasets WHERE name = $1", &[&dataset.as_str()])
+        .await
+        .ctx(store, context)?;
+    if exists.is_none() {
+        return Ok(false);
+    }
+    if let Some(temporal) = temporal {
+        let rows = client
+            .query("SELECT key, field_type FROM geoflow.columns WHERE dataset = $1", &[&dataset.as_str()])
+            .await
+            .ctx(store, context)?;
+        let columns =
+            rows.iter().map(|r| Ok((r.get::<_, String>(0), parse_type(r.get(1))?))).collect::<Result<Vec<_>, _>>()?;
+        crate::layout::check_temporal(dataset, &columns, temporal)?;
+    }
+    let updated = client
+        .execute(
+            // A new version: `datetime` pages and the temporal extent change with it.
+            "UPDATE geoflow.datasets SET temporal_start = $2, temporal_end = $3, version = version + 1, updated_at = $4
+             WHERE name = $1",
+            &[&dataset.as_str(), &temporal.map(|t| t.start.as_str()), &temporal.and_then(|t| t.end.as_deref()), &at],
+        )
+        .await
+        .ctx(store, context)?;
+    Ok(updated == 1)
 }

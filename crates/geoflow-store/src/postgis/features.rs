@@ -38,7 +38,7 @@ use crate::features::{
     SortValue,
 };
 use crate::layout::{parse_type, Column, OVERFLOW_COLUMN};
-use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature};
+use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature, TemporalFilter};
 
 const FEATURES_SQL: &str = include_str!("sql/features.sql");
 const FEATURE_LAYOUT_SQL: &str = include_str!("sql/feature_layout.sql");
@@ -260,6 +260,116 @@ fn to_micros(t: OffsetDateTime, up: bool) -> OffsetDateTime {
     }
 }
 
+/// The column of a temporal property, which must still be a date or date-time one (a load may
+/// have widened it to text since it was declared).
+fn temporal_column<'a>(dataset: &DatasetName, table: &'a Table, key: &str) -> Result<&'a Column, StoreError> {
+    let c = table.columns.iter().find(|c| c.key == key);
+    c.filter(|c| matches!(c.ty, FieldType::Date | FieldType::DateTime) && !c.overflow).ok_or_else(|| {
+        StoreError::Invalid(format!(
+            "property {key:?}, which places the features of {} in time, no longer holds dates: declare another",
+            dataset.as_str()
+        ))
+    })
+}
+
+/// The condition that a feature's time meets the filter's interval: its start no later than
+/// the interval's end, its end no earlier than the interval's start (see [`TemporalFilter`]).
+fn temporal_condition(
+    select: &mut Select,
+    dataset: &DatasetName,
+    table: &Table,
+    t: &TemporalFilter,
+) -> Result<String, StoreError> {
+    let start = temporal_column(dataset, table, &t.properties.start)?;
+    let end = t.properties.end.as_deref().map(|key| temporal_column(dataset, table, key)).transpose()?;
+    // `column` compared with an instant: a date column with the instant's UTC day (a day
+    // starts no later than an instant on or after it, ends no earlier than one on or before).
+    let mut compare = |c: &Column, op: &str, at: OffsetDateTime, lower: bool| {
+        let name = quote_ident(&c.name);
+        if c.ty == FieldType::Date {
+            let day = at.checked_to_offset(time::UtcOffset::UTC).unwrap_or(at).date();
+            format!("{name} {op} {}", select.bind(Box::new(day), Type::DATE))
+        } else {
+            format!("{name} {op} {}", select.bind(Box::new(to_micros(at, lower)), Type::TIMESTAMPTZ))
+        }
+    };
+    let mut parts = Vec::new();
+    match end {
+        None => {
+            parts.push(format!("{} IS NOT NULL", quote_ident(&start.name)));
+            if let Some(to) = t.to {
+                parts.push(compare(start, "<=", to, false));
+            }
+            if let Some(from) = t.from {
+                parts.push(compare(start, ">=", from, true));
+            }
+        }
+        Some(end) => {
+            let (s, e) = (quote_ident(&start.name), quote_ident(&end.name));
+            parts.push(format!("({s} IS NOT NULL OR {e} IS NOT NULL)"));
+            if let Some(to) = t.to {
+                parts.push(format!("({s} IS NULL OR {})", compare(start, "<=", to, false)));
+            }
+            if let Some(from) = t.from {
+                parts.push(format!("({e} IS NULL OR {})", compare(end, ">=", from, true)));
+            }
+        }
+    }
+    Ok(format!("({})", parts.join(" AND ")))
+}
+
+/// The instants of a date or date-time column as timestamptz: a date's day starts at its
+/// midnight (UTC) and ends at the next.
+fn instant(c: &Column, end: bool) -> String {
+    let name = quote_ident(&c.name);
+    match (c.ty, end) {
+        (FieldType::Date, false) => format!("({name}::timestamp AT TIME ZONE 'UTC')"),
+        (FieldType::Date, true) => format!("(({name} + 1)::timestamp AT TIME ZONE 'UTC')"),
+        _ => name,
+    }
+}
+
+pub async fn time_extent(
+    store: &PostgisStore,
+    dataset: &DatasetName,
+    temporal: Option<&crate::Temporal>,
+) -> Result<crate::TimeExtent, StoreError> {
+    let client = store.client().await?;
+    let table = table(store, &client, dataset).await?;
+    let (first, last) = match temporal {
+        None => ("min(gf_loaded_at)".to_string(), "max(gf_loaded_at)".to_string()),
+        Some(t) => {
+            let start = temporal_column(dataset, &table, &t.start)?;
+            let end = t.end.as_deref().map(|key| temporal_column(dataset, &table, key)).transpose()?;
+            match end {
+                None => (format!("min({})", instant(start, false)), format!("max({})", instant(start, true))),
+                Some(end) => {
+                    let (s, e) = (quote_ident(&start.name), quote_ident(&end.name));
+                    // An open end that some feature leaves open stays open.
+                    (
+                        format!(
+                            "CASE WHEN bool_or({s} IS NULL AND {e} IS NOT NULL) THEN NULL ELSE min({}) END",
+                            instant(start, false)
+                        ),
+                        format!(
+                            "CASE WHEN bool_or({e} IS NULL AND {s} IS NOT NULL) THEN NULL ELSE max({}) END",
+                            instant(end, true)
+                        ),
+                    )
+                }
+            }
+        }
+    };
+    let sql = format!(
+        "SELECT {}, {} FROM {}",
+        datetime_text(&format!("({first})")),
+        datetime_text(&format!("({last})")),
+        qualified(&table.name)
+    );
+    let row = client.query_one(&sql, &[]).await.ctx(store, "reading the dataset's extent in time")?;
+    Ok((row.get(0), row.get(1)))
+}
+
 /// Rows a forward bbox page reads in `fid` order before it asks the spatial index, per feature
 /// of the page (see [`window_select`]).
 const WINDOW_ROWS_PER_FEATURE: usize = 100;
@@ -288,6 +398,9 @@ fn conditions(
             let to = select.bind(Box::new(to_micros(to, false)), Type::TIMESTAMPTZ);
             conditions.push(format!("gf_loaded_at <= {to}"));
         }
+    }
+    if let Some(t) = &query.temporal {
+        conditions.push(temporal_condition(select, dataset, table, t)?);
     }
     for (key, value) in &query.properties {
         let column = table

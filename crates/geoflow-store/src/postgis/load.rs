@@ -624,6 +624,21 @@ pub async fn set_mode(
     Ok(found)
 }
 
+/// Declares a dataset's time under its lock, between loads (which may change its columns'
+/// types): `false` when there is no such dataset.
+pub async fn set_temporal(
+    store: &PostgisStore,
+    dataset: &DatasetName,
+    temporal: Option<&crate::Temporal>,
+) -> Result<bool, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.ctx(store, "starting a transaction")?;
+    lock_dataset(store, &*tx, dataset.as_str()).await?;
+    let found = catalog::set_temporal(store, &*tx, dataset, temporal, store.clock.now()).await?;
+    tx.commit().await.ctx(store, "declaring the dataset's time")?;
+    Ok(found)
+}
+
 /// Sets the catalogued count and extent of these sources to those of their rows.
 async fn recount_sources(
     store: &PostgisStore,

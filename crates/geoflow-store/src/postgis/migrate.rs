@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (7, include_str!("sql/modes.sql")),
     (8, include_str!("sql/schema_changes.sql")),
     (9, include_str!("sql/upsert.sql")),
+    (10, include_str!("sql/temporal.sql")),
 ];
 
 /// The step a catalog of this build is at once migrated.

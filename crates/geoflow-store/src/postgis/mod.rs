@@ -33,6 +33,7 @@ use crate::report::{Window, WindowActivity};
 use crate::{
     Clock, DatasetDrop, DatasetInfo, FeatureQuery, FeatureStream, Job, JobQuery, JobUpdate, LoadOutcome, LoadPlan,
     LoadReceiver, LoadResult, NewJob, Removal, RemovalCause, SourceRecord, StoreError, StoredFeature, SystemClock,
+    Temporal, TimeExtent,
 };
 
 pub use connection::{redact, SslMode};
@@ -243,6 +244,17 @@ impl Loads for PostgisStore {
     async fn drop_dataset(&self, dataset: &DatasetName) -> Result<Option<DatasetDrop>, StoreError> {
         lifecycle::drop_dataset(self, dataset).await
     }
+
+    async fn set_temporal(
+        &self,
+        dataset: &DatasetName,
+        temporal: Option<&Temporal>,
+    ) -> Result<Option<DatasetInfo>, StoreError> {
+        if !load::set_temporal(self, dataset, temporal).await? {
+            return Ok(None);
+        }
+        self.dataset(dataset).await
+    }
 }
 
 #[async_trait]
@@ -280,6 +292,10 @@ impl FeatureReads for PostgisStore {
 
     async fn feature(&self, dataset: &DatasetName, fid: i64) -> Result<Option<StoredFeature>, StoreError> {
         features::feature(self, dataset, fid).await
+    }
+
+    async fn time_extent(&self, dataset: &DatasetName, temporal: Option<&Temporal>) -> Result<TimeExtent, StoreError> {
+        features::time_extent(self, dataset, temporal).await
     }
 }
 

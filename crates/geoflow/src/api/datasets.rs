@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
-use geoflow_store::{DatasetInfo, Job, JobAction, JobQuery, SourceRecord};
+use geoflow_store::{DatasetInfo, Job, JobAction, JobQuery, SourceRecord, Temporal};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,17 @@ pub struct DatasetChange {
     /// With `"mode": "upsert"`, the property that keys the features; without it, the GeoJSON
     /// Feature `id`.
     pub key: Option<String>,
+    /// The date or date-time properties that place the features in time, which the OGC API's
+    /// `datetime` filters and temporal extent follow: `{"start": "observed"}`, or an interval
+    /// `{"start": "valid_from", "end": "valid_to"}`; `null` for the load time again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Temporal>)]
+    pub temporal: Option<Option<Temporal>>,
+}
+
+/// A member that is present, even as `null` (`Some(None)`), told from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Temporal>>, D::Error> {
+    Option::<Temporal>::deserialize(d).map(Some)
 }
 
 #[utoipa::path(
@@ -129,6 +140,10 @@ pub async fn change_dataset(
             ));
         }
         (None, None) => state.catalog.dataset(&dataset).await.map_err(db)?,
+    };
+    let info = match (info, change.temporal) {
+        (Some(_), Some(temporal)) => state.loads.set_temporal(&dataset, temporal.as_ref()).await.map_err(db)?,
+        (info, _) => info,
     };
     let info = info.ok_or_else(unknown)?;
     tracing::info!(dataset = %info.name, mode = %info.mode, "dataset changed");

@@ -19,12 +19,14 @@ use futures_util::{StreamExt, TryStreamExt};
 use geoflow_core::dataset::DatasetName;
 use geoflow_core::row::Bbox;
 use geoflow_core::schema::FieldType;
-use geoflow_store::{DatasetInfo, FeatureQuery, SortKey, SortValue, StoreError};
+use geoflow_store::{DatasetInfo, FeatureQuery, SortKey, SortValue, StoreError, TemporalFilter, TimeExtent};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::export::{self, Csv, Sequence};
+use super::format::{Format, DOCUMENT_FORMATS, ITEMS_FORMATS};
 use super::problem::{Problem, ProblemBody};
 use super::sorting::{self, decode_cursor, encode_cursor, parse_sortby, sortables_schema};
 use super::AppState;
@@ -51,42 +53,6 @@ const DEFAULT_LIMIT: usize = 10;
 /// The deepest page `offset` reaches: the features before it are read and passed over, where
 /// the `next` links' cursors start each page where the last one ended.
 const MAX_OFFSET: usize = 1_000_000;
-
-/// The representation a client asked for: `?f=` first, else its `Accept` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Json,
-    Html,
-}
-
-impl Format {
-    fn negotiate(f: Option<&str>, headers: &HeaderMap) -> Result<Format, Problem> {
-        match f {
-            Some("json" | "geojson") => return Ok(Format::Json),
-            Some("html") => return Ok(Format::Html),
-            Some(other) => {
-                return Err(Problem::bad_request("invalid-parameter", format!("f={other:?}: expected json or html")))
-            }
-            None => {}
-        }
-        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        // Browsers list text/html first; API clients ask for JSON or for anything.
-        let html = accept.find("text/html");
-        let json = accept.find("json");
-        Ok(match (html, json) {
-            (Some(h), Some(j)) if h < j => Format::Html,
-            (Some(_), None) => Format::Html,
-            _ => Format::Json,
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::Html => "html",
-        }
-    }
-}
 
 /// The absolute URL of this service as the client reached it (a load balancer in front sets
 /// `X-Forwarded-Proto`).
@@ -333,7 +299,7 @@ pub struct FormatParam {
     )
 )]
 pub async fn landing(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result<Response, Problem> {
-    let format = Format::negotiate(p.f.as_deref(), &headers)?;
+    let format = Format::negotiate(p.f.as_deref(), &headers, DOCUMENT_FORMATS)?;
     let base = base_url(&headers);
     let body = json!({
         "title": "geoflow",
@@ -349,7 +315,7 @@ pub async fn landing(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result
         ],
     });
     Ok(match format {
-        Format::Json => json_response("application/json", &body),
+        Format::Json | Format::Csv | Format::GeoJsonSeq => json_response("application/json", &body),
         Format::Html => Html(html_page("geoflow", &html_links(&body))).into_response(),
     })
 }
@@ -366,8 +332,8 @@ pub async fn landing(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result
 )]
 pub async fn conformance(headers: HeaderMap, Query(p): Query<FormatParam>) -> Result<Response, Problem> {
     let body = json!({ "conformsTo": CONFORMANCE });
-    Ok(match Format::negotiate(p.f.as_deref(), &headers)? {
-        Format::Json => json_response("application/json", &body),
+    Ok(match Format::negotiate(p.f.as_deref(), &headers, DOCUMENT_FORMATS)? {
+        Format::Json | Format::Csv | Format::GeoJsonSeq => json_response("application/json", &body),
         Format::Html => {
             let items: String = CONFORMANCE.iter().map(|c| format!("<li>{}</li>", escape(c))).collect();
             Html(html_page("Conformance", &format!("<ul>{items}</ul>"))).into_response()
@@ -375,7 +341,47 @@ pub async fn conformance(headers: HeaderMap, Query(p): Query<FormatParam>) -> Re
     })
 }
 
-fn collection(base: &str, d: &DatasetInfo) -> Value {
+/// The time reference system of temporal extents (the Gregorian calendar, ISO 8601).
+const GREGORIAN: &str = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian";
+
+/// Each dataset's extent in time, computed once per version of the dataset (a scan of its
+/// table) rather than on every listing.
+#[derive(Default)]
+pub(super) struct TimeExtents(std::sync::Mutex<std::collections::HashMap<String, (String, TimeExtent)>>);
+
+impl TimeExtents {
+    /// `d`'s extent in time; `None` when the store cannot say (logged: a listing does not fail
+    /// for it).
+    async fn of(&self, state: &AppState, d: &DatasetInfo) -> Option<TimeExtent> {
+        let version = format!("{}:{:?}", state_of(d), d.temporal);
+        let cached = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(d.name.as_str()).cloned();
+        if let Some((_, extent)) = cached.filter(|(v, _)| *v == version) {
+            return Some(extent);
+        }
+        match state.features.time_extent(&d.name, d.temporal.as_ref()).await {
+            Ok(extent) => {
+                let mut cache = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                cache.insert(d.name.as_str().to_string(), (version, extent.clone()));
+                Some(extent)
+            }
+            Err(e) => {
+                tracing::warn!(dataset = %d.name, error = %e, "cannot read the dataset's extent in time");
+                None
+            }
+        }
+    }
+}
+
+/// The temporal extent of a collection, and which properties `datetime` filters on.
+fn temporal_extent(d: &DatasetInfo, (first, last): &TimeExtent) -> Value {
+    let on = match &d.temporal {
+        Some(t) => json!(t),
+        None => json!("load time"),
+    };
+    json!({ "interval": [[first, last]], "trs": GREGORIAN, "x-geoflow-datetime": on })
+}
+
+fn collection(base: &str, d: &DatasetInfo, time: Option<&TimeExtent>) -> Value {
     let id = d.name.as_str();
     let mut c = json!({
         "id": id,
@@ -415,6 +421,9 @@ fn collection(base: &str, d: &DatasetInfo) -> Value {
     if let Some(b) = d.bbox {
         c["extent"] = json!({ "spatial": { "bbox": [[b.min_x, b.min_y, b.max_x, b.max_y]], "crs": CRS84 } });
     }
+    if let Some(time) = time {
+        c["extent"]["temporal"] = temporal_extent(d, time);
+    }
     c
 }
 
@@ -436,7 +445,7 @@ pub async fn collections(
     headers: HeaderMap,
     Query(p): Query<FormatParam>,
 ) -> Result<Response, Problem> {
-    let format = Format::negotiate(p.f.as_deref(), &headers)?;
+    let format = Format::negotiate(p.f.as_deref(), &headers, DOCUMENT_FORMATS)?;
     let base = base_url(&headers);
     let all = datasets(&state).await?;
     let versions: Vec<String> = all.iter().map(|d| format!("{}:{}", d.name.as_str(), state_of(d))).collect();
@@ -444,15 +453,20 @@ pub async fn collections(
     parts.extend([format.name(), base.as_str()]);
     let etag = digest(&parts);
     let latest = all.iter().map(|d| d.updated_at.as_str()).max();
+    let mut collections = Vec::with_capacity(all.len());
+    for d in &all {
+        let time = state.time_extents.of(&state, d).await;
+        collections.push(collection(&base, d, time.as_ref()));
+    }
     let body = json!({
         "links": [
             link(format!("{base}/collections"), "self", "application/json", "The collections"),
             link(format!("{base}/collections?f=html"), "alternate", "text/html", "The collections as HTML"),
         ],
-        "collections": all.iter().map(|d| collection(&base, d)).collect::<Vec<_>>(),
+        "collections": collections,
     });
     let response = match format {
-        Format::Json => json_response("application/json", &body),
+        Format::Json | Format::Csv | Format::GeoJsonSeq => json_response("application/json", &body),
         Format::Html => {
             let rows: String = all
                 .iter()
@@ -491,13 +505,14 @@ pub async fn collection_info(
     headers: HeaderMap,
     Query(p): Query<FormatParam>,
 ) -> Result<Response, Problem> {
-    let format = Format::negotiate(p.f.as_deref(), &headers)?;
+    let format = Format::negotiate(p.f.as_deref(), &headers, DOCUMENT_FORMATS)?;
     let d = dataset(&state, &id).await?;
     let base = base_url(&headers);
-    let body = collection(&base, &d);
+    let time = state.time_extents.of(&state, &d).await;
+    let body = collection(&base, &d, time.as_ref());
     let etag = digest(&[d.name.as_str(), &state_of(&d), format.name(), &base]);
     let response = match format {
-        Format::Json => json_response("application/json", &body),
+        Format::Json | Format::Csv | Format::GeoJsonSeq => json_response("application/json", &body),
         Format::Html => {
             let columns: String =
                 d.columns.iter().map(|c| format!("<tr><td>{}</td><td>{:?}</td></tr>", escape(&c.key), c.ty)).collect();
@@ -578,7 +593,17 @@ fn items_request(
             }
             "bbox-crs" if value == CRS84 => {}
             "bbox-crs" => return Err(bad(format!("bbox-crs={value:?}: only {CRS84} is served"))),
-            "datetime" => query.loaded = parse_interval(&value).map_err(|e| bad(format!("datetime={value:?}: {e}")))?,
+            "datetime" => {
+                let interval = parse_interval(&value).map_err(|e| bad(format!("datetime={value:?}: {e}")))?;
+                // The dataset's declared time, else the load time.
+                match (&d.temporal, interval) {
+                    (Some(properties), Some((from, to))) => {
+                        query.temporal = Some(TemporalFilter { properties: properties.clone(), from, to })
+                    }
+                    (None, interval) => query.loaded = interval,
+                    (Some(_), None) => {}
+                }
+            }
             "sortby" => query.sort = parse_sortby(&value, d).map_err(|e| bad(e.to_string()))?,
             "cursor" => {
                 cursor = Some(value);
@@ -623,8 +648,9 @@ fn items_request(
     if query.before.is_some() && offset > 0 {
         return Err(bad("offset and before cannot be combined".into()));
     }
-    let format = Format::negotiate(f.as_deref(), headers)?;
-    let filtered = query.bbox.is_some() || query.loaded.is_some() || !query.properties.is_empty();
+    let format = Format::negotiate(f.as_deref(), headers, ITEMS_FORMATS)?;
+    let filtered =
+        query.bbox.is_some() || query.loaded.is_some() || query.temporal.is_some() || !query.properties.is_empty();
     Ok(ItemsRequest { query, offset, format, filtered, carried, position })
 }
 
@@ -730,8 +756,9 @@ pub struct ItemsParams {
     /// crosses the antimeridian).
     #[param(value_type = Option<Vec<f64>>, min_items = 4, max_items = 6, style = Form)]
     bbox: Option<String>,
-    /// Only features loaded at this instant or within this interval (RFC 3339; `start/end`,
-    /// `../end`, `start/..`).
+    /// Only features at this instant or within this interval (RFC 3339; `start/end`, `../end`,
+    /// `start/..`; a date stands for its whole day): in the time of the dataset's declared
+    /// temporal properties (its extent's `x-geoflow-datetime`), else when they were loaded.
     datetime: Option<String>,
     /// The page after this one: taken from a `next` link, opaque to clients.
     cursor: Option<String>,
@@ -748,8 +775,9 @@ pub struct ItemsParams {
     /// value, text by code point, ties by feature id. Default: by feature id.
     #[param(style = Form)]
     sortby: Option<Vec<String>>,
-    /// `json` (GeoJSON) or `html` (default: from the Accept header).
-    #[param(value_type = Option<FormatName>)]
+    /// `json` (GeoJSON), `html`, `csv` (the geometry as WKT) or `geojsonseq` (GeoJSON Text
+    /// Sequences); default: from the Accept header.
+    #[param(value_type = Option<ItemsFormatName>)]
     f: Option<String>,
 }
 
@@ -818,13 +846,24 @@ pub enum FormatName {
     Html,
 }
 
+/// The representations of feature pages.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ItemsFormatName {
+    Json,
+    Html,
+    Csv,
+    Geojsonseq,
+}
+
 #[utoipa::path(
     get,
     path = "/collections/{collectionId}/items",
     tag = "features",
     params(("collectionId" = String, Path, description = "A dataset name", pattern = "^[a-z][a-z0-9_]{0,62}$"), ItemsParams),
     responses(
-        (status = 200, description = "A page of features as a GeoJSON FeatureCollection, with `next` when more follow; any property of the collection may be used as an equality filter (`?name=Lisbon`)", content((Object = "application/geo+json"), (String = "text/html"))),
+        (status = 200, description = "A page of features as a GeoJSON FeatureCollection, with `next` when more follow; any property of the collection may be used as an equality filter (`?name=Lisbon`)", content((Object = "application/geo+json"), (String = "text/html"), (String = "text/csv"), (String = "application/geo+json-seq"))),
         (status = 304, description = "Not modified since the ETag given in If-None-Match"),
         (status = 400, description = "A bad or unknown parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json"),
@@ -965,6 +1004,36 @@ pub async fn items(
             let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
             ([(header::CONTENT_TYPE, GEOJSON)], body).into_response()
         }
+        Format::Csv | Format::GeoJsonSeq => {
+            // Neither format has room for links: the page names itself and its GeoJSON twin,
+            // whose `next` link leads on, in a Link header (RFC 8288).
+            let mut json_params: Vec<(String, String)> =
+                self_params.iter().filter(|(k, _)| k != "f").cloned().collect();
+            json_params.push(("f".into(), "json".into()));
+            let links = format!(
+                "<{self_url}>; rel=\"self\", <{}>; rel=\"alternate\"; type=\"{GEOJSON}\", \
+                 <{base}/collections/{}>; rel=\"collection\"",
+                url_with(&base, &path, &json_params),
+                d.name.as_str(),
+            );
+            let (content_type, disposition, body) = if request.format == Format::Csv {
+                let keys = d.columns.iter().filter(|c| request.query.shows(&c.key)).map(|c| c.key.clone()).collect();
+                let csv = Csv::new(keys, !request.query.skip_geometry);
+                let disposition = format!("attachment; filename=\"{}.csv\"", d.name.as_str());
+                (export::CSV, Some(disposition), export::body(features, limit, csv))
+            } else {
+                (export::GEOJSON_SEQ, None, export::body(features, limit, Sequence))
+            };
+            let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+            let h = response.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&links) {
+                h.insert(header::LINK, v);
+            }
+            if let Some(v) = disposition.and_then(|d| HeaderValue::from_str(&d).ok()) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            response
+        }
         Format::Html => {
             let mut rows = String::new();
             let mut features = features;
@@ -1041,7 +1110,7 @@ pub async fn item(
     headers: HeaderMap,
     Query(p): Query<FormatParam>,
 ) -> Result<Response, Problem> {
-    let format = Format::negotiate(p.f.as_deref(), &headers)?;
+    let format = Format::negotiate(p.f.as_deref(), &headers, DOCUMENT_FORMATS)?;
     let unknown = || Problem::not_found(format!("collection {id:?} has no feature {feature_id:?}"));
     let name = DatasetName::new(&id).map_err(|_| unknown())?;
     let fid = feature_id.parse::<i64>().map_err(|_| unknown())?;
@@ -1052,7 +1121,7 @@ pub async fn item(
     let etag = digest(&[&feature.json, format.name(), &base]);
     let url = format!("{base}/collections/{}/items/{fid}", name.as_str());
     let response = match format {
-        Format::Json => {
+        Format::Json | Format::Csv | Format::GeoJsonSeq => {
             let links = json!([
                 link(url.clone(), "self", GEOJSON, "This feature"),
                 link(format!("{url}?f=html"), "alternate", "text/html", "This feature as HTML"),
@@ -1155,20 +1224,5 @@ mod tests {
         assert_eq!(parse_interval("../..").unwrap(), None);
         assert!(parse_interval("2026-01-03/2026-01-02").is_err());
         assert!(parse_interval("yesterday").is_err());
-    }
-
-    #[test]
-    fn formats() {
-        let with = |accept: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
-            Format::negotiate(None, &h).unwrap()
-        };
-        assert_eq!(with("text/html,application/xhtml+xml,*/*;q=0.8"), Format::Html);
-        assert_eq!(with("application/geo+json"), Format::Json);
-        assert_eq!(with("application/json, text/html"), Format::Json);
-        assert_eq!(with("*/*"), Format::Json);
-        assert_eq!(Format::negotiate(Some("html"), &HeaderMap::new()).unwrap(), Format::Html);
-        assert!(Format::negotiate(Some("xml"), &HeaderMap::new()).is_err());
     }
 }

@@ -6,7 +6,9 @@ pub mod auth;
 mod console;
 mod datasets;
 mod docs;
+mod export;
 mod features;
+mod format;
 mod health;
 mod jobs;
 pub mod observe;
@@ -90,6 +92,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// Requests that may be served at once.
     permits: Arc<Semaphore>,
+    /// The datasets' extents in time, as of their current versions.
+    time_extents: Arc<features::TimeExtents>,
 }
 
 impl AppState {
@@ -106,6 +110,7 @@ impl AppState {
             queue,
             config: Arc::new(config),
             permits,
+            time_extents: Arc::default(),
         }
     }
 
@@ -128,10 +133,12 @@ impl AppState {
     // Named by query parameters' `value_type`, which the paths do not collect.
     components(schemas(
         features::FormatName,
+        features::ItemsFormatName,
         geoflow_core::report::Policy,
         geoflow_core::schema::SchemaPolicy,
         geoflow_core::dataset::DatasetMode,
         geoflow_store::JobStatus,
+        geoflow_store::Temporal,
     )),
     tags(
         (name = "uploads", description = "GeoJSON in"),

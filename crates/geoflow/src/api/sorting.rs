@@ -168,6 +168,7 @@ mod tests {
             ],
             mode: DatasetMode::Append,
             key_property: None,
+            temporal: None,
             geometry_type: "Geometry".into(),
             version: 0,
             updated_at: "2026-01-01T00:00:00Z".into(),

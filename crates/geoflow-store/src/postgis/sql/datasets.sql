@@ -9,7 +9,8 @@ SELECT d.name, d.version, to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T
   d.mode, d.key_property,
   (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
    WHERE a.attrelid = to_regclass(format('%I.%I', 'datasets', d.table_name)) AND a.attname = 'geom'
-     AND NOT a.attisdropped)
+     AND NOT a.attisdropped),
+  d.temporal_start, d.temporal_end
 FROM geoflow.datasets d
 WHERE $1::text IS NULL OR d.name = $1
 ORDER BY d.name
