@@ -1,7 +1,8 @@
 //! OGC API – Features, Part 1 (Core, GeoJSON, HTML, OpenAPI 3.0): every dataset served back
 //! as a collection that QGIS, GDAL, OWSLib, Leaflet or MapLibre read directly.
 //!
-//! Pages are keyed by `fid` (the `cursor` of a `next` link), so a page deep in a large table
+//! Pages are keyed by `fid` (the `cursor` of a `next` link) or, in a `sortby` order, by a
+//! feature's sort values and `fid` (see [`super::sorting`]), so a page deep in a large table
 //! costs what the first one does; `numberMatched` comes from the catalog's stored counts and is
 //! left out when filters make it unknown, rather than paid for with a count over the table.
 //! Feature pages stream: the response is written as the store reads rows. Every response
