@@ -888,7 +888,7 @@ async fn migrations_are_idempotent_and_safe_to_race() {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     let conn = read(&path);
-    assert_eq!(count(&conn, "SELECT count(*) FROM geoflow_migrations"), 9);
+    assert_eq!(count(&conn, "SELECT count(*) FROM geoflow_migrations"), 10);
     assert_eq!(count(&conn, "SELECT count(*) FROM gpkg_extensions WHERE extension_name = 'gpkg_schema'"), 2);
     assert_eq!(count(&conn, "SELECT count(*) FROM gpkg_spatial_ref_sys"), 3);
     assert!(store.datasets().await.unwrap().is_empty());

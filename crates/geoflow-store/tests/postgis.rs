@@ -688,7 +688,7 @@ async fn migrations_are_idempotent_and_safe_to_race() {
         t.await.unwrap().unwrap();
     }
     store.migrate().await.unwrap();
-    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 9);
+    assert_eq!(count(&client, "SELECT count(*) FROM geoflow.migrations").await, 10);
 }
 
 #[test]
