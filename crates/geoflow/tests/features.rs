@@ -413,6 +413,10 @@ assert queryables["properties"]["rank"]["type"] == "integer", queryables
 offset = api.collection_items("roads", limit=5, offset=20)
 assert [f["properties"]["name"] for f in offset["features"]] == ["f1-%d" % i for i in range(20, 25)], offset
 assert not any(l["rel"] == "next" for l in offset["links"]), offset["links"]
+ranked = api.collection_items("roads", limit=4, sortby=("rank", "desc"))
+assert [f["properties"]["rank"] for f in ranked["features"]] == [24, 23, 22, 21], ranked
+by_name = api.collection_items("roads", limit=3, sortby=("name", "asc"))
+assert [f["properties"]["name"] for f in by_name["features"]] == ["f1-0", "f1-1", "f1-10"], by_name
 slim = api.collection_items("roads", limit=2, properties="name", skipGeometry="true")
 assert [f["properties"] for f in slim["features"]] == [{"name": "f1-0"}, {"name": "f1-1"}], slim
 assert all(f["geometry"] is None for f in slim["features"]), slim
@@ -484,8 +488,9 @@ async fn gdal_sends_equality_filters_on_the_properties_the_api_definition_lists(
     let names: Vec<&str> =
         read["features"].as_array().unwrap().iter().map(|f| f["properties"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["f1-42"]);
-    // The filter went to the server rather than every page to GDAL.
-    assert!(said.contains("name=f1-42"), "{said}");
+    // The filter went to the server rather than every page to GDAL: as CQL text, now that the
+    // API definition lists the language (without it, GDAL sends `name=f1-42`).
+    assert!(said.contains("filter=name%20%3D%20'f1-42'&filter-lang=cql-text"), "{said}");
     assert!(!said.contains("evaluated on client side"), "{said}");
 }
 

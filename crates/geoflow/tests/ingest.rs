@@ -555,9 +555,10 @@ fn the_summary_lists_every_schema_change_and_strict_rejects_a_type_change() {
     let first = ingest(&gpkg, &a, "towns", &["--mode", "append"]);
     assert_eq!(
         first.summary["schema_changes"],
+        // In the file's key order.
         json!([
-            {"change": "added", "column": "name", "key": "name", "to": "text"},
             {"change": "added", "column": "pop", "key": "pop", "to": "integer"},
+            {"change": "added", "column": "name", "key": "name", "to": "text"},
         ]),
         "{}",
         first.summary
