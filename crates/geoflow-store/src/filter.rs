@@ -440,6 +440,10 @@ impl Filter {
 /// `parts` joined by `op` (`AND`, `OR`) as a balanced tree, so that a long list adds a few
 /// levels to the SQL's depth rather than one per part.
 pub fn balanced(mut parts: Vec<String>, op: &str) -> String {
+    if parts.len() == 1 {
+        // Each part is delimited already (a call, brackets, or NOT of one).
+        return parts.remove(0);
+    }
     if parts.len() <= 2 {
         return format!("({})", parts.join(&format!(" {op} ")));
     }
@@ -930,7 +934,7 @@ mod tests {
         let deep = format!("{}pop = 1{}", "(".repeat(100), ")".repeat(100));
         let long = format!("{}true", "pop = 1 AND ".repeat(MAX_TERMS));
         assert_eq!(text(&long), Err(FilterError::TooLarge));
-        assert_eq!(balanced(vec!["a".into()], "AND"), "(a)");
+        assert_eq!(balanced(vec!["(a)".into()], "AND"), "(a)");
         assert_eq!(
             balanced(["a", "b", "c", "d", "e"].map(String::from).to_vec(), "OR"),
             "((a OR b) OR (c OR (d OR e)))"
