@@ -381,16 +381,7 @@ async fn etags_follow_every_load_and_browsers_get_html() {
 /// Python that has it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owslib_reads_collections_and_items() {
-    let python = std::env::var("GEOFLOW_OWSLIB_PYTHON").unwrap_or_else(|_| "/var/tmp/geoflow-owslib/bin/python".into());
-    let usable = Command::new(&python).args(["-c", "import owslib"]).status().is_ok_and(|s| s.success());
-    if !usable {
-        assert!(
-            std::env::var("GEOFLOW_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "GEOFLOW_REQUIRE_TOOLS=1 but OWSLib is missing at {python}"
-        );
-        eprintln!("skipped: OWSLib is not installed at {python} (set GEOFLOW_OWSLIB_PYTHON)");
-        return;
-    }
+    let Some(python) = owslib_python() else { return };
     let app = spawn_app(ApiConfig::default()).await;
     let file = app.dir.path().join("a.geojson");
     std::fs::write(&file, support::collection(25, 1)).unwrap();
@@ -960,16 +951,7 @@ async fn gdal_sends_where_clauses_to_the_server_as_cql2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owslib_filters_items_with_cql2_text_and_json() {
-    let python = std::env::var("GEOFLOW_OWSLIB_PYTHON").unwrap_or_else(|_| "/var/tmp/geoflow-owslib/bin/python".into());
-    let usable = Command::new(&python).args(["-c", "import owslib"]).status().is_ok_and(|s| s.success());
-    if !usable {
-        assert!(
-            std::env::var("GEOFLOW_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "GEOFLOW_REQUIRE_TOOLS=1 but OWSLib is missing at {python}"
-        );
-        eprintln!("skipped: OWSLib is not installed at {python} (set GEOFLOW_OWSLIB_PYTHON)");
-        return;
-    }
+    let Some(python) = owslib_python() else { return };
     let app = spawn_app(ApiConfig::default()).await;
     let file = app.dir.path().join("a.geojson");
     std::fs::write(&file, support::collection(25, 1)).unwrap();
