@@ -34,6 +34,13 @@ const EXIT_REJECTED: u8 = 3;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Worker(_) | Command::Api(_) | Command::Serve(_)) {
+        // A command whose output is piped into `head` ends quietly when the reader leaves, as
+        // `cat` does, rather than panicking in `println!` on the broken pipe. (Services keep
+        // the default of ignoring it: their logs must never stop them.)
+        // SAFETY: at start-up, before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     telemetry::init();
     geoflow::metrics::install();
     match run(cli).await {

@@ -741,3 +741,34 @@ fn datasets_and_sources_are_listed_and_removed_from_the_command_line() {
     let (_, listed, _) = run(&gpkg, &["datasets", "--json"]);
     assert_eq!(json_of(&listed), json!([]));
 }
+
+/// Piped into a reader that leaves at once (`geoflow ingest … --json | head -c0`), the command
+/// ends quietly, as `cat` does, with its load committed: no panic on the broken pipe.
+#[test]
+fn a_reader_that_leaves_early_does_not_make_the_command_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = scratch();
+    let gpkg = tmp.path().join("p.gpkg");
+    let file = write(tmp.path(), "a.geojson", &with_properties(&[json!({"name": "x"})]));
+    for args in [vec!["ingest", file.to_str().unwrap(), "--dataset", "piped", "--json"], vec!["datasets"]] {
+        let mut child = support::geoflow()
+            .args(&args)
+            .arg("--database")
+            .arg(&gpkg)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!said.contains("panicked"), "{args:?}: {said}");
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?} {said}",
+            out.status
+        );
+    }
+    let listed = support::geoflow().args(["datasets", "--database"]).arg(&gpkg).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("piped"), "the load was committed");
+}
