@@ -120,6 +120,26 @@ pub fn check_temporal(
     Ok(())
 }
 
+/// The columns of a dataset's declared time (`start`, and `end` for an interval), which must
+/// still be date or date-time ones: a load may have widened one to text since it was declared.
+/// `dataset` names the dataset in the error.
+pub fn temporal_columns<'a>(
+    columns: &'a [Column],
+    dataset: &str,
+    temporal: &crate::Temporal,
+) -> Result<(&'a Column, Option<&'a Column>), StoreError> {
+    let column = |key: &str| {
+        let c = columns.iter().find(|c| c.key == key);
+        c.filter(|c| matches!(c.ty, FieldType::Date | FieldType::DateTime) && !c.overflow).ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "property {key:?}, which places the features of {dataset} in time, no longer holds dates: declare \
+                 another"
+            ))
+        })
+    };
+    Ok((column(&temporal.start)?, temporal.end.as_deref().map(column).transpose()?))
+}
+
 /// A field type as the catalog spells it.
 pub fn parse_type(name: &str) -> Result<FieldType, StoreError> {
     FieldType::from_name(name).ok_or_else(|| StoreError::Incompatible {

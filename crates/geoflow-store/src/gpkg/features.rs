@@ -666,18 +666,6 @@ fn loaded_edge(t: OffsetDateTime, lower: bool) -> Result<Edge, StoreError> {
     })
 }
 
-/// The column of a temporal property, which must still be a date or date-time one (a load may
-/// have widened it to text since it was declared).
-fn temporal_column<'a>(layout: &'a Layout, key: &str) -> Result<&'a crate::layout::Column, StoreError> {
-    let c = layout.columns.iter().find(|c| c.key == key);
-    c.filter(|c| matches!(c.ty, FieldType::Date | FieldType::DateTime) && !c.overflow).ok_or_else(|| {
-        StoreError::Invalid(format!(
-            "property {key:?}, which places the features of {} in time, no longer holds dates: declare another",
-            layout.table
-        ))
-    })
-}
-
 /// One end of an interval as text comparable with a date or date-time column: a date column
 /// compares with the instant's UTC day (a day starts no later than an instant on or after it,
 /// and ends no earlier than one on or before it).
@@ -700,8 +688,7 @@ fn temporal_edge(ty: FieldType, t: OffsetDateTime, lower: bool) -> Result<Edge, 
 /// the interval's end, its end no earlier than its start), and its parameters; `None` when no
 /// feature can.
 fn temporal_condition(layout: &Layout, t: &crate::TemporalFilter) -> Result<Option<(String, Vec<Value>)>, StoreError> {
-    let start = temporal_column(layout, &t.properties.start)?;
-    let end = t.properties.end.as_deref().map(|key| temporal_column(layout, key)).transpose()?;
+    let (start, end) = crate::layout::temporal_columns(&layout.columns, &layout.table, &t.properties)?;
     let mut parts = Vec::new();
     let mut values = Vec::new();
     // `column op edge`: `None` when it always holds, `Some(None)` when it never does.
@@ -768,8 +755,7 @@ pub(crate) fn time_extent(
         let sql = format!("SELECT min(gf_loaded_at), max(gf_loaded_at) FROM {table}");
         return snapshot.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?))).ctx(CONTEXT);
     };
-    let start = temporal_column(&layout, &t.start)?;
-    let end = t.end.as_deref().map(|key| temporal_column(&layout, key)).transpose()?;
+    let (start, end) = crate::layout::temporal_columns(&layout.columns, dataset.as_str(), t)?;
     let (s, e) = (column_expr(start), column_expr(end.unwrap_or(start)));
     // An open end that some feature leaves open stays open.
     let sql = match end {

@@ -283,18 +283,6 @@ fn to_micros(t: OffsetDateTime, up: bool) -> OffsetDateTime {
     }
 }
 
-/// The column of a temporal property, which must still be a date or date-time one (a load may
-/// have widened it to text since it was declared).
-fn temporal_column<'a>(dataset: &DatasetName, table: &'a Table, key: &str) -> Result<&'a Column, StoreError> {
-    let c = table.columns.iter().find(|c| c.key == key);
-    c.filter(|c| matches!(c.ty, FieldType::Date | FieldType::DateTime) && !c.overflow).ok_or_else(|| {
-        StoreError::Invalid(format!(
-            "property {key:?}, which places the features of {} in time, no longer holds dates: declare another",
-            dataset.as_str()
-        ))
-    })
-}
-
 /// The condition that a feature's time meets the filter's interval: its start no later than
 /// the interval's end, its end no earlier than the interval's start (see [`TemporalFilter`]).
 fn temporal_condition(
@@ -303,8 +291,7 @@ fn temporal_condition(
     table: &Table,
     t: &TemporalFilter,
 ) -> Result<String, StoreError> {
-    let start = temporal_column(dataset, table, &t.properties.start)?;
-    let end = t.properties.end.as_deref().map(|key| temporal_column(dataset, table, key)).transpose()?;
+    let (start, end) = crate::layout::temporal_columns(&table.columns, dataset.as_str(), &t.properties)?;
     // `column` compared with an instant: a date column with the instant's UTC day (a day
     // starts no later than an instant on or after it, ends no earlier than one on or before).
     let mut compare = |c: &Column, op: &str, at: OffsetDateTime, lower: bool| {
@@ -362,8 +349,7 @@ pub async fn time_extent(
     let (first, last) = match temporal {
         None => ("min(gf_loaded_at)".to_string(), "max(gf_loaded_at)".to_string()),
         Some(t) => {
-            let start = temporal_column(dataset, &table, &t.start)?;
-            let end = t.end.as_deref().map(|key| temporal_column(dataset, &table, key)).transpose()?;
+            let (start, end) = crate::layout::temporal_columns(&table.columns, dataset.as_str(), t)?;
             match end {
                 None => (format!("min({})", instant(start, false)), format!("max({})", instant(start, true))),
                 Some(end) => {
