@@ -458,26 +458,34 @@ async fn the_schema_gives_integers_their_width_and_gdal_keeps_them_without_it() 
     assert_eq!(big, vec![5_000_000_000, -5_000_000_001]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gdal_sends_equality_filters_on_the_properties_the_api_definition_lists() {
-    if !support::have_tool("ogr2ogr") {
-        return;
-    }
+/// The names of the features GDAL reads through OAPIF with `-where` (and `options`) from 300
+/// generated places, and its debug output (the requests it made).
+async fn gdal_where(filter: &str, options: &[&str]) -> (Vec<String>, String) {
     let app = spawn_app(ApiConfig::default()).await;
     let file = app.dir.path().join("places.geojson");
     std::fs::write(&file, support::collection(300, 1)).unwrap();
     load(&app.store, &file, "places", "places.geojson").await;
     let source = format!("OAPIF:{}", app.url("/"));
     let out = Command::new("ogr2ogr")
-        .args(["-f", "GeoJSON", "/vsistdout/", "-where", "name = 'f1-42'", &source, "places"])
+        .args(["-f", "GeoJSON", "/vsistdout/", "-where", filter, &source, "places"])
+        .args(options)
         .env("CPL_DEBUG", "ON")
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{said}");
     let read: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> =
-        read["features"].as_array().unwrap().iter().map(|f| f["properties"]["name"].as_str().unwrap()).collect();
+    let names =
+        read["features"].as_array().unwrap().iter().map(|f| f["properties"]["name"].as_str().unwrap().into()).collect();
+    (names, said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gdal_sends_equality_filters_on_the_properties_the_api_definition_lists() {
+    if !support::have_tool("ogr2ogr") {
+        return;
+    }
+    let (names, said) = gdal_where("name = 'f1-42'", &[]).await;
     assert_eq!(names, vec!["f1-42"]);
     // The filter went to the server rather than every page to GDAL: as CQL text, now that the
     // API definition lists the language (without it, GDAL sends `name=f1-42`).
@@ -924,22 +932,7 @@ async fn gdal_sends_where_clauses_to_the_server_as_cql2() {
     if !support::have_tool("ogr2ogr") {
         return;
     }
-    let app = spawn_app(ApiConfig::default()).await;
-    let file = app.dir.path().join("places.geojson");
-    std::fs::write(&file, support::collection(300, 1)).unwrap();
-    load(&app.store, &file, "places", "places.geojson").await;
-    let source = format!("OAPIF:{}", app.url("/"));
-    let out = Command::new("ogr2ogr")
-        .args(["-f", "GeoJSON", "/vsistdout/", "-where", "rank > 250 AND name LIKE 'f1-26%'", &source, "places"])
-        .args(["-oo", "PAGE_SIZE=5"])
-        .env("CPL_DEBUG", "ON")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
-    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> =
-        read["features"].as_array().unwrap().iter().map(|f| f["properties"]["name"].as_str().unwrap()).collect();
+    let (names, said) = gdal_where("rank > 250 AND name LIKE 'f1-26%'", &["-oo", "PAGE_SIZE=5"]).await;
     let expected: Vec<String> = (260..270).map(|i| format!("f1-{i}")).collect();
     assert_eq!(names, expected);
     // The whole filter went to the server: two pages of 5 came back, not 300 features.
