@@ -152,6 +152,7 @@ pub struct Delivery {
 /// What went wrong in a queue operation. [`QueueError::is_transient`] tells whether retrying
 /// the same call later may succeed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum QueueError {
     /// The receipt is well formed but no longer the message's latest: the message was received
     /// again (its visibility timeout ran out), deleted, or moved to the dead-letter queue.

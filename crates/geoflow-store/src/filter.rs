@@ -13,16 +13,26 @@
 //!   for `capital = true`);
 //! - the spatial functions `S_INTERSECTS`, `S_DISJOINT`, `S_EQUALS`, `S_TOUCHES`, `S_WITHIN`,
 //!   `S_CONTAINS`, `S_OVERLAPS`, `S_CROSSES` of the feature geometry (the property
-//!   [`GEOMETRY_PROPERTY`]) with a WKT, GeoJSON or `BBOX` literal;
-//! - the temporal functions `T_BEFORE`, `T_AFTER`, `T_INTERSECTS`, `T_DISJOINT`, `T_EQUALS` of a
-//!   date or date-time property with an instant or an `INTERVAL` (`'..'` an open end).
+//!   [`GEOMETRY_PROPERTY`]) with a WKT, GeoJSON or `BBOX` literal, in any CRS features are
+//!   served in (`filter-crs`): a literal in a projected CRS has its segments densified before
+//!   it is brought to longitude/latitude, so that it keeps its shape;
+//! - comparisons of two properties of one type (numbers with numbers whatever their width);
+//! - every temporal function of CQL2 (`T_AFTER`, `T_BEFORE`, `T_CONTAINS`, `T_DISJOINT`,
+//!   `T_DURING`, `T_EQUALS`, `T_FINISHEDBY`, `T_FINISHES`, `T_INTERSECTS`, `T_MEETS`,
+//!   `T_METBY`, `T_OVERLAPPEDBY`, `T_OVERLAPS`, `T_STARTEDBY`, `T_STARTS`) on date or
+//!   date-time properties: each operand an instant (a property or a literal) or an `INTERVAL`
+//!   whose ends are properties, literals or `'..'` (open). An instant is the interval that
+//!   starts and ends at it, so every function applies to instants as well; an open start lies
+//!   before every instant and an open end after.
 //!
 //! A property without one type (mixed or nested values, the overflow properties) can only be
 //! tested with `IS NULL`, which also holds for a JSON `null`. Comparisons follow SQL: a
 //! property without a value satisfies neither a comparison nor its `NOT`.
 
-use geo::{Geometry, Intersects, MapCoords, Relate, Validation};
+use geo::{Geometry, Intersects, MapCoordsInPlace, Relate, Validation};
+use geoflow_core::geometry::Pos;
 use geoflow_core::schema::FieldType;
+use geoflow_core::served_crs::ServedCrs;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
@@ -65,14 +75,9 @@ impl FilterLang {
     }
 }
 
-/// The order of a geometry literal's coordinates (`filter-crs`): CRS84 is longitude first,
-/// EPSG:4326 latitude first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AxisOrder {
-    #[default]
-    LonLat,
-    LatLon,
-}
+/// Segments of a projected geometry literal are cut into this many pieces (at most) across
+/// its envelope before the literal is brought to longitude/latitude.
+const DENSIFY_STEPS: f64 = 64.0;
 
 /// A filter checked against a dataset's properties.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +99,12 @@ pub enum Filter {
     },
     IsNull {
         key: String,
+    },
+    /// Two properties compared (their types checked by [`check_comparable`]).
+    CompareProperties {
+        left: String,
+        op: Comparison,
+        right: String,
     },
     /// The feature geometry in `relation` to a geometry (WGS84 longitude/latitude).
     Spatial {
@@ -134,6 +145,19 @@ impl Comparison {
             ">=" => Comparison::Ge,
             _ => return None,
         })
+    }
+
+    /// Whether `a op b` holds for operands ordered as `ordering` says (`a` against `b`).
+    fn holds(self, ordering: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::*;
+        match self {
+            Comparison::Eq => ordering == Equal,
+            Comparison::Ne => ordering != Equal,
+            Comparison::Lt => ordering == Less,
+            Comparison::Le => ordering != Greater,
+            Comparison::Gt => ordering == Greater,
+            Comparison::Ge => ordering != Less,
+        }
     }
 
     /// The comparison with its operands swapped (`5 < x` is `x > 5`).
@@ -308,6 +332,25 @@ pub fn check_literal(key: &str, ty: FieldType, value: &Literal) -> Result<(), Fi
     }
 }
 
+/// Whether two properties may be compared: the same type, or numbers of any width.
+pub fn check_comparable(left: (&str, FieldType), right: (&str, FieldType)) -> Result<(), FilterError> {
+    let numeric = |ty| matches!(ty, FieldType::Integer | FieldType::WideInteger | FieldType::Real);
+    for (key, ty) in [left, right] {
+        if matches!(ty, FieldType::Json | FieldType::Null) {
+            return Err(FilterError::Untyped(key.to_string()));
+        }
+    }
+    if left.1 == right.1 || (numeric(left.1) && numeric(right.1)) {
+        Ok(())
+    } else {
+        Err(FilterError::Mismatch {
+            key: left.0.to_string(),
+            holds: type_name(left.1),
+            given: format!("the property {:?} ({})", right.0, type_name(right.1)),
+        })
+    }
+}
+
 /// Whether `LIKE` applies to a property of type `ty`.
 pub fn check_like(key: &str, ty: FieldType) -> Result<(), FilterError> {
     match ty {
@@ -363,11 +406,12 @@ pub fn like_to_glob(pattern: &str) -> String {
 }
 
 impl Filter {
-    /// Parses `text` and checks it against the properties `type_of` knows (by original key).
+    /// Parses `text` and checks it against the properties `type_of` knows (by original key);
+    /// geometry literals are in `crs`.
     pub fn parse(
         text: &str,
         lang: FilterLang,
-        axes: AxisOrder,
+        crs: &ServedCrs,
         type_of: &(dyn Fn(&str) -> Option<FieldType> + Sync),
     ) -> Result<Filter, FilterError> {
         if text.len() > MAX_FILTER_BYTES {
@@ -376,7 +420,7 @@ impl Filter {
         if nesting(text, lang) > MAX_NESTING {
             return Err(FilterError::TooDeep);
         }
-        let translator = Translator { type_of, axes };
+        let translator = Translator { type_of, crs };
         let lang_name = match lang {
             FilterLang::Text => "cql2-text",
             FilterLang::Json => "cql2-json",
@@ -432,6 +476,7 @@ impl Filter {
             Filter::And(parts) | Filter::Or(parts) => parts.iter().for_each(|p| p.visit_keys(keys)),
             Filter::Not(inner) => inner.visit_keys(keys),
             Filter::Compare { key, .. } | Filter::Like { key, .. } | Filter::IsNull { key } => keys.push(key),
+            Filter::CompareProperties { left, right, .. } => keys.extend([left.as_str(), right.as_str()]),
             Filter::Constant(_) | Filter::Spatial { .. } => {}
         }
     }
@@ -482,6 +527,32 @@ fn nesting(text: &str, lang: FilterLang) -> usize {
     deepest
 }
 
+/// `parts` all holding, with constants folded away.
+fn all(parts: Vec<Filter>) -> Filter {
+    if parts.contains(&Filter::Constant(false)) {
+        return Filter::Constant(false);
+    }
+    let mut parts: Vec<Filter> = parts.into_iter().filter(|p| *p != Filter::Constant(true)).collect();
+    match parts.len() {
+        0 => Filter::Constant(true),
+        1 => parts.remove(0),
+        _ => Filter::And(parts),
+    }
+}
+
+/// Any of `parts` holding, with constants folded away.
+fn any(parts: Vec<Filter>) -> Filter {
+    if parts.contains(&Filter::Constant(true)) {
+        return Filter::Constant(true);
+    }
+    let mut parts: Vec<Filter> = parts.into_iter().filter(|p| *p != Filter::Constant(false)).collect();
+    match parts.len() {
+        0 => Filter::Constant(false),
+        1 => parts.remove(0),
+        _ => Filter::Or(parts),
+    }
+}
+
 /// `NOT` of a filter; a double negation cancels, so chains of `NOT` stay shallow.
 fn negate(f: Filter) -> Filter {
     match f {
@@ -510,13 +581,11 @@ fn describe(e: &cql2::Expr) -> String {
     }
 }
 
-/// One end of a temporal operand: `None` is open (`..`).
-type Bound = Option<Literal>;
-
 /// Translates the parser's expressions, checking each property against the dataset.
 struct Translator<'a> {
     type_of: &'a (dyn Fn(&str) -> Option<FieldType> + Sync),
-    axes: AxisOrder,
+    /// The CRS of geometry literals.
+    crs: &'a ServedCrs,
 }
 
 impl Translator<'_> {
@@ -572,7 +641,8 @@ impl Translator<'_> {
                     return self.spatial(relation, args);
                 }
                 if let Some(temporal) = op.strip_prefix("t_") {
-                    return self.temporal(temporal, args);
+                    // CQL2 JSON spells some in camel case (`t_metBy`), the text parser does not.
+                    return self.temporal(&temporal.to_ascii_lowercase(), args);
                 }
                 Err(FilterError::Unsupported(format!("the operator {op:?}")))
             }
@@ -594,8 +664,10 @@ impl Translator<'_> {
         use cql2::Expr;
         let [a, b] = exactly(op.sql(), args)?;
         match (a, b) {
-            (Expr::Property { .. }, Expr::Property { .. }) => {
-                Err(FilterError::Unsupported("a comparison of two properties".into()))
+            (a @ Expr::Property { .. }, b @ Expr::Property { .. }) => {
+                let (left, right) = (self.property(a, op.sql())?, self.property(b, op.sql())?);
+                check_comparable((&left, self.type_of(&left)?), (&right, self.type_of(&right)?))?;
+                Ok(Filter::CompareProperties { left, op, right })
             }
             (p @ Expr::Property { .. }, value) => {
                 let key = self.property(p, op.sql())?;
@@ -689,96 +761,201 @@ impl Translator<'_> {
         }
         let geometry = Geometry::try_from(literal)
             .map_err(|e| FilterError::Invalid(format!("a geometry literal that cannot be read: {e}")))?;
-        let geometry = match self.axes {
-            AxisOrder::LonLat => geometry,
-            AxisOrder::LatLon => geometry.map_coords(|c| geo::coord! { x: c.y, y: c.x }),
-        };
+        check_finite(&geometry)?;
+        let geometry = to_wgs84(geometry, self.crs)?;
         check_geometry(&geometry)?;
         Ok(Filter::Spatial { relation, geometry })
     }
 
     fn temporal(&self, name: &str, args: Vec<cql2::Expr>) -> Result<Filter, FilterError> {
-        use cql2::Expr;
+        let function = || format!("T_{}", name.to_uppercase());
+        let alternatives = temporal_rule(name).ok_or_else(|| FilterError::Unsupported(function()))?;
         let [a, b] = exactly(name, args)?;
-        // The property first: with the literal first, `before` and `after` trade places.
-        let (name, key, literal) = match (a, b) {
-            (p @ Expr::Property { .. }, literal) => (name, self.property(p, name)?, literal),
-            (literal, p @ Expr::Property { .. }) => {
-                let name = match name {
-                    "before" => "after",
-                    "after" => "before",
-                    other => other,
-                };
-                (name, self.property(p, name)?, literal)
-            }
-            _ => return Err(FilterError::Unsupported(format!("T_{} without a property", name.to_uppercase()))),
+        // Every property named must hold instants of one kind; literals are read as that kind.
+        let mut keys = Vec::new();
+        temporal_properties(&a, &mut keys);
+        temporal_properties(&b, &mut keys);
+        let Some(first) = keys.first().cloned() else {
+            return Err(FilterError::Unsupported(format!("{} without a property", function())));
         };
-        let ty = self.type_of(&key)?;
-        if !matches!(ty, FieldType::Date | FieldType::DateTime) {
-            return Err(FilterError::Mismatch {
-                key,
-                holds: type_name(ty),
-                given: format!("the temporal function T_{}", name.to_uppercase()),
-            });
-        }
-        let (start, end) = match literal {
-            Expr::Interval { interval } => {
-                let [start, end] = exactly("interval", interval.into_iter().map(|b| *b).collect())?;
-                (self.bound(&key, start)?, self.bound(&key, end)?)
-            }
-            instant => {
-                let at = self.literal(&key, instant)?;
-                (Some(at.clone()), Some(at))
-            }
-        };
-        let backwards = match (&start, &end) {
-            (Some(Literal::Date(s)), Some(Literal::Date(e))) => s > e,
-            (Some(Literal::Timestamp(s)), Some(Literal::Timestamp(e))) => s > e,
-            _ => false,
-        };
-        if backwards {
-            return Err(FilterError::Invalid("an interval that ends before it starts".into()));
-        }
-        let cmp = |op, value: &Literal| Filter::Compare { key: key.clone(), op, value: value.clone() };
-        Ok(match name {
-            "before" => start.as_ref().map_or(Filter::Constant(false), |s| cmp(Comparison::Lt, s)),
-            "after" => end.as_ref().map_or(Filter::Constant(false), |e| cmp(Comparison::Gt, e)),
-            "intersects" => {
-                let mut parts: Vec<Filter> = Vec::new();
-                parts.extend(start.as_ref().map(|s| cmp(Comparison::Ge, s)));
-                parts.extend(end.as_ref().map(|e| cmp(Comparison::Le, e)));
-                if parts.is_empty() {
-                    negate(Filter::IsNull { key: key.clone() })
+        let first_type = self.type_of(&first)?;
+        for key in &keys {
+            let ty = self.type_of(key)?;
+            if !matches!(ty, FieldType::Date | FieldType::DateTime) || ty != first_type {
+                let given = if ty == first_type || !matches!(first_type, FieldType::Date | FieldType::DateTime) {
+                    format!("the temporal function {}", function())
                 } else {
-                    Filter::And(parts)
-                }
+                    format!("the property {first:?} ({}) in {}", type_name(first_type), function())
+                };
+                return Err(FilterError::Mismatch { key: key.clone(), holds: type_name(ty), given });
             }
-            "disjoint" => {
-                let mut parts: Vec<Filter> = Vec::new();
-                parts.extend(start.as_ref().map(|s| cmp(Comparison::Lt, s)));
-                parts.extend(end.as_ref().map(|e| cmp(Comparison::Gt, e)));
-                Filter::Or(parts)
-            }
-            "equals" => match (&start, &end) {
-                (Some(s), Some(e)) if s == e => cmp(Comparison::Eq, s),
-                _ => Filter::Constant(false),
-            },
-            other => {
-                return Err(FilterError::Unsupported(format!(
-                    "T_{} (instants support T_BEFORE, T_AFTER, T_INTERSECTS, T_DISJOINT and T_EQUALS)",
-                    other.to_uppercase()
-                )))
-            }
-        })
+        }
+        let (a, b) = (self.period(&first, a)?, self.period(&first, b)?);
+        let conditions = alternatives.iter().map(|conditions| {
+            let parts = conditions.iter().map(|(x, op, y)| compare_ends(a.bound(*x), *op, b.bound(*y)));
+            parts.collect::<Result<Vec<_>, _>>().map(all)
+        });
+        Ok(any(conditions.collect::<Result<_, _>>()?))
     }
 
-    /// One end of an interval literal.
-    fn bound(&self, key: &str, e: cql2::Expr) -> Result<Bound, FilterError> {
+    /// A temporal operand as the interval it stands for, literals read as `context` holds them.
+    fn period(&self, context: &str, e: cql2::Expr) -> Result<Period, FilterError> {
         match e {
-            cql2::Expr::Literal(s) if s == ".." => Ok(None),
-            e => self.literal(key, e).map(Some),
+            cql2::Expr::Interval { interval } => {
+                let [start, end] = exactly("INTERVAL", interval.into_iter().map(|b| *b).collect())?;
+                let period = Period { start: self.end(context, start)?, end: self.end(context, end)? };
+                if let (End::Value(s), End::Value(e)) = (&period.start, &period.end) {
+                    if literal_order(s, e) == Some(std::cmp::Ordering::Greater) {
+                        return Err(FilterError::Invalid("an interval that ends before it starts".into()));
+                    }
+                }
+                Ok(period)
+            }
+            instant => {
+                let at = match self.end(context, instant)? {
+                    End::Open => return Err(FilterError::Invalid("'..' outside an interval".into())),
+                    at => at,
+                };
+                Ok(Period { start: at.clone(), end: at })
+            }
         }
     }
+
+    /// One end of an interval, or an instant.
+    fn end(&self, context: &str, e: cql2::Expr) -> Result<End, FilterError> {
+        match e {
+            cql2::Expr::Literal(s) if s == ".." => Ok(End::Open),
+            cql2::Expr::Property { property } => Ok(End::Property(property)),
+            e => self.literal(context, e).map(End::Value),
+        }
+    }
+}
+
+/// One end of a temporal operand.
+#[derive(Debug, Clone)]
+enum End {
+    /// `'..'`: before every instant as a start, after every instant as an end.
+    Open,
+    Property(String),
+    Value(Literal),
+}
+
+/// A temporal operand: an interval, or an instant as the interval from it to it.
+struct Period {
+    start: End,
+    end: End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Start,
+    End,
+}
+
+impl Period {
+    /// The end `which`, with what an open end stands for.
+    fn bound(&self, which: Which) -> Bound<'_> {
+        match (which, if which == Which::Start { &self.start } else { &self.end }) {
+            (Which::Start, End::Open) => Bound::Infinite(std::cmp::Ordering::Less),
+            (Which::End, End::Open) => Bound::Infinite(std::cmp::Ordering::Greater),
+            (_, End::Property(key)) => Bound::Property(key),
+            (_, End::Value(value)) => Bound::Value(value),
+        }
+    }
+}
+
+/// An end as compared: a property's value, a literal, or beyond every instant (`Less` before
+/// all of them, `Greater` after).
+#[derive(Clone, Copy)]
+enum Bound<'a> {
+    Infinite(std::cmp::Ordering),
+    Property(&'a str),
+    Value(&'a Literal),
+}
+
+/// `x op y` for two ends: a condition on the properties, or a constant where no property is
+/// involved. A property compared with an open end holds whenever it has a value.
+fn compare_ends(x: Bound<'_>, op: Comparison, y: Bound<'_>) -> Result<Filter, FilterError> {
+    use std::cmp::Ordering;
+    let present = |key: &str| negate(Filter::IsNull { key: key.to_string() });
+    Ok(match (x, y) {
+        (Bound::Infinite(a), Bound::Infinite(b)) => Filter::Constant(op.holds(a.cmp(&b))),
+        (Bound::Infinite(a), finite) | (finite, Bound::Infinite(a)) => {
+            // The infinite end's side against any instant, as `x op y` sees it.
+            let ordering = if matches!(x, Bound::Infinite(_)) { a } else { a.reverse() };
+            match (op.holds(ordering), finite) {
+                (false, _) => Filter::Constant(false),
+                (true, Bound::Property(key)) => present(key),
+                (true, _) => Filter::Constant(true),
+            }
+        }
+        (Bound::Property(left), Bound::Property(right)) if left == right => {
+            // A property against itself: equal wherever it has a value.
+            if op.holds(Ordering::Equal) {
+                present(left)
+            } else {
+                Filter::Constant(false)
+            }
+        }
+        (Bound::Property(left), Bound::Property(right)) => {
+            Filter::CompareProperties { left: left.into(), op, right: right.into() }
+        }
+        (Bound::Property(key), Bound::Value(value)) => Filter::Compare { key: key.into(), op, value: value.clone() },
+        (Bound::Value(value), Bound::Property(key)) => {
+            Filter::Compare { key: key.into(), op: op.flipped(), value: value.clone() }
+        }
+        (Bound::Value(a), Bound::Value(b)) => match literal_order(a, b) {
+            Some(ordering) => Filter::Constant(op.holds(ordering)),
+            None => return Err(FilterError::Invalid("instants of different kinds compared".into())),
+        },
+    })
+}
+
+/// How two literals of one temporal kind are ordered.
+fn literal_order(a: &Literal, b: &Literal) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Literal::Date(a), Literal::Date(b)) => Some(a.cmp(b)),
+        (Literal::Timestamp(a), Literal::Timestamp(b)) => Some(a.cmp(b)),
+        _ => None,
+    }
+}
+
+/// The properties a temporal operand names, as an instant or as the ends of an interval.
+fn temporal_properties(e: &cql2::Expr, keys: &mut Vec<String>) {
+    match e {
+        cql2::Expr::Property { property } => keys.push(property.clone()),
+        cql2::Expr::Interval { interval } => interval.iter().for_each(|end| temporal_properties(end, keys)),
+        _ => {}
+    }
+}
+
+/// An end of the first operand compared with an end of the second.
+type EndComparison = (Which, Comparison, Which);
+
+/// What a temporal function means, in Allen's interval algebra as CQL2 defines it: any of
+/// the alternatives, each every one of its comparisons of an end of the first operand with
+/// an end of the second.
+fn temporal_rule(name: &str) -> Option<&'static [&'static [EndComparison]]> {
+    use Comparison::*;
+    use Which::{End as E, Start as S};
+    Some(match name {
+        "after" => &[&[(S, Gt, E)]],
+        "before" => &[&[(E, Lt, S)]],
+        "contains" => &[&[(S, Lt, S), (E, Gt, E)]],
+        "disjoint" => &[&[(E, Lt, S)], &[(S, Gt, E)]],
+        "during" => &[&[(S, Gt, S), (E, Lt, E)]],
+        "equals" => &[&[(S, Eq, S), (E, Eq, E)]],
+        "finishedby" => &[&[(S, Lt, S), (E, Eq, E)]],
+        "finishes" => &[&[(S, Gt, S), (E, Eq, E)]],
+        "intersects" => &[&[(S, Le, E), (E, Ge, S)]],
+        "meets" => &[&[(E, Eq, S)]],
+        "metby" => &[&[(S, Eq, E)]],
+        "overlappedby" => &[&[(S, Gt, S), (S, Lt, E), (E, Gt, E)]],
+        "overlaps" => &[&[(S, Lt, S), (E, Gt, S), (E, Lt, E)]],
+        "startedby" => &[&[(S, Eq, S), (E, Gt, E)]],
+        "starts" => &[&[(S, Eq, S), (E, Lt, E)]],
+        _ => return None,
+    })
 }
 
 /// The arguments of an operator that takes `N`.
@@ -803,9 +980,7 @@ fn parse_timestamp(s: &str) -> Result<OffsetDateTime, FilterError> {
     Ok(t)
 }
 
-/// A geometry literal both stores can test: finite, with valid rings (GEOS fails on some
-/// invalid ones, and the result would depend on the store).
-fn check_geometry(g: &Geometry<f64>) -> Result<(), FilterError> {
+fn check_finite(g: &Geometry<f64>) -> Result<(), FilterError> {
     use geo::CoordsIter;
     if g.coords_iter().any(|c| !c.x.is_finite() || !c.y.is_finite()) {
         return Err(FilterError::Invalid("a geometry literal with a coordinate that is not a finite number".into()));
@@ -813,12 +988,68 @@ fn check_geometry(g: &Geometry<f64>) -> Result<(), FilterError> {
     if g.coords_count() == 0 {
         return Err(FilterError::Invalid("an empty geometry literal".into()));
     }
+    Ok(())
+}
+
+/// A literal in `crs` as WGS84 longitude/latitude, as features are stored.
+fn to_wgs84(mut g: Geometry<f64>, crs: &ServedCrs) -> Result<Geometry<f64>, FilterError> {
+    if crs.is_stored_crs() {
+        return Ok(g);
+    }
+    if crs.projects() {
+        use geo::BoundingRect;
+        let extent = g.bounding_rect().map_or(0.0, |r| r.width().max(r.height()));
+        if extent > 0.0 {
+            g = densified(g, extent / DENSIFY_STEPS);
+        }
+    }
+    // (The fallible mapping recurses without bound on geometry collections.)
+    let failure = std::cell::RefCell::new(None);
+    g.map_coords_in_place(|c| {
+        let mut pos = [Pos::xy(c.x, c.y)];
+        match crs.to_wgs84(&mut pos) {
+            Ok(()) => geo::coord! { x: pos[0].x, y: pos[0].y },
+            Err(e) => {
+                failure.borrow_mut().get_or_insert(e);
+                c
+            }
+        }
+    });
+    if let Some(e) = failure.into_inner() {
+        return Err(FilterError::Invalid(format!("a geometry literal outside what {} can express: {e}", crs.uri())));
+    }
+    check_finite(&g)?;
+    Ok(g)
+}
+
+/// `g` with no segment longer than `step`.
+fn densified(g: Geometry<f64>, step: f64) -> Geometry<f64> {
+    use geo::{Densify, Euclidean};
+    match g {
+        Geometry::Line(l) => Euclidean.densify(&l, step).into(),
+        Geometry::LineString(l) => Euclidean.densify(&l, step).into(),
+        Geometry::MultiLineString(m) => Euclidean.densify(&m, step).into(),
+        Geometry::Polygon(p) => Euclidean.densify(&p, step).into(),
+        Geometry::MultiPolygon(m) => Euclidean.densify(&m, step).into(),
+        Geometry::Rect(r) => Euclidean.densify(&r, step).into(),
+        Geometry::Triangle(t) => Euclidean.densify(&t, step).into(),
+        Geometry::GeometryCollection(c) => {
+            Geometry::GeometryCollection(c.into_iter().map(|g| densified(g, step)).collect())
+        }
+        points @ (Geometry::Point(_) | Geometry::MultiPoint(_)) => points,
+    }
+}
+
+/// A geometry literal both stores can test: with valid rings (GEOS fails on some invalid
+/// ones, and the result would depend on the store).
+fn check_geometry(g: &Geometry<f64>) -> Result<(), FilterError> {
     g.check_validation().map_err(|e| FilterError::Invalid(format!("a geometry literal that is not valid: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use geoflow_core::served_crs::{CrsId, CrsUnit};
 
     fn types(key: &str) -> Option<FieldType> {
         Some(match key {
@@ -834,7 +1065,7 @@ mod tests {
     }
 
     fn text(s: &str) -> Result<Filter, FilterError> {
-        Filter::parse(s, FilterLang::Text, AxisOrder::LonLat, &types)
+        Filter::parse(s, FilterLang::Text, &ServedCrs::crs84(), &types)
     }
 
     fn cmp(key: &str, op: Comparison, value: Literal) -> Filter {
@@ -866,7 +1097,12 @@ mod tests {
         assert_eq!(text("tags IS NULL").unwrap(), Filter::IsNull { key: "tags".into() });
         assert_eq!(text("nope = 1"), Err(FilterError::UnknownProperty("nope".into())));
         assert!(matches!(text("at = TIMESTAMP('2024-01-02T03:04:05.0001Z')"), Err(FilterError::Invalid(_))));
-        assert!(matches!(text("pop = area"), Err(FilterError::Unsupported(_))));
+        assert_eq!(
+            text("pop < area").unwrap(),
+            Filter::CompareProperties { left: "pop".into(), op: Comparison::Lt, right: "area".into() }
+        );
+        assert!(matches!(text("pop = name"), Err(FilterError::Mismatch { .. })));
+        assert!(matches!(text("tags = name"), Err(FilterError::Untyped(_))));
     }
 
     #[test]
@@ -895,14 +1131,15 @@ mod tests {
     fn spatial_functions_take_the_geometry_and_a_literal() {
         let f = text("S_WITHIN(POINT(1 2), geometry)").unwrap();
         assert_eq!(f, Filter::Spatial { relation: Relation::Contains, geometry: geo::point!(x: 1.0, y: 2.0).into() });
-        let swapped = Filter::parse("S_INTERSECTS(geometry, POINT(1 2))", FilterLang::Text, AxisOrder::LatLon, &types);
+        let lat_lon = ServedCrs::new(CrsId::Epsg(4326), true, CrsUnit::Degrees, None);
+        let swapped = Filter::parse("S_INTERSECTS(geometry, POINT(1 2))", FilterLang::Text, &lat_lon, &types);
         assert_eq!(
             swapped.unwrap(),
             Filter::Spatial { relation: Relation::Intersects, geometry: geo::point!(x: 2.0, y: 1.0).into() }
         );
         let json = r#"{"op":"s_intersects","args":[{"property":"geometry"},{"bbox":[0,0,1,1]}]}"#;
         assert!(matches!(
-            Filter::parse(json, FilterLang::Json, AxisOrder::LonLat, &types).unwrap(),
+            Filter::parse(json, FilterLang::Json, &ServedCrs::crs84(), &types).unwrap(),
             Filter::Spatial { relation: Relation::Intersects, .. }
         ));
         assert!(matches!(text("S_INTERSECTS(name, POINT(1 2))"), Err(FilterError::Unsupported(_))));
@@ -919,14 +1156,166 @@ mod tests {
         );
         assert_eq!(
             text("T_INTERSECTS(at, INTERVAL('2024-01-02T00:00:00Z', '..'))").unwrap(),
-            Filter::And(vec![cmp("at", Comparison::Ge, at("2024-01-02T00:00:00Z"))])
+            Filter::And(vec![
+                Filter::Not(Box::new(Filter::IsNull { key: "at".into() })),
+                cmp("at", Comparison::Ge, at("2024-01-02T00:00:00Z")),
+            ])
         );
         assert_eq!(
             text("T_BEFORE(INTERVAL('2024-01-02T00:00:00Z', '2024-01-03T00:00:00Z'), at)").unwrap(),
             cmp("at", Comparison::Gt, at("2024-01-03T00:00:00Z"))
         );
-        assert!(matches!(text("T_MEETS(at, TIMESTAMP('2024-01-02T00:00:00Z'))"), Err(FilterError::Unsupported(_))));
+        // An instant meets an interval that starts at it.
+        assert_eq!(
+            text("T_MEETS(at, INTERVAL('2024-01-02T00:00:00Z', '..'))").unwrap(),
+            cmp("at", Comparison::Eq, at("2024-01-02T00:00:00Z"))
+        );
+        // An instant is during no interval that it starts.
+        assert_eq!(text("T_DURING(INTERVAL('..', '2024-01-02T00:00:00Z'), at)").unwrap(), Filter::Constant(false));
         assert!(matches!(text("T_AFTER(pop, TIMESTAMP('2024-01-02T00:00:00Z'))"), Err(FilterError::Mismatch { .. })));
+        assert!(matches!(text("T_AFTER(at, day)"), Err(FilterError::Mismatch { .. })));
+        assert!(matches!(text("T_AFTER(at, '..')"), Err(FilterError::Invalid(_))));
+        assert!(matches!(
+            text("T_AFTER(TIMESTAMP('2024-01-02T00:00:00Z'), TIMESTAMP('2024-01-01T00:00:00Z'))"),
+            Err(FilterError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn temporal_functions_relate_intervals_of_properties() {
+        let types = |key: &str| match key {
+            "from" | "to" | "at" => Some(FieldType::DateTime),
+            _ => None,
+        };
+        let parse = |s: &str| Filter::parse(s, FilterLang::Text, &ServedCrs::crs84(), &types);
+        let props =
+            |left: &str, op, right: &str| Filter::CompareProperties { left: left.into(), op, right: right.into() };
+        let at = |s: &str| Literal::Timestamp(OffsetDateTime::parse(s, &Rfc3339).unwrap());
+        assert_eq!(
+            parse("T_DURING(INTERVAL(from, to), INTERVAL('2024-01-01T00:00:00Z', '2024-02-01T00:00:00Z'))").unwrap(),
+            Filter::And(vec![
+                cmp("from", Comparison::Gt, at("2024-01-01T00:00:00Z")),
+                cmp("to", Comparison::Lt, at("2024-02-01T00:00:00Z")),
+            ])
+        );
+        assert_eq!(
+            parse("T_OVERLAPS(INTERVAL(from, to), INTERVAL(at, '..'))").unwrap(),
+            Filter::And(vec![
+                props("from", Comparison::Lt, "at"),
+                props("to", Comparison::Gt, "at"),
+                Filter::Not(Box::new(Filter::IsNull { key: "to".into() })),
+            ])
+        );
+        let json = r#"{"op":"t_metBy","args":[{"interval":[{"property":"from"},{"property":"to"}]},{"interval":["2023-01-01T00:00:00Z","2024-01-01T00:00:00Z"]}]}"#;
+        assert_eq!(
+            Filter::parse(json, FilterLang::Json, &ServedCrs::crs84(), &types).unwrap(),
+            cmp("from", Comparison::Eq, at("2024-01-01T00:00:00Z"))
+        );
+        assert!(matches!(
+            parse("T_DURING(at, INTERVAL('2024-02-01T00:00:00Z', '2024-01-01T00:00:00Z'))"),
+            Err(FilterError::Invalid(_))
+        ));
+        assert_eq!(parse("from < to").unwrap(), props("from", Comparison::Lt, "to"));
+    }
+
+    /// Every temporal function against Allen's definitions, evaluated over instants and
+    /// intervals of small whole numbers, open ends included.
+    #[test]
+    fn temporal_functions_follow_the_interval_algebra() {
+        // Ends as numbers: -100 and 100 stand for open ends.
+        let holds = |name: &str, a: (i64, i64), b: (i64, i64)| -> bool {
+            match name {
+                "after" => a.0 > b.1,
+                "before" => a.1 < b.0,
+                "contains" => a.0 < b.0 && a.1 > b.1,
+                "disjoint" => a.1 < b.0 || a.0 > b.1,
+                "during" => a.0 > b.0 && a.1 < b.1,
+                "equals" => a == b,
+                "finishedby" => a.0 < b.0 && a.1 == b.1,
+                "finishes" => a.0 > b.0 && a.1 == b.1,
+                "intersects" => a.0 <= b.1 && a.1 >= b.0,
+                "meets" => a.1 == b.0,
+                "metby" => a.0 == b.1,
+                "overlappedby" => a.0 > b.0 && a.0 < b.1 && a.1 > b.1,
+                "overlaps" => a.0 < b.0 && a.1 > b.0 && a.1 < b.1,
+                "startedby" => a.0 == b.0 && a.1 > b.1,
+                "starts" => a.0 == b.0 && a.1 < b.1,
+                _ => unreachable!(),
+            }
+        };
+        let names = [
+            "after",
+            "before",
+            "contains",
+            "disjoint",
+            "during",
+            "equals",
+            "finishedby",
+            "finishes",
+            "intersects",
+            "meets",
+            "metby",
+            "overlappedby",
+            "overlaps",
+            "startedby",
+            "starts",
+        ];
+        let literal = |n: i64| Literal::Date(time::macros::date!(2024 - 01 - 01) + time::Duration::days(n));
+        let end = |n: i64| if n.abs() == 100 { End::Open } else { End::Value(literal(n)) };
+        let mut periods = Vec::new();
+        for s in [-100, 0, 1, 2, 3] {
+            for e in [0, 1, 2, 3, 100] {
+                if s <= e {
+                    periods.push((s, e));
+                }
+            }
+        }
+        // A property `p` holding the value `v`: the folded filter evaluated for it.
+        fn eval(f: &Filter, v: i64, literal: &dyn Fn(i64) -> Literal) -> bool {
+            match f {
+                Filter::Constant(b) => *b,
+                Filter::And(parts) => parts.iter().all(|p| eval(p, v, literal)),
+                Filter::Or(parts) => parts.iter().any(|p| eval(p, v, literal)),
+                Filter::Not(inner) => !eval(inner, v, literal),
+                Filter::IsNull { .. } => false,
+                Filter::Compare { op, value, .. } => op.holds(literal_order(&literal(v), value).unwrap()),
+                other => panic!("{other:?}"),
+            }
+        }
+        for name in names {
+            let rule = temporal_rule(name).unwrap();
+            for &a in &periods {
+                for &b in &periods {
+                    let pa = Period { start: end(a.0), end: end(a.1) };
+                    let pb = Period { start: end(b.0), end: end(b.1) };
+                    let folded = any(rule
+                        .iter()
+                        .map(|c| {
+                            all(c
+                                .iter()
+                                .map(|(x, op, y)| compare_ends(pa.bound(*x), *op, pb.bound(*y)).unwrap())
+                                .collect())
+                        })
+                        .collect());
+                    assert_eq!(folded, Filter::Constant(holds(name, a, b)), "T_{name}({a:?}, {b:?})");
+                }
+                // The first operand a property instant `v`, the second an interval.
+                for v in 0..=3 {
+                    let pa = Period { start: End::Property("p".into()), end: End::Property("p".into()) };
+                    let pb = Period { start: end(a.0), end: end(a.1) };
+                    let folded = any(rule
+                        .iter()
+                        .map(|c| {
+                            all(c
+                                .iter()
+                                .map(|(x, op, y)| compare_ends(pa.bound(*x), *op, pb.bound(*y)).unwrap())
+                                .collect())
+                        })
+                        .collect());
+                    assert_eq!(eval(&folded, v, &literal), holds(name, (v, v), a), "T_{name}(p = {v}, {a:?})");
+                }
+            }
+        }
     }
 
     #[test]
@@ -949,7 +1338,7 @@ mod tests {
             assert!(text(s).is_err(), "{s}");
         }
         for s in ["", "{", "[]", r#"{"op":"=","args":[{"property":"pop"}]}"#, r#"{"op":"nope","args":[]}"#] {
-            assert!(Filter::parse(s, FilterLang::Json, AxisOrder::LonLat, &types).is_err(), "{s}");
+            assert!(Filter::parse(s, FilterLang::Json, &ServedCrs::crs84(), &types).is_err(), "{s}");
         }
     }
 

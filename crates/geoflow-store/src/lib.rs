@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorClass, StoreError};
 pub use features::{FeatureQuery, FeatureStream, SortKey, SortValue, StoredFeature, TemporalFilter};
-pub use filter::{AxisOrder, Filter, FilterError, FilterLang};
+pub use filter::{Filter, FilterError, FilterLang};
 use geoflow_core::dataset::{DatasetMode, DatasetName, FeatureKey};
 use geoflow_core::geometry_type::GeometryType;
 use geoflow_core::report::{FeatureIssue, LoadCounts, Policy, ProblemCode};

@@ -26,9 +26,9 @@ use geoflow_store::report::{
     WindowActivity,
 };
 use geoflow_store::{
-    AxisOrder, ErrorClass, FeatureQuery, Filter, FilterLang, Job, JobAction, JobQuery, JobStatus, JobUpdate,
-    LoadMessage, LoadOutcome, LoadPlan, LoadResult, LoadedMeasures, ManualClock, NewJob, RemovalCause, SchemaChange,
-    SortKey, SortValue, SourceVersion, Store, StoreError, Temporal, TemporalFilter, TileId, TileMatrixSet,
+    ErrorClass, FeatureQuery, Filter, FilterLang, Job, JobAction, JobQuery, JobStatus, JobUpdate, LoadMessage,
+    LoadOutcome, LoadPlan, LoadResult, LoadedMeasures, ManualClock, NewJob, RemovalCause, SchemaChange, SortKey,
+    SortValue, SourceVersion, Store, StoreError, Temporal, TemporalFilter, TileId, TileMatrixSet,
 };
 use rusqlite::Connection;
 use time::format_description::well_known::Rfc3339;
@@ -2107,7 +2107,8 @@ async fn filters(s: &dyn Store) {
     commit(s, p, rows).await;
     let info = s.datasets().await.unwrap().into_iter().find(|d| d.name.as_str() == "cities").unwrap();
     let types = move |key: &str| info.columns.iter().find(|c| c.key == key).map(|c| c.ty);
-    let parse = |lang, text: &str| Filter::parse(text, lang, AxisOrder::LonLat, &types).unwrap();
+    let parse =
+        |lang, text: &str| Filter::parse(text, lang, &geoflow_core::served_crs::ServedCrs::crs84(), &types).unwrap();
     let names = |features: Vec<(i64, serde_json::Value)>| {
         features
             .iter()
@@ -2135,6 +2136,14 @@ async fn filters(s: &dyn Store) {
         ("T_BEFORE(seen, TIMESTAMP('2023-01-01T00:00:00Z'))", &["Setúbal"]),
         ("T_INTERSECTS(seen, INTERVAL('2023-01-01T00:00:00Z', '2024-01-01T00:00:00Z'))", &["Sevilla", "Porto"]),
         ("T_DISJOINT(seen, INTERVAL('..', '2024-01-01T00:00:00Z'))", &["Lisbon", "Madrid"]),
+        ("T_DURING(seen, INTERVAL('2023-01-01T00:00:00Z', '2024-01-02T03:04:05Z'))", &["Sevilla", "Porto"]),
+        ("T_MEETS(seen, INTERVAL('2024-01-02T03:04:05Z', '..'))", &["Lisbon"]),
+        ("T_STARTS(INTERVAL(founded, founded), INTERVAL('1147-10-25', '2000-01-01'))", &["Lisbon"]),
+        ("T_CONTAINS(INTERVAL('0800-01-01', '..'), founded)", &["Lisbon", "Porto", "Setúbal", "Madrid"]),
+        // Two properties compared: numbers of different widths, text by code point.
+        ("pop > area AND area > 100", &["Lisbon", "Sevilla", "Setúbal", "Madrid"]),
+        ("pop <= area", &[]),
+        ("name <> name", &[]),
         ("S_INTERSECTS(geometry, BBOX(-10, 36, -5, 42))", &["Lisbon", "Sevilla", "Porto", "Setúbal"]),
         ("S_WITHIN(geometry, POLYGON((-10 36, -5 36, -5 39, -10 39, -10 36)))", &["Lisbon", "Sevilla", "Setúbal"]),
         ("S_CONTAINS(geometry, POINT(2 42))", &["zone"]),

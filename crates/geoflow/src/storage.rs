@@ -211,31 +211,67 @@ impl Storage {
 
     /// The object as a file: in place when local, else streamed to a temporary file in
     /// `spool_dir`. `None` when the object does not exist.
-    pub async fn fetch(&self, key: &str, spool_dir: &Path) -> anyhow::Result<Option<Fetched>> {
+    pub async fn fetch(&self, key: &str, spool_dir: &Path) -> Result<Option<Fetched>, FetchError> {
         let location = ObjectPath::from(key);
+        let object = |source| FetchError::Object { key: key.to_string(), source };
         if let Some(root) = &self.local_root {
-            let Some(meta) = self.head(key).await? else { return Ok(None) };
-            let path = LocalFileSystem::new_with_prefix(root)?.path_to_filesystem(&location)?;
+            let Some(meta) = self.head(key).await.map_err(object)? else { return Ok(None) };
+            let path = LocalFileSystem::new_with_prefix(root)
+                .and_then(|local| local.path_to_filesystem(&location))
+                .map_err(object)?;
             return Ok(Some(Fetched { path, meta, _spool: None }));
         }
         let got = match self.store.get(&location).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading object {key}")),
+            Err(e) => return Err(object(e)),
         };
         let meta = got.meta.clone();
+        let spool_error = |source| FetchError::Spool { key: key.to_string(), dir: spool_dir.to_path_buf(), source };
         let spool = tempfile::Builder::new()
             .prefix(&spool_prefix(std::process::id()))
             .tempfile_in(spool_dir)
-            .with_context(|| format!("creating a spool file in {}", spool_dir.display()))?
+            .map_err(spool_error)?
             .into_temp_path();
-        let mut file = tokio::fs::File::create(&spool).await?;
+        let mut file = tokio::fs::File::create(&spool).await.map_err(spool_error)?;
         let mut chunks = got.into_stream();
         while let Some(chunk) = chunks.next().await {
-            file.write_all(&chunk.with_context(|| format!("reading object {key}"))?).await?;
+            file.write_all(&chunk.map_err(object)?).await.map_err(spool_error)?;
         }
-        file.flush().await?;
+        file.flush().await.map_err(spool_error)?;
         Ok(Some(Fetched { path: spool.to_path_buf(), meta, _spool: Some(spool) }))
+    }
+}
+
+/// Why an object could not be made ready to read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// Storage refused or failed the read.
+    #[error("reading object {key}: {source}")]
+    Object {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// The local copy of a remote object could not be written (a full or missing spool folder).
+    #[error("spooling object {key} into {}: {source}", dir.display())]
+    Spool {
+        key: String,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl FetchError {
+    /// Storage's faults by their class; a spool folder that cannot take the copy may have room
+    /// again later (another load's copy is removed), so it passes.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            FetchError::Object { source, .. } => error_class(source),
+            FetchError::Spool { .. } => ErrorClass::Unavailable,
+        }
     }
 }
 
@@ -518,5 +554,23 @@ mod tests {
         assert!(fetched.path.starts_with(storage.local_root().unwrap()));
         assert!(object_version(&fetched.meta).is_some());
         assert!(storage.fetch("raw/roads/missing.geojson", spool.path()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn remote_objects_are_spooled_and_a_spool_that_cannot_take_them_may_pass() {
+        let storage =
+            Storage { store: Arc::new(object_store::memory::InMemory::new()), local_root: None, prefix: String::new() };
+        storage.store.put(&ObjectPath::from("raw/roads/a.geojson"), "{}".into()).await.unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        let fetched = storage.fetch("raw/roads/a.geojson", spool.path()).await.unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&fetched.path).unwrap(), "{}");
+        assert!(fetched.path.starts_with(spool.path()));
+        drop(fetched);
+        assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0, "the spooled copy goes with its handle");
+        let missing_spool = spool.path().join("gone");
+        let e = storage.fetch("raw/roads/a.geojson", &missing_spool).await.unwrap_err();
+        assert!(matches!(e, FetchError::Spool { .. }), "{e}");
+        assert_eq!(e.class(), ErrorClass::Unavailable);
+        assert!(e.to_string().contains("raw/roads/a.geojson"), "{e}");
     }
 }

@@ -796,6 +796,25 @@ async fn cql2_filters_select_the_same_features_on_both_stores_and_next_links_car
         let crs = "http://www.opengis.net/def/crs/EPSG/0/4326";
         let page = items_with(&app, "places", &[("filter", &lat_lon), ("filter-crs", crs)]).await;
         assert_eq!(names_of(&page.body), ["f1-5"], "{store}: {}", page.body);
+        // A box and a polygon in Web Mercator metres around it.
+        let (mx, my) = (
+            6_378_137.0 * x.to_radians(),
+            6_378_137.0 * (std::f64::consts::FRAC_PI_4 + y.to_radians() / 2.0).tan().ln(),
+        );
+        let mercator = "http://www.opengis.net/def/crs/EPSG/0/3857";
+        for literal in [
+            format!("S_INTERSECTS(geometry, BBOX({}, {}, {}, {}))", mx - 20e3, my - 20e3, mx + 20e3, my + 20e3),
+            format!(
+                "S_WITHIN(geometry, POLYGON(({a} {b}, {c} {b}, {c} {d}, {a} {d}, {a} {b})))",
+                a = mx - 20e3,
+                b = my - 20e3,
+                c = mx + 20e3,
+                d = my + 20e3
+            ),
+        ] {
+            let page = items_with(&app, "places", &[("filter", &literal), ("filter-crs", mercator)]).await;
+            assert_eq!(names_of(&page.body), ["f1-5"], "{store} {literal}: {}", page.body);
+        }
         let lon_lat = format!("S_INTERSECTS(geometry, POINT({x} {y}))");
         assert_eq!(names_of(&items_with(&app, "places", &[("filter", &lon_lat)]).await.body), ["f1-5"], "{store}");
         // With the other filters.
@@ -811,8 +830,10 @@ async fn cql2_filters_select_the_same_features_on_both_stores_and_next_links_car
             (vec![("filter", "{\"op\":"), ("filter-lang", "cql2-json")], "filter: is not valid cql2-json"),
             (vec![("filter", "rank = 1"), ("filter-lang", "sql")], "filter-lang=\"sql\""),
             (vec![("filter", "rank = 1"), ("filter-crs", "EPSG:3857")], "filter-crs=\"EPSG:3857\""),
+            (vec![("filter", "rank = 1"), ("filter-crs", "http://www.opengis.net/def/crs/EPSG/0/2056")], "filter-crs="),
             (vec![("filter", "S_INTERSECTS(geometry, POLYGON((0 0, 1 1, 1 0, 0 1, 0 0)))")], "not valid"),
             (vec![("filter", "T_MEETS(rank, TIMESTAMP('2020-01-01T00:00:00Z'))")], "filter:"),
+            (vec![("filter", "T_FINISHES(name, INTERVAL('..', '2020-01-01T00:00:00Z'))")], "filter:"),
         ] {
             let reply = items_with(&app, "places", &params).await;
             assert_problem(&reply, 400, "invalid-parameter");

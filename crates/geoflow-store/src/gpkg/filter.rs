@@ -16,8 +16,8 @@ use super::geometry::parse_header;
 use super::rtree::rtree_name;
 use super::table::{column_expr, quote};
 use crate::filter::{
-    balanced, check_like, check_literal, date_text, like_to_glob, timestamp_text, Filter, FilterError, Literal,
-    Relation,
+    balanced, check_comparable, check_like, check_literal, date_text, like_to_glob, timestamp_text, Filter,
+    FilterError, Literal, Relation,
 };
 use crate::layout::{Column, Layout};
 use crate::StoreError;
@@ -35,6 +35,12 @@ pub(super) fn condition(layout: &Layout, filter: &Filter, params: &mut Vec<Value
             check_literal(key, c.ty, value).map_err(invalid)?;
             params.push(stored(c, value));
             format!("({} {} ?)", column_expr(c), op.sql())
+        }
+        Filter::CompareProperties { left, op, right } => {
+            let (l, r) = (column(layout, left)?, column(layout, right)?);
+            check_comparable((left, l.ty), (right, r.ty)).map_err(invalid)?;
+            // Dates and date-times are stored as text that orders as they do.
+            format!("({} {} {})", column_expr(l), op.sql(), column_expr(r))
         }
         Filter::Like { key, pattern } => {
             let c = column(layout, key)?;

@@ -7,7 +7,9 @@ use wkt::ToWkt;
 use geoflow_core::schema::FieldType;
 
 use super::features::{column_expr, Select, Table};
-use crate::filter::{balanced, check_like, check_literal, Comparison, Filter, FilterError, Literal, Relation};
+use crate::filter::{
+    balanced, check_comparable, check_like, check_literal, Comparison, Filter, FilterError, Literal, Relation,
+};
 use crate::layout::Column;
 use crate::StoreError;
 
@@ -22,6 +24,14 @@ pub(super) fn condition(select: &mut Select, table: &Table, filter: &Filter) -> 
             let c = column(table, key)?;
             check_literal(key, c.ty, value).map_err(invalid)?;
             comparison(select, c, *op, value)
+        }
+        Filter::CompareProperties { left, op, right } => {
+            let (l, r) = (column(table, left)?, column(table, right)?);
+            check_comparable((left, l.ty), (right, r.ty)).map_err(invalid)?;
+            let (l_expr, r_expr) = (column_expr(select, l), column_expr(select, r));
+            // Text by code point, as literals are compared.
+            let collate = if l.ty == FieldType::Text { " COLLATE \"C\"" } else { "" };
+            format!("({l_expr}{collate} {} {r_expr})", op.sql())
         }
         Filter::Like { key, pattern } => {
             let c = column(table, key)?;
@@ -109,7 +119,8 @@ fn comparison(select: &mut Select, c: &Column, op: Comparison, value: &Literal) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::{AxisOrder, FilterLang};
+    use crate::filter::FilterLang;
+    use geoflow_core::served_crs::ServedCrs;
 
     #[test]
     fn literals_are_parameters() {
@@ -122,7 +133,7 @@ mod tests {
         };
         let types = |k: &str| table.columns.iter().find(|c| c.key == k).map(|c| c.ty);
         let text = "name LIKE 'a''; DROP TABLE t; --%' OR x IS NULL OR S_WITHIN(geometry, POINT(1 2))";
-        let filter = Filter::parse(text, FilterLang::Text, AxisOrder::LonLat, &types).unwrap();
+        let filter = Filter::parse(text, FilterLang::Text, &ServedCrs::crs84(), &types).unwrap();
         let mut select = Select::new(&table, &crate::FeatureQuery::default());
         let first = select.params.len();
         let sql = condition(&mut select, &table, &filter).unwrap();

@@ -22,8 +22,7 @@ use geoflow_core::row::Bbox;
 use geoflow_core::schema::FieldType;
 use geoflow_store::filter::GEOMETRY_PROPERTY;
 use geoflow_store::{
-    AxisOrder, DatasetInfo, FeatureQuery, Filter, FilterLang, SortKey, SortValue, StoreError, TemporalFilter,
-    TimeExtent,
+    DatasetInfo, FeatureQuery, Filter, FilterLang, SortKey, SortValue, StoreError, TemporalFilter, TimeExtent,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -42,7 +41,7 @@ use geoflow_core::served_crs::{ServedCrs, CRS84_URI};
 /// (RFC 7946).
 const CRS84: &str = CRS84_URI;
 
-const CONFORMANCE: [&str; 25] = [
+const CONFORMANCE: [&str; 26] = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
@@ -61,6 +60,8 @@ const CONFORMANCE: [&str; 25] = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    // Every temporal function, on instants and on intervals whose ends are properties.
+    "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
     // `sortby` on items, and each collection's sortables (Part 8).
     sorting::SORTING,
     // Features in any CRS of the collections' list (`crs`), boxes too (`bbox-crs`).
@@ -76,9 +77,6 @@ const CONFORMANCE: [&str; 25] = [
     "http://www.opengis.net/spec/tms/2.0/conf/tilematrixset",
     "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
 ];
-
-/// Latitude/longitude on WGS84, which `filter-crs` may name for geometry literals.
-const EPSG_4326: &str = "http://www.opengis.net/def/crs/EPSG/0/4326";
 
 const GEOJSON: &str = "application/geo+json";
 
@@ -611,7 +609,7 @@ fn items_request(
     let mut carried = Vec::new();
     let mut filter = None;
     let mut lang = FilterLang::Text;
-    let mut axes = AxisOrder::LonLat;
+    let mut filter_crs = ServedCrs::crs84();
     // Read once the order is known, whatever the parameters' order.
     let (mut cursor, mut before) = (None, None);
     for (key, value) in params {
@@ -623,13 +621,7 @@ fn items_request(
                     bad(format!("filter-lang={value:?}: expected one of {}", FilterLang::NAMES.join(", ")))
                 })?
             }
-            "filter-crs" => {
-                axes = match value.as_str() {
-                    CRS84 => AxisOrder::LonLat,
-                    EPSG_4326 => AxisOrder::LatLon,
-                    _ => return Err(bad(format!("filter-crs={value:?}: expected {CRS84} or {EPSG_4326}"))),
-                }
-            }
+            "filter-crs" => filter_crs = choose_crs(served, "filter-crs", &value)?,
             "offset" => {
                 offset = value.parse().map_err(|_| bad(format!("offset={value:?}: expected an integer from 0")))?;
                 if offset > MAX_OFFSET {
@@ -727,7 +719,8 @@ fn items_request(
     let format = Format::negotiate(f.as_deref(), headers, ITEMS_FORMATS)?;
     if let Some(text) = filter {
         let type_of = |key: &str| d.columns.iter().find(|c| c.key == key).map(|c| c.ty);
-        query.filter = Some(Filter::parse(&text, lang, axes, &type_of).map_err(|e| bad(format!("filter: {e}")))?);
+        query.filter =
+            Some(Filter::parse(&text, lang, &filter_crs, &type_of).map_err(|e| bad(format!("filter: {e}")))?);
     }
     let filtered = query.bbox.is_some()
         || query.loaded.is_some()
@@ -899,8 +892,8 @@ pub struct ItemsParams {
     /// `cql2-text`.
     #[param(rename = "filter-lang")]
     filter_lang: Option<String>,
-    /// The CRS of the filter's geometry literals: CRS84 (default, longitude first) or EPSG:4326
-    /// (latitude first).
+    /// The CRS of the filter's geometry literals, any of the CRSs features are served in (the
+    /// collections' `crs` list): CRS84 by default, longitude first; EPSG:4326 latitude first.
     #[param(rename = "filter-crs")]
     filter_crs: Option<String>,
     /// The order of the features: properties among the collection's sortables, comma-separated,
@@ -935,14 +928,11 @@ pub(super) fn declare_items_parameters(document: &mut Value, max_limit: usize, s
             match parameter["name"].as_str() {
                 Some("limit") => parameter["schema"]["maximum"] = json!(max_limit),
                 Some("bbox" | "properties" | "sortby") => parameter["explode"] = json!(false),
-                Some("crs" | "bbox-crs") => parameter["schema"] = crs_uri.clone(),
+                Some("crs" | "bbox-crs" | "filter-crs") => parameter["schema"] = crs_uri.clone(),
                 // Clients read the languages from here: GDAL 3.6 sends `-where` to the server as
                 // `cql-text` when this list names it.
                 Some("filter-lang") => {
                     parameter["schema"] = json!({ "type": "string", "enum": FilterLang::NAMES, "default": "cql2-text" })
-                }
-                Some("filter-crs") => {
-                    parameter["schema"] = json!({ "type": "string", "enum": [CRS84, EPSG_4326], "default": CRS84 })
                 }
                 _ => {}
             }

@@ -479,11 +479,8 @@ impl Worker {
             Ok(Some(f)) => f,
             // Deleted between the two calls: the removal event follows; act on it now.
             Ok(None) => return self.remove(event).await,
-            Err(e) => match e.downcast_ref::<object_store::Error>() {
-                // Reading the object: its class decides (a refused permission is not retried).
-                Some(storage) => return Outcome::storage(format!("reading object {}", event.key), storage),
-                None => return Outcome::transient(format!("{e:#}")),
-            },
+            // Its class decides: a refused permission is not retried, a 5xx or a full spool is.
+            Err(e) => return Outcome::by_class(e.to_string(), e.class()),
         };
         let mut request = IngestRequest::new(Input::Path(fetched.path.clone()), event.dataset.clone());
         request.source = Some(event.key.clone());
@@ -686,8 +683,11 @@ impl Outcome {
     }
 
     fn storage(context: String, e: &object_store::Error) -> Outcome {
-        let class = crate::storage::error_class(e);
-        let reason = format!("{context}: {e}");
+        Outcome::by_class(format!("{context}: {e}"), crate::storage::error_class(e))
+    }
+
+    /// A fault outside the store by its class: retried if it may pass, else the job fails.
+    fn by_class(reason: String, class: ErrorClass) -> Outcome {
         if class.is_transient() {
             Outcome::transient(reason)
         } else {
