@@ -963,6 +963,60 @@ async fn gdal_sends_where_clauses_to_the_server_as_cql2() {
     assert!(item_requests <= 4, "{item_requests} page requests: {said}");
 }
 
+/// The names of the features of `support::collection(300, 1)` whose point lies in the box.
+fn places_in(west: f64, south: f64, east: f64, north: f64) -> Vec<String> {
+    let doc: Value = serde_json::from_str(&support::collection(300, 1)).unwrap();
+    let features = doc["features"].as_array().unwrap().iter();
+    let inside = features.filter(|f| {
+        let at = &f["geometry"]["coordinates"];
+        let (x, y) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+        (west..=east).contains(&x) && (south..=north).contains(&y)
+    });
+    inside.map(|f| f["properties"]["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// GDAL with its defaults and `-spat` asks the server for the box (`bbox=`), page by page,
+/// and gets exactly the features in it, on both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gdal_sends_its_spatial_filter_to_the_server_as_bbox() {
+    if !support::have_tool("ogr2ogr") {
+        return;
+    }
+    let expected = places_in(-60.0, -40.0, 60.0, 40.0);
+    assert!(expected.len() > 10, "more than one page of GDAL's 10: {expected:?}");
+    for (store, app, _db) in both_stores().await {
+        let file = app.dir.path().join("places.geojson");
+        std::fs::write(&file, support::collection(300, 1)).unwrap();
+        load(&app.store, &file, "places", "places.geojson").await;
+        let source = format!("OAPIF:{}", app.url("/"));
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("ogr2ogr")
+                .args(["-f", "GeoJSON", "/vsistdout/", "-spat", "-60", "-40", "60", "40", &source, "places"])
+                .env("CPL_DEBUG", "ON")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{store}: {said}");
+        let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut names: Vec<String> = read["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["properties"]["name"].as_str().unwrap().into())
+            .collect();
+        names.sort();
+        let mut want = expected.clone();
+        want.sort();
+        assert_eq!(names, want, "{store}");
+        // After the first page, which GDAL reads to open the layer, every page asks for the box.
+        let pages: Vec<&str> = said.lines().filter(|l| l.contains("/collections/places/items?")).skip(1).collect();
+        assert!(!pages.is_empty() && pages.iter().all(|l| l.contains("bbox=")), "{store}: {said}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owslib_filters_items_with_cql2_text_and_json() {
     let Some(python) = owslib_python() else { return };
@@ -1021,36 +1075,69 @@ async fn qgis_layer_subsets_select_the_right_features() {
     let file = app.dir.path().join("places.geojson");
     std::fs::write(&file, support::collection(30, 1)).unwrap();
     load(&app.store, &file, "places", "places.geojson").await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/qgis_subset.py");
     for (subset, expected) in [
         ("\"name\" = 'f1-3'", vec!["f1-3"]),
         ("\"rank\" > 26", vec!["f1-27", "f1-28", "f1-29"]),
         ("\"name\" LIKE 'f1-2_' AND \"rank\" < 22", vec!["f1-20", "f1-21"]),
     ] {
-        let home = tempfile::tempdir().unwrap();
-        let (python, script, url) = (python.to_string(), script.clone(), app.url("/"));
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(python)
-                .arg(script)
-                .args([&url, "places", subset])
-                .env("QT_QPA_PLATFORM", "offscreen")
-                // QGIS writes its settings and caches under the home folder.
-                .env("HOME", home.path())
-                .env("XDG_RUNTIME_DIR", home.path())
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout);
-        let read: Value = serde_json::from_str(said.lines().last().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{e}: {said}{}", String::from_utf8_lossy(&out.stderr)));
+        let read = qgis_read(python, &app, "places", &[subset]).await;
         assert_eq!(read["valid"], true, "{read}");
         assert_eq!(read["names"], serde_json::json!(expected), "{subset}: {read}");
         if read["version"].as_str().is_some_and(|v| v.starts_with("3.22.")) {
             let items = read["items"].as_array().unwrap();
             assert!(items.iter().all(|p| !p.as_str().unwrap().contains("filter")), "{read}");
         }
+    }
+}
+
+/// What `tests/qgis_subset.py` reads of `collection` with `args` (a subset string, then an
+/// optional extent).
+async fn qgis_read(python: &str, app: &App, collection: &str, args: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/qgis_subset.py");
+    let home = tempfile::tempdir().unwrap();
+    let (python, url, collection) = (python.to_string(), app.url("/"), collection.to_string());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .args([&url, &collection])
+            .args(&args)
+            .env("QT_QPA_PLATFORM", "offscreen")
+            // QGIS writes its settings and caches under the home folder.
+            .env("HOME", home.path())
+            .env("XDG_RUNTIME_DIR", home.path())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(said.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {said}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A QGIS layer with `restrictToRequestBBOX` asks the server for the extent of each request
+/// (`bbox=`) and reads exactly the features in it, on both stores; without it, the whole
+/// layer counts its features.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qgis_asks_the_server_for_the_extent_it_requests() {
+    let Some(python) = qgis_python() else { return };
+    let mut expected = places_in(-60.0, -40.0, 60.0, 40.0);
+    expected.sort();
+    for (store, app, _db) in both_stores().await {
+        let file = app.dir.path().join("places.geojson");
+        std::fs::write(&file, support::collection(300, 1)).unwrap();
+        load(&app.store, &file, "places", "places.geojson").await;
+        let read = qgis_read(python, &app, "places", &["", "-60,-40,60,40"]).await;
+        assert_eq!(read["valid"], true, "{store}: {read}");
+        let mut names: Vec<String> = serde_json::from_value(read["names"].clone()).unwrap();
+        names.sort();
+        assert_eq!(names, expected, "{store}: {read}");
+        // After the page QGIS reads to open the layer, every page asks for the extent.
+        let items = &read["items"].as_array().unwrap()[1..];
+        assert!(!items.is_empty() && items.iter().all(|p| p.as_str().unwrap().contains("bbox=")), "{store}: {read}");
+        let whole = qgis_read(python, &app, "places", &[""]).await;
+        assert_eq!(whole["count"], 300, "{store}: {whole}");
     }
 }
 

@@ -1,9 +1,11 @@
 """Reads an OGC API - Features collection with QGIS's OAPIF provider, headless, with a subset
 string (the filter a QGIS user sets on a layer), through a relay that records the requests.
 
-Usage: qgis_subset.py BASE_URL COLLECTION SUBSET. Prints one JSON object on stdout:
-{"version", "valid", "names" (the "name" of each feature read), "items" (the items requests,
-path and query)}. Run with QT_QPA_PLATFORM=offscreen.
+Usage: qgis_subset.py BASE_URL COLLECTION SUBSET [WEST,SOUTH,EAST,NORTH]. With an extent, the
+layer restricts its requests to the box asked for (`restrictToRequestBBOX`) and the features are
+requested within it, as a map canvas does. Prints one JSON object on stdout: {"version",
+"valid", "count" (the layer's feature count), "names" (the "name" of each feature read),
+"items" (the items requests, path and query)}. Run with QT_QPA_PLATFORM=offscreen.
 """
 
 import json
@@ -14,9 +16,10 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from qgis.core import Qgis, QgsApplication, QgsVectorLayer
+from qgis.core import Qgis, QgsApplication, QgsFeatureRequest, QgsRectangle, QgsVectorLayer
 
 TARGET, COLLECTION, SUBSET = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
+EXTENT = [float(v) for v in sys.argv[4].split(",")] if len(sys.argv) > 4 else None
 SEEN = []
 
 
@@ -47,11 +50,17 @@ def main():
     app = QgsApplication([], False)
     app.initQgis()
     uri = f"url='http://127.0.0.1:{relay.server_port}/' typename='{COLLECTION}'"
+    if EXTENT:
+        uri += " restrictToRequestBBOX='1'"
     layer = QgsVectorLayer(uri, COLLECTION, "OAPIF")
-    valid = layer.isValid() and layer.setSubsetString(SUBSET)
-    names = [f["name"] for f in layer.getFeatures()] if valid else []
+    valid = layer.isValid() and (not SUBSET or layer.setSubsetString(SUBSET))
+    request = QgsFeatureRequest()
+    if EXTENT:
+        request.setFilterRect(QgsRectangle(*EXTENT))
+    names = [f["name"] for f in layer.getFeatures(request)] if valid else []
+    count = layer.featureCount() if valid and not EXTENT else None
     items = [p for p in SEEN if "/items" in p]
-    print(json.dumps({"version": Qgis.QGIS_VERSION, "valid": valid, "names": names, "items": items}))
+    print(json.dumps({"version": Qgis.QGIS_VERSION, "valid": valid, "count": count, "names": names, "items": items}))
     return app
 
 
