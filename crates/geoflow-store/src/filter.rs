@@ -532,7 +532,7 @@ fn all(parts: Vec<Filter>) -> Filter {
     if parts.contains(&Filter::Constant(false)) {
         return Filter::Constant(false);
     }
-    let mut parts: Vec<Filter> = parts.into_iter().filter(|p| *p != Filter::Constant(true)).collect();
+    let mut parts = distinct(parts.into_iter().filter(|p| *p != Filter::Constant(true)));
     match parts.len() {
         0 => Filter::Constant(true),
         1 => parts.remove(0),
@@ -545,12 +545,23 @@ fn any(parts: Vec<Filter>) -> Filter {
     if parts.contains(&Filter::Constant(true)) {
         return Filter::Constant(true);
     }
-    let mut parts: Vec<Filter> = parts.into_iter().filter(|p| *p != Filter::Constant(false)).collect();
+    let mut parts = distinct(parts.into_iter().filter(|p| *p != Filter::Constant(false)));
     match parts.len() {
         0 => Filter::Constant(false),
         1 => parts.remove(0),
         _ => Filter::Or(parts),
     }
+}
+
+/// `parts` without repeats, in their order.
+fn distinct(parts: impl Iterator<Item = Filter>) -> Vec<Filter> {
+    let mut unique: Vec<Filter> = Vec::new();
+    for part in parts {
+        if !unique.contains(&part) {
+            unique.push(part);
+        }
+    }
+    unique
 }
 
 /// `NOT` of a filter; a double negation cancels, so chains of `NOT` stay shallow.
@@ -790,12 +801,7 @@ impl Translator<'_> {
                 return Err(FilterError::Mismatch { key: key.clone(), holds: type_name(ty), given });
             }
         }
-        let (a, b) = (self.period(&first, a)?, self.period(&first, b)?);
-        let conditions = alternatives.iter().map(|conditions| {
-            let parts = conditions.iter().map(|(x, op, y)| compare_ends(a.bound(*x), *op, b.bound(*y)));
-            parts.collect::<Result<Vec<_>, _>>().map(all)
-        });
-        Ok(any(conditions.collect::<Result<_, _>>()?))
+        relate(alternatives, &self.period(&first, a)?, &self.period(&first, b)?)
     }
 
     /// A temporal operand as the interval it stands for, literals read as `context` holds them.
@@ -873,28 +879,30 @@ enum Bound<'a> {
     Value(&'a Literal),
 }
 
+/// Whether `a` and `b` stand in the relation `alternatives` define, constants folded away.
+fn relate(alternatives: &[&[EndComparison]], a: &Period, b: &Period) -> Result<Filter, FilterError> {
+    let conditions = alternatives.iter().map(|conditions| {
+        let parts = conditions.iter().map(|(x, op, y)| compare_ends(a.bound(*x), *op, b.bound(*y)));
+        parts.collect::<Result<Vec<_>, _>>().map(all)
+    });
+    Ok(any(conditions.collect::<Result<_, _>>()?))
+}
+
 /// `x op y` for two ends: a condition on the properties, or a constant where no property is
-/// involved. A property compared with an open end holds whenever it has a value.
+/// involved. A property against an open end is compared with itself (`p = p` or `p <> p`), so
+/// that, as every comparison in SQL, it is unknown where the property has no value, and so is
+/// its `NOT`.
 fn compare_ends(x: Bound<'_>, op: Comparison, y: Bound<'_>) -> Result<Filter, FilterError> {
-    use std::cmp::Ordering;
-    let present = |key: &str| negate(Filter::IsNull { key: key.to_string() });
+    let itself = |key: &str, op| Filter::CompareProperties { left: key.into(), op, right: key.into() };
     Ok(match (x, y) {
         (Bound::Infinite(a), Bound::Infinite(b)) => Filter::Constant(op.holds(a.cmp(&b))),
         (Bound::Infinite(a), finite) | (finite, Bound::Infinite(a)) => {
             // The infinite end's side against any instant, as `x op y` sees it.
             let ordering = if matches!(x, Bound::Infinite(_)) { a } else { a.reverse() };
-            match (op.holds(ordering), finite) {
-                (false, _) => Filter::Constant(false),
-                (true, Bound::Property(key)) => present(key),
-                (true, _) => Filter::Constant(true),
-            }
-        }
-        (Bound::Property(left), Bound::Property(right)) if left == right => {
-            // A property against itself: equal wherever it has a value.
-            if op.holds(Ordering::Equal) {
-                present(left)
-            } else {
-                Filter::Constant(false)
+            let holds = op.holds(ordering);
+            match finite {
+                Bound::Property(key) => itself(key, if holds { Comparison::Eq } else { Comparison::Ne }),
+                _ => Filter::Constant(holds),
             }
         }
         (Bound::Property(left), Bound::Property(right)) => {
@@ -1157,7 +1165,7 @@ mod tests {
         assert_eq!(
             text("T_INTERSECTS(at, INTERVAL('2024-01-02T00:00:00Z', '..'))").unwrap(),
             Filter::And(vec![
-                Filter::Not(Box::new(Filter::IsNull { key: "at".into() })),
+                Filter::CompareProperties { left: "at".into(), op: Comparison::Eq, right: "at".into() },
                 cmp("at", Comparison::Ge, at("2024-01-02T00:00:00Z")),
             ])
         );
@@ -1170,8 +1178,15 @@ mod tests {
             text("T_MEETS(at, INTERVAL('2024-01-02T00:00:00Z', '..'))").unwrap(),
             cmp("at", Comparison::Eq, at("2024-01-02T00:00:00Z"))
         );
-        // An instant is during no interval that it starts.
-        assert_eq!(text("T_DURING(INTERVAL('..', '2024-01-02T00:00:00Z'), at)").unwrap(), Filter::Constant(false));
+        // An interval with an open start is during no instant, nor is its NOT known where the
+        // property has no value.
+        assert_eq!(
+            text("T_DURING(INTERVAL('..', '2024-01-02T00:00:00Z'), at)").unwrap(),
+            Filter::And(vec![
+                Filter::CompareProperties { left: "at".into(), op: Comparison::Ne, right: "at".into() },
+                cmp("at", Comparison::Gt, at("2024-01-02T00:00:00Z")),
+            ])
+        );
         assert!(matches!(text("T_AFTER(pop, TIMESTAMP('2024-01-02T00:00:00Z'))"), Err(FilterError::Mismatch { .. })));
         assert!(matches!(text("T_AFTER(at, day)"), Err(FilterError::Mismatch { .. })));
         assert!(matches!(text("T_AFTER(at, '..')"), Err(FilterError::Invalid(_))));
@@ -1203,7 +1218,7 @@ mod tests {
             Filter::And(vec![
                 props("from", Comparison::Lt, "at"),
                 props("to", Comparison::Gt, "at"),
-                Filter::Not(Box::new(Filter::IsNull { key: "to".into() })),
+                props("to", Comparison::Eq, "to"),
             ])
         );
         let json = r#"{"op":"t_metBy","args":[{"interval":[{"property":"from"},{"property":"to"}]},{"interval":["2023-01-01T00:00:00Z","2024-01-01T00:00:00Z"]}]}"#;
@@ -1279,6 +1294,8 @@ mod tests {
                 Filter::Not(inner) => !eval(inner, v, literal),
                 Filter::IsNull { .. } => false,
                 Filter::Compare { op, value, .. } => op.holds(literal_order(&literal(v), value).unwrap()),
+                // The one property against itself.
+                Filter::CompareProperties { op, .. } => op.holds(std::cmp::Ordering::Equal),
                 other => panic!("{other:?}"),
             }
         }
@@ -1288,30 +1305,14 @@ mod tests {
                 for &b in &periods {
                     let pa = Period { start: end(a.0), end: end(a.1) };
                     let pb = Period { start: end(b.0), end: end(b.1) };
-                    let folded = any(rule
-                        .iter()
-                        .map(|c| {
-                            all(c
-                                .iter()
-                                .map(|(x, op, y)| compare_ends(pa.bound(*x), *op, pb.bound(*y)).unwrap())
-                                .collect())
-                        })
-                        .collect());
+                    let folded = relate(rule, &pa, &pb).unwrap();
                     assert_eq!(folded, Filter::Constant(holds(name, a, b)), "T_{name}({a:?}, {b:?})");
                 }
                 // The first operand a property instant `v`, the second an interval.
                 for v in 0..=3 {
                     let pa = Period { start: End::Property("p".into()), end: End::Property("p".into()) };
                     let pb = Period { start: end(a.0), end: end(a.1) };
-                    let folded = any(rule
-                        .iter()
-                        .map(|c| {
-                            all(c
-                                .iter()
-                                .map(|(x, op, y)| compare_ends(pa.bound(*x), *op, pb.bound(*y)).unwrap())
-                                .collect())
-                        })
-                        .collect());
+                    let folded = relate(rule, &pa, &pb).unwrap();
                     assert_eq!(eval(&folded, v, &literal), holds(name, (v, v), a), "T_{name}(p = {v}, {a:?})");
                 }
             }

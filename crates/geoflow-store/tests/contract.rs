@@ -2140,6 +2140,9 @@ async fn filters(s: &dyn Store) {
         ("T_MEETS(seen, INTERVAL('2024-01-02T03:04:05Z', '..'))", &["Lisbon"]),
         ("T_STARTS(INTERVAL(founded, founded), INTERVAL('1147-10-25', '2000-01-01'))", &["Lisbon"]),
         ("T_CONTAINS(INTERVAL('0800-01-01', '..'), founded)", &["Lisbon", "Porto", "Setúbal", "Madrid"]),
+        // Features without a value satisfy neither a temporal function nor its NOT.
+        ("NOT T_INTERSECTS(seen, INTERVAL('..', '..'))", &[]),
+        ("NOT T_AFTER(seen, INTERVAL('..', '2024-01-01T00:00:00Z'))", &["Sevilla", "Porto", "Setúbal"]),
         // Two properties compared: numbers of different widths, text by code point.
         ("pop > area AND area > 100", &["Lisbon", "Sevilla", "Setúbal", "Madrid"]),
         ("pop <= area", &[]),
