@@ -325,11 +325,20 @@ pub fn check_literal(key: &str, ty: FieldType, value: &Literal) -> Result<(), Fi
         FieldType::Date => matches!(value, Literal::Date(_)),
         FieldType::DateTime => matches!(value, Literal::Timestamp(_)),
     };
+    if matches!(value, Literal::Text(t) if t.contains('\0')) {
+        return Err(nul_text());
+    }
     if fits {
         Ok(())
     } else {
         Err(FilterError::Mismatch { key: key.to_string(), holds: type_name(ty), given: value.describe().to_string() })
     }
+}
+
+/// No stored text holds a NUL (PostgreSQL refuses one): a literal with one is the client's
+/// mistake, said before the database would refuse it.
+fn nul_text() -> FilterError {
+    FilterError::Invalid("a string with a NUL character, which no stored value holds".into())
 }
 
 /// Whether two properties may be compared: the same type, or numbers of any width.
@@ -739,6 +748,9 @@ impl Translator<'_> {
         let cql2::Expr::Literal(pattern) = pattern else {
             return Err(FilterError::Invalid(format!("LIKE with {} as its pattern", describe(&pattern))));
         };
+        if pattern.contains('\0') {
+            return Err(nul_text());
+        }
         // PostgreSQL refuses a pattern that ends in its escape character.
         let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
         if trailing % 2 == 1 {
@@ -1100,6 +1112,8 @@ mod tests {
             cmp("at", Comparison::Lt, Literal::Timestamp(time::macros::datetime!(2024-01-02 03:04:05 UTC)))
         );
         assert!(matches!(text("pop = 'x'"), Err(FilterError::Mismatch { .. })));
+        assert!(matches!(text("name = 'a\u{0}b'"), Err(FilterError::Invalid(m)) if m.contains("NUL")));
+        assert!(matches!(text("name LIKE '\u{0}%'"), Err(FilterError::Invalid(m)) if m.contains("NUL")));
         assert!(matches!(text("name = 5"), Err(FilterError::Mismatch { .. })));
         assert!(matches!(text("tags = 'x'"), Err(FilterError::Untyped(_))));
         assert_eq!(text("tags IS NULL").unwrap(), Filter::IsNull { key: "tags".into() });

@@ -834,6 +834,7 @@ async fn cql2_filters_select_the_same_features_on_both_stores_and_next_links_car
             (vec![("filter", "S_INTERSECTS(geometry, POLYGON((0 0, 1 1, 1 0, 0 1, 0 0)))")], "not valid"),
             (vec![("filter", "T_MEETS(rank, TIMESTAMP('2020-01-01T00:00:00Z'))")], "filter:"),
             (vec![("filter", "T_FINISHES(name, INTERVAL('..', '2020-01-01T00:00:00Z'))")], "filter:"),
+            (vec![("filter", "name = 'a\u{0}b'")], "NUL character"),
         ] {
             let reply = items_with(&app, "places", &params).await;
             assert_problem(&reply, 400, "invalid-parameter");
