@@ -1023,21 +1023,23 @@ fn to_wgs84(mut g: Geometry<f64>, crs: &ServedCrs) -> Result<Geometry<f64>, Filt
             g = densified(g, extent / DENSIFY_STEPS);
         }
     }
+    // All positions go through the CRS in one call (PROJ works per call, and a densified
+    // literal has thousands): gathered and written back by the same walk, so in one order.
     // (The fallible mapping recurses without bound on geometry collections.)
-    let failure = std::cell::RefCell::new(None);
+    let gathered = std::cell::RefCell::new(Vec::new());
     g.map_coords_in_place(|c| {
-        let mut pos = [Pos::xy(c.x, c.y)];
-        match crs.to_wgs84(&mut pos) {
-            Ok(()) => geo::coord! { x: pos[0].x, y: pos[0].y },
-            Err(e) => {
-                failure.borrow_mut().get_or_insert(e);
-                c
-            }
-        }
+        gathered.borrow_mut().push(Pos::xy(c.x, c.y));
+        c
     });
-    if let Some(e) = failure.into_inner() {
-        return Err(FilterError::Invalid(format!("a geometry literal outside what {} can express: {e}", crs.uri())));
-    }
+    let mut positions = gathered.into_inner();
+    crs.to_wgs84(&mut positions)
+        .map_err(|e| FilterError::Invalid(format!("a geometry literal outside what {} can express: {e}", crs.uri())))?;
+    let next = std::cell::Cell::new(0);
+    g.map_coords_in_place(|_| {
+        let pos = positions[next.get()];
+        next.set(next.get() + 1);
+        geo::coord! { x: pos.x, y: pos.y }
+    });
     check_finite(&g)?;
     Ok(g)
 }
