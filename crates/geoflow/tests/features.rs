@@ -32,6 +32,14 @@ async fn load(store: &Arc<dyn Store>, file: &Path, dataset: &str, source: &str) 
     assert_eq!(summary.features_loaded, summary.features_read, "{summary:?}");
 }
 
+/// `support::collection(features, 1)` loaded as the dataset `dataset` of `app`.
+async fn load_collection(app: &App, dataset: &str, features: usize) {
+    let name = format!("{dataset}.geojson");
+    let file = app.dir.path().join(&name);
+    std::fs::write(&file, support::collection(features, 1)).unwrap();
+    load(&app.store, &file, dataset, &name).await;
+}
+
 /// A Natural Earth file's dataset name: `ne_110m_admin_0_countries`.
 fn dataset_of(file: &Path) -> String {
     file.file_stem().unwrap().to_str().unwrap().to_string()
@@ -268,9 +276,7 @@ async fn keyset_pages_walk_100k_features_without_gaps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etags_follow_every_load_and_browsers_get_html() {
     let app = spawn_app(with_token()).await;
-    let file = app.dir.path().join("a.geojson");
-    std::fs::write(&file, support::collection(30, 1)).unwrap();
-    load(&app.store, &file, "roads", "a.geojson").await;
+    load_collection(&app, "roads", 30).await;
 
     let items = app.http.get(app.url("/collections/roads/items?limit=5&rank=3")).send().await.unwrap();
     assert_eq!(items.headers()["content-type"], "application/geo+json");
@@ -283,6 +289,7 @@ async fn etags_follow_every_load_and_browsers_get_html() {
         || app.http.get(app.url("/collections/roads/items?limit=5&rank=3")).header("if-none-match", &etag).send();
     assert_eq!(revalidate().await.unwrap().status(), 304);
 
+    let file = app.dir.path().join("b.geojson");
     std::fs::write(&file, support::collection(31, 2)).unwrap();
     load(&app.store, &file, "roads", "b.geojson").await;
     let after = revalidate().await.unwrap();
@@ -383,9 +390,7 @@ async fn etags_follow_every_load_and_browsers_get_html() {
 async fn owslib_reads_collections_and_items() {
     let Some(python) = owslib_python() else { return };
     let app = spawn_app(ApiConfig::default()).await;
-    let file = app.dir.path().join("a.geojson");
-    std::fs::write(&file, support::collection(25, 1)).unwrap();
-    load(&app.store, &file, "roads", "a.geojson").await;
+    load_collection(&app, "roads", 25).await;
     let script = r#"
 import sys
 from owslib.ogcapi.features import Features
@@ -462,9 +467,7 @@ async fn the_schema_gives_integers_their_width_and_gdal_keeps_them_without_it() 
 /// generated places, and its debug output (the requests it made).
 async fn gdal_where(filter: &str, options: &[&str]) -> (Vec<String>, String) {
     let app = spawn_app(ApiConfig::default()).await;
-    let file = app.dir.path().join("places.geojson");
-    std::fs::write(&file, support::collection(300, 1)).unwrap();
-    load(&app.store, &file, "places", "places.geojson").await;
+    load_collection(&app, "places", 300).await;
     let source = format!("OAPIF:{}", app.url("/"));
     let out = Command::new("ogr2ogr")
         .args(["-f", "GeoJSON", "/vsistdout/", "-where", filter, &source, "places"])
@@ -496,9 +499,7 @@ async fn gdal_sends_equality_filters_on_the_properties_the_api_definition_lists(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_collection_lists_its_queryables_as_the_conformance_declares() {
     let app = spawn_app(ApiConfig::default()).await;
-    let file = app.dir.path().join("q.geojson");
-    std::fs::write(&file, support::collection(3, 1)).unwrap();
-    load(&app.store, &file, "places", "q.geojson").await;
+    load_collection(&app, "places", 3).await;
     let conformance = app.get("/conformance").await.body;
     let classes: Vec<&str> =
         conformance["conformsTo"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
@@ -658,9 +659,7 @@ fn ids(page: &Value) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collections_list_their_crs_and_requests_choose_one_for_features_and_boxes() {
     let app = spawn_app(ApiConfig { extra_crs: vec![2056], ..ApiConfig::default() }).await;
-    let file = app.dir.path().join("a.geojson");
-    std::fs::write(&file, support::collection(40, 1)).unwrap();
-    load(&app.store, &file, "roads", "a.geojson").await;
+    load_collection(&app, "roads", 40).await;
     let crs84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
 
     let conformance = app.get("/conformance").await;
@@ -763,9 +762,7 @@ async fn both_stores() -> Vec<(&'static str, App, Option<geoflow_testkit::TestDa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cql2_filters_select_the_same_features_on_both_stores_and_next_links_carry_them() {
     for (store, app, _db) in both_stores().await {
-        let file = app.dir.path().join("places.geojson");
-        std::fs::write(&file, support::collection(60, 1)).unwrap();
-        load(&app.store, &file, "places", "places.geojson").await;
+        load_collection(&app, "places", 60).await;
         let expected: Vec<String> =
             (10..40).filter(|i| i % 10 == 3 || i % 10 == 7).map(|i| format!("f1-{i}")).collect();
         let text = "rank >= 10 AND rank < 40 AND (name LIKE '%3' OR name LIKE '%7')";
@@ -930,9 +927,7 @@ async fn garbage_filters_are_client_errors_never_server_errors() {
         cases.push(((0..len).map(|_| JSON[next(JSON.len())]).collect::<String>(), "cql2-json"));
     }
     for (store, app, _db) in both_stores().await {
-        let file = app.dir.path().join("places.geojson");
-        std::fs::write(&file, support::collection(20, 1)).unwrap();
-        load(&app.store, &file, "places", "places.geojson").await;
+        load_collection(&app, "places", 20).await;
         for (filter, lang) in &cases {
             let reply = items_with(&app, "places", &[("filter", filter), ("filter-lang", lang)]).await;
             let shown: String = filter.chars().take(80).collect();
@@ -986,9 +981,7 @@ async fn gdal_sends_its_spatial_filter_to_the_server_as_bbox() {
     let expected = places_in(-60.0, -40.0, 60.0, 40.0);
     assert!(expected.len() > 10, "more than one page of GDAL's 10: {expected:?}");
     for (store, app, _db) in both_stores().await {
-        let file = app.dir.path().join("places.geojson");
-        std::fs::write(&file, support::collection(300, 1)).unwrap();
-        load(&app.store, &file, "places", "places.geojson").await;
+        load_collection(&app, "places", 300).await;
         let source = format!("OAPIF:{}", app.url("/"));
         let out = tokio::task::spawn_blocking(move || {
             Command::new("ogr2ogr")
@@ -1022,9 +1015,7 @@ async fn gdal_sends_its_spatial_filter_to_the_server_as_bbox() {
 async fn owslib_filters_items_with_cql2_text_and_json() {
     let Some(python) = owslib_python() else { return };
     let app = spawn_app(ApiConfig::default()).await;
-    let file = app.dir.path().join("a.geojson");
-    std::fs::write(&file, support::collection(25, 1)).unwrap();
-    load(&app.store, &file, "roads", "a.geojson").await;
+    load_collection(&app, "roads", 25).await;
     let script = r#"
 import json, sys
 from owslib.ogcapi.features import Features
@@ -1073,9 +1064,7 @@ fn qgis_python() -> Option<&'static str> {
 async fn qgis_layer_subsets_select_the_right_features() {
     let Some(python) = qgis_python() else { return };
     let app = spawn_app(ApiConfig::default()).await;
-    let file = app.dir.path().join("places.geojson");
-    std::fs::write(&file, support::collection(30, 1)).unwrap();
-    load(&app.store, &file, "places", "places.geojson").await;
+    load_collection(&app, "places", 30).await;
     for (subset, expected) in [
         ("\"name\" = 'f1-3'", vec!["f1-3"]),
         ("\"rank\" > 26", vec!["f1-27", "f1-28", "f1-29"]),
@@ -1126,9 +1115,7 @@ async fn qgis_asks_the_server_for_the_extent_it_requests() {
     let mut expected = places_in(-60.0, -40.0, 60.0, 40.0);
     expected.sort();
     for (store, app, _db) in both_stores().await {
-        let file = app.dir.path().join("places.geojson");
-        std::fs::write(&file, support::collection(300, 1)).unwrap();
-        load(&app.store, &file, "places", "places.geojson").await;
+        load_collection(&app, "places", 300).await;
         let read = qgis_read(python, &app, "places", &["", "-60,-40,60,40"]).await;
         assert_eq!(read["valid"], true, "{store}: {read}");
         let mut names: Vec<String> = serde_json::from_value(read["names"].clone()).unwrap();
