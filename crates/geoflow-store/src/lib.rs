@@ -253,6 +253,10 @@ pub struct ColumnInfo {
     /// The sanitised column name.
     pub column: String,
     pub ty: FieldType,
+    /// Whether the property is a member of the overflow column's JSON rather than a column of
+    /// its own (a dataset with more keys than a table has room for).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overflow: bool,
 }
 
 /// The catalog's view of one dataset.
@@ -668,6 +672,14 @@ pub trait FeatureReads: Send + Sync {
         fid: i64,
         crs: Option<&ServedCrs>,
     ) -> Result<Option<StoredFeature>, StoreError>;
+
+    /// [`features`](Self::features) of a dataset as the catalog just described it: a store
+    /// whose reads need the dataset's table and columns takes them from `info` rather than
+    /// reading them again (a round trip less per page), and reads them afresh should they have
+    /// changed since.
+    async fn described_features(&self, info: &DatasetInfo, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
+        self.features(&info.name, query).await
+    }
 
     /// The EPSG codes of `codes` this store cannot transform geometries to (PostGIS: those its
     /// `spatial_ref_sys` lacks), checked when the API starts.

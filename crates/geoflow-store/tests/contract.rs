@@ -843,9 +843,12 @@ async fn schema_changes(s: &dyn Store) {
     assert_eq!(changes, [widened, added("tmp", FieldType::Boolean)]);
 
     // A new version of a source without a key drops the column its old rows alone used.
+    let described = s.dataset(&name(ds)).await.unwrap().unwrap();
     let three = plan(ds, "three", "e3b", &[("pop", FieldType::Integer)]);
     let changes = loaded(commit(s, three, vec![row(0, 5.0, vec![(0, int(8))])]).await);
     assert_eq!(changes, [SchemaChange::Dropped { column: "tmp".into(), key: "tmp".into(), from: FieldType::Boolean }]);
+    // A read of the dataset as described before reads the table as it is now.
+    assert_eq!(read_described(s, &described, all()).await.unwrap(), read(s, ds, all()).await.unwrap());
 
     // Removing the last source with a key drops its column.
     let removal = s.remove_source(&name(ds), "two", None, RemovalCause::Request).await.unwrap();
@@ -1071,6 +1074,8 @@ async fn dropping(s: &dyn Store) {
     )
     .await;
     commit(s, plan("dropped", "b", "db-h1", &[]), vec![row(0, 3.0, vec![])]).await;
+    let described = s.dataset(&ds).await.unwrap().unwrap();
+    assert_eq!(read_described(s, &described, all()).await.unwrap(), read(s, "dropped", all()).await.unwrap());
     let today = OffsetDateTime::now_utc().date();
     let removed_before = s.activity(window(today)).await.unwrap().totals.sources_removed;
 
@@ -1083,6 +1088,8 @@ async fn dropping(s: &dyn Store) {
     let reads = read(s, "dropped", all()).await;
     assert!(matches!(reads.as_ref().map_err(StoreError::root), Err(StoreError::NotFound { .. })), "{reads:?}");
     assert!(matches!(s.feature(&ds, 1, None).await.map_err(|e| e.class()), Err(ErrorClass::NotFound)));
+    let reads = read_described(s, &described, all()).await;
+    assert!(matches!(reads.as_ref().map_err(StoreError::root), Err(StoreError::NotFound { .. })), "{reads:?}");
     for tms in TileMatrixSet::ALL {
         assert_eq!(s.tile(&ds, TileId::new(tms, 0, 0, 0).unwrap()).await.unwrap(), None);
     }
@@ -1807,6 +1814,16 @@ async fn read(s: &dyn Store, dataset: &str, query: FeatureQuery) -> Result<Vec<(
         .into_iter()
         .map(|f| (f.fid, serde_json::from_str(&f.json).unwrap_or_else(|e| panic!("not JSON ({e}): {}", f.json))))
         .collect())
+}
+
+/// The features of a dataset as the catalog described it in `info` (perhaps some time ago).
+async fn read_described(
+    s: &dyn Store,
+    info: &geoflow_store::DatasetInfo,
+    query: FeatureQuery,
+) -> Result<Vec<(i64, serde_json::Value)>, StoreError> {
+    let features: Vec<_> = s.described_features(info, &query).await?.try_collect().await?;
+    Ok(features.into_iter().map(|f| (f.fid, serde_json::from_str(&f.json).unwrap())).collect())
 }
 
 fn all() -> FeatureQuery {

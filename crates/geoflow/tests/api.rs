@@ -756,6 +756,27 @@ async fn pages_on_a_kept_alive_connection_come_as_fast_as_on_fresh_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_pages_come_whole_with_their_length_and_large_ones_stream() {
+    let app = spawn_app(with_token()).await;
+    let up = app.upload("/v1/datasets/sized/uploads", "application/geo+json", support::collection(2000, 1)).await;
+    app.finished(up.body["id"].as_str().unwrap()).await;
+    let small = app.http.get(app.url("/collections/sized/items?limit=10")).send().await.unwrap();
+    assert_eq!(small.status(), 200);
+    assert!(small.headers().get("transfer-encoding").is_none(), "{:?}", small.headers());
+    let length: usize = small.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let body = small.bytes().await.unwrap();
+    assert_eq!(body.len(), length);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["numberReturned"], 10);
+    let large = app.http.get(app.url("/collections/sized/items?limit=2000")).send().await.unwrap();
+    assert_eq!(large.headers()["transfer-encoding"], "chunked");
+    let body = large.bytes().await.unwrap();
+    assert!(body.len() > 64 << 10, "{} bytes", body.len());
+    let page: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(page["numberReturned"], 2000);
+    assert_eq!(page["features"].as_array().unwrap().len(), 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_are_compressed_for_clients_that_accept_it() {
     use std::io::Read;
     let app = spawn_app(with_token()).await;

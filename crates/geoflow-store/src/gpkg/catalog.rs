@@ -347,7 +347,11 @@ pub fn datasets(conn: &Connection, name: Option<&DatasetName>) -> Result<Vec<Dat
             feature_count: feature_count.max(0) as u64,
             bbox,
             sources: sources.max(0) as u64,
-            columns: layout.columns.into_iter().map(|c| ColumnInfo { key: c.key, column: c.name, ty: c.ty }).collect(),
+            columns: layout
+                .columns
+                .into_iter()
+                .map(|c| ColumnInfo { key: c.key, column: c.name, ty: c.ty, overflow: c.overflow })
+                .collect(),
             mode: parse_mode(&mode)?,
             key_property,
             temporal,

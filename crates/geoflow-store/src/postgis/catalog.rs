@@ -1,5 +1,7 @@
 //! Reads and writes of the catalog tables in schema `geoflow`.
 
+use std::sync::LazyLock;
+
 use time::OffsetDateTime;
 use tokio_postgres::{GenericClient, Row};
 
@@ -305,6 +307,15 @@ pub async fn touch_dataset(
     Ok(())
 }
 
+/// The statement listing every dataset, and the one reading a single dataset by name.
+static DATASETS_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    let template = include_str!("sql/datasets.sql");
+    [
+        super::features::fill(template, &[("filter", "")]),
+        super::features::fill(template, &[("filter", "WHERE d.name = $1")]),
+    ]
+});
+
 /// Every dataset, or only `name`: one prepared statement, so that listing collections costs
 /// one round trip however many datasets and columns there are.
 pub async fn datasets(
@@ -313,8 +324,17 @@ pub async fn datasets(
     name: Option<&DatasetName>,
 ) -> Result<Vec<DatasetInfo>, StoreError> {
     let context = "listing datasets";
-    let statement = client.prepare_cached(include_str!("sql/datasets.sql")).await.ctx(store, context)?;
-    let rows = client.query(&statement, &[&name.map(DatasetName::as_str)]).await.ctx(store, context)?;
+    let rows = match name {
+        None => {
+            let statement = client.prepare_cached(&DATASETS_SQL[0]).await.ctx(store, context)?;
+            client.query(&statement, &[]).await
+        }
+        Some(name) => {
+            let statement = client.prepare_cached(&DATASETS_SQL[1]).await.ctx(store, context)?;
+            client.query(&statement, &[&name.as_str()]).await
+        }
+    }
+    .ctx(store, context)?;
     rows.iter().map(|r| dataset_of(store, r)).collect()
 }
 
@@ -325,11 +345,13 @@ fn dataset_of(store: &PostgisStore, r: &Row) -> Result<DatasetInfo, StoreError> 
     let keys: Vec<String> = r.get(10);
     let column_names: Vec<String> = r.get(11);
     let types: Vec<&str> = r.get(12);
+    let overflow: Vec<bool> = r.get(18);
     let columns = keys
         .into_iter()
         .zip(column_names)
         .zip(types)
-        .map(|((key, column), ty)| Ok(ColumnInfo { key, column, ty: parse_type(ty)? }))
+        .zip(overflow)
+        .map(|(((key, column), ty), overflow)| Ok(ColumnInfo { key, column, ty: parse_type(ty)?, overflow }))
         .collect::<Result<_, StoreError>>()?;
     Ok(DatasetInfo {
         name,

@@ -2,9 +2,10 @@
 //! by the server, rows streamed to the caller as they arrive.
 //!
 //! The statement text depends only on the dataset's layout and the shape of the query (which
-//! filters, on which columns); every value, property keys included, is a parameter. So the
-//! text is the key of the connection's statement cache, and a page costs two round trips
-//! (the layout, then the rows) once a connection has seen its shape.
+//! filters, on which columns); every value, property keys included, is a parameter — bar the
+//! limit of an unfiltered page (see [`page_select`]). So the text is the key of the
+//! connection's statement cache, and a page costs two round trips (the layout, then the rows)
+//! once a connection has seen its shape.
 //!
 //! Except with a bbox: whether the spatial index or the primary key (in `fid` order, up to the
 //! limit) is the better path depends on how much of the table the box covers, and a cached
@@ -39,7 +40,7 @@ use crate::features::{
     SortValue,
 };
 use crate::layout::{parse_type, Column, OVERFLOW_COLUMN};
-use crate::{FeatureQuery, FeatureStream, StoreError, StoredFeature, TemporalFilter};
+use crate::{DatasetInfo, FeatureQuery, FeatureStream, StoreError, StoredFeature, TemporalFilter};
 
 const FEATURES_SQL: &str = include_str!("sql/features.sql");
 const FEATURE_LAYOUT_SQL: &str = include_str!("sql/feature_layout.sql");
@@ -58,6 +59,18 @@ type Param = Box<dyn ToSql + Sync + Send>;
 pub(super) struct Table {
     pub(super) name: String,
     pub(super) columns: Vec<Column>,
+}
+
+impl Table {
+    /// The table as the catalog described it.
+    pub(super) fn of(info: &DatasetInfo) -> Table {
+        let columns = info
+            .columns
+            .iter()
+            .map(|c| Column { key: c.key.clone(), name: c.column.clone(), ty: c.ty, overflow: c.overflow })
+            .collect();
+        Table { name: info.table.clone(), columns }
+    }
 }
 
 /// The statement of a read and its parameters.
@@ -460,6 +473,7 @@ fn page_select(
 ) -> Result<Select, StoreError> {
     let mut select = Select::new(table, query);
     let mut conditions = conditions(&mut select, dataset, table, query)?;
+    let unfiltered = conditions.is_empty();
     let sort = sort_columns(dataset.as_str(), &table.columns, query)?;
     // A page before a cursor is read backwards from it; the caller puts it back in order.
     let backwards = query.before.is_some();
@@ -468,16 +482,16 @@ fn page_select(
         (None, Some(fid)) => conditions.push(keyset(&mut select, &sort, fid, backwards)?),
         (None, None) => {}
     }
-    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-    let order = format!(
-        "ORDER BY {} LIMIT {}",
-        sort_order(&sort, backwards, sort_expr),
-        select.bind(Box::new(limit), Type::INT8)
-    );
     // Orders on several keys are too many shapes to cache.
     if sort.len() > 1 {
         select.cache = false;
     }
+    // An unfiltered page has one best plan wherever its cursor is: its limit written in the
+    // text lets PostgreSQL settle on the statement's generic plan rather than plan every page
+    // (against a LIMIT parameter, which it costs as a tenth of the table, it never does).
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let limit = if unfiltered && select.cache { limit.to_string() } else { select.bind(Box::new(limit), Type::INT8) };
+    let order = format!("ORDER BY {} LIMIT {limit}", sort_order(&sort, backwards, sort_expr));
     // Each feature's sort values follow its properties: the cursor of a page after it.
     let mut selected = std::mem::take(&mut select.sql);
     for k in &sort {
@@ -674,14 +688,46 @@ pub(super) async fn table(store: &PostgisStore, client: &Object, dataset: &Datas
 
 /// The rows of a select, as the server sends them.
 async fn rows(store: &PostgisStore, client: &Object, select: &Select) -> Result<RowStream, StoreError> {
-    let context = "reading features";
+    server_rows(client, select).await.ctx(store, "reading features")
+}
+
+async fn server_rows(client: &Object, select: &Select) -> Result<RowStream, tokio_postgres::Error> {
     if !select.cache {
         let params = select.params.iter().map(|(p, ty)| (&**p as &(dyn ToSql + Sync), ty.clone()));
-        return client.query_typed_raw(&select.sql, params).await.ctx(store, context);
+        return client.query_typed_raw(&select.sql, params).await;
     }
-    let statement = prepare_cached(store, client, &select.sql, context).await?;
+    if client.statement_cache.size() >= MAX_CACHED_STATEMENTS {
+        client.statement_cache.clear();
+    }
+    let statement = client.prepare_cached(&select.sql).await?;
     let params = select.params.iter().map(|(p, _)| &**p as &(dyn ToSql + Sync));
-    client.query_raw(&statement, params).await.ctx(store, context)
+    client.query_raw(&statement, params).await
+}
+
+/// The rows of the first select that `build` makes of the dataset's table: of `described`,
+/// the table as the caller read it from the catalog, unless the server finds it gone or
+/// changed since (a dataset removed, a column dropped or retyped by a load), when they are
+/// those of the table as it is now. Without `described`, the table as it is now.
+async fn first_rows<T>(
+    store: &PostgisStore,
+    client: &Object,
+    dataset: &DatasetName,
+    described: Option<Table>,
+    build: impl Fn(&Table) -> Result<(Select, T), StoreError>,
+) -> Result<(Table, RowStream, Select, T), StoreError> {
+    if let Some(table) = described {
+        let (select, then) = build(&table)?;
+        match server_rows(client, &select).await {
+            Ok(rows) => return Ok((table, rows, select, then)),
+            // Undefined or mismatched objects: the description is older than the table.
+            Err(e) if e.code().is_some_and(|c| c.code().starts_with("42")) => {}
+            Err(e) => return Err(e).ctx(store, "reading features"),
+        }
+    }
+    let table = table(store, client, dataset).await?;
+    let (select, then) = build(&table)?;
+    let rows = rows(store, client, &select).await?;
+    Ok((table, rows, select, then))
 }
 
 /// `sql` prepared once per connection, the cache emptied first when it is full.
@@ -748,18 +794,23 @@ fn push_geometry(out: &mut String, g: &str) {
     out.push_str(&g[copied..]);
 }
 
+/// The features of `dataset` that match `query`, of its table as `described` (see
+/// [`first_rows`]) or as it is now.
 pub async fn features(
     store: &PostgisStore,
     dataset: &DatasetName,
+    described: Option<Table>,
     query: &FeatureQuery,
 ) -> Result<FeatureStream, StoreError> {
     let client = store.client().await?;
-    let table = table(store, &client, dataset).await?;
-    let (select, then) = match window_select(dataset, &table, query)? {
-        Some(window) => (window, Some(Then::AfterWindow(query.clone()))),
-        None => (features_select(dataset, &table, query)?, Some(Then::SecondRun(query.clone()))),
-    };
-    let rows = Box::pin(rows(store, &client, &select).await?);
+    let (table, rows, select, then) = first_rows(store, &client, dataset, described, |table| {
+        Ok(match window_select(dataset, table, query)? {
+            Some(window) => (window, Some(Then::AfterWindow(query.clone()))),
+            None => (features_select(dataset, table, query)?, Some(Then::SecondRun(query.clone()))),
+        })
+    })
+    .await?;
+    let rows = Box::pin(rows);
     let sort_types = select.sort_types;
     let reader = Reader {
         rows,
@@ -958,6 +1009,21 @@ mod tests {
         assert!(select.cache, "one property filter is cached");
         let unknown = FeatureQuery { properties: vec![("nope".into(), "x".into())], ..query };
         assert!(matches!(features_select(&name, &table, &unknown), Err(StoreError::Invalid(m)) if m.contains("nope")));
+    }
+
+    #[test]
+    fn an_unfiltered_page_writes_its_limit_so_that_its_plan_is_kept() {
+        let table = Table { name: "t".into(), columns: vec![column("a", FieldType::Text)] };
+        let name = DatasetName::new("t").unwrap();
+        let page = FeatureQuery { after: Some(7), limit: 11, ..FeatureQuery::default() };
+        let select = features_select(&name, &table, &page).unwrap();
+        assert!(select.sql.ends_with("ORDER BY fid LIMIT 11\n"), "{}", select.sql);
+        assert_eq!(select.params.len(), 2, "key, cursor");
+        assert!(select.cache);
+        // A filtered page's plan depends on its values: planned for them, its limit included.
+        let filtered = FeatureQuery { properties: vec![("a".into(), "x".into())], ..page };
+        let select = features_select(&name, &table, &filtered).unwrap();
+        assert!(select.sql.ends_with("ORDER BY fid LIMIT $4::bigint\n"), "{}", select.sql);
     }
 
     #[test]

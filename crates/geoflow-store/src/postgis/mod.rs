@@ -285,7 +285,15 @@ impl Jobs for PostgisStore {
 #[async_trait]
 impl FeatureReads for PostgisStore {
     async fn features(&self, dataset: &DatasetName, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
-        let stream = features::features(self, dataset, query).await?;
+        let stream = features::features(self, dataset, None, query).await?;
+        match query.before {
+            Some(_) => crate::features::in_order(stream).await,
+            None => Ok(stream),
+        }
+    }
+
+    async fn described_features(&self, info: &DatasetInfo, query: &FeatureQuery) -> Result<FeatureStream, StoreError> {
+        let stream = features::features(self, &info.name, Some(features::Table::of(info)), query).await?;
         match query.before {
             Some(_) => crate::features::in_order(stream).await,
             None => Ok(stream),

@@ -22,7 +22,8 @@ use geoflow_core::row::Bbox;
 use geoflow_core::schema::FieldType;
 use geoflow_store::filter::GEOMETRY_PROPERTY;
 use geoflow_store::{
-    DatasetInfo, FeatureQuery, Filter, FilterLang, SortKey, SortValue, StoreError, TemporalFilter, TimeExtent,
+    DatasetInfo, FeatureQuery, Filter, FilterLang, SortKey, SortValue, StoreError, StoredFeature, TemporalFilter,
+    TimeExtent,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -1050,7 +1051,7 @@ pub async fn items(
     let offset = request.offset;
     let features = if request.query.before.is_some() {
         let query = FeatureQuery { limit: limit + 1, ..request.query.clone() };
-        let stream = state.features.features(&d.name, &query).await.map_err(read_problem)?;
+        let stream = state.features.described_features(&d, &query).await.map_err(read_problem)?;
         let mut page: Vec<_> = stream.try_collect().await.map_err(read_problem)?;
         if page.len() > limit {
             page.remove(0);
@@ -1061,7 +1062,7 @@ pub async fn items(
         // One feature more than the page tells whether another page follows: no `next` link
         // leads to an empty page.
         let query = FeatureQuery { limit: offset + limit + 1, ..request.query.clone() };
-        state.features.features(&d.name, &query).await.map_err(read_problem)?
+        state.features.described_features(&d, &query).await.map_err(read_problem)?
     };
     // A page from an offset is that many features further on; its neighbours are reached by
     // cursor from its first and last feature.
@@ -1082,40 +1083,9 @@ pub async fn items(
     let response = match request.format {
         Format::Json => {
             let number_matched = (!request.filtered).then_some(d.feature_count);
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-            tokio::spawn(async move {
-                let mut features = features;
-                let mut returned = 0usize;
-                let mut more = false;
-                let (mut first, mut last) = (None, None);
-                let mut chunk = String::from(r#"{"type":"FeatureCollection","features":["#);
-                while let Some(feature) = features.next().await {
-                    if returned == limit {
-                        more = true;
-                        break;
-                    }
-                    let feature = match feature {
-                        Ok(f) => f,
-                        Err(e) => {
-                            // Headers are gone: cut the body so that no client takes it whole.
-                            tracing::error!(error = %e, "reading features failed mid-response");
-                            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                            return;
-                        }
-                    };
-                    if returned > 0 {
-                        chunk.push(',');
-                    }
-                    chunk.push_str(&feature.json);
-                    returned += 1;
-                    if first.is_none() {
-                        first = Some((feature.fid, feature.sort_values.clone()));
-                    }
-                    last = Some((feature.fid, feature.sort_values));
-                    if chunk.len() >= 64 << 10 && tx.send(Ok(Bytes::from(std::mem::take(&mut chunk)))).await.is_err() {
-                        return;
-                    }
-                }
+            let collection_url = format!("{base}/collections/{}", d.name.as_str());
+            // The page's end: its links, from its first and last feature, and counts.
+            let close = move |mut page: JsonPage| {
                 let mut links = vec![
                     link(self_url.clone(), "self", GEOJSON, "This page"),
                     link(
@@ -1124,25 +1094,20 @@ pub async fn items(
                         "text/html",
                         "This page as HTML",
                     ),
-                    link(
-                        format!("{base}/collections/{}", d.name.as_str()),
-                        "collection",
-                        "application/json",
-                        "The collection",
-                    ),
+                    link(collection_url, "collection", "application/json", "The collection"),
                 ];
-                if let (true, Some(last)) = (has_next(returned, more), last) {
+                if let (true, Some(last)) = (has_next(page.returned, page.more), &page.last) {
                     let mut next = carried.clone();
-                    next.push(("cursor".into(), cursor_of(&sort, &last)));
+                    next.push(("cursor".into(), cursor_of(&sort, last)));
                     links.push(link(url_with(&base, &path, &next), "next", GEOJSON, "The next page"));
                 }
-                if let (true, Some(first)) = (has_prev(returned), first) {
+                if let (true, Some(first)) = (has_prev(page.returned), &page.first) {
                     let mut prev = carried;
-                    prev.push(("before".into(), cursor_of(&sort, &first)));
+                    prev.push(("before".into(), cursor_of(&sort, first)));
                     links.push(link(url_with(&base, &path, &prev), "prev", GEOJSON, "The previous page"));
                 }
                 let mut tail = json!({
-                    "numberReturned": returned,
+                    "numberReturned": page.returned,
                     "timeStamp": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
                     "links": links,
                 });
@@ -1150,11 +1115,11 @@ pub async fn items(
                     tail["numberMatched"] = json!(n);
                 }
                 let tail = tail.to_string();
-                chunk.push_str("],");
-                chunk.push_str(&tail[1..]);
-                let _ = tx.send(Ok(Bytes::from(chunk))).await;
-            });
-            let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+                page.text.push_str("],");
+                page.text.push_str(&tail[1..]);
+                page.text
+            };
+            let body = json_body(features, JsonPage::new(limit), close).await?;
             ([(header::CONTENT_TYPE, GEOJSON)], body).into_response()
         }
         Format::Csv | Format::GeoJsonSeq => {
@@ -1238,6 +1203,100 @@ pub async fn items(
         }
     };
     Ok(with_content_crs(validated(&headers, etag, Some(&d.updated_at), response), content_crs))
+}
+
+/// Bytes of a GeoJSON page gathered before they are sent: a page that fits goes whole.
+const JSON_CHUNK: usize = 64 << 10;
+
+/// A GeoJSON page as it is written: its text so far and what its links are made of.
+struct JsonPage {
+    text: String,
+    limit: usize,
+    returned: usize,
+    /// Whether a feature came after the page was full: another page follows.
+    more: bool,
+    first: Option<(i64, Vec<SortValue>)>,
+    last: Option<(i64, Vec<SortValue>)>,
+}
+
+impl JsonPage {
+    fn new(limit: usize) -> JsonPage {
+        JsonPage {
+            text: String::from(r#"{"type":"FeatureCollection","features":["#),
+            limit,
+            returned: 0,
+            more: false,
+            first: None,
+            last: None,
+        }
+    }
+
+    /// Adds a feature to the page; `false` when the page was full already (the feature only
+    /// tells that more follow).
+    fn push(&mut self, feature: StoredFeature) -> bool {
+        if self.returned == self.limit {
+            self.more = true;
+            return false;
+        }
+        if self.returned > 0 {
+            self.text.push(',');
+        }
+        self.text.push_str(&feature.json);
+        self.returned += 1;
+        if self.first.is_none() {
+            self.first = Some((feature.fid, feature.sort_values.clone()));
+        }
+        self.last = Some((feature.fid, feature.sort_values));
+        true
+    }
+}
+
+/// The body of a GeoJSON page, `close` writing its end. A page that fits in one chunk is
+/// read before the headers go, and sent whole with its length: no task or channel per
+/// request, and a read that fails is an error response. A larger one streams from a task of
+/// its own, in chunks, and one that fails then is cut short so that no client takes it whole.
+async fn json_body<S>(
+    mut features: S,
+    mut page: JsonPage,
+    close: impl FnOnce(JsonPage) -> String + Send + 'static,
+) -> Result<Body, Problem>
+where
+    S: futures_util::Stream<Item = Result<StoredFeature, StoreError>> + Send + Unpin + 'static,
+{
+    while page.text.len() < JSON_CHUNK {
+        let full = match features.next().await {
+            Some(Ok(feature)) => !page.push(feature),
+            None => true,
+            Some(Err(e)) => return Err(read_problem(e)),
+        };
+        if full {
+            return Ok(Body::from(close(page)));
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::spawn(async move {
+        loop {
+            if page.text.len() >= JSON_CHUNK && tx.send(Ok(Bytes::from(std::mem::take(&mut page.text)))).await.is_err()
+            {
+                return;
+            }
+            match features.next().await {
+                Some(Ok(feature)) => {
+                    if !page.push(feature) {
+                        break;
+                    }
+                }
+                None => break,
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "reading features failed mid-response");
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(Ok(Bytes::from(close(page)))).await;
+    });
+    Ok(Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))))
 }
 
 /// The `Content-Crs` header's value: the URI of the geometries' CRS in angle brackets.

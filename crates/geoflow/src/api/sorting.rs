@@ -152,7 +152,7 @@ mod tests {
     use geoflow_store::ColumnInfo;
 
     fn dataset() -> DatasetInfo {
-        let column = |key: &str, ty| ColumnInfo { key: key.into(), column: key.into(), ty };
+        let column = |key: &str, ty| ColumnInfo { key: key.into(), column: key.into(), ty, overflow: false };
         DatasetInfo {
             name: DatasetName::new("places").unwrap(),
             table: "places".into(),
