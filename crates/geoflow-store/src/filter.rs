@@ -97,6 +97,13 @@ pub enum Filter {
         key: String,
         pattern: String,
     },
+    /// A text property with its case and/or accents folded away (CQL2 `CASEI`, `ACCENTI`),
+    /// compared with a literal or matched against a pattern, folded alike when wrapped alike.
+    Insensitive {
+        key: String,
+        fold: Fold,
+        test: TextTest,
+    },
     IsNull {
         key: String,
     },
@@ -173,6 +180,47 @@ impl Comparison {
 }
 
 /// A literal of a property's type.
+/// What [`Filter::Insensitive`] folds away before it compares: case (`CASEI`), accents
+/// (`ACCENTI`), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fold {
+    pub case: bool,
+    pub accents: bool,
+}
+
+impl Fold {
+    pub const NONE: Fold = Fold { case: false, accents: false };
+
+    /// `text` folded: accents first, as the marks Unicode decomposition (NFD) separates from
+    /// their letters in the Combining Diacritical Marks block (U+0300–U+036F) dropped, then
+    /// case, by Unicode's full lowercase mapping (as ICU's root locale lowers). Each store
+    /// folds its values the same way (see their filter modules).
+    pub fn apply(self, text: &str) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        let unaccented: std::borrow::Cow<'_, str> = if self.accents {
+            text.nfd().filter(|c| !COMBINING_ACCENTS.contains(c)).collect::<String>().into()
+        } else {
+            text.into()
+        };
+        if self.case {
+            unaccented.to_lowercase()
+        } else {
+            unaccented.into_owned()
+        }
+    }
+}
+
+/// The marks [`Fold`] drops with `accents`.
+pub const COMBINING_ACCENTS: std::ops::RangeInclusive<char> = '\u{300}'..='\u{36f}';
+
+/// What [`Filter::Insensitive`] tests its folded property with: a comparison with a literal,
+/// or a CQL2 `LIKE` pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextTest {
+    Compare(Comparison, String),
+    Like(String),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
     Text(String),
@@ -434,6 +482,11 @@ impl Filter {
             FilterLang::Text => "cql2-text",
             FilterLang::Json => "cql2-json",
         };
+        let text = match lang {
+            FilterLang::Text => rewrite_ilike(text)?,
+            FilterLang::Json => std::borrow::Cow::Borrowed(text),
+        };
+        let text = text.as_ref();
         // The parser recurses and its grammar code asserts what it expects: it runs on a
         // thread with a stack of its own, and a panic is a refused filter, not a failed request.
         std::thread::scope(|scope| {
@@ -484,11 +537,111 @@ impl Filter {
         match self {
             Filter::And(parts) | Filter::Or(parts) => parts.iter().for_each(|p| p.visit_keys(keys)),
             Filter::Not(inner) => inner.visit_keys(keys),
-            Filter::Compare { key, .. } | Filter::Like { key, .. } | Filter::IsNull { key } => keys.push(key),
+            Filter::Compare { key, .. }
+            | Filter::Like { key, .. }
+            | Filter::Insensitive { key, .. }
+            | Filter::IsNull { key } => keys.push(key),
             Filter::CompareProperties { left, right, .. } => keys.extend([left.as_str(), right.as_str()]),
             Filter::Constant(_) | Filter::Spatial { .. } => {}
         }
     }
+}
+
+/// A token of CQL2 text, as far as [`rewrite_ilike`] needs to tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token {
+    Word,
+    QuotedName,
+    String,
+    Other,
+}
+
+/// The tokens of CQL2 text (blanks left out), with their byte ranges.
+fn tokens(text: &str) -> Vec<(Token, std::ops::Range<usize>)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        let token = match b[i] {
+            c if c.is_ascii_whitespace() => {
+                i += 1;
+                continue;
+            }
+            quote @ (b'\'' | b'"') => {
+                i += 1;
+                // A doubled quote is one quote character inside.
+                while i < b.len() {
+                    if b[i] == quote && b.get(i + 1) != Some(&quote) {
+                        i += 1;
+                        break;
+                    }
+                    i += if b[i] == quote { 2 } else { 1 };
+                }
+                if quote == b'"' {
+                    Token::QuotedName
+                } else {
+                    Token::String
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b':' | b'.') || b[i] >= 0x80)
+                {
+                    i += 1;
+                }
+                Token::Word
+            }
+            _ => {
+                i += 1;
+                Token::Other
+            }
+        };
+        out.push((token, start..i));
+    }
+    out
+}
+
+/// `text` with each `property [NOT] ILIKE 'pattern'` as CQL2 writes it, `CASEI(property)
+/// [NOT] LIKE CASEI('pattern')`. ILIKE is no CQL2 keyword, yet clients send it: GDAL
+/// translates its own case-insensitive LIKE so.
+fn rewrite_ilike(text: &str) -> Result<std::borrow::Cow<'_, str>, FilterError> {
+    let tokens = tokens(text);
+    let is_word =
+        |i: usize, word: &str| tokens[i].0 == Token::Word && text[tokens[i].1.clone()].eq_ignore_ascii_case(word);
+    let refuse = || FilterError::Syntax {
+        lang: "cql2-text",
+        reason: "ILIKE takes a property on its left and a string on its right; \
+                 otherwise write CASEI(…) LIKE CASEI(…)"
+            .into(),
+    };
+    let mut edits = Vec::new();
+    for i in (0..tokens.len()).filter(|&i| is_word(i, "ilike")) {
+        let pattern = tokens.get(i + 1).filter(|(t, _)| *t == Token::String).ok_or_else(refuse)?;
+        let mut left = i.checked_sub(1).ok_or_else(refuse)?;
+        if is_word(left, "not") {
+            left = left.checked_sub(1).ok_or_else(refuse)?;
+        }
+        let (token, property) = &tokens[left];
+        if !matches!(token, Token::Word | Token::QuotedName) {
+            return Err(refuse());
+        }
+        edits.push((property.clone(), format!("CASEI({})", &text[property.clone()])));
+        edits.push((tokens[i].1.clone(), "LIKE".to_string()));
+        edits.push((pattern.1.clone(), format!("CASEI({})", &text[pattern.1.clone()])));
+    }
+    if edits.is_empty() {
+        return Ok(std::borrow::Cow::Borrowed(text));
+    }
+    let mut out = String::with_capacity(text.len() + 12 * edits.len());
+    let mut at = 0;
+    for (range, replacement) in edits {
+        out.push_str(&text[at..range.start]);
+        out.push_str(&replacement);
+        at = range.end;
+    }
+    out.push_str(&text[at..]);
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// `parts` joined by `op` (`AND`, `OR`) as a balanced tree, so that a long list adds a few
@@ -641,10 +794,14 @@ impl Translator<'_> {
             }
             "in" => {
                 let [value, list] = exactly(op, args)?;
-                let key = self.property(value, op)?;
                 let cql2::Expr::Array(items) = list else {
                     return Err(FilterError::Invalid(format!("IN with {} instead of a list", describe(&list))));
                 };
+                if is_folded(&value) {
+                    let alternatives = items.into_iter().map(|i| self.insensitive(Comparison::Eq, value.clone(), *i));
+                    return Ok(Filter::Or(alternatives.collect::<Result<_, _>>()?));
+                }
+                let key = self.property(value, op)?;
                 let alternatives = items.into_iter().map(|i| self.compare(&key, Comparison::Eq, *i));
                 Ok(Filter::Or(alternatives.collect::<Result<_, _>>()?))
             }
@@ -683,6 +840,9 @@ impl Translator<'_> {
     fn comparison(&self, op: Comparison, args: Vec<cql2::Expr>) -> Result<Filter, FilterError> {
         use cql2::Expr;
         let [a, b] = exactly(op.sql(), args)?;
+        if is_folded(&a) || is_folded(&b) {
+            return self.insensitive(op, a, b);
+        }
         match (a, b) {
             (a @ Expr::Property { .. }, b @ Expr::Property { .. }) => {
                 let (left, right) = (self.property(a, op.sql())?, self.property(b, op.sql())?);
@@ -743,22 +903,50 @@ impl Translator<'_> {
 
     fn like(&self, args: Vec<cql2::Expr>) -> Result<Filter, FilterError> {
         let [value, pattern] = exactly("like", args)?;
+        if is_folded(&value) || is_folded(&pattern) {
+            let (key, fold) = self.folded_property(value, "LIKE")?;
+            let pattern = check_pattern(self.folded_literal(pattern, "LIKE")?)?;
+            return Ok(Filter::Insensitive { key, fold, test: TextTest::Like(pattern) });
+        }
         let key = self.property(value, "LIKE")?;
         check_like(&key, self.type_of(&key)?)?;
         let cql2::Expr::Literal(pattern) = pattern else {
             return Err(FilterError::Invalid(format!("LIKE with {} as its pattern", describe(&pattern))));
         };
-        if pattern.contains('\0') {
-            return Err(nul_text());
+        Ok(Filter::Like { key, pattern: check_pattern(pattern)? })
+    }
+
+    /// A comparison of a property and a literal of which one or both are wrapped in `CASEI`
+    /// or `ACCENTI`.
+    fn insensitive(&self, op: Comparison, a: cql2::Expr, b: cql2::Expr) -> Result<Filter, FilterError> {
+        let (property, literal, op) = if is_property(&b) { (b, a, op.flipped()) } else { (a, b, op) };
+        let (key, fold) = self.folded_property(property, op.sql())?;
+        let value = self.folded_literal(literal, op.sql())?;
+        Ok(Filter::Insensitive { key, fold, test: TextTest::Compare(op, value) })
+    }
+
+    /// A text property under any `CASEI` and `ACCENTI` wrapped round it, and what they fold.
+    fn folded_property(&self, e: cql2::Expr, context: &str) -> Result<(String, Fold), FilterError> {
+        match unwrapped(e)? {
+            (cql2::Expr::Property { property }, fold) => {
+                let ty = self.type_of(&property)?;
+                if ty != FieldType::Text {
+                    let given = if fold == Fold::NONE { context.to_string() } else { "CASEI or ACCENTI".into() };
+                    return Err(FilterError::Mismatch { key: property, holds: type_name(ty), given });
+                }
+                Ok((property, fold))
+            }
+            (other, _) => Err(not_text(context, &other)),
         }
-        // PostgreSQL refuses a pattern that ends in its escape character.
-        let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
-        if trailing % 2 == 1 {
-            return Err(FilterError::Invalid(format!(
-                "the LIKE pattern {pattern:?}, which ends in a lone escape (\\)"
-            )));
+    }
+
+    /// A string literal as the `CASEI` and `ACCENTI` wrapped round it fold it.
+    fn folded_literal(&self, e: cql2::Expr, context: &str) -> Result<String, FilterError> {
+        match unwrapped(e)? {
+            (cql2::Expr::Literal(text), _) if text.contains('\0') => Err(nul_text()),
+            (cql2::Expr::Literal(text), fold) => Ok(fold.apply(&text)),
+            (other, _) => Err(not_text(context, &other)),
         }
-        Ok(Filter::Like { key, pattern })
     }
 
     fn spatial(&self, relation: Relation, args: Vec<cql2::Expr>) -> Result<Filter, FilterError> {
@@ -979,6 +1167,64 @@ fn temporal_rule(name: &str) -> Option<&'static [&'static [EndComparison]]> {
 }
 
 /// The arguments of an operator that takes `N`.
+/// Whether an operand is wrapped in `CASEI` or `ACCENTI`.
+fn is_folded(e: &cql2::Expr) -> bool {
+    matches!(e, cql2::Expr::Operation { op, .. } if folding(op, Fold::NONE).is_some())
+}
+
+/// Whether an operand is a property, perhaps wrapped in `CASEI` or `ACCENTI`.
+fn is_property(mut e: &cql2::Expr) -> bool {
+    while let cql2::Expr::Operation { op, args } = e {
+        match args.as_slice() {
+            [inner] if folding(op, Fold::NONE).is_some() => e = inner.as_ref(),
+            _ => return false,
+        }
+    }
+    matches!(e, cql2::Expr::Property { .. })
+}
+
+/// The operand inside any `CASEI` and `ACCENTI` wrapped round it, and what they fold.
+fn unwrapped(mut e: cql2::Expr) -> Result<(cql2::Expr, Fold), FilterError> {
+    let mut fold = Fold::NONE;
+    while let cql2::Expr::Operation { op, args } = &mut e {
+        let Some(more) = folding(op, fold) else { break };
+        let op = std::mem::take(op);
+        let [inner] = exactly(&op, std::mem::take(args).into_iter().map(|a| *a).collect())?;
+        (e, fold) = (inner, more);
+    }
+    Ok((e, fold))
+}
+
+/// `fold` with what the function `op` folds added; `None` when `op` folds nothing.
+fn folding(op: &str, fold: Fold) -> Option<Fold> {
+    match op {
+        "casei" => Some(Fold { case: true, ..fold }),
+        "accenti" => Some(Fold { accents: true, ..fold }),
+        _ => None,
+    }
+}
+
+/// The refusal of an insensitive comparison whose operand is neither a property nor a string.
+fn not_text(context: &str, e: &cql2::Expr) -> FilterError {
+    FilterError::Unsupported(format!(
+        "a case- or accent-insensitive {context} of {} rather than of a property and a string",
+        describe(e)
+    ))
+}
+
+/// A CQL2 `LIKE` pattern the stores can take: no NUL, no lone escape at its end (which
+/// PostgreSQL refuses).
+fn check_pattern(pattern: String) -> Result<String, FilterError> {
+    if pattern.contains('\0') {
+        return Err(nul_text());
+    }
+    let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
+    if trailing % 2 == 1 {
+        return Err(FilterError::Invalid(format!("the LIKE pattern {pattern:?}, which ends in a lone escape (\\)")));
+    }
+    Ok(pattern)
+}
+
 fn exactly<const N: usize>(op: &str, args: Vec<cql2::Expr>) -> Result<[cql2::Expr; N], FilterError> {
     let given = args.len();
     args.try_into().map_err(|_| FilterError::Invalid(format!("{op} with {given} operand(s) instead of {N}")))
@@ -1149,6 +1395,74 @@ mod tests {
         assert!(matches!(text(r"name LIKE 'S\'"), Err(FilterError::Invalid(_))));
         assert!(matches!(text("pop LIKE '1%'"), Err(FilterError::Mismatch { .. })));
         assert_eq!(text("NOT NOT pop = 1").unwrap(), cmp("pop", Comparison::Eq, Literal::Number(1.0)));
+    }
+
+    #[test]
+    fn casei_and_accenti_fold_the_property_and_the_literal() {
+        let insensitive =
+            |case, accents, test| Filter::Insensitive { key: "name".into(), fold: Fold { case, accents }, test };
+        assert_eq!(
+            text("CASEI(name) = CASEI('ÉCOLE')").unwrap(),
+            insensitive(true, false, TextTest::Compare(Comparison::Eq, "école".into()))
+        );
+        assert_eq!(
+            text("CASEI(ACCENTI(name)) LIKE ACCENTI(CASEI('Éco%'))").unwrap(),
+            insensitive(true, true, TextTest::Like("eco%".into()))
+        );
+        // A literal left unwrapped is compared as it is.
+        assert_eq!(
+            text("'Ab' < CASEI(name)").unwrap(),
+            insensitive(true, false, TextTest::Compare(Comparison::Gt, "Ab".into()))
+        );
+        assert_eq!(
+            text("ACCENTI(name) IN ('Zoë', ACCENTI('Zoë'))").unwrap(),
+            Filter::Or(vec![
+                insensitive(false, true, TextTest::Compare(Comparison::Eq, "Zoë".into())),
+                insensitive(false, true, TextTest::Compare(Comparison::Eq, "Zoe".into())),
+            ])
+        );
+        let json = r#"{"op":"=","args":[{"op":"casei","args":[{"property":"name"}]},{"op":"casei","args":["X"]}]}"#;
+        assert_eq!(
+            Filter::parse(json, FilterLang::Json, &ServedCrs::crs84(), &types).unwrap(),
+            insensitive(true, false, TextTest::Compare(Comparison::Eq, "x".into()))
+        );
+        assert!(matches!(text("CASEI(pop) = 'a'"), Err(FilterError::Mismatch { .. })));
+        assert!(matches!(text("CASEI(name) = CASEI(name)"), Err(FilterError::Unsupported(_))));
+        assert!(matches!(text("CASEI(name) LIKE CASEI('a\\')"), Err(FilterError::Invalid(_))));
+        assert!(matches!(text("CASEI(name, name) = 'a'"), Err(FilterError::Invalid(_))));
+    }
+
+    #[test]
+    fn ilike_is_read_as_casei_like() {
+        let like = |fold_case| Filter::Insensitive {
+            key: "name".into(),
+            fold: Fold { case: fold_case, accents: false },
+            test: TextTest::Like("ab%".into()),
+        };
+        assert_eq!(text("name ILIKE 'AB%'").unwrap(), like(true));
+        assert_eq!(text("\"name\" ilike 'AB%'").unwrap(), like(true));
+        assert_eq!(text("name NOT ILIKE 'AB%'").unwrap(), negate(like(true)));
+        assert_eq!(
+            rewrite_ilike("a ILIKE 'x' AND \"b c\" NOT ILIKE 'It''s' OR d = 'ILIKE'").unwrap(),
+            "CASEI(a) LIKE CASEI('x') AND CASEI(\"b c\") NOT LIKE CASEI('It''s') OR d = 'ILIKE'"
+        );
+        assert_eq!(rewrite_ilike("nameILIKE = 'a'").unwrap(), "nameILIKE = 'a'");
+        for refused in ["ILIKE 'a'", "name ILIKE", "name ILIKE pop", "lower(name) ILIKE 'a'", "'a' ILIKE 'b'"] {
+            assert!(matches!(text(refused), Err(FilterError::Syntax { .. })), "{refused}");
+        }
+    }
+
+    #[test]
+    fn folding_drops_accents_then_lowers() {
+        let both = Fold { case: true, accents: true };
+        assert_eq!(both.apply("ÉCOLE Saint-Étienne"), "ecole saint-etienne");
+        assert_eq!(Fold { case: false, accents: true }.apply("Zoë Ångström"), "Zoe Angstrom");
+        assert_eq!(Fold { case: true, accents: false }.apply("ÉCOLE"), "école");
+        // A final sigma, as ICU's root locale lowers it.
+        assert_eq!(Fold { case: true, accents: false }.apply("ΟΔΟΣ ΩΜΕΓΑ"), "οδος ωμεγα");
+        assert_eq!(Fold::NONE.apply("Ä"), "Ä");
+        // Marks outside the block are kept: they make other letters, not accented ones.
+        assert_eq!(Fold { case: false, accents: true }.apply("\u{915}\u{93f}"), "\u{915}\u{93f}");
     }
 
     #[test]
@@ -1350,7 +1664,7 @@ mod tests {
         assert!(text(&nots).is_ok());
         assert_eq!(text(&"x".repeat(MAX_FILTER_BYTES + 1)), Err(FilterError::TooLong));
         for s in
-            ["", "(", "pop >", "pop = = 1", "'", "S_INTERSECTS(geometry, POINT(1))", "1 + 2 = pop", "CASEI(name) = 'a'"]
+            ["", "(", "pop >", "pop = = 1", "'", "S_INTERSECTS(geometry, POINT(1))", "1 + 2 = pop", "CASEI(pop) = 'a'"]
         {
             assert!(text(s).is_err(), "{s}");
         }

@@ -867,10 +867,17 @@ async fn schema_changes(s: &dyn Store) {
     assert_catalog_matches_table(s, ds).await;
 
     // A key comes back: a new column, reported as added.
+    let before = read(s, ds, all()).await.unwrap();
+    let (first, _) = before[0];
+    assert!(s.feature(&name(ds), first, None).await.unwrap().is_some());
     let four = plan(ds, "four", "e4", &[("extra", FieldType::Text)]);
     let changes = loaded(commit(s, four, vec![row(0, 6.0, vec![(0, text("back"))])]).await);
     assert_eq!(changes, [added("extra", FieldType::Text)]);
-    assert_eq!(read(s, ds, all()).await.unwrap().last().unwrap().1["properties"]["extra"], "back");
+    let (last, feature) = read(s, ds, all()).await.unwrap().pop().unwrap();
+    assert_eq!(feature["properties"]["extra"], "back");
+    // A single feature read after a load is read with the layout it made.
+    let one = s.feature(&name(ds), last, None).await.unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&one.json).unwrap(), feature);
 
     // The load history keeps every change, and the day's report lists them in commit order.
     let now = OffsetDateTime::now_utc();

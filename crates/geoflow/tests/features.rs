@@ -494,6 +494,10 @@ async fn gdal_sends_equality_filters_on_the_properties_the_api_definition_lists(
     // API definition lists the language (without it, GDAL sends `name=f1-42`).
     assert!(said.contains("filter=name%20%3D%20'f1-42'&filter-lang=cql-text"), "{said}");
     assert!(!said.contains("evaluated on client side"), "{said}");
+    // ILIKE, which is no CQL2, goes to the server as GDAL wrote it.
+    let (names, said) = gdal_where("name ILIKE 'F1-4_'", &[]).await;
+    assert_eq!(names, (40..50).map(|i| format!("f1-{i}")).collect::<Vec<_>>());
+    assert!(said.contains("filter=name%20ILIKE%20'F1-4_'"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -837,6 +841,69 @@ async fn cql2_filters_select_the_same_features_on_both_stores_and_next_links_car
             assert_problem(&reply, 400, "invalid-parameter");
             let detail = reply.body["detail"].as_str().unwrap();
             assert!(detail.contains(says), "{store} {params:?}: {detail}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_and_accent_insensitive_filters_select_the_same_features_on_both_stores() {
+    const NAMES: [&str; 8] =
+        ["École Saint-Étienne", "ecole du Nord", "ÉCOLE ROSE", "Café Zoë", "CAFE", "Straße", "ΟΔΟΣ ΩΜΕΓΑ", "Bäckerei"];
+    let features: Vec<Value> = NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [i as f64, 1.0]},
+                   "properties": {"name": name, "rank": i}})
+        })
+        .collect();
+    let collection = json!({"type": "FeatureCollection", "features": features}).to_string();
+    for (store, app, _db) in both_stores().await {
+        let file = app.dir.path().join("names.geojson");
+        std::fs::write(&file, &collection).unwrap();
+        load(&app.store, &file, "names", "names.geojson").await;
+        let json_like =
+            r#"{"op":"like","args":[{"op":"casei","args":[{"property":"name"}]},{"op":"casei","args":["école%"]}]}"#;
+        for (filter, lang, expected) in [
+            ("CASEI(name) LIKE CASEI('école%')", "cql2-text", &["École Saint-Étienne", "ÉCOLE ROSE"][..]),
+            (json_like, "cql2-json", &["École Saint-Étienne", "ÉCOLE ROSE"]),
+            // GDAL sends its case-insensitive LIKE as ILIKE.
+            ("name ILIKE 'ÉCOLE%'", "cql-text", &["École Saint-Étienne", "ÉCOLE ROSE"]),
+            ("name NOT ILIKE '%e%' AND rank < 7", "cql2-text", &["Café Zoë", "ΟΔΟΣ ΩΜΕΓΑ"]),
+            (
+                "ACCENTI(CASEI(name)) LIKE ACCENTI(CASEI('ecole%'))",
+                "cql2-text",
+                &["École Saint-Étienne", "ecole du Nord", "ÉCOLE ROSE"],
+            ),
+            ("ACCENTI(name) = ACCENTI('Cafe Zoe')", "cql2-text", &["Café Zoë"]),
+            ("CASEI(name) = 'cafe'", "cql2-text", &["CAFE"]),
+            ("CASEI(name) = 'CAFE'", "cql2-text", &[]),
+            ("CASEI(name) IN (CASEI('straße'), CASEI('Cafe'))", "cql2-text", &["CAFE", "Straße"]),
+            // Greek capitals lower with a final sigma where a word ends, on either side alike.
+            ("CASEI(name) = CASEI('οδοσ ωμεγα')", "cql2-text", &[]),
+            ("CASEI(name) = CASEI('ΟΔΟΣ ΩΜΕΓΑ')", "cql2-text", &["ΟΔΟΣ ΩΜΕΓΑ"]),
+            ("CASEI('BÄCKEREI') = CASEI(name)", "cql2-text", &["Bäckerei"]),
+            (
+                "NOT (CASEI(name) < CASEI('d'))",
+                "cql2-text",
+                &["École Saint-Étienne", "ecole du Nord", "ÉCOLE ROSE", "Straße", "ΟΔΟΣ ΩΜΕΓΑ"],
+            ),
+        ] {
+            let page = items_with(&app, "names", &[("filter", filter), ("filter-lang", lang)]).await;
+            assert_eq!(page.status, 200, "{store} {filter}: {}", page.body);
+            assert_eq!(names_of(&page.body), expected, "{store} {filter}");
+        }
+        for (filter, says) in [
+            ("CASEI(rank) = 'a'", "CASEI"),
+            ("name ILIKE rank", "ILIKE takes a property"),
+            ("ILIKE 'a'", "ILIKE takes a property"),
+            ("CASEI(name) = CASEI(name)", "rather than of a property and a string"),
+            ("CASEI(name) = 3", "rather than of a property and a string"),
+        ] {
+            let reply = items_with(&app, "names", &[("filter", filter)]).await;
+            assert_problem(&reply, 400, "invalid-parameter");
+            let detail = reply.body["detail"].as_str().unwrap();
+            assert!(detail.contains(says), "{store} {filter}: {detail}");
         }
     }
 }

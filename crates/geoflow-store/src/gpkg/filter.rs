@@ -17,7 +17,7 @@ use super::rtree::rtree_name;
 use super::table::{column_expr, quote};
 use crate::filter::{
     balanced, check_comparable, check_like, check_literal, date_text, like_to_glob, timestamp_text, Filter,
-    FilterError, Literal, Relation,
+    FilterError, Fold, Literal, Relation, TextTest,
 };
 use crate::layout::{Column, Layout};
 use crate::StoreError;
@@ -48,6 +48,22 @@ pub(super) fn condition(layout: &Layout, filter: &Filter, params: &mut Vec<Value
             // GLOB is case-sensitive, as LIKE is in PostgreSQL (SQLite's LIKE is not).
             params.push(Value::Text(like_to_glob(pattern)));
             format!("({} GLOB ?)", column_expr(c))
+        }
+        Filter::Insensitive { key, fold, test } => {
+            let c = column(layout, key)?;
+            check_like(key, c.ty).map_err(invalid)?;
+            let flags = u8::from(fold.case) | u8::from(fold.accents) << 1;
+            let column = format!("gf_fold({}, {flags})", column_expr(c));
+            match test {
+                TextTest::Compare(op, value) => {
+                    params.push(Value::Text(value.clone()));
+                    format!("({column} {} ?)", op.sql())
+                }
+                TextTest::Like(pattern) => {
+                    params.push(Value::Text(like_to_glob(pattern)));
+                    format!("({column} GLOB ?)")
+                }
+            }
         }
         Filter::IsNull { key } => {
             let c = column(layout, key)?;
@@ -124,7 +140,20 @@ fn stored(c: &Column, value: &Literal) -> Value {
 /// geometry.
 pub(super) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
-    conn.create_scalar_function("gf_relate", 3, flags, relate)
+    conn.create_scalar_function("gf_relate", 3, flags, relate)?;
+    conn.create_scalar_function("gf_fold", 2, flags, fold)
+}
+
+/// `gf_fold(text, flags)`: the text folded by [`Fold::apply`], case with flag 1, accents with
+/// flag 2 (SQLite's own `lower` lowers ASCII only); NULL stays NULL.
+fn fold(ctx: &Context<'_>) -> rusqlite::Result<Option<String>> {
+    let flags = ctx.get::<i64>(1)?;
+    let fold = Fold { case: flags & 1 != 0, accents: flags & 2 != 0 };
+    match ctx.get_raw(0) {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(bytes) => Ok(Some(fold.apply(&String::from_utf8_lossy(bytes)))),
+        _ => Err(rusqlite::Error::UserFunctionError("gf_fold: not text".into())),
+    }
 }
 
 fn relate(ctx: &Context<'_>) -> rusqlite::Result<Option<bool>> {

@@ -4,8 +4,9 @@
 //! The statement text depends only on the dataset's layout and the shape of the query (which
 //! filters, on which columns); every value, property keys included, is a parameter — bar the
 //! limit of an unfiltered page (see [`page_select`]). So the text is the key of the
-//! connection's statement cache, and a page costs two round trips (the layout, then the rows)
-//! once a connection has seen its shape.
+//! connection's statement cache, and a page costs one round trip once a connection has seen
+//! its shape, given the layout the caller read from the catalog (two without: the layout, then
+//! the rows).
 //!
 //! Except with a bbox: whether the spatial index or the primary key (in `fid` order, up to the
 //! limit) is the better path depends on how much of the table the box covers, and a cached
@@ -20,6 +21,7 @@
 //! than `limit` matches does the rest of the page take the statement planned for its values.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use deadpool_postgres::Object;
 use futures_util::{stream, StreamExt};
@@ -44,6 +46,7 @@ use crate::{DatasetInfo, FeatureQuery, FeatureStream, StoreError, StoredFeature,
 
 const FEATURES_SQL: &str = include_str!("sql/features.sql");
 const FEATURE_LAYOUT_SQL: &str = include_str!("sql/feature_layout.sql");
+const LAYOUT_STAMP_SQL: &str = include_str!("sql/layout_stamp.sql");
 const MISSING_CRS_SQL: &str = include_str!("sql/missing_crs.sql");
 
 /// PostgreSQL refuses function calls with more arguments than this (`FUNC_MAX_ARGS`).
@@ -598,8 +601,18 @@ fn window_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> 
         Some(after) => format!("fid > {}", select.bind(Box::new(after), Type::INT8)),
         None => "true".to_string(),
     };
-    let rows = query.limit.saturating_mul(WINDOW_ROWS_PER_FEATURE).min(MAX_WINDOW_ROWS);
-    let rows = select.bind(Box::new(i64::try_from(rows).unwrap_or(i64::MAX)), Type::INT8);
+    // As an unfiltered page's (see `page_select`), the limits of a cached window are written
+    // in its text, so that PostgreSQL settles on its generic plan instead of planning each box.
+    let mut limit_of = |n: usize| {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        if select.cache {
+            n.to_string()
+        } else {
+            select.bind(Box::new(n), Type::INT8)
+        }
+    };
+    let rows = limit_of(query.limit.saturating_mul(WINDOW_ROWS_PER_FEATURE).min(MAX_WINDOW_ROWS));
+    let limit = limit_of(query.limit);
     // The stored extent columns (plain doubles, never smaller than the geometry's extent)
     // sort out the window's rows without reading a geometry; the exact test follows.
     let p = |i: usize| format!("${}::double precision", first + i);
@@ -616,8 +629,7 @@ fn window_select(dataset: &DatasetName, table: &Table, query: &FeatureQuery) -> 
          WHERE {coarse} ORDER BY fid OFFSET 0) AS c",
         qualified(&table.name)
     );
-    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-    let order = format!("ORDER BY fid LIMIT {}", select.bind(Box::new(limit), Type::INT8));
+    let order = format!("ORDER BY fid LIMIT {limit}");
     select.sql = statement(&from, &select.geometry, &select.sql, &conditions, &order);
     Ok(Some(select))
 }
@@ -667,6 +679,15 @@ pub(super) fn fill(template: &str, values: &[(&str, &str)]) -> String {
 
 /// The table of `dataset`; [`StoreError::NotFound`] when there is no such dataset.
 pub(super) async fn table(store: &PostgisStore, client: &Object, dataset: &DatasetName) -> Result<Table, StoreError> {
+    stamped_table(store, client, dataset).await.map(|(table, _)| table)
+}
+
+/// The table of `dataset` and the stamp of the catalog it was read from.
+async fn stamped_table(
+    store: &PostgisStore,
+    client: &Object,
+    dataset: &DatasetName,
+) -> Result<(Table, LayoutStamp), StoreError> {
     let context = "reading the dataset catalog";
     let statement = client.prepare_cached(FEATURE_LAYOUT_SQL).await.ctx(store, context)?;
     let rows = client.query(&statement, &[&dataset.as_str()]).await.ctx(store, context)?;
@@ -674,6 +695,8 @@ pub(super) async fn table(store: &PostgisStore, client: &Object, dataset: &Datas
         return Err(StoreError::NotFound { what: "dataset", id: dataset.as_str().to_string() });
     };
     let mut table = Table { name: first.try_get(0).ctx(store, context)?, columns: Vec::with_capacity(rows.len()) };
+    let stamp =
+        LayoutStamp { version: first.try_get(5).ctx(store, context)?, changed: first.try_get(6).ctx(store, context)? };
     for r in &rows {
         let key: Option<String> = r.try_get(1).ctx(store, context)?;
         let name: Option<String> = r.try_get(2).ctx(store, context)?;
@@ -683,7 +706,37 @@ pub(super) async fn table(store: &PostgisStore, client: &Object, dataset: &Datas
             table.columns.push(Column { key, name, ty: parse_type(ty)?, overflow: overflow.unwrap_or(false) });
         }
     }
-    Ok(table)
+    Ok((table, stamp))
+}
+
+/// When a dataset's layout was read: its version and last change then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct LayoutStamp {
+    version: i64,
+    changed: String,
+}
+
+/// Layouts read for single features, by dataset: an item costs one round trip, its stamp
+/// checked in the same one (see [`feature`]).
+#[derive(Default)]
+pub(super) struct LayoutCache(std::sync::Mutex<std::collections::HashMap<DatasetName, (LayoutStamp, Arc<Table>)>>);
+
+/// Datasets whose layouts the cache keeps before it is emptied.
+const MAX_CACHED_LAYOUTS: usize = 1024;
+
+impl LayoutCache {
+    fn get(&self, dataset: &DatasetName) -> Option<(LayoutStamp, Arc<Table>)> {
+        self.0.lock().ok()?.get(dataset).cloned()
+    }
+
+    fn put(&self, dataset: &DatasetName, stamp: LayoutStamp, table: Arc<Table>) {
+        if let Ok(mut layouts) = self.0.lock() {
+            if layouts.len() >= MAX_CACHED_LAYOUTS {
+                layouts.clear();
+            }
+            layouts.insert(dataset.clone(), (stamp, table));
+        }
+    }
 }
 
 /// The rows of a select, as the server sends them.
@@ -696,10 +749,7 @@ async fn server_rows(client: &Object, select: &Select) -> Result<RowStream, toki
         let params = select.params.iter().map(|(p, ty)| (&**p as &(dyn ToSql + Sync), ty.clone()));
         return client.query_typed_raw(&select.sql, params).await;
     }
-    if client.statement_cache.size() >= MAX_CACHED_STATEMENTS {
-        client.statement_cache.clear();
-    }
-    let statement = client.prepare_cached(&select.sql).await?;
+    let statement = prepare_cached_raw(client, &select.sql).await?;
     let params = select.params.iter().map(|(p, _)| &**p as &(dyn ToSql + Sync));
     client.query_raw(&statement, params).await
 }
@@ -719,8 +769,7 @@ async fn first_rows<T>(
         let (select, then) = build(&table)?;
         match server_rows(client, &select).await {
             Ok(rows) => return Ok((table, rows, select, then)),
-            // Undefined or mismatched objects: the description is older than the table.
-            Err(e) if e.code().is_some_and(|c| c.code().starts_with("42")) => {}
+            Err(e) if stale_layout(&e) => {}
             Err(e) => return Err(e).ctx(store, "reading features"),
         }
     }
@@ -737,10 +786,14 @@ pub(super) async fn prepare_cached(
     sql: &str,
     context: &str,
 ) -> Result<tokio_postgres::Statement, StoreError> {
+    prepare_cached_raw(client, sql).await.ctx(store, context)
+}
+
+async fn prepare_cached_raw(client: &Object, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
     if client.statement_cache.size() >= MAX_CACHED_STATEMENTS {
         client.statement_cache.clear();
     }
-    client.prepare_cached(sql).await.ctx(store, context)
+    client.prepare_cached(sql).await
 }
 
 /// The feature of a row: its GeoJSON text from the parts the server wrote.
@@ -826,16 +879,50 @@ pub async fn features(
     Ok(stream::unfold(Some(reader), Reader::next).boxed())
 }
 
+/// The feature `fid` of `dataset`. With the dataset's layout cached, the row is read with it
+/// and the catalog's stamp in the same round trip (two statements sent together); the row
+/// stands if the stamp is the one the layout was read at, else the layout is read afresh
+/// first, as it is the first time.
 pub async fn feature(
     store: &PostgisStore,
     dataset: &DatasetName,
     fid: i64,
     crs: Option<&ServedCrs>,
 ) -> Result<Option<StoredFeature>, StoreError> {
+    let context = "reading a feature";
     let client = store.client().await?;
-    let table = table(store, &client, dataset).await?;
+    if let Some((stamp, table)) = store.layouts.get(dataset) {
+        let select = feature_select(&table, fid, crs);
+        let check = prepare_cached(store, &client, LAYOUT_STAMP_SQL, context).await?;
+        let name = dataset.as_str();
+        let params: [&(dyn ToSql + Sync); 1] = [&name];
+        let (now, rows) = tokio::join!(client.query_opt(&check, &params), server_rows(&client, &select));
+        let now = now.ctx(store, context)?;
+        let now = now.map(|row| LayoutStamp { version: row.get(0), changed: row.get(1) });
+        match (now, rows) {
+            (None, _) => return Err(StoreError::NotFound { what: "dataset", id: dataset.as_str().to_string() }),
+            (Some(now), Ok(rows)) if now == stamp => return first_feature(store, rows).await,
+            (_, Err(e)) if !stale_layout(&e) => return Err(e).ctx(store, context),
+            _ => {}
+        }
+    }
+    let (table, stamp) = stamped_table(store, &client, dataset).await?;
+    let table = Arc::new(table);
+    store.layouts.put(dataset, stamp, Arc::clone(&table));
     let select = feature_select(&table, fid, crs);
-    let mut rows = Box::pin(rows(store, &client, &select).await?);
+    first_feature(store, rows(store, &client, &select).await?).await
+}
+
+/// Whether the server refused a statement for naming objects that are not there or not of
+/// the type it says (SQLSTATE class 42): so it does when the layout it was made from is older
+/// than the table, whose columns a load dropped or retyped since.
+fn stale_layout(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code().starts_with("42"))
+}
+
+/// The feature of the first of `rows`, if any.
+async fn first_feature(store: &PostgisStore, rows: RowStream) -> Result<Option<StoredFeature>, StoreError> {
+    let mut rows = Box::pin(rows);
     match rows.next().await {
         Some(row) => stored(store, &row.ctx(store, "reading a feature")?, &[]).map(Some),
         None => Ok(None),
@@ -1128,10 +1215,11 @@ mod tests {
             ..FeatureQuery::default()
         };
         let window = window_select(&name, &table, &query).unwrap().unwrap();
-        // Key, box, property value, cursor, window rows, limit.
-        assert_eq!(window.params.len(), 9, "{}", window.sql);
+        // Key, box, property value, cursor; the limits are written in the cached statement.
+        assert_eq!(window.params.len(), 7, "{}", window.sql);
         assert!(window.cache, "{}", window.sql);
-        assert!(window.sql.contains("WHERE fid > $7::bigint ORDER BY fid LIMIT $8::bigint) AS w"), "{}", window.sql);
+        let rows = format!("WHERE fid > $7::bigint ORDER BY fid LIMIT {}) AS w", 10 * WINDOW_ROWS_PER_FEATURE);
+        assert!(window.sql.contains(&rows), "{}", window.sql);
         // Across the antimeridian: the stored extents first, then the exact test on both parts.
         let coarse = "WHERE (gf_max_x >= $2::double precision OR gf_min_x <= $4::double precision) \
                       AND gf_max_y >= $3::double precision AND gf_min_y <= $5::double precision";
@@ -1141,7 +1229,12 @@ mod tests {
             "{}",
             window.sql
         );
-        assert!(window.sql.ends_with("ORDER BY fid LIMIT $9::bigint\n"), "{}", window.sql);
+        assert!(window.sql.ends_with("ORDER BY fid LIMIT 10\n"), "{}", window.sql);
+        // With several property filters, not cached, the limits are parameters.
+        let two =
+            FeatureQuery { properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())], ..query.clone() };
+        let window = window_select(&name, &table, &two).unwrap().unwrap();
+        assert!(!window.cache && window.sql.ends_with("ORDER BY fid LIMIT $10::bigint\n"), "{}", window.sql);
         let before = FeatureQuery { before: Some(9), ..query.clone() };
         assert!(window_select(&name, &table, &before).unwrap().is_none());
         let unboxed = FeatureQuery { bbox: None, ..query };

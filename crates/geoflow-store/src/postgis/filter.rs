@@ -8,7 +8,8 @@ use geoflow_core::schema::FieldType;
 
 use super::features::{column_expr, Select, Table};
 use crate::filter::{
-    balanced, check_comparable, check_like, check_literal, Comparison, Filter, FilterError, Literal, Relation,
+    balanced, check_comparable, check_like, check_literal, Comparison, Filter, FilterError, Fold, Literal, Relation,
+    TextTest,
 };
 use crate::layout::Column;
 use crate::StoreError;
@@ -40,6 +41,20 @@ pub(super) fn condition(select: &mut Select, table: &Table, filter: &Filter) -> 
             // The default escape of LIKE is `\`, as in CQL2.
             format!("({column} LIKE {})", select.bind(Box::new(pattern.clone()), Type::TEXT))
         }
+        Filter::Insensitive { key, fold, test } => {
+            let c = column(table, key)?;
+            check_like(key, c.ty).map_err(invalid)?;
+            let column = folded(&column_expr(select, c), *fold);
+            match test {
+                TextTest::Compare(op, value) => {
+                    let p = select.bind(Box::new(value.clone()), Type::TEXT);
+                    format!("({column} COLLATE \"C\" {} {p})", op.sql())
+                }
+                TextTest::Like(pattern) => {
+                    format!("({column} LIKE {})", select.bind(Box::new(pattern.clone()), Type::TEXT))
+                }
+            }
+        }
         Filter::IsNull { key } => {
             let c = column(table, key)?;
             let column = column_expr(select, c);
@@ -63,6 +78,20 @@ pub(super) fn condition(select: &mut Select, table: &Table, filter: &Filter) -> 
             }
         }
     })
+}
+
+/// `expr` folded as [`Fold::apply`] folds literals: the marks of the Combining Diacritical
+/// Marks block dropped after canonical decomposition, then lowered by ICU's root locale (the
+/// database's own collation may lower ASCII only, as "C" does).
+fn folded(expr: &str, fold: Fold) -> String {
+    let mut expr = expr.to_string();
+    if fold.accents {
+        expr = format!("regexp_replace(normalize({expr}, NFD), '[\\u0300-\\u036f]', '', 'g')");
+    }
+    if fold.case {
+        expr = format!("lower({expr} COLLATE \"und-x-icu\")");
+    }
+    expr
 }
 
 fn postgis_function(relation: Relation) -> &'static str {

@@ -62,6 +62,8 @@ pub struct PostgisStore {
     /// of maintaining it during the COPY.
     defer_spatial_index: bool,
     clock: Arc<dyn Clock>,
+    /// Dataset layouts single-feature reads have read, each checked as it is used.
+    layouts: Arc<features::LayoutCache>,
 }
 
 impl std::fmt::Debug for PostgisStore {
@@ -80,7 +82,14 @@ impl PostgisStore {
         let location = settings.location.clone();
         let secret = settings.password.clone();
         let pool = connection::pool(settings, POOL_SIZE)?;
-        let store = PostgisStore { pool, location, secret, defer_spatial_index: true, clock: Arc::new(SystemClock) };
+        let store = PostgisStore {
+            pool,
+            location,
+            secret,
+            defer_spatial_index: true,
+            clock: Arc::new(SystemClock),
+            layouts: Arc::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }

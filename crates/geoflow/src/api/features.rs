@@ -42,7 +42,7 @@ use geoflow_core::served_crs::{ServedCrs, CRS84_URI};
 /// (RFC 7946).
 const CRS84: &str = CRS84_URI;
 
-const CONFORMANCE: [&str; 26] = [
+const CONFORMANCE: [&str; 28] = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
@@ -58,6 +58,9 @@ const CONFORMANCE: [&str; 26] = [
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
     "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    // CASEI and ACCENTI round text properties and literals, in comparisons, IN and LIKE.
+    "http://www.opengis.net/spec/cql2/1.0/conf/case-insensitive-comparison",
+    "http://www.opengis.net/spec/cql2/1.0/conf/accent-insensitive-comparison",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
