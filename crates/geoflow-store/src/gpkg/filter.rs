@@ -1,7 +1,8 @@
 //! A CQL2 [`Filter`] as an SQLite condition: every literal a bound parameter, every property
 //! through its column expression. SQLite has no spatial functions here, so `gf_relate` (see
 //! [`register_functions`]) decides the spatial relations with `geo`, after the R-tree has
-//! sorted out the rows whose envelope cannot touch the literal's.
+//! sorted out the rows whose envelope cannot touch the literal's; `gf_fold` folds case and
+//! accents for `CASEI` and `ACCENTI` as literals are folded.
 
 use geo::{BoundingRect, Geometry};
 use rusqlite::functions::{Context, FunctionFlags};
